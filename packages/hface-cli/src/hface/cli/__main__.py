@@ -1,0 +1,5 @@
+import sys
+
+from hface.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+"""The client facade: ``Client`` and ``ProxyClient`` (in progress)."""
+
+__all__ = ()

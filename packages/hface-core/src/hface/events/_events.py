@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hface.common import HeadersType
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """The base of all hface events."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionTerminated(Event):
+    """The connection was closed, gracefully or not. No events follow."""
+
+    error_code: int = 0
+    """The version's error code; 0 (HTTP/3: 0x100) for a clean close."""
+
+    message: str | None = None
+    """A description for people, if any side gave one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoawayReceived(Event):
+    """The peer is shutting down: it will process no stream above ``last_stream_id``.
+
+    Streams up to ``last_stream_id`` go on; new streams must go to another connection.
+    """
+
+    last_stream_id: int
+    """The highest stream ID the peer may still process."""
+
+    error_code: int = 0
+    """The version's error code; the no-error code for a graceful shutdown."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEvent(Event):
+    """The base of events about one stream."""
+
+    stream_id: int
+    """The stream this event belongs to."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadersReceived(StreamEvent):
+    """A header block: a request, a response (interim or final), or trailers."""
+
+    headers: HeadersType
+    """Lower-case names, pseudo-headers first, HTTP/2 style on every version."""
+
+    end_stream: bool = False
+    """True if the peer will send nothing more on this stream."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived(StreamEvent):
+    """A piece of a message body.
+
+    On HTTP/2 and HTTP/3 the peer may send more only after the receiver
+    acknowledges this data (``HTTPProtocol.acknowledge_received_data``).
+    """
+
+    data: bytes
+    """The bytes received; may be empty when it only carries ``end_stream``."""
+
+    end_stream: bool = False
+    """True if the peer will send nothing more on this stream."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset(StreamEvent):
+    """A stream was cancelled; nothing more is sent or received on it."""
+
+    error_code: int = 0
+    """The version's error code given with the reset."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamResetReceived(StreamReset):
+    """The peer reset the stream."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamResetSent(StreamReset):
+    """We reset the stream, on request or because the peer broke its rules."""

@@ -1,0 +1,112 @@
+"""Factories make protocol objects, so that connections can swap implementations.
+
+Each implementation takes its own options in its factory's constructor
+(limits, settings); the call that makes a protocol is the same for all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
+
+from ._protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol
+
+
+class HTTPOverTCPFactory(ABC):
+    """Makes :class:`HTTPOverTCPProtocol` objects for new TCP or TLS connections."""
+
+    @property
+    @abstractmethod
+    def alpn_protocols(self) -> Sequence[str]:
+        """ALPN protocol IDs to offer in TLS, the most preferred first."""
+
+    @abstractmethod
+    def __call__(
+        self, *, tls_version: str | None = None, alpn_protocol: str | None = None
+    ) -> HTTPOverTCPProtocol:
+        """Make a protocol for a connection that has just been established.
+
+        :param tls_version: the TLS version, or None for cleartext.
+        :param alpn_protocol: the protocol ALPN chose, or None.
+        """
+
+
+class ALPNHTTPFactory(HTTPOverTCPFactory):
+    """Chooses among other factories by the protocol ALPN negotiated.
+
+    :param factories: the candidates; for an ALPN ID offered by several,
+        the first wins.
+    :param default_alpn_protocol: used when ALPN chose nothing (cleartext,
+        or a peer without ALPN).
+    """
+
+    def __init__(
+        self, factories: Sequence[HTTPOverTCPFactory], default_alpn_protocol: str = "http/1.1"
+    ) -> None:
+        self._factories: dict[str, HTTPOverTCPFactory] = {}
+        for factory in factories:
+            for alpn in factory.alpn_protocols:
+                self._factories.setdefault(alpn, factory)
+        if default_alpn_protocol not in self._factories:
+            raise ValueError(f"no factory offers the default ALPN {default_alpn_protocol!r}")
+        self._default_alpn_protocol = default_alpn_protocol
+
+    @property
+    def alpn_protocols(self) -> Sequence[str]:
+        return list(self._factories)
+
+    def __call__(
+        self, *, tls_version: str | None = None, alpn_protocol: str | None = None
+    ) -> HTTPOverTCPProtocol:
+        factory = self._factories.get(alpn_protocol or self._default_alpn_protocol)
+        if factory is None:
+            factory = self._factories[self._default_alpn_protocol]
+            alpn_protocol = self._default_alpn_protocol
+        return factory(tls_version=tls_version, alpn_protocol=alpn_protocol)
+
+
+class HTTPOverQUICClientFactory(ABC):
+    """Makes client-side :class:`HTTPOverQUICProtocol` objects."""
+
+    @abstractmethod
+    def __call__(
+        self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig
+    ) -> HTTPOverQUICProtocol:
+        """Make a protocol that connects to ``remote_address``.
+
+        QUIC does the TLS handshake itself, so the server name (SNI) and
+        the TLS configuration are given here.
+        """
+
+
+class HTTPOverQUICServerFactory(ABC):
+    """Makes server-side :class:`HTTPOverQUICProtocol` objects."""
+
+    @property
+    @abstractmethod
+    def quic_connection_id_length(self) -> int:
+        """The length of the connection IDs this server issues, to route datagrams."""
+
+    @property
+    @abstractmethod
+    def quic_supported_versions(self) -> Sequence[int]:
+        """The QUIC versions the protocols accept, for version negotiation."""
+
+    @abstractmethod
+    def __call__(
+        self,
+        *,
+        tls_config: ServerTLSConfig,
+        original_destination_connection_id: bytes | None = None,
+        retry_source_connection_id: bytes | None = None,
+    ) -> HTTPOverQUICProtocol:
+        """Make a protocol for a new connection from a client.
+
+        :param original_destination_connection_id: the destination connection
+            ID of the client's first Initial packet; None takes it from the
+            first datagram received. Required after a stateless retry.
+        :param retry_source_connection_id: the source connection ID of the
+            Retry packet sent, if a stateless retry was done.
+        """

@@ -1,0 +1,3 @@
+"""The server facade: ``ASGIServer`` and ``ProxyServer`` (in progress)."""
+
+__all__ = ()
