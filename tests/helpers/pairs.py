@@ -106,12 +106,16 @@ class TCPProtocolPair(ProtocolPair):
         return len(data)
 
 
-def make_pair(http_version: str, *, chunker: Chunker = whole) -> ProtocolPair:
+def make_pair(
+    http_version: str, *, chunker: Chunker = whole, max_concurrent_streams: int | None = None
+) -> ProtocolPair:
     """Return a connected pair of the default implementations of a version.
 
     HTTP/1.1 and HTTP/2 pairs use ``chunker`` on the byte stream. The
     HTTP/3 pair has completed its QUIC handshake on a controlled clock.
+    ``max_concurrent_streams`` raises the streams each side lets the other open.
     """
+    limits = {} if max_concurrent_streams is None else {"max_concurrent_streams": max_concurrent_streams}
     if http_version == "1.1":
         from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 
@@ -119,7 +123,9 @@ def make_pair(http_version: str, *, chunker: Chunker = whole) -> ProtocolPair:
     if http_version == "2":
         from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
-        pair = TCPProtocolPair(HTTP2ClientFactory()(), HTTP2ServerFactory()(), chunker=chunker)
+        pair = TCPProtocolPair(
+            HTTP2ClientFactory(**limits)(), HTTP2ServerFactory(**limits)(), chunker=chunker
+        )
         pair.transfer()  # the connection prefaces and SETTINGS
         pair.client_events()
         pair.server_events()
@@ -127,7 +133,7 @@ def make_pair(http_version: str, *, chunker: Chunker = whole) -> ProtocolPair:
     if http_version == "3":
         from tests.helpers.quic_pair import make_quic_pair
 
-        return make_quic_pair()
+        return make_quic_pair(**limits)
     raise ValueError(f"unknown HTTP version {http_version!r}")
 
 

@@ -1,0 +1,185 @@
+"""A QUIC connection whose receive windows follow what the application consumed.
+
+Theory of operation
+-------------------
+
+QUIC flow control (RFC 9000 §4) has a window per stream (MAX_STREAM_DATA,
+§4.1) and one for the connection (MAX_DATA). A receiver decides when to
+raise them (§4.2). aioquic raises them from the *received* offsets and
+doubles the window each time (``_write_stream_limits`` and
+``_write_connection_limits`` in ``aioquic/quic/connection.py``), so a peer
+can make it buffer without bound when the application reads slowly.
+
+:class:`FlowControlledQuicConnection` overrides those two methods. A byte
+counts as *consumed* once it has left every buffer of ours:
+
+- the QUIC receive buffer (data past a gap, ``highest_offset`` minus the
+  delivered ``starting_offset()``);
+- the HTTP/3 frame parser's buffer (a HEADERS frame still incomplete),
+  reported by the :attr:`~FlowControlledQuicConnection.parser_buffered`
+  callback;
+- the application, which got the body in ``DataReceived`` and has not yet
+  called ``acknowledge_received_data`` (:meth:`hold` and :meth:`release`).
+
+Each limit is then ``consumed + window`` with a fixed window (the
+configuration's ``max_stream_data`` and ``max_data``), sent when it has
+grown by at least half a window so that updates are batched. HTTP/3 frame
+headers and header blocks count as consumed as soon as the parser has used
+them; only body bytes wait for the application.
+
+The overrides reuse aioquic's frame writers: they set the new limit, then
+call the original method with the received offset hidden for the call so
+that its doubling rule never fires. This relies on private aioquic
+internals (``_streams``, ``_local_max_data``, ``_local_max_streams_bidi``,
+``QuicStream.receiver``/``sender`` and the two ``_write_*`` methods); it
+was written against aioquic 1.7.2 and is tested with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+
+
+def _no_buffer(stream_id: int) -> int:
+    return 0
+
+
+class FlowControlledQuicConnection(QuicConnection):
+    """A :class:`QuicConnection` that reopens windows only as data is consumed.
+
+    :param max_concurrent_streams: how many bidirectional streams the peer
+        may have open at once (``initial_max_streams_bidi``, RFC 9000 §4.6).
+    """
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        max_concurrent_streams: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(configuration=configuration, **kwargs)
+        self._hface_stream_window = configuration.max_stream_data
+        self._hface_connection_window = configuration.max_data
+        self._hface_held: dict[int, int] = {}
+        self._hface_held_total = 0
+        # RFC 9000 §4.6: the initial number of streams the peer may open.
+        self._local_max_streams_bidi.value = max_concurrent_streams
+        self._local_max_streams_bidi.sent = max_concurrent_streams
+        #: Bytes of a stream the HTTP/3 parser holds (an incomplete frame).
+        self.parser_buffered: Callable[[int], int] = _no_buffer
+
+    # --- the application's share -------------------------------------------
+
+    def hold(self, stream_id: int, amount: int) -> None:
+        """Count ``amount`` body bytes as delivered to, not yet consumed by, the app."""
+        if amount > 0:
+            self._hface_held[stream_id] = self._hface_held.get(stream_id, 0) + amount
+            self._hface_held_total += amount
+
+    def release(self, stream_id: int, amount: int) -> None:
+        """Count up to ``amount`` held bytes of the stream as consumed."""
+        held = self._hface_held.get(stream_id, 0)
+        amount = min(max(amount, 0), held)
+        if not amount:
+            return
+        if held == amount:
+            del self._hface_held[stream_id]
+        else:
+            self._hface_held[stream_id] = held - amount
+        self._hface_held_total -= amount
+
+    def forget(self, stream_id: int) -> None:
+        """Release everything held for a stream that was reset or discarded."""
+        self.release(stream_id, self._hface_held.get(stream_id, 0))
+
+    # --- the sender's view ---------------------------------------------------
+
+    def unsent_bytes(self, stream_id: int) -> int:
+        """Bytes written to a stream and never sent (held by flow or congestion control)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.sender.reset_pending:
+            return 0
+        sender = stream.sender
+        return max(sender._buffer_stop - sender.highest_offset, 0)
+
+    def stream_exists(self, stream_id: int) -> bool:
+        """Return True if the QUIC stream is open (not discarded)."""
+        return stream_id in self._streams
+
+    def peer_stream_limit_reached(self) -> bool:
+        """Return True if the peer's MAX_STREAMS forbids opening another bidi stream."""
+        next_id = self.get_next_available_stream_id()
+        return next_id // 4 >= self._remote_max_streams_bidi
+
+    def is_closing(self) -> bool:
+        """Return True once a close has started, by either side or a timeout."""
+        return self._close_event is not None
+
+    def close_details(self) -> tuple[int, str] | None:
+        """The error code and reason of the close, once one has started."""
+        event = self._close_event
+        if event is None:
+            return None
+        return event.error_code, event.reason_phrase
+
+    # --- overrides of aioquic's window updates --------------------------------
+
+    def _hface_unconsumed(self, stream_id: int, stream: QuicStream) -> int:
+        receiver = stream.receiver
+        return (
+            receiver.highest_offset
+            - receiver.starting_offset()
+            + self.parser_buffered(stream_id)
+            + self._hface_held.get(stream_id, 0)
+        )
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        if not stream.max_stream_data_local:
+            return  # a stream we only send on
+        receiver = stream.receiver
+        window = self._hface_stream_window
+        if not receiver.is_finished:
+            consumed = receiver.highest_offset - self._hface_unconsumed(stream.stream_id, stream)
+            target = consumed + window
+            if target - stream.max_stream_data_local >= window // 2:
+                stream.max_stream_data_local = target
+        # Hide the received offset so that aioquic's doubling rule stays quiet.
+        highest = receiver.highest_offset
+        receiver.highest_offset = 0
+        try:
+            super()._write_stream_limits(builder=builder, space=space, stream=stream)
+        finally:
+            receiver.highest_offset = highest
+
+    def _write_connection_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace
+    ) -> None:
+        max_data = self._local_max_data
+        window = self._hface_connection_window
+        unconsumed = self._hface_held_total
+        for stream_id, stream in self._streams.items():
+            receiver = stream.receiver
+            unconsumed += (
+                receiver.highest_offset
+                - receiver.starting_offset()
+                + self.parser_buffered(stream_id)
+            )
+        target = max_data.used - unconsumed + window
+        if target - max_data.value >= window // 2:
+            max_data.value = target
+        used = max_data.used
+        max_data.used = 0
+        try:
+            super()._write_connection_limits(builder=builder, space=space)
+        finally:
+            max_data.used = used
