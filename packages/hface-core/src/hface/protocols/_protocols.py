@@ -113,10 +113,17 @@ class HTTPProtocol(ABC):
 
     @abstractmethod
     def submit_close(self, error_code: int = 0) -> None:
-        """Close the connection: GOAWAY or CONNECTION_CLOSE, or the end of HTTP/1.1.
+        """Begin closing the connection; it takes no new streams from then on.
 
-        :param error_code: one of :attr:`error_codes`; the no-error code for
-            a graceful close.
+        With the no-error code the close is graceful: the peer learns that
+        no new stream will be processed (GOAWAY on HTTP/2 and HTTP/3,
+        ``Connection: close`` on HTTP/1.1) and streams in flight may finish;
+        HTTP/3 then closes the QUIC connection by itself once they have.
+        With any other code, or when called a second time, the connection
+        closes at once. Closing the TCP connection under HTTP/1.1 and
+        HTTP/2 is left to the layer above.
+
+        :param error_code: one of :attr:`error_codes`.
         """
 
     @abstractmethod

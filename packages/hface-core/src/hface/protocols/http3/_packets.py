@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aioquic.buffer import Buffer, BufferReadError
+from aioquic._buffer import Buffer, BufferReadError
 from aioquic.quic.packet import (
     CONNECTION_ID_MAX_SIZE,
     QuicPacketType,

@@ -105,7 +105,7 @@ class FlowControlledQuicConnection(QuicConnection):
     def unsent_bytes(self, stream_id: int) -> int:
         """Bytes written to a stream and never sent (held by flow or congestion control)."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.sender.reset_pending:
+        if stream is None or stream.sender._reset_error_code is not None:
             return 0
         sender = stream.sender
         return max(sender._buffer_stop - sender.highest_offset, 0)
@@ -144,12 +144,13 @@ class FlowControlledQuicConnection(QuicConnection):
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
-        if not stream.max_stream_data_local:
+        stream_id = stream.stream_id
+        if not stream.max_stream_data_local or stream_id is None:
             return  # a stream we only send on
         receiver = stream.receiver
         window = self._hface_stream_window
         if not receiver.is_finished:
-            consumed = receiver.highest_offset - self._hface_unconsumed(stream.stream_id, stream)
+            consumed = receiver.highest_offset - self._hface_unconsumed(stream_id, stream)
             target = consumed + window
             if target - stream.max_stream_data_local >= window // 2:
                 stream.max_stream_data_local = target
@@ -161,9 +162,7 @@ class FlowControlledQuicConnection(QuicConnection):
         finally:
             receiver.highest_offset = highest
 
-    def _write_connection_limits(
-        self, builder: QuicPacketBuilder, space: QuicPacketSpace
-    ) -> None:
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
         max_data = self._local_max_data
         window = self._hface_connection_window
         unconsumed = self._hface_held_total

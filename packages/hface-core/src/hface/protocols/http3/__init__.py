@@ -1,0 +1,29 @@
+"""HTTP/3 (RFC 9114) over QUIC (RFC 9000), implemented with aioquic.
+
+:class:`HTTP3ClientFactory` and :class:`HTTP3ServerFactory` make the
+protocols; :func:`sniff_quic_packet` and
+:func:`build_version_negotiation_packet` help the networking layer route
+datagrams before a connection exists. See :mod:`._protocol` for the theory
+of operation and :mod:`._quic` for flow control, which relies on aioquic
+internals checked against aioquic 1.7.
+"""
+
+from ._factories import HTTP3ClientFactory as HTTP3ClientFactory
+from ._factories import HTTP3ServerFactory as HTTP3ServerFactory
+from ._packets import InvalidQUICPacket as InvalidQUICPacket
+from ._packets import QUICPacketInfo as QUICPacketInfo
+from ._packets import build_version_negotiation_packet as build_version_negotiation_packet
+from ._packets import sniff_quic_packet as sniff_quic_packet
+from ._protocol import HTTP3ClientProtocol as HTTP3ClientProtocol
+from ._protocol import HTTP3ServerProtocol as HTTP3ServerProtocol
+
+__all__ = (
+    "HTTP3ClientFactory",
+    "HTTP3ClientProtocol",
+    "HTTP3ServerFactory",
+    "HTTP3ServerProtocol",
+    "InvalidQUICPacket",
+    "QUICPacketInfo",
+    "build_version_negotiation_packet",
+    "sniff_quic_packet",
+)

@@ -1,0 +1,199 @@
+"""Factories of HTTP/3 protocols: options, TLS and the QUIC configuration.
+
+Theory of operation: each factory holds its options (all keyword-only, with
+safe defaults) and turns hface's TLS models into an aioquic
+``QuicConfiguration`` per connection, offering only ALPN ``h3``
+(RFC 9114 §3.1). The windows are the receive windows of RFC 9000 §4.1; they
+stay fixed for the connection's life (see :mod:`._quic`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+
+from aioquic.quic.configuration import QuicConfiguration
+
+from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
+from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
+
+from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol
+
+#: Seconds of silence before a connection is dropped (RFC 9000 §10.1).
+DEFAULT_IDLE_TIMEOUT = 60.0
+#: Bidirectional streams the peer may have open at once (RFC 9000 §4.6).
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+#: Bytes a peer may send on one stream ahead of what we consumed.
+DEFAULT_STREAM_RECEIVE_WINDOW = 256 * 1024
+#: Bytes a peer may send on all streams ahead of what we consumed.
+DEFAULT_CONNECTION_RECEIVE_WINDOW = 1024 * 1024
+#: The largest UDP payload we send (RFC 9000 §14: at least 1,200).
+DEFAULT_MAX_DATAGRAM_SIZE = 1200
+
+_ALPN = ["h3"]
+
+
+class _Options:
+    def __init__(
+        self,
+        *,
+        idle_timeout: float,
+        max_concurrent_streams: int,
+        stream_receive_window: int,
+        connection_receive_window: int,
+        max_datagram_size: int,
+    ) -> None:
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        if max_concurrent_streams < 1:
+            raise ValueError("max_concurrent_streams must be at least 1")
+        if stream_receive_window < 1024 or connection_receive_window < stream_receive_window:
+            raise ValueError(
+                "stream_receive_window must be at least 1024 bytes and "
+                "connection_receive_window at least stream_receive_window"
+            )
+        if max_datagram_size < 1200:
+            raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
+        self.idle_timeout = idle_timeout
+        self.max_concurrent_streams = max_concurrent_streams
+        self.stream_receive_window = stream_receive_window
+        self.connection_receive_window = connection_receive_window
+        self.max_datagram_size = max_datagram_size
+
+    def configuration(self, *, is_client: bool) -> QuicConfiguration:
+        return QuicConfiguration(
+            alpn_protocols=list(_ALPN),
+            is_client=is_client,
+            idle_timeout=self.idle_timeout,
+            max_data=self.connection_receive_window,
+            max_stream_data=self.stream_receive_window,
+            max_datagram_size=self.max_datagram_size,
+        )
+
+
+class HTTP3ClientFactory(HTTPOverQUICClientFactory):
+    """Makes :class:`HTTP3ClientProtocol` objects (aioquic).
+
+    :param idle_timeout: seconds without traffic before the connection ends.
+    :param max_concurrent_streams: bidirectional streams the server may open
+        (HTTP/3 servers open none without push; kept for symmetry).
+    :param stream_receive_window: per-stream receive window, in bytes.
+    :param connection_receive_window: connection receive window, in bytes.
+    :param max_datagram_size: the largest UDP payload to send.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        stream_receive_window: int = DEFAULT_STREAM_RECEIVE_WINDOW,
+        connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+    ) -> None:
+        self._options = _Options(
+            idle_timeout=idle_timeout,
+            max_concurrent_streams=max_concurrent_streams,
+            stream_receive_window=stream_receive_window,
+            connection_receive_window=connection_receive_window,
+            max_datagram_size=max_datagram_size,
+        )
+
+    def __call__(
+        self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig
+    ) -> HTTP3ClientProtocol:
+        configuration = self._options.configuration(is_client=True)
+        configuration.server_name = server_name
+        if tls_config.insecure:
+            configuration.verify_mode = ssl.CERT_NONE
+        if tls_config.cafile or tls_config.capath or tls_config.cadata:
+            cadata = tls_config.cadata
+            configuration.load_verify_locations(
+                cafile=tls_config.cafile,
+                capath=tls_config.capath,
+                cadata=cadata.encode("ascii") if isinstance(cadata, str) else cadata,
+            )
+        if tls_config.certfile:
+            configuration.load_cert_chain(tls_config.certfile, tls_config.keyfile)
+        return HTTP3ClientProtocol(
+            configuration=configuration,
+            remote_address=remote_address,
+            max_concurrent_streams=self._options.max_concurrent_streams,
+        )
+
+
+class HTTP3ServerFactory(HTTPOverQUICServerFactory):
+    """Makes :class:`HTTP3ServerProtocol` objects (aioquic).
+
+    :param idle_timeout: seconds without traffic before the connection ends.
+    :param max_concurrent_streams: request streams a client may have open at once.
+    :param stream_receive_window: per-stream receive window, in bytes.
+    :param connection_receive_window: connection receive window, in bytes.
+    :param max_datagram_size: the largest UDP payload to send.
+    :param connection_id_length: the length of the connection IDs issued.
+
+    aioquic cannot ask clients for certificates, so a
+    :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
+    is refused (``ValueError``) and ``client_cafile`` alone is ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        stream_receive_window: int = DEFAULT_STREAM_RECEIVE_WINDOW,
+        connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        connection_id_length: int = 8,
+    ) -> None:
+        if not 4 <= connection_id_length <= 20:
+            raise ValueError("connection_id_length must be between 4 and 20")
+        self._options = _Options(
+            idle_timeout=idle_timeout,
+            max_concurrent_streams=max_concurrent_streams,
+            stream_receive_window=stream_receive_window,
+            connection_receive_window=connection_receive_window,
+            max_datagram_size=max_datagram_size,
+        )
+        self._connection_id_length = connection_id_length
+        self._certificates: dict[tuple[str, str | None], QuicConfiguration] = {}
+        self._supported_versions = tuple(QuicConfiguration(is_client=False).supported_versions)
+
+    @property
+    def quic_connection_id_length(self) -> int:
+        return self._connection_id_length
+
+    @property
+    def quic_supported_versions(self) -> Sequence[int]:
+        return self._supported_versions
+
+    def __call__(
+        self,
+        *,
+        tls_config: ServerTLSConfig,
+        original_destination_connection_id: bytes | None = None,
+        retry_source_connection_id: bytes | None = None,
+    ) -> HTTP3ServerProtocol:
+        if tls_config.require_client_certificate:
+            raise ValueError("aioquic cannot verify client certificates")
+        if not tls_config.certfile:
+            raise ValueError("an HTTP/3 server needs a certificate (certfile)")
+        configuration = self._options.configuration(is_client=False)
+        configuration.connection_id_length = self._connection_id_length
+        key = (tls_config.certfile, tls_config.keyfile)
+        loaded = self._certificates.get(key)
+        if loaded is None:
+            # Parsing the chain for every connection would be slow: do it once.
+            loaded = QuicConfiguration(is_client=False)
+            loaded.load_cert_chain(tls_config.certfile, tls_config.keyfile)
+            self._certificates[key] = loaded
+        configuration.certificate = loaded.certificate
+        configuration.certificate_chain = loaded.certificate_chain
+        configuration.private_key = loaded.private_key
+        return HTTP3ServerProtocol(
+            configuration=configuration,
+            max_concurrent_streams=self._options.max_concurrent_streams,
+            original_destination_connection_id=original_destination_connection_id,
+            retry_source_connection_id=retry_source_connection_id,
+        )

@@ -1,0 +1,586 @@
+"""HTTP/3 over aioquic behind hface's sans-IO interface.
+
+Theory of operation
+-------------------
+
+One :class:`FlowControlledQuicConnection` (QUIC, RFC 9000) carries one
+aioquic ``H3Connection`` (HTTP/3, RFC 9114). Input enters through
+:meth:`datagram_received` and :meth:`clock`; after each, the QUIC events are
+pumped through the HTTP/3 layer and translated into hface events. Output is
+pulled with :meth:`datagrams_to_send`. Time only ever comes from the last
+:meth:`clock` call, which must be made before the first
+:meth:`datagrams_to_send`: a client starts its handshake then.
+
+Streams (RFC 9114 §4.1): a client opens a request stream with
+:meth:`submit_headers` on the ID from :meth:`get_available_stream_id`; a
+server answers on streams the client opened. The protocol tracks each
+stream's send and receive halves to turn misuse into
+:class:`~hface.errors.LocalProtocolError` before aioquic sees it, and forgets
+a stream once both halves have ended or it was reset.
+
+Closing: :meth:`submit_close` sends GOAWAY (RFC 9114 §5.2) on the control
+stream, flushes it with the next :meth:`datagrams_to_send` and then closes
+QUIC (RFC 9000 §10.2) in the same batch. ``ConnectionTerminated`` is emitted
+once: when the close was sent or received, on the idle timeout (RFC 9000
+§10.1) or on :meth:`connection_lost`. Transport-level closes are reported
+with the HTTP/3 no-error or general-protocol-error code and the QUIC code
+in the message. The error code 0 given to :meth:`submit_close` or
+:meth:`submit_stream_reset` means H3_NO_ERROR (0x100), as HTTP/3 has no 0x0.
+
+GOAWAY received: aioquic skips GOAWAY frames, so
+:class:`~._control.PeerControlStreamReader` reads them alongside. A client
+gets ``GoawayReceived(last_stream_id=ID - 4)`` (negative: no stream was
+processed) and ``StreamResetReceived`` with H3_REQUEST_REJECTED for its
+streams at or above the ID; a server gets ``last_stream_id=push ID - 1``.
+
+Flow control: see :mod:`._quic`. Body bytes are counted as held when
+``DataReceived`` is emitted and released by :meth:`acknowledge_received_data`.
+Outbound, aioquic buffers everything submitted;
+:meth:`get_pending_data_size` reports the bytes written to the QUIC stream
+and not yet sent (HTTP/3 framing included), which stops growing only if the
+caller stops submitting while it is above zero.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from aioquic.buffer import encode_uint_var
+from aioquic.h3 import events as h3_events
+from aioquic.h3.connection import (
+    FrameType,
+    H3Connection,
+    ProtocolError,
+    encode_frame,
+    validate_request_headers,
+    validate_response_headers,
+    validate_trailers,
+)
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import QuicConfiguration
+
+from hface.common import HTTP3_ERROR_CODES, AddressType, DatagramType, HeadersType
+from hface.errors import LocalProtocolError
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from hface.protocols import HTTP3Protocol
+
+from ._control import PeerControlStreamReader
+from ._packets import InvalidQUICPacket, sniff_quic_packet
+from ._quic import FlowControlledQuicConnection
+
+_CODES = HTTP3_ERROR_CODES
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+
+
+def clean_headers(headers: HeadersType) -> list[tuple[bytes, bytes]]:
+    """Lower-case names and drop connection-specific fields (RFC 9114 §4.2)."""
+    cleaned = []
+    for name, value in headers:
+        name = name.lower()
+        if name in _CONNECTION_SPECIFIC:
+            continue
+        if name == b"te" and value.lower() != b"trailers":
+            continue
+        cleaned.append((name, value))
+    return cleaned
+
+
+@contextmanager
+def _map_local_errors() -> Iterator[None]:
+    try:
+        yield
+    except (ProtocolError, ValueError, AssertionError, RuntimeError) as exc:
+        raise LocalProtocolError(str(exc) or type(exc).__name__) from exc
+
+
+@dataclass(slots=True)
+class _Stream:
+    headers_sent: bool = False
+    final_headers_sent: bool = False
+    send_ended: bool = False
+    recv_ended: bool = False
+    reset: bool = False
+
+
+class _HTTP3Protocol(HTTP3Protocol):
+    _is_client: bool
+
+    def __init__(self, *, configuration: QuicConfiguration, max_concurrent_streams: int) -> None:
+        self._configuration = configuration
+        self._max_concurrent_streams = max_concurrent_streams
+        self._quic: FlowControlledQuicConnection | None = None
+        self._h3: H3Connection | None = None
+        self._events: deque[Event] = deque()
+        self._streams: dict[int, _Stream] = {}
+        self._control = PeerControlStreamReader()
+        self._now: float | None = None
+        self._terminated = False
+        self._close_requested: int | None = None
+        self._goaway_received = False
+        self._goaway_sent = False
+        self._draining = False
+        self._max_peer_stream_id = -1
+        self._address: AddressType | None = None
+
+    def _attach(self, quic: FlowControlledQuicConnection) -> None:
+        self._quic = quic
+        self._h3 = h3 = H3Connection(quic)
+
+        def parser_buffered(stream_id: int) -> int:
+            # aioquic keeps an incomplete frame in H3Stream.buffer.
+            stream = h3._stream.get(stream_id)
+            return len(stream.buffer) if stream is not None else 0
+
+        quic.parser_buffered = parser_buffered
+
+    # --- QUIC side ------------------------------------------------------------
+
+    @property
+    def connection_ids(self) -> Sequence[bytes]:
+        if self._quic is None:
+            return []
+        ids = [cid.cid for cid in self._quic._host_cids]
+        if not self._is_client:
+            ids.append(self._quic.original_destination_connection_id)
+        return ids
+
+    @property
+    def handshake_completed(self) -> bool:
+        return self._quic is not None and self._quic._handshake_complete
+
+    def clock(self, now: float) -> None:
+        self._now = now
+        quic = self._connect()
+        if quic is None or self._terminated:
+            return
+        timer = quic.get_timer()
+        if timer is not None and timer <= now:
+            was_closing = quic.is_closing()
+            try:
+                quic.handle_timer(now)
+            except Exception as exc:
+                self._fail(_CODES.internal_error, f"timer handling failed: {exc!r}")
+                return
+            if not was_closing and quic.is_closing():
+                if self.handshake_completed:
+                    self._terminate(_CODES.no_error, "idle timeout")
+                else:
+                    self._terminate(_CODES.internal_error, "handshake timed out")
+            self._pump()
+
+    def get_timer(self) -> float | None:
+        if self._quic is None or self._terminated or self._now is None:
+            return None
+        if self._is_client and not self._quic._connect_called:
+            return None
+        return self._quic.get_timer()
+
+    def datagram_received(self, datagram: DatagramType) -> None:
+        data, address = datagram
+        if self._terminated:
+            return
+        if self._quic is None and (self._is_client or not self._start_server(data, address)):
+            return
+        quic = self._quic
+        assert quic is not None
+        now = self._now if self._now is not None else 0.0
+        try:
+            quic.receive_datagram(data, address, now=now)
+            self._pump()
+        except Exception as exc:
+            self._fail(_CODES.internal_error, f"datagram handling failed: {exc!r}")
+
+    def datagrams_to_send(self) -> Sequence[DatagramType]:
+        if self._now is None:
+            raise LocalProtocolError("clock() must be called before datagrams_to_send()")
+        quic = self._connect()
+        if quic is None or self._terminated:
+            return []
+        if self._draining and not self._streams and self._close_requested is None:
+            self._close_requested = _CODES.no_error  # the last stream in flight is done
+        try:
+            datagrams = quic.datagrams_to_send(now=self._now)
+            if self._close_requested is not None:
+                # The GOAWAY went out above; the close follows in the same batch.
+                quic.close(error_code=self._close_requested, reason_phrase="")
+                self._close_requested = None
+                datagrams += quic.datagrams_to_send(now=self._now)
+        except Exception as exc:
+            self._fail(_CODES.internal_error, f"sending failed: {exc!r}")
+            return []
+        self._check_closed()
+        return datagrams
+
+    def connection_lost(self) -> None:
+        self._terminate(_CODES.internal_error, "connection lost")
+
+    # --- HTTP side -------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        quic = self._quic
+        return (
+            quic is not None
+            and self._is_client
+            and not self.has_expired()
+            and quic._handshake_complete
+            and not quic.peer_stream_limit_reached()
+        )
+
+    def has_expired(self) -> bool:
+        quic = self._quic
+        return (
+            self._terminated
+            or self._goaway_received
+            or self._goaway_sent
+            or self._close_requested is not None
+            or (quic is not None and quic.is_closing())
+        )
+
+    def get_available_stream_id(self) -> int:
+        if not self._is_client:
+            raise LocalProtocolError("only clients open HTTP/3 request streams")
+        if not self.is_available():
+            raise LocalProtocolError("no stream can be opened on this connection now")
+        assert self._quic is not None
+        return self._quic.get_next_available_stream_id()
+
+    def submit_headers(
+        self, stream_id: int, headers: HeadersType, end_stream: bool = False
+    ) -> None:
+        h3 = self._require_open()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if not self._is_client:
+                raise LocalProtocolError(f"unknown stream {stream_id}")
+            if stream_id != self.get_available_stream_id():
+                raise LocalProtocolError(f"stream {stream_id} is not the next stream to open")
+            stream = _Stream()
+        elif stream.send_ended or stream.reset:
+            raise LocalProtocolError(f"stream {stream_id} is closed for sending")
+        cleaned = clean_headers(headers)
+        interim = False
+        with _map_local_errors():
+            if stream.final_headers_sent:
+                if not end_stream:
+                    raise LocalProtocolError("trailers must end the stream")
+                validate_trailers(cleaned)
+            elif self._is_client:
+                validate_request_headers(cleaned)
+            else:
+                validate_response_headers(cleaned)
+                interim = dict(cleaned)[b":status"].startswith(b"1")
+            h3.send_headers(stream_id, cleaned, end_stream)
+        self._streams[stream_id] = stream
+        stream.headers_sent = True
+        stream.final_headers_sent = stream.final_headers_sent or not interim
+        if end_stream:
+            self._end_sending(stream_id, stream)
+
+    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        h3 = self._require_open()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LocalProtocolError(f"unknown stream {stream_id}")
+        if stream.send_ended or stream.reset:
+            raise LocalProtocolError(f"stream {stream_id} is closed for sending")
+        if not stream.final_headers_sent:
+            raise LocalProtocolError(f"stream {stream_id} has sent no final headers")
+        with _map_local_errors():
+            h3.send_data(stream_id, data, end_stream)
+        if end_stream:
+            self._end_sending(stream_id, stream)
+
+    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        stream = self._streams.get(stream_id)
+        quic = self._quic
+        if stream is None or stream.reset or quic is None or self._terminated:
+            return
+        code = error_code or _CODES.no_error
+        stream.reset = True
+        try:
+            if not stream.send_ended:
+                quic.reset_stream(stream_id, code)
+            if not stream.recv_ended and quic.stream_exists(stream_id):
+                quic.stop_stream(stream_id, code)
+        except ValueError:
+            pass  # the QUIC stream is already gone
+        quic.forget(stream_id)
+        h3_stream = self._h3._stream.get(stream_id) if self._h3 is not None else None
+        if h3_stream is not None:
+            # Let aioquic drop its state once the peer's reset arrives.
+            h3_stream.sending_ended = True
+        stream.send_ended = True
+        if stream.recv_ended:
+            del self._streams[stream_id]
+        self._push(StreamResetSent(stream_id=stream_id, error_code=code))
+
+    def submit_close(self, error_code: int = 0) -> None:
+        if self._terminated or self._quic is None or self._h3 is None:
+            self._terminate(error_code or _CODES.no_error, None)
+            return
+        if self._quic.is_closing() or self._close_requested is not None:
+            return
+        control_stream_id = self._h3._local_control_stream_id
+        if not self._goaway_sent and control_stream_id is not None:
+            if self._is_client:
+                goaway_id = 0  # no push was allowed to be used
+            else:
+                goaway_id = self._max_peer_stream_id + 4 if self._max_peer_stream_id >= 0 else 0
+            payload = encode_frame(FrameType.GOAWAY, encode_uint_var(goaway_id))
+            self._quic.send_stream_data(control_stream_id, payload)
+            self._goaway_sent = True
+            if error_code in (0, _CODES.no_error):
+                # Graceful (RFC 9114 §5.2): streams in flight finish, then QUIC closes.
+                self._draining = True
+                return
+        self._close_requested = error_code or _CODES.no_error
+
+    def next_event(self) -> Event | None:
+        try:
+            return self._events.popleft()
+        except IndexError:
+            return None
+
+    def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
+        if self._quic is not None:
+            self._quic.release(stream_id, amount)
+
+    def get_pending_data_size(self, stream_id: int) -> int:
+        stream = self._streams.get(stream_id)
+        if self._quic is None or (stream is not None and stream.reset):
+            return 0
+        return self._quic.unsent_bytes(stream_id)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _connect(self) -> FlowControlledQuicConnection | None:
+        return self._quic
+
+    def _start_server(self, data: bytes, address: AddressType) -> bool:
+        return False
+
+    def _require_open(self) -> H3Connection:
+        quic = self._quic
+        if (
+            self._h3 is None
+            or quic is None
+            or self._terminated
+            or self._close_requested is not None
+            or quic.is_closing()
+        ):
+            raise LocalProtocolError("the connection is not open")
+        return self._h3
+
+    def _end_sending(self, stream_id: int, stream: _Stream) -> None:
+        stream.send_ended = True
+        if stream.recv_ended:
+            del self._streams[stream_id]
+
+    def _push(self, event: Event) -> None:
+        if not self._terminated:
+            self._events.append(event)
+
+    def _terminate(self, error_code: int, message: str | None) -> None:
+        if not self._terminated:
+            self._events.append(ConnectionTerminated(error_code=error_code, message=message))
+            self._terminated = True
+            self._streams.clear()
+
+    def _fail(self, error_code: int, message: str) -> None:
+        if self._quic is not None:
+            with suppress(Exception):
+                self._quic.close(error_code=error_code, reason_phrase=message)
+        self._terminate(error_code, message)
+
+    def _check_closed(self) -> None:
+        quic = self._quic
+        if quic is None or self._terminated or quic._close_pending:
+            return
+        details = quic.close_details()
+        if details is None:
+            return
+        code, reason = details
+        if not self._terminated:
+            close_event = quic._close_event
+            if close_event is not None and close_event.frame_type is not None:
+                # A transport-level close (RFC 9000 §20.1), not an HTTP/3 one.
+                reason = f"QUIC transport error {code:#x}" + (f": {reason}" if reason else "")
+                code = _CODES.no_error if code == 0 else _CODES.protocol_error
+            self._terminate(code, reason or None)
+
+    def _pump(self) -> None:
+        quic = self._quic
+        h3 = self._h3
+        assert quic is not None
+        assert h3 is not None
+        while (event := quic.next_event()) is not None:
+            if isinstance(event, quic_events.StreamDataReceived):
+                if event.stream_id % 4 == (2 if not self._is_client else 3):
+                    for goaway_id in self._control.feed(event.stream_id, event.data):
+                        self._on_goaway(goaway_id)
+            elif isinstance(event, quic_events.StreamReset):
+                self._on_peer_reset(event.stream_id, event.error_code, finished=True)
+            elif isinstance(event, quic_events.StopSendingReceived):
+                self._on_peer_reset(event.stream_id, event.error_code, finished=False)
+            elif isinstance(event, quic_events.ConnectionTerminated):
+                self._check_closed()
+                continue
+            for h3_event in h3.handle_event(event):
+                self._on_h3_event(h3_event)
+        self._check_closed()
+
+    def _on_h3_event(self, event: h3_events.H3Event) -> None:
+        if isinstance(event, h3_events.HeadersReceived | h3_events.DataReceived):
+            if event.push_id is not None:
+                return
+            stream_id = event.stream_id
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                # A stream is forgotten only once the peer can send nothing
+                # more on it, so only a new request stream gets here.
+                if self._is_client or not isinstance(event, h3_events.HeadersReceived):
+                    return
+                self._max_peer_stream_id = max(self._max_peer_stream_id, stream_id)
+                stream = self._streams[stream_id] = _Stream()
+            if stream.reset:
+                return
+            if event.stream_ended:
+                stream.recv_ended = True
+                if stream.send_ended:
+                    del self._streams[stream_id]
+            if isinstance(event, h3_events.HeadersReceived):
+                self._push(
+                    HeadersReceived(
+                        stream_id=stream_id, headers=event.headers, end_stream=event.stream_ended
+                    )
+                )
+            else:
+                assert self._quic is not None
+                self._quic.hold(stream_id, len(event.data))
+                self._push(
+                    DataReceived(
+                        stream_id=stream_id, data=event.data, end_stream=event.stream_ended
+                    )
+                )
+
+    def _on_peer_reset(self, stream_id: int, error_code: int, *, finished: bool) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        if not stream.reset:
+            stream.reset = True
+            self._push(StreamResetReceived(stream_id=stream_id, error_code=error_code))
+        if finished:
+            assert self._quic is not None
+            self._quic.forget(stream_id)
+            del self._streams[stream_id]
+
+    def _on_goaway(self, goaway_id: int) -> None:
+        self._goaway_received = True
+        if self._is_client:
+            for stream_id in [sid for sid in self._streams if sid >= goaway_id]:
+                # RFC 9114 §5.2: not processed, safe to retry elsewhere.
+                del self._streams[stream_id]
+                assert self._quic is not None
+                self._quic.forget(stream_id)
+                self._push(
+                    StreamResetReceived(stream_id=stream_id, error_code=_CODES.refused_stream)
+                )
+            self._push(GoawayReceived(last_stream_id=goaway_id - 4, error_code=_CODES.no_error))
+        else:
+            self._push(GoawayReceived(last_stream_id=goaway_id - 1, error_code=_CODES.no_error))
+
+
+class HTTP3ClientProtocol(_HTTP3Protocol):
+    """The client side of an HTTP/3 connection (aioquic).
+
+    Made by :class:`~hface.protocols.http3.HTTP3ClientFactory`. The QUIC
+    handshake starts at the first :meth:`clock` call.
+    """
+
+    _is_client = True
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        remote_address: AddressType,
+        max_concurrent_streams: int,
+    ) -> None:
+        super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
+        self._address = remote_address
+        self._attach(
+            FlowControlledQuicConnection(
+                configuration=configuration, max_concurrent_streams=max_concurrent_streams
+            )
+        )
+
+    def _connect(self) -> FlowControlledQuicConnection | None:
+        quic = self._quic
+        if quic is not None and not quic._connect_called and self._now is not None:
+            assert self._address is not None
+            quic.connect(self._address, now=self._now)
+        return quic
+
+
+class HTTP3ServerProtocol(_HTTP3Protocol):
+    """The server side of an HTTP/3 connection (aioquic).
+
+    Made by :class:`~hface.protocols.http3.HTTP3ServerFactory`. The QUIC
+    connection is created by the first datagram, which gives the original
+    destination connection ID unless the factory was given one.
+    """
+
+    _is_client = False
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        max_concurrent_streams: int,
+        original_destination_connection_id: bytes | None = None,
+        retry_source_connection_id: bytes | None = None,
+    ) -> None:
+        super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
+        self._original_dcid = original_destination_connection_id
+        self._retry_scid = retry_source_connection_id
+        if original_destination_connection_id is not None:
+            self._create(original_destination_connection_id)
+
+    def _create(self, original_dcid: bytes) -> None:
+        self._attach(
+            FlowControlledQuicConnection(
+                configuration=self._configuration,
+                max_concurrent_streams=self._max_concurrent_streams,
+                original_destination_connection_id=original_dcid,
+                retry_source_connection_id=self._retry_scid,
+            )
+        )
+
+    def _start_server(self, data: bytes, address: AddressType) -> bool:
+        try:
+            info = sniff_quic_packet(
+                data, connection_id_length=self._configuration.connection_id_length
+            )
+        except InvalidQUICPacket:
+            return False
+        if not info.is_initial:
+            return False
+        try:
+            self._create(info.destination_connection_id)
+        except Exception:
+            return False
+        return True

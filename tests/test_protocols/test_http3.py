@@ -1,0 +1,424 @@
+"""HTTP/3 protocol (aioquic) tests on an in-memory pair with a controlled clock."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from hface.common import HTTP3_ERROR_CODES, ClientTLSConfig, HeadersType, ServerTLSConfig
+from hface.errors import LocalProtocolError
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from hface.protocols import HTTP3Protocol
+from hface.protocols.http3 import (
+    HTTP3ClientFactory,
+    HTTP3ClientProtocol,
+    HTTP3ServerFactory,
+    HTTP3ServerProtocol,
+    InvalidQUICPacket,
+    build_version_negotiation_packet,
+    sniff_quic_packet,
+)
+from tests.helpers.quic_pair import SERVER_ADDRESS, QUICProtocolPair, certificates, make_quic_pair
+
+CODES = HTTP3_ERROR_CODES
+GET: HeadersType = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", b"/"),
+]
+POST: HeadersType = [
+    (b":method", b"POST"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", b"/upload"),
+]
+OK: HeadersType = [(b":status", b"200")]
+
+
+def _data(events: list[Event], stream_id: int) -> bytes:
+    return b"".join(
+        e.data for e in events if isinstance(e, DataReceived) and e.stream_id == stream_id
+    )
+
+
+def _request(pair: QUICProtocolPair, headers: HeadersType, body: bytes | None = None) -> int:
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, headers, end_stream=body is None)
+    if body is not None:
+        pair.client.submit_data(stream_id, body, end_stream=True)
+    pair.transfer()
+    return stream_id
+
+
+def test_types_and_defaults() -> None:
+    pair = make_quic_pair()
+    assert isinstance(pair.client, HTTP3ClientProtocol)
+    assert isinstance(pair.server, HTTP3ServerProtocol)
+    assert isinstance(pair.client, HTTP3Protocol)
+    assert pair.client.http_version == "3"
+    assert pair.client.multiplexed
+    assert pair.client.error_codes == CODES
+    assert pair.server.connection_ids
+    factory = HTTP3ServerFactory()
+    assert factory.quic_connection_id_length == 8
+    assert 1 in factory.quic_supported_versions
+
+
+def test_get_without_body() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    assert pair.server_events() == [HeadersReceived(stream_id=0, headers=GET, end_stream=True)]
+    pair.server.submit_headers(stream_id, OK, end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [HeadersReceived(stream_id=0, headers=OK, end_stream=True)]
+
+
+def test_get_with_body_and_trailers() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, OK)
+    pair.server.submit_data(stream_id, b"hello, ")
+    pair.server.submit_data(stream_id, b"world")
+    pair.server.submit_headers(stream_id, [(b"x-checksum", b"abc")], end_stream=True)
+    pair.transfer()
+    events = pair.client_events()
+    assert events[0] == HeadersReceived(stream_id=0, headers=OK)
+    assert _data(events, 0) == b"hello, world"
+    assert events[-1] == HeadersReceived(
+        stream_id=0, headers=[(b"x-checksum", b"abc")], end_stream=True
+    )
+
+
+def test_post_body_and_connection_headers_stripped() -> None:
+    pair = make_quic_pair()
+    headers = [*POST, (b"Connection", b"close"), (b"te", b"gzip"), (b"x-a", b"1")]
+    stream_id = _request(pair, headers, body=b"x" * 5000)
+    events = pair.server_events()
+    assert events[0] == HeadersReceived(stream_id=stream_id, headers=[*POST, (b"x-a", b"1")])
+    assert _data(events, stream_id) == b"x" * 5000
+    last = events[-1]
+    assert isinstance(last, DataReceived)
+    assert last.end_stream
+
+
+def test_connect_both_ways() -> None:
+    pair = make_quic_pair()
+    connect = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+    stream_id = _request(pair, connect)
+    pair.server_events()
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, connect)
+    pair.client.submit_data(stream_id, b"tunnel")
+    pair.transfer()
+    assert pair.server_events() == [
+        HeadersReceived(stream_id=stream_id, headers=connect),
+        DataReceived(stream_id=stream_id, data=b"tunnel"),
+    ]
+    pair.server.submit_headers(stream_id, OK)
+    pair.server.submit_data(stream_id, b"back")
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(stream_id=stream_id, headers=OK),
+        DataReceived(stream_id=stream_id, data=b"back"),
+    ]
+
+
+def test_thousand_concurrent_streams() -> None:
+    pair = make_quic_pair(max_concurrent_streams=1000)
+    ids = []
+    for _ in range(1000):
+        stream_id = pair.client.get_available_stream_id()
+        pair.client.submit_headers(stream_id, GET, end_stream=True)
+        ids.append(stream_id)
+    pair.transfer()
+    events = pair.server_events()
+    assert sorted(e.stream_id for e in events if isinstance(e, HeadersReceived)) == ids
+    for stream_id in ids:
+        pair.server.submit_headers(stream_id, OK)
+        pair.server.submit_data(stream_id, str(stream_id).encode(), end_stream=True)
+    pair.transfer()
+    events = pair.client_events()
+    for stream_id in ids:
+        assert _data(events, stream_id) == str(stream_id).encode()
+
+
+def test_stream_limit_makes_client_unavailable() -> None:
+    pair = make_quic_pair(max_concurrent_streams=2)
+    for _ in range(2):
+        pair.client.submit_headers(pair.client.get_available_stream_id(), GET)
+    assert not pair.client.is_available()
+    with pytest.raises(LocalProtocolError):
+        pair.client.get_available_stream_id()
+
+
+def test_client_resets_stream() -> None:
+    pair = make_quic_pair()
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, POST)
+    pair.client.submit_data(stream_id, b"partial")
+    pair.transfer()
+    pair.server_events()
+    pair.client.submit_stream_reset(stream_id, CODES.cancel)
+    assert pair.client_events() == [StreamResetSent(stream_id=stream_id, error_code=CODES.cancel)]
+    pair.transfer()
+    assert pair.server_events() == [
+        StreamResetReceived(stream_id=stream_id, error_code=CODES.cancel)
+    ]
+    assert pair.client_events() == []
+    pair.client.submit_stream_reset(stream_id)  # already reset: nothing
+    with pytest.raises(LocalProtocolError):
+        pair.server.submit_data(stream_id, b"late")
+
+
+def test_server_resets_stream() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_stream_reset(stream_id, CODES.internal_error)
+    assert pair.server_events() == [
+        StreamResetSent(stream_id=stream_id, error_code=CODES.internal_error)
+    ]
+    pair.transfer()
+    assert pair.client_events() == [
+        StreamResetReceived(stream_id=stream_id, error_code=CODES.internal_error)
+    ]
+    # The connection goes on.
+    assert pair.client.is_available()
+    other = _request(pair, GET)
+    assert pair.server_events() == [HeadersReceived(stream_id=other, headers=GET, end_stream=True)]
+
+
+def test_server_graceful_close() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close()
+    assert pair.server.has_expired()
+    pair.transfer()
+    # GOAWAY first; the stream in flight may still finish.
+    assert pair.client_events() == [
+        GoawayReceived(last_stream_id=stream_id, error_code=CODES.no_error),
+    ]
+    assert not pair.client.is_available()
+    pair.server.submit_headers(stream_id, [(b":status", b"200")], end_stream=True)
+    pair.transfer()
+    # Once it has, QUIC closes by itself.
+    assert pair.client_events() == [
+        HeadersReceived(stream_id=stream_id, headers=[(b":status", b"200")], end_stream=True),
+        ConnectionTerminated(error_code=CODES.no_error),
+    ]
+    assert pair.server_events() == [ConnectionTerminated(error_code=CODES.no_error)]
+    assert pair.client.has_expired()
+
+
+def test_server_close_with_an_error_is_immediate() -> None:
+    pair = make_quic_pair()
+    _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close(CODES.internal_error)
+    pair.transfer()
+    events = pair.client_events()
+    assert isinstance(events[-1], ConnectionTerminated)
+    assert pair.server_events() == [ConnectionTerminated(error_code=CODES.internal_error)]
+
+
+def test_a_second_close_is_immediate() -> None:
+    pair = make_quic_pair()
+    _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close()
+    pair.server.submit_close()
+    pair.transfer()
+    assert isinstance(pair.client_events()[-1], ConnectionTerminated)
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_headers(4, GET)
+
+
+def test_client_close_with_error_code() -> None:
+    pair = make_quic_pair()
+    pair.client.submit_close(CODES.internal_error)
+    pair.transfer()
+    assert pair.server_events() == [
+        GoawayReceived(last_stream_id=-1, error_code=CODES.no_error),
+        ConnectionTerminated(error_code=CODES.internal_error),
+    ]
+    assert pair.client_events() == [ConnectionTerminated(error_code=CODES.internal_error)]
+
+
+def test_never_acknowledging_consumer_stalls_sender() -> None:
+    window = 16 * 1024
+    pair = make_quic_pair(stream_receive_window=window, connection_receive_window=4 * window)
+    body = bytes(range(256)) * 1024  # 256 KiB
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, OK)
+    pair.server.submit_data(stream_id, body, end_stream=True)
+    pair.advance(1.0)
+    received = _data(pair.client_events(), stream_id)
+    assert 0 < len(received) <= window
+    assert pair.server.get_pending_data_size(stream_id) > 0
+    for _ in range(200):
+        pair.client.acknowledge_received_data(stream_id, len(received))
+        pair.transfer()
+        chunk = _data(pair.client_events(), stream_id)
+        if not chunk:
+            break
+        assert len(chunk) <= window
+        received += chunk
+    assert hashlib.sha256(received).digest() == hashlib.sha256(body).digest()
+    assert pair.server.get_pending_data_size(stream_id) == 0
+
+
+def test_connection_window_bounds_many_streams() -> None:
+    window = 16 * 1024
+    pair = make_quic_pair(stream_receive_window=window, connection_receive_window=2 * window)
+    ids = [_request(pair, GET) for _ in range(4)]
+    pair.server_events()
+    for stream_id in ids:
+        pair.server.submit_headers(stream_id, OK)
+        pair.server.submit_data(stream_id, b"z" * 50_000, end_stream=True)
+    pair.advance(1.0)
+    events = pair.client_events()
+    assert sum(len(_data(events, s)) for s in ids) <= 2 * window
+
+
+def test_idle_timeout() -> None:
+    pair = make_quic_pair(idle_timeout=5.0)
+    pair.advance(4.0)
+    assert pair.client_events() == []
+    pair.advance(2.0)
+    idle = ConnectionTerminated(error_code=CODES.no_error, message="idle timeout")
+    assert pair.client_events() == [idle]
+    assert pair.server_events() == [idle]
+    assert pair.client.has_expired()
+    assert pair.client.get_timer() is None
+
+
+def test_connection_lost() -> None:
+    pair = make_quic_pair()
+    pair.client.connection_lost()
+    pair.client.connection_lost()
+    assert pair.client_events() == [
+        ConnectionTerminated(error_code=CODES.internal_error, message="connection lost")
+    ]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"\x00", b"\xff" * 1300, b"\x40" + b"\x00" * 40, b"\xc0\x00\x00\x00\x01" + b"\x08" * 50],
+)
+def test_garbage_datagrams_do_not_raise(garbage: bytes) -> None:
+    pair = make_quic_pair()
+    pair.server.datagram_received((garbage, ("127.0.0.1", 50000)))
+    pair.client.datagram_received((garbage, SERVER_ADDRESS))
+    pair.transfer()
+    stream_id = _request(pair, GET)
+    expected = HeadersReceived(stream_id=stream_id, headers=GET, end_stream=True)
+    assert pair.server_events() == [expected]
+    _cafile, certfile, keyfile = certificates()
+    fresh = HTTP3ServerFactory()(tls_config=ServerTLSConfig(certfile=certfile, keyfile=keyfile))
+    fresh.clock(0.0)
+    fresh.datagram_received((garbage, ("127.0.0.1", 1)))
+    assert fresh.datagrams_to_send() == []
+
+
+def _first_client_datagram() -> bytes:
+    client = HTTP3ClientFactory()(
+        remote_address=SERVER_ADDRESS,
+        server_name="localhost",
+        tls_config=ClientTLSConfig(insecure=True),
+    )
+    client.clock(0.0)
+    datagrams = client.datagrams_to_send()
+    assert datagrams
+    return datagrams[0][0]
+
+
+def test_sniff_initial_and_garbage() -> None:
+    data = _first_client_datagram()
+    info = sniff_quic_packet(data, connection_id_length=8)
+    assert info.is_initial
+    assert info.is_long_header
+    assert info.version == 1
+    assert len(info.destination_connection_id) >= 8
+    assert len(info.source_connection_id) == 8
+    short = sniff_quic_packet(b"\x40" + b"\x11" * 8 + b"\x00" * 20, connection_id_length=8)
+    assert short.destination_connection_id == b"\x11" * 8
+    assert short.version is None
+    assert not short.is_long_header
+    assert not short.is_initial
+    for garbage in (b"", b"\x00" * 4, b"\xc0\x00\x00\x00\x01\x30"):
+        with pytest.raises(InvalidQUICPacket):
+            sniff_quic_packet(garbage, connection_id_length=8)
+
+
+def test_version_negotiation() -> None:
+    data = bytearray(_first_client_datagram())
+    data[1:5] = (0x1A2A3A4A).to_bytes(4, "big")
+    info = sniff_quic_packet(bytes(data), connection_id_length=8)
+    assert info.version == 0x1A2A3A4A
+    assert not info.is_initial
+    packet = build_version_negotiation_packet(info, [1])
+    parsed = sniff_quic_packet(packet, connection_id_length=8)
+    assert parsed.version == 0
+    assert parsed.destination_connection_id == info.source_connection_id
+    assert parsed.source_connection_id == info.destination_connection_id
+    assert packet.endswith((1).to_bytes(4, "big"))
+
+
+def test_misuse_raises_local_protocol_error() -> None:
+    pair = make_quic_pair()
+    with pytest.raises(LocalProtocolError):
+        pair.server.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        pair.server.submit_headers(0, OK)  # unknown stream
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_data(0, b"x")  # not opened
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_headers(8, GET)  # not the next stream
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_headers(0, [(b":path", b"/")])  # invalid request
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, GET, end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_data(stream_id, b"x")
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_headers(stream_id, GET)
+    pair.transfer()
+    pair.server_events()
+    with pytest.raises(LocalProtocolError):
+        pair.server.submit_data(stream_id, b"before headers")
+    pair.server.submit_headers(stream_id, OK)
+    with pytest.raises(LocalProtocolError):
+        pair.server.submit_headers(stream_id, [(b"x-trailer", b"1")])  # trailers must end
+    assert pair.client.get_pending_data_size(999) == 0
+    pair.client.acknowledge_received_data(999, 10)  # unknown: nothing
+
+
+def test_clock_before_datagrams_to_send() -> None:
+    client = HTTP3ClientFactory()(
+        remote_address=SERVER_ADDRESS,
+        server_name="localhost",
+        tls_config=ClientTLSConfig(insecure=True),
+    )
+    assert client.get_timer() is None
+    with pytest.raises(LocalProtocolError):
+        client.datagrams_to_send()
+
+
+def test_factory_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="max_datagram_size"):
+        HTTP3ClientFactory(max_datagram_size=500)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        HTTP3ServerFactory(idle_timeout=0)
