@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import trustme
 
 from hface.common import ClientTLSConfig, DatagramType, ServerTLSConfig
 from hface.protocols import HTTPOverQUICProtocol
+from tests.helpers.certs import make_tls_files
 from tests.helpers.pairs import ProtocolPair
 
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
@@ -28,18 +28,8 @@ SETTLE_TIME = 0.03
 @functools.cache
 def certificates() -> tuple[str, str, str]:
     """Return ``(cafile, certfile, keyfile)`` for ``localhost``, made once per process."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost")
-    directory = Path(tempfile.mkdtemp(prefix="hface-quic-pair-"))
-    cafile = directory / "ca.pem"
-    certfile = directory / "cert.pem"
-    keyfile = directory / "key.pem"
-    ca.cert_pem.write_to_path(str(cafile))
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return str(cafile), str(certfile), str(keyfile)
+    files = make_tls_files(Path(tempfile.mkdtemp(prefix="hface-quic-pair-")))
+    return files.ca_file, files.server_cert_file, files.server_key_file
 
 
 class QUICProtocolPair(ProtocolPair):

@@ -1,3 +1,43 @@
-"""Networking on anyio: TCP, TLS and UDP/QUIC for servers and clients (in progress)."""
+"""Networking on anyio: TCP, TLS and UDP/QUIC sockets for servers and clients.
 
-__all__ = ()
+:class:`SystemNetworking` implements both :class:`ServerNetworking`
+(listeners) and :class:`ClientNetworking` (connections) with the
+operating system's sockets, on asyncio or Trio. Streams are anyio's:
+:data:`ByteStream` for TCP and TLS, :data:`DatagramStream` for UDP, and
+:class:`QUICStream` for one QUIC connection on a server's shared UDP
+socket (see :class:`QUICListener` for how datagrams are routed).
+"""
+
+from ._base import ClientNetworking as ClientNetworking
+from ._base import ServerNetworking as ServerNetworking
+from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
+from ._quic import QUICListener as QUICListener
+from ._streams import ByteStream as ByteStream
+from ._streams import DatagramStream as DatagramStream
+from ._streams import QUICStream as QUICStream
+from ._system import SystemNetworking as SystemNetworking
+from ._tcp import TCPListener as TCPListener
+from ._tls import TLS_HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT
+from ._tls import TLSByteStream as TLSByteStream
+from ._tls import TLSListener as TLSListener
+from ._tls import TLSVerificationError as TLSVerificationError
+from ._tls import make_client_ssl_context as make_client_ssl_context
+from ._tls import make_server_ssl_context as make_server_ssl_context
+
+__all__ = (
+    "QUIC_RECEIVE_QUEUE_SIZE",
+    "TLS_HANDSHAKE_TIMEOUT",
+    "ByteStream",
+    "ClientNetworking",
+    "DatagramStream",
+    "QUICListener",
+    "QUICStream",
+    "ServerNetworking",
+    "SystemNetworking",
+    "TCPListener",
+    "TLSByteStream",
+    "TLSListener",
+    "TLSVerificationError",
+    "make_client_ssl_context",
+    "make_server_ssl_context",
+)

@@ -1,0 +1,298 @@
+"""The server side of QUIC: many connections on one UDP socket, routed by connection ID.
+
+Theory of operation
+===================
+
+A QUIC server answers on one UDP port, so every connection shares one
+socket. A :class:`QUICListener` owns that socket and runs one reader loop
+(in :meth:`QUICListener.serve`) that takes each datagram apart just enough
+to read its destination connection ID (``hface.protocols.http3.sniff_quic_packet``)
+and decides where it goes:
+
+1. **Known connection ID** → the datagram is put on the inbound queue of
+   the :class:`~hface.networking.QUICStream` that registered the ID.
+   Queues are bounded: when a connection does not keep up, its datagrams
+   are dropped, exactly as a full socket buffer would. The reader never
+   waits for one slow connection, so the others are not held up.
+2. **Unknown ID, Initial packet of a supported version** in a datagram of
+   at least 1200 bytes (RFC 9000 §14.1: smaller ones must be discarded,
+   which also limits what a spoofed source can make us do) → a new
+   connection: a new stream, routed by the Initial's destination
+   connection ID, is handed to the handler in a task of its own.
+3. **Unknown ID, long header of an unsupported version**, in a datagram
+   of at least 1200 bytes → a Version Negotiation packet listing the
+   supported versions is sent back (RFC 9000 §6.1). Version 0 is itself
+   Version Negotiation and is never answered (RFC 9000 §6.1).
+4. **Anything else** (unparsable, short header for an unknown ID, a
+   non-Initial long header packet) is dropped. Stateless resets and Retry
+   are not sent.
+
+After the handshake, the peer addresses the connection by the IDs the
+server issued (RFC 9000 §5.1), and issues and retires more over time. The
+owner of the stream (the HTTP/3 connection) reports the current set with
+:meth:`~hface.networking.QUICStream.update_connection_ids`. The ID of the
+client's first Initial stays routed to the stream until it closes, since
+the client keeps using it for retransmitted Initials until it hears from
+the server.
+
+All connections send through the listener's socket, one datagram at a time
+(a lock, because anyio's sockets refuse concurrent senders).
+
+Closing a stream unregisters all its IDs. Closing the listener closes the
+socket, ends every stream's inbound queue (``receive()`` raises
+:exc:`~anyio.EndOfStream` once queued datagrams are consumed, ``send()``
+raises :exc:`~anyio.BrokenResourceError`), and makes :meth:`~QUICListener.serve`
+return once its handlers have returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AsyncExitStack, suppress
+from typing import Any, Final
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
+
+from hface.common import AddressType, DatagramType
+from hface.errors import TransportError
+
+from ._streams import QUICStream
+
+#: How many datagrams may wait for one connection before newer ones are dropped.
+QUIC_RECEIVE_QUEUE_SIZE: Final = 256
+
+#: RFC 9000 §14.1: servers discard Initial packets in smaller UDP datagrams.
+MIN_INITIAL_DATAGRAM_SIZE: Final = 1200
+
+
+class _QUICListenerStream(QUICStream):
+    """One connection's view of a :class:`QUICListener`'s socket."""
+
+    def __init__(
+        self,
+        *,
+        listener: QUICListener,
+        remote_address: AddressType,
+        original_connection_id: bytes,
+        queue_size: int,
+    ) -> None:
+        self._listener = listener
+        self._remote_address = remote_address
+        self._original_connection_id = original_connection_id
+        self._inbound, self._queue = anyio.create_memory_object_stream[DatagramType](queue_size)
+        self._connection_ids: frozenset[bytes] = frozenset()
+        self._closed = False
+
+    def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
+        if self._closed:
+            return
+        new_ids = frozenset(connection_ids)
+        self._listener._unroute(self, self._connection_ids - new_ids)
+        self._listener._route(self, new_ids - self._connection_ids)
+        self._connection_ids = new_ids
+
+    def _deliver(self, datagram: DatagramType) -> None:
+        # Full (a slow reader) or gone: drop it, as UDP would.
+        with suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._inbound.send_nowait(datagram)
+
+    def _end(self) -> None:
+        """The listener is closing: no more datagrams will come."""
+        self._inbound.close()
+
+    async def receive(self) -> DatagramType:
+        """Return the next datagram routed to this connection.
+
+        :raises anyio.EndOfStream: if the listener was closed and the queue is empty.
+        :raises anyio.ClosedResourceError: if this stream was closed.
+        """
+        return await self._queue.receive()
+
+    async def send(self, item: DatagramType) -> None:
+        """Send one datagram from the listener's socket.
+
+        :raises anyio.ClosedResourceError: if this stream was closed.
+        :raises anyio.BrokenResourceError: if the listener was closed.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await self._listener._send(item)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inbound.close()
+            self._queue.close()
+            self._listener._forget(self, self._connection_ids | {self._original_connection_id})
+            self._connection_ids = frozenset()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {
+            **self._listener.extra_attributes,
+            SocketAttribute.remote_address: lambda: self._remote_address,
+            SocketAttribute.remote_port: lambda: self._remote_address[1],
+        }
+
+
+class QUICListener(Listener[QUICStream]):
+    """Accepts QUIC connections on one UDP socket (see the module docstring).
+
+    Extra attributes are those of the socket (``local_address``,
+    ``local_port``, ``family``); each stream adds ``remote_address`` and
+    ``remote_port``: the address of the client's first datagram.
+
+    :param socket: an unconnected, bound UDP socket; the listener owns it.
+    :param connection_id_length: the length of the connection IDs this
+        server issues, needed to parse short header packets.
+    :param supported_versions: the QUIC versions accepted for new connections.
+    :param receive_queue_size: how many datagrams may wait for one
+        connection before newer ones are dropped.
+    """
+
+    def __init__(
+        self,
+        socket: UDPSocket,
+        *,
+        connection_id_length: int,
+        supported_versions: Sequence[int],
+        receive_queue_size: int = QUIC_RECEIVE_QUEUE_SIZE,
+    ) -> None:
+        self._socket = socket
+        self._connection_id_length = connection_id_length
+        self._supported_versions = tuple(supported_versions)
+        self._receive_queue_size = receive_queue_size
+        self._routes: dict[bytes, _QUICListenerStream] = {}
+        self._streams: set[_QUICListenerStream] = set()
+        self._send_lock = anyio.Lock()
+        self._closed = False
+
+    async def serve(
+        self,
+        handler: Callable[[QUICStream], Coroutine[Any, Any, Any]],
+        task_group: TaskGroup | None = None,
+    ) -> None:
+        """Route datagrams and call ``handler`` with a stream for each new connection.
+
+        Each handler runs in its own task of ``task_group`` (of a task group
+        of its own if not given, which :meth:`serve` waits for before
+        returning). The stream is closed when the handler returns.
+
+        Returns once the listener is closed (with :meth:`aclose`).
+
+        :raises TransportError: if the socket fails.
+        """
+        # Imported here, not at module level: the sniffer lives in the layer
+        # below and importing it pulls in aioquic, which TCP-only users never need.
+        from hface.protocols.http3 import (
+            InvalidQUICPacket,
+            build_version_negotiation_packet,
+            sniff_quic_packet,
+        )
+
+        async with AsyncExitStack() as stack:
+            if task_group is None:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+            while True:
+                try:
+                    datagram = await self._socket.receive()
+                except (anyio.ClosedResourceError, anyio.EndOfStream):
+                    return
+                except anyio.BrokenResourceError as exc:
+                    if self._closed:
+                        return
+                    raise TransportError(f"the QUIC listener's socket failed: {exc!r}") from exc
+                if self._closed:
+                    return
+                data, address = datagram
+                try:
+                    info = sniff_quic_packet(data, connection_id_length=self._connection_id_length)
+                except InvalidQUICPacket:
+                    continue
+                stream = self._routes.get(info.destination_connection_id)
+                if stream is not None:
+                    stream._deliver(datagram)
+                elif not info.is_long_header or len(data) < MIN_INITIAL_DATAGRAM_SIZE:
+                    continue
+                elif info.version not in self._supported_versions:
+                    if info.version != 0:
+                        packet = build_version_negotiation_packet(info, self._supported_versions)
+                        await self._send_quietly((packet, address))
+                elif info.is_initial:
+                    stream = self._open_stream(info.destination_connection_id, address)
+                    stream._deliver(datagram)
+                    task_group.start_soon(
+                        self._handle, handler, stream, name=f"QUIC connection from {address}"
+                    )
+
+    async def aclose(self) -> None:
+        """Close the socket and end every connection's inbound queue; :meth:`serve` returns."""
+        if not self._closed:
+            self._closed = True
+            self._routes.clear()
+            for stream in self._streams:
+                stream._end()
+            self._streams.clear()
+        await self._socket.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._socket.extra_attributes
+
+    @staticmethod
+    async def _handle(
+        handler: Callable[[QUICStream], Coroutine[Any, Any, Any]], stream: QUICStream
+    ) -> None:
+        async with stream:
+            await handler(stream)
+
+    def _open_stream(self, connection_id: bytes, address: AddressType) -> _QUICListenerStream:
+        stream = _QUICListenerStream(
+            listener=self,
+            remote_address=address,
+            original_connection_id=connection_id,
+            queue_size=self._receive_queue_size,
+        )
+        self._streams.add(stream)
+        self._routes[connection_id] = stream
+        return stream
+
+    # The methods below are the listener's side of _QUICListenerStream.
+
+    def _route(self, stream: _QUICListenerStream, connection_ids: frozenset[bytes]) -> None:
+        if self._closed:
+            return
+        for connection_id in connection_ids:
+            # An ID already taken by another connection stays with it: the
+            # newcomer cannot hijack an established connection's packets.
+            self._routes.setdefault(connection_id, stream)
+
+    def _unroute(self, stream: _QUICListenerStream, connection_ids: frozenset[bytes]) -> None:
+        for connection_id in connection_ids:
+            # The original ID stays routed until the stream closes (see the module docstring).
+            if connection_id != stream._original_connection_id and (
+                self._routes.get(connection_id) is stream
+            ):
+                del self._routes[connection_id]
+
+    def _forget(self, stream: _QUICListenerStream, connection_ids: frozenset[bytes]) -> None:
+        self._streams.discard(stream)
+        for connection_id in connection_ids:
+            if self._routes.get(connection_id) is stream:
+                del self._routes[connection_id]
+
+    async def _send(self, datagram: DatagramType) -> None:
+        if self._closed:
+            raise anyio.BrokenResourceError("the QUIC listener is closed")
+        async with self._send_lock:
+            try:
+                await self._socket.send(datagram)
+            except anyio.ClosedResourceError as exc:
+                raise anyio.BrokenResourceError("the QUIC listener is closed") from exc
+
+    async def _send_quietly(self, datagram: DatagramType) -> None:
+        with suppress(anyio.BrokenResourceError):
+            await self._send(datagram)

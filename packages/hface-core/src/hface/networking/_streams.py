@@ -1,0 +1,44 @@
+"""The stream types that networking hands to the connection layer."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import anyio.abc
+
+from hface.common import DatagramType
+
+#: A reliable, ordered byte stream: TCP, or TLS over TCP.
+ByteStream: TypeAlias = anyio.abc.ByteStream
+
+#: An unreliable stream of UDP datagrams; each item is ``(payload, address)``.
+DatagramStream: TypeAlias = anyio.abc.UnreliableObjectStream[DatagramType]
+
+
+class QUICStream(DatagramStream):
+    """The datagrams of one QUIC connection on a server's shared UDP socket.
+
+    A listener demultiplexes the datagrams arriving on its one socket by
+    QUIC connection ID (RFC 9000 §5.2) and gives each connection one of
+    these streams. :meth:`receive` returns the datagrams routed to this
+    connection; :meth:`send` writes to the shared socket.
+
+    The connection IDs of a connection change over its life (RFC 9000
+    §5.1): the owner of the stream reports its current set with
+    :meth:`update_connection_ids` so that the listener keeps routing the
+    peer's packets here.
+    """
+
+    @abstractmethod
+    def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
+        """Declare which connection IDs belong to this connection.
+
+        The given set replaces the previous one: IDs no longer listed stop
+        being routed here, new ones start. Calling this after the stream
+        is closed does nothing.
+
+        :param connection_ids: every connection ID this endpoint has issued
+            and not yet retired for the connection.
+        """

@@ -1,0 +1,124 @@
+"""The networking of the operating system, through anyio (asyncio or Trio)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute
+
+from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
+from hface.errors import TransportError
+
+from ._base import ClientNetworking, ServerNetworking
+from ._quic import QUICListener
+from ._streams import ByteStream, DatagramStream, QUICStream
+from ._tcp import TCPListener
+from ._tls import TLSListener, make_client_ssl_context, make_server_ssl_context, wrap_client_tls
+
+
+def format_address(address: AddressType) -> str:
+    """Format an address as ``host:port`` (``[host]:port`` for IPv6)."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextmanager
+def _map_errors(message: str) -> Generator[None, None, None]:
+    try:
+        yield
+    except OSError as exc:
+        raise TransportError(f"{message}: {exc}") from exc
+
+
+class _ConnectedDatagramStream(DatagramStream):
+    """A connected UDP socket speaking in ``(payload, address)`` items."""
+
+    def __init__(self, socket: ConnectedUDPSocket) -> None:
+        self._socket = socket
+        self._remote_address: AddressType = socket.extra(SocketAttribute.remote_address)  # type: ignore[assignment]  # IP sockets only: (host, port)
+
+    async def receive(self) -> DatagramType:
+        return await self._socket.receive(), self._remote_address
+
+    async def send(self, item: DatagramType) -> None:
+        await self._socket.send(item[0])
+
+    async def aclose(self) -> None:
+        await self._socket.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._socket.extra_attributes
+
+
+class SystemNetworking(ServerNetworking, ClientNetworking):
+    """Real sockets, on whichever event loop anyio runs on (asyncio or Trio).
+
+    IPv4 and IPv6 alike; host names are resolved by the system. Errors
+    while connecting or binding are raised as :exc:`~hface.errors.TransportError`
+    with the address in the message, chained from the original.
+    """
+
+    async def listen_tcp(self, local_address: AddressType) -> Listener[ByteStream]:
+        host, port = local_address
+        with _map_errors(f"cannot listen on {format_address(local_address)}"):
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        return TCPListener(listener)
+
+    async def listen_tcp_tls(
+        self,
+        local_address: AddressType,
+        *,
+        tls_config: ServerTLSConfig,
+        alpn_protocols: Sequence[str],
+    ) -> Listener[ByteStream]:
+        ssl_context = make_server_ssl_context(tls_config, alpn_protocols)
+        listener = await self.listen_tcp(local_address)
+        return TLSListener(listener, ssl_context=ssl_context)
+
+    async def listen_quic(
+        self,
+        local_address: AddressType,
+        *,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+    ) -> Listener[QUICStream]:
+        host, port = local_address
+        with _map_errors(f"cannot listen on {format_address(local_address)}"):
+            socket = await anyio.create_udp_socket(local_host=host, local_port=port)
+        return QUICListener(
+            socket,
+            connection_id_length=quic_connection_id_length,
+            supported_versions=quic_supported_versions,
+        )
+
+    async def connect_tcp(self, remote_address: AddressType) -> ByteStream:
+        host, port = remote_address
+        with _map_errors(f"cannot connect to {format_address(remote_address)}"):
+            return await anyio.connect_tcp(host, port)
+
+    async def connect_tcp_tls(
+        self,
+        remote_address: AddressType,
+        *,
+        server_name: str | None = None,
+        tls_config: ClientTLSConfig,
+        alpn_protocols: Sequence[str],
+    ) -> ByteStream:
+        ssl_context = make_client_ssl_context(tls_config, alpn_protocols)
+        stream = await self.connect_tcp(remote_address)
+        return await wrap_client_tls(
+            stream,
+            ssl_context=ssl_context,
+            server_name=server_name or remote_address[0],
+            description=format_address(remote_address),
+        )
+
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        host, port = remote_address
+        with _map_errors(f"cannot connect to {format_address(remote_address)}"):
+            socket = await anyio.create_connected_udp_socket(host, port)
+        return _ConnectedDatagramStream(socket)
