@@ -25,7 +25,8 @@ def test_events_compare_by_value() -> None:
         stream_id=1, headers=[(b":status", b"200")], end_stream=False
     )
     assert DataReceived(stream_id=1, data=b"x") != DataReceived(stream_id=3, data=b"x")
-    assert StreamResetReceived(stream_id=1) != StreamResetSent(stream_id=1)
+    received: object = StreamResetReceived(stream_id=1)
+    assert received != StreamResetSent(stream_id=1)
 
 
 def test_events_are_immutable() -> None:
@@ -36,7 +37,7 @@ def test_events_are_immutable() -> None:
 
 def test_events_take_keywords_only() -> None:
     with pytest.raises(TypeError):
-        DataReceived(1, b"x")  # type: ignore[misc]  # the point of the test
+        DataReceived(1, b"x")  # type: ignore[call-arg]  # the point of the test
 
 
 def test_repr_names_the_fields() -> None:
@@ -50,8 +51,14 @@ def test_defaults() -> None:
 
 
 def test_hierarchy() -> None:
-    for cls in (HeadersReceived, DataReceived, StreamResetReceived, StreamResetSent):
+    stream_events: list[type[Event]] = [
+        HeadersReceived,
+        DataReceived,
+        StreamResetReceived,
+        StreamResetSent,
+    ]
+    for cls in stream_events:
         assert issubclass(cls, StreamEvent)
-    for cls in (ConnectionTerminated, GoawayReceived, StreamEvent):
-        assert issubclass(cls, Event)
+    for other in (ConnectionTerminated, GoawayReceived, StreamEvent):
+        assert issubclass(other, Event)
     assert issubclass(StreamResetSent, StreamReset)

@@ -115,7 +115,9 @@ def make_pair(
     HTTP/3 pair has completed its QUIC handshake on a controlled clock.
     ``max_concurrent_streams`` raises the streams each side lets the other open.
     """
-    limits = {} if max_concurrent_streams is None else {"max_concurrent_streams": max_concurrent_streams}
+    limits = (
+        {} if max_concurrent_streams is None else {"max_concurrent_streams": max_concurrent_streams}
+    )
     if http_version == "1.1":
         from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 from hface.common import ClientTLSConfig, DatagramType, ServerTLSConfig
 from hface.protocols import HTTPOverQUICProtocol
 from tests.helpers.certs import make_tls_files

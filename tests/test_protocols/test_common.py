@@ -23,6 +23,7 @@ from hface.events import (
     GoawayReceived,
     HeadersReceived,
     StreamResetReceived,
+    StreamResetSent,
 )
 from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
 from tests.helpers.pairs import HTTP_VERSIONS, ProtocolPair, make_pair, random_chunks
@@ -181,9 +182,7 @@ def test_response_trailers(http_version: str) -> None:
     pair = make_pair(http_version)
     client, server = Receiver(pair.client), Receiver(pair.server)
     stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(
-        stream_id, [*REQUEST, (b"te", b"trailers")], end_stream=True
-    )
+    pair.client.submit_headers(stream_id, [*REQUEST, (b"te", b"trailers")], end_stream=True)
     _run(pair, client, server)
     request_stream = server.events[0].stream_id  # type: ignore[attr-defined]
 
@@ -239,7 +238,9 @@ def test_client_resets_a_stream(http_version: str) -> None:
     pair.client.submit_stream_reset(stream_id, pair.client.error_codes.cancel)
     _run(pair, client, server)
     resets = [event for event in server.events if isinstance(event, StreamResetReceived)]
-    assert resets == [StreamResetReceived(stream_id=stream_id, error_code=pair.client.error_codes.cancel)]
+    assert resets == [
+        StreamResetReceived(stream_id=stream_id, error_code=pair.client.error_codes.cancel)
+    ]
     # The connection goes on: a new stream works.
     test_stream = pair.client.get_available_stream_id()
     assert test_stream != stream_id
@@ -298,6 +299,13 @@ def test_graceful_close_lets_the_stream_in_flight_finish(http_version: str) -> N
 
     assert bytes(client.bodies[stream_id]) == b"still sent"
     assert stream_id in client.ended
+    if http_version == "1.1":
+        # The headers left before the close: the client learns of it from the
+        # TCP close that the connection layer makes once the server expired.
+        assert isinstance(pair.client, HTTPOverTCPProtocol)
+        pair.client.eof_received()
+        client.poll()
+        assert isinstance(client.events[-1], ConnectionTerminated)
     assert not pair.client.is_available()
     if http_version in MULTIPLEXED:
         goaways = [event for event in client.events if isinstance(event, GoawayReceived)]
@@ -411,3 +419,15 @@ def test_server_survives_mutated_requests(http_version: str, data: st.DataObject
     pieces = [data.draw(_mutations(piece)) for piece in _valid_client_bytes(http_version)]
     for event in _feed_server(http_version, pieces):
         assert isinstance(event, Event)
+
+
+@pytest.mark.parametrize("http_version", HTTP_VERSIONS)
+def test_a_reset_we_submit_is_reported(http_version: str) -> None:
+    """Whoever consumes events learns the stream ended, whichever side reset it."""
+    pair = make_pair(http_version)
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, _post())
+    code = pair.client.error_codes.cancel
+    pair.client.submit_stream_reset(stream_id, code)
+    events = pair.client_events()
+    assert events[0] == StreamResetSent(stream_id=stream_id, error_code=code)

@@ -1,0 +1,163 @@
+"""The server side of HTTP/1.1.
+
+Each request becomes a stream (IDs 1, 3, 5, ...) whose first event is a
+``HeadersReceived`` in the HTTP/2 style: ``:method``, ``:scheme`` (from
+the transport, since HTTP/1.1 does not send it), ``:authority`` (from
+``Host``) and ``:path`` (the request target as sent). The response is
+submitted the same way, with ``:status``; interim (1xx) responses may
+come first. A response of unknown length is chunked by h11 (or delimited
+by closing the connection for HTTP/1.0 clients); a response that ends
+with its headers gets ``content-length: 0`` where it could have had a
+body (RFC 9110 §8.6).
+
+A request h11 cannot parse is answered here, with the status h11 hints
+(400, 431, ...) and ``connection: close``, unless a response was already
+started; then the connection terminates with that status as error code.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from hface.common import HeadersType
+from hface.errors import LocalProtocolError
+from hface.events import HeadersReceived, StreamResetReceived
+
+from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base
+from ._headers import REASONS, OutgoingHeaders, request_headers
+
+
+class HTTP1ServerProtocol(HTTP1Base):
+    """The server side of an HTTP/1.1 connection, on h11.
+
+    :param tls: True if the connection runs over TLS, so requests get
+        ``:scheme`` "https" (else "http").
+    :param max_header_size: the largest request line plus header block
+        accepted from the client, in bytes; beyond it the answer is 431.
+    """
+
+    def __init__(self, *, tls: bool = False, max_header_size: int = 16384) -> None:
+        super().__init__(our_role=h11.SERVER, max_header_size=max_header_size)
+        self._scheme = b"https" if tls else b"http"
+        self._method = b""
+
+    def get_available_stream_id(self) -> int:
+        """Always raise: a server does not open streams.
+
+        :raises LocalProtocolError: always.
+        """
+        raise LocalProtocolError("an HTTP/1.1 server cannot open streams")
+
+    def submit_headers(
+        self, stream_id: int, headers: HeadersType, end_stream: bool = False
+    ) -> None:
+        """Send the response (interim ones first, if any) or its trailers.
+
+        :raises LocalProtocolError: for a stream that is not the request in
+            progress, a response already sent, a missing or invalid
+            ``:status``, an interim response with ``end_stream``, or
+            trailers on a response that has a ``content-length``.
+        """
+        if stream_id != self._stream_id or self._tunnel:
+            raise LocalProtocolError(f"stream {stream_id} is not open for a response")
+        local = self._local
+        if local == OPEN:
+            self._submit_trailers(headers, end_stream)
+            return
+        if local == DONE:
+            raise LocalProtocolError(f"the response on stream {stream_id} was already sent")
+        outgoing = OutgoingHeaders(headers)
+        fields = outgoing.fields
+        status = outgoing.pseudo.get(b":status")
+        if status is None or len(outgoing.pseudo) != 1:
+            raise LocalProtocolError("a response needs :status and no other pseudo-header")
+        if not status.isdigit() or len(status) != 3:
+            raise LocalProtocolError(f"invalid :status {status!r}")
+        code = int(status)
+        reason = REASONS.get(code, b"")
+        try:
+            if code < 200:
+                if end_stream:
+                    raise LocalProtocolError("an interim (1xx) response cannot end the stream")
+                self._send(
+                    h11.InformationalResponse(status_code=code, headers=fields, reason=reason)
+                )
+                return
+            if outgoing.close:
+                self._closing = True
+            method = self._method
+            if self._connect:
+                self._connect = False
+                if code < 300:
+                    self._send(h11.Response(status_code=code, headers=fields, reason=reason))
+                    self._local = DONE if end_stream else OPEN
+                    self._enter_tunnel()
+                    return
+                # Refused: the CONNECT request itself has ended.
+                self._remote = DONE
+            content_length = outgoing.content_length
+            bodyless = code == 204 or code == 304 or method == b"HEAD"
+            if bodyless:
+                content_length = 0
+            elif content_length is None and end_stream:
+                fields.append((b"content-length", b"0"))
+                content_length = 0
+            if end_stream and content_length:
+                raise LocalProtocolError("too little data for the declared content-length")
+            if self._closing:
+                fields.append((b"connection", b"close"))
+            response = h11.Response(status_code=code, headers=fields, reason=reason)
+        except h11.LocalProtocolError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+        self._send(response)
+        self._local_remaining = content_length
+        self._local_chunked = content_length is None and self._h11.their_http_version == b"1.1"
+        if end_stream:
+            self._send(h11.EndOfMessage())
+            self._local_done()
+        else:
+            self._local = OPEN
+
+    def has_expired(self) -> bool:
+        return self._closing or super().has_expired()
+
+    def submit_close(self, error_code: int = 0) -> None:
+        """Close after the response in progress (with ``connection: close``), or now."""
+        self._closing = True
+        if self._stream_id is None or self._tunnel:
+            self._expired = True
+
+    def _on_message_start(
+        self, event: h11.Request | h11.Response | h11.InformationalResponse
+    ) -> HeadersReceived | None:
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11 never gives one
+            raise AssertionError("a server received a response")
+        stream_id = self._next_stream_id
+        self._next_stream_id = stream_id + 2
+        self._stream_id = stream_id
+        self._local = IDLE
+        self._remote = OPEN
+        method = self._method = event.method
+        self._connect = method == b"CONNECT"
+        return HeadersReceived(stream_id=stream_id, headers=request_headers(event, self._scheme))
+
+    def _on_remote_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        stream_id = self._stream_id
+        if stream_id is not None:
+            self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
+        conn = self._h11
+        if not self._eof and (conn.our_state is h11.IDLE or conn.our_state is h11.SEND_RESPONSE):
+            # RFC 9112 §2.2: answer what we could not parse, then close.
+            try:
+                self._send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[(b"content-length", b"0"), (b"connection", b"close")],
+                        reason=REASONS.get(status, b""),
+                    )
+                )
+                self._send(h11.EndOfMessage())
+            except LocalProtocolError:  # pragma: no cover - h11 accepts it in these states
+                pass
+        self._terminate(status, str(exc))

@@ -1,0 +1,202 @@
+"""The state every HTTP/2 protocol object keeps, and its held-data engine.
+
+Theory of operation
+===================
+
+Streams. A :class:`StreamRecord` exists from a stream's first HEADERS until
+both sides have ended it (END_STREAM sent *and* received) or it is reset;
+a stream without a record is closed or unknown. The records, not h2, answer
+the questions asked on every call (may this stream take data? is it open?),
+so misuse is caught before it reaches h2, and counting open streams is O(1).
+
+Inbound flow control (RFC 9113 §5.2, §6.9). Received data is never
+acknowledged on its own: the caller calls ``acknowledge_received_data`` as it
+consumes ``DataReceived.data`` and only then do WINDOW_UPDATE frames go out
+(h2 batches them). ``_unacked`` counts what each stream delivered and the
+caller has not acknowledged yet, so acknowledgements are clamped and, when
+a stream is reset, what it still owed is credited back to the connection
+window (otherwise every reset stream would shrink the connection for good).
+
+Outbound flow control. ``submit_data`` sends what ``min(stream window,
+connection window)`` allows, in frames no larger than the peer's
+SETTINGS_MAX_FRAME_SIZE, and holds the rest in the stream's record. A stream
+with held data sits in ``_ready`` (an insertion-ordered dict used as a
+queue) while its own window is open; a stream whose own window is closed
+leaves the queue until a WINDOW_UPDATE for it (or a change of
+SETTINGS_INITIAL_WINDOW_SIZE, RFC 9113 §6.9.2) brings it back. When windows
+open, :meth:`HTTP2Base._flush` serves the queue round-robin, one frame per
+stream per round, moving each served stream to the back, until the
+connection window or the queue is empty: no stream starves the others, and
+the work is proportional to the frames sent, not to the number of streams.
+The end of a stream and trailers submitted behind held data go out right
+after it, in order (:meth:`HTTP2Base._drained`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import suppress
+from typing import Final
+
+from h2.exceptions import H2Error
+
+from hface.common import HTTP2_ERROR_CODES
+from hface.events import ConnectionTerminated, Event, StreamResetSent
+from hface.protocols import HTTP2Protocol
+
+from ._h2 import (
+    DEFAULT_CONNECTION_WINDOW_SIZE,
+    DEFAULT_INITIAL_WINDOW_SIZE,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_HEADER_LIST_SIZE,
+    check_options,
+    make_connection,
+)
+from ._stream import StreamRecord
+
+_NO_ERROR: Final = HTTP2_ERROR_CODES.no_error
+_INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
+
+
+class HTTP2Base(HTTP2Protocol):
+    """State, bookkeeping and held data shared by both sides (internal)."""
+
+    _client_side: bool
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        initial_window_size: int = DEFAULT_INITIAL_WINDOW_SIZE,
+        connection_window_size: int = DEFAULT_CONNECTION_WINDOW_SIZE,
+        max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        options = {
+            "max_concurrent_streams": max_concurrent_streams,
+            "initial_window_size": initial_window_size,
+            "connection_window_size": connection_window_size,
+            "max_header_list_size": max_header_list_size,
+            "max_frame_size": max_frame_size,
+        }
+        check_options(**options)
+        self._conn, self._state_machine = make_connection(client_side=self._client_side, **options)
+        self._max_concurrent_streams = max_concurrent_streams
+        self._events: deque[Event] = deque()
+        self._streams: dict[int, StreamRecord] = {}
+        self._ready: dict[int, None] = {}
+        self._unacked: dict[int, int] = {}
+        self._open_outbound = 0
+        self._open_inbound = 0
+        self._settings_seen = False
+        self._terminated = False
+        self._goaway_received = False
+        self._goaway_sent = False
+        self._goaway_error_code = _NO_ERROR
+        self._last_inbound_id = 0
+
+    # -- state --------------------------------------------------------------
+
+    def has_expired(self) -> bool:
+        return self._terminated or self._goaway_received or self._goaway_sent
+
+    def get_pending_data_size(self, stream_id: int) -> int:
+        record = self._streams.get(stream_id)
+        return record.pending if record is not None else 0
+
+    def next_event(self) -> Event | None:
+        events = self._events
+        return events.popleft() if events else None
+
+    def bytes_to_send(self) -> bytes:
+        return self._conn.data_to_send()
+
+    # -- held data ----------------------------------------------------------
+
+    def _flush(self) -> None:
+        conn = self._conn
+        ready = self._ready
+        streams = self._streams
+        while ready and conn.outbound_flow_control_window > 0:
+            max_frame = conn.max_outbound_frame_size
+            for stream_id in list(ready):
+                record = streams[stream_id]
+                window = conn.local_flow_control_window(stream_id)
+                del ready[stream_id]
+                if window <= 0:
+                    continue  # its own window is closed: wait for its WINDOW_UPDATE
+                size = min(window, max_frame, record.pending)
+                drained = size == record.pending
+                end = drained and record.end_pending and record.trailers is None
+                conn.send_data(stream_id, record.take(size), end_stream=end)
+                if drained:
+                    self._drained(stream_id, record)
+                else:
+                    ready[stream_id] = None  # to the back of the queue
+                if conn.outbound_flow_control_window <= 0:
+                    return
+
+    def _drained(self, stream_id: int, record: StreamRecord) -> None:
+        """Send what waited for the held data of a stream: trailers or the end."""
+        if not record.end_pending:
+            return
+        trailers = record.trailers
+        if trailers is not None:
+            record.trailers = None
+            try:
+                self._conn.send_headers(stream_id, trailers, end_stream=True)
+            except (H2Error, ValueError):
+                self._reset_broken(stream_id, record)
+                return
+        record.end_pending = False
+        if record.remote_ended:
+            self._close(stream_id, record)
+
+    # -- stream bookkeeping ---------------------------------------------------
+
+    def _remote_end(self, stream_id: int, record: StreamRecord) -> None:
+        record.remote_ended = True
+        if record.local_ended and not record.end_pending:
+            self._close(stream_id, record)
+
+    def _close(self, stream_id: int, record: StreamRecord) -> None:
+        del self._streams[stream_id]
+        if record.outbound:
+            self._open_outbound -= 1
+        else:
+            self._open_inbound -= 1
+
+    def _forget(self, stream_id: int, record: StreamRecord) -> None:
+        """Drop a reset stream: its record, held data and unacknowledged data."""
+        self._close(stream_id, record)
+        self._ready.pop(stream_id, None)
+        record.drop()
+        owed = self._unacked.pop(stream_id, 0)
+        if owed:
+            # The stream is closed in h2, so only the connection is credited.
+            self._conn.acknowledge_received_data(owed, stream_id)
+
+    def _reset_broken(self, stream_id: int, record: StreamRecord) -> None:
+        with suppress(H2Error):  # h2 may already consider it closed
+            self._conn.reset_stream(stream_id, _INTERNAL_ERROR)
+        self._forget(stream_id, record)
+        self._events.append(StreamResetSent(stream_id=stream_id, error_code=_INTERNAL_ERROR))
+
+    # -- the end ------------------------------------------------------------
+
+    def _abort(self, error_code: int, message: str) -> None:
+        """End the connection with GOAWAY because of a connection error."""
+        with suppress(Exception):  # already failing; the event says why
+            self._conn.close_connection(error_code=error_code)
+        self._terminate(error_code, message)
+
+    def _terminate(self, error_code: int, message: str | None) -> None:
+        if self._terminated:
+            return
+        self._terminated = True
+        self._streams.clear()
+        self._ready.clear()
+        self._unacked.clear()
+        self._open_outbound = self._open_inbound = 0
+        self._events.append(ConnectionTerminated(error_code=error_code, message=message))

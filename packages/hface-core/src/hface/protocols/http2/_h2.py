@@ -1,0 +1,161 @@
+"""How hface sets up and adapts h2 (internal).
+
+Two adaptations of h2 are made here:
+
+- **GOAWAY does not close the connection at once.** h2's connection state
+  machine moves to CLOSED as soon as a GOAWAY is sent or received, after
+  which it refuses every frame, even on streams the GOAWAY lets finish.
+  RFC 9113 §6.8 says the opposite: streams up to the last stream ID go on.
+  :class:`GracefulStateMachine` keeps the open state on GOAWAY; the protocol
+  itself refuses new streams once a GOAWAY went either way.
+- **Connection-specific header fields** (RFC 9113 §8.2.2) that a caller
+  submits are dropped by :func:`strip_connection_headers` instead of making
+  h2 raise: HTTP/1.1 code often passes them through.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from h2.config import H2Configuration
+from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine
+from h2.events import Event
+from h2.settings import SettingCodes, Settings
+
+from hface.common import HeadersType
+
+#: RFC 9113 §6.9.2: every connection window starts at 65,535 bytes.
+DEFAULT_WINDOW: Final = 65_535
+
+#: The defaults of the protocol and factory options; see ``HTTP2ServerFactory``.
+DEFAULT_MAX_CONCURRENT_STREAMS: Final = 100
+DEFAULT_INITIAL_WINDOW_SIZE: Final = 256 * 1024
+DEFAULT_CONNECTION_WINDOW_SIZE: Final = 1024 * 1024
+DEFAULT_MAX_HEADER_LIST_SIZE: Final = 64 * 1024
+DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
+
+#: RFC 9113 §6.5.2 and §6.9.1: the bounds of the settings we take.
+MAX_WINDOW: Final = 2**31 - 1
+MIN_FRAME_SIZE: Final = 2**14
+MAX_FRAME_SIZE: Final = 2**24 - 1
+
+#: RFC 9113 §8.2.2: fields that make an HTTP/2 message malformed.
+CONNECTION_HEADERS: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+_GOAWAY_INPUTS: Final = (ConnectionInputs.SEND_GOAWAY, ConnectionInputs.RECV_GOAWAY)
+
+
+class GracefulStateMachine(H2ConnectionStateMachine):
+    """h2's connection state machine, except that GOAWAY keeps the state (RFC 9113 §6.8)."""
+
+    _transitions = {  # noqa: RUF012 - overrides h2's own class-level table
+        key: (func, key[0] if key[1] in _GOAWAY_INPUTS else state)
+        for key, (func, state) in H2ConnectionStateMachine._transitions.items()
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: How many GOAWAY frames h2 has queued, to tell whether an error
+        #: it raised came with one (a bad preface does not).
+        self.goaways_sent = 0
+
+    def process_input(self, input_: ConnectionInputs) -> list[Event]:
+        if input_ is ConnectionInputs.SEND_GOAWAY:
+            self.goaways_sent += 1
+        return super().process_input(input_)
+
+
+def check_options(
+    *,
+    max_concurrent_streams: int,
+    initial_window_size: int,
+    connection_window_size: int,
+    max_header_list_size: int,
+    max_frame_size: int,
+) -> None:
+    """Raise ``ValueError`` unless the options are valid HTTP/2 settings."""
+    if not 1 <= max_concurrent_streams <= 2**31 - 1:
+        raise ValueError("max_concurrent_streams must be between 1 and 2**31-1")
+    if not 0 <= initial_window_size <= MAX_WINDOW:
+        raise ValueError("initial_window_size must be between 0 and 2**31-1")
+    if not DEFAULT_WINDOW <= connection_window_size <= MAX_WINDOW:
+        raise ValueError("connection_window_size must be between 65535 and 2**31-1")
+    if not 1 <= max_header_list_size <= 2**32 - 1:
+        raise ValueError("max_header_list_size must be between 1 and 2**32-1")
+    if not MIN_FRAME_SIZE <= max_frame_size <= MAX_FRAME_SIZE:
+        raise ValueError("max_frame_size must be between 2**14 and 2**24-1")
+
+
+def make_connection(
+    *,
+    client_side: bool,
+    max_concurrent_streams: int,
+    initial_window_size: int,
+    connection_window_size: int,
+    max_header_list_size: int,
+    max_frame_size: int,
+) -> tuple[H2Connection, GracefulStateMachine]:
+    """Return an initiated ``h2.connection.H2Connection`` with these local settings."""
+    config = H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        validate_outbound_headers=True,
+        normalize_outbound_headers=True,
+        validate_inbound_headers=True,
+        normalize_inbound_headers=True,
+    )
+    conn = H2Connection(config=config)
+    state_machine = conn.state_machine = GracefulStateMachine()
+    initial = {
+        SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+        SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
+        SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        SettingCodes.MAX_FRAME_SIZE: max_frame_size,
+    }
+    if client_side:
+        # We do not support server push (RFC 9113 §8.4): a PUSH_PROMISE is
+        # then a connection error.
+        initial[SettingCodes.ENABLE_PUSH] = 0
+    # Our SETTINGS is the first frame the peer reads, so it never sends us
+    # stream frames under the old values: h2 may apply ours at once.
+    conn.local_settings = Settings(client=client_side, initial_values=initial)
+    conn.max_inbound_frame_size = max_frame_size
+    conn.decoder.max_header_list_size = max_header_list_size
+    conn.initiate_connection()
+    if connection_window_size > DEFAULT_WINDOW:
+        # RFC 9113 §6.9.2: SETTINGS do not change the connection window; a
+        # WINDOW_UPDATE on stream 0 does.
+        conn.increment_flow_control_window(connection_window_size - DEFAULT_WINDOW)
+    return conn, state_machine
+
+
+def announced_frame_too_large(conn: H2Connection) -> bool:
+    """Return True if the frame h2 is buffering announces a length over our limit.
+
+    h2 checks a frame's length only once the whole frame has arrived, so a
+    peer could make it buffer up to 16 MiB first. RFC 9113 §4.2 lets us fail
+    as soon as the 9-byte frame header is in. (Reads h2's frame buffer; if
+    that internal changes, the check is skipped and h2's own applies.)
+    """
+    pending = getattr(conn.incoming_buffer, "_data", None)
+    if not isinstance(pending, bytearray) or len(pending) < 9:
+        return False
+    return int.from_bytes(pending[:3], "big") > conn.max_inbound_frame_size
+
+
+def strip_connection_headers(headers: HeadersType) -> list[tuple[bytes, bytes]]:
+    """Return ``headers`` without the fields RFC 9113 §8.2.2 forbids.
+
+    ``te`` stays when its value is ``trailers``, the only value allowed.
+    """
+    result = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in CONNECTION_HEADERS:
+            continue
+        if lowered == b"te" and value.strip().lower() != b"trailers":
+            continue
+        result.append((name, value))
+    return result

@@ -1,0 +1,975 @@
+"""Tests of the h11-based HTTP/1.1 protocols: in-memory pairs and raw bytes."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from hface.common import HTTP1_ERROR_CODES, HeadersType
+from hface.errors import LocalProtocolError
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HeadersReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
+from hface.protocols import HTTP1Protocol, HTTPOverTCPFactory, HTTPOverTCPProtocol
+from hface.protocols.http1 import (
+    HTTP1ClientFactory,
+    HTTP1ClientProtocol,
+    HTTP1ServerFactory,
+    HTTP1ServerProtocol,
+)
+from tests.helpers.pairs import Chunker, TCPProtocolPair, make_pair, one_byte, random_chunks
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "protocol.py"
+
+GET: HeadersType = [
+    (b":method", b"GET"),
+    (b":scheme", b"http"),
+    (b":authority", b"localhost"),
+    (b":path", b"/"),
+]
+POST: HeadersType = [
+    (b":method", b"POST"),
+    (b":scheme", b"http"),
+    (b":authority", b"localhost"),
+    (b":path", b"/upload"),
+]
+OK: HeadersType = [(b":status", b"200")]
+RECEIVED_GET = [
+    (b":method", b"GET"),
+    (b":scheme", b"http"),
+    (b":authority", b"localhost"),
+    (b":path", b"/"),
+]
+
+
+def drain(protocol: HTTPOverTCPProtocol) -> list[Event]:
+    events = []
+    while (event := protocol.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def new_pair(
+    chunker: Chunker | None = None,
+) -> tuple[TCPProtocolPair, HTTP1ClientProtocol, HTTP1ServerProtocol]:
+    client = HTTP1ClientFactory()()
+    server = HTTP1ServerFactory()()
+    pair = (
+        TCPProtocolPair(client, server)
+        if chunker is None
+        else TCPProtocolPair(client, server, chunker=chunker)
+    )
+    return pair, client, server
+
+
+def new_server(**kwargs: str | None) -> HTTP1ServerProtocol:
+    return HTTP1ServerFactory()(**kwargs)
+
+
+def feed(server: HTTPOverTCPProtocol, data: bytes) -> list[Event]:
+    server.bytes_received(data)
+    return drain(server)
+
+
+# -- factories ---------------------------------------------------------------
+
+
+def test_factories() -> None:
+    for factory in (HTTP1ClientFactory(), HTTP1ServerFactory(max_header_size=1024)):
+        assert isinstance(factory, HTTPOverTCPFactory)
+        assert list(factory.alpn_protocols) == ["http/1.1"]
+        protocol = factory(tls_version="TLSv1.3", alpn_protocol="http/1.1")
+        assert isinstance(protocol, HTTP1Protocol)
+        assert protocol.http_version == "1.1"
+        assert not protocol.multiplexed
+        assert protocol.error_codes == HTTP1_ERROR_CODES
+        assert protocol.is_available()
+        assert not protocol.has_expired()
+    assert isinstance(HTTP1ClientFactory()(), HTTP1ClientProtocol)
+    assert isinstance(HTTP1ServerFactory()(), HTTP1ServerProtocol)
+
+
+def test_make_pair() -> None:
+    pair = make_pair("1.1")
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, GET, end_stream=True)
+    pair.transfer()
+    assert pair.server_events() == [
+        HeadersReceived(stream_id=1, headers=RECEIVED_GET, end_stream=True)
+    ]
+
+
+def test_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLE), run_name="__main__")
+    assert "OK" in capsys.readouterr().out
+
+
+# -- wire format -------------------------------------------------------------
+
+
+def test_example_request_bytes() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, [*GET[:1], (b":scheme", b"https"), *GET[2:]], end_stream=True)
+    assert client.bytes_to_send() == b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    assert client.bytes_to_send() == b""
+
+
+def test_host_not_duplicated() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, [*GET, (b"host", b"example.com")], end_stream=True)
+    assert client.bytes_to_send() == b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n"
+
+
+def test_streaming_request_is_chunked() -> None:
+    _pair, client, _server = new_pair()
+    client.submit_headers(1, POST)
+    client.submit_data(1, b"hello")
+    assert client.bytes_to_send() == (
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n"
+    )
+
+
+def test_request_with_content_length() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, [*POST, (b"content-length", b"5")])
+    client.submit_data(1, b"hello", end_stream=True)
+    assert client.bytes_to_send() == (
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\ncontent-length: 5\r\n\r\nhello"
+    )
+
+
+def test_server_request_headers() -> None:
+    server = new_server(tls_version="TLSv1.3")
+    events = feed(
+        server,
+        b"GET /a?b=c HTTP/1.1\r\nHost: example.com:8443\r\nAccept: */*\r\n"
+        b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+        b"Upgrade-Insecure-Requests: 1\r\nProxy-Connection: x\r\n\r\n",
+    )
+    assert events == [
+        HeadersReceived(
+            stream_id=1,
+            headers=[
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"example.com:8443"),
+                (b":path", b"/a?b=c"),
+                (b"accept", b"*/*"),
+                (b"te", b"trailers"),
+                (b"upgrade-insecure-requests", b"1"),
+            ],
+            end_stream=True,
+        )
+    ]
+
+
+def test_server_request_without_host() -> None:
+    server = new_server()
+    events = feed(server, b"GET / HTTP/1.0\r\nTE: gzip\r\n\r\n")
+    assert events == [
+        HeadersReceived(
+            stream_id=1,
+            headers=[(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")],
+            end_stream=True,
+        )
+    ]
+
+
+def test_response_status_line_and_empty_body() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_headers(
+        1, [(b":status", b"404"), (b"connection", b"keep-alive")], end_stream=True
+    )
+    assert server.bytes_to_send() == b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+    assert server.is_available()
+
+
+def test_unknown_status_has_empty_reason() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_headers(1, [(b":status", b"599"), (b"content-length", b"0")], end_stream=True)
+    assert server.bytes_to_send() == b"HTTP/1.1 599 \r\ncontent-length: 0\r\n\r\n"
+
+
+def test_streaming_response_is_chunked() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_headers(1, [*OK, (b"transfer-encoding", b"gzip")])
+    server.submit_data(1, b"abc")
+    server.submit_data(1, b"", end_stream=True)
+    assert server.bytes_to_send() == (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+
+
+def test_client_receives_headers_without_connection_fields() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    events = feed(
+        client,
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+        b"Upgrade: h2c\r\nX-A: b\r\n\r\n0\r\n\r\n",
+    )
+    assert events == [
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", b"200"), (b"x-a", b"b")], end_stream=True
+        ),
+    ]
+
+
+# -- whole exchanges ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chunker", [None, one_byte, random_chunks(7, 8)], ids=["whole", "one_byte", "random"]
+)
+def test_full_exchange(chunker: Chunker | None) -> None:
+    pair, client, server = new_pair(chunker)
+    stream_id = client.get_available_stream_id()
+    assert stream_id == 1
+    client.submit_headers(stream_id, POST)
+    client.submit_data(stream_id, b"hello ")
+    client.submit_data(stream_id, b"world", end_stream=True)
+    assert not client.is_available()
+    pair.transfer()
+    events = pair.server_events()
+    assert events[0] == HeadersReceived(
+        stream_id=1,
+        headers=[
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"localhost"),
+            (b":path", b"/upload"),
+        ],
+    )
+    body = b"".join(e.data for e in events[1:] if isinstance(e, DataReceived))
+    assert body == b"hello world"
+    assert isinstance(events[-1], DataReceived)
+    assert events[-1].end_stream
+    server.submit_headers(1, [*OK, (b"content-length", b"2")])
+    server.submit_data(1, b"hi", end_stream=True)
+    pair.transfer()
+    events = pair.client_events()
+    assert events[0] == HeadersReceived(
+        stream_id=1, headers=[(b":status", b"200"), (b"content-length", b"2")]
+    )
+    assert b"".join(e.data for e in events[1:] if isinstance(e, DataReceived)) == b"hi"
+    assert isinstance(events[-1], DataReceived)
+    assert events[-1].end_stream
+    assert client.is_available()
+    assert server.is_available()
+    assert client.get_available_stream_id() == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [(b"HEAD", b"200"), (b"GET", b"204"), (b"GET", b"304")],
+)
+def test_bodyless_responses(method: bytes, status: bytes) -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, [(b":method", method), *GET[1:]], end_stream=True)
+    pair.transfer()
+    pair.server_events()
+    server.submit_headers(1, [(b":status", status), (b"etag", b"x")], end_stream=True)
+    wire = server.bytes_to_send()
+    assert b"content-length" not in wire
+    client.bytes_received(wire)
+    assert drain(client) == [
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", status), (b"etag", b"x")], end_stream=True
+        )
+    ]
+    assert client.is_available()
+
+
+def test_head_response_keeps_content_length() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, [(b":method", b"HEAD"), *GET[1:]], end_stream=True)
+    pair.transfer()
+    pair.server_events()
+    server.submit_headers(1, [*OK, (b"content-length", b"10")])
+    with pytest.raises(LocalProtocolError):
+        server.submit_data(1, b"x")
+    server.submit_data(1, b"", end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", b"200"), (b"content-length", b"10")], end_stream=True
+        ),
+    ]
+
+
+def test_interim_responses() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, [*POST, (b"expect", b"100-continue"), (b"content-length", b"2")])
+    pair.transfer()
+    assert len(pair.server_events()) == 1
+    server.submit_headers(1, [(b":status", b"100")])
+    server.submit_headers(1, [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")])
+    assert server.bytes_to_send().startswith(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+    )
+    client.bytes_received(b"HTTP/1.1 100 Continue\r\n\r\n")
+    client.bytes_received(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+    client.submit_data(1, b"ok", end_stream=True)
+    server.submit_headers(1, OK, end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"100")]),
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]
+        ),
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", b"200"), (b"content-length", b"0")], end_stream=True
+        ),
+    ]
+    assert pair.server_events() == [DataReceived(stream_id=1, data=b"ok", end_stream=True)]
+    assert client.is_available()
+    assert server.is_available()
+
+
+def test_trailers_both_ways() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, [*POST, (b"te", b"trailers")])
+    client.submit_data(1, b"body")
+    client.submit_headers(1, [(b"x-checksum", b"abc")], end_stream=True)
+    pair.transfer()
+    assert pair.server_events() == [
+        HeadersReceived(
+            stream_id=1,
+            headers=[
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"localhost"),
+                (b":path", b"/upload"),
+                (b"te", b"trailers"),
+            ],
+        ),
+        DataReceived(stream_id=1, data=b"body"),
+        HeadersReceived(stream_id=1, headers=[(b"x-checksum", b"abc")], end_stream=True),
+    ]
+    server.submit_headers(1, OK)
+    server.submit_data(1, b"reply")
+    server.submit_headers(1, [(b"grpc-status", b"0")], end_stream=True)
+    assert server.bytes_to_send().endswith(b"0\r\ngrpc-status: 0\r\n\r\n")
+    assert server.is_available()
+
+
+def test_trailers_received_by_client() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    events = feed(
+        client,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+    )
+    assert events == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"200")]),
+        DataReceived(stream_id=1, data=b"abc"),
+        HeadersReceived(stream_id=1, headers=[(b"x-t", b"1")], end_stream=True),
+    ]
+
+
+def test_trailers_on_content_length_message() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, [*POST, (b"content-length", b"0")])
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b"x-t", b"1")], end_stream=True)
+    client.submit_data(1, b"", end_stream=True)  # still usable
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_headers(1, [*OK, (b"content-length", b"1")])
+    server.submit_data(1, b"x")
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [(b"x-t", b"1")], end_stream=True)
+    server.submit_data(1, b"", end_stream=True)
+    assert server.is_available()
+
+
+def test_trailers_to_http10_client() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.0\r\n\r\n")
+    server.submit_headers(1, OK)
+    server.submit_data(1, b"close-delimited")
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [(b"x-t", b"1")], end_stream=True)
+    server.submit_data(1, b"", end_stream=True)
+    assert server.bytes_to_send() == b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nclose-delimited"
+    assert server.has_expired()
+
+
+# -- CONNECT -----------------------------------------------------------------
+
+CONNECT: HeadersType = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+
+
+def test_connect_tunnel() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, CONNECT)
+    assert client.bytes_to_send() == (
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    )
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(1, b"too early")
+    server.bytes_received(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nearly")
+    assert drain(server) == [
+        HeadersReceived(
+            stream_id=1, headers=[(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+        )
+    ]
+    server.submit_headers(1, OK)
+    assert drain(server) == [DataReceived(stream_id=1, data=b"early")]
+    assert server.bytes_to_send() == b"HTTP/1.1 200 OK\r\n\r\n"
+    client.bytes_received(b"HTTP/1.1 200 OK\r\n\r\n\x00raw")
+    assert drain(client) == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"200")]),
+        DataReceived(stream_id=1, data=b"\x00raw"),
+    ]
+    client.submit_data(1, b"GET / HTTP/1.1\r\n\r\n")
+    server.submit_data(1, b"\x16\x03")
+    pair.transfer()
+    assert pair.server_events() == [DataReceived(stream_id=1, data=b"GET / HTTP/1.1\r\n\r\n")]
+    assert pair.client_events() == [DataReceived(stream_id=1, data=b"\x16\x03")]
+    # Half-close: the client is done, the server still talks.
+    client.submit_data(1, b"", end_stream=True)
+    assert not client.has_expired()
+    server.eof_received()
+    assert drain(server) == [DataReceived(stream_id=1, data=b"", end_stream=True)]
+    assert not server.has_expired()
+    server.submit_data(1, b"last", end_stream=True)
+    assert server.has_expired()
+    assert drain(server) == [ConnectionTerminated()]
+    client.bytes_received(server.bytes_to_send())
+    client.eof_received()
+    assert drain(client) == [
+        DataReceived(stream_id=1, data=b"last"),
+        DataReceived(stream_id=1, data=b"", end_stream=True),
+        ConnectionTerminated(),
+    ]
+    assert client.has_expired()
+    client.connection_lost()
+    server.connection_lost()
+    assert drain(client) == []
+    assert drain(server) == []
+
+
+def test_connect_refused() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, CONNECT)
+    pair.transfer()
+    assert len(pair.server_events()) == 1
+    server.submit_headers(1, [(b":status", b"407"), (b"content-length", b"4")])
+    server.submit_data(1, b"auth", end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"407"), (b"content-length", b"4")]),
+        DataReceived(stream_id=1, data=b"auth", end_stream=True),
+    ]
+    assert client.is_available()
+    assert server.is_available()
+    client.submit_headers(3, GET, end_stream=True)
+    pair.transfer()
+    assert pair.server_events() == [
+        HeadersReceived(stream_id=3, headers=RECEIVED_GET, end_stream=True)
+    ]
+
+
+def test_connect_tunnel_with_eof_before_response() -> None:
+    server = new_server()
+    feed(server, b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\nbye")
+    server.eof_received()
+    assert drain(server) == []
+    server.submit_headers(1, OK, end_stream=True)
+    assert drain(server) == [
+        DataReceived(stream_id=1, data=b"bye"),
+        DataReceived(stream_id=1, data=b"", end_stream=True),
+        ConnectionTerminated(),
+    ]
+
+
+# -- keep-alive and pipelining -----------------------------------------------
+
+
+def test_keep_alive_three_requests() -> None:
+    pair, client, server = new_pair(one_byte)
+    for stream_id in (1, 3, 5):
+        assert client.is_available()
+        assert client.get_available_stream_id() == stream_id
+        client.submit_headers(stream_id, GET, end_stream=True)
+        assert not client.is_available()
+        with pytest.raises(LocalProtocolError):
+            client.get_available_stream_id()
+        pair.transfer()
+        assert pair.server_events() == [
+            HeadersReceived(stream_id=stream_id, headers=RECEIVED_GET, end_stream=True)
+        ]
+        server.submit_headers(stream_id, [*OK, (b"content-length", b"1")])
+        server.submit_data(stream_id, b"%d" % stream_id, end_stream=True)
+        pair.transfer()
+        assert pair.client_events() == [
+            HeadersReceived(
+                stream_id=stream_id, headers=[(b":status", b"200"), (b"content-length", b"1")]
+            ),
+            DataReceived(stream_id=stream_id, data=b"%d" % stream_id, end_stream=True),
+        ]
+    assert not client.has_expired()
+    assert not server.has_expired()
+
+
+def test_pipelining() -> None:
+    server = new_server()
+    events = feed(
+        server,
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: a\r\n",
+    )
+    assert [e.stream_id for e in events if isinstance(e, HeadersReceived)] == [1]
+    assert not server.is_available()
+    server.submit_headers(1, OK, end_stream=True)
+    assert drain(server) == [
+        HeadersReceived(
+            stream_id=3,
+            headers=[
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"a"),
+                (b":path", b"/2"),
+                (b"content-length", b"3"),
+            ],
+        ),
+        DataReceived(stream_id=3, data=b"abc", end_stream=True),
+    ]
+    server.submit_headers(3, OK, end_stream=True)
+    assert drain(server) == []
+    assert feed(server, b"\r\n") == [
+        HeadersReceived(
+            stream_id=5,
+            headers=[
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"a"),
+                (b":path", b"/3"),
+            ],
+            end_stream=True,
+        )
+    ]
+    server.submit_headers(5, OK, end_stream=True)
+    assert server.bytes_to_send().count(b"HTTP/1.1 200 OK\r\n") == 3
+
+
+def test_early_response_before_request_body() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, POST)
+    pair.transfer()
+    server.submit_headers(1, [(b":status", b"413")], end_stream=True)
+    assert not server.is_available()
+    pair.transfer()
+    assert pair.client_events()[-1] == HeadersReceived(
+        stream_id=1, headers=[(b":status", b"413"), (b"content-length", b"0")], end_stream=True
+    )
+    client.submit_data(1, b"late", end_stream=True)
+    pair.transfer()
+    assert pair.server_events()[-1] == DataReceived(stream_id=1, data=b"late", end_stream=True)
+    assert server.is_available()
+    assert client.is_available()
+
+
+def test_client_connection_close() -> None:
+    _pair, client, _server = new_pair()
+    client.submit_headers(1, [*GET, (b"connection", b"close")], end_stream=True)
+    assert client.bytes_to_send().endswith(b"connection: close\r\n\r\n")
+
+
+def test_request_connection_close_expires_server() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    server.submit_headers(1, OK, end_stream=True)
+    assert server.bytes_to_send() == (
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert server.has_expired()
+    assert not server.is_available()
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"NOT HTTP\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header: a\r\n\r\n",
+    ],
+)
+def test_malformed_request(data: bytes) -> None:
+    server = new_server()
+    events = feed(server, data)
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectionTerminated)
+    assert events[0].error_code == 400
+    assert events[0].message
+    assert server.bytes_to_send() == (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    assert server.has_expired()
+    assert not server.is_available()
+    server.bytes_received(b"more")
+    server.eof_received()
+    server.connection_lost()
+    assert drain(server) == []
+
+
+def test_malformed_request_body() -> None:
+    server = new_server()
+    events = feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert events[0] == HeadersReceived(
+        stream_id=1,
+        headers=[
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"a"),
+            (b":path", b"/"),
+        ],
+    )
+    assert events[1] == StreamResetReceived(stream_id=1, error_code=400)
+    assert isinstance(events[2], ConnectionTerminated)
+    assert events[2].error_code == 400
+    assert server.bytes_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, OK, end_stream=True)
+
+
+def test_oversize_headers() -> None:
+    server = HTTP1ServerFactory(max_header_size=1024)()
+    events = feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 2000)
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectionTerminated)
+    assert events[0].error_code == 431
+    assert server.bytes_to_send().startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert server.has_expired()
+
+
+def test_malformed_response() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    events = feed(client, b"HTTP/1.1 2OO OK\r\n\r\n")
+    assert events[0] == StreamResetReceived(
+        stream_id=1, error_code=HTTP1_ERROR_CODES.protocol_error
+    )
+    assert isinstance(events[1], ConnectionTerminated)
+    assert events[1].error_code == HTTP1_ERROR_CODES.protocol_error
+    assert events[1].message
+    assert client.has_expired()
+    assert client.bytes_to_send() == b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def test_unsolicited_response() -> None:
+    client = HTTP1ClientFactory()()
+    events = feed(client, b"HTTP/1.1 200 OK\r\n\r\n")
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectionTerminated)
+    assert events[0].error_code == 400
+
+
+# -- EOF and connection loss -------------------------------------------------
+
+
+def test_eof_when_idle() -> None:
+    _pair, client, server = new_pair()
+    client.eof_received()
+    server.eof_received()
+    assert drain(client) == [ConnectionTerminated(error_code=0)]
+    assert drain(server) == [ConnectionTerminated(error_code=0)]
+    assert client.has_expired()
+    assert server.has_expired()
+    client.connection_lost()
+    assert drain(client) == []
+
+
+def test_eof_mid_request() -> None:
+    server = new_server()
+    feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    server.eof_received()
+    events = drain(server)
+    assert events[0] == StreamResetReceived(
+        stream_id=1, error_code=HTTP1_ERROR_CODES.protocol_error
+    )
+    assert isinstance(events[1], ConnectionTerminated)
+    assert events[1].error_code == 400
+    assert server.bytes_to_send() == b""
+
+
+def test_eof_mid_request_line() -> None:
+    server = new_server()
+    feed(server, b"GET / HT")
+    server.eof_received()
+    events = drain(server)
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectionTerminated)
+    assert events[0].error_code == 400
+
+
+def test_eof_mid_response() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    feed(client, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    client.eof_received()
+    events = drain(client)
+    assert events[0] == StreamResetReceived(
+        stream_id=1, error_code=HTTP1_ERROR_CODES.protocol_error
+    )
+    assert isinstance(events[1], ConnectionTerminated)
+    assert events[1].error_code == 400
+
+
+def test_eof_before_response() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    client.eof_received()
+    events = drain(client)
+    assert events[0] == StreamResetReceived(stream_id=1, error_code=400)
+    assert isinstance(events[1], ConnectionTerminated)
+
+
+def test_close_delimited_response() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, GET, end_stream=True)
+    assert feed(client, b"HTTP/1.0 200 OK\r\n\r\nsome") == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"200")]),
+        DataReceived(stream_id=1, data=b"some"),
+    ]
+    client.eof_received()
+    assert drain(client) == [
+        DataReceived(stream_id=1, data=b"", end_stream=True),
+        ConnectionTerminated(),
+    ]
+
+
+def test_client_half_close_after_request() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.eof_received()
+    assert drain(server) == []
+    server.submit_headers(1, OK)
+    server.submit_data(1, b"still here", end_stream=True)
+    assert drain(server) == [ConnectionTerminated()]
+    assert server.bytes_to_send().endswith(b"a\r\nstill here\r\n0\r\n\r\n")
+    assert server.has_expired()
+
+
+def test_connection_lost_once() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, GET, end_stream=True)
+    pair.transfer()
+    pair.server_events()
+    client.connection_lost()
+    client.connection_lost()
+    assert drain(client) == [
+        StreamResetReceived(stream_id=1, error_code=400),
+        ConnectionTerminated(error_code=400, message="connection lost"),
+    ]
+    server.connection_lost()
+    server.eof_received()
+    assert len(drain(server)) == 2
+    idle = HTTP1ClientFactory()()
+    idle.connection_lost()
+    idle.connection_lost()
+    assert drain(idle) == [ConnectionTerminated()]
+    assert idle.has_expired()
+
+
+# -- misuse ------------------------------------------------------------------
+
+
+def test_client_misuse() -> None:
+    client = HTTP1ClientFactory()()
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(1, b"x")  # no stream
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(3, GET)  # not the available ID
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b":method", b"GET"), (b":authority", b"a")])  # no :path
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b":path", b"/")])  # no :method
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b":method", b"CONNECT")])  # no :authority
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b":method", b"GET"), (b":path", b"/")])  # no Host
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [*GET, (b"content-length", b"x")])
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [*GET, (b"content-length", b"3")], end_stream=True)
+    assert client.is_available()
+    client.submit_headers(1, [*POST, (b"content-length", b"3")])
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(3, GET)  # busy
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(1, b"toolong")
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(1, b"ab", end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(5, b"x")  # unknown stream
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b":path", b"/")], end_stream=True)  # pseudo in trailers
+    client.submit_data(1, b"abc", end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        client.submit_data(1, b"x")  # closed for sending
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b"x-t", b"1")], end_stream=True)  # headers twice
+    assert not client.has_expired()
+
+
+def test_chunked_trailers_must_end_stream() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, POST)
+    with pytest.raises(LocalProtocolError):
+        client.submit_headers(1, [(b"x-t", b"1")])
+
+
+def test_server_misuse() -> None:
+    server = new_server()
+    with pytest.raises(LocalProtocolError):
+        server.get_available_stream_id()
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, OK)  # no request yet
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    with pytest.raises(LocalProtocolError):
+        server.submit_data(1, b"x")  # no response yet
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(3, OK)
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [(b":status", b"20x")])
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [(b":method", b"GET")])
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [(b":status", b"103")], end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [*OK, (b"content-length", b"5")], end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, [*OK, (b"bad name", b"x")])
+    server.submit_headers(1, OK, end_stream=True)
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, OK)
+    with pytest.raises(LocalProtocolError):
+        server.submit_data(1, b"x")
+    assert server.is_available()
+    assert not server.has_expired()
+
+
+# -- resets and closing ------------------------------------------------------
+
+
+def test_stream_reset_closes_connection() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, POST)
+    pair.transfer()
+    pair.server_events()
+    server.submit_headers(1, OK)
+    server.submit_stream_reset(1, HTTP1_ERROR_CODES.internal_error)
+    assert server.bytes_to_send() == b""
+    assert drain(server) == [
+        StreamResetSent(stream_id=1, error_code=500),
+        ConnectionTerminated(error_code=500, message="stream reset"),
+    ]
+    assert server.has_expired()
+    server.submit_stream_reset(1)  # already closed: nothing
+    server.connection_lost()
+    assert drain(server) == []
+    client.submit_stream_reset(1, HTTP1_ERROR_CODES.cancel)
+    assert drain(client) == [
+        StreamResetSent(stream_id=1, error_code=499),
+        ConnectionTerminated(error_code=499, message="stream reset"),
+    ]
+
+
+def test_server_submit_close() -> None:
+    idle = new_server()
+    idle.submit_close()
+    assert idle.has_expired()
+    assert not idle.is_available()
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_close()
+    assert server.has_expired()  # takes no new request, finishes this one
+    server.submit_headers(1, OK, end_stream=True)
+    assert server.bytes_to_send() == (
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    assert server.has_expired()
+    started = new_server()
+    feed(started, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    started.submit_headers(1, OK)
+    started.submit_close()
+    assert started.has_expired()
+    started.submit_data(1, b"", end_stream=True)
+    assert started.has_expired()
+    assert drain(started) == []
+
+
+def test_client_submit_close() -> None:
+    client = HTTP1ClientFactory()()
+    client.submit_close()
+    assert client.has_expired()
+    assert not client.is_available()
+    with pytest.raises(LocalProtocolError):
+        client.get_available_stream_id()
+
+
+def test_flow_control_is_a_no_op() -> None:
+    pair, client, server = new_pair()
+    client.submit_headers(1, POST)
+    client.submit_data(1, b"x" * 100_000)
+    assert client.get_pending_data_size(1) == 0
+    pair.transfer()
+    server.acknowledge_received_data(1, 100_000)
+    server.acknowledge_received_data(99, 1)
+    assert server.get_pending_data_size(1) == 0
+    assert sum(len(e.data) for e in pair.server_events() if isinstance(e, DataReceived)) == 100_000
+
+
+def test_pipelined_request_after_connection_close() -> None:
+    server = new_server()
+    events = feed(
+        server,
+        b"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    assert len(events) == 1
+    server.submit_headers(1, OK, end_stream=True)
+    assert server.has_expired()
+    assert drain(server) == []
+    server.connection_lost()
+    assert drain(server) == [ConnectionTerminated()]
+
+
+def test_upgrade_request_is_a_plain_request() -> None:
+    _pair, _client, server = new_pair()
+    server.bytes_received(
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    assert drain(server) == [
+        HeadersReceived(
+            stream_id=1,
+            headers=[
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"a"),
+                (b":path", b"/chat"),
+            ],
+            end_stream=True,
+        )
+    ]
+    server.submit_headers(1, [(b":status", b"426"), (b"upgrade", b"websocket")], end_stream=True)
+    assert server.bytes_to_send() == b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n"
+    assert server.is_available()
