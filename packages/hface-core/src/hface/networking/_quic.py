@@ -84,6 +84,7 @@ class _QUICListenerStream(QUICStream):
         self._inbound, self._queue = anyio.create_memory_object_stream[DatagramType](queue_size)
         self._connection_ids: frozenset[bytes] = frozenset()
         self._closed = False
+        self._handled = False  # set once a handler task has taken the stream
 
     def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
         if self._closed:
@@ -121,13 +122,16 @@ class _QUICListenerStream(QUICStream):
         await self._listener._send(item)
 
     async def aclose(self) -> None:
+        self._close_now()
+        await anyio.lowlevel.checkpoint()
+
+    def _close_now(self) -> None:
         if not self._closed:
             self._closed = True
             self._inbound.close()
             self._queue.close()
             self._listener._forget(self, self._connection_ids | {self._original_connection_id})
             self._connection_ids = frozenset()
-        await anyio.lowlevel.checkpoint()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -185,6 +189,20 @@ class QUICListener(Listener[QUICStream]):
 
         :raises TransportError: if the socket fails.
         """
+        try:
+            await self._serve(handler, task_group)
+        finally:
+            # A handler task cancelled before its first step (asyncio does
+            # that) never closed its stream: close those here.
+            for stream in list(self._streams):
+                if not stream._handled:
+                    stream._close_now()
+
+    async def _serve(
+        self,
+        handler: Callable[[QUICStream], Coroutine[Any, Any, Any]],
+        task_group: TaskGroup | None,
+    ) -> None:
         # Imported here, not at module level: the sniffer lives in the layer
         # below and importing it pulls in aioquic, which TCP-only users never need.
         from hface.protocols.http3 import (
@@ -235,7 +253,6 @@ class QUICListener(Listener[QUICStream]):
             self._routes.clear()
             for stream in self._streams:
                 stream._end()
-            self._streams.clear()
         await self._socket.aclose()
 
     @property
@@ -244,8 +261,9 @@ class QUICListener(Listener[QUICStream]):
 
     @staticmethod
     async def _handle(
-        handler: Callable[[QUICStream], Coroutine[Any, Any, Any]], stream: QUICStream
+        handler: Callable[[QUICStream], Coroutine[Any, Any, Any]], stream: _QUICListenerStream
     ) -> None:
+        stream._handled = True
         async with stream:
             await handler(stream)
 

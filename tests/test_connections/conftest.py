@@ -1,0 +1,75 @@
+"""Servers and clients on loopback, for every HTTP version."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+
+from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
+from hface.connections import (
+    HTTPConnection,
+    HTTPListener,
+    HTTPOverQUICListener,
+    HTTPOverQUICOpener,
+    HTTPOverTCPListener,
+    HTTPOverTCPOpener,
+)
+from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
+from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
+from hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
+
+Handler = Callable[[HTTPConnection], Awaitable[None]]
+
+
+async def create_listener(
+    http_version: str, tls_config: ServerTLSConfig, **options: object
+) -> HTTPListener:
+    """A TLS listener of one HTTP version on a free port of 127.0.0.1."""
+    address = ("127.0.0.1", 0)
+    if http_version == "1.1":
+        return await HTTPOverTCPListener.create(
+            HTTP1ServerFactory(), local_address=address, tls_config=tls_config
+        )
+    if http_version == "2":
+        return await HTTPOverTCPListener.create(
+            HTTP2ServerFactory(**options),  # type: ignore[arg-type]  # factory options
+            local_address=address,
+            tls_config=tls_config,
+        )
+    return await HTTPOverQUICListener.create(
+        HTTP3ServerFactory(**options),  # type: ignore[arg-type]  # factory options
+        local_address=address,
+        tls_config=tls_config,
+    )
+
+
+@asynccontextmanager
+async def serving(
+    http_version: str, tls_config: ServerTLSConfig, handler: Handler, **options: object
+) -> AsyncIterator[AddressType]:
+    """Serve ``handler`` on a free port while the block runs; yield the address."""
+    listener = await create_listener(http_version, tls_config, **options)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(listener.serve, handler)
+        try:
+            yield listener.local_addresses[0]
+        finally:
+            await listener.aclose()
+            task_group.cancel_scope.cancel()
+
+
+async def connect(
+    http_version: str, address: AddressType, tls_config: ClientTLSConfig, **options: object
+) -> HTTPConnection:
+    """An unopened client connection of one HTTP version to ``address``."""
+    if http_version == "3":
+        opener3 = HTTPOverQUICOpener(
+            HTTP3ClientFactory(**options),  # type: ignore[arg-type]  # factory options
+            tls_config=tls_config,
+        )
+        return await opener3(address, tls=True, server_name="localhost")
+    factory = HTTP1ClientFactory() if http_version == "1.1" else HTTP2ClientFactory()
+    opener = HTTPOverTCPOpener(factory, tls_config=tls_config)
+    return await opener(address, tls=True, server_name="localhost")
