@@ -330,3 +330,40 @@ async def test_cancelling_the_enclosing_task_group_leaves_no_task(
     await anyio.lowlevel.checkpoint()
     after = {task.id for task in anyio.get_running_tasks()}
     assert after <= before
+
+
+@pytest.mark.parametrize("http_version", HTTP_VERSIONS)
+async def test_goaway_lets_the_stream_in_flight_finish(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    async def goaway_then_answer(connection: HTTPConnection) -> None:
+        event = await connection.receive_event()
+        assert isinstance(event, HeadersReceived)
+        await connection.send_goaway()
+        assert not connection.is_available()
+        await anyio.sleep(0.1)
+        await connection.send_headers(event.stream_id, [(b":status", b"200")])
+        await connection.send_data(event.stream_id, b"finished", end_stream=True)
+        await anyio.sleep(0.1)
+
+    async with serving(http_version, server_tls_config, goaway_then_answer) as address:
+        async with await connect(http_version, address, client_tls_config) as connection:
+            stream_id = connection.get_available_stream_id()
+            await connection.send_headers(stream_id, _request(), end_stream=True)
+            headers, body = await StreamReader(connection).read_response(stream_id)
+            assert body == b"finished"
+            assert not connection.is_available()
+
+
+@pytest.mark.parametrize("http_version", HTTP_VERSIONS)
+async def test_tls_attributes(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    from anyio.streams.tls import TLSAttribute
+
+    alpn = {"1.1": "http/1.1", "2": "h2", "3": "h3"}[http_version]
+    async with serving(http_version, server_tls_config, echo_handler) as address:
+        async with await connect(http_version, address, client_tls_config) as connection:
+            assert connection.extra(TLSAttribute.alpn_protocol) == alpn
+            assert connection.extra(TLSAttribute.tls_version) == "TLSv1.3"
+            assert connection.local_address[0] == "127.0.0.1"

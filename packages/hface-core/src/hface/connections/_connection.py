@@ -239,6 +239,18 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             self._check_open()
             await self._progress.wait()
 
+    async def send_goaway(self) -> None:
+        """Begin a graceful close: the peer opens no new stream; streams in flight go on.
+
+        HTTP/2 and HTTP/3 send GOAWAY; HTTP/1.1 ends after the exchange in
+        progress (``Connection: close``). Call :meth:`aclose` once the
+        streams in flight are done, or when a grace period runs out.
+        """
+        if self._terminated is not None or self._protocol.has_expired():
+            return
+        self._protocol.submit_close(self._protocol.error_codes.no_error)
+        await self._flush_quietly()
+
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         """Cancel a stream (HTTP/1.1: close the connection)."""
         if self._terminated is not None:
