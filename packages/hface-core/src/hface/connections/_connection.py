@@ -209,6 +209,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """Return True if a new stream can be opened now."""
         return self._terminated is None and self._protocol.is_available()
 
+    def has_expired(self) -> bool:
+        """Return True once the connection is closing or closed: no new streams.
+
+        A server whose connection has expired returns from its handler as
+        soon as the streams in flight are done.
+        """
+        return self._terminated is not None or self._protocol.has_expired()
+
     def get_available_stream_id(self) -> int:
         """Return the ID for the next stream (clients); see ``HTTPProtocol``."""
         return self._protocol.get_available_stream_id()

@@ -1,0 +1,197 @@
+"""The machinery every server facade shares: endpoints, listeners, graceful shutdown.
+
+Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
+and version, then serves until it is cancelled or receives SIGINT or
+SIGTERM. Connection handlers run in a task group of their own, shielded
+from the cancellation of ``run()``, so that shutdown can be graceful:
+stop accepting, ask every connection to finish (GOAWAY, or
+``Connection: close``), wait up to :attr:`BaseServer.graceful_timeout`
+for the streams in flight, and only then cancel what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from hface.common import AddressType, ServerTLSConfig
+from hface.connections import (
+    HTTPConnection,
+    HTTPListener,
+    HTTPMultiListener,
+    HTTPOverQUICListener,
+    HTTPOverTCPListener,
+)
+from hface.protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
+from hface.protocols.http1 import HTTP1ServerFactory
+from hface.protocols.http2 import HTTP2ServerFactory
+from hface.protocols.http3 import HTTP3ServerFactory
+
+from ._models import Endpoint, ServerProtocol
+
+logger = logging.getLogger("hface.server")
+
+
+class BaseServer(ABC):
+    """What :class:`ASGIServer` and :class:`ProxyServer` share."""
+
+    #: The certificate and key; needed for ``https`` endpoints.
+    tls_config: ServerTLSConfig
+    #: Which HTTP versions to listen for.
+    protocol: ServerProtocol
+    #: Makes HTTP/1.1 protocols (h11 by default).
+    http1_factory: HTTPOverTCPFactory
+    #: Makes HTTP/2 protocols (h2 by default).
+    http2_factory: HTTPOverTCPFactory
+    #: Makes HTTP/3 protocols (aioquic by default).
+    http3_factory: HTTPOverQUICServerFactory
+    #: Seconds that requests in flight get to finish at shutdown.
+    graceful_timeout: float
+    #: Stop gracefully on SIGINT and SIGTERM (when run in the main thread).
+    handle_signals: bool
+
+    def __init__(self) -> None:
+        self.tls_config = ServerTLSConfig()
+        self.protocol = ServerProtocol.ALL
+        self.http1_factory = HTTP1ServerFactory()
+        self.http2_factory = HTTP2ServerFactory()
+        self.http3_factory = HTTP3ServerFactory()
+        self.graceful_timeout = 10.0
+        self.handle_signals = True
+        self._connections: set[HTTPConnection] = set()
+        self._all_closed: anyio.Event | None = None  # made when shutting down
+
+    @abstractmethod
+    async def handle_connection(self, connection: HTTPConnection) -> None:
+        """Serve one connection until it ends."""
+
+    async def run(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        task_status: TaskStatus[Sequence[AddressType]] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve on every endpoint until cancelled, or until SIGINT or SIGTERM.
+
+        Shutdown is graceful either way. With ``task_group.start(server.run,
+        endpoints)`` the addresses actually bound are returned once the
+        server accepts connections.
+
+        :raises ValueError: if no endpoint can be served (e.g. HTTP/3 only
+            and no ``https`` endpoint) or TLS is needed but not configured.
+        :raises OSError: if an address cannot be bound.
+        """
+        listener = await self._create_listener(endpoints)
+        async with listener, anyio.create_task_group() as outer:
+            serving_scope = anyio.CancelScope(shield=True)
+            outer.start_soon(self._serve, listener, serving_scope)
+            stopping = anyio.Event()
+            if self.handle_signals and threading.current_thread() is threading.main_thread():
+                outer.start_soon(self._wait_for_signal, stopping)
+            task_status.started(list(listener.local_addresses))
+            try:
+                await stopping.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._shut_down(listener, serving_scope)
+                outer.cancel_scope.cancel()
+
+    async def _serve(self, listener: HTTPListener, scope: anyio.CancelScope) -> None:
+        with scope:
+            await listener.serve(self._handle)
+
+    async def _handle(self, connection: HTTPConnection) -> None:
+        self._connections.add(connection)
+        try:
+            await self.handle_connection(connection)
+        finally:
+            self._connections.discard(connection)
+            if not self._connections and self._all_closed is not None:
+                self._all_closed.set()
+
+    async def _wait_for_signal(self, stopping: anyio.Event) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                logger.info("received %s, shutting down", signal.Signals(signum).name)
+                stopping.set()
+                return
+
+    async def _shut_down(self, listener: HTTPListener, serving_scope: anyio.CancelScope) -> None:
+        await listener.aclose()
+        for connection in list(self._connections):
+            await connection.send_goaway()
+        if self._connections:
+            self._all_closed = anyio.Event()
+            with anyio.move_on_after(self.graceful_timeout):
+                await self._all_closed.wait()
+        if self._connections:
+            logger.info("closing %d connections after the grace period", len(self._connections))
+        serving_scope.cancel()
+
+    async def _create_listener(self, endpoints: Sequence[Endpoint]) -> HTTPListener:
+        listeners: list[HTTPListener] = []
+        try:
+            for endpoint in endpoints:
+                listeners.extend(await self._endpoint_listeners(endpoint))
+        except BaseException:
+            for listener in listeners:
+                await listener.aclose()
+            raise
+        if not listeners:
+            raise ValueError("no endpoint to listen on for the chosen protocol")
+        return listeners[0] if len(listeners) == 1 else HTTPMultiListener(listeners)
+
+    async def _endpoint_listeners(self, endpoint: Endpoint) -> list[HTTPListener]:
+        if endpoint.tls and not self.tls_config.certfile:
+            raise ValueError(f"{endpoint} needs a certificate: set tls_config.certfile")
+        tcp_factory = {
+            ServerProtocol.ALL: self._both_factory,
+            ServerProtocol.TCP: self._both_factory,
+            ServerProtocol.HTTP1: lambda _: self.http1_factory,
+            ServerProtocol.HTTP2: lambda _: self.http2_factory,
+            ServerProtocol.HTTP3: None,
+        }[self.protocol]
+        listeners: list[HTTPListener] = []
+        if tcp_factory is not None:
+            listeners.append(
+                await HTTPOverTCPListener.create(
+                    tcp_factory(endpoint),
+                    local_address=endpoint.address,
+                    tls_config=self.tls_config if endpoint.tls else None,
+                    **self._connection_options(),
+                )
+            )
+        quic = self.protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3)
+        if quic and endpoint.tls:
+            address = endpoint.address
+            if address[1] == 0 and listeners:  # HTTP/3 on the port TCP got
+                address = (address[0], listeners[0].local_addresses[0][1])
+            try:
+                listeners.append(
+                    await HTTPOverQUICListener.create(
+                        self.http3_factory,
+                        local_address=address,
+                        tls_config=self.tls_config,
+                        **self._connection_options(),
+                    )
+                )
+            except BaseException:
+                for listener in listeners:
+                    await listener.aclose()
+                raise
+        return listeners
+
+    def _both_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory:
+        # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
+        return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
+
+    def _connection_options(self) -> dict[str, Any]:
+        """Options for every HTTPConnection this server makes (overridable)."""
+        return {}
