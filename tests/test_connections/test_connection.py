@@ -172,6 +172,7 @@ FIFTY_MIB = 50 * 1024 * 1024
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # bulk transfers; far less is needed on an idle machine
 @pytest.mark.parametrize("http_version", HTTP_VERSIONS)
 async def test_fifty_mib_upload(
     http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
@@ -194,6 +195,7 @@ async def test_fifty_mib_upload(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # bulk transfers; far less is needed on an idle machine
 @pytest.mark.parametrize("http_version", HTTP_VERSIONS)
 async def test_fifty_mib_download(
     http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
