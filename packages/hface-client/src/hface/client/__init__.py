@@ -1,3 +1,32 @@
-"""The client facade: ``Client`` and ``ProxyClient`` (in progress)."""
+"""The client facade: HTTP/1.1, HTTP/2 and HTTP/3 requests, directly or through a proxy.
 
-__all__ = ()
+Make a :class:`Client`, enter :meth:`Client.session`, and call
+:meth:`ClientSession.dispatch` (or :meth:`ClientSession.stream` for large
+bodies). :class:`ProxyClient` opens raw TCP tunnels through an HTTP proxy.
+Exceptions are in :mod:`hface.client.errors`; timeouts raise :exc:`TimeoutError`.
+"""
+
+from hface.common import ClientTLSConfig as ClientTLSConfig
+
+from ._client import Client as Client
+from ._client import ClientSession as ClientSession
+from ._models import URL as URL
+from ._models import ClientProtocol as ClientProtocol
+from ._models import Origin as Origin
+from ._models import Request as Request
+from ._models import Response as Response
+from ._proxy import ProxyClient as ProxyClient
+from ._proxy import ProxyClientSession as ProxyClientSession
+
+__all__ = (
+    "URL",
+    "Client",
+    "ClientProtocol",
+    "ClientSession",
+    "ClientTLSConfig",
+    "Origin",
+    "ProxyClient",
+    "ProxyClientSession",
+    "Request",
+    "Response",
+)

@@ -1,0 +1,298 @@
+"""``Client`` and ``ClientSession``: HTTP requests over pooled connections."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from hface.common import ClientTLSConfig, HeaderType
+from hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
+from hface.networking import ClientNetworking, SystemNetworking
+from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from hface.protocols.http1 import HTTP1ClientFactory
+from hface.protocols.http2 import HTTP2ClientFactory
+from hface.protocols.http3 import HTTP3ClientFactory
+
+from ._exchange import Exchange, RetryableError
+from ._models import ClientProtocol, Origin, Request, Response
+from ._pool import ConnectionPool
+from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
+
+#: Seconds to wait for a connection (TCP, TLS or QUIC handshake) by default.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: Seconds to wait for each piece of a response by default.
+DEFAULT_READ_TIMEOUT: Final = 30.0
+#: Idle HTTP/1.1 connections kept per origin by default.
+DEFAULT_MAX_IDLE_CONNECTIONS: Final = 8
+
+
+def make_tcp_factory(
+    protocol: ClientProtocol,
+    http1_factory: HTTPOverTCPFactory,
+    http2_factory: HTTPOverTCPFactory,
+) -> HTTPOverTCPFactory:
+    """The factory for HTTP over TCP that ``protocol`` asks for."""
+    if protocol is ClientProtocol.HTTP1:
+        return http1_factory
+    if protocol is ClientProtocol.HTTP2:
+        return http2_factory
+    return ALPNHTTPFactory([http2_factory, http1_factory], "http/1.1")
+
+
+def make_opener(
+    protocol: ClientProtocol,
+    *,
+    tls_config: ClientTLSConfig,
+    http1_factory: HTTPOverTCPFactory,
+    http2_factory: HTTPOverTCPFactory,
+    http3_factory: HTTPOverQUICClientFactory,
+    networking: ClientNetworking,
+) -> HTTPOverTCPOpener | HTTPOverQUICOpener:
+    """An opener of client connections; data is acknowledged as it is consumed."""
+    if protocol is ClientProtocol.HTTP3:
+        return HTTPOverQUICOpener(
+            http3_factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
+        )
+    factory = make_tcp_factory(protocol, http1_factory, http2_factory)
+    return HTTPOverTCPOpener(
+        factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
+    )
+
+
+class Client:
+    """An HTTP client: HTTP/1.1, HTTP/2 or HTTP/3, directly or through a proxy.
+
+    Set the attributes, then enter :meth:`session` to make requests. The
+    session takes a copy of the settings when it starts.
+
+    :param proxy_origin: tunnel every request through this HTTP proxy
+        (CONNECT); ``https://user:password@proxy:port`` also sets Basic
+        proxy credentials (:attr:`proxy_auth`).
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_config: ClientTLSConfig | None = None,
+        protocol: ClientProtocol = ClientProtocol.TCP,
+        proxy_origin: Origin | str | None = None,
+        proxy_protocol: ClientProtocol = ClientProtocol.TCP,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+        timeout: float | None = None,
+    ) -> None:
+        #: How servers (and the proxy) are verified; the system's CAs by default.
+        self.tls_config: ClientTLSConfig = tls_config or ClientTLSConfig()
+        #: The HTTP version(s) to speak to servers.
+        self.protocol: ClientProtocol = protocol
+        #: The HTTP proxy, if any; requests go through CONNECT tunnels.
+        self.proxy_origin: Origin | None = None
+        #: Basic credentials for the proxy, ``(user, password)``.
+        self.proxy_auth: tuple[str, str] | None = None
+        if proxy_origin is not None:
+            self.proxy_origin, self.proxy_auth = split_proxy_url(proxy_origin)
+        #: The HTTP version(s) to speak to the proxy.
+        self.proxy_protocol: ClientProtocol = proxy_protocol
+        #: Makes HTTP/1.1 protocols.
+        self.http1_factory: HTTPOverTCPFactory = HTTP1ClientFactory()
+        #: Makes HTTP/2 protocols.
+        self.http2_factory: HTTPOverTCPFactory = HTTP2ClientFactory()
+        #: Makes HTTP/3 protocols.
+        self.http3_factory: HTTPOverQUICClientFactory = HTTP3ClientFactory()
+        #: Seconds to establish a connection (TCP + TLS, or QUIC); ``None``: no limit.
+        self.connect_timeout: float | None = connect_timeout
+        #: Seconds to wait for the response headers and for each body chunk.
+        self.read_timeout: float | None = read_timeout
+        #: Seconds for a whole :meth:`ClientSession.dispatch` (up to its last
+        #: byte); for :meth:`ClientSession.stream`, up to the response headers.
+        self.timeout: float | None = timeout
+        #: Idle HTTP/1.1 connections kept per origin.
+        self.max_idle_connections: int = DEFAULT_MAX_IDLE_CONNECTIONS
+
+    def session(self) -> ClientSession:
+        """A session, to be entered: ``async with client.session() as session: ...``.
+
+        Leaving the block closes every connection and ends every background task.
+        """
+        return ClientSession(self)
+
+
+class ClientSession:
+    """Makes requests; returned by :meth:`Client.session`.
+
+    Enter and leave it in the same task. The connections live as long as the session.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._tls_config = client.tls_config.clone()
+        self._protocol = client.protocol
+        self._connect_timeout = client.connect_timeout
+        self._read_timeout = client.read_timeout
+        self._timeout = client.timeout
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._pool: ConnectionPool | None = None
+        self._proxy_session: ProxyClientSession | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> ClientSession:
+        if self._task_group is not None or self._closed:
+            raise RuntimeError("a session can be entered only once")
+        client = self._client
+        networking: ClientNetworking = SystemNetworking()
+        if client.proxy_origin is not None:
+            proxy = ProxyClient(
+                client.proxy_origin,
+                tls_config=self._tls_config,
+                protocol=client.proxy_protocol,
+                proxy_auth=client.proxy_auth,
+                connect_timeout=client.connect_timeout,
+                read_timeout=client.read_timeout,
+            )
+            proxy.http1_factory = client.http1_factory
+            proxy.http2_factory = client.http2_factory
+            proxy.http3_factory = client.http3_factory
+            self._proxy_session = await proxy.session().__aenter__()
+            networking = self._proxy_session
+        opener = make_opener(
+            self._protocol,
+            tls_config=self._tls_config,
+            http1_factory=client.http1_factory,
+            http2_factory=client.http2_factory,
+            http3_factory=client.http3_factory,
+            networking=networking,
+        )
+
+        async def open_connection(origin: Origin) -> HTTPConnection:
+            if self._protocol is ClientProtocol.HTTP3 and not origin.tls:
+                raise ValueError(f"HTTP/3 needs https, not {origin}")
+            return await opener(origin.address, tls=origin.tls, server_name=origin.host)
+
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._pool = ConnectionPool(
+            open_connection,
+            task_group=task_group,
+            connect_timeout=self._connect_timeout,
+            max_idle_connections=client.max_idle_connections,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection and end every background task (call from the entering task)."""
+        if self._closed:
+            return
+        self._closed = True
+        task_group, self._task_group = self._task_group, None
+        try:
+            if self._pool is not None:
+                self._pool.close_all()
+            if task_group is not None:
+                # The owner tasks close their connections shielded (GOAWAY
+                # first), so cancelling here still closes them politely.
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
+        finally:
+            if self._proxy_session is not None:
+                await self._proxy_session.aclose()
+
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this session has opened so far (for statistics)."""
+        return 0 if self._pool is None else self._pool.connections_opened
+
+    async def dispatch(self, request: Request) -> Response:
+        """Send ``request`` and return the response with its whole body in ``content``.
+
+        :raises TimeoutError: if a timeout of the client expired.
+        :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
+        """
+        timeout = self._timeout
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            async with self.stream(request) as response:
+                await response.aread()
+                return response
+        assert scope.cancelled_caught
+        raise TimeoutError(
+            f"timed out after {timeout} s waiting for {request.method} {request.url}"
+        )
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[Response]:
+        """Send ``request``; yield the response once its headers are in.
+
+        Read the body with ``async for chunk in response.aiter_bytes()``;
+        the block's end releases the stream (resetting it if unread).
+        """
+        timeout = self._timeout
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            exchange, response = await self._start(request)
+        if scope.cancelled_caught:
+            raise TimeoutError(
+                f"timed out after {timeout} s waiting for {request.method} {request.url}"
+            )
+        try:
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+                await exchange.aclose()
+
+    async def _start(self, request: Request) -> tuple[Exchange, Response]:
+        if self._pool is None or self._task_group is None:
+            raise RuntimeError("enter the session first: async with client.session() as session")
+        origin = request.url.origin
+        headers = self._request_headers(request)
+        body = request.content
+        has_body = not isinstance(body, bytes) or bool(body)
+        replayable = isinstance(body, bytes)
+        for attempt in range(2):
+            exchange = await self._pool.open_exchange(origin, headers, end_stream=not has_body)
+            try:
+                if has_body:
+                    exchange.start_upload(self._task_group, body)
+                status, response_headers, complete = await exchange.receive_response_headers(
+                    self._read_timeout
+                )
+            except RetryableError as exc:
+                await exchange.aclose()
+                if attempt == 0 and replayable:
+                    continue
+                raise exc.error from None
+            except BaseException:
+                await exchange.aclose()
+                raise
+            response = Response(
+                status=status, headers=response_headers, http_version=exchange.http_version
+            )
+            if not complete:
+                response._body = exchange.iter_body(self._read_timeout)
+            return exchange, response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _request_headers(request: Request) -> list[HeaderType]:
+        headers = request.protocol_headers
+        names = {name for name, _ in request.headers}
+        body = request.content
+        needs_length = bool(body) or request.method in ("POST", "PUT", "PATCH")
+        if isinstance(body, bytes) and b"content-length" not in names and needs_length:
+            headers.append((b"content-length", str(len(body)).encode()))
+        if b"user-agent" not in names:
+            headers.append((b"user-agent", b"hface"))
+        return headers

@@ -1,0 +1,183 @@
+"""One pooled client connection, and the task that owns it.
+
+Theory of operation. ``HTTPConnection.open()`` and ``aclose()`` must run in
+one task, so every connection gets an *owner task* in the session's task
+group (:meth:`PooledConnection.run`). The owner opens the connection, then:
+
+- on HTTP/2 and HTTP/3 it is the connection's only reader: it takes every
+  event from ``receive_event()`` and routes stream events to the queue of
+  their exchange (:meth:`register`). Queues are unbounded, which is safe
+  because received data is acknowledged (``auto_acknowledge=False``) only as
+  the consumer takes it: the flow-control windows bound what can queue up.
+- on HTTP/1.1 there is one exchange at a time, which reads the connection
+  itself (so the connection's own read backpressure applies); the owner
+  only waits to be told to close.
+
+``GoawayReceived`` retires the connection (no new exchange; those in flight
+go on). ``ConnectionTerminated`` ends every exchange: each queue gets the
+event and closes. When the owner ends, for whatever reason, the connection
+is closed and the pool forgets it. The owner never raises once started, so
+a dying connection never cancels the session's other tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hface.connections import HTTPConnection
+from hface.errors import HTTPError
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    StreamEvent,
+)
+
+from ._models import Origin
+
+
+class PooledConnection:
+    """An :class:`HTTPConnection` in a pool, with its exchanges' event queues."""
+
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        origin: Origin,
+        *,
+        on_closed: Callable[[PooledConnection], None],
+    ) -> None:
+        self.connection = connection
+        self.origin = origin
+        self._on_closed = on_closed
+        self._queues: dict[int, MemoryObjectSendStream[Event]] = {}
+        self._close_requested = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        #: Set once the peer sent GOAWAY or the pool gave up on the connection.
+        self.retired = False
+        #: The event that ended the connection, once it ended.
+        self.terminated: ConnectionTerminated | None = None
+        #: Exchanges in progress.
+        self.active = 0
+        #: Exchanges started so far (a reused HTTP/1.1 connection may have gone stale).
+        self.exchanges_started = 0
+        self.closed = False
+
+    @property
+    def multiplexed(self) -> bool:
+        return self.connection.multiplexed
+
+    def is_usable(self) -> bool:
+        """True if a new exchange can start here now."""
+        return (
+            not self.retired
+            and not self.closed
+            and self.terminated is None
+            and not self.connection.has_expired()
+            and self.connection.is_available()
+        )
+
+    def is_dead(self) -> bool:
+        """True if no new exchange can ever start here."""
+        return (
+            self.retired
+            or self.closed
+            or self.terminated is not None
+            or self.connection.has_expired()
+        )
+
+    # -- the owner task ---------------------------------------------------------
+
+    async def run(self, *, connect_timeout: float | None, task_status: TaskStatus[None]) -> None:
+        """Open the connection, serve it until closed, then close it (the owner task).
+
+        :raises TimeoutError: if opening takes longer than ``connect_timeout``.
+        :raises TransportError: if opening fails (both before ``started()`` only).
+        """
+        started = False
+        deadline = math.inf if connect_timeout is None else anyio.current_time() + connect_timeout
+        # One scope around everything: open() enters the connection's task
+        # group, which must be left (by aclose) before this scope is.
+        with anyio.CancelScope(deadline=deadline) as self._scope:
+            try:
+                await self.connection.open()
+                self._scope.deadline = math.inf
+                started = True
+                task_status.started()
+                if self._close_requested.is_set():
+                    return
+                if self.connection.multiplexed:
+                    await self._read_events()
+                else:
+                    await self._close_requested.wait()
+            finally:
+                # Not under a scope of ours: it leaves the connection's task
+                # group, and shields its own polite close (GOAWAY) itself.
+                await self.connection.aclose()
+                self._finish(ConnectionTerminated(message="the connection was closed"))
+        if not started:
+            raise TimeoutError
+
+    async def _read_events(self) -> None:
+        connection = self.connection
+        while True:
+            event = await connection.receive_event()
+            if isinstance(event, ConnectionTerminated):
+                self._finish(event)
+                return
+            if isinstance(event, GoawayReceived):
+                # RFC 9113 §6.8 / RFC 9114 §5.2: no new streams; streams the
+                # server refused get a reset with the refused-stream code.
+                self.retired = True
+                continue
+            if isinstance(event, StreamEvent):
+                queue = self._queues.get(event.stream_id)
+                delivered = False
+                if queue is not None:
+                    try:
+                        queue.send_nowait(event)
+                        delivered = True
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        self._queues.pop(event.stream_id, None)
+                if not delivered and isinstance(event, DataReceived) and event.data:
+                    # Nobody will read it: give the connection window back.
+                    with contextlib.suppress(HTTPError):
+                        await connection.acknowledge_received_data(event.stream_id, len(event.data))
+
+    def _finish(self, event: ConnectionTerminated) -> None:
+        if self.terminated is None:
+            self.terminated = event
+        queues, self._queues = self._queues, {}
+        for queue in queues.values():
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                queue.send_nowait(self.terminated)
+            queue.close()
+        if not self.closed:
+            self.closed = True
+            self._on_closed(self)
+
+    # -- used by exchanges and the pool ---------------------------------------------
+
+    def register(self, stream_id: int) -> MemoryObjectReceiveStream[Event]:
+        """Make the queue of a new exchange's events (HTTP/2 and HTTP/3)."""
+        sender, receiver = anyio.create_memory_object_stream[Event](math.inf)
+        self._queues[stream_id] = sender
+        return receiver
+
+    def unregister(self, stream_id: int) -> None:
+        queue = self._queues.pop(stream_id, None)
+        if queue is not None:
+            queue.close()
+
+    def close(self) -> None:
+        """Ask the owner task to close the connection (returns at once)."""
+        self.retired = True
+        self._close_requested.set()
+        if self._scope is not None:
+            self._scope.cancel()

@@ -1,0 +1,264 @@
+"""One request/response exchange on a pooled connection.
+
+An exchange is made by :meth:`ConnectionPool.open_exchange` once the request
+headers are sent. It then uploads the body (from a task in the session's task
+group, so that a server that answers while the upload is in progress never
+deadlocks with us), receives the response headers, yields the body as it
+arrives, and finally releases its stream: with a reset if either direction
+was left unfinished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncGenerator, AsyncIterable
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from hface.common import HeaderType
+from hface.errors import HTTPError
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HeadersReceived,
+    StreamReset,
+)
+
+from . import errors
+from ._connection import PooledConnection
+
+#: Bytes per ``send_data`` call when uploading a ``bytes`` body.
+_CHUNK_SIZE = 65536
+
+
+class RetryableError(Exception):
+    """The request was not processed and can be sent again (refused or stale)."""
+
+    def __init__(self, error: errors.ClientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Exchange:
+    """The client side of one stream; see the module docstring."""
+
+    def __init__(
+        self,
+        pooled: PooledConnection,
+        stream_id: int,
+        queue: MemoryObjectReceiveStream[Event] | None,
+        *,
+        request_complete: bool,
+        reused: bool,
+    ) -> None:
+        self.pooled = pooled
+        self.stream_id = stream_id
+        self._queue = queue
+        self.request_complete = request_complete
+        self.response_complete = False
+        self.reused = reused
+        self.response_started = False
+        self._upload_scope: anyio.CancelScope | None = None
+        self._upload_done: anyio.Event | None = None
+        self._upload_error: BaseException | None = None
+        self._wait_scope: anyio.CancelScope | None = None
+        self._released = False
+        #: Trailer fields, if the server sent any.
+        self.trailers: list[HeaderType] | None = None
+        self._upload_cancelled = False
+
+    @property
+    def origin(self) -> str:
+        return str(self.pooled.origin)
+
+    @property
+    def http_version(self) -> str:
+        return self.pooled.connection.http_version
+
+    # -- upload -------------------------------------------------------------------
+
+    def start_upload(self, task_group: TaskGroup, body: bytes | AsyncIterable[bytes]) -> None:
+        """Send ``body`` from a task of ``task_group``; errors end the exchange."""
+        self._upload_done = anyio.Event()
+        task_group.start_soon(self._upload, body)
+
+    async def _upload(self, body: bytes | AsyncIterable[bytes]) -> None:
+        assert self._upload_done is not None
+        connection = self.pooled.connection
+        try:
+            with anyio.CancelScope() as self._upload_scope:
+                if self._upload_cancelled:
+                    return
+                if isinstance(body, bytes):
+                    for start in range(0, len(body), _CHUNK_SIZE):
+                        await connection.send_data(
+                            self.stream_id, body[start : start + _CHUNK_SIZE]
+                        )
+                else:
+                    async for chunk in body:
+                        if chunk:
+                            await connection.send_data(self.stream_id, bytes(chunk))
+                await connection.send_data(self.stream_id, b"", end_stream=True)
+                self.request_complete = True
+        except Exception as exc:
+            # Reported to whoever waits for the response, never to the task group.
+            self._upload_error = exc
+            if self._wait_scope is not None:
+                self._wait_scope.cancel()
+        finally:
+            self._upload_done.set()
+
+    def _raise_upload_error(self) -> None:
+        exc = self._upload_error
+        if exc is None:
+            return
+        if isinstance(exc, errors.ClientError):
+            raise exc
+        if isinstance(exc, HTTPError) and not self.response_complete:
+            raise errors.ConnectionLostError(
+                f"cannot send the request body to {self.origin}: {exc}", origin=self.origin
+            ) from exc
+        if not isinstance(exc, HTTPError):
+            raise exc
+
+    # -- receiving ------------------------------------------------------------------
+
+    async def next_event(self, read_timeout: float | None, what: str = "response") -> Event:
+        """The next event of this stream; raises TimeoutError after ``timeout`` seconds."""
+        self._raise_upload_error()
+        timeout = read_timeout
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            with anyio.CancelScope() as self._wait_scope:
+                if self._queue is not None:
+                    try:
+                        return await self._queue.receive()
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return self.pooled.terminated or ConnectionTerminated()
+                return await self.pooled.connection.receive_event()
+            self._wait_scope = None
+        self._wait_scope = None
+        self._raise_upload_error()
+        if scope.cancelled_caught:
+            raise TimeoutError(
+                f"timed out after {timeout} s waiting for the {what} of {self.origin}"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def receive_response_headers(
+        self, read_timeout: float | None
+    ) -> tuple[int, list[HeaderType], bool]:
+        """Wait for the final response: ``(status, headers, end_stream)``.
+
+        :raises RetryableError: if the server refused the stream, or a reused
+            HTTP/1.1 connection turned out to be closed before any response.
+        """
+        while True:
+            event = await self.next_event(read_timeout)
+            if isinstance(event, HeadersReceived):
+                self.response_started = True
+                status, headers = self._split_status(event.headers)
+                if 100 <= status < 200 and status != 101 and not event.end_stream:
+                    continue  # interim response (RFC 9110 §15.2)
+                if event.end_stream:
+                    self.response_complete = True
+                return status, headers, event.end_stream
+            if isinstance(event, StreamReset):
+                self.response_complete = True
+                error = self._reset_error(event)
+                if event.error_code == self.pooled.connection.error_codes.refused_stream:
+                    raise RetryableError(error)
+                raise error
+            if isinstance(event, ConnectionTerminated):
+                lost = self._lost_error(event)
+                if self.reused and not self.pooled.multiplexed:
+                    raise RetryableError(lost)
+                raise lost
+            if isinstance(event, DataReceived):
+                raise errors.RemoteProtocolError(
+                    f"{self.origin} sent response data before the headers", origin=self.origin
+                )
+
+    def _split_status(self, raw_headers: object) -> tuple[int, list[HeaderType]]:
+        status: int | None = None
+        headers: list[HeaderType] = []
+        for name, value in raw_headers:  # type: ignore[attr-defined]  # HeadersType
+            if name == b":status":
+                try:
+                    status = int(value)
+                except ValueError:
+                    status = None
+            elif not name.startswith(b":"):
+                headers.append((name, value))
+        if status is None or not 100 <= status <= 999:
+            raise errors.RemoteProtocolError(
+                f"{self.origin} sent a response without a valid :status", origin=self.origin
+            )
+        return status, headers
+
+    def _reset_error(self, event: StreamReset) -> errors.StreamResetError:
+        return errors.StreamResetError(
+            f"{self.origin} reset stream {event.stream_id} "
+            f"(error code {event.error_code:#x}) over HTTP/{self.http_version}",
+            origin=self.origin,
+            stream_id=event.stream_id,
+            error_code=event.error_code,
+        )
+
+    def _lost_error(self, event: ConnectionTerminated) -> errors.ConnectionLostError:
+        detail = f": {event.message}" if event.message else ""
+        return errors.ConnectionLostError(
+            f"the connection to {self.origin} ended before the response was complete{detail}",
+            origin=self.origin,
+        )
+
+    async def iter_body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
+        """Yield the response body; acknowledge each chunk as it is taken."""
+        connection = self.pooled.connection
+        while not self.response_complete:
+            event = await self.next_event(read_timeout, "response body")
+            if isinstance(event, DataReceived):
+                if event.end_stream:
+                    self.response_complete = True
+                if event.data:
+                    with contextlib.suppress(HTTPError):
+                        await connection.acknowledge_received_data(self.stream_id, len(event.data))
+                    yield event.data
+            elif isinstance(event, HeadersReceived):
+                # Trailers (RFC 9110 §6.5): kept, not interpreted.
+                self.trailers = list(event.headers)
+                self.response_complete = event.end_stream or self.response_complete
+            elif isinstance(event, StreamReset):
+                self.response_complete = True
+                raise self._reset_error(event)
+            elif isinstance(event, ConnectionTerminated):
+                raise self._lost_error(event)
+
+    # -- release ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """End the exchange: stop the upload, reset the stream if unfinished, release it."""
+        if self._released:
+            return
+        self._released = True
+        with anyio.CancelScope(shield=True):
+            if self._upload_done is not None:
+                self._upload_cancelled = True
+                if self._upload_scope is not None:
+                    self._upload_scope.cancel()
+                await self._upload_done.wait()
+            connection = self.pooled.connection
+            if not (self.request_complete and self.response_complete):
+                with contextlib.suppress(HTTPError):
+                    await connection.send_stream_reset(
+                        self.stream_id, connection.error_codes.cancel
+                    )
+            if self._queue is not None:
+                self.pooled.unregister(self.stream_id)
+                self._queue.close()
+            self.pooled.active -= 1
+            if self.pooled.active == 0 and self.pooled.is_dead():
+                self.pooled.close()

@@ -1,0 +1,186 @@
+"""Connections reused per origin.
+
+HTTP/2 and HTTP/3 connections carry as many exchanges at once as the server
+allows (``HTTPConnection.is_available()`` follows the peer's stream limit);
+when every connection to an origin is full, another is opened. HTTP/1.1
+connections carry one exchange at a time and stay open between exchanges
+(keep-alive), at most ``max_idle_connections`` idle per origin.
+
+Openings to one origin are serialised by a lock, so a burst of requests to
+a new HTTP/2 or HTTP/3 origin shares the first connection instead of each
+opening its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from hface.common import HeadersType
+from hface.connections import HTTPConnection
+from hface.errors import LocalProtocolError, TransportError
+from hface.networking import TLSVerificationError
+
+from . import errors
+from ._connection import PooledConnection
+from ._exchange import Exchange
+from ._models import Origin
+
+#: Opens (but does not start) a connection to an origin.
+Opener = Callable[[Origin], Coroutine[Any, Any, HTTPConnection]]
+
+
+class ConnectionPool:
+    """Connections per origin, each owned by a task of ``task_group``."""
+
+    def __init__(
+        self,
+        opener: Opener,
+        *,
+        task_group: TaskGroup,
+        connect_timeout: float | None,
+        max_idle_connections: int,
+    ) -> None:
+        self._opener = opener
+        self._task_group = task_group
+        self.connect_timeout = connect_timeout
+        self.max_idle_connections = max_idle_connections
+        self._connections: dict[Origin, list[PooledConnection]] = {}
+        self._locks: dict[Origin, anyio.Lock] = {}
+        self._closed = False
+        #: Connections opened so far (for tests and statistics).
+        self.connections_opened = 0
+
+    @property
+    def task_group(self) -> TaskGroup:
+        return self._task_group
+
+    async def open_exchange(
+        self, origin: Origin, headers: HeadersType, *, end_stream: bool
+    ) -> Exchange:
+        """Send request headers on a free stream to ``origin``; return the exchange.
+
+        A connection found dead while sending (closed by the server since it
+        was last used) is replaced, once, without failing the request.
+        """
+        for attempt in range(3):
+            pooled = await self._get_connection(origin)
+            connection = pooled.connection
+            queue = None
+            pooled.active += 1
+            try:
+                # No await between choosing the stream ID and submitting the
+                # headers: concurrent exchanges never pick the same ID.
+                stream_id = connection.get_available_stream_id()
+                if pooled.multiplexed:
+                    queue = pooled.register(stream_id)
+                reused = pooled.exchanges_started > 0
+                pooled.exchanges_started += 1
+                await connection.send_headers(stream_id, headers, end_stream)
+            except BaseException as exc:
+                pooled.active -= 1
+                if queue is not None:
+                    pooled.unregister(stream_id)
+                    queue.close()
+                stale = isinstance(exc, (TransportError, LocalProtocolError)) and (
+                    pooled.is_dead() or not pooled.is_usable()
+                )
+                if not stale:
+                    if pooled.active == 0 and pooled.is_dead():
+                        pooled.close()
+                    raise
+                pooled.close()
+                if attempt == 2:
+                    raise errors.ConnectionLostError(
+                        f"cannot send a request to {origin}: {exc}", origin=str(origin)
+                    ) from exc
+                continue
+            return Exchange(pooled, stream_id, queue, request_complete=end_stream, reused=reused)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_connection(self, origin: Origin) -> PooledConnection:
+        if self._closed:
+            raise RuntimeError("the session is closed")
+        found = self._find(origin)
+        if found is not None:
+            return found
+        lock = self._locks.setdefault(origin, anyio.Lock())
+        async with lock:
+            found = self._find(origin)
+            if found is not None:
+                return found
+            return await self._open(origin)
+
+    def _find(self, origin: Origin) -> PooledConnection | None:
+        connections = self._connections.get(origin, [])
+        idle = 0
+        for pooled in list(connections):
+            if pooled.is_dead():
+                if pooled.active == 0:
+                    pooled.close()
+                continue
+            if not pooled.multiplexed and pooled.active == 0:
+                idle += 1
+                if idle > self.max_idle_connections:
+                    pooled.close()
+                    continue
+        for pooled in connections:
+            if pooled.is_usable():
+                return pooled
+        return None
+
+    async def _open(self, origin: Origin) -> PooledConnection:
+        label = str(origin)
+        timeout = self.connect_timeout
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                connection = await self._opener(origin)
+            if scope.cancelled_caught:
+                raise TimeoutError(f"timed out after {timeout} s connecting to {label}")
+            pooled = PooledConnection(connection, origin, on_closed=self._forget)
+            await self._task_group.start(self._run_connection, pooled)
+        except TLSVerificationError as exc:
+            raise errors.TLSVerificationError(
+                f"cannot verify the TLS certificate of {label}: {exc}", origin=label
+            ) from exc
+        except errors.ClientError:
+            raise
+        except TimeoutError as exc:
+            if str(exc):
+                raise
+            raise TimeoutError(f"timed out after {timeout} s connecting to {label}") from exc
+        except (TransportError, OSError) as exc:
+            raise errors.ConnectError(f"cannot connect to {label}: {exc}", origin=label) from exc
+        self._connections.setdefault(origin, []).append(pooled)
+        self.connections_opened += 1
+        return pooled
+
+    async def _run_connection(
+        self, pooled: PooledConnection, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        # Raises only before it started (the caller of start() gets the error).
+        await pooled.run(connect_timeout=self.connect_timeout, task_status=task_status)
+
+    def _forget(self, pooled: PooledConnection) -> None:
+        connections = self._connections.get(pooled.origin)
+        if connections is not None:
+            with contextlib.suppress(ValueError):
+                connections.remove(pooled)
+
+    def count_connections(self, origin: Origin | None = None) -> int:
+        """Connections open now (to ``origin``, or in all)."""
+        if origin is not None:
+            return len(self._connections.get(origin, []))
+        return sum(len(connections) for connections in self._connections.values())
+
+    def close_all(self) -> None:
+        """Ask every connection to close; their owner tasks end soon after."""
+        self._closed = True
+        for connections in list(self._connections.values()):
+            for pooled in list(connections):
+                pooled.close()

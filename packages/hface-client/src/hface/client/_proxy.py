@@ -1,0 +1,342 @@
+"""``ProxyClient``: TCP (and TLS) connections tunnelled through an HTTP proxy.
+
+A tunnel is a CONNECT exchange (RFC 9110 §9.3.6; RFC 9113 §8.5 and RFC 9114
+§4.4 on HTTP/2 and HTTP/3) on a pooled connection to the proxy: once the
+proxy answers 2xx, the stream's DATA is the tunnelled byte stream. Several
+tunnels share one HTTP/2 or HTTP/3 connection to the proxy; over HTTP/1.1
+each tunnel takes a whole connection. TLS to the origin runs inside the
+tunnel (:class:`anyio.streams.tls.TLSStream` over the tunnel stream).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
+
+from hface.common import AddressType, ClientTLSConfig, HeaderType
+from hface.connections import HTTPConnection
+from hface.errors import HTTPError
+from hface.events import ConnectionTerminated, DataReceived, StreamReset
+from hface.networking import (
+    ByteStream,
+    ClientNetworking,
+    DatagramStream,
+    SystemNetworking,
+    TLSByteStream,
+    make_client_ssl_context,
+)
+from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from hface.protocols.http1 import HTTP1ClientFactory
+from hface.protocols.http2 import HTTP2ClientFactory
+from hface.protocols.http3 import HTTP3ClientFactory
+
+from . import errors
+from ._exchange import Exchange, RetryableError
+from ._models import ClientProtocol, Origin
+from ._pool import ConnectionPool
+
+
+def split_proxy_url(value: Origin | str) -> tuple[Origin, tuple[str, str] | None]:
+    """Split ``https://user:password@proxy:port`` into the origin and the credentials.
+
+    :raises ValueError: if ``value`` is not a proxy origin.
+    """
+    if isinstance(value, Origin):
+        return value, None
+    credentials = None
+    text = value.strip()
+    if "@" in text:
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        if parts.username is None:
+            raise ValueError(f"invalid proxy URL {value!r}: empty user name")
+        credentials = (unquote(parts.username), unquote(parts.password or ""))
+        host_port = parts.netloc.rsplit("@", 1)[1]
+        text = f"{parts.scheme}://{host_port}{parts.path}"
+    return Origin.parse(text), credentials
+
+
+def _format_authority(address: AddressType) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TunnelStream(ByteStream):
+    """The bytes of one CONNECT tunnel, as an anyio byte stream."""
+
+    def __init__(self, exchange: Exchange, target: str) -> None:
+        self._exchange = exchange
+        self._target = target
+        self._eof = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        exchange = self._exchange
+        while True:
+            if self._eof:
+                raise anyio.EndOfStream
+            try:
+                event = await exchange.next_event(None, "tunnel data")
+            except HTTPError as exc:
+                raise anyio.BrokenResourceError(str(exc)) from exc
+            if isinstance(event, DataReceived):
+                if event.end_stream:
+                    exchange.response_complete = True
+                    self._eof = True
+                if event.data:
+                    with contextlib.suppress(HTTPError):
+                        await exchange.pooled.connection.acknowledge_received_data(
+                            exchange.stream_id, len(event.data)
+                        )
+                    return event.data
+            elif isinstance(event, StreamReset):
+                exchange.response_complete = True
+                raise anyio.BrokenResourceError(
+                    f"the proxy {exchange.origin} reset the tunnel to {self._target} "
+                    f"(error code {event.error_code:#x})"
+                )
+            elif isinstance(event, ConnectionTerminated):
+                raise anyio.BrokenResourceError(
+                    f"the connection to the proxy {exchange.origin} ended"
+                )
+
+    async def send(self, item: bytes) -> None:
+        exchange = self._exchange
+        if exchange.request_complete:
+            raise anyio.ClosedResourceError
+        try:
+            await exchange.pooled.connection.send_data(exchange.stream_id, item)
+        except HTTPError as exc:
+            raise anyio.BrokenResourceError(str(exc)) from exc
+
+    async def send_eof(self) -> None:
+        exchange = self._exchange
+        if exchange.request_complete:
+            return
+        exchange.request_complete = True
+        try:
+            await exchange.pooled.connection.send_data(exchange.stream_id, b"", end_stream=True)
+        except HTTPError as exc:
+            raise anyio.BrokenResourceError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        await self._exchange.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {}
+
+
+class ProxyClient:
+    """Opens TCP connections (and TLS over them) through an HTTP proxy.
+
+    :param proxy_origin: the proxy, e.g. ``"https://localhost:6443"``;
+        ``https://user:password@proxy:port`` also sets Basic credentials.
+    """
+
+    def __init__(
+        self,
+        proxy_origin: Origin | str,
+        *,
+        tls_config: ClientTLSConfig | None = None,
+        protocol: ClientProtocol = ClientProtocol.TCP,
+        proxy_auth: tuple[str, str] | None = None,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 30.0,
+    ) -> None:
+        origin, credentials = split_proxy_url(proxy_origin)
+        #: The proxy.
+        self.proxy_origin: Origin = origin
+        #: Basic credentials for the proxy, ``(user, password)``.
+        self.proxy_auth: tuple[str, str] | None = proxy_auth or credentials
+        #: How the proxy (and, by default, tunnelled TLS origins) are verified.
+        self.tls_config: ClientTLSConfig = tls_config or ClientTLSConfig()
+        #: The HTTP version(s) to speak to the proxy.
+        self.protocol: ClientProtocol = protocol
+        #: Makes HTTP/1.1 protocols.
+        self.http1_factory: HTTPOverTCPFactory = HTTP1ClientFactory()
+        #: Makes HTTP/2 protocols.
+        self.http2_factory: HTTPOverTCPFactory = HTTP2ClientFactory()
+        #: Makes HTTP/3 protocols.
+        self.http3_factory: HTTPOverQUICClientFactory = HTTP3ClientFactory()
+        #: Seconds to connect to the proxy.
+        self.connect_timeout: float | None = connect_timeout
+        #: Seconds to wait for the proxy's answer to CONNECT.
+        self.read_timeout: float | None = read_timeout
+
+    def session(self) -> ProxyClientSession:
+        """A session, to be entered: ``async with proxy_client.session() as session: ...``."""
+        return ProxyClientSession(self)
+
+
+class ProxyClientSession(ClientNetworking):
+    """``ClientNetworking`` through the proxy; made by :meth:`ProxyClient.session`."""
+
+    def __init__(self, proxy_client: ProxyClient) -> None:
+        self._proxy_origin = proxy_client.proxy_origin
+        self._proxy_auth = proxy_client.proxy_auth
+        self._tls_config = proxy_client.tls_config.clone()
+        self._protocol = proxy_client.protocol
+        self._read_timeout = proxy_client.read_timeout
+        self._connect_timeout = proxy_client.connect_timeout
+        self._factories = (
+            proxy_client.http1_factory,
+            proxy_client.http2_factory,
+            proxy_client.http3_factory,
+        )
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._pool: ConnectionPool | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> ProxyClientSession:
+        from ._client import make_opener
+
+        if self._task_group is not None or self._closed:
+            raise RuntimeError("a session can be entered only once")
+        http1_factory, http2_factory, http3_factory = self._factories
+        opener = make_opener(
+            self._protocol,
+            tls_config=self._tls_config,
+            http1_factory=http1_factory,
+            http2_factory=http2_factory,
+            http3_factory=http3_factory,
+            networking=SystemNetworking(),
+        )
+        protocol = self._protocol
+
+        async def open_connection(origin: Origin) -> HTTPConnection:
+            if protocol is ClientProtocol.HTTP3 and not origin.tls:
+                raise ValueError(f"HTTP/3 needs an https proxy, not {origin}")
+            return await opener(origin.address, tls=origin.tls, server_name=origin.host)
+
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._pool = ConnectionPool(
+            open_connection,
+            task_group=task_group,
+            connect_timeout=self._connect_timeout,
+            max_idle_connections=4,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every tunnel and connection to the proxy; end the background tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        task_group, self._task_group = self._task_group, None
+        if self._pool is not None:
+            self._pool.close_all()
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+
+    def _connect_headers(self, target: str) -> list[HeaderType]:
+        headers: list[HeaderType] = [(b":method", b"CONNECT"), (b":authority", target.encode())]
+        if self._proxy_auth is not None:
+            user, password = self._proxy_auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers.append((b"proxy-authorization", f"Basic {token}".encode()))
+        return headers
+
+    async def connect_tcp(self, remote_address: AddressType) -> ByteStream:
+        """Open a tunnel to ``remote_address`` through the proxy.
+
+        :raises hface.client.errors.ProxyError: if the proxy refuses (non-2xx).
+        :raises hface.client.errors.ConnectError: if the proxy cannot be reached.
+        :raises TimeoutError: if the proxy does not answer in time.
+        """
+        if self._pool is None:
+            raise RuntimeError("enter the session first: async with proxy_client.session() as s")
+        target = _format_authority(remote_address)
+        headers = self._connect_headers(target)
+        label = str(self._proxy_origin)
+        for attempt in range(2):
+            exchange = await self._pool.open_exchange(self._proxy_origin, headers, end_stream=False)
+            try:
+                status, _headers, complete = await exchange.receive_response_headers(
+                    self._read_timeout
+                )
+            except RetryableError as exc:
+                await exchange.aclose()
+                if attempt == 0:
+                    continue
+                raise exc.error from None
+            except BaseException:
+                await exchange.aclose()
+                raise
+            if not 200 <= status < 300 or complete:
+                await exchange.aclose()
+                raise errors.ProxyError(
+                    f"the proxy {label} refused a tunnel to {target} with status {status}",
+                    origin=label,
+                    status=status,
+                )
+            return TunnelStream(exchange, target)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def connect_tcp_tls(
+        self,
+        remote_address: AddressType,
+        *,
+        server_name: str | None = None,
+        tls_config: ClientTLSConfig | None = None,
+        alpn_protocols: Sequence[str] = (),
+    ) -> ByteStream:
+        """Open a tunnel to ``remote_address`` and do TLS with the origin inside it.
+
+        :param tls_config: how to verify the origin; the session's by default.
+        :raises hface.client.errors.TLSVerificationError: if the origin is not trusted.
+        """
+        stream = await self.connect_tcp(remote_address)
+        context = make_client_ssl_context(tls_config or self._tls_config, alpn_protocols)
+        label = f"https://{_format_authority(remote_address)}"
+        try:
+            tls_stream = await TLSStream.wrap(
+                stream,
+                server_side=False,
+                hostname=server_name or remote_address[0],
+                ssl_context=context,
+                standard_compatible=False,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            await anyio.aclose_forcefully(stream)
+            raise errors.TLSVerificationError(
+                f"cannot verify the TLS certificate of {label} "
+                f"(through the proxy {self._proxy_origin}): {exc.verify_message}",
+                origin=label,
+            ) from exc
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            await anyio.aclose_forcefully(stream)
+            raise errors.ConnectError(
+                f"TLS handshake with {label} through the proxy {self._proxy_origin} failed: {exc}",
+                origin=label,
+            ) from exc
+        return TLSByteStream(tls_stream)
+
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        """Not supported: UDP through an HTTP proxy needs CONNECT-UDP (RFC 9298).
+
+        :raises NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            f"cannot tunnel UDP to {_format_authority(remote_address)} through the proxy "
+            f"{self._proxy_origin}: CONNECT-UDP (RFC 9298) is not supported, so HTTP/3 "
+            "cannot go through a proxy"
+        )

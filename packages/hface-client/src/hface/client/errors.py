@@ -1,0 +1,86 @@
+"""The exceptions of :mod:`hface.client`, each a subclass of a :mod:`hface.errors` class.
+
+::
+
+    hface.errors.HTTPError
+     └── ClientError                    (any client failure; also one of below)
+          ├── ConnectError              (+ TransportError: cannot reach the origin)
+          │    └── TLSVerificationError (+ networking.TLSVerificationError)
+          ├── ConnectionLostError       (+ TransportError: gone mid-request)
+          ├── RemoteProtocolError       (+ errors.RemoteProtocolError: bad response)
+          ├── StreamResetError          (+ errors.StreamError: the peer reset the stream)
+          └── ProxyError                (the proxy refused the CONNECT tunnel)
+
+Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
+a message naming the origin and the phase (connect, read, whole request).
+Every message says what happened and to which origin.
+"""
+
+from __future__ import annotations
+
+from hface import errors as _core
+from hface import networking as _networking
+
+
+class ClientError(_core.HTTPError):
+    """The base of the client's exceptions.
+
+    :param origin: the server (``scheme://host:port``) the failure concerns.
+    """
+
+    def __init__(self, message: str, *, origin: str) -> None:
+        super().__init__(message)
+        #: The origin (``scheme://host:port``) the request went to.
+        self.origin = origin
+
+
+class ConnectError(ClientError, _core.TransportError):
+    """No connection could be made to the origin (refused, unreachable, DNS, handshake)."""
+
+
+class TLSVerificationError(ConnectError, _networking.TLSVerificationError):
+    """The origin's TLS certificate is not trusted (unknown CA, expired, wrong name)."""
+
+
+class ConnectionLostError(ClientError, _core.TransportError):
+    """The connection ended before the response was complete."""
+
+
+class RemoteProtocolError(ClientError, _core.RemoteProtocolError):
+    """The server broke the HTTP protocol (e.g. a response without ``:status``)."""
+
+    def __init__(self, message: str, *, origin: str, error_code: int = 0) -> None:
+        ClientError.__init__(self, message, origin=origin)
+        self.error_code = error_code
+
+
+class StreamResetError(ClientError, _core.StreamError):
+    """The server reset the request's stream."""
+
+    def __init__(self, message: str, *, origin: str, stream_id: int, error_code: int) -> None:
+        ClientError.__init__(self, message, origin=origin)
+        self.stream_id = stream_id
+        self.error_code = error_code
+
+
+class ProxyError(ClientError):
+    """The proxy refused to open a tunnel (a non-2xx answer to CONNECT).
+
+    :param status: the proxy's status code (e.g. 407 when credentials are missing).
+    """
+
+    def __init__(self, message: str, *, origin: str, status: int) -> None:
+        super().__init__(message, origin=origin)
+        #: The status code the proxy answered CONNECT with.
+        self.status = status
+
+
+__all__ = (
+    "ClientError",
+    "ConnectError",
+    "ConnectionLostError",
+    "ProxyError",
+    "RemoteProtocolError",
+    "StreamResetError",
+    "TLSVerificationError",
+)

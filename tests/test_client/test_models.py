@@ -1,0 +1,96 @@
+"""URL, Origin and Request parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from hface.client import URL, Origin, Request
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://example.com", URL("https", "example.com", 443, "/")),
+        ("http://example.com/", URL("http", "example.com", 80, "/")),
+        ("example.com:8080/a/b", URL("http", "example.com", 8080, "/a/b")),
+        ("HTTPS://Example.COM/Path", URL("https", "example.com", 443, "/Path")),
+        ("https://[::1]:8443/x?y=1", URL("https", "::1", 8443, "/x?y=1")),
+        ("https://[::1]/", URL("https", "::1", 443, "/")),
+        ("https://h/a%20b?q=%2F&r", URL("https", "h", 443, "/a%20b?q=%2F&r")),
+        ("https://h/p#fragment", URL("https", "h", 443, "/p")),
+        ("http://127.0.0.1:5443", URL("http", "127.0.0.1", 5443, "/")),
+    ],
+)
+def test_url_parse(text: str, expected: URL) -> None:
+    assert URL.parse(text) == expected
+
+
+def test_url_properties() -> None:
+    url = URL.parse("https://[::1]:8443/x?y=1")
+    assert url.origin == Origin("https", "::1", 8443)
+    assert url.authority == "[::1]:8443"
+    assert str(url) == "https://[::1]:8443/x?y=1"
+    assert URL.parse("https://h:443/").authority == "h"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty URL"),
+        ("ftp://example.com/", "unsupported scheme 'ftp'"),
+        ("mailto:someone", "unsupported scheme"),
+        ("https:///path", "no host"),
+        ("https://exa mple.com/", "bad host"),
+        ("https://example.com:99999/", "out of range"),
+        ("https://example.com:abc/", "invalid URL"),
+        ("https://[::zz]/", "invalid URL"),
+        ("https://user:pw@example.com/", "credentials"),
+        ("https://example.com/a b", "percent-encode"),
+        ("https://example.com:0/", "port 0"),
+    ],
+)
+def test_url_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        URL.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://localhost:6443", Origin("https", "localhost", 6443)),
+        ("https://localhost:6443/", Origin("https", "localhost", 6443)),
+        ("localhost", Origin("http", "localhost", 80)),
+        ("https://[2001:db8::1]", Origin("https", "2001:db8::1", 443)),
+    ],
+)
+def test_origin_parse(text: str, expected: Origin) -> None:
+    origin = Origin.parse(text)
+    assert origin == expected
+    assert origin.address == (expected.host, expected.port)
+    assert origin.tls is (expected.scheme == "https")
+
+
+@pytest.mark.parametrize("text", ["https://h/path", "https://h/?q", "gopher://h", "https://"])
+def test_origin_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        Origin.parse(text)
+
+
+def test_origin_str() -> None:
+    assert str(Origin("https", "::1", 443)) == "https://[::1]:443"
+
+
+def test_request() -> None:
+    request = Request("GET", "https://h:8443/a?b", headers=[(b"X-A", b"1"), (b"X-B", b"2")])
+    assert request.url == URL("https", "h", 8443, "/a?b")
+    assert request.headers == [(b"x-a", b"1"), (b"x-b", b"2")]
+    assert request.protocol_headers[:4] == [
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":authority", b"h:8443"),
+        (b":path", b"/a?b"),
+    ]
+    with pytest.raises(ValueError, match="method"):
+        Request("GE T", "https://h/")
+    with pytest.raises(ValueError, match="pseudo-header"):
+        Request("GET", "https://h/", headers=[(b":path", b"/x")])
