@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket as _socket
 from collections.abc import Callable, Generator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from typing import Any, Final
 
 import anyio
-from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute
+from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, UDPSocket
 
 from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
 from hface.errors import TransportError
@@ -17,6 +18,19 @@ from ._quic import QUICListener
 from ._streams import ByteStream, DatagramStream, QUICStream
 from ._tcp import TCPListener
 from ._tls import TLSListener, make_client_ssl_context, make_server_ssl_context, wrap_client_tls
+
+#: Kernel buffer sizes asked for UDP sockets. The defaults (about 200 KiB)
+#: hold a fraction of a QUIC congestion window of large loopback datagrams,
+#: and every datagram the kernel drops is a loss that halves the window.
+#: Best effort: Linux caps the request at ``net.core.rmem_max``/``wmem_max``.
+UDP_BUFFER_SIZE: Final = 4 * 1024 * 1024
+
+
+def _enlarge_udp_buffers(socket: UDPSocket | ConnectedUDPSocket) -> None:
+    raw_socket = socket.extra(SocketAttribute.raw_socket)
+    for option in (_socket.SO_RCVBUF, _socket.SO_SNDBUF):
+        with suppress(OSError):
+            raw_socket.setsockopt(_socket.SOL_SOCKET, option, UDP_BUFFER_SIZE)
 
 
 def format_address(address: AddressType) -> str:
@@ -89,6 +103,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         host, port = local_address
         with _map_errors(f"cannot listen on {format_address(local_address)}"):
             socket = await anyio.create_udp_socket(local_host=host, local_port=port)
+        _enlarge_udp_buffers(socket)
         return QUICListener(
             socket,
             connection_id_length=quic_connection_id_length,
@@ -121,4 +136,5 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         host, port = remote_address
         with _map_errors(f"cannot connect to {format_address(remote_address)}"):
             socket = await anyio.create_connected_udp_socket(host, port)
+        _enlarge_udp_buffers(socket)
         return _ConnectedDatagramStream(socket)

@@ -43,6 +43,7 @@ caller stops submitting while it is above zero.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -83,6 +84,16 @@ _CODES = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
+
+
+def is_loopback(host: str) -> bool:
+    """Return True if ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def clean_headers(headers: HeadersType) -> list[tuple[bytes, bytes]]:
@@ -127,6 +138,9 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._streams: dict[int, _Stream] = {}
         self._control = PeerControlStreamReader()
         self._now: float | None = None
+        # False once datagrams_to_send() has run and nothing could have
+        # changed its answer since (no input, no expired timer, no submit).
+        self._output_pending = True
         self._terminated = False
         self._close_requested: int | None = None
         self._goaway_received = False
@@ -168,6 +182,7 @@ class _HTTP3Protocol(HTTP3Protocol):
             return
         timer = quic.get_timer()
         if timer is not None and timer <= now:
+            self._output_pending = True
             was_closing = quic.is_closing()
             try:
                 quic.handle_timer(now)
@@ -197,6 +212,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         quic = self._quic
         assert quic is not None
         now = self._now if self._now is not None else 0.0
+        self._output_pending = True
         try:
             quic.receive_datagram(data, address, now=now)
             self._pump()
@@ -211,6 +227,12 @@ class _HTTP3Protocol(HTTP3Protocol):
             return []
         if self._draining and not self._streams and self._close_requested is None:
             self._close_requested = _CODES.no_error  # the last stream in flight is done
+        if not self._output_pending and self._close_requested is None:
+            # aioquic's answer depends only on its state and the time, and
+            # every timer it set makes clock() flag new output: skip the
+            # call, which costs as much as building a packet.
+            return []
+        self._output_pending = False
         try:
             datagrams = quic.datagrams_to_send(now=self._now)
             if self._close_requested is not None:
@@ -260,6 +282,7 @@ class _HTTP3Protocol(HTTP3Protocol):
     def submit_headers(
         self, stream_id: int, headers: HeadersType, end_stream: bool = False
     ) -> None:
+        self._output_pending = True
         h3 = self._require_open()
         stream = self._streams.get(stream_id)
         if stream is None:
@@ -290,6 +313,7 @@ class _HTTP3Protocol(HTTP3Protocol):
             self._end_sending(stream_id, stream)
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self._output_pending = True
         h3 = self._require_open()
         stream = self._streams.get(stream_id)
         if stream is None:
@@ -304,6 +328,7 @@ class _HTTP3Protocol(HTTP3Protocol):
             self._end_sending(stream_id, stream)
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        self._output_pending = True
         stream = self._streams.get(stream_id)
         quic = self._quic
         if stream is None or stream.reset or quic is None or self._terminated:
@@ -328,6 +353,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._push(StreamResetSent(stream_id=stream_id, error_code=code))
 
     def submit_close(self, error_code: int = 0) -> None:
+        self._output_pending = True
         if self._terminated or self._quic is None or self._h3 is None:
             self._terminate(error_code or _CODES.no_error, None)
             return
@@ -355,8 +381,11 @@ class _HTTP3Protocol(HTTP3Protocol):
             return None
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
-        if self._quic is not None:
-            self._quic.release(stream_id, amount)
+        quic = self._quic
+        if quic is not None:
+            quic.release(stream_id, amount)
+            if not self._output_pending and quic.update_due(stream_id):
+                self._output_pending = True
 
     def get_pending_data_size(self, stream_id: int) -> int:
         stream = self._streams.get(stream_id)
@@ -400,6 +429,7 @@ class _HTTP3Protocol(HTTP3Protocol):
             self._streams.clear()
 
     def _fail(self, error_code: int, message: str) -> None:
+        self._output_pending = True
         if self._quic is not None:
             with suppress(Exception):
                 self._quic.close(error_code=error_code, reason_phrase=message)
@@ -541,7 +571,10 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
 
     Made by :class:`~hface.protocols.http3.HTTP3ServerFactory`. The QUIC
     connection is created by the first datagram, which gives the original
-    destination connection ID unless the factory was given one.
+    destination connection ID unless the factory was given one. If
+    ``loopback_max_datagram_size`` is given and that datagram came from a
+    loopback address, datagrams of up to that size are sent (see
+    :mod:`._factories`).
     """
 
     _is_client = False
@@ -553,8 +586,10 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         max_concurrent_streams: int,
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
+        loopback_max_datagram_size: int | None = None,
     ) -> None:
         super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
+        self._loopback_max_datagram_size = loopback_max_datagram_size
         self._original_dcid = original_destination_connection_id
         self._retry_scid = retry_source_connection_id
         if original_destination_connection_id is not None:
@@ -579,6 +614,8 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
             return False
         if not info.is_initial:
             return False
+        if self._loopback_max_datagram_size is not None and is_loopback(address[0]):
+            self._configuration.max_datagram_size = self._loopback_max_datagram_size
         try:
             self._create(info.destination_connection_id)
         except Exception:

@@ -23,13 +23,18 @@ counts as *consumed* once it has left every buffer of ours:
 
 Each limit is then ``consumed + window`` with a fixed window (the
 configuration's ``max_stream_data`` and ``max_data``), sent when it has
-grown by at least half a window so that updates are batched. HTTP/3 frame
+grown by at least half a window so that updates are batched. The limits
+are computed once per :meth:`~FlowControlledQuicConnection.datagrams_to_send`
+call (aioquic would ask once per packet built, for every stream, which
+cost more than the packets themselves in bulk transfers);
+:meth:`~FlowControlledQuicConnection.update_due` tells whether a release
+made an update due, so that a caller can skip asking for datagrams. HTTP/3 frame
 headers and header blocks count as consumed as soon as the parser has used
 them; only body bytes wait for the application.
 
-The overrides reuse aioquic's frame writers: they set the new limit, then
-call the original method with the received offset hidden for the call so
-that its doubling rule never fires. This relies on private aioquic
+The overrides reuse aioquic's frame writers: the new limits are set
+first, then the original methods are called with the received offset hidden
+so that aioquic's doubling rule never fires. This relies on private aioquic
 internals (``_streams``, ``_local_max_data``, ``_local_max_streams_bidi``,
 ``QuicStream.receiver``/``sender`` and the two ``_write_*`` methods); it
 was written against aioquic 1.7.2 and is tested with it.
@@ -41,7 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
@@ -132,29 +137,66 @@ class FlowControlledQuicConnection(QuicConnection):
 
     # --- overrides of aioquic's window updates --------------------------------
 
-    def _hface_unconsumed(self, stream_id: int, stream: QuicStream) -> int:
+    def update_due(self, stream_id: int) -> bool:
+        """Return True if a window update (MAX_STREAM_DATA or MAX_DATA) is due now.
+
+        Cheap enough to call after every :meth:`release`, so that the caller
+        asks for datagrams only when there is credit to send.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is not None and self._stream_target(stream_id, stream) is not None:
+            return True
+        return self._connection_target() is not None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        # Compute the new limits once per call, not once per packet built:
+        # nothing is received or consumed while aioquic builds packets.
+        for stream_id, stream in self._streams.items():
+            target = self._stream_target(stream_id, stream)
+            if target is not None:
+                stream.max_stream_data_local = target
+        target = self._connection_target()
+        if target is not None:
+            self._local_max_data.value = target
+        return super().datagrams_to_send(now=now)
+
+    def _stream_target(self, stream_id: int, stream: QuicStream) -> int | None:
+        """The new MAX_STREAM_DATA if it grew by half a window, else None."""
         receiver = stream.receiver
-        return (
+        current = stream.max_stream_data_local
+        if not current or receiver.is_finished:
+            return None  # a stream we only send on, or one fully received
+        unconsumed = (
             receiver.highest_offset
             - receiver.starting_offset()
             + self.parser_buffered(stream_id)
             + self._hface_held.get(stream_id, 0)
         )
+        window = self._hface_stream_window
+        target = receiver.highest_offset - unconsumed + window
+        return target if target - current >= window // 2 else None
+
+    def _connection_target(self) -> int | None:
+        """The new MAX_DATA if it grew by half a window, else None."""
+        max_data = self._local_max_data
+        window = self._hface_connection_window
+        unconsumed = self._hface_held_total
+        parser_buffered = self.parser_buffered
+        for stream_id, stream in self._streams.items():
+            receiver = stream.receiver
+            unconsumed += (
+                receiver.highest_offset - receiver.starting_offset() + parser_buffered(stream_id)
+            )
+        target = max_data.used - unconsumed + window
+        return target if target - max_data.value >= window // 2 else None
 
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
     ) -> None:
-        stream_id = stream.stream_id
-        if not stream.max_stream_data_local or stream_id is None:
-            return  # a stream we only send on
-        receiver = stream.receiver
-        window = self._hface_stream_window
-        if not receiver.is_finished:
-            consumed = receiver.highest_offset - self._hface_unconsumed(stream_id, stream)
-            target = consumed + window
-            if target - stream.max_stream_data_local >= window // 2:
-                stream.max_stream_data_local = target
+        if stream.max_stream_data_local_sent == stream.max_stream_data_local:
+            return  # nothing to send: skip aioquic's doubling rule altogether
         # Hide the received offset so that aioquic's doubling rule stays quiet.
+        receiver = stream.receiver
         highest = receiver.highest_offset
         receiver.highest_offset = 0
         try:
@@ -164,18 +206,6 @@ class FlowControlledQuicConnection(QuicConnection):
 
     def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
         max_data = self._local_max_data
-        window = self._hface_connection_window
-        unconsumed = self._hface_held_total
-        for stream_id, stream in self._streams.items():
-            receiver = stream.receiver
-            unconsumed += (
-                receiver.highest_offset
-                - receiver.starting_offset()
-                + self.parser_buffered(stream_id)
-            )
-        target = max_data.used - unconsumed + window
-        if target - max_data.value >= window // 2:
-            max_data.value = target
         used = max_data.used
         max_data.used = 0
         try:
