@@ -32,18 +32,17 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio import TypedAttributeProvider
 from anyio.abc import SocketAttribute, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from hface.common import AddressType, DatagramType, HeadersType, HTTPErrorCodes
+from hface.common import AddressType, HeadersType, HTTPErrorCodes
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, DataReceived, Event
 from hface.networking import ByteStream, DatagramStream, QUICStream
@@ -76,12 +75,6 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         :meth:`receive_event` returns it; turn off to acknowledge with
         :meth:`acknowledge_received_data` as the data is really consumed.
     """
-
-    #: The network stream underneath (set by the subclasses).
-    _stream: anyio.abc.AsyncResource
-    #: True where a write can wait on the peer (TCP): then the transport task
-    #: and aclose() never wait for a writer, lest both sides stop reading.
-    _writes_may_block: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -183,7 +176,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                         self._protocol.submit_close(no_error)  # GOAWAY first
                     if self._protocol.multiplexed:
                         self._protocol.submit_close(no_error)  # then at once
-                    await self._flush(wait=not self._writes_may_block)
+                    await self._flush()
                 except (TransportError, LocalProtocolError):
                     pass
             await self._close_transport()
@@ -238,7 +231,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         self._check_open()
         self._protocol.submit_headers(stream_id, headers, end_stream)
-        await self._after_submit()
+        await self._flush()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send body data; waits while the peer's flow-control window is full.
@@ -248,7 +241,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         self._check_open()
         self._protocol.submit_data(stream_id, data, end_stream)
-        await self._after_submit()
+        await self._flush()
         protocol = self._protocol
         while protocol.get_pending_data_size(stream_id) > self._max_pending_data:
             self._check_open()
@@ -264,15 +257,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         if self._terminated is not None or self._protocol.has_expired():
             return
         self._protocol.submit_close(self._protocol.error_codes.no_error)
-        with contextlib.suppress(TransportError):
-            await self._after_submit()
+        await self._flush_quietly()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         """Cancel a stream (HTTP/1.1: close the connection)."""
         if self._terminated is not None:
             return
         self._protocol.submit_stream_reset(stream_id, error_code)
-        await self._after_submit()
+        await self._flush()
 
     async def receive_event(self) -> Event:
         """Return the next event of any stream; waits until there is one.
@@ -292,14 +284,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                 self._room.set()
             if self._auto_acknowledge and self._terminated is None:
                 self._protocol.acknowledge_received_data(event.stream_id, size)
-                await self._flush_quietly(wait=False)
+                await self._flush_quietly()
         return event
 
     async def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         """Credit consumed data back to the peer (only with ``auto_acknowledge`` off)."""
         if self._terminated is None:
             self._protocol.acknowledge_received_data(stream_id, amount)
-            await self._flush_quietly(wait=False)
+            await self._flush_quietly()
 
     # -- internals shared by both transports ------------------------------------
 
@@ -342,50 +334,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             self._room = anyio.Event()
             await self._room.wait()
 
-    async def _flush_quietly(self, *, wait: bool = True) -> None:
+    async def _flush_quietly(self) -> None:
         with contextlib.suppress(TransportError):
-            await self._flush(wait=wait)
-
-    async def _flush(self, *, wait: bool = True) -> None:
-        """Write what the protocol has to send. Raises TransportError if it cannot.
-
-        Whoever holds the send lock writes until the protocol has nothing
-        left, including what others produced meanwhile; so a caller that
-        must not block (the transport task, an acknowledgement) passes
-        ``wait=False`` and leaves its output to the holder when the lock is
-        taken. Writes are shielded: a cancelled writer never cuts a frame or
-        a TLS record in half. :meth:`aclose` unblocks a stuck writer by
-        closing the stream.
-        """
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()  # no trip through the event loop when free
-        except anyio.WouldBlock:
-            if not wait:
-                return
-            await lock.acquire()
-        try:
-            while output := self._take_output():
-                try:
-                    with anyio.CancelScope(shield=True):
-                        await self._write(output)
-                except _TRANSPORT_ERRORS as error:
-                    if self._terminated is None:
-                        self._fail(f"cannot send: {error!r}")
-                    raise TransportError(f"cannot send: {error!r}") from error
-        finally:
-            lock.release()
-
-    async def _after_submit(self) -> None:
-        """Send what a submit produced, and notice a close that started on our side."""
-        self._process_events()
-        await self._flush()
-        if self._terminated is not None:  # e.g. an HTTP/1.1 reset: nothing more to read
-            await self._close_transport()
-
-    async def _close_transport(self) -> None:
-        with anyio.CancelScope(shield=True), contextlib.suppress(*_TRANSPORT_ERRORS):
-            await self._stream.aclose()
+            await self._flush()
 
     def _fail(self, message: str) -> None:
         """The transport failed: tell the protocol and queue what it says."""
@@ -402,12 +353,11 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     async def _run_transport(self, *, task_status: TaskStatus[None]) -> None: ...
 
     @abstractmethod
-    def _take_output(self) -> Any:
-        """Return and forget what the protocol has to send (falsy if nothing)."""
+    async def _flush(self) -> None:
+        """Write what the protocol has to send. Raises TransportError if it cannot."""
 
     @abstractmethod
-    async def _write(self, output: Any) -> None:
-        """Write what :meth:`_take_output` returned."""
+    async def _close_transport(self) -> None: ...
 
     async def _opened(self) -> None:
         """Called once the transport task runs; HTTP/3 clients wait for the handshake."""
@@ -415,8 +365,6 @@ class HTTPConnection(TypedAttributeProvider, ABC):
 
 class HTTPOverTCPConnection(HTTPConnection):
     """:class:`HTTPConnection` for HTTP/1.1 and HTTP/2 over a TCP or TLS byte stream."""
-
-    _stream: ByteStream
 
     def __init__(self, protocol: HTTPOverTCPProtocol, stream: ByteStream, **options: Any) -> None:
         super().__init__(protocol, **options)
@@ -451,21 +399,29 @@ class HTTPOverTCPConnection(HTTPConnection):
             else:
                 protocol.bytes_received(data)
             self._process_events()
-            await self._flush_quietly(wait=False)
+            await self._flush_quietly()
         await self._close_transport()
 
-    def _take_output(self) -> bytes:
-        return self._tcp_protocol.bytes_to_send()
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            data = self._tcp_protocol.bytes_to_send()
+            if not data:
+                return
+            try:
+                await self._stream.send(data)
+            except _TRANSPORT_ERRORS as error:
+                if self._terminated is None:
+                    self._fail(f"cannot send: {error!r}")
+                raise TransportError(f"cannot send: {error!r}") from error
 
-    async def _write(self, output: bytes) -> None:
-        await self._stream.send(output)
+    async def _close_transport(self) -> None:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
+                await self._stream.aclose()
 
 
 class HTTPOverQUICConnection(HTTPConnection):
     """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside)."""
-
-    _stream: DatagramStream
-    _writes_may_block = False
 
     def __init__(
         self, protocol: HTTPOverQUICProtocol, stream: DatagramStream, **options: Any
@@ -527,14 +483,21 @@ class HTTPOverQUICConnection(HTTPConnection):
                 protocol.datagram_received(datagram)
             self._route()
             self._process_events()
-            await self._flush_quietly()  # UDP writes never wait on the peer
-            if datagram is None:
-                await anyio.lowlevel.checkpoint()  # a due timer must not starve other tasks
+            await self._flush_quietly()
         await self._close_transport()
 
-    def _take_output(self) -> Sequence[DatagramType]:
-        return self._quic_protocol.datagrams_to_send()
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            datagrams = self._quic_protocol.datagrams_to_send()
+            try:
+                for datagram in datagrams:
+                    await self._stream.send(datagram)
+            except _TRANSPORT_ERRORS as error:
+                if self._terminated is None:
+                    self._fail(f"cannot send: {error!r}")
+                raise TransportError(f"cannot send: {error!r}") from error
 
-    async def _write(self, output: Sequence[DatagramType]) -> None:
-        for datagram in output:
-            await self._stream.send(datagram)
+    async def _close_transport(self) -> None:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
+                await self._stream.aclose()
