@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, ".")
 
-from tests.helpers.pairs import HTTP_VERSIONS, make_pair  # noqa: E402
+from tests.helpers.pairs import HTTP_VERSIONS, make_pair
 
 REQUEST = [
     (b":method", b"GET"),

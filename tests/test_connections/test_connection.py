@@ -352,7 +352,7 @@ async def test_goaway_lets_the_stream_in_flight_finish(
         async with await connect(http_version, address, client_tls_config) as connection:
             stream_id = connection.get_available_stream_id()
             await connection.send_headers(stream_id, _request(), end_stream=True)
-            headers, body = await StreamReader(connection).read_response(stream_id)
+            _, body = await StreamReader(connection).read_response(stream_id)
             assert body == b"finished"
             assert not connection.is_available()
 
