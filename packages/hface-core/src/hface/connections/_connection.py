@@ -76,6 +76,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         :meth:`acknowledge_received_data` as the data is really consumed.
     """
 
+    #: The network stream underneath (set by the subclasses).
+    _stream: anyio.abc.AsyncResource
+
     def __init__(
         self,
         protocol: HTTPProtocol,
@@ -356,8 +359,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     async def _flush(self) -> None:
         """Write what the protocol has to send. Raises TransportError if it cannot."""
 
-    @abstractmethod
-    async def _close_transport(self) -> None: ...
+    async def _close_transport(self) -> None:
+        with anyio.CancelScope(shield=True), contextlib.suppress(*_TRANSPORT_ERRORS):
+            await self._stream.aclose()
 
     async def _opened(self) -> None:
         """Called once the transport task runs; HTTP/3 clients wait for the handshake."""
@@ -365,6 +369,8 @@ class HTTPConnection(TypedAttributeProvider, ABC):
 
 class HTTPOverTCPConnection(HTTPConnection):
     """:class:`HTTPConnection` for HTTP/1.1 and HTTP/2 over a TCP or TLS byte stream."""
+
+    _stream: ByteStream
 
     def __init__(self, protocol: HTTPOverTCPProtocol, stream: ByteStream, **options: Any) -> None:
         super().__init__(protocol, **options)
@@ -414,14 +420,11 @@ class HTTPOverTCPConnection(HTTPConnection):
                     self._fail(f"cannot send: {error!r}")
                 raise TransportError(f"cannot send: {error!r}") from error
 
-    async def _close_transport(self) -> None:
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(*_TRANSPORT_ERRORS):
-                await self._stream.aclose()
-
 
 class HTTPOverQUICConnection(HTTPConnection):
     """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside)."""
+
+    _stream: DatagramStream
 
     def __init__(
         self, protocol: HTTPOverQUICProtocol, stream: DatagramStream, **options: Any
@@ -496,8 +499,3 @@ class HTTPOverQUICConnection(HTTPConnection):
                 if self._terminated is None:
                     self._fail(f"cannot send: {error!r}")
                 raise TransportError(f"cannot send: {error!r}") from error
-
-    async def _close_transport(self) -> None:
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(*_TRANSPORT_ERRORS):
-                await self._stream.aclose()

@@ -19,11 +19,11 @@ import h11
 from hface.common import HeadersType, HeaderType
 from hface.errors import LocalProtocolError
 
+from .._headers import CONNECTION_SPECIFIC_HEADERS
+
 #: Fields that only make sense hop by hop (RFC 9113 §8.2.2); ``te`` is kept
 #: when it is exactly "trailers", and ``host`` is kept apart as ``:authority``.
-CONNECTION_SPECIFIC: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te"}
-)
+CONNECTION_SPECIFIC: Final = CONNECTION_SPECIFIC_HEADERS | {b"te"}
 
 #: The standard reason phrase of each status code.
 REASONS: Final[dict[int, bytes]] = {

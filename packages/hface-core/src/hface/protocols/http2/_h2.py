@@ -24,6 +24,8 @@ from h2.settings import SettingCodes, Settings
 
 from hface.common import HeadersType
 
+from .._headers import CONNECTION_SPECIFIC_HEADERS
+
 #: RFC 9113 §6.9.2: every connection window starts at 65,535 bytes.
 DEFAULT_WINDOW: Final = 65_535
 
@@ -40,9 +42,7 @@ MIN_FRAME_SIZE: Final = 2**14
 MAX_FRAME_SIZE: Final = 2**24 - 1
 
 #: RFC 9113 §8.2.2: fields that make an HTTP/2 message malformed.
-CONNECTION_HEADERS: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
+CONNECTION_HEADERS: Final = CONNECTION_SPECIFIC_HEADERS
 
 _GOAWAY_INPUTS: Final = (ConnectionInputs.SEND_GOAWAY, ConnectionInputs.RECV_GOAWAY)
 

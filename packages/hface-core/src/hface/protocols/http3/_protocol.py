@@ -76,14 +76,13 @@ from hface.events import (
 )
 from hface.protocols import HTTP3Protocol
 
+from .._headers import CONNECTION_SPECIFIC_HEADERS
 from ._control import PeerControlStreamReader
 from ._packets import InvalidQUICPacket, sniff_quic_packet
 from ._quic import FlowControlledQuicConnection
 
 _CODES = HTTP3_ERROR_CODES
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
+_CONNECTION_SPECIFIC = CONNECTION_SPECIFIC_HEADERS
 
 
 def is_loopback(host: str) -> bool:
