@@ -9,9 +9,16 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from hface.client import Client, ClientProtocol, Request
-from hface.client.errors import ConnectError, TLSVerificationError
+from hface.client.errors import (
+    ConnectError,
+    RemoteProtocolError,
+    StreamResetError,
+    TLSVerificationError,
+)
 from hface.common import ClientTLSConfig, ServerTLSConfig
-from hface.errors import TransportError
+from hface.errors import RemoteProtocolError as CoreRemoteProtocolError
+from hface.errors import StreamError, TransportError
+from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port
 
 from .conftest import PeerServer, hface_server
@@ -30,20 +37,74 @@ async def test_connect_refused(client_tls_config: ClientTLSConfig) -> None:
     assert info.value.origin == f"https://localhost:{port}"
 
 
-# HTTP/3 is left out: how a failed QUIC certificate check surfaces is not checked yet.
-@pytest.mark.parametrize("protocol", [ClientProtocol.TCP])
+#: The QUIC handshake fails, but the connection layer never reports it (see the reason).
+QUIC_CLOSE_NOT_REPORTED = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hface.connections: HTTPOverQUICConnection._run_transport does not call "
+        "_process_events() after _flush_quietly(). When aioquic rejects the certificate "
+        "it closes locally (close pending); the HTTP/3 protocol emits ConnectionTerminated "
+        "('QUIC transport error 0x12a: unable to get local issuer certificate') only from "
+        "datagrams_to_send(), after the close went out. The event stays in the protocol's "
+        "queue, get_timer() is then None, and the loop waits for a datagram that never "
+        "comes, so open() hangs until the client's connect timeout"
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [ClientProtocol.TCP, pytest.param(ClientProtocol.HTTP3, marks=QUIC_CLOSE_NOT_REPORTED)],
+)
 async def test_tls_verification_failure(
     protocol: ClientProtocol, server_tls_config: ServerTLSConfig
 ) -> None:
     version = "3" if protocol is ClientProtocol.HTTP3 else "2"
     async with hface_server(version, server_tls_config) as server:
         # The default config trusts the system's CAs, not the test CA.
-        async with Client(protocol=protocol, connect_timeout=5).session() as session:
-            with pytest.raises(ConnectError, match="localhost") as info:
+        async with Client(protocol=protocol, connect_timeout=2).session() as session:
+            with pytest.raises(
+                TLSVerificationError, match=f"cannot verify the TLS certificate of {server.url}"
+            ) as info:
                 await session.dispatch(Request("GET", server.url + "/"))
-    if protocol is ClientProtocol.TCP:
-        assert isinstance(info.value, TLSVerificationError)
-        assert "certificate" in str(info.value)
+    assert isinstance(info.value, ConnectError)
+    assert info.value.origin == server.url
+    assert "certificate" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        ClientProtocol.TCP,
+        pytest.param(
+            ClientProtocol.HTTP3,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "hface.protocols.http3 (HTTP3ClientFactory): with no cafile/capath/cadata "
+                    "it leaves the CAs to aioquic, which loads certifi.where() only, never "
+                    "the system store nor SSL_CERT_FILE/SSL_CERT_DIR as "
+                    "ssl.create_default_context() does for TCP"
+                ),
+            ),
+        ),
+    ],
+)
+async def test_default_tls_config_honours_ssl_cert_file(
+    protocol: ClientProtocol,
+    server_tls_config: ServerTLSConfig,
+    tls_files: TLSFiles,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default ClientTLSConfig means "the system's CAs", which users
+    # (and the examples' tests) point elsewhere with SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", tls_files.ca_file)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    version = "3" if protocol is ClientProtocol.HTTP3 else "2"
+    async with hface_server(version, server_tls_config) as server:
+        async with Client(protocol=protocol, connect_timeout=2).session() as session:
+            response = await session.dispatch(Request("GET", server.url + "/"))
+    assert response.status == 200
 
 
 @pytest.mark.parametrize("version", ["1.1", "2", "3"])
@@ -74,10 +135,19 @@ async def test_connect_timeout() -> None:
                 await session.dispatch(Request("GET", f"https://127.0.0.1:{port}/"))
 
 
-# HTTP/3 is left out: it failed once on Trio and was not investigated yet.
-@pytest.mark.parametrize("version", ["2"])
+# With no pause, the next request often goes out before the GOAWAY arrives:
+# the server refuses it (HTTP/2 REFUSED_STREAM, HTTP/3 H3_REQUEST_REJECTED)
+# and the client sends it again on a new connection. HTTP/3 runs with a pause
+# only: see the report of issue 5 (a request sent just as the server closes
+# can wait for its read timeout).
+@pytest.mark.parametrize(
+    ("version", "pause"), [("2", 0.05), ("3", 0.05), ("2", 0.0)], ids=["2", "3", "2-no-pause"]
+)
 async def test_goaway_replaces_connection(
-    version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+    version: str,
+    pause: float,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
 ) -> None:
     protocol = ClientProtocol.HTTP2 if version == "2" else ClientProtocol.HTTP3
     async with hface_server(version, server_tls_config, goaway_after=2) as server:
@@ -85,7 +155,7 @@ async def test_goaway_replaces_connection(
             for index in range(7):
                 response = await session.dispatch(Request("GET", f"{server.url}/bytes/{index}"))
                 assert response.status == 200
-                await anyio.sleep(0.05)
+                await anyio.sleep(pause)
     assert server.requests == 7
     assert server.connections == 4
 
@@ -133,3 +203,14 @@ async def test_no_task_left_after_server_vanished(
         with pytest.raises((TransportError, TimeoutError)):
             await session.dispatch(Request("GET", server.url + "/"))
     assert _tasks() == before
+
+
+def test_error_classes_carry_their_fields() -> None:
+    reset = StreamResetError("reset", origin="https://a:1", stream_id=8, error_code=0x10B)
+    assert (reset.origin, reset.stream_id, reset.error_code) == ("https://a:1", 8, 0x10B)
+    assert isinstance(reset, StreamError)
+    assert str(reset) == "reset"
+    protocol_error = RemoteProtocolError("bad", origin="https://a:1", error_code=1)
+    assert (protocol_error.origin, protocol_error.error_code) == ("https://a:1", 1)
+    assert isinstance(protocol_error, CoreRemoteProtocolError)
+    assert str(protocol_error) == "bad"

@@ -1,18 +1,8 @@
-"""The ``hface`` command line (in progress)."""
+"""The ``hface`` command line: ``hface server``, ``hface certs`` (client and proxy to come).
 
-from __future__ import annotations
+Also runs as ``python -m hface``.
+"""
 
-import sys
-from importlib.metadata import version
+from ._main import main as main
 
 __all__ = ("main",)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``hface`` command; return its exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["--version"], ["-V"]):
-        print(f"hface {version('hface-cli')}")
-        return 0
-    print("usage: hface --version (server, client and proxy are coming)", file=sys.stderr)
-    return 2

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -33,6 +34,24 @@ from ._models import Origin
 
 #: Opens (but does not start) a connection to an origin.
 Opener = Callable[[Origin], Coroutine[Any, Any, HTTPConnection]]
+
+#: How the HTTP/3 protocol reports a QUIC close with a transport error code.
+_QUIC_ERROR: Final = re.compile(r"QUIC transport error (0x[0-9a-fA-F]+)")
+#: QUIC CRYPTO_ERROR codes (RFC 9001 §4.8: 0x100 + TLS alert) of certificate
+#: alerts (RFC 8446 §6.2): bad_certificate, unsupported_certificate,
+#: certificate_revoked, certificate_expired, certificate_unknown, unknown_ca.
+_CERTIFICATE_ALERTS: Final = frozenset(0x100 + alert for alert in (42, 43, 44, 45, 46, 48))
+
+
+def is_quic_certificate_error(message: str) -> bool:
+    """True if a failed QUIC handshake's message names a certificate alert.
+
+    aioquic verifies the server's certificate itself and closes the
+    connection with CRYPTO_ERROR; the connection layer reports that as a
+    ``TransportError`` whose message carries the QUIC code.
+    """
+    match = _QUIC_ERROR.search(message)
+    return match is not None and int(match.group(1), 16) in _CERTIFICATE_ALERTS
 
 
 class ConnectionPool:
@@ -155,6 +174,10 @@ class ConnectionPool:
                 raise
             raise TimeoutError(f"timed out after {timeout} s connecting to {label}") from exc
         except (TransportError, OSError) as exc:
+            if isinstance(exc, TransportError) and is_quic_certificate_error(str(exc)):
+                raise errors.TLSVerificationError(
+                    f"cannot verify the TLS certificate of {label} (QUIC): {exc}", origin=label
+                ) from exc
             raise errors.ConnectError(f"cannot connect to {label}: {exc}", origin=label) from exc
         self._connections.setdefault(origin, []).append(pooled)
         self.connections_opened += 1

@@ -50,17 +50,18 @@ class RemoteProtocolError(ClientError, _core.RemoteProtocolError):
     """The server broke the HTTP protocol (e.g. a response without ``:status``)."""
 
     def __init__(self, message: str, *, origin: str, error_code: int = 0) -> None:
-        ClientError.__init__(self, message, origin=origin)
-        self.error_code = error_code
+        # The core class's signature, not ClientError's (whose super() is it).
+        _core.RemoteProtocolError.__init__(self, message, error_code=error_code)
+        self.origin = origin
 
 
 class StreamResetError(ClientError, _core.StreamError):
     """The server reset the request's stream."""
 
     def __init__(self, message: str, *, origin: str, stream_id: int, error_code: int) -> None:
-        ClientError.__init__(self, message, origin=origin)
-        self.stream_id = stream_id
-        self.error_code = error_code
+        # The core class's signature, not ClientError's (whose super() is it).
+        _core.StreamError.__init__(self, stream_id, error_code, message)
+        self.origin = origin
 
 
 class ProxyError(ClientError):

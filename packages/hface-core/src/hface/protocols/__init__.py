@@ -11,6 +11,7 @@ from ._factories import ALPNHTTPFactory as ALPNHTTPFactory
 from ._factories import HTTPOverQUICClientFactory as HTTPOverQUICClientFactory
 from ._factories import HTTPOverQUICServerFactory as HTTPOverQUICServerFactory
 from ._factories import HTTPOverTCPFactory as HTTPOverTCPFactory
+from ._prior_knowledge import PriorKnowledgeHTTPFactory as PriorKnowledgeHTTPFactory
 from ._protocols import HTTP1Protocol as HTTP1Protocol
 from ._protocols import HTTP2Protocol as HTTP2Protocol
 from ._protocols import HTTP3Protocol as HTTP3Protocol
@@ -35,6 +36,7 @@ __all__ = (
     "HTTPOverTCPProtocol",
     "HTTPProtocol",
     "PROTOCOL_KINDS",
+    "PriorKnowledgeHTTPFactory",
     "ProtocolRegistry",
     "protocol_registry",
 )

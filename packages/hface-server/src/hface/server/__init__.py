@@ -6,13 +6,19 @@ See :class:`ASGIServer` and :class:`ProxyServer`; both listen on
 
 from hface.common import ServerTLSConfig as ServerTLSConfig
 
+from ._asgi import ASGIServer as ASGIServer
+from ._asgi_stream import ClientDisconnected as ClientDisconnected
 from ._base import BaseServer as BaseServer
 from ._models import Endpoint as Endpoint
 from ._models import ServerProtocol as ServerProtocol
+from ._proxy import ProxyServer as ProxyServer
 
 __all__ = (
+    "ASGIServer",
     "BaseServer",
+    "ClientDisconnected",
     "Endpoint",
+    "ProxyServer",
     "ServerProtocol",
     "ServerTLSConfig",
 )

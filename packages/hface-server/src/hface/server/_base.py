@@ -29,7 +29,12 @@ from hface.connections import (
     HTTPOverQUICListener,
     HTTPOverTCPListener,
 )
-from hface.protocols import ALPNHTTPFactory, HTTPOverQUICServerFactory, HTTPOverTCPFactory
+from hface.protocols import (
+    ALPNHTTPFactory,
+    HTTPOverQUICServerFactory,
+    HTTPOverTCPFactory,
+    PriorKnowledgeHTTPFactory,
+)
 from hface.protocols.http1 import HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ServerFactory
@@ -127,6 +132,7 @@ class BaseServer(ABC):
         await listener.aclose()
         for connection in list(self._connections):
             await connection.send_goaway()
+            self._goaway_sent(connection)
         if self._connections:
             self._all_closed = anyio.Event()
             with anyio.move_on_after(self.graceful_timeout):
@@ -189,8 +195,17 @@ class BaseServer(ABC):
         return listeners
 
     def _both_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory:
+        if endpoint.tls:
+            return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
         # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
-        return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
+        return PriorKnowledgeHTTPFactory(self.http1_factory, self.http2_factory)
+
+    def _goaway_sent(self, connection: HTTPConnection) -> None:
+        """Called once shutdown has asked ``connection`` to finish (overridable).
+
+        A handler waiting for events learns here that the connection has
+        expired, and may return as soon as its streams are done.
+        """
 
     def _connection_options(self) -> dict[str, Any]:
         """Options for every HTTPConnection this server makes (overridable)."""

@@ -1,0 +1,401 @@
+"""One request of an :class:`ASGIServer`: its scope, ``receive`` and ``send``.
+
+Theory of operation. The connection handler (:mod:`hface.server._asgi`)
+reads every event of a connection and hands each stream's events to its
+:class:`ASGIStream` (:meth:`ASGIStream.feed_data`, :meth:`~ASGIStream.end_request`,
+:meth:`~ASGIStream.disconnect`). The application runs in a task of its own
+(:meth:`ASGIStream.run`) and pulls the body with ``receive()``; received
+data is acknowledged to the peer only then, so a client can send no more
+than the flow-control window ahead of the application. ``send()`` writes
+through the connection and so waits while the client is slow.
+
+The response headers are held until the first body message, so that a
+one-message body gets a ``content-length`` and an application that fails
+before any body still gets a clean 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+import anyio
+
+from hface.common import HeadersType
+from hface.connections import HTTPConnection
+from hface.errors import LocalProtocolError, TransportError
+
+if TYPE_CHECKING:
+    from ._asgi import ASGIServer
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+#: An ASGI 3.0 application: ``await app(scope, receive, send)``.
+ASGIApp = Callable[..., Awaitable[None]]
+
+logger = logging.getLogger("hface.server")
+access_logger = logging.getLogger("hface.server.access")
+
+ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+
+_ERROR_BODY = b"Internal Server Error\n"
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send()`` once the client has gone away (ASGI spec 2.4)."""
+
+
+class ASGIStream:
+    """One request: the scope, the body queue and the response state.
+
+    :param max_buffered_data: on HTTP/1.1 (no flow control) the handler
+        stops reading while more than this many body bytes wait here.
+    """
+
+    def __init__(
+        self,
+        server: ASGIServer,
+        connection: HTTPConnection,
+        stream_id: int,
+        headers: HeadersType,
+        *,
+        state: dict[str, Any],
+        max_buffered_data: int = 1024 * 1024,
+    ) -> None:
+        self._server = server
+        self._connection = connection
+        self.stream_id = stream_id
+        self._max_buffered_data = max_buffered_data
+        self.scope = self._make_scope(headers, state)
+        self._head = self.scope["method"] == "HEAD"
+        # The request body, not yet taken by the application.
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._request_complete = False
+        self._changed = anyio.Event()
+        # Set once the client is gone (reset, connection lost).
+        self.disconnected = False
+        # The response.
+        self._start: Message | None = None
+        self._headers_sent = False
+        self._trailers_expected = False
+        self._response_complete = False
+        self._status = 0
+        self._bytes_sent = 0
+        self.cancel_scope = anyio.CancelScope()
+
+    # -- fed by the connection handler ----------------------------------------
+
+    def feed_data(self, data: bytes, end_stream: bool) -> int:
+        """Queue request body data; returns how much to acknowledge at once."""
+        if self._request_complete or self.disconnected or self._response_complete:
+            return len(data)  # nobody will read it
+        if data:
+            self._chunks.append(data)
+            self._buffered += len(data)
+        if end_stream:
+            self._request_complete = True
+        self._wake()
+        return 0
+
+    def end_request(self) -> None:
+        """The request has ended (trailers, or headers with ``end_stream``)."""
+        self._request_complete = True
+        self._wake()
+
+    def disconnect(self) -> None:
+        """The client has gone away: ``receive()`` returns ``http.disconnect``."""
+        self.disconnected = True
+        self._wake()
+
+    def has_room(self) -> bool:
+        """True unless too much body data waits for the application."""
+        return self._buffered <= self._max_buffered_data or self.finished
+
+    async def wait_for_room(self) -> None:
+        """Wait until the application has taken enough of the body (HTTP/1.1)."""
+        while not self.has_room():
+            await self._wait()
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will be read: response done or client gone."""
+        return self.disconnected or self._response_complete
+
+    def take_unconsumed(self) -> int:
+        """Forget the queued body; return its size (to acknowledge it)."""
+        size = self._buffered
+        self._chunks.clear()
+        self._buffered = 0
+        return size
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait(self) -> None:
+        await self._changed.wait()
+
+    # -- the scope -------------------------------------------------------------------
+
+    def _make_scope(self, headers: HeadersType, state: dict[str, Any]) -> Scope:
+        pseudo: dict[bytes, bytes] = {}
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name.startswith(b":"):
+                pseudo[name] = value
+            else:
+                fields.append((name.lower(), value))
+        authority = pseudo.get(b":authority")
+        if authority is not None and not any(name == b"host" for name, _ in fields):
+            fields.insert(0, (b"host", authority))
+        target = pseudo.get(b":path", b"/")
+        raw_path, _, query_string = target.partition(b"?")
+        connection = self._connection
+        return {
+            "type": "http",
+            "asgi": dict(ASGI_VERSIONS),
+            "http_version": connection.http_version,
+            "method": pseudo.get(b":method", b"GET").decode("ascii", "replace"),
+            "scheme": pseudo.get(b":scheme", b"http").decode("ascii", "replace"),
+            "path": unquote_to_bytes(raw_path).decode("utf-8", "replace"),
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "root_path": "",
+            "headers": [[name, value] for name, value in fields],
+            "client": _address(connection, remote=True),
+            "server": _address(connection, remote=False),
+            "state": dict(state),
+            "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
+        }
+
+    # -- the application ------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Run the application on this request; never raises (but cancellation)."""
+        failed = False
+        with self.cancel_scope:
+            try:
+                await app(self.scope, self.receive, self.send)
+            except ClientDisconnected:
+                logger.debug("the client went away from stream %d", self.stream_id)
+            except Exception:
+                failed = True
+                if not self.disconnected:
+                    logger.exception("exception in the ASGI application")
+                else:
+                    logger.debug("exception after the client went away", exc_info=True)
+        with anyio.CancelScope(shield=True):
+            await self._finish(failed)
+
+    async def _finish(self, failed: bool) -> None:
+        if self._response_complete or self.disconnected:
+            self._log_access()
+            return
+        if not failed:
+            if self._start is None:
+                logger.error("the ASGI application returned without starting a response")
+            else:
+                logger.error("the ASGI application returned without completing its response")
+        try:
+            if not self._headers_sent:
+                self._status = 500
+                headers: list[tuple[bytes, bytes]] = [
+                    (b":status", b"500"),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(_ERROR_BODY)).encode()),
+                ]
+                self._add_default_headers(headers)
+                body = b"" if self._head else _ERROR_BODY
+                await self._connection.send_headers(self.stream_id, headers, end_stream=not body)
+                if body:
+                    await self._connection.send_data(self.stream_id, body, end_stream=True)
+                self._bytes_sent = len(body)
+                self._response_complete = True
+            else:
+                error_code = self._connection.error_codes.internal_error
+                await self._connection.send_stream_reset(self.stream_id, error_code)
+        except (TransportError, LocalProtocolError):
+            pass
+        self._log_access()
+
+    def _log_access(self) -> None:
+        if not self._server.access_log or not access_logger.isEnabledFor(logging.INFO):
+            return
+        scope = self.scope
+        client = scope["client"]
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %s %d',
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope["method"],
+            target,
+            scope["http_version"],
+            self._status or "-",
+            self._bytes_sent,
+        )
+
+    # -- receive ------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive``: body chunks, then ``http.disconnect`` when it is over."""
+        while True:
+            if self.disconnected or self._response_complete:
+                return {"type": "http.disconnect"}
+            if self._chunks:
+                body = b"".join(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                self._wake()
+                await self._connection.acknowledge_received_data(self.stream_id, len(body))
+                more_body = not self._request_complete or bool(self._chunks)
+                return {"type": "http.request", "body": body, "more_body": more_body}
+            if self._request_complete and not self._request_delivered:
+                self._request_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self._wait()
+
+    _request_delivered = False
+
+    # -- send -----------------------------------------------------------------------
+
+    def _raise_if_disconnected(self) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send``; waits while the client is slow.
+
+        :raises ClientDisconnected: once the client has gone away.
+        :raises RuntimeError: for messages out of order.
+        """
+        kind = message["type"]
+        self._raise_if_disconnected()
+        try:
+            if kind == "http.response.start":
+                self._on_start(message)
+            elif kind == "http.response.body":
+                await self._on_body(message)
+            elif kind == "http.response.trailers":
+                await self._on_trailers(message)
+            elif kind == "http.response.early_hint":
+                await self._on_early_hint(message)
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        except (TransportError, LocalProtocolError) as error:
+            if self.disconnected or isinstance(error, TransportError):
+                self.disconnected = True
+                raise ClientDisconnected(str(error)) from error
+            raise
+
+    def _on_start(self, message: Message) -> None:
+        if self._start is not None:
+            raise RuntimeError("http.response.start was sent twice")
+        status = int(message["status"])
+        if not 200 <= status <= 999:
+            raise RuntimeError(f"invalid response status {status}")
+        self._start = message
+        self._status = status
+        self._trailers_expected = bool(message.get("trailers", False))
+
+    async def _on_body(self, message: Message) -> None:
+        if self._start is None:
+            raise RuntimeError("http.response.body before http.response.start")
+        if self._response_complete or (self._headers_sent and self._body_done):
+            raise RuntimeError("http.response.body after the response body ended")
+        body = bytes(message.get("body", b""))
+        more_body = bool(message.get("more_body", False))
+        if self._head:
+            body = b""
+        stream_id = self.stream_id
+        connection = self._connection
+        if not self._headers_sent:
+            headers = self._response_headers(body, more_body)
+            self._headers_sent = True
+            if self._head or (not body and not more_body and not self._trailers_expected):
+                self._body_done = True
+                await connection.send_headers(stream_id, headers, end_stream=True)
+                self._response_complete = True
+                self._wake()
+                return
+            await connection.send_headers(stream_id, headers)
+        if self._head:
+            if not more_body:
+                self._response_complete = True
+                self._wake()
+            return
+        end_stream = not more_body and not self._trailers_expected
+        if body or end_stream:
+            await connection.send_data(stream_id, body, end_stream=end_stream)
+            self._bytes_sent += len(body)
+        if not more_body:
+            self._body_done = True
+            if end_stream:
+                self._response_complete = True
+                self._wake()
+
+    _body_done = False
+
+    async def _on_trailers(self, message: Message) -> None:
+        if not self._trailers_expected or not self._body_done:
+            raise RuntimeError("http.response.trailers not announced or before the body ended")
+        if message.get("more_trailers", False):
+            raise RuntimeError("more_trailers is not supported")
+        if self._response_complete:  # HEAD
+            return
+        trailers = [(bytes(name).lower(), bytes(value)) for name, value in message["headers"]]
+        try:
+            await self._connection.send_headers(self.stream_id, trailers, end_stream=True)
+        except LocalProtocolError:
+            # HTTP/1.1 with a content-length cannot carry trailers: just end.
+            await self._connection.send_data(self.stream_id, b"", end_stream=True)
+        self._response_complete = True
+        self._wake()
+
+    async def _on_early_hint(self, message: Message) -> None:
+        if self._headers_sent:
+            return  # too late for hints; ignore, as the extension allows
+        headers: list[tuple[bytes, bytes]] = [(b":status", b"103")]
+        headers.extend((b"link", bytes(link)) for link in message.get("links", []))
+        await self._connection.send_headers(self.stream_id, headers)
+
+    def _response_headers(self, body: bytes, more_body: bool) -> list[tuple[bytes, bytes]]:
+        assert self._start is not None
+        headers: list[tuple[bytes, bytes]] = [(b":status", str(self._status).encode())]
+        has_length = False
+        for name, value in self._start.get("headers", ()):
+            name = bytes(name).lower()
+            if name == b"content-length":
+                has_length = True
+            headers.append((name, bytes(value)))
+        bodyless = self._head or self._status in (204, 304)
+        if not has_length and not more_body and not bodyless and not self._trailers_expected:
+            headers.append((b"content-length", str(len(body)).encode()))
+        self._add_default_headers(headers)
+        return headers
+
+    def _add_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        names = {name for name, _ in headers}
+        server = self._server
+        if server.server_header and b"server" not in names:
+            headers.append((b"server", server.server_header.encode()))
+        if server.date_header and b"date" not in names:
+            headers.append((b"date", formatdate(usegmt=True).encode()))
+        alt_svc = server.alt_svc_value(self._connection)
+        if alt_svc and b"alt-svc" not in names:
+            headers.append((b"alt-svc", alt_svc.encode()))
+
+
+def _address(connection: HTTPConnection, *, remote: bool) -> tuple[str, int] | None:
+    try:
+        return connection.remote_address if remote else connection.local_address
+    except Exception:  # no such attribute on this transport
+        return None

@@ -1,0 +1,190 @@
+"""``ProxyServer``: an HTTP forward proxy in tunnelling mode (CONNECT only).
+
+Theory of operation. Each connection has one *dispatcher* loop, the only
+caller of ``receive_event``: a request's headers start a stream task
+(``_proxy_tunnel.serve_stream``) with a queue of that stream's events, and
+later events of the stream go to its queue. The dispatcher never waits on
+one stream on HTTP/2 and HTTP/3 (the queues are unbounded in items, but a
+tunnel acknowledges data only once its target took it, so flow control
+bounds them in bytes); on HTTP/1.1 the queue holds nothing and the
+dispatcher waits for the tunnel, so the connection stops reading.
+
+Every task belongs to the connection's task group: when the connection
+ends, or its handler is cancelled, tunnels and target sockets go with it.
+Once the connection has expired (GOAWAY sent or received, or HTTP/1.1
+closing) and no stream is left, the handler returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hface.common import AddressType
+from hface.connections import HTTPConnection
+from hface.errors import LocalProtocolError, TransportError
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamEvent
+from hface.networking import ClientNetworking, SystemNetworking
+
+from ._base import BaseServer
+from ._models import Endpoint
+from ._proxy_target import is_loopback_host
+from ._proxy_tunnel import TunnelPolicy, serve_stream
+
+#: Seconds between checks whether an idle, expired connection can be let go.
+_EXPIRY_POLL_INTERVAL = 0.5
+
+
+class ProxyServer(BaseServer):
+    """An HTTP proxy in tunnelling mode: CONNECT over HTTP/1.1, HTTP/2 and HTTP/3.
+
+    A CONNECT request for an authority-form target (``host:port``) gets a
+    TCP connection to the target and ``200``; then bytes flow both ways,
+    with half-close, until both sides are done. Other requests get ``405``,
+    malformed targets ``400``, unreachable ones ``502``, refused ones
+    ``403``, and requests without the configured credentials ``407``.
+
+    Safe by default: a proxy listening on a non-loopback address refuses
+    targets that resolve to loopback, private, link-local, unspecified or
+    other non-public addresses (see :attr:`allow_private_targets`).
+    """
+
+    #: Basic proxy credentials ``(user, password)``; None lets everyone in.
+    credentials: tuple[str, str] | None
+    #: Whether targets on loopback, private and other non-public addresses
+    #: may be reached. None (the default) decides by the listening
+    #: addresses: allowed only when every endpoint is on loopback.
+    allow_private_targets: bool | None
+    #: Seconds to resolve a target and connect to it.
+    connect_timeout: float
+    #: Seconds a tunnel may pass no byte either way before it is closed
+    #: (None: never).
+    idle_timeout: float | None
+    #: How targets are reached.
+    networking: ClientNetworking
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.credentials = None
+        self.allow_private_targets = None
+        self.connect_timeout = 10.0
+        self.idle_timeout = 300.0
+        self.networking = SystemNetworking()
+        self._loopback_only = False
+
+    async def run(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        task_status: TaskStatus[Sequence[AddressType]] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve on every endpoint until cancelled, or until SIGINT or SIGTERM.
+
+        Shutdown is graceful either way: tunnels in flight get
+        :attr:`graceful_timeout` seconds. With ``task_group.start(server.run,
+        endpoints)`` the addresses actually bound are returned once the
+        server accepts connections.
+
+        :raises ValueError: if no endpoint can be served (e.g. HTTP/3 only
+            and no ``https`` endpoint) or TLS is needed but not configured.
+        :raises OSError: if an address cannot be bound.
+        """
+        loopback = [await is_loopback_host(endpoint.host) for endpoint in endpoints]
+        self._loopback_only = bool(loopback) and all(loopback)
+        await super().run(endpoints, task_status=task_status)
+
+    async def handle_connection(self, connection: HTTPConnection) -> None:
+        """Serve CONNECT requests on one connection until it ends."""
+        allow_private = self.allow_private_targets
+        if allow_private is None:
+            allow_private = self._loopback_only
+        policy = TunnelPolicy(
+            credentials=self.credentials,
+            allow_private=allow_private,
+            connect_timeout=self.connect_timeout,
+            idle_timeout=self.idle_timeout,
+            networking=self.networking,
+        )
+        await _ProxyConnection(connection, policy).run()
+
+    def _connection_options(self) -> dict[str, Any]:
+        # Tunnels acknowledge data once the target has taken it.
+        return {**super()._connection_options(), "auto_acknowledge": False}
+
+
+class _ProxyConnection:
+    """The dispatcher and the streams of one connection."""
+
+    def __init__(self, connection: HTTPConnection, policy: TunnelPolicy) -> None:
+        self._connection = connection
+        self._policy = policy
+        self._streams: dict[int, MemoryObjectSendStream[StreamEvent]] = {}
+        self._receivers: set[MemoryObjectReceiveStream[StreamEvent]] = set()
+        self._stream_ended = anyio.Event()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._watch_expiry, task_group.cancel_scope)
+            try:
+                await self._dispatch(task_group)
+            finally:
+                task_group.cancel_scope.cancel()
+                for queue in self._streams.values():
+                    queue.close()
+                for events in self._receivers:  # of tasks cancelled before they ran
+                    events.close()
+
+    async def _dispatch(self, task_group: TaskGroup) -> None:
+        connection = self._connection
+        buffer_size = math.inf if connection.multiplexed else 0
+        while True:
+            event = await connection.receive_event()
+            if isinstance(event, ConnectionTerminated):
+                return
+            if not isinstance(event, StreamEvent):
+                continue  # GOAWAY: streams in flight go on; _watch_expiry ends the rest
+            queue = self._streams.get(event.stream_id)
+            if queue is None and isinstance(event, HeadersReceived):
+                queue, events = anyio.create_memory_object_stream[StreamEvent](buffer_size)
+                self._streams[event.stream_id] = queue
+                self._receivers.add(events)
+                task_group.start_soon(self._serve_stream, event, events)
+                continue
+            if queue is not None:
+                try:
+                    await queue.send(event)
+                    continue
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+            if isinstance(event, DataReceived) and event.data:
+                # Nobody reads this stream any more: free the window all the same.
+                await connection.acknowledge_received_data(event.stream_id, len(event.data))
+
+    async def _serve_stream(
+        self, request: HeadersReceived, events: MemoryObjectReceiveStream[StreamEvent]
+    ) -> None:
+        stream_id = request.stream_id
+        try:
+            await serve_stream(self._connection, request, events, self._policy)
+        except (TransportError, LocalProtocolError):
+            pass  # the connection or the stream is gone: nothing left to tell
+        finally:
+            queue = self._streams.pop(stream_id, None)
+            if queue is not None:
+                queue.close()
+            events.close()
+            self._receivers.discard(events)
+            self._stream_ended.set()
+
+    async def _watch_expiry(self, scope: anyio.CancelScope) -> None:
+        """End the handler once the connection has expired and no stream is left."""
+        while not (self._connection.has_expired() and not self._streams):
+            with anyio.move_on_after(_EXPIRY_POLL_INTERVAL):
+                await self._stream_ended.wait()
+            self._stream_ended = anyio.Event()
+        scope.cancel()

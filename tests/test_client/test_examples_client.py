@@ -1,0 +1,188 @@
+"""``examples/client.py`` and ``examples/proxy_client.py`` run as they are.
+
+Each example runs as a subprocess in a temporary directory holding the
+``certs/`` the example servers read (made with trustme), against
+``examples/server.py`` (port 5443) and ``examples/proxy_server.py`` (port
+6443). The client examples use the default ``ClientTLSConfig`` (the system's
+CAs), so they run with ``SSL_CERT_FILE`` naming the test CA. The ports are
+fixed: servers run one test at a time and each waits until its port is free.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Final
+
+import pytest
+import trustme
+
+from hface.server.examples.hello import GREETING
+
+EXAMPLES: Final = Path(__file__).resolve().parents[2] / "examples"
+
+#: The ports of the example server and the example proxy.
+SERVER_PORT: Final = 5443
+PROXY_PORT: Final = 6443
+
+#: Seconds a server may take to start (or a previous one to free its port).
+STARTUP_TIMEOUT: Final = 15.0
+#: Seconds a client example may run.
+CLIENT_TIMEOUT: Final = 30.0
+
+# A process started with SIGINT ignored passes that on to its children;
+# this launcher puts the default handler back and runs the file unchanged.
+_RUN_WITH_SIGINT = (
+    "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_path(sys.argv[1], run_name='__main__')"
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory with ``certs/``: ``cacert.pem``, ``cert.pem`` and ``key.pem``."""
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca.cert_pem.write_to_path(str(certs / "cacert.pem"))
+    for index, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(certs / "cert.pem"), append=index > 0)
+    server.private_key_pem.write_to_path(str(certs / "key.pem"))
+    return tmp_path
+
+
+def _python(script: str) -> list[str]:
+    path = str(EXAMPLES / script)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return [sys.executable, "-c", _RUN_WITH_SIGINT, path]
+    return [sys.executable, path]
+
+
+def _port_is_free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                # As the servers do: connections in TIME-WAIT do not block the port.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def example_server(script: str, port: int, workdir: Path) -> Iterator[Path]:
+    """Run ``script`` in ``workdir`` until it accepts on ``port``; yield its log; kill it after."""
+    if not (EXAMPLES / script).exists():
+        pytest.skip(f"examples/{script} does not exist yet")
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not _port_is_free(port):  # a previous run may still be closing its sockets
+        if time.monotonic() > deadline:
+            pytest.fail(f"port {port}, which the examples use, is taken by another process")
+        time.sleep(0.1)
+    log_file = workdir / f"{script}.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            _python(script),
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while not _accepts(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = log_file.read_text(errors="replace")
+                    pytest.fail(f"examples/{script} did not start:\n{output}")
+                time.sleep(0.05)
+            yield log_file
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            process.wait()
+
+
+def run_client(script: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a client example in ``workdir``, trusting the test CA through ``SSL_CERT_FILE``."""
+    env = {**os.environ, "SSL_CERT_FILE": str(workdir / "certs" / "cacert.pem")}
+    env.pop("SSL_CERT_DIR", None)
+    return subprocess.run(
+        _python(script),
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        check=False,
+    )
+
+
+def _report(client: subprocess.CompletedProcess[str], *logs: Path) -> str:
+    servers = "\n".join(f"{log.name}:\n{log.read_text(errors='replace')}" for log in logs)
+    return f"client stdout:\n{client.stdout}\nclient stderr:\n{client.stderr}\n{servers}"
+
+
+def test_client_example(workdir: Path) -> None:
+    with example_server("server.py", SERVER_PORT, workdir) as server_log:
+        client = run_client("client.py", workdir)
+    report = _report(client, server_log)
+    assert client.returncode == 0, report
+    lines = client.stdout.splitlines()
+    # The default client lets ALPN choose: HTTP/2 with hface's server.
+    assert lines[:2] == ["200", f"{GREETING} (HTTP/2)"], report
+
+
+def test_proxy_client_example(workdir: Path) -> None:
+    with ExitStack() as stack:
+        server_log = stack.enter_context(example_server("server.py", SERVER_PORT, workdir))
+        proxy_log = stack.enter_context(example_server("proxy_server.py", PROXY_PORT, workdir))
+        client = run_client("proxy_client.py", workdir)
+    report = _report(client, server_log, proxy_log)
+    assert client.returncode == 0, report
+    # Raw HTTP/1.1 through the tunnel (no ALPN, so the server speaks HTTP/1.1).
+    assert client.stdout.startswith("HTTP/1.1 200 "), report
+    assert client.stdout.rstrip("\n").endswith(f"{GREETING} (HTTP/1.1)"), report
+
+
+def test_client_example_without_trusted_ca(workdir: Path) -> None:
+    # The system CAs do not know the test CA: a clear verification error.
+    with example_server("server.py", SERVER_PORT, workdir) as server_log:
+        env = {**os.environ, "SSL_CERT_FILE": os.devnull}
+        env.pop("SSL_CERT_DIR", None)
+        client = subprocess.run(
+            _python("client.py"),
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+            check=False,
+        )
+    assert client.returncode != 0, _report(client, server_log)
+    assert "TLSVerificationError: cannot verify the TLS certificate of https://localhost:5443" in (
+        client.stderr
+    ), _report(client, server_log)
