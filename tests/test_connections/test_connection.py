@@ -369,3 +369,43 @@ async def test_tls_attributes(
             assert connection.extra(TLSAttribute.alpn_protocol) == alpn
             assert connection.extra(TLSAttribute.tls_version) == "TLSv1.3"
             assert connection.local_address[0] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("http_version", HTTP_VERSIONS)
+async def test_aclose_with_an_error_code(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """``aclose(error_code)``: GOAWAY with the code, or an HTTP/1.1 status (408)."""
+
+    async def close_with_code(connection: HTTPConnection) -> None:
+        event = await connection.receive_event()
+        assert isinstance(event, HeadersReceived)
+        code = 408 if http_version == "1.1" else connection.error_codes.internal_error
+        await connection.aclose(code)
+        await connection.aclose(code)  # closing again does nothing
+
+    async with serving(http_version, server_tls_config, close_with_code) as address:
+        async with await connect(http_version, address, client_tls_config) as connection:
+            stream_id = connection.get_available_stream_id()
+            await connection.send_headers(stream_id, _request("/", b"POST"))  # never finished
+            events: list[Event] = []
+            with anyio.fail_after(10):
+                # HTTP/1.1 ends with the response: the client's request is
+                # still unfinished, so the connection is not over for it.
+                while not isinstance(
+                    event := await connection.receive_event(), ConnectionTerminated
+                ):
+                    events.append(event)
+                    if isinstance(event, DataReceived) and event.end_stream:
+                        break
+    if http_version == "1.1":
+        statuses = [
+            _header(e.headers, b":status") for e in events if isinstance(e, HeadersReceived)
+        ]
+        assert statuses == [b"408"]
+        assert isinstance(event, DataReceived)
+        assert event.data == b"Request Timeout\n"
+    else:
+        assert isinstance(event, ConnectionTerminated)
+        assert event.error_code == connection.error_codes.internal_error
+        assert not any(isinstance(e, HeadersReceived) for e in events)

@@ -619,8 +619,10 @@ def test_malformed_request(data: bytes) -> None:
     assert isinstance(events[0], ConnectionTerminated)
     assert events[0].error_code == 400
     assert events[0].message
+    body = str(events[0].message).encode() + b"\n"
     assert server.bytes_to_send() == (
-        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
     )
     assert server.has_expired()
     assert not server.is_available()
@@ -915,6 +917,90 @@ def test_server_submit_close() -> None:
     started.submit_data(1, b"", end_stream=True)
     assert started.has_expired()
     assert drain(started) == []
+
+
+def test_server_submit_close_with_408_answers_a_partial_request() -> None:
+    """RFC 9110 §15.5.9: a server that stops waiting for a request says 408, then closes."""
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+    server.submit_close(408)
+    sent = server.bytes_to_send()
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 408 Request Timeout",
+        b"content-type: text/plain; charset=utf-8",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    assert body == b"Request Timeout\n"
+    assert drain(server) == [ConnectionTerminated(error_code=408, message="closed by the server")]
+    assert server.has_expired()
+    server.submit_close(408)  # already closed: nothing more
+    assert server.bytes_to_send() == b""
+
+
+def test_server_submit_close_with_408_answers_a_request_without_response() -> None:
+    server = new_server()
+    feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
+    server.submit_close(408)
+    assert server.bytes_to_send().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert drain(server) == [
+        StreamResetSent(stream_id=1, error_code=408),
+        ConnectionTerminated(error_code=408, message="closed by the server"),
+    ]
+    with pytest.raises(LocalProtocolError):
+        server.submit_headers(1, OK, end_stream=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ids=["nothing-received", "between-requests"],
+)
+def test_server_submit_close_with_408_sends_nothing_unasked(data: bytes) -> None:
+    """With no byte of a request waiting, a 408 could answer a request in flight."""
+    server = new_server()
+    if data:
+        feed(server, data)
+        server.submit_headers(1, OK, end_stream=True)
+        assert server.bytes_to_send().startswith(b"HTTP/1.1 200 OK")
+    server.submit_close(408)
+    assert server.bytes_to_send() == b""
+    assert drain(server)[-1] == ConnectionTerminated(error_code=408, message="closed by the server")
+    assert server.has_expired()
+
+
+def test_server_submit_close_with_408_after_the_response_started_sends_nothing() -> None:
+    server = new_server()
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.submit_headers(1, OK)
+    server.bytes_to_send()
+    server.submit_close(408)
+    assert server.bytes_to_send() == b""
+    assert drain(server) == [
+        StreamResetSent(stream_id=1, error_code=408),
+        ConnectionTerminated(error_code=408, message="closed by the server"),
+    ]
+
+
+def test_a_refused_head_request_gets_no_body() -> None:
+    server = new_server()
+    events = feed(server, b"HEAD / HTTP/1.1\r\nHost: a\r\nX-A: \x01\r\n\r\n")
+    assert [type(e) for e in events] == [ConnectionTerminated]
+    sent = server.bytes_to_send()
+    assert sent.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert sent.endswith(b"\r\n\r\n")
+    assert b"content-length: " in sent
+
+
+def test_connect_leaves_its_target_and_host_to_the_application() -> None:
+    """As on HTTP/2 and HTTP/3, a proxy judges the target (and explains a bad one)."""
+    server = new_server()
+    events = feed(server, b"CONNECT ::1:80 HTTP/1.1\r\nHost: ::1:80\r\n\r\n")
+    assert events == [
+        HeadersReceived(stream_id=1, headers=[(b":method", b"CONNECT"), (b":authority", b"::1:80")])
+    ]
+    assert server.bytes_to_send() == b""
 
 
 def test_client_submit_close() -> None:

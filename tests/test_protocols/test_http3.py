@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 
 from hface.common import HTTP3_ERROR_CODES, ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.errors import LocalProtocolError
@@ -27,7 +31,13 @@ from hface.protocols.http3 import (
     build_version_negotiation_packet,
     sniff_quic_packet,
 )
-from tests.helpers.quic_pair import SERVER_ADDRESS, QUICProtocolPair, certificates, make_quic_pair
+from tests.helpers.quic_pair import (
+    CLIENT_ADDRESS,
+    SERVER_ADDRESS,
+    QUICProtocolPair,
+    certificates,
+    make_quic_pair,
+)
 
 CODES = HTTP3_ERROR_CODES
 GET: HeadersType = [
@@ -422,3 +432,113 @@ def test_factory_rejects_bad_options() -> None:
         HTTP3ClientFactory(max_datagram_size=500)
     with pytest.raises(ValueError, match="idle_timeout"):
         HTTP3ServerFactory(idle_timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [(b"HEAD", b"200"), (b"GET", b"204"), (b"GET", b"304"), (b"HEAD", b"304")],
+)
+def test_content_length_without_content(method: bytes, status: bytes) -> None:
+    # RFC 9110 §8.6: a response to HEAD, a 204 and a 304 have no content,
+    # whatever their content-length says; the connection stays usable.
+    pair = make_quic_pair()
+    request = [(b":method", method), *GET[1:]]
+    response = [(b":status", status), (b"content-length", b"1234")]
+    stream_id = _request(pair, request)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, response, end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(stream_id=stream_id, headers=response, end_stream=True)
+    ]
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, OK, end_stream=True)
+    pair.transfer()
+    events = pair.client_events()
+    assert events == [HeadersReceived(stream_id=stream_id, headers=OK, end_stream=True)]
+
+
+def test_content_length_is_checked_on_other_responses() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, [(b":status", b"200"), (b"content-length", b"4")])
+    pair.server.submit_data(stream_id, b"abc", end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [
+        ConnectionTerminated(
+            error_code=CODES.message_error, message="content-length does not match data size"
+        )
+    ]
+
+
+class _PeerWithPayloadLimit(QuicConnection):
+    """An aioquic server that advertises ``max_udp_payload_size`` (aioquic never does)."""
+
+    def __init__(self, limit: int | None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]  # aioquic's keyword arguments
+        self.limit = limit
+
+    def _serialize_transport_parameters(self) -> bytes:
+        data = super()._serialize_transport_parameters()
+        parameters = pull_quic_transport_parameters(Buffer(data=data))
+        parameters.max_udp_payload_size = self.limit
+        buf = Buffer(capacity=len(data) + 16)
+        push_quic_transport_parameters(buf, parameters)
+        return buf.data
+
+
+@pytest.mark.parametrize(("limit", "largest"), [(1350, 1350), (4000, 4000), (None, 16000)])
+def test_datagrams_respect_the_peers_max_udp_payload_size(limit: int | None, largest: int) -> None:
+    # RFC 9000 §18.2. On loopback the client would send 16,000-byte
+    # datagrams; it starts at 1,200 (the server's limit is unknown until its
+    # first flight) and grows to the limit only.
+    _, certfile, keyfile = certificates()
+    configuration = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
+    configuration.load_cert_chain(certfile, keyfile)
+    server: _PeerWithPayloadLimit | None = None
+    client = HTTP3ClientFactory()(
+        remote_address=SERVER_ADDRESS,
+        server_name="localhost",
+        tls_config=ClientTLSConfig(insecure=True),
+    )
+    now = 1000.0
+    sizes: list[int] = []
+
+    def exchange() -> None:
+        nonlocal server, now
+        for _ in range(1000):
+            client.clock(now)
+            datagrams = client.datagrams_to_send()
+            for data, _address in datagrams:
+                sizes.append(len(data))
+                if server is None:
+                    dcid = sniff_quic_packet(data, connection_id_length=8).destination_connection_id
+                    server = _PeerWithPayloadLimit(
+                        limit, configuration=configuration, original_destination_connection_id=dcid
+                    )
+                server.receive_datagram(data, CLIENT_ADDRESS, now=now)
+            assert server is not None
+            answers = server.datagrams_to_send(now=now)
+            for data, _address in answers:
+                client.datagram_received((data, SERVER_ADDRESS))
+            if not datagrams and not answers:
+                # Quiet: run the timers (pacing, delayed ACKs) due soon.
+                timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
+                if not timers or min(timers) > now + 0.1:
+                    return
+                now = max(now, min(timers))
+                if (timer := server.get_timer()) is not None and timer <= now:
+                    server.handle_timer(now=now)
+        raise AssertionError("the exchange never settled")
+
+    exchange()
+    assert client.handshake_completed
+    assert sizes[0] == 1200  # the Initial, padded (RFC 9000 §14.1)
+    stream_id = client.get_available_stream_id()
+    client.submit_headers(stream_id, POST)
+    client.submit_data(stream_id, b"x" * 200_000, end_stream=True)
+    exchange()
+    assert max(sizes) == largest
+    assert client.get_pending_data_size(stream_id) == 0  # everything went

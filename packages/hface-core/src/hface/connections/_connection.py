@@ -7,7 +7,9 @@ timers), queues the events the protocol produces, and writes what the
 protocol has to send. Application tasks call ``send_*`` (which submit to the
 protocol and write its output) and ``receive_event`` (which takes the next
 queued event). Writes from every task go through one lock, so bytes leave in
-the order the protocol produced them.
+the order the protocol produced them. On TCP a write can wait on the peer:
+there the transport task never waits for another writer, and writes are
+shielded from cancellation (see :class:`HTTPOverTCPConnection`).
 
 Backpressure, both ways:
 
@@ -32,15 +34,16 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio import TypedAttributeProvider
 from anyio.abc import SocketAttribute, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hface.common import AddressType, HeadersType, HTTPErrorCodes
 from hface.errors import LocalProtocolError, TransportError
@@ -50,6 +53,15 @@ from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProto
 
 #: Bytes read from a TCP stream at once.
 _READ_SIZE = 65536
+
+#: Seconds a writer cancelled by a deadline may still take to finish its write.
+_WRITE_GRACE = 1.0
+
+#: Seconds a QUIC handshake may take by default (as a TLS handshake on a server).
+DEFAULT_QUIC_HANDSHAKE_TIMEOUT = 10.0
+
+#: Seconds the last flush before closing a TCP stream may wait for the peer.
+_CLOSE_FLUSH_TIMEOUT = 1.0
 
 _TRANSPORT_ERRORS = (
     anyio.BrokenResourceError,
@@ -91,12 +103,16 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         self._max_pending_data = max_pending_data
         self._max_buffered_data = max_buffered_data
         self._auto_acknowledge = auto_acknowledge
-        # Made by open(), so that a connection never opened holds no resources.
-        self._event_sender: MemoryObjectSendStream[Event]
-        self._event_receiver: MemoryObjectReceiveStream[Event]
+        # The events for receive_event(); a deque and an event made only when
+        # a reader waits, lighter than a memory object stream (which makes a
+        # trip through the event loop on every receive).
+        self._events: deque[Event] = deque()
+        self._events_waiter: anyio.Event | None = None
+        self._events_ended = False  # terminated or closed: no event comes anymore
         self._buffered_data = 0
         self._room = anyio.Event()
-        self._progress = anyio.Event()
+        # Made by _wait_for_progress() only: _wake_all() runs on every read and write.
+        self._progress: anyio.Event | None = None
         self._send_lock = anyio.Lock()
         self._terminated: ConnectionTerminated | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -147,8 +163,6 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         if self._task_group is not None or self._closed:
             raise LocalProtocolError("a connection can be opened only once")
-        events = anyio.create_memory_object_stream[Event](math.inf)
-        self._event_sender, self._event_receiver = events
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -159,12 +173,32 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             await self.aclose()
             raise
 
-    async def aclose(self) -> None:
+    def begin_close(self, error_code: int) -> None:
+        """Close with ``error_code`` (one of :attr:`error_codes`) when :meth:`aclose` is called.
+
+        Hands the close to the protocol now and writes nothing: the bytes
+        go out with the next write, or with :meth:`aclose`. HTTP/2 and
+        HTTP/3 send GOAWAY (HTTP/3 also CONNECTION_CLOSE) with the code;
+        any code but ``no_error`` ends every stream at once. On an HTTP/1.1
+        server the code is a status: a request that has begun to arrive is
+        answered with it (e.g. ``408``), and the connection takes no other.
+        Does nothing once the connection is closing or closed.
+        """
+        if self._closed or self._terminated is not None:
+            return
+        self._protocol.submit_close(error_code)
+
+    async def aclose(self, error_code: int | None = None) -> None:
         """Close the connection the way its version does, and end its tasks.
 
         HTTP/2 and HTTP/3 send GOAWAY (and HTTP/3 CONNECTION_CLOSE); every
         version then closes the transport. Streams still open are abandoned.
+
+        :param error_code: close with this code, as :meth:`begin_close`
+            does; by default ``no_error`` (a graceful close).
         """
+        if error_code is not None:
+            self.begin_close(error_code)
         if self._closed:
             return
         self._closed = True
@@ -179,7 +213,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                         self._protocol.submit_close(no_error)  # GOAWAY first
                     if self._protocol.multiplexed:
                         self._protocol.submit_close(no_error)  # then at once
-                    await self._flush()
+                    await self._flush_before_close()
                 except (TransportError, LocalProtocolError):
                     pass
             await self._close_transport()
@@ -191,8 +225,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                 task_group.cancel_scope.cancel()
                 await task_group.__aexit__(None, None, None)
         finally:
-            self._event_sender.close()
-            self._event_receiver.close()
+            self._events.clear()
+            self._events_ended = True
+            self._wake_receiver()
 
     async def __aenter__(self) -> HTTPConnection:
         await self.open()
@@ -225,16 +260,26 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         return self._protocol.get_available_stream_id()
 
     async def send_headers(
-        self, stream_id: int, headers: HeadersType, end_stream: bool = False
+        self,
+        stream_id: int,
+        headers: HeadersType,
+        end_stream: bool = False,
+        *,
+        flush: bool = True,
     ) -> None:
         """Send a request, a response or trailers (HTTP/2-style headers).
 
+        :param flush: False to only hand the headers to the protocol: they go
+            out with the next send on this connection, in the same write.
+            For headers followed at once by :meth:`send_data` (a response
+            with its whole body), which then costs one write, not two.
         :raises LocalProtocolError: if the stream cannot take headers now.
         :raises TransportError: if the connection is gone.
         """
         self._check_open()
         self._protocol.submit_headers(stream_id, headers, end_stream)
-        await self._flush()
+        if flush or end_stream:
+            await self._flush()
 
     async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Send body data; waits while the peer's flow-control window is full.
@@ -248,7 +293,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         protocol = self._protocol
         while protocol.get_pending_data_size(stream_id) > self._max_pending_data:
             self._check_open()
-            await self._progress.wait()
+            await self._wait_for_progress()
 
     async def send_goaway(self) -> None:
         """Begin a graceful close: the peer opens no new stream; streams in flight go on.
@@ -263,10 +308,17 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         await self._flush_quietly()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
-        """Cancel a stream (HTTP/1.1: close the connection)."""
+        """Cancel a stream (HTTP/1.1: close the connection).
+
+        An HTTP/1.1 reset ends the connection at once, without waiting for
+        a writer blocked on a peer that does not read: the transport task
+        then closes the stream, which ends that write.
+        """
         if self._terminated is not None:
             return
         self._protocol.submit_stream_reset(stream_id, error_code)
+        if not self._protocol.multiplexed:
+            self._process_events()  # reports the end, waking the transport task
         await self._flush()
 
     async def receive_event(self) -> Event:
@@ -276,10 +328,16 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         if self._task_group is None and not self._closed:
             raise LocalProtocolError("open the connection first (async with connection: ...)")
-        try:
-            event = await self._event_receiver.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return self._terminated or ConnectionTerminated()
+        # An event already queued is taken without a trip through the event loop.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        events = self._events
+        while not events:
+            if self._events_ended or self._closed:
+                return self._terminated or ConnectionTerminated()
+            if self._events_waiter is None:
+                self._events_waiter = anyio.Event()
+            await self._events_waiter.wait()
+        event = events.popleft()
         if isinstance(event, DataReceived) and event.data:
             size = len(event.data)
             self._buffered_data -= size
@@ -308,28 +366,48 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     def _process_events(self) -> None:
         """Move the protocol's events to the queue; note termination."""
         protocol = self._protocol
-        send = self._event_sender.send_nowait
+        events = self._events
         while (event := protocol.next_event()) is not None:
-            if isinstance(event, DataReceived):
-                self._buffered_data += len(event.data)
-            elif isinstance(event, ConnectionTerminated):
+            if isinstance(event, ConnectionTerminated):
                 self._terminate(event)
                 continue
-            send(event)
+            if self._events_ended:
+                continue  # after the end: nobody may see it
+            if isinstance(event, DataReceived):
+                self._buffered_data += len(event.data)
+            events.append(event)
+        self._wake_receiver()
         self._wake_all()
 
     def _terminate(self, event: ConnectionTerminated) -> None:
         """Queue the last event: later ``receive_event`` calls return it again."""
         if self._terminated is None:
             self._terminated = event
-            self._event_sender.send_nowait(event)
-            self._event_sender.close()
+            if not self._events_ended:
+                self._events.append(event)
+                self._events_ended = True
+            self._wake_receiver()
+
+    def _wake_receiver(self) -> None:
+        """Wake the tasks waiting in :meth:`receive_event`, if any."""
+        waiter = self._events_waiter
+        if waiter is not None:
+            self._events_waiter = None
+            waiter.set()
 
     def _wake_all(self) -> None:
-        self._progress.set()
-        self._progress = anyio.Event()
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
         if self._terminated is not None or self._closed:
             self._room.set()
+
+    async def _wait_for_progress(self) -> None:
+        """Wait for the next :meth:`_wake_all` (events processed, data sent, the end)."""
+        if self._progress is None:
+            self._progress = anyio.Event()
+        await self._progress.wait()
 
     async def _wait_for_room(self) -> None:
         """HTTP/1.1 backpressure: wait until the application has taken enough data."""
@@ -359,6 +437,10 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     async def _flush(self) -> None:
         """Write what the protocol has to send. Raises TransportError if it cannot."""
 
+    async def _flush_before_close(self) -> None:
+        """The last flush of :meth:`aclose` (TCP bounds how long it may wait)."""
+        await self._flush()
+
     async def _close_transport(self) -> None:
         with anyio.CancelScope(shield=True), contextlib.suppress(*_TRANSPORT_ERRORS):
             await self._stream.aclose()
@@ -368,7 +450,25 @@ class HTTPConnection(TypedAttributeProvider, ABC):
 
 
 class HTTPOverTCPConnection(HTTPConnection):
-    """:class:`HTTPConnection` for HTTP/1.1 and HTTP/2 over a TCP or TLS byte stream."""
+    """:class:`HTTPConnection` for HTTP/1.1 and HTTP/2 over a TCP or TLS byte stream.
+
+    Writes, unlike QUIC's, can wait on the peer: a socket write blocks
+    while the peer does not read. Hence three rules.
+
+    - The holder of the send lock writes until the protocol has nothing
+      left, including what other tasks produced meanwhile. A task that must
+      not wait for a writer (the transport task, acknowledgements, GOAWAY)
+      leaves its output to the holder when the lock is taken: were the
+      transport task to wait, it would stop reading, and a peer blocked in
+      its own write would never read ours.
+    - Writes are shielded from cancellation: a writer cancelled halfway
+      would cut a TLS record or an HTTP/2 frame and break every stream.
+      A writer cancelled by a deadline gets :data:`_WRITE_GRACE` more
+      seconds; a write still not done then is cut, and the connection fails.
+    - Events are processed before each write, so that a close that starts
+      on our side (an HTTP/1.1 reset) is reported at once, and the
+      transport task, woken, closes the stream without waiting for the peer.
+    """
 
     _stream: ByteStream
 
@@ -376,6 +476,11 @@ class HTTPOverTCPConnection(HTTPConnection):
         super().__init__(protocol, **options)
         self._tcp_protocol = protocol
         self._stream = stream
+        # The transport task's read (or its wait after the peer's EOF);
+        # cancelled once the connection has ended, to close the stream at once.
+        self._read_scope: anyio.CancelScope | None = None
+        # Set once a write was cut halfway: nothing more may be written.
+        self._broken = False
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -391,49 +496,132 @@ class HTTPOverTCPConnection(HTTPConnection):
         multiplexed = protocol.multiplexed
         await self._flush_quietly()  # an HTTP/2 preface and SETTINGS
         task_status.started()
-        while self._terminated is None:
+        eof = False
+        while not self._finished():
             if not multiplexed and self._buffered_data > self._max_buffered_data:
                 await self._wait_for_room()
                 continue
-            try:
-                data = await stream.receive(_READ_SIZE)
-            except anyio.EndOfStream:
+            data = None
+            with anyio.CancelScope() as self._read_scope:
+                if eof:
+                    # Nothing more will come; the exchange in progress may
+                    # still answer. Wait for the end, without spinning.
+                    await anyio.sleep_forever()
+                try:
+                    data = await stream.receive(_READ_SIZE)
+                except anyio.EndOfStream:
+                    eof = True
+                except _TRANSPORT_ERRORS as error:
+                    self._fail(f"connection lost: {error!r}")
+            self._read_scope = None
+            if self._finished():
+                break  # failed, or ended by another task
+            if data is None:
                 protocol.eof_received()
-            except _TRANSPORT_ERRORS as error:
-                self._fail(f"connection lost: {error!r}")
-                break
             else:
                 protocol.bytes_received(data)
             self._process_events()
             await self._flush_quietly()
+        await self._flush_before_close()
         await self._close_transport()
 
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            data = self._tcp_protocol.bytes_to_send()
-            if not data:
+    def _finished(self) -> bool:
+        # A method, not the attributes: mypy would keep what the loop's
+        # condition found across the awaits in which other tasks change them.
+        return self._terminated is not None or self._closed
+
+    def _wake_all(self) -> None:
+        super()._wake_all()
+        if self._read_scope is not None and self._finished():
+            self._read_scope.cancel()
+
+    async def _flush_quietly(self) -> None:
+        """Write what there is, unless another task is writing: that task writes it too."""
+        with contextlib.suppress(TransportError):
+            await self._flush(wait=False)
+
+    async def _flush_before_close(self) -> None:
+        """Flush for at most :data:`_CLOSE_FLUSH_TIMEOUT` s: a peer may never read."""
+        with anyio.move_on_after(_CLOSE_FLUSH_TIMEOUT), contextlib.suppress(TransportError):
+            await self._flush()
+
+    async def _flush(self, *, wait: bool = True) -> None:
+        """Write what the protocol has to send; see the class's docstring.
+
+        :param wait: wait for the send lock if another task holds it;
+            otherwise leave the output to that task and return.
+        :raises TransportError: if the stream cannot take the bytes.
+        """
+        if wait:
+            # The writes are shielded and a free lock is taken at once: without
+            # this, a cancelled task that keeps sending would never notice.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # no trip through the event loop when free
+        except anyio.WouldBlock:
+            if not wait:
                 return
-            try:
-                await self._stream.send(data)
-            except _TRANSPORT_ERRORS as error:
-                if self._terminated is None:
-                    self._fail(f"cannot send: {error!r}")
-                raise TransportError(f"cannot send: {error!r}") from error
+            await lock.acquire()
+        try:
+            if self._terminated is None:
+                self._process_events()
+            deadline: float | None = None  # looked up only if there is something to write
+            protocol = self._tcp_protocol
+            while not self._broken and (data := protocol.bytes_to_send()):
+                if deadline is None:
+                    deadline = anyio.current_effective_deadline()
+                    if deadline != math.inf:
+                        deadline = max(deadline, anyio.current_time()) + _WRITE_GRACE
+                with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+                    try:
+                        await self._stream.send(data)
+                    except _TRANSPORT_ERRORS as error:
+                        if self._terminated is None:
+                            self._fail(f"cannot send: {error!r}")
+                        raise TransportError(f"cannot send: {error!r}") from error
+                if scope.cancelled_caught:
+                    # Cut halfway: the stream is broken from here on.
+                    self._broken = True
+                    if self._terminated is None:
+                        self._fail("a write was cancelled halfway")
+        finally:
+            lock.release()
+        if self._broken:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation
+            raise TransportError("a write was cancelled halfway")
 
 
 class HTTPOverQUICConnection(HTTPConnection):
-    """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside)."""
+    """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside).
+
+    :param handshake_timeout: seconds from :meth:`open` for the QUIC
+        handshake to complete; after that the connection fails
+        (``ConnectionTerminated``; :meth:`open` raises on a client). Without
+        it a server would wait for a peer gone silent after its Initial
+        until QUIC's idle timeout. ``None``: no limit of its own.
+    """
 
     _stream: DatagramStream
 
     def __init__(
-        self, protocol: HTTPOverQUICProtocol, stream: DatagramStream, **options: Any
+        self,
+        protocol: HTTPOverQUICProtocol,
+        stream: DatagramStream,
+        *,
+        handshake_timeout: float | None = DEFAULT_QUIC_HANDSHAKE_TIMEOUT,
+        **options: Any,
     ) -> None:
         super().__init__(protocol, **options)
+        if handshake_timeout is not None and not handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be positive, not {handshake_timeout!r}")
+        self._handshake_timeout = handshake_timeout
         self._quic_protocol = protocol
         self._stream = stream
         self._connection_ids: frozenset[bytes] = frozenset()
-        self._handshake_done = anyio.Event()
+        # The transport task's wait for a datagram; cancelled once the
+        # connection has ended, so that the task closes the stream at once.
+        self._wait_scope: anyio.CancelScope | None = None
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -454,7 +642,7 @@ class HTTPOverQUICConnection(HTTPConnection):
             if self._terminated is not None:
                 message = self._terminated.message or "the QUIC handshake failed"
                 raise TransportError(message)
-            await self._progress.wait()
+            await self._wait_for_progress()
 
     def _route(self) -> None:
         if isinstance(self._stream, QUICStream):
@@ -470,32 +658,87 @@ class HTTPOverQUICConnection(HTTPConnection):
         self._route()
         await self._flush_quietly()  # a client's Initial
         task_status.started()
+        timeout = self._handshake_timeout
+        handshake_deadline = math.inf if timeout is None else anyio.current_time() + timeout
         while self._terminated is None:
+            if handshake_deadline != math.inf:
+                if protocol.handshake_completed:
+                    handshake_deadline = math.inf
+                elif anyio.current_time() >= handshake_deadline:
+                    # Reported before the protocol's own "connection lost".
+                    message = f"the QUIC handshake did not complete within {timeout} s"
+                    error_code = protocol.error_codes.internal_error
+                    self._terminate(ConnectionTerminated(error_code=error_code, message=message))
+                    self._protocol_connection_lost()
+                    self._wake_all()
+                    break
             timer = protocol.get_timer()
+            if handshake_deadline != math.inf and (timer is None or timer > handshake_deadline):
+                timer = handshake_deadline
             delay = math.inf if timer is None else timer - anyio.current_time()
             datagram = None
             if delay > 0:
-                with anyio.move_on_after(delay):
+                with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
+                    self._wait_scope = scope
                     try:
                         datagram = await stream.receive()
                     except _TRANSPORT_ERRORS as error:
                         self._fail(f"connection lost: {error!r}")
                         break
+                    finally:
+                        self._wait_scope = None
+                if self._ended():
+                    break  # by another task's flush
+            else:
+                # Only a timer fired: yield anyway, so that a timer aioquic
+                # leaves in the past cannot starve every other task.
+                await anyio.lowlevel.checkpoint()
             protocol.clock(anyio.current_time())
             if datagram is not None:
                 protocol.datagram_received(datagram)
             self._route()
             self._process_events()
-            await self._flush_quietly()
+            await self._flush_quietly()  # which queues what sending produced
         await self._close_transport()
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            datagrams = self._quic_protocol.datagrams_to_send()
-            try:
-                for datagram in datagrams:
-                    await self._stream.send(datagram)
-            except _TRANSPORT_ERRORS as error:
-                if self._terminated is None:
-                    self._fail(f"cannot send: {error!r}")
-                raise TransportError(f"cannot send: {error!r}") from error
+            protocol = self._quic_protocol
+            datagrams = protocol.datagrams_to_send()
+            if datagrams:
+                try:
+                    # Shielded: the protocol counts these as sent (a close it
+                    # took as sent reports ConnectionTerminated at once), so a
+                    # task cancelled on seeing that event must not lose them.
+                    with anyio.CancelScope(shield=True):
+                        for datagram in datagrams:
+                            await self._stream.send(datagram)
+                except _TRANSPORT_ERRORS as error:
+                    if self._terminated is None:
+                        self._fail(f"cannot send: {error!r}")
+                    self._stop_waiting()
+                    raise TransportError(f"cannot send: {error!r}") from error
+            if self._terminated is None and protocol.has_expired():
+                # Sending can end the connection: a close that was pending
+                # (a local error, a certificate aioquic rejected, the end of
+                # a graceful close) is reported only once it went out, and
+                # no timer or datagram may come to report it later. Sending
+                # adds no other event, so an open connection needs no look.
+                self._process_events()
+                if self._ended():
+                    self._stop_waiting()
+
+    async def _close_transport(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._send_lock:  # after the datagrams another task is sending
+                await super()._close_transport()
+
+    def _ended(self) -> bool:
+        # A method, not the attribute: mypy would take the attribute to be
+        # what the enclosing check found, across awaits and calls.
+        return self._terminated is not None
+
+    def _stop_waiting(self) -> None:
+        """Have the transport task stop waiting for datagrams: the connection ended."""
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()

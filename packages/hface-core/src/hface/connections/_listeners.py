@@ -20,6 +20,7 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
 from hface.common import AddressType, ServerTLSConfig
+from hface.errors import TransportError
 from hface.networking import ByteStream, QUICStream, ServerNetworking, SystemNetworking
 from hface.protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 
@@ -33,8 +34,17 @@ logger = logging.getLogger("hface.connections")
 
 async def _run_handler(handler: HandlerType, connection: HTTPConnection) -> None:
     try:
-        async with connection:
+        try:
+            await connection.open()
+        except TransportError as exc:
+            # The peer's doing (a handshake failed, timed out or abandoned):
+            # worth a line, not a traceback. open() has closed the connection.
+            logger.info("a connection from %s failed to open: %s", _peer(connection), exc)
+            return
+        try:
             await handler(connection)
+        finally:
+            await connection.aclose()
     except anyio.get_cancelled_exc_class():
         raise
     except Exception:
@@ -62,7 +72,16 @@ class HTTPListener(ABC):
 
     @abstractmethod
     async def aclose(self) -> None:
-        """Stop accepting and close the listening sockets."""
+        """Stop accepting new connections at once; connections in progress go on.
+
+        :meth:`serve` then returns once its handlers have. A TCP listener
+        closes its listening socket now: the accepted connections have
+        sockets of their own. A QUIC listener's connections share its one
+        UDP socket, which is closed when the last of them ends; until then,
+        datagrams for new connections are dropped (the client waits for its
+        own connect timeout). Closing the connections in progress is the
+        handlers' business (e.g. :meth:`HTTPConnection.send_goaway`).
+        """
 
     @property
     @abstractmethod
@@ -148,7 +167,15 @@ class HTTPOverTCPListener(HTTPListener):
 
 
 class HTTPOverQUICListener(HTTPListener):
-    """Accepts HTTP/3 connections on a UDP socket. Use :meth:`create`."""
+    """Accepts HTTP/3 connections on a UDP socket. Use :meth:`create`.
+
+    Every connection sends and receives through the listener's one socket,
+    so :meth:`aclose` stops accepting at once but closes the socket only
+    when the last connection in progress has ended (as a TCP listener's
+    accepted connections outlive it): a server's graceful close still gets
+    its GOAWAY and the rest of its responses out. Cancelling :meth:`serve`
+    ends everything at once.
+    """
 
     def __init__(
         self,
@@ -161,6 +188,8 @@ class HTTPOverQUICListener(HTTPListener):
         self._factory = factory
         self._tls_config = tls_config
         self._connection_options = connection_options
+        self._closing = False
+        self._handlers = 0  # connections in progress
 
     @classmethod
     async def create(
@@ -190,15 +219,35 @@ class HTTPOverQUICListener(HTTPListener):
 
     async def serve(self, handler: HandlerType) -> None:
         async def handle(stream: QUICStream) -> None:
-            protocol = self._factory(tls_config=self._tls_config)
-            connection = HTTPOverQUICConnection(protocol, stream, **self._connection_options)
-            await _run_handler(handler, connection)
+            if self._closing:
+                return  # not accepted: the client's Initial goes unanswered
+            self._handlers += 1
+            try:
+                protocol = self._factory(tls_config=self._tls_config)
+                connection = HTTPOverQUICConnection(protocol, stream, **self._connection_options)
+                await _run_handler(handler, connection)
+            finally:
+                self._handlers -= 1
+                await self._close_when_idle()
 
-        with contextlib.suppress(anyio.ClosedResourceError):
-            await self._listener.serve(handle)
+        try:
+            with contextlib.suppress(anyio.ClosedResourceError):
+                await self._listener.serve(handle)
+        finally:
+            await self._close_socket()
 
     async def aclose(self) -> None:
-        await self._listener.aclose()
+        """Stop accepting; close the socket once no connection is in progress."""
+        self._closing = True
+        await self._close_when_idle()
+
+    async def _close_when_idle(self) -> None:
+        if self._closing and not self._handlers:
+            await self._close_socket()
+
+    async def _close_socket(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._listener.aclose()
 
 
 class HTTPMultiListener(HTTPListener):

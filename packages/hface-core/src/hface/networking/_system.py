@@ -17,7 +17,13 @@ from ._base import ClientNetworking, ServerNetworking
 from ._quic import QUICListener
 from ._streams import ByteStream, DatagramStream, QUICStream
 from ._tcp import TCPListener
-from ._tls import TLSListener, make_client_ssl_context, make_server_ssl_context, wrap_client_tls
+from ._tls import (
+    TLS_HANDSHAKE_TIMEOUT,
+    TLSListener,
+    make_client_ssl_context,
+    make_server_ssl_context,
+    wrap_client_tls,
+)
 
 #: Kernel buffer sizes asked for UDP sockets. The defaults (about 200 KiB)
 #: hold a fraction of a QUIC congestion window of large loopback datagrams,
@@ -74,7 +80,16 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     IPv4 and IPv6 alike; host names are resolved by the system. Errors
     while connecting or binding are raised as :exc:`~hface.errors.TransportError`
     with the address in the message, chained from the original.
+
+    :param tls_handshake_timeout: seconds a TLS server waits for a client
+        to finish its handshake before it disconnects the client; ``None``
+        waits forever.
     """
+
+    def __init__(self, *, tls_handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT) -> None:
+        if tls_handshake_timeout is not None and not tls_handshake_timeout > 0:
+            raise ValueError("tls_handshake_timeout must be None or positive")
+        self._tls_handshake_timeout = tls_handshake_timeout
 
     async def listen_tcp(self, local_address: AddressType) -> Listener[ByteStream]:
         host, port = local_address
@@ -91,7 +106,9 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     ) -> Listener[ByteStream]:
         ssl_context = make_server_ssl_context(tls_config, alpn_protocols)
         listener = await self.listen_tcp(local_address)
-        return TLSListener(listener, ssl_context=ssl_context)
+        return TLSListener(
+            listener, ssl_context=ssl_context, handshake_timeout=self._tls_handshake_timeout
+        )
 
     async def listen_quic(
         self,

@@ -192,6 +192,9 @@ class TLSListener(Listener[ByteStream]):
 
     Extra attributes are those of the wrapped listener (``local_address``
     and ``local_port`` of :class:`anyio.abc.SocketAttribute`).
+
+    :param handshake_timeout: seconds a client gets to finish the handshake
+        (:data:`TLS_HANDSHAKE_TIMEOUT` by default; ``None`` for no limit).
     """
 
     def __init__(
@@ -199,7 +202,7 @@ class TLSListener(Listener[ByteStream]):
         listener: Listener[ByteStream],
         *,
         ssl_context: ssl.SSLContext,
-        handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT,
     ) -> None:
         self._listener = listener
         self._ssl_context = ssl_context
@@ -212,7 +215,7 @@ class TLSListener(Listener[ByteStream]):
     ) -> None:
         async def handshake_then_handle(stream: ByteStream) -> None:
             try:
-                with anyio.fail_after(self._handshake_timeout):
+                with anyio.fail_after(self._handshake_timeout):  # None: no deadline
                     tls_stream = await TLSStream.wrap(
                         stream,
                         server_side=True,

@@ -26,9 +26,10 @@ and so are the headers of a message with no body.
 
 Peer errors never raise: they become ``StreamResetReceived`` for an
 exchange in progress, then ``ConnectionTerminated`` (a server also queues
-a minimal error response first, see :meth:`_on_remote_error`). Misuse by
-the caller raises :class:`~hface.errors.LocalProtocolError`, checked
-before h11 is called where that keeps the connection usable.
+an error response with a one-line text body first, see
+:meth:`_on_remote_error`). Misuse by the caller raises
+:class:`~hface.errors.LocalProtocolError`, checked before h11 is called
+where that keeps the connection usable.
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ class HTTP1Base(HTTP1Protocol):
         out = self._out
         if not out:
             return b""
-        data = b"".join(out)
+        # One piece of bytes (a body chunk with content-length framing) goes
+        # out as it is: joining would copy it.
+        first = out[0]
+        data = first if len(out) == 1 and type(first) is bytes else b"".join(out)
         out.clear()
         return data
 

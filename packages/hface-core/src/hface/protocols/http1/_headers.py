@@ -10,6 +10,7 @@ because the framing of an HTTP/1.1 message is this package's business.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Final
@@ -34,6 +35,68 @@ _STATUS_BYTES: Final[dict[int, bytes]] = {code: b"%d" % code for code in range(1
 
 _DROP_FROM_REQUEST: Final = CONNECTION_SPECIFIC | {b"host"}
 
+#: RFC 9110 §5.5: control characters other than HTAB are not field content
+#: (h11 itself refuses NUL, CR and LF).
+_INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+#: RFC 9110 §7.2, RFC 3986 §3.2.2: an IP literal or reg-name, then a port.
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+
+#: RFC 9112 §3.2.2: absolute-form, split into scheme, authority and the rest.
+_ABSOLUTE_FORM: Final = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)")
+
+
+def check_request(event: h11.Request) -> tuple[int, str] | None:
+    """Return ``(status, reason)`` if a request h11 accepted must be refused, else None.
+
+    h11 parses the syntax; this refuses what it lets through and what would
+    let a request be read two ways (request smuggling):
+
+    - a major version other than 1 (505, RFC 9112 §2.3);
+    - both Transfer-Encoding and Content-Length, or Transfer-Encoding in an
+      HTTP/1.0 request (400, RFC 9112 §6.1 and §6.3: the framing is faulty);
+    - control characters in a field value (400, RFC 9110 §5.5);
+    - a Host that is not a host and port (400, RFC 9112 §3.2);
+    - a request target in none of the four forms (400, RFC 9112 §3.2):
+      origin-form, absolute-form (with a host and no userinfo, RFC 9110
+      §4.2), authority-form (CONNECT only) and asterisk-form (OPTIONS only).
+
+    A CONNECT request's target, and its Host (which :func:`request_headers`
+    drops for the target), are the application's to judge, as its
+    ``:authority`` is on HTTP/2 and HTTP/3: a proxy then refuses a bad
+    target with the same explanation on every version.
+    """
+    if not event.http_version.startswith(b"1."):
+        return 505, "unsupported HTTP version"
+    chunked = sized = False
+    connect = event.method == b"CONNECT"
+    for name, value in event.headers:
+        if _INVALID_VALUE.search(value):
+            return 400, f"invalid character in the {name.decode('ascii')} field"
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            sized = True
+        elif name == b"host" and not connect and not _HOST.fullmatch(value):
+            return 400, "invalid Host field"
+    if chunked and sized:
+        return 400, "both Transfer-Encoding and Content-Length (request smuggling?)"
+    if chunked and event.http_version == b"1.0":
+        return 400, "Transfer-Encoding in an HTTP/1.0 request"
+    target = event.target
+    method = event.method
+    if connect or target[:1] == b"/":
+        return None
+    if target == b"*":
+        return None if method == b"OPTIONS" else (400, "the * target is for OPTIONS only")
+    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    if absolute is None:
+        return 400, "invalid request target"
+    # RFC 9110 §4.2.1, §4.2.4: a host is required, and userinfo is an error.
+    if not absolute[2] or not _HOST.fullmatch(absolute[2]):
+        return 400, "invalid authority in the request target"
+    return None
+
 
 def status_bytes(code: int) -> bytes:
     """Return a status code as the value of a ``:status`` pseudo-header."""
@@ -53,17 +116,26 @@ def request_headers(event: h11.Request, scheme: bytes) -> list[HeaderType]:
             continue
         fields.append((name, value))
     method = event.method
+    target = event.target
     if method == b"CONNECT":
         # RFC 9113 §8.5: a CONNECT request has only :method and :authority.
-        result: list[HeaderType] = [(b":method", method), (b":authority", event.target)]
-    elif authority is None:
-        result = [(b":method", method), (b":scheme", scheme), (b":path", event.target)]
+        result: list[HeaderType] = [(b":method", method), (b":authority", target)]
+        result += fields
+        return result
+    if target[:1] != b"/" and (absolute := _ABSOLUTE_FORM.fullmatch(target)) is not None:
+        # RFC 9112 §3.2.2: the target's authority wins over Host, and the
+        # URI parts go where HTTP/2 puts them (RFC 9113 §8.3.1).
+        scheme = absolute[1].lower()
+        authority = absolute[2]
+        target = absolute[3] or b"/"
+    if authority is None:
+        result = [(b":method", method), (b":scheme", scheme), (b":path", target)]
     else:
         result = [
             (b":method", method),
             (b":scheme", scheme),
             (b":authority", authority),
-            (b":path", event.target),
+            (b":path", target),
         ]
     result += fields
     return result

@@ -11,8 +11,22 @@ with its headers gets ``content-length: 0`` where it could have had a
 body (RFC 9110 §8.6).
 
 A request h11 cannot parse is answered here, with the status h11 hints
-(400, 431, ...) and ``connection: close``, unless a response was already
-started; then the connection terminates with that status as error code.
+(400, 431, ...), ``connection: close`` and a one-line ``text/plain`` body
+saying what was wrong, unless a response was already started; then the
+connection terminates with that status as error code. Requests h11 parses
+but that are ambiguous or invalid (both Transfer-Encoding and
+Content-Length, control characters in a field, a bad Host or request
+target, see :func:`check_request`) are answered the same way before the
+application sees them. The target of a CONNECT request (and its Host,
+which is dropped) is left to the application, as it is on HTTP/2 and
+HTTP/3, so that a proxy explains a bad target the same way on every
+version.
+
+:meth:`HTTP1ServerProtocol.submit_close` with an error code (HTTP/1.1 error
+codes are statuses) answers a request that is owed a response with that
+status before closing: ``submit_close(408)`` is how a server that timed out
+waiting for a request says so (RFC 9110 §15.5.9). A request in absolute-form gets its
+``:scheme``, ``:authority`` and ``:path`` from the target (RFC 9112 §3.2.2).
 """
 
 from __future__ import annotations
@@ -21,10 +35,13 @@ import h11
 
 from hface.common import HeadersType
 from hface.errors import LocalProtocolError
-from hface.events import HeadersReceived, StreamResetReceived
+from hface.events import HeadersReceived, StreamResetReceived, StreamResetSent
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base
-from ._headers import REASONS, OutgoingHeaders, request_headers
+from ._headers import REASONS, OutgoingHeaders, check_request, request_headers
+
+#: The longest explanation sent in the body of an error response, in characters.
+_MAX_EXPLANATION = 200
 
 
 class HTTP1ServerProtocol(HTTP1Base):
@@ -122,22 +139,57 @@ class HTTP1ServerProtocol(HTTP1Base):
         return self._closing or super().has_expired()
 
     def submit_close(self, error_code: int = 0) -> None:
-        """Close after the response in progress (with ``connection: close``), or now."""
-        self._closing = True
-        if self._stream_id is None or self._tunnel:
-            self._expired = True
+        """Begin closing the connection.
+
+        With error code 0 the close is graceful: after the response in
+        progress (which gets ``connection: close``), or at once if there is
+        none. With any other code the connection closes at once. HTTP/1.1
+        error codes are statuses, so a code from 400 to 599 is first sent as
+        a final response with ``connection: close`` and a short text body,
+        if one is owed: a request has arrived and has no response yet, or
+        part of the next request has arrived. ``submit_close(408)`` is what
+        a server that timed out waiting for a request sends (RFC 9110
+        §15.5.9). Where nothing of a request has arrived nothing is sent:
+        an unsolicited response could be taken for the answer to a request
+        the client is sending at that moment.
+
+        :param error_code: 0, or a status (see :attr:`error_codes`).
+        """
+        if not error_code:
+            self._closing = True
+            if self._stream_id is None or self._tunnel:
+                self._expired = True
+            return
+        if self._terminated:
+            return
+        conn = self._h11
+        stream_id = self._stream_id
+        if stream_id is None:
+            owed = conn.our_state is h11.IDLE and bool(conn.trailing_data[0])
+        else:
+            owed = not self._tunnel and self._local == IDLE
+        if owed and 400 <= error_code < 600 and not self._eof:
+            self._send_error_response(error_code, REASONS.get(error_code, b"").decode())
+        if stream_id is not None:
+            self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
+        self._terminate(error_code, "closed by the server")
 
     def _on_message_start(
         self, event: h11.Request | h11.Response | h11.InformationalResponse
     ) -> HeadersReceived | None:
         if not isinstance(event, h11.Request):  # pragma: no cover - h11 never gives one
             raise AssertionError("a server received a response")
+        method = self._method = event.method
+        refused = check_request(event)
+        if refused is not None:
+            status, reason = refused
+            self._on_remote_error(h11.RemoteProtocolError(reason, error_status_hint=status))
+            return None
         stream_id = self._next_stream_id
         self._next_stream_id = stream_id + 2
         self._stream_id = stream_id
         self._local = IDLE
         self._remote = OPEN
-        method = self._method = event.method
         self._connect = method == b"CONNECT"
         return HeadersReceived(stream_id=stream_id, headers=request_headers(event, self._scheme))
 
@@ -146,18 +198,33 @@ class HTTP1ServerProtocol(HTTP1Base):
         stream_id = self._stream_id
         if stream_id is not None:
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-        conn = self._h11
-        if not self._eof and (conn.our_state is h11.IDLE or conn.our_state is h11.SEND_RESPONSE):
+        if not self._eof:
             # RFC 9112 §2.2: answer what we could not parse, then close.
-            try:
-                self._send(
-                    h11.Response(
-                        status_code=status,
-                        headers=[(b"content-length", b"0"), (b"connection", b"close")],
-                        reason=REASONS.get(status, b""),
-                    )
-                )
-                self._send(h11.EndOfMessage())
-            except LocalProtocolError:  # pragma: no cover - h11 accepts it in these states
-                pass
+            self._send_error_response(status, str(exc))
         self._terminate(status, str(exc))
+
+    def _send_error_response(self, status: int, explanation: str) -> None:
+        """Send ``status`` with ``connection: close`` and ``explanation`` as a text body.
+
+        Only where h11 can still send a response (before one was started);
+        a HEAD request gets the headers alone.
+        """
+        conn = self._h11
+        state = conn.our_state
+        if state is not h11.IDLE and state is not h11.SEND_RESPONSE:
+            return
+        body = (explanation[:_MAX_EXPLANATION] + "\n").encode("ascii", "replace")
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+        try:
+            self._send(
+                h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
+            )
+            if not (state is h11.SEND_RESPONSE and self._method == b"HEAD"):
+                self._send(h11.Data(data=body))
+            self._send(h11.EndOfMessage())
+        except LocalProtocolError:  # pragma: no cover - h11 accepts it in these states
+            pass

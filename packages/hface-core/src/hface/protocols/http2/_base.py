@@ -30,6 +30,15 @@ connection window or the queue is empty: no stream starves the others, and
 the work is proportional to the frames sent, not to the number of streams.
 The end of a stream and trailers submitted behind held data go out right
 after it, in order (:meth:`HTTP2Base._drained`).
+
+Abuse (RFC 9113 §10.5). Received bytes pass a :class:`FrameGuard` before
+h2 (see :mod:`._guard`: frame sizes, CONTINUATION and control-frame
+floods). Streams the peer gets reset before they completed, by resetting
+them itself (rapid reset, CVE-2023-44487) or by breaking the rules on them,
+and the RST_STREAM frames h2 sends for frames on closed streams, spend a
+budget of ``max_reset_streams``; each stream that completes
+normally earns one back. A peer out of either budget gets
+GOAWAY(ENHANCE_YOUR_CALM).
 """
 
 from __future__ import annotations
@@ -44,12 +53,15 @@ from hface.common import HTTP2_ERROR_CODES
 from hface.events import ConnectionTerminated, Event, StreamResetSent
 from hface.protocols import HTTP2Protocol
 
+from ._guard import FrameGuard
 from ._h2 import (
     DEFAULT_CONNECTION_WINDOW_SIZE,
     DEFAULT_INITIAL_WINDOW_SIZE,
     DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONTROL_FRAMES,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_HEADER_LIST_SIZE,
+    DEFAULT_MAX_RESET_STREAMS,
     check_options,
     make_connection,
 )
@@ -72,6 +84,8 @@ class HTTP2Base(HTTP2Protocol):
         connection_window_size: int = DEFAULT_CONNECTION_WINDOW_SIZE,
         max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
     ) -> None:
         options = {
             "max_concurrent_streams": max_concurrent_streams,
@@ -80,8 +94,19 @@ class HTTP2Base(HTTP2Protocol):
             "max_header_list_size": max_header_list_size,
             "max_frame_size": max_frame_size,
         }
-        check_options(**options)
+        check_options(
+            **options, max_control_frames=max_control_frames, max_reset_streams=max_reset_streams
+        )
         self._conn, self._state_machine = make_connection(client_side=self._client_side, **options)
+        self._guard = FrameGuard(
+            server=not self._client_side,
+            max_frame_size=max_frame_size,
+            # A compressed block is no larger than the list it decodes to,
+            # give or take padding and the odd Huffman-coded byte.
+            max_header_block_size=2 * max_header_list_size + 1024,
+            max_control_frames=max_control_frames,
+        )
+        self._max_reset_streams = self._resets_left = max_reset_streams
         self._max_concurrent_streams = max_concurrent_streams
         self._events: deque[Event] = deque()
         self._streams: dict[int, StreamRecord] = {}
@@ -161,6 +186,12 @@ class HTTP2Base(HTTP2Protocol):
             self._close(stream_id, record)
 
     def _close(self, stream_id: int, record: StreamRecord) -> None:
+        """Drop the record of a stream that both sides ended normally."""
+        self._drop(stream_id, record)
+        if self._resets_left < self._max_reset_streams:
+            self._resets_left += 1
+
+    def _drop(self, stream_id: int, record: StreamRecord) -> None:
         del self._streams[stream_id]
         if record.outbound:
             self._open_outbound -= 1
@@ -169,7 +200,7 @@ class HTTP2Base(HTTP2Protocol):
 
     def _forget(self, stream_id: int, record: StreamRecord) -> None:
         """Drop a reset stream: its record, held data and unacknowledged data."""
-        self._close(stream_id, record)
+        self._drop(stream_id, record)
         self._ready.pop(stream_id, None)
         record.drop()
         owed = self._unacked.pop(stream_id, 0)

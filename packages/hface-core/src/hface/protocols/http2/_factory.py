@@ -19,8 +19,10 @@ from ._h2 import (
     DEFAULT_CONNECTION_WINDOW_SIZE,
     DEFAULT_INITIAL_WINDOW_SIZE,
     DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONTROL_FRAMES,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_HEADER_LIST_SIZE,
+    DEFAULT_MAX_RESET_STREAMS,
     check_options,
 )
 from ._protocol import HTTP2ClientProtocol, HTTP2ServerProtocol
@@ -35,6 +37,8 @@ class _HTTP2Factory(HTTPOverTCPFactory):
         connection_window_size: int = DEFAULT_CONNECTION_WINDOW_SIZE,
         max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
     ) -> None:
         check_options(
             max_concurrent_streams=max_concurrent_streams,
@@ -42,7 +46,11 @@ class _HTTP2Factory(HTTPOverTCPFactory):
             connection_window_size=connection_window_size,
             max_header_list_size=max_header_list_size,
             max_frame_size=max_frame_size,
+            max_control_frames=max_control_frames,
+            max_reset_streams=max_reset_streams,
         )
+        self._max_control_frames = max_control_frames
+        self._max_reset_streams = max_reset_streams
         self._max_concurrent_streams = max_concurrent_streams
         self._initial_window_size = initial_window_size
         self._connection_window_size = connection_window_size
@@ -71,6 +79,15 @@ class HTTP2ClientFactory(_HTTP2Factory):
         decompressed (RFC 9113 §6.5.2, the HPACK bomb bound); default 64 KiB.
     :param max_frame_size: the largest frame payload we accept; default
         64 KiB (fewer frames than the protocol's 16 KiB, for throughput).
+    :param max_control_frames: the flood budget (RFC 9113 §10.5): how many
+        frames that carry no request and no data (PING, SETTINGS, PRIORITY,
+        RST_STREAM, empty DATA, unknown types) the peer may send beyond one
+        per request or DATA frame it sent; default 1,000. Past it the peer
+        gets GOAWAY(ENHANCE_YOUR_CALM).
+    :param max_reset_streams: how many streams may be reset before they
+        completed (by the peer, as in the rapid reset attack CVE-2023-44487,
+        or by us for the peer's errors) beyond one per stream that completed;
+        default 200. Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM).
     :raises ValueError: if an option is out of the range HTTP/2 allows.
     """
 
@@ -83,6 +100,8 @@ class HTTP2ClientFactory(_HTTP2Factory):
             connection_window_size=self._connection_window_size,
             max_header_list_size=self._max_header_list_size,
             max_frame_size=self._max_frame_size,
+            max_control_frames=self._max_control_frames,
+            max_reset_streams=self._max_reset_streams,
         )
 
 
@@ -103,6 +122,15 @@ class HTTP2ServerFactory(_HTTP2Factory):
         decompressed (RFC 9113 §6.5.2, the HPACK bomb bound); default 64 KiB.
     :param max_frame_size: the largest frame payload we accept; default
         64 KiB (fewer frames than the protocol's 16 KiB, for throughput).
+    :param max_control_frames: the flood budget (RFC 9113 §10.5): how many
+        frames that carry no request and no data (PING, SETTINGS, PRIORITY,
+        RST_STREAM, empty DATA, unknown types) the peer may send beyond one
+        per request or DATA frame it sent; default 1,000. Past it the peer
+        gets GOAWAY(ENHANCE_YOUR_CALM).
+    :param max_reset_streams: how many streams may be reset before they
+        completed (by the peer, as in the rapid reset attack CVE-2023-44487,
+        or by us for the peer's errors) beyond one per stream that completed;
+        default 200. Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM).
     :raises ValueError: if an option is out of the range HTTP/2 allows.
     """
 
@@ -115,4 +143,6 @@ class HTTP2ServerFactory(_HTTP2Factory):
             connection_window_size=self._connection_window_size,
             max_header_list_size=self._max_header_list_size,
             max_frame_size=self._max_frame_size,
+            max_control_frames=self._max_control_frames,
+            max_reset_streams=self._max_reset_streams,
         )

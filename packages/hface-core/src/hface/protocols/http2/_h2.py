@@ -1,6 +1,6 @@
 """How hface sets up and adapts h2 (internal).
 
-Two adaptations of h2 are made here:
+Four adaptations of h2 are made here:
 
 - **GOAWAY does not close the connection at once.** h2's connection state
   machine moves to CLOSED as soon as a GOAWAY is sent or received, after
@@ -11,16 +11,28 @@ Two adaptations of h2 are made here:
 - **Connection-specific header fields** (RFC 9113 §8.2.2) that a caller
   submits are dropped by :func:`strip_connection_headers` instead of making
   h2 raise: HTTP/1.1 code often passes them through.
+- **A header block that does not decode is a COMPRESSION_ERROR** (RFC 9113
+  §4.3), not h2's PROTOCOL_ERROR: :class:`StrictDecoder` raises an h2
+  ``ProtocolError`` that carries that code, which h2 then sends in GOAWAY.
+- **RST_STREAM frames are counted** by :class:`CountingConnection`, so the
+  protocol can bound the resets a peer provokes. h2 answers a frame on a
+  closed stream with RST_STREAM and no event at all: a peer could have it
+  send one per 10-byte frame it sends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine
+from h2.errors import ErrorCodes
 from h2.events import Event
+from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
+from hyperframe.frame import Frame, RstStreamFrame
 
 from hface.common import HeadersType
 
@@ -35,6 +47,8 @@ DEFAULT_INITIAL_WINDOW_SIZE: Final = 256 * 1024
 DEFAULT_CONNECTION_WINDOW_SIZE: Final = 1024 * 1024
 DEFAULT_MAX_HEADER_LIST_SIZE: Final = 64 * 1024
 DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
+DEFAULT_MAX_CONTROL_FRAMES: Final = 1000
+DEFAULT_MAX_RESET_STREAMS: Final = 200
 
 #: RFC 9113 §6.5.2 and §6.9.1: the bounds of the settings we take.
 MAX_WINDOW: Final = 2**31 - 1
@@ -67,6 +81,49 @@ class GracefulStateMachine(H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+class CompressionError(ProtocolError):
+    """A header block that HPACK cannot decode (RFC 9113 §4.3)."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class StrictDecoder(Decoder):
+    """hpack's decoder, whose decoding errors are COMPRESSION_ERROR (RFC 9113 §4.3).
+
+    h2 turns every other exception of the decoder into a PROTOCOL_ERROR; an
+    h2 ``ProtocolError`` passes through it with its own code. An oversized
+    header list stays hpack's error, which h2 answers with ENHANCE_YOUR_CALM.
+    """
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        """Decode a header block; raise :class:`CompressionError` if it is invalid."""
+        try:
+            return super().decode(data, raw)
+        except OversizedHeaderListError:
+            raise
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise CompressionError(f"invalid header block: {exc}") from exc
+
+
+class CountingConnection(H2Connection):
+    """h2's connection, counting the RST_STREAM frames it sends.
+
+    (It hooks h2's ``_prepare_for_sending``, through which every frame goes;
+    a test floods DATA on a closed stream to catch a change of that internal.)
+    """
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config=config)
+        #: How many RST_STREAM frames were queued so far.
+        self.resets_sent = 0
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            if type(frame) is RstStreamFrame:
+                self.resets_sent += 1
+        super()._prepare_for_sending(frames)
+
+
 def check_options(
     *,
     max_concurrent_streams: int,
@@ -74,8 +131,14 @@ def check_options(
     connection_window_size: int,
     max_header_list_size: int,
     max_frame_size: int,
+    max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+    max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
 ) -> None:
-    """Raise ``ValueError`` unless the options are valid HTTP/2 settings."""
+    """Raise ``ValueError`` unless the options are valid HTTP/2 settings and limits."""
+    if max_control_frames < 1:
+        raise ValueError("max_control_frames must be at least 1")
+    if max_reset_streams < 1:
+        raise ValueError("max_reset_streams must be at least 1")
     if not 1 <= max_concurrent_streams <= 2**31 - 1:
         raise ValueError("max_concurrent_streams must be between 1 and 2**31-1")
     if not 0 <= initial_window_size <= MAX_WINDOW:
@@ -96,7 +159,7 @@ def make_connection(
     connection_window_size: int,
     max_header_list_size: int,
     max_frame_size: int,
-) -> tuple[H2Connection, GracefulStateMachine]:
+) -> tuple[CountingConnection, GracefulStateMachine]:
     """Return an initiated ``h2.connection.H2Connection`` with these local settings."""
     config = H2Configuration(
         client_side=client_side,
@@ -106,7 +169,7 @@ def make_connection(
         validate_inbound_headers=True,
         normalize_inbound_headers=True,
     )
-    conn = H2Connection(config=config)
+    conn = CountingConnection(config)
     state_machine = conn.state_machine = GracefulStateMachine()
     initial = {
         SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -122,27 +185,15 @@ def make_connection(
     # stream frames under the old values: h2 may apply ours at once.
     conn.local_settings = Settings(client=client_side, initial_values=initial)
     conn.max_inbound_frame_size = max_frame_size
-    conn.decoder.max_header_list_size = max_header_list_size
+    decoder = StrictDecoder(max_header_list_size=max_header_list_size)
+    decoder.max_allowed_table_size = conn.decoder.max_allowed_table_size
+    conn.decoder = decoder
     conn.initiate_connection()
     if connection_window_size > DEFAULT_WINDOW:
         # RFC 9113 §6.9.2: SETTINGS do not change the connection window; a
         # WINDOW_UPDATE on stream 0 does.
         conn.increment_flow_control_window(connection_window_size - DEFAULT_WINDOW)
     return conn, state_machine
-
-
-def announced_frame_too_large(conn: H2Connection) -> bool:
-    """Return True if the frame h2 is buffering announces a length over our limit.
-
-    h2 checks a frame's length only once the whole frame has arrived, so a
-    peer could make it buffer up to 16 MiB first. RFC 9113 §4.2 lets us fail
-    as soon as the 9-byte frame header is in. (Reads h2's frame buffer; if
-    that internal changes, the check is skipped and h2's own applies.)
-    """
-    pending = getattr(conn.incoming_buffer, "_data", None)
-    if not isinstance(pending, bytearray) or len(pending) < 9:
-        return False
-    return int.from_bytes(pending[:3], "big") > conn.max_inbound_frame_size
 
 
 def strip_connection_headers(headers: HeadersType) -> list[tuple[bytes, bytes]]:

@@ -23,9 +23,11 @@ and we emit ``ConnectionTerminated`` with that code; any other exception
 sends GOAWAY(INTERNAL_ERROR). A peer's first frame must be SETTINGS (RFC
 9113 §3.4), and a frame header announcing more than our
 SETTINGS_MAX_FRAME_SIZE fails at once (§4.2) rather than after h2 buffered
-the whole frame. h2's own stream resets (§5.4.2) become ``StreamResetSent``.
-Events that h2 parsed in the same ``bytes_received`` call before a
-connection error are lost with the connection.
+the whole frame: :class:`~._guard.FrameGuard` reads the frame headers
+before h2 does, also to bound floods (§10.5), and hands h2 the bytes in
+batches of frames. h2's own stream resets (§5.4.2) become ``StreamResetSent``.
+Events that h2 parsed in the same batch before a connection error are
+lost with the connection.
 
 GOAWAY (RFC 9113 §6.8). Streams up to the last stream ID go on after a
 GOAWAY either way (see :mod:`._h2`). Our streams above the peer's last stream
@@ -63,14 +65,14 @@ from hface.events import (
 )
 
 from ._base import HTTP2Base
-from ._h2 import announced_frame_too_large, strip_connection_headers
+from ._h2 import strip_connection_headers
 from ._stream import StreamRecord
 
 _PROTOCOL_ERROR: Final = HTTP2_ERROR_CODES.protocol_error
 _INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
 _REFUSED_STREAM: Final = HTTP2_ERROR_CODES.refused_stream
 _CANCEL: Final = HTTP2_ERROR_CODES.cancel
-_FRAME_SIZE_ERROR: Final = 0x6
+_ENHANCE_YOUR_CALM: Final = 0xB
 
 _H2DataReceived: Final = h2.events.DataReceived
 _H2StreamEnded: Final = h2.events.StreamEnded
@@ -246,8 +248,27 @@ class _HTTP2Protocol(HTTP2Base):
     def bytes_received(self, data: bytes) -> None:
         if self._terminated or not data:
             return
+        guard = self._guard
+        size = len(data)
+        start = 0
+        while True:
+            # The guard cuts the bytes into batches of frames and stops
+            # before a frame that ends the connection (see ._guard).
+            cut, error = guard.scan(data, start)
+            if cut > start and not self._receive(data[start:cut] if start or cut < size else data):
+                return
+            if error is not None:
+                self._abort(*error)
+                return
+            if cut >= size:
+                return
+            start = cut
+
+    def _receive(self, data: bytes) -> bool:
+        """Pass bytes to h2 and handle its events; return False once terminated."""
         conn = self._conn
         goaways = self._state_machine.goaways_sent
+        resets = conn.resets_sent
         try:
             events = conn.receive_data(data)
         except H2ProtocolError as exc:
@@ -258,17 +279,22 @@ class _HTTP2Protocol(HTTP2Base):
                 self._abort(error_code, message)
             else:
                 self._terminate(error_code, message)
-            return
+            return False
         except Exception as exc:  # h2 must never make bytes_received raise
             self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return
-        try:
-            if events:
+            return False
+        # Every reset h2 sent in there answers the peer's frames (stream
+        # errors, frames on closed streams): they spend the reset budget.
+        self._resets_left -= conn.resets_sent - resets
+        if self._resets_left < 0:
+            self._abort(_ENHANCE_YOUR_CALM, "too many streams reset (a flood)")
+            return False
+        if events:
+            try:
                 self._handle_events(events)
-            if announced_frame_too_large(conn):
-                self._abort(_FRAME_SIZE_ERROR, "a frame is larger than SETTINGS_MAX_FRAME_SIZE")
-        except Exception as exc:  # the same promise covers our own handling
-            self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # the same promise covers our own handling
+                self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        return not self._terminated
 
     def eof_received(self) -> None:
         self._lost("the peer closed the connection")
@@ -305,6 +331,7 @@ class _HTTP2Protocol(HTTP2Base):
                     self._conn.acknowledge_received_data(length - size, stream_id)
                 if size:
                     self._unacked[stream_id] = self._unacked.get(stream_id, 0) + size
+                    self._guard.earn()
                 ended = data_event.stream_ended is not None
                 if ended:
                     self._remote_end(stream_id, record)
@@ -327,6 +354,7 @@ class _HTTP2Protocol(HTTP2Base):
                     record = self._accept_stream(stream_id)
                     if record is None:
                         continue
+                self._guard.earn()  # a request, response or trailers: progress
                 # A 1xx response never ends the stream (RFC 9113 §8.1).
                 ended = (
                     cls is not _H2InformationalResponseReceived
@@ -357,6 +385,12 @@ class _HTTP2Protocol(HTTP2Base):
                 self._forget(stream_id, record)
                 kind = StreamResetReceived if reset.remote_reset else StreamResetSent
                 append(kind(stream_id=stream_id, error_code=int(reset.error_code or 0)))
+                if reset.remote_reset:
+                    # Rapid reset (CVE-2023-44487); our own resets were counted.
+                    self._resets_left -= 1
+                    if self._resets_left < 0:
+                        self._abort(_ENHANCE_YOUR_CALM, "too many streams reset (a flood)")
+                        return
             elif cls is _H2RemoteSettingsChanged:
                 changed = cast("h2.events.RemoteSettingsChanged", event).changed_settings
                 if SettingCodes.INITIAL_WINDOW_SIZE in changed:

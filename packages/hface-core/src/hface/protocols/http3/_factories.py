@@ -14,6 +14,10 @@ datagrams of up to ``loopback_max_datagram_size`` bytes. Pure-Python QUIC
 spends its time per packet, not per byte, so this is what lets a local
 client and server move tens of MB/s instead of a few. The cap is 16,383
 bytes: aioquic writes long-header packet lengths as two-byte varints.
+Either way no datagram exceeds the peer's ``max_udp_payload_size``
+transport parameter (RFC 9000 §18.2), so a client sends its first flight
+in ``max_datagram_size`` datagrams and grows them once the server's
+parameters have arrived (see :mod:`._quic`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
 
-from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol, is_loopback
+from ._protocol import (
+    DEFAULT_MAX_RESET_STREAMS,
+    HTTP3ClientProtocol,
+    HTTP3ServerProtocol,
+    is_loopback,
+)
 
 #: Seconds of silence before a connection is dropped (RFC 9000 §10.1).
 DEFAULT_IDLE_TIMEOUT = 60.0
@@ -44,6 +53,27 @@ DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE = 16000
 _LARGEST_DATAGRAM_SIZE = 16383
 
 _ALPN = ["h3"]
+
+
+def _load_default_verify_locations(configuration: QuicConfiguration) -> None:
+    """Trust the CAs ``ssl.create_default_context()`` would, as TCP connections do.
+
+    aioquic, given no CAs, trusts certifi's bundle only. Python's ``ssl``
+    trusts OpenSSL's default locations, which ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` override: :func:`ssl.get_default_verify_paths` resolves
+    them (``None`` where nothing exists). Where OpenSSL has no default
+    location (Windows, some macOS builds) the certificates ``ssl`` loaded
+    from the system store are passed instead; with none at all, aioquic's
+    certifi default stays.
+    """
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile or paths.capath:
+        configuration.load_verify_locations(cafile=paths.cafile, capath=paths.capath)
+        return
+    certificates = ssl.create_default_context().get_ca_certs(binary_form=True)
+    if certificates:
+        cadata = "".join(ssl.DER_cert_to_PEM_cert(der) for der in certificates)
+        configuration.load_verify_locations(cadata=cadata.encode("ascii"))
 
 
 class _Options:
@@ -131,8 +161,9 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
     ) -> HTTP3ClientProtocol:
         configuration = self._options.configuration(is_client=True)
         configuration.server_name = server_name
+        largest_datagram_size = None
         if is_loopback(remote_address[0]):
-            configuration.max_datagram_size = self._options.loopback_max_datagram_size
+            largest_datagram_size = self._options.loopback_max_datagram_size
         if tls_config.insecure:
             configuration.verify_mode = ssl.CERT_NONE
         if tls_config.cafile or tls_config.capath or tls_config.cadata:
@@ -142,12 +173,15 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
                 capath=tls_config.capath,
                 cadata=cadata.encode("ascii") if isinstance(cadata, str) else cadata,
             )
+        elif not tls_config.insecure:
+            _load_default_verify_locations(configuration)
         if tls_config.certfile:
             configuration.load_cert_chain(tls_config.certfile, tls_config.keyfile)
         return HTTP3ClientProtocol(
             configuration=configuration,
             remote_address=remote_address,
             max_concurrent_streams=self._options.max_concurrent_streams,
+            largest_datagram_size=largest_datagram_size,
         )
 
 
@@ -162,6 +196,10 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param loopback_max_datagram_size: the largest UDP payload to send to a
         peer on loopback (see the module docstring).
     :param connection_id_length: the length of the connection IDs issued.
+    :param max_reset_streams: how many request streams a client may reset
+        before they complete beyond those that completed (RFC 9114 §10.5,
+        rapid reset); past it the client gets H3_EXCESSIVE_LOAD. Each
+        completed request earns one back, up to this value; default 200.
 
     aioquic cannot ask clients for certificates, so a
     :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
@@ -178,9 +216,13 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
         loopback_max_datagram_size: int = DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE,
         connection_id_length: int = 8,
+        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
     ) -> None:
         if not 4 <= connection_id_length <= 20:
             raise ValueError("connection_id_length must be between 4 and 20")
+        if max_reset_streams < 1:
+            raise ValueError("max_reset_streams must be at least 1")
+        self._max_reset_streams = max_reset_streams
         self._options = _Options(
             idle_timeout=idle_timeout,
             max_concurrent_streams=max_concurrent_streams,
@@ -228,6 +270,7 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             configuration=configuration,
             loopback_max_datagram_size=self._options.loopback_max_datagram_size,
             max_concurrent_streams=self._options.max_concurrent_streams,
+            max_reset_streams=self._max_reset_streams,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )

@@ -33,6 +33,19 @@ gets ``GoawayReceived(last_stream_id=ID - 4)`` (negative: no stream was
 processed) and ``StreamResetReceived`` with H3_REQUEST_REJECTED for its
 streams at or above the ID; a server gets ``last_stream_id=push ID - 1``.
 
+Peer errors hface detects itself (an increased GOAWAY identifier, RFC 9114
+§5.2; too many request streams reset) close QUIC with the HTTP/3 code
+(H3_ID_ERROR, H3_EXCESSIVE_LOAD) like aioquic's own checks do; from then on
+nothing received is processed, and ``ConnectionTerminated`` follows once the
+close was sent.
+
+Rapid reset (RFC 9114 §10.5, CVE-2023-44487): a server spends one unit of a
+budget of ``max_reset_streams`` for each request stream the client resets
+and earns one back, up to the budget, for each exchange that completes;
+a client out of budget gets H3_EXCESSIVE_LOAD. Reserved frames and empty
+DATA frames cost neither events nor buffered bytes: aioquic skips them as
+they arrive, so their cost is bounded by QUIC flow control.
+
 Flow control: see :mod:`._quic`. Body bytes are counted as held when
 ``DataReceived`` is emitted and released by :meth:`acknowledge_received_data`.
 Outbound, aioquic buffers everything submitted;
@@ -44,6 +57,7 @@ caller stops submitting while it is above zero.
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -52,9 +66,15 @@ from dataclasses import dataclass
 from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3_events
 from aioquic.h3.connection import (
+    ClosedCriticalStream,
     FrameType,
     H3Connection,
+    H3Stream,
+    HeadersState,
+    IdError,
+    MessageError,
     ProtocolError,
+    StreamType,
     encode_frame,
     validate_request_headers,
     validate_response_headers,
@@ -83,6 +103,11 @@ from ._quic import FlowControlledQuicConnection
 
 _CODES = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC = CONNECTION_SPECIFIC_HEADERS
+#: Peer resets of request streams a server tolerates beyond the streams
+#: that completed (RFC 9114 §10.5, the HTTP/3 form of CVE-2023-44487).
+DEFAULT_MAX_RESET_STREAMS = 200
+#: Responses without content, whatever their content-length (RFC 9110 §15.3.5, §15.4.5).
+_NO_CONTENT_STATUSES = frozenset({(b":status", b"204"), (b":status", b"304")})
 
 
 def is_loopback(host: str) -> bool:
@@ -116,6 +141,73 @@ def _map_local_errors() -> Iterator[None]:
         raise LocalProtocolError(str(exc) or type(exc).__name__) from exc
 
 
+class _H3Connection(H3Connection):
+    """aioquic's ``H3Connection``, told which responses carry no content.
+
+    aioquic checks a response's ``content-length`` against the DATA it
+    received, but a response to HEAD and a 204 or 304 response have no
+    content whatever their ``content-length`` says (RFC 9110 §6.4.1,
+    §8.6). The client marks its HEAD streams with :meth:`expect_no_content`;
+    204 and 304 are spotted as the headers are decoded. Marks live on
+    aioquic's stream objects, so they go when aioquic forgets the stream.
+    It also enforces what aioquic 1.7 lets through (RFC 9114 §4.3.1: a
+    request other than CONNECT has ``:scheme`` and ``:path``; RFC 9204
+    §4.2: the QPACK encoder and decoder streams are never closed).
+    This overrides three private methods (``_decode_headers``,
+    ``_check_content_length``, ``_receive_stream_data_uni``) of aioquic 1.7.
+    """
+
+    def __init__(self, quic: FlowControlledQuicConnection) -> None:
+        super().__init__(quic)
+        self._no_content: weakref.WeakSet[H3Stream] = weakref.WeakSet()
+
+    def expect_no_content(self, stream_id: int) -> None:
+        """The response on ``stream_id`` will have no content (a HEAD request's)."""
+        stream = self._stream.get(stream_id)
+        if stream is not None:
+            self._no_content.add(stream)
+
+    def _decode_headers(self, stream_id: int, frame_data: bytes | None) -> h3_events.Headers:
+        headers = super()._decode_headers(stream_id, frame_data)
+        # :status comes first (RFC 9114 §4.3); aioquic rejects it anywhere else.
+        if self._is_client and headers and headers[0] in _NO_CONTENT_STATUSES:
+            self.expect_no_content(stream_id)
+        stream = self._stream.get(stream_id)
+        if (
+            not self._is_client
+            and stream is not None
+            and stream.push_id is None
+            and stream.headers_recv_state == HeadersState.INITIAL
+        ):
+            _check_request_pseudo_headers(headers)
+        return headers
+
+    def _receive_stream_data_uni(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[h3_events.H3Event]:
+        events = super()._receive_stream_data_uni(stream, data, stream_ended)
+        if stream_ended and stream.stream_type in (
+            StreamType.QPACK_ENCODER,
+            StreamType.QPACK_DECODER,
+        ):
+            raise ClosedCriticalStream("Closing a QPACK stream is not allowed")
+        return events
+
+    def _check_content_length(self, stream: H3Stream) -> None:
+        if stream not in self._no_content:
+            super()._check_content_length(stream)
+
+
+def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    """Raise ``MessageError`` unless a non-CONNECT request has :scheme and :path."""
+    names = {name for name, _ in headers if name.startswith(b":")}
+    if (b":method", b"CONNECT") in headers and b":protocol" not in names:
+        return
+    missing = {b":scheme", b":path"} - names
+    if missing and b":method" in names:
+        raise MessageError(f"Pseudo-headers {sorted(missing)} are missing")
+
+
 @dataclass(slots=True)
 class _Stream:
     headers_sent: bool = False
@@ -128,11 +220,20 @@ class _Stream:
 class _HTTP3Protocol(HTTP3Protocol):
     _is_client: bool
 
-    def __init__(self, *, configuration: QuicConfiguration, max_concurrent_streams: int) -> None:
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        max_concurrent_streams: int,
+        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
+    ) -> None:
+        if max_reset_streams < 1:
+            raise ValueError("max_reset_streams must be at least 1")
+        self._max_reset_streams = self._resets_left = max_reset_streams
         self._configuration = configuration
         self._max_concurrent_streams = max_concurrent_streams
         self._quic: FlowControlledQuicConnection | None = None
-        self._h3: H3Connection | None = None
+        self._h3: _H3Connection | None = None
         self._events: deque[Event] = deque()
         self._streams: dict[int, _Stream] = {}
         self._control = PeerControlStreamReader()
@@ -143,6 +244,8 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._terminated = False
         self._close_requested: int | None = None
         self._goaway_received = False
+        self._last_goaway_id: int | None = None
+        self._closing_on_error = False
         self._goaway_sent = False
         self._draining = False
         self._max_peer_stream_id = -1
@@ -150,7 +253,7 @@ class _HTTP3Protocol(HTTP3Protocol):
 
     def _attach(self, quic: FlowControlledQuicConnection) -> None:
         self._quic = quic
-        self._h3 = h3 = H3Connection(quic)
+        self._h3 = h3 = _H3Connection(quic)
 
         def parser_buffered(stream_id: int) -> int:
             # aioquic keeps an incomplete frame in H3Stream.buffer.
@@ -293,7 +396,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         elif stream.send_ended or stream.reset:
             raise LocalProtocolError(f"stream {stream_id} is closed for sending")
         cleaned = clean_headers(headers)
-        interim = False
+        interim = head = False
         with _map_local_errors():
             if stream.final_headers_sent:
                 if not end_stream:
@@ -301,10 +404,13 @@ class _HTTP3Protocol(HTTP3Protocol):
                 validate_trailers(cleaned)
             elif self._is_client:
                 validate_request_headers(cleaned)
+                head = (b":method", b"HEAD") in cleaned
             else:
                 validate_response_headers(cleaned)
                 interim = dict(cleaned)[b":status"].startswith(b"1")
             h3.send_headers(stream_id, cleaned, end_stream)
+        if head:
+            h3.expect_no_content(stream_id)  # RFC 9110 §9.3.2
         self._streams[stream_id] = stream
         stream.headers_sent = True
         stream.final_headers_sent = stream.final_headers_sent or not interim
@@ -400,7 +506,7 @@ class _HTTP3Protocol(HTTP3Protocol):
     def _start_server(self, data: bytes, address: AddressType) -> bool:
         return False
 
-    def _require_open(self) -> H3Connection:
+    def _require_open(self) -> _H3Connection:
         quic = self._quic
         if (
             self._h3 is None
@@ -416,6 +522,17 @@ class _HTTP3Protocol(HTTP3Protocol):
         stream.send_ended = True
         if stream.recv_ended:
             del self._streams[stream_id]
+            self._stream_completed()
+
+    def _stream_completed(self) -> None:
+        # A completed exchange earns back one unit of the reset budget.
+        self._resets_left = min(self._resets_left + 1, self._max_reset_streams)
+
+    def _on_request_stream_reset(self) -> None:
+        """Spend the reset budget: a client resetting streams (RFC 9114 §10.5)."""
+        self._resets_left -= 1
+        if self._resets_left < 0 and not self._closing_on_error:
+            self._close_with_error(_CODES.excessive_load, "too many request streams reset")
 
     def _push(self, event: Event) -> None:
         if not self._terminated:
@@ -426,6 +543,16 @@ class _HTTP3Protocol(HTTP3Protocol):
             self._events.append(ConnectionTerminated(error_code=error_code, message=message))
             self._terminated = True
             self._streams.clear()
+
+    def _is_closing_on_error(self) -> bool:
+        return self._closing_on_error
+
+    def _close_with_error(self, error_code: int, message: str) -> None:
+        """Close the connection for a peer's error; ``ConnectionTerminated`` follows once sent."""
+        self._output_pending = True
+        self._closing_on_error = True
+        assert self._quic is not None
+        self._quic.close(error_code=error_code, reason_phrase=message)
 
     def _fail(self, error_code: int, message: str) -> None:
         self._output_pending = True
@@ -456,11 +583,19 @@ class _HTTP3Protocol(HTTP3Protocol):
         assert quic is not None
         assert h3 is not None
         while (event := quic.next_event()) is not None:
+            if self._closing_on_error:
+                continue  # the connection is closing: nothing more is processed
             if isinstance(event, quic_events.StreamDataReceived):
                 if event.stream_id % 4 == (2 if not self._is_client else 3):
                     for goaway_id in self._control.feed(event.stream_id, event.data):
                         self._on_goaway(goaway_id)
+                    if self._is_closing_on_error():
+                        continue
             elif isinstance(event, quic_events.StreamReset):
+                if not self._is_client and event.stream_id % 4 == 0:
+                    self._on_request_stream_reset()
+                    if self._is_closing_on_error():
+                        continue
                 self._on_peer_reset(event.stream_id, event.error_code, finished=True)
             elif isinstance(event, quic_events.StopSendingReceived):
                 self._on_peer_reset(event.stream_id, event.error_code, finished=False)
@@ -490,6 +625,7 @@ class _HTTP3Protocol(HTTP3Protocol):
                 stream.recv_ended = True
                 if stream.send_ended:
                     del self._streams[stream_id]
+                    self._stream_completed()
             if isinstance(event, h3_events.HeadersReceived):
                 self._push(
                     HeadersReceived(
@@ -518,6 +654,11 @@ class _HTTP3Protocol(HTTP3Protocol):
             del self._streams[stream_id]
 
     def _on_goaway(self, goaway_id: int) -> None:
+        if self._last_goaway_id is not None and goaway_id > self._last_goaway_id:
+            # RFC 9114 §5.2: the identifier in GOAWAY never increases.
+            self._close_with_error(IdError.error_code, "GOAWAY identifier increased")
+            return
+        self._last_goaway_id = goaway_id
         self._goaway_received = True
         if self._is_client:
             for stream_id in [sid for sid in self._streams if sid >= goaway_id]:
@@ -537,7 +678,9 @@ class HTTP3ClientProtocol(_HTTP3Protocol):
     """The client side of an HTTP/3 connection (aioquic).
 
     Made by :class:`~hface.protocols.http3.HTTP3ClientFactory`. The QUIC
-    handshake starts at the first :meth:`clock` call.
+    handshake starts at the first :meth:`clock` call. Datagrams grow from
+    the configuration's ``max_datagram_size`` to ``largest_datagram_size``
+    once the server's transport parameters allow it (see :mod:`._quic`).
     """
 
     _is_client = True
@@ -548,12 +691,15 @@ class HTTP3ClientProtocol(_HTTP3Protocol):
         configuration: QuicConfiguration,
         remote_address: AddressType,
         max_concurrent_streams: int,
+        largest_datagram_size: int | None = None,
     ) -> None:
         super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
         self._address = remote_address
         self._attach(
             FlowControlledQuicConnection(
-                configuration=configuration, max_concurrent_streams=max_concurrent_streams
+                configuration=configuration,
+                max_concurrent_streams=max_concurrent_streams,
+                largest_datagram_size=largest_datagram_size,
             )
         )
 
@@ -583,11 +729,16 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         *,
         configuration: QuicConfiguration,
         max_concurrent_streams: int,
+        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
         loopback_max_datagram_size: int | None = None,
     ) -> None:
-        super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
+        super().__init__(
+            configuration=configuration,
+            max_concurrent_streams=max_concurrent_streams,
+            max_reset_streams=max_reset_streams,
+        )
         self._loopback_max_datagram_size = loopback_max_datagram_size
         self._original_dcid = original_destination_connection_id
         self._retry_scid = retry_source_connection_id

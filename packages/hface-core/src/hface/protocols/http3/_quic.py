@@ -34,10 +34,22 @@ them; only body bytes wait for the application.
 
 The overrides reuse aioquic's frame writers: the new limits are set
 first, then the original methods are called with the received offset hidden
-so that aioquic's doubling rule never fires. This relies on private aioquic
-internals (``_streams``, ``_local_max_data``, ``_local_max_streams_bidi``,
-``QuicStream.receiver``/``sender`` and the two ``_write_*`` methods); it
-was written against aioquic 1.7.2 and is tested with it.
+so that aioquic's doubling rule never fires.
+
+Datagram size: aioquic parses the peer's ``max_udp_payload_size`` transport
+parameter (RFC 9000 §18.2: the largest UDP payload it is willing to
+receive, 65,527 if absent) and ignores it. Once the peer's parameters
+arrive (a server reads them in the ClientHello, before it answers; a client
+in the server's first flight), the datagram size becomes the smaller of
+``largest_datagram_size`` and the peer's limit, so a client can start at
+the configuration's size (1,200 bytes, for a peer whose limit it cannot
+know yet) and grow to the loopback size afterwards.
+
+This relies on private aioquic internals (``_streams``, ``_local_max_data``,
+``_local_max_streams_bidi``, ``QuicStream.receiver``/``sender``, the two
+``_write_*`` methods, ``_parse_transport_parameters``,
+``_max_datagram_size`` and the recovery's ``_cc`` and ``_pacer``); it was
+written against aioquic 1.7.2 and is tested with it.
 """
 
 from __future__ import annotations
@@ -45,11 +57,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.congestion.base import K_INITIAL_WINDOW
 from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+
+#: RFC 9000 §18.2: the peer's limit when it sends no ``max_udp_payload_size``.
+_DEFAULT_MAX_UDP_PAYLOAD_SIZE = 65527
 
 
 def _no_buffer(stream_id: int) -> int:
@@ -61,6 +79,10 @@ class FlowControlledQuicConnection(QuicConnection):
 
     :param max_concurrent_streams: how many bidirectional streams the peer
         may have open at once (``initial_max_streams_bidi``, RFC 9000 §4.6).
+    :param largest_datagram_size: the datagram size to use once the peer's
+        transport parameters are known, if it allows as much (see the module
+        docstring); the configuration's ``max_datagram_size`` until then and
+        by default.
     """
 
     def __init__(
@@ -68,9 +90,11 @@ class FlowControlledQuicConnection(QuicConnection):
         *,
         configuration: QuicConfiguration,
         max_concurrent_streams: int,
+        largest_datagram_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(configuration=configuration, **kwargs)
+        self._hface_largest_datagram_size = largest_datagram_size or self._max_datagram_size
         self._hface_stream_window = configuration.max_stream_data
         self._hface_connection_window = configuration.max_data
         self._hface_held: dict[int, int] = {}
@@ -134,6 +158,36 @@ class FlowControlledQuicConnection(QuicConnection):
         if event is None:
             return None
         return event.error_code, event.reason_phrase
+
+    # --- the datagram size ----------------------------------------------------
+
+    @property
+    def max_datagram_size(self) -> int:
+        """The largest UDP payload sent now."""
+        return self._max_datagram_size
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket=from_session_ticket)
+        if from_session_ticket:
+            return  # only the parameters of this connection count
+        limit = pull_quic_transport_parameters(Buffer(data=data)).max_udp_payload_size
+        if limit is None:
+            limit = _DEFAULT_MAX_UDP_PAYLOAD_SIZE
+        # aioquic has refused a limit below 1,200 (RFC 9000 §18.2) already.
+        self._set_max_datagram_size(min(self._hface_largest_datagram_size, limit))
+
+    def _set_max_datagram_size(self, size: int) -> None:
+        old = self._max_datagram_size
+        if size == old:
+            return
+        self._max_datagram_size = size
+        # Congestion control and pacing count in datagrams of that size.
+        congestion_control = self._loss._cc
+        if congestion_control.congestion_window == K_INITIAL_WINDOW * old:
+            congestion_control.congestion_window = K_INITIAL_WINDOW * size  # still initial
+        for part in (congestion_control, self._loss._pacer):
+            if hasattr(part, "_max_datagram_size"):
+                part._max_datagram_size = size
 
     # --- overrides of aioquic's window updates --------------------------------
 

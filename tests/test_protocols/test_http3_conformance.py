@@ -1,0 +1,501 @@
+"""HTTP/3 conformance cases modelled on h3spec (RFC 9114, RFC 9204).
+
+Each case drives hface's sans-IO HTTP/3 server with a raw QUIC client
+(aioquic's ``QuicConnection``) that writes HTTP/3 frames straight onto QUIC
+streams, sends one violation and checks the error code the RFC asks for:
+the code of the server's CONNECTION_CLOSE, or, for a stream error, the
+code of the RESET_STREAM / STOP_SENDING (a stream error may also be raised
+to a connection error, RFC 9114 §8). Case ids name the RFC section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import FrameType, StreamType, encode_frame
+
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
+from hface.protocols.http3 import HTTP3ServerFactory
+from tests.helpers.h3_raw import (
+    H3_CLOSED_CRITICAL_STREAM,
+    H3_EXCESSIVE_LOAD,
+    H3_FRAME_ERROR,
+    H3_FRAME_UNEXPECTED,
+    H3_ID_ERROR,
+    H3_MESSAGE_ERROR,
+    H3_MISSING_SETTINGS,
+    H3_SETTINGS_ERROR,
+    H3_STREAM_CREATION_ERROR,
+    QPACK_DECODER_STREAM_ERROR,
+    QPACK_DECOMPRESSION_FAILED,
+    QPACK_ENCODER_STREAM_ERROR,
+    REQUEST,
+    RawH3Client,
+    connect,
+    headers_frame,
+    settings_frame,
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One violation and the error code RFC asks for."""
+
+    id: str
+    send: Callable[[RawH3Client], int | None]
+    codes: frozenset[int]
+    stream_error: bool = False
+
+
+def _control_then(data: bytes) -> Callable[[RawH3Client], int | None]:
+    def send(client: RawH3Client) -> int | None:
+        client.open_control(settings_frame() + data)
+        return None
+
+    return send
+
+
+def _control_only(data: bytes) -> Callable[[RawH3Client], int | None]:
+    def send(client: RawH3Client) -> int | None:
+        client.open_control(data)
+        return None
+
+    return send
+
+
+def _request(data: bytes, *, control: bool = True) -> Callable[[RawH3Client], int | None]:
+    def send(client: RawH3Client) -> int | None:
+        if control:
+            client.open_control()
+        return client.request_stream(data)
+
+    return send
+
+
+def _request_headers(headers: list[tuple[bytes, bytes]]) -> Callable[[RawH3Client], int | None]:
+    return _request(headers_frame(headers))
+
+
+def _second_control(client: RawH3Client) -> int | None:
+    client.open_control()
+    client.open_control()
+    return None
+
+
+def _close_control(client: RawH3Client) -> int | None:
+    client.uni_stream(StreamType.CONTROL, settings_frame(), end_stream=True)
+    return None
+
+
+def _second_encoder(client: RawH3Client) -> int | None:
+    client.open_control()
+    client.uni_stream(StreamType.QPACK_ENCODER)
+    client.uni_stream(StreamType.QPACK_ENCODER)
+    return None
+
+
+def _second_decoder(client: RawH3Client) -> int | None:
+    client.open_control()
+    client.uni_stream(StreamType.QPACK_DECODER)
+    client.uni_stream(StreamType.QPACK_DECODER)
+    return None
+
+
+def _close_encoder(client: RawH3Client) -> int | None:
+    client.open_control()
+    client.uni_stream(StreamType.QPACK_ENCODER, end_stream=True)
+    return None
+
+
+def _push_from_client(client: RawH3Client) -> int | None:
+    client.open_control()
+    client.uni_stream(StreamType.PUSH, encode_uint_var(0))
+    return None
+
+
+def _bad_encoder_instruction(client: RawH3Client) -> int | None:
+    client.open_control()
+    # Insert With Name Reference to static entry 127: the static table has 99.
+    client.uni_stream(StreamType.QPACK_ENCODER, b"\xff\x40\x01a")
+    return None
+
+
+def _bad_decoder_instruction(client: RawH3Client) -> int | None:
+    client.open_control()
+    # Section Acknowledgment for a stream with no outstanding section.
+    client.uni_stream(StreamType.QPACK_DECODER, b"\x81")
+    return None
+
+
+def _bad_field_section(client: RawH3Client) -> int | None:
+    client.open_control()
+    # An encoded Required Insert Count of 271, more than 2 * MaxEntries
+    # (RFC 9204 §4.5.1.1): no encoder could have produced it.
+    return client.request_stream(encode_frame(FrameType.HEADERS, b"\xff\x10\x00\x80"))
+
+
+def _blocked_streams(client: RawH3Client) -> int | None:
+    # hface advertises SETTINGS_QPACK_BLOCKED_STREAMS; a header block that
+    # needs inserts never sent blocks. One more than allowed is an error.
+    client.open_control()
+    last = None
+    for _ in range(0x10 + 1):
+        last = client.request_stream(encode_frame(FrameType.HEADERS, b"\x02\x00\x80"), False)
+    return last
+
+
+def _data_after_trailers(client: RawH3Client) -> int | None:
+    client.open_control()
+    return client.request_stream(
+        headers_frame([*REQUEST, (b"content-length", b"0")])
+        + headers_frame([(b"x-trailer", b"1")])
+        + encode_frame(FrameType.DATA, b"x")
+    )
+
+
+def _truncated_frame(client: RawH3Client) -> int | None:
+    client.open_control()
+    # A HEADERS frame announcing 10 bytes whose stream ends after 2.
+    return client.request_stream(encode_uint_var(FrameType.HEADERS) + encode_uint_var(10) + b"ab")
+
+
+def _content_length_mismatch(client: RawH3Client) -> int | None:
+    client.open_control()
+    return client.request_stream(
+        headers_frame([*REQUEST, (b"content-length", b"5")]) + encode_frame(FrameType.DATA, b"x")
+    )
+
+
+_UNEXPECTED = frozenset({H3_FRAME_UNEXPECTED})
+_MESSAGE = frozenset({H3_MESSAGE_ERROR})
+
+CASES = [
+    # --- RFC 9114 §6.2: unidirectional streams -------------------------------
+    Case(
+        "RFC9114-6.2.1-second-control-stream",
+        _second_control,
+        frozenset({H3_STREAM_CREATION_ERROR}),
+    ),
+    Case(
+        "RFC9114-6.2.1-control-stream-closed",
+        _close_control,
+        frozenset({H3_CLOSED_CRITICAL_STREAM}),
+    ),
+    Case(
+        "RFC9114-6.2.2-push-stream-from-client",
+        _push_from_client,
+        frozenset({H3_STREAM_CREATION_ERROR}),
+    ),
+    # --- RFC 9114 §7.2.4 / §6.2.1: control stream frames ------------------------
+    Case(
+        "RFC9114-6.2.1-first-frame-not-settings",
+        _control_only(encode_frame(FrameType.GOAWAY, encode_uint_var(0))),
+        frozenset({H3_MISSING_SETTINGS}),
+    ),
+    Case("RFC9114-7.2.4-second-settings", _control_then(settings_frame()), _UNEXPECTED),
+    Case(
+        "RFC9114-7.2.1-data-on-control-stream",
+        _control_then(encode_frame(FrameType.DATA, b"x")),
+        _UNEXPECTED,
+    ),
+    Case(
+        "RFC9114-7.2.2-headers-on-control-stream",
+        _control_then(headers_frame(REQUEST)),
+        _UNEXPECTED,
+    ),
+    Case(
+        "RFC9114-7.2.5-push-promise-on-control-stream",
+        _control_then(encode_frame(FrameType.PUSH_PROMISE, b"\x00")),
+        _UNEXPECTED,
+    ),
+    *[
+        Case(
+            f"RFC9114-7.2.8-h2-frame-{t:#x}-on-control-stream",
+            _control_then(encode_frame(t, b"")),
+            _UNEXPECTED,
+        )
+        for t in (0x2, 0x6, 0x8, 0x9)
+    ],
+    *[
+        Case(
+            f"RFC9114-7.2.4.1-h2-setting-{s:#x}",
+            _control_only(settings_frame({s: 0})),
+            frozenset({H3_SETTINGS_ERROR}),
+        )
+        for s in (0x2, 0x3, 0x4, 0x5)
+    ],
+    Case(
+        "RFC9114-7.2.4-duplicate-setting",
+        _control_only(encode_frame(FrameType.SETTINGS, b"\x06\x10\x06\x10")),
+        frozenset({H3_SETTINGS_ERROR}),
+    ),
+    Case(
+        "RFC9114-7.1-settings-length-mismatch",
+        # The payload ends in the middle of a setting.
+        _control_only(encode_frame(FrameType.SETTINGS, b"\x06\x10\x06")),
+        frozenset({H3_FRAME_ERROR}),
+    ),
+    Case(
+        "RFC9114-5.2-goaway-id-increased",
+        _control_then(
+            encode_frame(FrameType.GOAWAY, encode_uint_var(1))
+            + encode_frame(FrameType.GOAWAY, encode_uint_var(2))
+        ),
+        frozenset({H3_ID_ERROR}),
+    ),
+    # --- RFC 9114 §4.1 / §7.2: request stream frames -----------------------------
+    Case(
+        "RFC9114-4.1-data-before-headers",
+        _request(encode_frame(FrameType.DATA, b"x")),
+        _UNEXPECTED,
+        stream_error=True,
+    ),
+    Case("RFC9114-4.1-data-after-trailers", _data_after_trailers, _UNEXPECTED, stream_error=True),
+    *[
+        Case(
+            f"RFC9114-7.2-{name}-on-request-stream",
+            _request(encode_frame(t, encode_uint_var(0))),
+            _UNEXPECTED,
+            stream_error=True,
+        )
+        for name, t in (
+            ("cancel-push", FrameType.CANCEL_PUSH),
+            ("settings", FrameType.SETTINGS),
+            ("goaway", FrameType.GOAWAY),
+            ("max-push-id", FrameType.MAX_PUSH_ID),
+            ("push-promise", FrameType.PUSH_PROMISE),
+        )
+    ],
+    *[
+        Case(
+            f"RFC9114-7.2.8-h2-frame-{t:#x}-on-request-stream",
+            _request(encode_frame(t, b"")),
+            _UNEXPECTED,
+            stream_error=True,
+        )
+        for t in (0x2, 0x6, 0x8, 0x9)
+    ],
+    Case(
+        "RFC9114-7.1-truncated-frame",
+        _truncated_frame,
+        frozenset({H3_FRAME_ERROR}),
+        stream_error=True,
+    ),
+    # --- RFC 9114 §4.1.2 / §4.2 / §4.3: malformed messages ----------------------
+    Case("RFC9114-4.3.1-missing-method", _request_headers(REQUEST[1:]), _MESSAGE, True),
+    Case(
+        "RFC9114-4.3.1-missing-scheme", _request_headers([REQUEST[0], *REQUEST[2:]]), _MESSAGE, True
+    ),
+    Case("RFC9114-4.3.1-missing-path", _request_headers(REQUEST[:3]), _MESSAGE, True),
+    Case(
+        "RFC9114-4.3.1-duplicate-pseudo-header",
+        _request_headers([REQUEST[0], *REQUEST]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.3-pseudo-header-after-regular",
+        _request_headers([*REQUEST[:3], (b"accept", b"*/*"), REQUEST[3]]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.3-unknown-pseudo-header",
+        _request_headers([*REQUEST, (b":bogus", b"x")]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.3-response-pseudo-header-in-request",
+        _request_headers([*REQUEST, (b":status", b"200")]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.2-uppercase-header-name",
+        _request_headers([*REQUEST, (b"Accept", b"*/*")]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.2-connection-header",
+        _request_headers([*REQUEST, (b"connection", b"close")]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.2-transfer-encoding-header",
+        _request_headers([*REQUEST, (b"transfer-encoding", b"chunked")]),
+        _MESSAGE,
+        True,
+    ),
+    Case(
+        "RFC9114-4.2-te-not-trailers",
+        _request_headers([*REQUEST, (b"te", b"gzip")]),
+        _MESSAGE,
+        True,
+    ),
+    Case("RFC9114-4.1.2-content-length-mismatch", _content_length_mismatch, _MESSAGE, True),
+    # --- RFC 9204: QPACK ---------------------------------------------------------------
+    Case(
+        "RFC9204-4.2-second-encoder-stream", _second_encoder, frozenset({H3_STREAM_CREATION_ERROR})
+    ),
+    Case(
+        "RFC9204-4.2-second-decoder-stream", _second_decoder, frozenset({H3_STREAM_CREATION_ERROR})
+    ),
+    Case(
+        "RFC9204-4.2-encoder-stream-closed", _close_encoder, frozenset({H3_CLOSED_CRITICAL_STREAM})
+    ),
+    Case(
+        "RFC9204-4.3-invalid-encoder-instruction",
+        _bad_encoder_instruction,
+        frozenset({QPACK_ENCODER_STREAM_ERROR}),
+    ),
+    Case(
+        "RFC9204-4.4-invalid-decoder-instruction",
+        _bad_decoder_instruction,
+        frozenset({QPACK_DECODER_STREAM_ERROR}),
+    ),
+    Case(
+        "RFC9204-4.5.1.1-required-insert-count-too-large",
+        _bad_field_section,
+        frozenset({QPACK_DECOMPRESSION_FAILED}),
+        stream_error=True,
+    ),
+    Case(
+        "RFC9204-2.1.2-blocked-streams-exceeded",
+        _blocked_streams,
+        frozenset({QPACK_DECOMPRESSION_FAILED}),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_violation_gets_the_rfc_error(case: Case) -> None:
+    """The server answers each violation with the error code its RFC section names."""
+    client = connect()
+    stream_id = case.send(client)
+    client.transfer()
+    code = client.error_code(stream_id)
+    wanted = sorted(map(hex, case.codes))
+    assert code in case.codes, f"{case.id}: got {code!r}, want one of {wanted}"
+    if case.stream_error and client.closed_code is None:
+        # A stream error leaves the connection usable (RFC 9114 §8).
+        assert stream_id is not None
+        next_id = client.request_stream(headers_frame(REQUEST))
+        client.transfer()
+        assert any(
+            isinstance(e, HeadersReceived) and e.stream_id == next_id for e in client.server_events
+        )
+    if client.closed_code is not None:
+        assert any(isinstance(e, ConnectionTerminated) for e in client.server_events)
+
+
+def test_valid_request_is_accepted() -> None:
+    """The harness itself: a well-formed request reaches the server as HeadersReceived."""
+    client = connect()
+    client.open_control()
+    stream_id = client.request_stream(headers_frame(REQUEST))
+    client.transfer()
+    assert client.closed_code is None
+    assert [e for e in client.server_events if isinstance(e, HeadersReceived)] == [
+        HeadersReceived(stream_id=stream_id, headers=REQUEST, end_stream=True)
+    ]
+
+
+# --- Attack bounds (RFC 9114 §10.5, RFC 9000 §4.6) ------------------------------------
+
+_RESERVED_FRAME = encode_frame(0x21, b"")  # 0x1f * N + 0x21: reserved, ignored (§7.2.8)
+
+
+def _answer(client: RawH3Client) -> None:
+    """Have the server answer every request it has received so far."""
+    for event in client.server_events:
+        if isinstance(event, HeadersReceived) and event.end_stream:
+            client.server.submit_headers(event.stream_id, [(b":status", b"204")], end_stream=True)
+    client.server_events.clear()
+
+
+def test_rapid_reset_gets_excessive_load() -> None:
+    """RFC 9114 §10.5 (CVE-2023-44487): streams opened and reset at once exhaust a budget."""
+    client = connect(max_reset_streams=50)
+    client.open_control()
+    for index in range(200):
+        stream_id = client.request_stream(headers_frame(REQUEST), end_stream=False)
+        client.quic.reset_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+        if index % 10 == 9:
+            client.transfer()
+        if client.closed_code is not None:
+            break
+    client.transfer()
+    assert client.closed_code == H3_EXCESSIVE_LOAD
+    assert index < 80  # the budget, plus what was in flight
+    terminated = [e for e in client.server_events if isinstance(e, ConnectionTerminated)]
+    assert terminated[0].error_code == H3_EXCESSIVE_LOAD
+
+
+def test_resets_among_completed_requests_are_tolerated() -> None:
+    """Each completed request earns back the budget: occasional cancels never close."""
+    client = connect(max_reset_streams=5)
+    client.open_control()
+    for _ in range(40):
+        client.request_stream(headers_frame(REQUEST))
+        cancelled = client.request_stream(headers_frame(REQUEST), end_stream=False)
+        client.quic.reset_stream(cancelled, 0x10C)
+        client.transfer()
+        _answer(client)
+        client.transfer()
+    assert client.closed_code is None
+
+
+def test_max_reset_streams_must_be_positive() -> None:
+    """A budget below one is refused with a clear error."""
+    with pytest.raises(ValueError, match="max_reset_streams"):
+        HTTP3ServerFactory(max_reset_streams=0)
+
+
+def test_too_many_streams_is_a_stream_limit_error() -> None:
+    """RFC 9000 §4.6: streams beyond the advertised limit get STREAM_LIMIT_ERROR (0x4)."""
+    client = connect(max_concurrent_streams=4)
+    client.open_control()
+    client.quic._remote_max_streams_bidi = 1000  # pretend the server allowed more
+    for _ in range(6):
+        client.request_stream(headers_frame(REQUEST), end_stream=False)
+    client.transfer()
+    assert client.closed_code == 0x4
+
+
+@pytest.mark.parametrize("where", ["control-stream", "request-stream"])
+def test_reserved_frame_flood_is_ignored_in_bounded_memory(where: str) -> None:
+    """RFC 9114 §7.2.8, §10.5: reserved frames are skipped without buffering or events."""
+    client = connect()
+    flood = _RESERVED_FRAME * 20_000
+    if where == "control-stream":
+        client.open_control(settings_frame() + flood)
+        stream_id = client.request_stream(headers_frame(REQUEST))
+    else:
+        client.open_control()
+        stream_id = client.request_stream(flood + headers_frame(REQUEST))
+    client.transfer(rounds=2000)
+    assert client.closed_code is None
+    assert [e for e in client.server_events if isinstance(e, HeadersReceived)] == [
+        HeadersReceived(stream_id=stream_id, headers=REQUEST, end_stream=True)
+    ]
+    h3 = client.server._h3  # type: ignore[attr-defined]
+    assert all(len(stream.buffer) < 4096 for stream in h3._stream.values())
+
+
+def test_empty_data_flood_produces_no_events() -> None:
+    """RFC 9114 §10.5: empty DATA frames cost no events and no buffered bytes."""
+    client = connect()
+    client.open_control()
+    body = encode_frame(FrameType.DATA, b"") * 20_000
+    last = encode_frame(FrameType.DATA, b"x")
+    stream_id = client.request_stream(headers_frame(REQUEST) + body + last)
+    client.transfer(rounds=2000)
+    assert client.closed_code is None
+    data = [e for e in client.server_events if not isinstance(e, HeadersReceived)]
+    assert data == [DataReceived(stream_id=stream_id, data=b"x", end_stream=True)]
