@@ -68,6 +68,87 @@ async def test_scope(
     assert set(scope["extensions"]) == {"http.response.trailers", "http.response.early_hint"}
 
 
+async def test_scope_with_root_path(
+    http_version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
+) -> None:
+    """``root_path`` is given to the application and prefixed to ``path`` and ``raw_path``."""
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scopes.append(scope)
+        await simple_app(scope, receive, send)
+
+    server = make_server(app, server_tls_config)
+    server.root_path = "/api"
+    async with running(server) as address:
+        await fetch(http_version, address, client_tls_config, path=b"/a%2Fb%20c?x=%2F")
+    scope = scopes[0]
+    assert scope["root_path"] == "/api"
+    assert scope["path"] == "/api/a/b c"
+    assert scope["raw_path"] == b"/api/a%2Fb%20c"
+    assert scope["query_string"] == b"x=%2F"
+
+
+@pytest.mark.parametrize("root_path", ["api", "/api/", "/"])
+async def test_an_invalid_root_path_is_refused(root_path: str) -> None:
+    server = ASGIServer(simple_app)
+    server.root_path = root_path
+    server.handle_signals = False
+    with pytest.raises(ValueError, match="invalid root_path"):
+        await server.run([Endpoint("http", "127.0.0.1", 0)])
+
+
+@pytest.mark.parametrize(
+    ("http_version", "host"),
+    [("1.1", "127.0.0.1"), ("2", "127.0.0.1"), ("1.1", "::1"), ("2", "::1")],
+    ids=["http1.1-ipv4", "http2-ipv4", "http1.1-ipv6", "http2-ipv6"],
+)
+async def test_scope_on_cleartext_endpoint(http_version: str, host: str) -> None:
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scopes.append(scope)
+        await simple_app(scope, receive, send)
+
+    server = ASGIServer(app)
+    async with running(server, [Endpoint("http", host, 0)]) as address:
+        response = await fetch(http_version, address, None, path=b"/x%3Fy?z")
+    assert response.status == 200
+    scope = scopes[0]
+    assert scope["http_version"] == http_version
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/x?y"
+    assert scope["raw_path"] == b"/x%3Fy"
+    assert scope["query_string"] == b"z"
+    assert scope["server"] == (host, address[1])
+    client_host, client_port = scope["client"]
+    assert client_host == host
+    assert isinstance(client_port, int)
+    assert client_port not in (0, address[1])
+
+
+async def test_scope_on_ipv6(
+    http_version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
+) -> None:
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scopes.append(scope)
+        await simple_app(scope, receive, send)
+
+    endpoints = [Endpoint("https", "::1", 0)]
+    async with running(make_server(app, server_tls_config), endpoints) as address:
+        response = await fetch(http_version, address, client_tls_config)
+    assert response.status == 200
+    scope = scopes[0]
+    assert scope["scheme"] == "https"
+    assert scope["server"] == ("::1", address[1])
+    assert scope["client"][0] == "::1"
+
+
 async def test_default_headers(
     http_version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
 ) -> None:
@@ -114,19 +195,7 @@ async def test_head_has_no_body(
     content_length: bool,
     client_tls_config: ClientTLSConfig,
     server_tls_config: ServerTLSConfig,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if content_length and http_version == "3":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug, client side: hface's HTTP/3 client protocol does not tell"
-                " aioquic the request was HEAD, so aioquic checks the response's"
-                " content-length against its (empty) body and closes the connection"
-                " with H3_MESSAGE_ERROR",
-            )
-        )
-
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             headers = [(b"content-length", b"4")] if content_length else []
@@ -310,12 +379,14 @@ async def test_streaming_request_body(
             if not message["more_body"]:
                 break
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": str(total).encode()})
+        await send({"type": "http.response.body", "body": f"{total} {chunks}".encode()})
 
     body = b"x" * (3 * 1024 * 1024 + 17)
     async with running(make_server(app, server_tls_config)) as address:
         response = await fetch(http_version, address, client_tls_config, method=b"PUT", body=body)
-    assert response.body == str(len(body)).encode()
+    total, chunks = response.body.split()
+    assert int(total) == len(body)
+    assert int(chunks) > 1  # streamed in pieces (more_body), not buffered whole
 
 
 async def test_access_log_off(
@@ -353,3 +424,50 @@ async def test_app_without_lifespan(
     async with running(make_server(app, server_tls_config)) as address:
         response = await fetch("1.1", address, client_tls_config)
     assert response.body == b"body"
+
+
+async def test_http1_framing_and_keep_alive() -> None:
+    """HTTP/1.1 responses get a content-length when the body is known, else chunked
+    encoding; bodyless ones get neither; the connection is kept alive throughout."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        status = 204 if scope["path"] == "/empty" else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        if scope["path"] == "/stream":
+            await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+            await send({"type": "http.response.body", "body": b"cd", "more_body": True})
+        await send({"type": "http.response.body", "body": b"" if status == 204 else b"ef"})
+
+    server = ASGIServer(app)
+    async with running(server, [Endpoint("http", "127.0.0.1", 0)]) as address:
+        stream = await anyio.connect_tcp(*address)
+        async with stream:
+            received = b""
+
+            async def exchange(path: str, end: bytes) -> bytes:
+                nonlocal received
+                await stream.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                with anyio.fail_after(5):
+                    while end not in received:
+                        received += await stream.receive()
+                answer, _, received = received.partition(end)
+                return answer + end
+
+            fixed = await exchange("/fixed", b"\r\n\r\nef")
+            chunked = await exchange("/stream", b"\r\n0\r\n\r\n")
+            empty = await exchange("/empty", b"\r\n\r\n")
+            again = await exchange("/fixed", b"\r\n\r\nef")
+    assert fixed.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\ncontent-length: 2\r\n" in fixed.lower()
+    assert b"transfer-encoding" not in fixed.lower()
+    assert chunked.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\ntransfer-encoding: chunked\r\n" in chunked.lower()
+    assert b"content-length" not in chunked.lower()
+    assert chunked.endswith(b"\r\n\r\n2\r\nab\r\n2\r\ncd\r\n2\r\nef\r\n0\r\n\r\n")
+    assert empty.startswith(b"HTTP/1.1 204 ")
+    assert b"content-length" not in empty.lower()
+    assert b"transfer-encoding" not in empty.lower()
+    assert b"connection: close" not in (fixed + chunked + empty).lower()
+    assert again.startswith(b"HTTP/1.1 200 ")

@@ -1,7 +1,8 @@
 """The server facade: serve an ASGI application, or run an HTTP proxy.
 
 See :class:`ASGIServer` and :class:`ProxyServer`; both listen on
-:class:`Endpoint` objects for the HTTP versions :class:`ServerProtocol` says.
+:class:`Endpoint` objects for the HTTP versions :class:`ServerProtocol` says,
+within the :class:`ServerLimits` and :class:`ServerTimeouts` they are given.
 """
 
 from hface.common import ServerTLSConfig as ServerTLSConfig
@@ -9,6 +10,8 @@ from hface.common import ServerTLSConfig as ServerTLSConfig
 from ._asgi import ASGIServer as ASGIServer
 from ._asgi_stream import ClientDisconnected as ClientDisconnected
 from ._base import BaseServer as BaseServer
+from ._config import ServerLimits as ServerLimits
+from ._config import ServerTimeouts as ServerTimeouts
 from ._models import Endpoint as Endpoint
 from ._models import ServerProtocol as ServerProtocol
 from ._proxy import ProxyServer as ProxyServer
@@ -19,6 +22,8 @@ __all__ = (
     "ClientDisconnected",
     "Endpoint",
     "ProxyServer",
+    "ServerLimits",
     "ServerProtocol",
     "ServerTLSConfig",
+    "ServerTimeouts",
 )

@@ -14,10 +14,24 @@ Connections run with ``auto_acknowledge=False``: request body data is
 credited back to the client only when the application takes it with
 ``receive()``. On HTTP/1.1, which has no flow control, the reader stops
 while the request's queue is over :attr:`ASGIServer.max_buffered_data`.
+
+CONNECT requests (extended CONNECT included) are answered 501 without
+running the application: an ASGI application cannot make tunnels.
+
+Limits and timeouts (:attr:`~BaseServer.limits`, :attr:`~BaseServer.timeouts`).
+A request over the header-count, path-length or declared body-size limit is
+answered (431, 414, 413) without running the application; a body that
+grows over the limit is cut short by :meth:`ASGIStream.abort`. The
+handler closes a connection that has waited for a request longer than
+:attr:`ServerTimeouts.header_read` (before its first) or
+:attr:`ServerTimeouts.keep_alive` (after it); closing sends GOAWAY on
+HTTP/2 and HTTP/3, and on HTTP/1.1 ``408`` if part of a request came.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,9 +49,11 @@ from hface.events import (
 )
 
 from ._asgi_lifespan import Lifespan
-from ._asgi_stream import ASGIApp, ASGIStream
-from ._base import BaseServer
+from ._asgi_stream import ASGIApp, ASGIStream, Receive, Scope, Send, connection_addresses
+from ._base import BaseServer, close_after_waiting
 from ._models import Endpoint
+
+logger = logging.getLogger("hface.server")
 
 
 class ASGIServer(BaseServer):
@@ -72,6 +88,10 @@ class ASGIServer(BaseServer):
     max_buffered_data: int
     #: Seconds the lifespan shutdown may take.
     lifespan_timeout: float
+    #: The path the application is mounted at behind a proxy (e.g. ``"/api"``),
+    #: given as the scope's ``root_path`` and prefixed to ``path`` and
+    #: ``raw_path`` (as uvicorn's ``--root-path``); ``""`` for none.
+    root_path: str
 
     def __init__(self, app: ASGIApp) -> None:
         super().__init__()
@@ -83,6 +103,7 @@ class ASGIServer(BaseServer):
         self.disconnect_grace = 1.0
         self.max_buffered_data = 1024 * 1024
         self.lifespan_timeout = 30.0
+        self.root_path = ""
         self._h3_ports: list[int] = []
         self._alt_svc_value: str | None = None
         self._state: dict[str, Any] = {}
@@ -101,9 +122,18 @@ class ASGIServer(BaseServer):
         actually bound are returned once the server accepts connections.
 
         :raises RuntimeError: if the application's lifespan startup failed.
-        :raises ValueError: if no endpoint can be served or TLS is not configured.
+        :raises ValueError: if no endpoint can be served, TLS is not configured,
+            :attr:`root_path` is not ``""`` or a path like ``"/api"``, or a
+            limit or timeout is out of range.
         :raises OSError: if an address cannot be bound.
         """
+        self.limits.check()
+        self.timeouts.check()
+        root_path = self.root_path
+        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+            raise ValueError(
+                f"invalid root_path {root_path!r}: it must start with '/' and not end with one"
+            )
         self._state = {}
         self._h3_ports = []
         self._alt_svc_value = None
@@ -168,6 +198,9 @@ class _ConnectionHandler:
         self._streams: dict[int, ASGIStream] = {}
         self._terminated = False
         self._changed = anyio.Event()
+        self._served = 0  # requests so far
+        self._idle_since = anyio.current_time()
+        self._addresses = connection_addresses(connection)  # once, not per request
 
     def wake(self) -> None:
         """Have :meth:`run` check again whether the connection is done."""
@@ -178,10 +211,25 @@ class _ConnectionHandler:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._read_events, task_group)
             while True:
-                if self._terminated or connection.has_expired():
-                    if not self._streams:
-                        break
-                await self._changed.wait()
+                if (self._terminated or connection.has_expired()) and not self._streams:
+                    break
+                deadline = math.inf
+                limit = self._server._idle_timeout(self._served)
+                if limit is not None:
+                    # Not woken per request (a task hop each): with streams in
+                    # flight, look again after `limit`; idle, at the deadline.
+                    start = self._idle_since if not self._streams else anyio.current_time()
+                    deadline = start + limit
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    await self._changed.wait()
+                if scope.cancelled_caught:
+                    idle_until = self._idle_since + (limit or 0.0)
+                    if self._streams or anyio.current_time() < idle_until:
+                        continue  # busy, or a request came and went meanwhile
+                    what = "a first request" if not self._served else "another request"
+                    logger.debug("closed a connection that waited %gs for %s", limit, what)
+                    close_after_waiting(connection)  # 408 for a partial HTTP/1.1 request
+                    break  # closing the connection sends GOAWAY (HTTP/2, HTTP/3)
                 self._changed = anyio.Event()
             task_group.cancel_scope.cancel()
 
@@ -203,23 +251,33 @@ class _ConnectionHandler:
                     elif event.end_stream:
                         known.end_request()  # trailers: not passed to ASGI
                 elif isinstance(event, DataReceived):
-                    await self._on_data(event)
+                    await self._on_data(event, task_group)
                 elif isinstance(event, StreamReset):
                     reset = streams.get(event.stream_id)
                     if reset is not None:
                         self._disconnect(reset, task_group)
                 # GoawayReceived: the client opens no new stream; nothing to do.
-                self.wake()
+                if not streams and connection.has_expired():
+                    self.wake()
         finally:
             self.wake()
 
-    async def _on_data(self, event: DataReceived) -> None:
+    async def _on_data(self, event: DataReceived, task_group: anyio.abc.TaskGroup) -> None:
         stream = self._streams.get(event.stream_id)
         connection = self._connection
-        if stream is None:
-            ack = len(event.data)
-        else:
-            ack = stream.feed_data(event.data, event.end_stream)
+        size = len(event.data)
+        limit = self._server.limits.max_body_size
+        if stream is not None and limit is not None and stream.body_received + size > limit:
+            # Not for the application: the request fails with 413 instead.
+            first = stream.body_received <= limit
+            stream.body_received += size
+            if size:
+                await connection.acknowledge_received_data(event.stream_id, size)
+            if first and not stream.finished:
+                message = f"the request body is over {limit} bytes"
+                task_group.start_soon(self._abort, stream, 413, message)
+            return
+        ack = size if stream is None else stream.feed_data(event.data, event.end_stream)
         if ack:
             await connection.acknowledge_received_data(event.stream_id, ack)
         if stream is not None and not connection.multiplexed:
@@ -234,22 +292,40 @@ class _ConnectionHandler:
             event.headers,
             state=server._state,
             max_buffered_data=server.max_buffered_data,
+            body_timeout=server.timeouts.body_read,
+            write_timeout=server.timeouts.write,
+            addresses=self._addresses,
         )
         if event.end_stream:
             stream.end_request()
         self._streams[event.stream_id] = stream
-        task_group.start_soon(self._run_stream, stream)
+        self._served += 1
+        if self._served == 1:
+            self.wake()  # the idle limit is now keep_alive, not header_read
+        app = server.app
+        refusal = _refusal(event, server)
+        if refusal is not None:
+            app = _Refuse(stream, *refusal)
+        task_group.start_soon(self._run_stream, stream, app)
 
-    async def _run_stream(self, stream: ASGIStream) -> None:
+    async def _abort(self, stream: ASGIStream, status: int, message: str) -> None:
+        logger.info("stream %d: %s: %d", stream.stream_id, message, status)
+        await stream.abort(status, message)
+        await self._cancel_later(stream)
+
+    async def _run_stream(self, stream: ASGIStream, app: ASGIApp) -> None:
         try:
-            await stream.run(self._server.app)
+            await stream.run(app)
         finally:
             self._streams.pop(stream.stream_id, None)
+            if not self._streams:
+                self._idle_since = anyio.current_time()
             unconsumed = stream.take_unconsumed()
             if unconsumed:
                 with anyio.CancelScope(shield=True):
                     await self._connection.acknowledge_received_data(stream.stream_id, unconsumed)
-            self.wake()
+            if not self._streams and (self._terminated or self._connection.has_expired()):
+                self.wake()  # the last stream of a connection that is done
 
     def _disconnect(self, stream: ASGIStream, task_group: anyio.abc.TaskGroup) -> None:
         if stream.disconnected:
@@ -260,3 +336,43 @@ class _ConnectionHandler:
     async def _cancel_later(self, stream: ASGIStream) -> None:
         await anyio.sleep(self._server.disconnect_grace)
         stream.cancel_scope.cancel()
+
+
+def _refusal(event: HeadersReceived, server: ASGIServer) -> tuple[int, str] | None:
+    """The status and reason to refuse a request with at once: CONNECT, or over a limit."""
+    limits = server.limits
+    headers = event.headers
+    method = next((value for name, value in headers if name == b":method"), None)
+    if method == b"CONNECT":
+        # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an origin server
+        # does not make (the ASGI application would be asked to, and over
+        # HTTP/1.1 a 2xx from it would turn the connection into one). 501 as
+        # for any method the server does not implement (RFC 9110 §15.6.2);
+        # extended CONNECT (RFC 8441, RFC 9220: WebSockets) likewise.
+        if any(name == b":protocol" for name, _ in headers):
+            return 501, "extended CONNECT (e.g. WebSockets over HTTP/2 or HTTP/3) is not supported"
+        return 501, "CONNECT is not supported: this is an origin server, not a proxy"
+    if limits.max_header_count is not None and len(headers) > limits.max_header_count:
+        return 431, f"more than {limits.max_header_count} header fields"
+    path = next((value for name, value in headers if name == b":path"), b"")
+    if limits.max_path_length is not None and len(path) > limits.max_path_length:
+        return 414, f"the request target is over {limits.max_path_length} bytes"
+    if limits.max_body_size is not None:
+        length = next((value for name, value in headers if name == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > limits.max_body_size:
+            return 413, f"the request body is over {limits.max_body_size} bytes"
+    return None
+
+
+class _Refuse:
+    """The application that stands in for the real one on a request refused at once."""
+
+    def __init__(self, stream: ASGIStream, status: int, message: str) -> None:
+        self._stream = stream
+        self._status = status
+        self._message = message
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream_id = self._stream.stream_id
+        logger.info("refused stream %d with %d: %s", stream_id, self._status, self._message)
+        await self._stream.abort(self._status, self._message)

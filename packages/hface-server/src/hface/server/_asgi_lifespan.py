@@ -54,12 +54,15 @@ class Lifespan:
             raise RuntimeError(f"ASGI lifespan startup failed: {message}")
         self._started = True
 
-    async def shutdown(self, timeout: float = 30.0) -> None:
-        """Ask the application to shut down; wait for its answer (logged if it failed)."""
+    async def shutdown(self, seconds: float = 30.0) -> None:
+        """Ask the application to shut down; wait up to ``seconds`` for its answer.
+
+        A ``lifespan.shutdown.failed`` answer is logged.
+        """
         if not self._supported or not self._started:
             return
         await self._to_app.send({"type": "lifespan.shutdown"})
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(seconds):
             answer = await self._wait_answer()
             if answer is not None and answer["type"] == "lifespan.shutdown.failed":
                 logger.error("ASGI lifespan shutdown failed: %s", answer.get("message", ""))

@@ -12,11 +12,23 @@ through the connection and so waits while the client is slow.
 The response headers are held until the first body message, so that a
 one-message body gets a ``content-length`` and an application that fails
 before any body still gets a clean 500.
+
+The server may end a request before the application does
+(:meth:`ASGIStream.abort`): a body over the size limit (413), or one that
+stops arriving (408, from ``receive()``). The client then gets that status
+if no response was started, else a reset stream; the application's
+``receive()`` returns ``http.disconnect`` and its ``send()`` raises
+:class:`ClientDisconnected`, as when the client goes away. A ``send()``
+that the client does not let through within the write timeout resets the
+stream the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
@@ -46,6 +58,10 @@ ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
 
 _ERROR_BODY = b"Internal Server Error\n"
 
+#: Seconds ``send()`` waits, after the connection refused to send on a stream,
+#: to learn whether the client reset that stream.
+_RESET_NOTICE = 0.25
+
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone away (ASGI spec 2.4)."""
@@ -56,6 +72,12 @@ class ASGIStream:
 
     :param max_buffered_data: on HTTP/1.1 (no flow control) the handler
         stops reading while more than this many body bytes wait here.
+    :param body_timeout: seconds ``receive()`` waits for the next piece of
+        the body before the request fails with 408 (None: forever).
+    :param write_timeout: seconds one ``send()`` may wait on the client
+        before the stream is reset (None: forever).
+    :param addresses: the connection's ``(client, server)`` addresses for
+        the scope, if the caller has them already (they cost a lookup each).
     """
 
     def __init__(
@@ -67,33 +89,46 @@ class ASGIStream:
         *,
         state: dict[str, Any],
         max_buffered_data: int = 1024 * 1024,
+        body_timeout: float | None = None,
+        write_timeout: float | None = None,
+        addresses: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None,
     ) -> None:
         self._server = server
+        self._addresses = addresses or connection_addresses(connection)
         self._connection = connection
         self.stream_id = stream_id
         self._max_buffered_data = max_buffered_data
+        self._body_timeout = body_timeout
+        self._write_timeout = write_timeout
         self.scope = self._make_scope(headers, state)
         self._head = self.scope["method"] == "HEAD"
         # The request body, not yet taken by the application.
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
+        #: Request body bytes received so far.
+        self.body_received = 0
         self._request_complete = False
-        self._changed = anyio.Event()
+        # Made by _wait() only: most requests never wait, and _wake() is per event.
+        self._changed: anyio.Event | None = None
         # Set once the client is gone (reset, connection lost).
         self.disconnected = False
         # The response.
         self._start: Message | None = None
+        self._start_headers: list[tuple[bytes, bytes]] = []
         self._headers_sent = False
         self._trailers_expected = False
         self._response_complete = False
         self._status = 0
         self._bytes_sent = 0
+        # One sender at a time: the application, or abort().
+        self._send_lock = anyio.Lock()
         self.cancel_scope = anyio.CancelScope()
 
     # -- fed by the connection handler ----------------------------------------
 
     def feed_data(self, data: bytes, end_stream: bool) -> int:
         """Queue request body data; returns how much to acknowledge at once."""
+        self.body_received += len(data)
         if self._request_complete or self.disconnected or self._response_complete:
             return len(data)  # nobody will read it
         if data:
@@ -135,11 +170,66 @@ class ASGIStream:
         self._buffered = 0
         return size
 
+    async def abort(self, status: int, message: str) -> None:
+        """End the request on the server's behalf (body too large or too slow).
+
+        The client gets ``status`` with ``message`` if no response was
+        started, else the stream is reset; on HTTP/2 and HTTP/3 a request
+        whose body was still coming is reset after the response (RFC 9113
+        §8.1), and on HTTP/1.1 the connection closes after it. From here on
+        the application is treated as if the client had gone away.
+        """
+        if self.finished:
+            return
+        self.disconnected = True
+        self._wake()
+        connection = self._connection
+        # Shielded, as it may run in the application's task, but bounded.
+        with anyio.move_on_after(self._write_timeout, shield=True):
+            async with self._send_lock:  # let a send() in progress finish first
+                if self._response_complete:
+                    return
+                with contextlib.suppress(TransportError, LocalProtocolError):
+                    if self._headers_sent:
+                        code = connection.error_codes.internal_error
+                        await connection.send_stream_reset(self.stream_id, code)
+                        return
+                    extra = [] if connection.multiplexed else [(b"connection", b"close")]
+                    await self._send_error(status, (message + "\n").encode(), extra)
+                    if connection.multiplexed and not self._request_complete:
+                        code = connection.error_codes.no_error
+                        await connection.send_stream_reset(self.stream_id, code)
+
+    async def _send_error(
+        self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """Send a whole text response (no response may have been started)."""
+        self._status = status
+        headers: list[tuple[bytes, bytes]] = [
+            (b":status", str(status).encode()),
+            *(extra or ()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        self._add_default_headers(headers)
+        if self._head:
+            body = b""
+        self._headers_sent = True
+        await self._connection.send_headers(self.stream_id, headers, end_stream=not body)
+        if body:
+            await self._connection.send_data(self.stream_id, body, end_stream=True)
+        self._bytes_sent = len(body)
+        self._response_complete = True
+
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
         await self._changed.wait()
 
     # -- the scope -------------------------------------------------------------------
@@ -156,7 +246,11 @@ class ASGIStream:
         if authority is not None and not any(name == b"host" for name, _ in fields):
             fields.insert(0, (b"host", authority))
         target = pseudo.get(b":path", b"/")
+        self._target = target.decode("latin-1")  # for the access log, as received
         raw_path, _, query_string = target.partition(b"?")
+        root_path = self._server.root_path
+        path = root_path + unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        raw_path = root_path.encode("utf-8") + raw_path
         connection = self._connection
         return {
             "type": "http",
@@ -164,13 +258,13 @@ class ASGIStream:
             "http_version": connection.http_version,
             "method": pseudo.get(b":method", b"GET").decode("ascii", "replace"),
             "scheme": pseudo.get(b":scheme", b"http").decode("ascii", "replace"),
-            "path": unquote_to_bytes(raw_path).decode("utf-8", "replace"),
+            "path": path,
             "raw_path": raw_path,
             "query_string": query_string,
-            "root_path": "",
+            "root_path": root_path,
             "headers": [[name, value] for name, value in fields],
-            "client": _address(connection, remote=True),
-            "server": _address(connection, remote=False),
+            "client": self._addresses[0],
+            "server": self._addresses[1],
             "state": dict(state),
             "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
         }
@@ -205,19 +299,7 @@ class ASGIStream:
                 logger.error("the ASGI application returned without completing its response")
         try:
             if not self._headers_sent:
-                self._status = 500
-                headers: list[tuple[bytes, bytes]] = [
-                    (b":status", b"500"),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(_ERROR_BODY)).encode()),
-                ]
-                self._add_default_headers(headers)
-                body = b"" if self._head else _ERROR_BODY
-                await self._connection.send_headers(self.stream_id, headers, end_stream=not body)
-                if body:
-                    await self._connection.send_data(self.stream_id, body, end_stream=True)
-                self._bytes_sent = len(body)
-                self._response_complete = True
+                await self._send_error(500, _ERROR_BODY)
             else:
                 error_code = self._connection.error_codes.internal_error
                 await self._connection.send_stream_reset(self.stream_id, error_code)
@@ -230,14 +312,11 @@ class ASGIStream:
             return
         scope = self.scope
         client = scope["client"]
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
         access_logger.info(
             '%s - "%s %s HTTP/%s" %s %d',
             f"{client[0]}:{client[1]}" if client else "-",
             scope["method"],
-            target,
+            self._target,
             scope["http_version"],
             self._status or "-",
             self._bytes_sent,
@@ -261,7 +340,18 @@ class ASGIStream:
             if self._request_complete and not self._request_delivered:
                 self._request_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            await self._wait()
+            if self._request_complete:
+                await self._wait()  # for the response to end, or the client to go
+                continue
+            with anyio.move_on_after(self._body_timeout) as scope:  # None: no deadline
+                await self._wait()
+            if scope.cancelled_caught:
+                logger.info(
+                    "request body on stream %d stalled for %gs: 408",
+                    self.stream_id,
+                    self._body_timeout,
+                )
+                await self.abort(408, "the request body stopped arriving")
 
     _request_delivered = False
 
@@ -279,6 +369,38 @@ class ASGIStream:
         """
         kind = message["type"]
         self._raise_if_disconnected()
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # free but during abort(): no trip through the event loop
+        except anyio.WouldBlock:
+            await lock.acquire()
+        try:
+            self._raise_if_disconnected()  # abort() may have answered meanwhile
+            with anyio.move_on_after(self._write_timeout) as scope:  # None: no deadline
+                await self._send(kind, message)
+        finally:
+            lock.release()
+        if scope.cancelled_caught:
+            await self._write_timed_out()
+
+    async def _write_timed_out(self) -> None:
+        logger.info(
+            "the client of stream %d read nothing for %gs: resetting it",
+            self.stream_id,
+            self._write_timeout,
+        )
+        self.disconnected = True
+        self._wake()
+        with (
+            anyio.CancelScope(shield=True),
+            contextlib.suppress(TransportError, LocalProtocolError),
+        ):
+            await self._connection.send_stream_reset(
+                self.stream_id, self._connection.error_codes.cancel
+            )
+        raise ClientDisconnected(f"the client read nothing for {self._write_timeout:g}s")
+
+    async def _send(self, kind: str, message: Message) -> None:
         try:
             if kind == "http.response.start":
                 self._on_start(message)
@@ -290,9 +412,17 @@ class ASGIStream:
                 await self._on_early_hint(message)
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        except (TransportError, LocalProtocolError) as error:
-            if self.disconnected or isinstance(error, TransportError):
-                self.disconnected = True
+        except TransportError as error:
+            self.disconnected = True
+            raise ClientDisconnected(str(error)) from error
+        except LocalProtocolError as error:
+            # The stream may be closed because the client reset it a moment
+            # ago, and the connection handler is about to say so: give it that
+            # moment before taking the error for the application's own.
+            with anyio.move_on_after(_RESET_NOTICE):
+                while not self.disconnected:
+                    await self._wait()
+            if self.disconnected:
                 raise ClientDisconnected(str(error)) from error
             raise
 
@@ -302,6 +432,7 @@ class ASGIStream:
         status = int(message["status"])
         if not 200 <= status <= 999:
             raise RuntimeError(f"invalid response status {status}")
+        self._start_headers = _fields(message.get("headers", ()), "response header")
         self._start = message
         self._status = status
         self._trailers_expected = bool(message.get("trailers", False))
@@ -319,14 +450,15 @@ class ASGIStream:
         connection = self._connection
         if not self._headers_sent:
             headers = self._response_headers(body, more_body)
-            self._headers_sent = True
             if self._head or (not body and not more_body and not self._trailers_expected):
-                self._body_done = True
                 await connection.send_headers(stream_id, headers, end_stream=True)
-                self._response_complete = True
+                self._headers_sent = self._body_done = self._response_complete = True
                 self._wake()
                 return
-            await connection.send_headers(stream_id, headers)
+            # With send_data() right after (below), both leave in one write.
+            data_follows = bool(body) or (not more_body and not self._trailers_expected)
+            await connection.send_headers(stream_id, headers, flush=not data_follows)
+            self._headers_sent = True
         if self._head:
             if not more_body:
                 self._response_complete = True
@@ -351,7 +483,7 @@ class ASGIStream:
             raise RuntimeError("more_trailers is not supported")
         if self._response_complete:  # HEAD
             return
-        trailers = [(bytes(name).lower(), bytes(value)) for name, value in message["headers"]]
+        trailers = _fields(message.get("headers", ()), "trailer")
         try:
             await self._connection.send_headers(self.stream_id, trailers, end_stream=True)
         except LocalProtocolError:
@@ -363,19 +495,15 @@ class ASGIStream:
     async def _on_early_hint(self, message: Message) -> None:
         if self._headers_sent:
             return  # too late for hints; ignore, as the extension allows
-        headers: list[tuple[bytes, bytes]] = [(b":status", b"103")]
-        headers.extend((b"link", bytes(link)) for link in message.get("links", []))
+        links = [(b"link", link) for link in message.get("links", ())]
+        headers = [(b":status", b"103"), *_fields(links, "early hint link")]
         await self._connection.send_headers(self.stream_id, headers)
 
     def _response_headers(self, body: bytes, more_body: bool) -> list[tuple[bytes, bytes]]:
         assert self._start is not None
         headers: list[tuple[bytes, bytes]] = [(b":status", str(self._status).encode())]
-        has_length = False
-        for name, value in self._start.get("headers", ()):
-            name = bytes(name).lower()
-            if name == b"content-length":
-                has_length = True
-            headers.append((name, bytes(value)))
+        headers.extend(self._start_headers)
+        has_length = any(name == b"content-length" for name, _ in self._start_headers)
         bodyless = self._head or self._status in (204, 304)
         if not has_length and not more_body and not bodyless and not self._trailers_expected:
             headers.append((b"content-length", str(len(body)).encode()))
@@ -388,10 +516,57 @@ class ASGIStream:
         if server.server_header and b"server" not in names:
             headers.append((b"server", server.server_header.encode()))
         if server.date_header and b"date" not in names:
-            headers.append((b"date", formatdate(usegmt=True).encode()))
+            headers.append((b"date", _date_header()))
         alt_svc = server.alt_svc_value(self._connection)
         if alt_svc and b"alt-svc" not in names:
             headers.append((b"alt-svc", alt_svc.encode()))
+
+
+#: A field name (RFC 9110 §5.1: a token), lowercase as HTTP/2 and HTTP/3 want it.
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: A field value (RFC 9110 §5.5): no control characters but HTAB, so no CR or LF.
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _fields(fields: Any, what: str) -> list[tuple[bytes, bytes]]:
+    """The application's ``(name, value)`` pairs as lowercase bytes, checked.
+
+    :raises RuntimeError: for a name or value that could not go on the wire
+        as it is (which on HTTP/1.1 could inject other fields).
+    """
+    checked: list[tuple[bytes, bytes]] = []
+    try:
+        for name, value in fields:
+            name, value = bytes(name).lower(), bytes(value)
+            if not _FIELD_NAME.fullmatch(name):
+                raise RuntimeError(f"invalid {what} name {name!r}")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise RuntimeError(f"invalid {what} value {value!r} for {name!r}")
+            checked.append((name, value))
+    except (TypeError, ValueError) as error:
+        raise RuntimeError(f"invalid {what}s {fields!r}: {error}") from None
+    return checked
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date_header() -> bytes:
+    """The ``date`` header value for now, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    second, value = _date_cache
+    if second != now:
+        value = formatdate(now, usegmt=True).encode()
+        _date_cache = (now, value)
+    return value
+
+
+def connection_addresses(
+    connection: HTTPConnection,
+) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The ``(client, server)`` addresses of ``connection`` for a scope (None if unknown)."""
+    return _address(connection, remote=True), _address(connection, remote=False)
 
 
 def _address(connection: HTTPConnection, *, remote: bool) -> tuple[str, int] | None:

@@ -7,6 +7,13 @@ from the cancellation of ``run()``, so that shutdown can be graceful:
 stop accepting, ask every connection to finish (GOAWAY, or
 ``Connection: close``), wait up to :attr:`BaseServer.graceful_timeout`
 for the streams in flight, and only then cancel what is left.
+
+Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
+applied here where they concern whole connections: the TLS handshake
+(by the listener), the number of connections (:meth:`BaseServer._handle`)
+and the time a connection may wait for a request (:meth:`BaseServer._idle_timeout`,
+which the handlers of the subclasses apply); the rest per request, by the
+subclasses.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from hface.connections import (
     HTTPOverQUICListener,
     HTTPOverTCPListener,
 )
+from hface.errors import LocalProtocolError, TransportError
+from hface.events import ConnectionTerminated, HeadersReceived
+from hface.networking import SystemNetworking
 from hface.protocols import (
     ALPNHTTPFactory,
     HTTPOverQUICServerFactory,
@@ -39,9 +49,34 @@ from hface.protocols.http1 import HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ServerFactory
 
+from ._config import ServerLimits, ServerTimeouts
 from ._models import Endpoint, ServerProtocol
 
 logger = logging.getLogger("hface.server")
+
+#: Seconds an HTTP/1.1 connection over :attr:`ServerLimits.max_connections`
+#: is given to send the request that is answered with 503.
+_REFUSAL_WAIT = 2.0
+
+_SERVICE_UNAVAILABLE = b"Service Unavailable: too many connections\n"
+
+#: RFC 9110 §15.5.9; on HTTP/1.1 error codes are statuses.
+_REQUEST_TIMEOUT = 408
+
+
+def close_after_waiting(connection: HTTPConnection) -> None:
+    """Begin closing a connection that waited too long for a request.
+
+    On HTTP/1.1 a request that has begun to arrive is answered ``408
+    Request Timeout`` with ``connection: close`` (see
+    :meth:`HTTP1ServerProtocol.submit_close
+    <hface.protocols.http1.HTTP1ServerProtocol.submit_close>`); an idle
+    connection is closed without a word. HTTP/2 and HTTP/3 say GOAWAY when
+    the connection closes. The bytes go out as the connection is closed.
+    """
+    if connection.multiplexed or connection.has_expired():
+        return
+    connection.begin_close(_REQUEST_TIMEOUT)  # sent by aclose() when the handler returns
 
 
 class BaseServer(ABC):
@@ -57,8 +92,10 @@ class BaseServer(ABC):
     http2_factory: HTTPOverTCPFactory
     #: Makes HTTP/3 protocols (aioquic by default).
     http3_factory: HTTPOverQUICServerFactory
-    #: Seconds that requests in flight get to finish at shutdown.
-    graceful_timeout: float
+    #: How much one client may ask (connections, header fields, body size).
+    limits: ServerLimits
+    #: How long the server waits for clients (handshake, headers, body, writes).
+    timeouts: ServerTimeouts
     #: Stop gracefully on SIGINT and SIGTERM (when run in the main thread).
     handle_signals: bool
 
@@ -68,10 +105,31 @@ class BaseServer(ABC):
         self.http1_factory = HTTP1ServerFactory()
         self.http2_factory = HTTP2ServerFactory()
         self.http3_factory = HTTP3ServerFactory()
-        self.graceful_timeout = 10.0
+        self.limits = ServerLimits()
+        self.timeouts = ServerTimeouts()
         self.handle_signals = True
         self._connections: set[HTTPConnection] = set()
         self._all_closed: anyio.Event | None = None  # made when shutting down
+
+    @property
+    def graceful_timeout(self) -> float:
+        """Seconds that requests in flight get to finish at shutdown.
+
+        The same as :attr:`ServerTimeouts.graceful_shutdown` of :attr:`timeouts`.
+        """
+        return self.timeouts.graceful_shutdown
+
+    @graceful_timeout.setter
+    def graceful_timeout(self, seconds: float) -> None:
+        self.timeouts.graceful_shutdown = seconds
+
+    def _idle_timeout(self, served: int) -> float | None:
+        """Seconds a connection with no request in flight waits for the next one.
+
+        :param served: requests the connection has had so far: none means
+            :attr:`ServerTimeouts.header_read`, else :attr:`ServerTimeouts.keep_alive`.
+        """
+        return self.timeouts.header_read if not served else self.timeouts.keep_alive
 
     @abstractmethod
     async def handle_connection(self, connection: HTTPConnection) -> None:
@@ -90,16 +148,21 @@ class BaseServer(ABC):
         server accepts connections.
 
         :raises ValueError: if no endpoint can be served (e.g. HTTP/3 only
-            and no ``https`` endpoint) or TLS is needed but not configured.
+            and no ``https`` endpoint), TLS is needed but not configured, or
+            a limit or timeout is out of range.
         :raises OSError: if an address cannot be bound.
         """
+        self.limits.check()
+        self.timeouts.check()
         listener = await self._create_listener(endpoints)
         async with listener, anyio.create_task_group() as outer:
             serving_scope = anyio.CancelScope(shield=True)
             outer.start_soon(self._serve, listener, serving_scope)
             stopping = anyio.Event()
             if self.handle_signals and threading.current_thread() is threading.main_thread():
-                outer.start_soon(self._wait_for_signal, stopping)
+                # Started (not start_soon): the handlers are in place before
+                # anyone is told the server runs, so no early signal kills it.
+                await outer.start(self._wait_for_signal, stopping)
             task_status.started(list(listener.local_addresses))
             try:
                 await stopping.wait()
@@ -113,6 +176,10 @@ class BaseServer(ABC):
             await listener.serve(self._handle)
 
     async def _handle(self, connection: HTTPConnection) -> None:
+        limit = self.limits.max_connections
+        if limit is not None and len(self._connections) >= limit:
+            await self._refuse(connection)
+            return
         self._connections.add(connection)
         try:
             await self.handle_connection(connection)
@@ -121,8 +188,44 @@ class BaseServer(ABC):
             if not self._connections and self._all_closed is not None:
                 self._all_closed.set()
 
-    async def _wait_for_signal(self, stopping: anyio.Event) -> None:
+    async def _refuse(self, connection: HTTPConnection) -> None:
+        """Turn away a connection over :attr:`ServerLimits.max_connections`.
+
+        HTTP/2 and HTTP/3 get GOAWAY as the connection closes. HTTP/1.1 has
+        no way to refuse before a request, so its first request gets 503.
+        """
+        logger.warning(
+            "refusing a connection: %d connections already (limits.max_connections)",
+            len(self._connections),
+        )
+        if connection.multiplexed:
+            return  # closing it sends GOAWAY
+        wait = min(self.timeouts.header_read or _REFUSAL_WAIT, _REFUSAL_WAIT)
+        with anyio.move_on_after(wait):
+            while True:
+                event = await connection.receive_event()
+                if isinstance(event, ConnectionTerminated):
+                    return
+                if isinstance(event, HeadersReceived):
+                    break
+            headers = [
+                (b":status", b"503"),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(_SERVICE_UNAVAILABLE)).encode()),
+            ]
+            try:
+                await connection.send_headers(event.stream_id, headers)
+                await connection.send_data(event.stream_id, _SERVICE_UNAVAILABLE, end_stream=True)
+            except (TransportError, LocalProtocolError):
+                pass
+
+    async def _wait_for_signal(
+        self, stopping: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 logger.info("received %s, shutting down", signal.Signals(signum).name)
                 stopping.set()
@@ -135,7 +238,7 @@ class BaseServer(ABC):
             self._goaway_sent(connection)
         if self._connections:
             self._all_closed = anyio.Event()
-            with anyio.move_on_after(self.graceful_timeout):
+            with anyio.move_on_after(self.timeouts.graceful_shutdown):
                 await self._all_closed.wait()
         if self._connections:
             logger.info("closing %d connections after the grace period", len(self._connections))
@@ -171,6 +274,7 @@ class BaseServer(ABC):
                     tcp_factory(endpoint),
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
+                    networking=SystemNetworking(tls_handshake_timeout=self.timeouts.tls_handshake),
                     **self._connection_options(),
                 )
             )
@@ -185,6 +289,7 @@ class BaseServer(ABC):
                         self.http3_factory,
                         local_address=address,
                         tls_config=self.tls_config,
+                        handshake_timeout=self.timeouts.tls_handshake,
                         **self._connection_options(),
                     )
                 )
@@ -200,7 +305,7 @@ class BaseServer(ABC):
         # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
         return PriorKnowledgeHTTPFactory(self.http1_factory, self.http2_factory)
 
-    def _goaway_sent(self, connection: HTTPConnection) -> None:
+    def _goaway_sent(self, connection: HTTPConnection) -> None:  # noqa: B027 (an optional hook)
         """Called once shutdown has asked ``connection`` to finish (overridable).
 
         A handler waiting for events learns here that the connection has

@@ -12,13 +12,16 @@ dispatcher waits for the tunnel, so the connection stops reading.
 Every task belongs to the connection's task group: when the connection
 ends, or its handler is cancelled, tunnels and target sockets go with it.
 Once the connection has expired (GOAWAY sent or received, or HTTP/1.1
-closing) and no stream is left, the handler returns.
+closing) and no stream is left, the handler returns; so it does when the
+connection has waited for a request longer than
+:attr:`ServerTimeouts.header_read` (before its first) or
+:attr:`ServerTimeouts.keep_alive` (after it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -31,7 +34,7 @@ from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamEvent
 from hface.networking import ClientNetworking, SystemNetworking
 
-from ._base import BaseServer
+from ._base import BaseServer, close_after_waiting
 from ._models import Endpoint
 from ._proxy_target import is_loopback_host
 from ._proxy_tunnel import TunnelPolicy, serve_stream
@@ -110,7 +113,7 @@ class ProxyServer(BaseServer):
             idle_timeout=self.idle_timeout,
             networking=self.networking,
         )
-        await _ProxyConnection(connection, policy).run()
+        await _ProxyConnection(connection, policy, self._idle_timeout).run()
 
     def _connection_options(self) -> dict[str, Any]:
         # Tunnels acknowledge data once the target has taken it.
@@ -120,9 +123,17 @@ class ProxyServer(BaseServer):
 class _ProxyConnection:
     """The dispatcher and the streams of one connection."""
 
-    def __init__(self, connection: HTTPConnection, policy: TunnelPolicy) -> None:
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        policy: TunnelPolicy,
+        idle_timeout: Callable[[int], float | None],
+    ) -> None:
         self._connection = connection
         self._policy = policy
+        self._idle_timeout = idle_timeout
+        self._served = 0  # requests so far
+        self._idle_since = anyio.current_time()
         self._streams: dict[int, MemoryObjectSendStream[StreamEvent]] = {}
         self._receivers: set[MemoryObjectReceiveStream[StreamEvent]] = set()
         self._stream_ended = anyio.Event()
@@ -152,6 +163,7 @@ class _ProxyConnection:
             if queue is None and isinstance(event, HeadersReceived):
                 queue, events = anyio.create_memory_object_stream[StreamEvent](buffer_size)
                 self._streams[event.stream_id] = queue
+                self._served += 1
                 self._receivers.add(events)
                 task_group.start_soon(self._serve_stream, event, events)
                 continue
@@ -177,14 +189,25 @@ class _ProxyConnection:
             queue = self._streams.pop(stream_id, None)
             if queue is not None:
                 queue.close()
+            if not self._streams:
+                self._idle_since = anyio.current_time()
             events.close()
             self._receivers.discard(events)
             self._stream_ended.set()
 
     async def _watch_expiry(self, scope: anyio.CancelScope) -> None:
-        """End the handler once the connection has expired and no stream is left."""
+        """End the handler once the connection has expired, or waited too long,
+        and no stream is left."""
         while not (self._connection.has_expired() and not self._streams):
-            with anyio.move_on_after(_EXPIRY_POLL_INTERVAL):
+            wait = _EXPIRY_POLL_INTERVAL
+            limit = self._idle_timeout(self._served)
+            if not self._streams and limit is not None:
+                left = self._idle_since + limit - anyio.current_time()
+                if left <= 0:
+                    close_after_waiting(self._connection)  # 408 for a partial HTTP/1.1 request
+                    break  # closing the connection sends GOAWAY (HTTP/2, HTTP/3)
+                wait = min(wait, left)
+            with anyio.move_on_after(wait):
                 await self._stream_ended.wait()
             self._stream_ended = anyio.Event()
         scope.cancel()

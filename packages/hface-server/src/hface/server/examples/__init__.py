@@ -5,3 +5,5 @@ Each module exposes ``application``: :mod:`~hface.server.examples.hello`
 plus an ``Alt-Svc`` header) and :mod:`~hface.server.examples.asgi_echo`
 (echoes the request back).
 """
+
+__all__ = ()

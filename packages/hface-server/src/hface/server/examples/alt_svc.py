@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ("ALT_SVC", "application")
+
 from .hello import GREETING
 
 #: Where HTTP/3 is offered: the same host, port 5443 (as in examples/server.py).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ("application",)
+
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answer with a plain-text description of the request, then its body."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ("GREETING", "application")
+
+#: The text every response starts with; the HTTP version follows it.
 GREETING = "Hello from hface!"
 
 
