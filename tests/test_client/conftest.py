@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,28 @@ class HFaceServer:
     address: AddressType
     #: Connections accepted so far.
     connections: int = 0
+    #: Connections open now.
+    open_connections: int = 0
     #: Requests answered so far.
     requests: int = 0
     #: Paths of the requests in arrival order.
     paths: list[str] = field(default_factory=list)
+    #: Response body bytes handed to the connection so far.
+    bytes_sent: int = 0
+    #: Set when a ``/stall`` request starts its pause.
+    stalled: anyio.Event = field(default_factory=anyio.Event)
+    _changed: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    def notify(self) -> None:
+        """Wake up :meth:`wait_until` (called on every change of the counts)."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` is true; raise TimeoutError after 5 s."""
+        with anyio.fail_after(5):
+            while not predicate():
+                await self._changed.wait()
 
     @property
     def url(self) -> str:
@@ -55,6 +74,8 @@ async def _respond(
 ) -> None:
     if path == "/slow":
         await anyio.sleep_forever()
+    if path.startswith("/sleep/"):
+        await anyio.sleep(int(path.removeprefix("/sleep/")) / 1000)
     if path.startswith("/bytes/"):
         size = int(path.removeprefix("/bytes/"))
         headers = [(b":status", b"200"), (b"content-length", str(size).encode())]
@@ -64,43 +85,97 @@ async def _respond(
             chunk = pattern(min(65536, size - sent))
             sent += len(chunk)
             await connection.send_data(stream_id, chunk, end_stream=sent == size)
+            server.bytes_sent += len(chunk)
         if size == 0:
             await connection.send_data(stream_id, b"", end_stream=True)
         return
-    content = body if path == "/echo" else f"hello {connection.http_version}".encode()
+    if path.startswith("/trickle/"):
+        # N chunks of one byte, 0.1 s apart: each read is quick, the whole is not.
+        count = int(path.removeprefix("/trickle/"))
+        headers = [(b":status", b"200"), (b"content-length", str(count).encode())]
+        await connection.send_headers(stream_id, headers)
+        for index in range(count):
+            await anyio.sleep(0.1)
+            await connection.send_data(stream_id, b"t", end_stream=index == count - 1)
+        return
+    if path == "/reset":
+        await connection.send_stream_reset(stream_id, connection.error_codes.internal_error)
+        return
+    if path == "/echo":
+        content = body
+    elif path.startswith("/stall"):
+        content = str(len(body)).encode()
+    else:
+        content = f"hello {connection.http_version}".encode()
     headers = [(b":status", b"200"), (b"content-length", str(len(content)).encode())]
     await connection.send_headers(stream_id, headers)
     await connection.send_data(stream_id, content, end_stream=True)
 
 
-def make_handler(server: HFaceServer, *, goaway_after: int | None = None) -> object:
+def make_handler(
+    server: HFaceServer,
+    *,
+    goaway_after: int | None = None,
+    idle_close: float | None = None,
+    stall: float = 0.0,
+) -> object:
     """A handler answering every stream concurrently; see :func:`_respond`.
 
     ``goaway_after``: send GOAWAY once this many requests were answered on a connection.
+    ``idle_close``: close a connection idle (no request in progress) this many seconds.
+    ``stall``: on a ``/stall`` request, stop reading for this many seconds
+    after its headers (the body then answers with its length).
     """
 
     async def handler(connection: HTTPConnection) -> None:
         server.connections += 1
+        server.open_connections += 1
+        server.notify()
+        try:
+            await serve_connection(connection)
+        finally:
+            server.open_connections -= 1
+            server.notify()
+
+    async def serve_connection(connection: HTTPConnection) -> None:
         paths: dict[int, str] = {}
-        bodies: dict[int, bytes] = {}
+        bodies: dict[int, bytearray] = {}
         answered = 0
+        in_flight = 0
+        last_active = anyio.current_time()
         async with anyio.create_task_group() as task_group:
 
             async def respond(stream_id: int) -> None:
-                nonlocal answered
+                nonlocal answered, in_flight, last_active
                 try:
                     await _respond(
-                        connection, stream_id, paths.pop(stream_id), bodies.pop(stream_id), server
+                        connection,
+                        stream_id,
+                        paths.pop(stream_id),
+                        bytes(bodies.pop(stream_id)),
+                        server,
                     )
                 except Exception:  # the client went away
                     return
+                finally:
+                    in_flight -= 1
+                    last_active = anyio.current_time()
                 server.requests += 1
+                server.notify()
                 answered += 1
                 if goaway_after is not None and answered == goaway_after:
                     await connection.send_goaway()
 
             while True:
-                event = await connection.receive_event()
+                event = None
+                with anyio.move_on_after(math.inf if idle_close is None else 0.05):
+                    event = await connection.receive_event()
+                if event is None:
+                    assert idle_close is not None
+                    if in_flight == 0 and anyio.current_time() - last_active >= idle_close:
+                        break  # idle too long: leaving the handler closes the connection
+                    continue
+                last_active = anyio.current_time()
                 if isinstance(event, ConnectionTerminated):
                     task_group.cancel_scope.cancel()
                     break
@@ -109,8 +184,13 @@ def make_handler(server: HFaceServer, *, goaway_after: int | None = None) -> obj
                 if isinstance(event, HeadersReceived):
                     path = dict(event.headers).get(b":path", b"/").decode()
                     paths[event.stream_id] = path
-                    bodies[event.stream_id] = b""
+                    bodies[event.stream_id] = bytearray()
                     server.paths.append(path)
+                    server.notify()
+                    in_flight += 1
+                    if path.startswith("/stall") and stall:
+                        server.stalled.set()
+                        await anyio.sleep(stall)
                     if event.end_stream:
                         task_group.start_soon(respond, event.stream_id)
                 elif isinstance(event, DataReceived) and event.stream_id in bodies:
@@ -129,11 +209,17 @@ async def hface_server(
     tls_config: ServerTLSConfig,
     *,
     goaway_after: int | None = None,
+    idle_close: float | None = None,
+    stall: float = 0.0,
     **options: object,
 ) -> AsyncIterator[HFaceServer]:
-    """Run hface's connection-layer server of one version while the block runs."""
+    """Run hface's connection-layer server of one version while the block runs.
+
+    See :func:`make_handler` for ``goaway_after``, ``idle_close`` and ``stall``;
+    ``options`` go to the protocol factory (HTTP/2 and HTTP/3).
+    """
     server = HFaceServer(("127.0.0.1", 0))
-    handler = make_handler(server, goaway_after=goaway_after)
+    handler = make_handler(server, goaway_after=goaway_after, idle_close=idle_close, stall=stall)
     async with serving(http_version, tls_config, handler, **options) as address:  # type: ignore[arg-type]  # handler is a Handler
         server.address = address
         yield server

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import aclosing
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import SocketAttribute
 
@@ -37,25 +38,7 @@ async def test_connect_refused(client_tls_config: ClientTLSConfig) -> None:
     assert info.value.origin == f"https://localhost:{port}"
 
 
-#: The QUIC handshake fails, but the connection layer never reports it (see the reason).
-QUIC_CLOSE_NOT_REPORTED = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hface.connections: HTTPOverQUICConnection._run_transport does not call "
-        "_process_events() after _flush_quietly(). When aioquic rejects the certificate "
-        "it closes locally (close pending); the HTTP/3 protocol emits ConnectionTerminated "
-        "('QUIC transport error 0x12a: unable to get local issuer certificate') only from "
-        "datagrams_to_send(), after the close went out. The event stays in the protocol's "
-        "queue, get_timer() is then None, and the loop waits for a datagram that never "
-        "comes, so open() hangs until the client's connect timeout"
-    ),
-)
-
-
-@pytest.mark.parametrize(
-    "protocol",
-    [ClientProtocol.TCP, pytest.param(ClientProtocol.HTTP3, marks=QUIC_CLOSE_NOT_REPORTED)],
-)
+@pytest.mark.parametrize("protocol", [ClientProtocol.TCP, ClientProtocol.HTTP3])
 async def test_tls_verification_failure(
     protocol: ClientProtocol, server_tls_config: ServerTLSConfig
 ) -> None:
@@ -72,24 +55,7 @@ async def test_tls_verification_failure(
     assert "certificate" in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "protocol",
-    [
-        ClientProtocol.TCP,
-        pytest.param(
-            ClientProtocol.HTTP3,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "hface.protocols.http3 (HTTP3ClientFactory): with no cafile/capath/cadata "
-                    "it leaves the CAs to aioquic, which loads certifi.where() only, never "
-                    "the system store nor SSL_CERT_FILE/SSL_CERT_DIR as "
-                    "ssl.create_default_context() does for TCP"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("protocol", [ClientProtocol.TCP, ClientProtocol.HTTP3])
 async def test_default_tls_config_honours_ssl_cert_file(
     protocol: ClientProtocol,
     server_tls_config: ServerTLSConfig,
@@ -137,11 +103,13 @@ async def test_connect_timeout() -> None:
 
 # With no pause, the next request often goes out before the GOAWAY arrives:
 # the server refuses it (HTTP/2 REFUSED_STREAM, HTTP/3 H3_REQUEST_REJECTED)
-# and the client sends it again on a new connection. HTTP/3 runs with a pause
-# only: see the report of issue 5 (a request sent just as the server closes
-# can wait for its read timeout).
+# and the client sends it again on a new connection. On HTTP/3 the server's
+# GOAWAY and CONNECTION_CLOSE leave in one flush, which the handler's
+# cancellation or the connection's close must not cut short.
 @pytest.mark.parametrize(
-    ("version", "pause"), [("2", 0.05), ("3", 0.05), ("2", 0.0)], ids=["2", "3", "2-no-pause"]
+    ("version", "pause"),
+    [("2", 0.05), ("3", 0.05), ("2", 0.0), ("3", 0.0)],
+    ids=["2", "3", "2-no-pause", "3-no-pause"],
 )
 async def test_goaway_replaces_connection(
     version: str,
@@ -214,3 +182,38 @@ def test_error_classes_carry_their_fields() -> None:
     assert (protocol_error.origin, protocol_error.error_code) == ("https://a:1", 1)
     assert isinstance(protocol_error, CoreRemoteProtocolError)
     assert str(protocol_error) == "bad"
+
+
+class _SetupFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["origin pool", "proxy pool"])
+async def test_session_setup_failure_leaves_nothing_entered(
+    stage: str, monkeypatch: pytest.MonkeyPatch, client_tls_config: ClientTLSConfig
+) -> None:
+    """A session whose setup fails half-way exits what it entered, in order."""
+    import hface.client._client as client_module
+    import hface.client._proxy as proxy_module
+
+    module = client_module if stage == "origin pool" else proxy_module
+    real_start_pool = module.start_pool
+
+    async def failing_start_pool(*args: object, **kwargs: object) -> object:
+        raise _SetupFailed(stage)
+
+    # The proxy's pool is entered first: failing the origin's is half-way.
+    monkeypatch.setattr(module, "start_pool", failing_start_pool)
+    before = len(anyio.get_running_tasks())
+    session = Client(tls_config=client_tls_config, proxy_origin="http://127.0.0.1:9").session()
+    with pytest.raises(_SetupFailed):
+        async with session:
+            pytest.fail("entered")  # pragma: no cover
+    with pytest.raises(RuntimeError, match="entered only once"):
+        await session.__aenter__()
+    assert len(anyio.get_running_tasks()) == before
+    # The task's cancel scopes are intact: another session enters and exits.
+    monkeypatch.setattr(module, "start_pool", real_start_pool)
+    async with Client(tls_config=client_tls_config).session() as other:
+        await anyio.lowlevel.checkpoint()
+        assert other.connections_opened == 0

@@ -1,7 +1,8 @@
 """``examples/client.py`` and ``examples/proxy_client.py`` run as they are.
 
 Each example runs as a subprocess in a temporary directory holding the
-``certs/`` the example servers read (made with trustme), against
+``certs/`` the example servers read (made by ``hface certs certs``, as the
+README says), against
 ``examples/server.py`` (port 5443) and ``examples/proxy_server.py`` (port
 6443). The client examples use the default ``ClientTLSConfig`` (the system's
 CAs), so they run with ``SSL_CERT_FILE`` naming the test CA. The ports are
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-import trustme
 
 from hface.server.examples.hello import GREETING
 
@@ -48,15 +48,16 @@ _RUN_WITH_SIGINT = (
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A directory with ``certs/``: ``cacert.pem``, ``cert.pem`` and ``key.pem``."""
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    ca.cert_pem.write_to_path(str(certs / "cacert.pem"))
-    for index, blob in enumerate(server.cert_chain_pems):
-        blob.write_to_path(str(certs / "cert.pem"), append=index > 0)
-    server.private_key_pem.write_to_path(str(certs / "key.pem"))
+    """A directory with ``certs/`` made as the README says: ``hface certs certs``."""
+    subprocess.run(
+        [sys.executable, "-m", "hface", "certs", "certs"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    for name in ("cacert.pem", "cert.pem", "key.pem"):
+        assert (tmp_path / "certs" / name).is_file()
     return tmp_path
 
 

@@ -94,3 +94,27 @@ def test_request() -> None:
         Request("GE T", "https://h/")
     with pytest.raises(ValueError, match="pseudo-header"):
         Request("GET", "https://h/", headers=[(b":path", b"/x")])
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([("x\n", "1")], "invalid header field name"),
+        ([("x y", "1")], "invalid header field name"),
+        ([("é", "1")], "invalid header field 'é'"),
+        ([("x", "a\r\nInjected: 1")], "CR, LF or NUL"),
+        ([(b"x", b"a\x00")], "CR, LF or NUL"),
+    ],
+)
+def test_request_rejects_bad_headers(headers: list[tuple[str, str]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Request("GET", "https://h/", headers=headers)
+
+
+def test_request_content() -> None:
+    assert Request("POST", "https://h/", content=b"ab").content == b"ab"
+    assert Request("GET", "https://h/").content == b""
+    with pytest.raises(ValueError, match="method"):
+        Request("GET\n", "https://h/")
+    with pytest.raises(TypeError, match="bytes or an async iterable of bytes, not str"):
+        Request("POST", "https://h/", content="text")  # type: ignore[arg-type]

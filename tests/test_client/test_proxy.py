@@ -118,7 +118,7 @@ async def test_hface_origin_through_proxy(
             async with anyio.create_task_group() as task_group:
                 for index in range(10):
                     task_group.start_soon(fetch, 1000 * index)
-    assert server.requests == 12
+            await server.wait_until(lambda: server.requests == 12)
 
 
 @pytest.mark.peer("h2o")
@@ -192,6 +192,8 @@ async def test_proxy_credentials(
                 with pytest.raises(ProxyError, match="status 407") as info:
                     await session.dispatch(Request("GET", server.url + "/"))
             assert info.value.status == 407
+            assert info.value.origin == proxy_url
+            assert f"the proxy {proxy_url} refused a tunnel" in str(info.value)
 
         proxy_client = ProxyClient(with_auth, tls_config=client_tls_config)
         proxy_client.protocol = proxy_protocol

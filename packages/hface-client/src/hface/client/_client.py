@@ -9,18 +9,17 @@ from types import TracebackType
 from typing import Final
 
 import anyio
-import anyio.abc
 
 from hface.common import ClientTLSConfig, HeaderType
-from hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
 from hface.networking import ClientNetworking, SystemNetworking
-from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 from hface.protocols.http2 import HTTP2ClientFactory
 from hface.protocols.http3 import HTTP3ClientFactory
 
 from ._exchange import Exchange, RetryableError
 from ._models import ClientProtocol, Origin, Request, Response
+from ._opening import start_pool
 from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
 
@@ -30,39 +29,6 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
 #: Idle HTTP/1.1 connections kept per origin by default.
 DEFAULT_MAX_IDLE_CONNECTIONS: Final = 8
-
-
-def make_tcp_factory(
-    protocol: ClientProtocol,
-    http1_factory: HTTPOverTCPFactory,
-    http2_factory: HTTPOverTCPFactory,
-) -> HTTPOverTCPFactory:
-    """The factory for HTTP over TCP that ``protocol`` asks for."""
-    if protocol is ClientProtocol.HTTP1:
-        return http1_factory
-    if protocol is ClientProtocol.HTTP2:
-        return http2_factory
-    return ALPNHTTPFactory([http2_factory, http1_factory], "http/1.1")
-
-
-def make_opener(
-    protocol: ClientProtocol,
-    *,
-    tls_config: ClientTLSConfig,
-    http1_factory: HTTPOverTCPFactory,
-    http2_factory: HTTPOverTCPFactory,
-    http3_factory: HTTPOverQUICClientFactory,
-    networking: ClientNetworking,
-) -> HTTPOverTCPOpener | HTTPOverQUICOpener:
-    """An opener of client connections; data is acknowledged as it is consumed."""
-    if protocol is ClientProtocol.HTTP3:
-        return HTTPOverQUICOpener(
-            http3_factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
-        )
-    factory = make_tcp_factory(protocol, http1_factory, http2_factory)
-    return HTTPOverTCPOpener(
-        factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
-    )
 
 
 class Client:
@@ -136,14 +102,23 @@ class ClientSession:
         self._connect_timeout = client.connect_timeout
         self._read_timeout = client.read_timeout
         self._timeout = client.timeout
-        self._task_group: anyio.abc.TaskGroup | None = None
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
 
     async def __aenter__(self) -> ClientSession:
-        if self._task_group is not None or self._closed:
+        if self._pool is not None or self._closed:
             raise RuntimeError("a session can be entered only once")
+        try:
+            await self._start_pools()
+        except BaseException:
+            # Whatever was entered is left, innermost first, and from no
+            # scope of ours: task groups must be exited in the order entered.
+            await self.aclose()
+            raise
+        return self
+
+    async def _start_pools(self) -> None:
         client = self._client
         networking: ClientNetworking = SystemNetworking()
         if client.proxy_origin is not None:
@@ -158,32 +133,20 @@ class ClientSession:
             proxy.http1_factory = client.http1_factory
             proxy.http2_factory = client.http2_factory
             proxy.http3_factory = client.http3_factory
-            self._proxy_session = await proxy.session().__aenter__()
-            networking = self._proxy_session
-        opener = make_opener(
+            proxy_session = proxy.session()
+            await proxy_session.__aenter__()
+            self._proxy_session = proxy_session
+            networking = proxy_session
+        self._pool = await start_pool(
             self._protocol,
             tls_config=self._tls_config,
             http1_factory=client.http1_factory,
             http2_factory=client.http2_factory,
             http3_factory=client.http3_factory,
             networking=networking,
-        )
-
-        async def open_connection(origin: Origin) -> HTTPConnection:
-            if self._protocol is ClientProtocol.HTTP3 and not origin.tls:
-                raise ValueError(f"HTTP/3 needs https, not {origin}")
-            return await opener(origin.address, tls=origin.tls, server_name=origin.host)
-
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._pool = ConnectionPool(
-            open_connection,
-            task_group=task_group,
             connect_timeout=self._connect_timeout,
             max_idle_connections=client.max_idle_connections,
         )
-        return self
 
     async def __aexit__(
         self,
@@ -198,15 +161,9 @@ class ClientSession:
         if self._closed:
             return
         self._closed = True
-        task_group, self._task_group = self._task_group, None
         try:
             if self._pool is not None:
-                self._pool.close_all()
-            if task_group is not None:
-                # The owner tasks close their connections shielded (GOAWAY
-                # first), so cancelling here still closes them politely.
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
+                await self._pool.aclose()
         finally:
             if self._proxy_session is not None:
                 await self._proxy_session.aclose()
@@ -234,9 +191,10 @@ class ClientSession:
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[Response]:
-        """Send ``request``; yield the response once its headers are in.
+        """Send ``request``; give the response once its headers are in.
 
-        Read the body with ``async for chunk in response.aiter_bytes()``;
+        An async context manager: ``async with session.stream(request) as
+        response: ...``. Read the body with ``async for chunk in response.aiter_bytes()``;
         the block's end releases the stream (resetting it if unread).
         """
         timeout = self._timeout
@@ -254,7 +212,7 @@ class ClientSession:
                 await exchange.aclose()
 
     async def _start(self, request: Request) -> tuple[Exchange, Response]:
-        if self._pool is None or self._task_group is None:
+        if self._pool is None or self._closed:
             raise RuntimeError("enter the session first: async with client.session() as session")
         origin = request.url.origin
         headers = self._request_headers(request)
@@ -265,7 +223,7 @@ class ClientSession:
             exchange = await self._pool.open_exchange(origin, headers, end_stream=not has_body)
             try:
                 if has_body:
-                    exchange.start_upload(self._task_group, body)
+                    exchange.start_upload(self._pool.task_group, body)
                 status, response_headers, complete = await exchange.receive_response_headers(
                     self._read_timeout
                 )

@@ -52,10 +52,12 @@ class PooledConnection:
         origin: Origin,
         *,
         on_closed: Callable[[PooledConnection], None],
+        on_idle: Callable[[PooledConnection], None] | None = None,
     ) -> None:
         self.connection = connection
         self.origin = origin
         self._on_closed = on_closed
+        self._on_idle = on_idle
         self._queues: dict[int, MemoryObjectSendStream[Event]] = {}
         self._close_requested = anyio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -71,6 +73,7 @@ class PooledConnection:
 
     @property
     def multiplexed(self) -> bool:
+        """True for HTTP/2 and HTTP/3 (several exchanges at once)."""
         return self.connection.multiplexed
 
     def is_usable(self) -> bool:
@@ -174,6 +177,16 @@ class PooledConnection:
         queue = self._queues.pop(stream_id, None)
         if queue is not None:
             queue.close()
+
+    def release(self) -> None:
+        """End one exchange; the pool decides whether to keep the connection."""
+        self.active -= 1
+        if self.active > 0:
+            return
+        if self._on_idle is not None:
+            self._on_idle(self)
+        elif self.is_dead():
+            self.close()
 
     def close(self) -> None:
         """Ask the owner task to close the connection (returns at once)."""

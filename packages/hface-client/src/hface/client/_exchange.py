@@ -15,6 +15,7 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterable
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -95,13 +96,14 @@ class Exchange:
                     return
                 if isinstance(body, bytes):
                     for start in range(0, len(body), _CHUNK_SIZE):
+                        # send_data may not reach a checkpoint (a write that
+                        # never blocks, or one shielded from cancellation).
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                         await connection.send_data(
                             self.stream_id, body[start : start + _CHUNK_SIZE]
                         )
                 else:
-                    async for chunk in body:
-                        if chunk:
-                            await connection.send_data(self.stream_id, bytes(chunk))
+                    await self._upload_iterable(body)
                 await connection.send_data(self.stream_id, b"", end_stream=True)
                 self.request_complete = True
         except Exception as exc:
@@ -111,6 +113,24 @@ class Exchange:
                 self._wait_scope.cancel()
         finally:
             self._upload_done.set()
+
+    async def _upload_iterable(self, body: AsyncIterable[bytes]) -> None:
+        connection = self.pooled.connection
+        iterator = aiter(body)
+        try:
+            async for chunk in iterator:
+                # Neither the body nor send_data need reach a checkpoint:
+                # without this, a cancelled upload to a reading peer never ends.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                if chunk:
+                    await connection.send_data(self.stream_id, bytes(chunk))
+        finally:
+            # A body left unfinished (cancelled, or the send failed) is
+            # finished here: nobody else will resume its generator.
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
     def _raise_upload_error(self) -> None:
         exc = self._upload_error
@@ -168,6 +188,11 @@ class Exchange:
                 return status, headers, event.end_stream
             if isinstance(event, StreamReset):
                 self.response_complete = True
+                if not self.pooled.multiplexed:
+                    http1_error = await self._http1_failure(read_timeout)
+                    if self.reused and isinstance(http1_error, errors.ConnectionLostError):
+                        raise RetryableError(http1_error)
+                    raise http1_error
                 error = self._reset_error(event)
                 if event.error_code == self.pooled.connection.error_codes.refused_stream:
                     raise RetryableError(error)
@@ -208,6 +233,31 @@ class Exchange:
             error_code=event.error_code,
         )
 
+    async def _http1_failure(
+        self, read_timeout: float | None
+    ) -> errors.ConnectionLostError | errors.RemoteProtocolError:
+        """The error for a "reset" of an HTTP/1.1 exchange (the peer broke the connection).
+
+        HTTP/1.1 has no stream resets: the protocol reports a connection that
+        failed mid-exchange as a reset, then ``ConnectionTerminated`` with the
+        reason: the server closed it early, or sent something unparsable.
+        """
+        event = await self.next_event(read_timeout)
+        message = event.message if isinstance(event, ConnectionTerminated) else None
+        # h11's words for an early close (before or during the response).
+        closed = ("connection lost", "peer closed", "ConnectionClosed")
+        if not message or any(words in message for words in closed):
+            return self._lost_error(
+                ConnectionTerminated(message=message or "the server closed the connection")
+                if message and "ConnectionClosed" not in message
+                else ConnectionTerminated(message="the server closed the connection")
+            )
+        return errors.RemoteProtocolError(
+            f"{self.origin} sent an invalid HTTP/1.1 response: {message}",
+            origin=self.origin,
+            error_code=event.error_code if isinstance(event, ConnectionTerminated) else 0,
+        )
+
     def _lost_error(self, event: ConnectionTerminated) -> errors.ConnectionLostError:
         detail = f": {event.message}" if event.message else ""
         return errors.ConnectionLostError(
@@ -233,6 +283,8 @@ class Exchange:
                 self.response_complete = event.end_stream or self.response_complete
             elif isinstance(event, StreamReset):
                 self.response_complete = True
+                if not self.pooled.multiplexed:
+                    raise await self._http1_failure(read_timeout)
                 raise self._reset_error(event)
             elif isinstance(event, ConnectionTerminated):
                 raise self._lost_error(event)
@@ -249,16 +301,18 @@ class Exchange:
                 self._upload_cancelled = True
                 if self._upload_scope is not None:
                     self._upload_scope.cancel()
-                await self._upload_done.wait()
             connection = self.pooled.connection
+            # The reset goes first: a cancelled upload may be blocked in a
+            # (shielded) write to a server that never reads, and only the
+            # reset (on HTTP/1.1, closing the connection) ends that write.
             if not (self.request_complete and self.response_complete):
                 with contextlib.suppress(HTTPError):
                     await connection.send_stream_reset(
                         self.stream_id, connection.error_codes.cancel
                     )
+            if self._upload_done is not None:
+                await self._upload_done.wait()
             if self._queue is not None:
                 self.pooled.unregister(self.stream_id)
                 self._queue.close()
-            self.pooled.active -= 1
-            if self.pooled.active == 0 and self.pooled.is_dead():
-                self.pooled.close()
+            self.pooled.release()

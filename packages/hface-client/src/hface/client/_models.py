@@ -69,7 +69,7 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             raise ValueError(f"invalid {what} {value!r}: bad IPv6 address {host!r}") from None
-    elif not _REG_NAME.match(host):
+    elif not _REG_NAME.fullmatch(host):
         raise ValueError(f"invalid {what} {value!r}: bad host {host!r}")
     if port == 0:
         raise ValueError(f"invalid {what} {value!r}: port 0")
@@ -77,7 +77,7 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
         raise ValueError(f"invalid {what} {value!r}: empty port")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"invalid {what} {value!r}: credentials are not allowed here")
-    if not _PATH_QUERY.match(parts.path) or not _PATH_QUERY.match(parts.query):
+    if not _PATH_QUERY.fullmatch(parts.path) or not _PATH_QUERY.fullmatch(parts.query):
         raise ValueError(
             f"invalid {what} {value!r}: characters not allowed in a path or query "
             "(percent-encode them)"
@@ -177,15 +177,38 @@ class URL(NamedTuple):
         return self.origin.authority
 
 
+# RFC 9110 §5.5: no CR, LF or NUL in a field value (they would split the message).
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+
+
 def _clean_headers(headers: HeadersType | Sequence[tuple[str, str]]) -> list[HeaderType]:
     cleaned: list[HeaderType] = []
     for name, value in headers:
-        raw_name = name.encode("ascii") if isinstance(name, str) else name
-        raw_value = value.encode("latin-1") if isinstance(value, str) else value
+        try:
+            raw_name = name.encode("ascii") if isinstance(name, str) else bytes(name)
+            raw_value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+        except (UnicodeEncodeError, TypeError) as exc:
+            raise ValueError(f"invalid header field {name!r}: {exc}") from None
         if raw_name.startswith(b":"):
             raise ValueError(f"pseudo-header {raw_name!r} is set by the client")
+        if not _TOKEN.fullmatch(raw_name.decode("ascii", "replace")):
+            raise ValueError(f"invalid header field name {raw_name!r}")
+        if _BAD_VALUE.search(raw_value):
+            raise ValueError(f"invalid value of header field {raw_name!r}: CR, LF or NUL")
         cleaned.append((raw_name.lower(), raw_value))
     return cleaned
+
+
+def _check_content(content: object) -> bytes | AsyncIterable[bytes]:
+    if content is None:
+        return b""
+    if isinstance(content, bytes | bytearray | memoryview):
+        return bytes(content)
+    if hasattr(content, "__aiter__"):
+        return content
+    raise TypeError(
+        f"request content must be bytes or an async iterable of bytes, not {type(content).__name__}"
+    )
 
 
 class Request:
@@ -209,7 +232,7 @@ class Request:
         headers: HeadersType | Sequence[tuple[str, str]] | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
     ) -> None:
-        if not _TOKEN.match(method):
+        if not _TOKEN.fullmatch(method):
             raise ValueError(f"invalid HTTP method {method!r}")
         #: The method.
         self.method: str = method
@@ -218,7 +241,7 @@ class Request:
         #: Header fields without pseudo-headers, names lower-case.
         self.headers: list[HeaderType] = [] if headers is None else _clean_headers(headers)
         #: The body.
-        self.content: bytes | AsyncIterable[bytes] = b"" if content is None else content
+        self.content: bytes | AsyncIterable[bytes] = _check_content(content)
 
     def __repr__(self) -> str:
         return f"<Request: {self.method} {str(self.url)!r}>"

@@ -9,6 +9,10 @@ connections carry one exchange at a time and stay open between exchanges
 Openings to one origin are serialised by a lock, so a burst of requests to
 a new HTTP/2 or HTTP/3 origin shares the first connection instead of each
 opening its own.
+
+The pool owns a task group (entered by :meth:`ConnectionPool.start`, left by
+:meth:`ConnectionPool.aclose`) holding the owner task of each connection
+and the sessions' upload tasks.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskGroup
 
 from hface.common import HeadersType
@@ -54,19 +59,45 @@ def is_quic_certificate_error(message: str) -> bool:
     return match is not None and int(match.group(1), 16) in _CERTIFICATE_ALERTS
 
 
+#: What the networking layer puts before the reason of a failed connect, which
+#: the pool's own message says already (the address is the origin's).
+_LOWER_PREFIXES: Final = (
+    (re.compile(r"cannot connect to \S+: "), ""),
+    (re.compile(r"cannot verify the TLS certificate of \S+: "), ""),
+    (re.compile(r"TLS handshake with \S+ failed: "), "the TLS handshake failed: "),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """The reason of a failed connect, without the lower layer's "to where"."""
+    message = str(exc) or type(exc).__name__
+    for pattern, replacement in _LOWER_PREFIXES:
+        match = pattern.match(message)
+        if match is not None:
+            return replacement + message[match.end() :]
+    return message
+
+
 class ConnectionPool:
-    """Connections per origin, each owned by a task of ``task_group``."""
+    """Connections per origin, each owned by a task of the pool's task group.
+
+    :param what: ``"proxy"`` makes error messages say "the proxy https://...".
+
+    Call :meth:`start` before use and :meth:`aclose` after, from one task.
+    """
 
     def __init__(
         self,
         opener: Opener,
         *,
-        task_group: TaskGroup,
         connect_timeout: float | None,
         max_idle_connections: int,
+        what: str = "origin",
     ) -> None:
         self._opener = opener
-        self._task_group = task_group
+        #: How errors name the servers: ``"origin"`` (by URL alone) or ``"proxy"``.
+        self.what = what
+        self._task_group: TaskGroup | None = None
         self.connect_timeout = connect_timeout
         self.max_idle_connections = max_idle_connections
         self._connections: dict[Origin, list[PooledConnection]] = {}
@@ -75,8 +106,29 @@ class ConnectionPool:
         #: Connections opened so far (for tests and statistics).
         self.connections_opened = 0
 
+    async def start(self) -> None:
+        """Enter the pool's task group (in the task that will call :meth:`aclose`)."""
+        if self._task_group is not None or self._closed:
+            raise RuntimeError("a pool can be started only once")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+
+    async def aclose(self) -> None:
+        """Close every connection and end every task of the pool."""
+        self.close_all()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            # The owner tasks close their connections shielded (GOAWAY
+            # first), so cancelling here still closes them politely.
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+
     @property
     def task_group(self) -> TaskGroup:
+        """The task group of the pool's background tasks (once started)."""
+        if self._task_group is None:
+            raise RuntimeError("the pool is not running")
         return self._task_group
 
     async def open_exchange(
@@ -137,17 +189,9 @@ class ConnectionPool:
 
     def _find(self, origin: Origin) -> PooledConnection | None:
         connections = self._connections.get(origin, [])
-        idle = 0
         for pooled in list(connections):
-            if pooled.is_dead():
-                if pooled.active == 0:
-                    pooled.close()
-                continue
-            if not pooled.multiplexed and pooled.active == 0:
-                idle += 1
-                if idle > self.max_idle_connections:
-                    pooled.close()
-                    continue
+            if pooled.is_dead() and pooled.active == 0:
+                pooled.close()  # e.g. an idle HTTP/1.1 connection the server closed
         for pooled in connections:
             if pooled.is_usable():
                 return pooled
@@ -155,30 +199,35 @@ class ConnectionPool:
 
     async def _open(self, origin: Origin) -> PooledConnection:
         label = str(origin)
+        named = label if self.what == "origin" else f"the {self.what} {label}"
         timeout = self.connect_timeout
         try:
             with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 connection = await self._opener(origin)
             if scope.cancelled_caught:
-                raise TimeoutError(f"timed out after {timeout} s connecting to {label}")
-            pooled = PooledConnection(connection, origin, on_closed=self._forget)
-            await self._task_group.start(self._run_connection, pooled)
+                raise TimeoutError(f"timed out after {timeout} s connecting to {named}")
+            pooled = PooledConnection(
+                connection, origin, on_closed=self._forget, on_idle=self._release
+            )
+            await self.task_group.start(self._run_connection, pooled)
         except TLSVerificationError as exc:
             raise errors.TLSVerificationError(
-                f"cannot verify the TLS certificate of {label}: {exc}", origin=label
+                f"cannot verify the TLS certificate of {named}: {_reason(exc)}", origin=label
             ) from exc
         except errors.ClientError:
             raise
         except TimeoutError as exc:
             if str(exc):
                 raise
-            raise TimeoutError(f"timed out after {timeout} s connecting to {label}") from exc
+            raise TimeoutError(f"timed out after {timeout} s connecting to {named}") from exc
         except (TransportError, OSError) as exc:
             if isinstance(exc, TransportError) and is_quic_certificate_error(str(exc)):
                 raise errors.TLSVerificationError(
-                    f"cannot verify the TLS certificate of {label} (QUIC): {exc}", origin=label
+                    f"cannot verify the TLS certificate of {named} (QUIC): {exc}", origin=label
                 ) from exc
-            raise errors.ConnectError(f"cannot connect to {label}: {exc}", origin=label) from exc
+            raise errors.ConnectError(
+                f"cannot connect to {named}: {_reason(exc)}", origin=label
+            ) from exc
         self._connections.setdefault(origin, []).append(pooled)
         self.connections_opened += 1
         return pooled
@@ -188,6 +237,21 @@ class ConnectionPool:
     ) -> None:
         # Raises only before it started (the caller of start() gets the error).
         await pooled.run(connect_timeout=self.connect_timeout, task_status=task_status)
+
+    def _release(self, pooled: PooledConnection) -> None:
+        """A connection has no exchange left: close it if dead or beyond the idle cap."""
+        if pooled.is_dead():
+            pooled.close()
+            return
+        if pooled.multiplexed:
+            return
+        idle = [
+            other
+            for other in self._connections.get(pooled.origin, [])
+            if not other.multiplexed and other.active == 0 and not other.is_dead()
+        ]
+        if len(idle) > self.max_idle_connections:
+            pooled.close()
 
     def _forget(self, pooled: PooledConnection) -> None:
         connections = self._connections.get(pooled.origin)

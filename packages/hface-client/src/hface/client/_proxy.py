@@ -19,11 +19,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
-import anyio.abc
 from anyio.streams.tls import TLSStream
 
 from hface.common import AddressType, ClientTLSConfig, HeaderType
-from hface.connections import HTTPConnection
 from hface.errors import HTTPError
 from hface.events import ConnectionTerminated, DataReceived, StreamReset
 from hface.networking import (
@@ -42,7 +40,11 @@ from hface.protocols.http3 import HTTP3ClientFactory
 from . import errors
 from ._exchange import Exchange, RetryableError
 from ._models import ClientProtocol, Origin
+from ._opening import start_pool
 from ._pool import ConnectionPool
+
+#: Idle HTTP/1.1 connections to the proxy kept (each ends up carrying one tunnel).
+MAX_IDLE_PROXY_CONNECTIONS = 4
 
 
 def split_proxy_url(value: Origin | str) -> tuple[Origin, tuple[str, str] | None]:
@@ -176,6 +178,14 @@ class ProxyClient:
         return ProxyClientSession(self)
 
 
+def _on_the_way(message: str, proxy: str, target: str) -> str:
+    """``message`` about the proxy, naming also the target of the tunnel."""
+    named = f"the proxy {proxy}"
+    if named not in message:
+        return f"{message} (tunnel to {target})"
+    return message.replace(named, f"{named} (tunnel to {target})", 1)
+
+
 class ProxyClientSession(ClientNetworking):
     """``ClientNetworking`` through the proxy; made by :meth:`ProxyClient.session`."""
 
@@ -191,40 +201,28 @@ class ProxyClientSession(ClientNetworking):
             proxy_client.http2_factory,
             proxy_client.http3_factory,
         )
-        self._task_group: anyio.abc.TaskGroup | None = None
         self._pool: ConnectionPool | None = None
         self._closed = False
 
     async def __aenter__(self) -> ProxyClientSession:
-        from ._client import make_opener
-
-        if self._task_group is not None or self._closed:
+        if self._pool is not None or self._closed:
             raise RuntimeError("a session can be entered only once")
         http1_factory, http2_factory, http3_factory = self._factories
-        opener = make_opener(
-            self._protocol,
-            tls_config=self._tls_config,
-            http1_factory=http1_factory,
-            http2_factory=http2_factory,
-            http3_factory=http3_factory,
-            networking=SystemNetworking(),
-        )
-        protocol = self._protocol
-
-        async def open_connection(origin: Origin) -> HTTPConnection:
-            if protocol is ClientProtocol.HTTP3 and not origin.tls:
-                raise ValueError(f"HTTP/3 needs an https proxy, not {origin}")
-            return await opener(origin.address, tls=origin.tls, server_name=origin.host)
-
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self._pool = ConnectionPool(
-            open_connection,
-            task_group=task_group,
-            connect_timeout=self._connect_timeout,
-            max_idle_connections=4,
-        )
+        try:
+            self._pool = await start_pool(
+                self._protocol,
+                tls_config=self._tls_config,
+                http1_factory=http1_factory,
+                http2_factory=http2_factory,
+                http3_factory=http3_factory,
+                networking=SystemNetworking(),
+                connect_timeout=self._connect_timeout,
+                max_idle_connections=MAX_IDLE_PROXY_CONNECTIONS,
+                what="proxy",
+            )
+        except BaseException:
+            self._closed = True  # a session that failed to start cannot be entered again
+            raise
         return self
 
     async def __aexit__(
@@ -240,12 +238,8 @@ class ProxyClientSession(ClientNetworking):
         if self._closed:
             return
         self._closed = True
-        task_group, self._task_group = self._task_group, None
         if self._pool is not None:
-            self._pool.close_all()
-        if task_group is not None:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
+            await self._pool.aclose()
 
     def _connect_headers(self, target: str) -> list[HeaderType]:
         headers: list[HeaderType] = [(b":method", b"CONNECT"), (b":authority", target.encode())]
@@ -262,13 +256,21 @@ class ProxyClientSession(ClientNetworking):
         :raises hface.client.errors.ConnectError: if the proxy cannot be reached.
         :raises TimeoutError: if the proxy does not answer in time.
         """
-        if self._pool is None:
+        if self._pool is None or self._closed:
             raise RuntimeError("enter the session first: async with proxy_client.session() as s")
         target = _format_authority(remote_address)
         headers = self._connect_headers(target)
         label = str(self._proxy_origin)
         for attempt in range(2):
-            exchange = await self._pool.open_exchange(self._proxy_origin, headers, end_stream=False)
+            try:
+                exchange = await self._pool.open_exchange(
+                    self._proxy_origin, headers, end_stream=False
+                )
+            except errors.ConnectError as exc:
+                # The pool names the proxy; say where the tunnel was to go too.
+                raise type(exc)(_on_the_way(str(exc), label, target), origin=label) from exc
+            except TimeoutError as exc:
+                raise TimeoutError(_on_the_way(str(exc), label, target)) from exc
             try:
                 status, _headers, complete = await exchange.receive_response_headers(
                     self._read_timeout

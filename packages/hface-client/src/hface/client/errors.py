@@ -13,7 +13,13 @@
 
 Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
 a message naming the origin and the phase (connect, read, whole request).
-Every message says what happened and to which origin.
+Every message says what happened and to which origin (or proxy).
+
+HTTP/1.1 has no stream resets: a server that closes the connection before
+the response is complete gives :exc:`ConnectionLostError`, one that sends an
+unparsable response :exc:`RemoteProtocolError`; :exc:`StreamResetError` is
+for HTTP/2 and HTTP/3. Invalid input (a bad URL, header or body type) raises
+:exc:`ValueError` or :exc:`TypeError` when the :class:`Request` is made.
 """
 
 from __future__ import annotations
