@@ -1,4 +1,4 @@
-"""The ``hface`` command line: ``hface server``, ``hface certs`` (client and proxy to come).
+"""The ``hface`` command line: ``hface server``, ``hface client``, ``hface proxy``, ``hface certs``.
 
 Also runs as ``python -m hface``.
 """

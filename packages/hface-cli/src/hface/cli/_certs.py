@@ -46,9 +46,9 @@ def ensure_certificates(directory: Path) -> tuple[DevCertificates, bool]:
     :return: the files, and True if they were made now.
     """
     files = _files(directory)
-    if all(path.is_file() for path in (files.cafile, files.certfile, files.keyfile)):
-        if not _expires_soon(files.certfile):
-            return files, False
+    present = all(path.is_file() for path in (files.cafile, files.certfile, files.keyfile))
+    if present and not _expires_soon(files.certfile):
+        return files, False
     return write_certificates(directory), True
 
 

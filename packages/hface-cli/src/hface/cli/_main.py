@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from ._certs import default_directory, ensure_certificates, write_certificates
+from ._certs import write_certificates
+from ._client_command import add_client_parser, run_client
+from ._proxy_command import add_proxy_parser, run_proxy_command
+
+if TYPE_CHECKING:
+    from hface.server import BaseServer, Endpoint
 
 #: What ``hface server`` serves when not told otherwise.
 DEFAULT_APP = "hface.server.examples.hello:application"
@@ -26,6 +33,144 @@ _VERSIONS = {
 
 class CommandError(Exception):
     """A runtime failure to report in one line (exit code 1)."""
+
+
+def seconds(text: str) -> float:
+    """An ``argparse`` type: a number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}")
+    return value
+
+
+#: What the limit and timeout options say when they are not given: the
+#: defaults of ServerLimits and ServerTimeouts (a test keeps them equal;
+#: hface.server is not imported to build the parser).
+LIMIT_DEFAULTS: Final[dict[str, str]] = {
+    "max_connections": "1000",
+    "max_body_size": "none",
+    "header_read": "60",
+    "keep_alive": "5",
+}
+
+_OFF: Final = ("none", "off")
+_SIZE_UNITS: Final = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def limit_seconds(text: str) -> float | None:
+    """An ``argparse`` type: a positive number of seconds, or ``none`` for no limit."""
+    if text.lower() in _OFF:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout: {text!r} (a positive number of seconds, or 'none')"
+        )
+    return value
+
+
+def limit_count(text: str) -> int | None:
+    """An ``argparse`` type: a positive integer, or ``none`` for no limit."""
+    if text.lower() in _OFF:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid limit: {text!r} (a positive integer, or 'none')")
+    return int(text)
+
+
+def limit_size(text: str) -> int | None:
+    """An ``argparse`` type: bytes, optionally with a K, M or G (1024-based) suffix, or ``none``."""
+    if text.lower() in _OFF:
+        return None
+    number, unit = text, 1
+    if text[-1:].lower() in _SIZE_UNITS:
+        number, unit = text[:-1], _SIZE_UNITS[text[-1].lower()]
+    if not number.isascii() or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid size: {text!r} (bytes, e.g. 1048576 or 1M, or 'none')"
+        )
+    return int(number) * unit
+
+
+def add_limit_options(parser: argparse.ArgumentParser, *, body_size: bool = True) -> None:
+    """Add the options for the limits and timeouts users tune most to ``parser``.
+
+    Each sets a field of :class:`hface.server.ServerLimits` or
+    :class:`hface.server.ServerTimeouts`; see :func:`apply_limit_options`.
+
+    :param body_size: add ``--max-body-size`` (not for a CONNECT proxy,
+        whose tunnels carry no request body).
+    """
+    group = parser.add_argument_group("limits and timeouts ('none' for no limit)")
+    # SUPPRESS: an option not given is absent from the namespace, so that
+    # None can mean "no limit" (see apply_limit_options).
+    group.add_argument(
+        "--max-connections",
+        type=limit_count,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="connections served at once; more get 503 or GOAWAY "
+        f"(default: {LIMIT_DEFAULTS['max_connections']})",
+    )
+    if body_size:
+        group.add_argument(
+            "--max-body-size",
+            type=limit_size,
+            default=argparse.SUPPRESS,
+            metavar="BYTES",
+            help="largest request body, e.g. 10M; larger ones get 413 "
+            f"(default: {LIMIT_DEFAULTS['max_body_size']})",
+        )
+    group.add_argument(
+        "--header-timeout",
+        type=limit_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="time a new connection gets to send its first request's headers "
+        f"(default: {LIMIT_DEFAULTS['header_read']})",
+    )
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=limit_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="time an idle connection is kept open for another request "
+        f"(default: {LIMIT_DEFAULTS['keep_alive']})",
+    )
+
+
+def apply_limit_options(server: BaseServer, args: argparse.Namespace) -> None:
+    """Set on ``server`` the limits and timeouts given with :func:`add_limit_options` options.
+
+    Options not given leave the server's defaults (they are absent from ``args``).
+    """
+    for option, (target, field) in _LIMIT_OPTIONS.items():
+        if hasattr(args, option):
+            setattr(getattr(server, target), field, getattr(args, option))
+
+
+#: Option (as argparse names it) -> (server attribute, field).
+_LIMIT_OPTIONS: Final = {
+    "max_connections": ("limits", "max_connections"),
+    "max_body_size": ("limits", "max_body_size"),
+    "header_timeout": ("timeouts", "header_read"),
+    "keep_alive_timeout": ("timeouts", "keep_alive"),
+}
+
+
+def endpoint_versions(endpoint: Endpoint, protocol: str) -> str:
+    """The HTTP versions served on ``endpoint`` with ``--protocol protocol``, for people."""
+    if endpoint.tls:
+        return _VERSIONS[protocol]
+    if protocol == "http3":
+        return "nothing: HTTP/3 needs https"
+    return _VERSIONS["tcp" if protocol == "all" else protocol]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol", choices=list(_VERSIONS), default="all", help="HTTP versions to serve"
     )
     server.add_argument(
-        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop"
+        "--backend",
+        choices=["asyncio", "trio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop: asyncio on uvloop, from the hface-cli[uvloop] extra)",
     )
     server.add_argument(
         "--log-level",
@@ -74,11 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--no-access-log", action="store_true", help="no line per request")
     server.add_argument(
         "--graceful-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long requests in flight get at shutdown (default: %(default)s)",
     )
+    add_limit_options(server)
 
     certs = commands.add_parser(
         "certs",
@@ -86,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write cacert.pem, cert.pem and key.pem (localhost) into DIR.",
     )
     certs.add_argument("directory", metavar="DIR")
+    add_client_parser(commands)
+    add_proxy_parser(commands)
     return parser
 
 
@@ -94,8 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "client":
+            return run_client(args)
         if args.command == "certs":
             return _certs(args)
+        if args.command == "proxy":
+            return run_proxy_command(args, parser)
         return _server(args, parser)
     except CommandError as error:
         print(f"hface: error: {error}", file=sys.stderr)
@@ -118,7 +273,7 @@ def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hface.server import Endpoint, ServerProtocol
 
     from ._app import AppImportError, import_app
-    from ._run import run_server
+    from ._run import run_server, server_certificate
 
     if "://" in args.app:  # `hface server https://...`: an endpoint, and the default app
         args.endpoints.insert(0, args.app)
@@ -137,27 +292,15 @@ def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except AppImportError as error:
         raise CommandError(str(error)) from None
 
-    cafile: Path | None = None
-    certfile, keyfile = args.cert, args.key
-    if certfile:
-        for path in (certfile, keyfile or certfile):
-            if not Path(path).is_file():
-                raise CommandError(f"cannot read {path}: no such file")
-    elif any(endpoint.tls for endpoint in endpoints):
-        directory = default_directory()
-        try:
-            files, made = ensure_certificates(directory)
-        except OSError as error:
-            raise CommandError(f"cannot write certificates to {directory}: {error}") from None
-        if made:
-            print(f"Made a development CA and a localhost certificate in {directory}")
-        certfile, keyfile, cafile = str(files.certfile), str(files.keyfile), files.cafile
+    certificate = server_certificate(args.cert, args.key, endpoints)
+    certfile, keyfile, cafile = certificate.certfile, certificate.keyfile, certificate.cafile
+    if certificate.made and cafile is not None:
+        print(f"Made a development CA and a localhost certificate in {cafile.parent}")
 
     protocol = ServerProtocol(args.protocol)
     print(f"hface serving {args.app}")
     for endpoint in endpoints:
-        versions = _VERSIONS[args.protocol] if endpoint.tls else _VERSIONS["tcp"]
-        print(f"  {endpoint}  ({versions})")
+        print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
     if cafile is not None:
         https = next(endpoint for endpoint in endpoints if endpoint.tls)
         print(f"Development CA: {cafile}")
@@ -172,4 +315,5 @@ def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         backend=args.backend,
         access_log=not args.no_access_log,
         graceful_timeout=args.graceful_timeout,
+        configure=lambda server: apply_limit_options(server, args),
     )

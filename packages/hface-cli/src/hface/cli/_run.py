@@ -3,12 +3,96 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from hface.errors import TransportError
-from hface.server import ASGIServer, Endpoint, ServerProtocol
+from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
+
+from ._certs import default_directory, ensure_certificates
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerCertificate:
+    """The certificate a command serves with, once checked."""
+
+    #: The certificate chain (PEM), or None when no endpoint needs TLS.
+    certfile: str | None
+    #: Its key (PEM), or None when the key is inside :attr:`certfile`.
+    keyfile: str | None
+    #: The development CA that issued it, when the command made it; else None.
+    cafile: Path | None
+    #: True if the development CA and certificate were made just now.
+    made: bool = False
+
+
+def server_certificate(
+    certfile: str | None, keyfile: str | None, endpoints: Sequence[Endpoint]
+) -> ServerCertificate:
+    """Check the user's certificate, or make (or reuse) the development one.
+
+    Without ``certfile``, ``https`` endpoints get the development certificate
+    of :func:`default_directory`, as ``hface server`` and ``hface proxy`` print.
+
+    :raises CommandError: if a file cannot be read, holds no certificate or
+        key, or the key does not belong to the certificate.
+    """
+    from ._main import CommandError
+
+    if certfile:
+        check_certificate(certfile, keyfile)
+        return ServerCertificate(certfile=certfile, keyfile=keyfile, cafile=None)
+    if not any(endpoint.tls for endpoint in endpoints):
+        return ServerCertificate(certfile=None, keyfile=None, cafile=None)
+    directory = default_directory()
+    try:
+        files, made = ensure_certificates(directory)
+    except OSError as error:
+        raise CommandError(f"cannot write certificates to {directory}: {error}") from None
+    return ServerCertificate(
+        certfile=str(files.certfile), keyfile=str(files.keyfile), cafile=files.cafile, made=made
+    )
+
+
+def check_certificate(certfile: str, keyfile: str | None) -> None:
+    """Check that ``certfile`` holds a PEM certificate and ``keyfile`` (or ``certfile``) its key.
+
+    Done before listening, because the TLS libraries only say "PEM lib".
+
+    :raises CommandError: saying which file is wrong, and how.
+    """
+    from ._main import CommandError
+
+    keyfile = keyfile or certfile
+    cert_data, key_data = _read(certfile), _read(keyfile)
+    try:
+        certificate = x509.load_pem_x509_certificates(cert_data)[0]
+    except ValueError:
+        raise CommandError(f"cannot use {certfile}: no PEM certificate in it") from None
+    try:
+        key = serialization.load_pem_private_key(key_data, password=None)
+    except TypeError:  # a password is needed
+        raise CommandError(f"cannot use {keyfile}: the key is encrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CommandError(f"cannot use {keyfile}: no PEM private key in it") from None
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*raw) != certificate.public_key().public_bytes(*raw):
+        raise CommandError(f"cannot use {keyfile}: it is not the key of {certfile}")
+
+
+def _read(path: str) -> bytes:
+    from ._main import CommandError
+
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def run_server(
@@ -21,23 +105,55 @@ def run_server(
     backend: str,
     access_log: bool,
     graceful_timeout: float,
+    configure: Callable[[BaseServer], None] | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; return the exit code.
 
+    :param configure: called with the server before it runs, to set more options.
     :raises CommandError: for failures to report in one line.
     """
-    from ._main import CommandError
-
     server = ASGIServer(app)
     server.tls_config.certfile = certfile
     server.tls_config.keyfile = keyfile
     server.protocol = protocol
     server.access_log = access_log
     server.graceful_timeout = graceful_timeout
+    if configure is not None:
+        configure(server)
+    return run(server, endpoints, backend=backend)
+
+
+def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> int:
+    """Run a configured server until SIGINT or SIGTERM; return the exit code.
+
+    :raises CommandError: for failures to report in one line (an address
+        in use, a name that does not resolve, no endpoint for the protocol).
+    """
+    from ._main import CommandError
+
+    backend, backend_options = _event_loop(backend)
     try:
-        anyio.run(server.run, endpoints, backend=backend)
+        anyio.run(server.run, endpoints, backend=backend, backend_options=backend_options)
     except (OSError, TransportError) as error:
         raise CommandError(str(error)) from None
     except (ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None
     return 0
+
+
+def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:
+    """anyio's backend and its options for ``--backend`` (``uvloop``: asyncio on uvloop).
+
+    :raises CommandError: for ``uvloop`` when uvloop is not installed.
+    """
+    if backend != "uvloop":
+        return backend, None
+    from ._main import CommandError
+
+    try:
+        import uvloop  # noqa: F401  # only whether it imports
+    except ImportError:
+        raise CommandError(
+            "--backend uvloop needs uvloop: pip install 'hface-cli[uvloop]'"
+        ) from None
+    return "asyncio", {"use_uvloop": True}

@@ -1,0 +1,202 @@
+"""``hface proxy``: run :class:`hface.server.ProxyServer` from the command line.
+
+Credentials come from ``--auth`` or, to keep the password out of ``ps``,
+from the environment variable :data:`AUTH_ENV`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from hface.server import Endpoint
+
+#: Where ``hface proxy`` listens when not told otherwise (as ``examples/proxy_server.py``).
+DEFAULT_PROXY_ENDPOINTS: Final = ("https://localhost:6443",)
+
+#: The environment variable with ``USER:PASSWORD``, read when ``--auth`` is not given.
+AUTH_ENV: Final = "HFACE_PROXY_AUTH"
+
+
+def add_proxy_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
+    from ._main import _VERSIONS, add_limit_options, seconds
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="run an HTTP proxy (CONNECT tunnels)",
+        description=(
+            "Run an HTTP proxy in tunnelling mode: CONNECT over HTTP/1.1, HTTP/2 and "
+            f"HTTP/3. With no arguments, listens on {' and '.join(DEFAULT_PROXY_ENDPOINTS)} "
+            "with a local development certificate."
+        ),
+        epilog=(
+            f"Credentials may come from the environment variable {AUTH_ENV}=USER:PASSWORD "
+            "instead of --auth, which other users can see in the process list."
+        ),
+    )
+    proxy.add_argument(
+        "endpoints",
+        nargs="*",
+        metavar="ENDPOINT",
+        help=(
+            f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_PROXY_ENDPOINTS)})"
+        ),
+    )
+    proxy.add_argument("--cert", metavar="FILE", help="certificate chain (PEM)")
+    proxy.add_argument("--key", metavar="FILE", help="key of the certificate (PEM)")
+    proxy.add_argument(
+        "--protocol", choices=list(_VERSIONS), default="all", help="HTTP versions to serve"
+    )
+    targets = proxy.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--allow-private-targets",
+        dest="allow_private_targets",
+        action="store_const",
+        const=True,
+        help="let clients reach loopback, private and other non-public addresses",
+    )
+    targets.add_argument(
+        "--deny-private-targets",
+        dest="allow_private_targets",
+        action="store_const",
+        const=False,
+        help=(
+            "refuse them (default: allowed only when every endpoint is on loopback, "
+            "refused otherwise)"
+        ),
+    )
+    proxy.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        help=f"require these Basic proxy credentials (see also {AUTH_ENV})",
+    )
+    proxy.add_argument(
+        "--connect-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to resolve and connect to a target (default: %(default)s)",
+    )
+    proxy.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a tunnel idle this long; 0 never does (default: %(default)s)",
+    )
+    proxy.add_argument(
+        "--backend",
+        choices=["asyncio", "trio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop: asyncio on uvloop, from the hface-cli[uvloop] extra)",
+    )
+    proxy.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="log level (default: %(default)s)",
+    )
+    proxy.add_argument(
+        "--graceful-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long tunnels in flight get at shutdown (default: %(default)s)",
+    )
+    add_limit_options(proxy, body_size=False)
+    return proxy
+
+
+def parse_credentials(value: str) -> tuple[str, str] | None:
+    """Split ``USER:PASSWORD`` at the first colon (RFC 7617 §2); None if malformed."""
+    user, colon, password = value.partition(":")
+    if not colon or not user:
+        return None
+    return user, password
+
+
+def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``hface proxy`` with parsed ``args`` until SIGINT or SIGTERM; return the exit code.
+
+    Usage errors go through ``parser.error`` (exit code 2).
+
+    :raises CommandError: for runtime failures to report in one line.
+    """
+    from hface.server import Endpoint, ProxyServer, ServerProtocol
+
+    from ._main import apply_limit_options
+    from ._run import run, server_certificate
+
+    try:
+        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_PROXY_ENDPOINTS]
+    except ValueError as error:
+        parser.error(str(error))
+    if args.key and not args.cert:
+        parser.error("--key needs --cert")
+    credentials = None
+    if args.auth is not None:
+        credentials = parse_credentials(args.auth)
+        if credentials is None:
+            parser.error("--auth needs USER:PASSWORD")
+    elif os.environ.get(AUTH_ENV):
+        credentials = parse_credentials(os.environ[AUTH_ENV])
+        if credentials is None:
+            parser.error(f"{AUTH_ENV} needs USER:PASSWORD")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    certificate = server_certificate(args.cert, args.key, endpoints)
+    if certificate.made and certificate.cafile is not None:
+        print(f"Made a development CA and a localhost certificate in {certificate.cafile.parent}")
+
+    server = ProxyServer()
+    server.tls_config.certfile = certificate.certfile
+    server.tls_config.keyfile = certificate.keyfile
+    server.protocol = ServerProtocol(args.protocol)
+    server.credentials = credentials
+    server.allow_private_targets = args.allow_private_targets
+    server.connect_timeout = args.connect_timeout
+    server.idle_timeout = args.idle_timeout or None
+    server.graceful_timeout = args.graceful_timeout
+    apply_limit_options(server, args)
+    _print_banner(args, endpoints, certificate.cafile, credentials)
+    return run(server, endpoints, backend=args.backend)
+
+
+def _print_banner(
+    args: argparse.Namespace,
+    endpoints: list[Endpoint],
+    cafile: Path | None,
+    credentials: tuple[str, str] | None,
+) -> None:
+    from ._main import endpoint_versions
+
+    print("hface proxy (CONNECT only)")
+    for endpoint in endpoints:
+        print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
+    private = {
+        True: "allowed",
+        False: "refused",
+        None: "allowed only if every endpoint is on loopback",
+    }[args.allow_private_targets]
+    print(f"Private targets: {private}")
+    user = f"required (user {credentials[0]!r})" if credentials else "none"
+    print(f"Credentials: {user}")
+    proxy = next((endpoint for endpoint in endpoints if endpoint.tls), endpoints[0])
+    options = ["-p", "-x", str(proxy)]
+    if cafile is not None:
+        print(f"Development CA: {cafile}")
+        options += ["--proxy-cacert", str(cafile)]
+    if credentials:
+        options += ["--proxy-user", f"{credentials[0]}:PASSWORD"]
+    print(f"Try: curl {' '.join(options)} https://example.com/")
+    sys.stdout.flush()
