@@ -1,0 +1,480 @@
+"""An HTTP load generator on hface's connection layer, for HTTP/1.1, HTTP/2 and HTTP/3.
+
+h2load here cannot speak HTTP/3, so this holds ``-c`` connections, each
+with ``-m`` requests in flight (one on HTTP/1.1), for ``-d`` seconds after
+a warm-up, and reports requests/s, body MB/s and latency percentiles.
+Its HTTP/2 figures are checked against h2load's on the same server
+(``hatch run bench:run --only validate``) so that its HTTP/3 ones can be
+trusted. With ``--processes P`` the connections are split over P processes
+(worth it only with a core free for each).
+
+Usage (from the repository root)::
+
+    hatch run bench:loadgen https://127.0.0.1:8443/ --http 3 -c 10 -m 10 -d 10 \\
+        --cafile certs/cacert.pem [--json]
+
+Everything is bounded in time: the run stops starting requests at the
+deadline, waits at most ``GRACE`` seconds for those in flight, and the
+whole process gives up ``HARD_LIMIT_MARGIN`` seconds after the deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+
+from hface.common import ClientTLSConfig
+from hface.connections import HTTPConnection, HTTPOpener, HTTPOverQUICOpener, HTTPOverTCPOpener
+from hface.errors import HTTPError
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
+from hface.protocols.http1 import HTTP1ClientFactory
+from hface.protocols.http2 import HTTP2ClientFactory
+from hface.protocols.http3 import HTTP3ClientFactory
+
+#: Latencies are counted in buckets 2 % wide (log scale, in microseconds).
+BUCKET_BASE: Final = math.log(1.02)
+#: Seconds to connect (TCP and TLS, or the QUIC handshake).
+CONNECT_TIMEOUT: Final = 5.0
+#: Seconds that requests in flight at the deadline get to finish.
+GRACE: Final = 5.0
+#: Seconds past the deadline after which the run is abandoned as hung.
+HARD_LIMIT_MARGIN: Final = 30.0
+
+
+@dataclass
+class Result:
+    """What a run measured; results of several processes merge."""
+
+    #: Requests completed inside the measured window.
+    requests: int = 0
+    #: Requests that failed (reset, connection lost, status >= 400).
+    errors: int = 0
+    #: Response body bytes received inside the measured window.
+    body_bytes: int = 0
+    #: Seconds in the measured window.
+    seconds: float = 0.0
+    #: Connections opened (more than ``-c`` when servers close them).
+    connections: int = 0
+    #: Latency histogram: bucket number → count (see :data:`BUCKET_BASE`).
+    histogram: dict[int, int] = field(default_factory=dict)
+    #: CPU time / wall time of the busiest process: near 1.0, the load
+    #: generator (not the server) was the bottleneck, and the figures are lower bounds.
+    cpu_fraction: float = 0.0
+
+    def record(self, latency: float, body_bytes: int) -> None:
+        """Count one completed request that took ``latency`` seconds."""
+        self.requests += 1
+        self.body_bytes += body_bytes
+        bucket = int(math.log(max(latency * 1e6, 1.0)) / BUCKET_BASE)
+        self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
+
+    @property
+    def requests_per_second(self) -> float:
+        """Completed requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Response body MB (10⁶ bytes) per second."""
+        return self.body_bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        """The latency (seconds) below which ``fraction`` of the requests completed."""
+        if not self.requests:
+            return math.nan
+        wanted = fraction * self.requests
+        seen = 0
+        for bucket in sorted(self.histogram):
+            seen += self.histogram[bucket]
+            if seen >= wanted:
+                return math.exp((bucket + 0.5) * BUCKET_BASE) / 1e6
+        return math.nan  # pragma: no cover - the loop always reaches ``requests``
+
+    def merge(self, other: Result) -> None:
+        """Add ``other`` (from a process that ran alongside) to this result."""
+        self.requests += other.requests
+        self.errors += other.errors
+        self.body_bytes += other.body_bytes
+        self.seconds = max(self.seconds, other.seconds)
+        self.connections += other.connections
+        self.cpu_fraction = max(self.cpu_fraction, other.cpu_fraction)
+        for bucket, count in other.histogram.items():
+            self.histogram[bucket] = self.histogram.get(bucket, 0) + count
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the derived figures too."""
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "body_bytes": self.body_bytes,
+            "seconds": self.seconds,
+            "connections": self.connections,
+            "histogram": {str(bucket): count for bucket, count in self.histogram.items()},
+            "cpu_fraction": self.cpu_fraction,
+            "requests_per_second": self.requests_per_second,
+            "megabytes_per_second": self.megabytes_per_second,
+            "p50": self.percentile(0.5),
+            "p99": self.percentile(0.99),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            requests=int(data["requests"]),
+            errors=int(data["errors"]),
+            body_bytes=int(data["body_bytes"]),
+            seconds=float(data["seconds"]),
+            connections=int(data["connections"]),
+            histogram={int(bucket): int(count) for bucket, count in data["histogram"].items()},
+            cpu_fraction=float(data["cpu_fraction"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where to send requests, and how."""
+
+    #: ``"1.1"``, ``"2"`` or ``"3"``.
+    http_version: str
+    #: ``(host, port)`` to connect to.
+    address: tuple[str, int]
+    #: Whether to use TLS (always for HTTP/3).
+    tls: bool
+    #: The name sent in SNI and verified.
+    server_name: str
+    #: The request headers (HTTP/2 style).
+    headers: list[tuple[bytes, bytes]]
+
+
+def make_target(url: str, http_version: str, server_name: str | None = None) -> Target:
+    """Parse ``url`` into a :class:`Target`.
+
+    :raises ValueError: if the URL cannot be used with ``http_version``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid URL {url!r}: expected http://HOST:PORT/PATH or https://...")
+    if http_version not in ("1.1", "2", "3"):
+        raise ValueError(f"invalid HTTP version {http_version!r}: expected 1.1, 2 or 3")
+    tls = parts.scheme == "https"
+    if http_version == "3" and not tls:
+        raise ValueError("HTTP/3 needs an https:// URL")
+    port = parts.port or (443 if tls else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    authority = parts.netloc.rpartition("@")[2]
+    return Target(
+        http_version=http_version,
+        address=(parts.hostname, port),
+        tls=tls,
+        server_name=server_name or parts.hostname,
+        headers=[
+            (b":method", b"GET"),
+            (b":scheme", parts.scheme.encode()),
+            (b":authority", authority.encode()),
+            (b":path", path.encode()),
+            (b"user-agent", b"hface-loadgen"),
+        ],
+    )
+
+
+def make_opener(target: Target, tls_config: ClientTLSConfig) -> HTTPOpener:
+    """An opener of connections of the target's HTTP version."""
+    if target.http_version == "3":
+        return HTTPOverQUICOpener(HTTP3ClientFactory(), tls_config=tls_config)
+    factory = HTTP2ClientFactory() if target.http_version == "2" else HTTP1ClientFactory()
+    return HTTPOverTCPOpener(factory, tls_config=tls_config)
+
+
+class _Pending:
+    """One request in flight."""
+
+    __slots__ = ("body_bytes", "done", "failed")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.body_bytes = 0
+        self.failed = False
+
+
+class _ConnectionState:
+    """The requests in flight on one connection, routed by the dispatcher."""
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self.connection = connection
+        self.pending: dict[int, _Pending] = {}
+        self.room = anyio.Event()
+        self.dead = False
+
+    def wake(self) -> None:
+        """Tell the workers waiting for a free stream to look again."""
+        room, self.room = self.room, anyio.Event()
+        room.set()
+
+    def finish(self, stream_id: int, *, failed: bool = False) -> None:
+        """Complete the request on ``stream_id``."""
+        pending = self.pending.pop(stream_id, None)
+        if pending is not None:
+            pending.failed = pending.failed or failed
+            pending.done.set()
+        self.wake()
+
+    def kill(self) -> None:
+        """The connection is gone: fail whatever is in flight."""
+        self.dead = True
+        for stream_id in list(self.pending):
+            self.finish(stream_id, failed=True)
+        self.wake()
+
+
+class LoadGenerator:
+    """Keeps ``connections`` x ``streams`` requests in flight until the deadline."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        tls_config: ClientTLSConfig,
+        connections: int,
+        streams: int,
+        duration: float,
+        warmup: float,
+    ) -> None:
+        self.target = target
+        self.opener = make_opener(target, tls_config)
+        self.connections = connections
+        # HTTP/1.1 has one exchange at a time per connection (no pipelining).
+        self.streams = 1 if target.http_version == "1.1" else streams
+        self.duration = duration
+        self.warmup = warmup
+        self.result = Result()
+        self._measure_from = 0.0
+        self._stop_at = 0.0
+        self._failures: list[str] = []
+
+    async def run(self) -> Result:
+        """Run for warm-up plus duration; return what was measured.
+
+        :raises RuntimeError: if no connection could be made at all.
+        """
+        now, cpu = time.perf_counter(), time.process_time()
+        self._measure_from = now + self.warmup
+        self._stop_at = self._measure_from + self.duration
+        with anyio.fail_after(self.warmup + self.duration + HARD_LIMIT_MARGIN):
+            async with anyio.create_task_group() as task_group:
+                for _ in range(self.connections):
+                    task_group.start_soon(self._keep_connection)
+        self.result.seconds = self.duration
+        wall = time.perf_counter() - now
+        self.result.cpu_fraction = (time.process_time() - cpu) / wall if wall > 0 else 0.0
+        if self.result.connections == 0 and self._failures:
+            raise RuntimeError(f"cannot connect: {self._failures[0]}")
+        return self.result
+
+    async def _keep_connection(self) -> None:
+        """Open connections one after another until the deadline."""
+        while time.perf_counter() < self._stop_at:
+            try:
+                # The deadline covers connecting and the handshake only.
+                with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT) as scope:
+                    connection = await self.opener(
+                        self.target.address,
+                        tls=self.target.tls,
+                        server_name=self.target.server_name,
+                    )
+                    async with connection:
+                        scope.deadline = math.inf
+                        self.result.connections += 1
+                        await self._use(connection)
+                if scope.cancelled_caught:
+                    raise TimeoutError(f"no connection within {CONNECT_TIMEOUT:g} s")
+            except (HTTPError, OSError, TimeoutError) as error:
+                self._failures.append(f"{type(error).__name__}: {error}")
+                self.result.errors += 1
+                if self.result.connections == 0:
+                    return  # the server is not there: no point retrying
+                await anyio.sleep(0.01)
+
+    async def _use(self, connection: HTTPConnection) -> None:
+        state = _ConnectionState(connection)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._dispatch, state)
+            with anyio.move_on_after(self._stop_at - time.perf_counter() + GRACE):
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self.streams):
+                        workers.start_soon(self._worker, state)
+            task_group.cancel_scope.cancel()
+
+    async def _dispatch(self, state: _ConnectionState) -> None:
+        connection = state.connection
+        while True:
+            event = await connection.receive_event()
+            if isinstance(event, ConnectionTerminated):
+                state.kill()
+                return
+            if isinstance(event, HeadersReceived):
+                pending = state.pending.get(event.stream_id)
+                if pending is not None and not pending.body_bytes:
+                    status = dict(event.headers).get(b":status", b"0")
+                    pending.failed = pending.failed or not status.startswith((b"1", b"2", b"3"))
+                if event.end_stream:
+                    state.finish(event.stream_id)
+            elif isinstance(event, DataReceived):
+                pending = state.pending.get(event.stream_id)
+                if pending is not None:
+                    pending.body_bytes += len(event.data)
+                if event.end_stream:
+                    state.finish(event.stream_id)
+            elif isinstance(event, StreamReset):
+                state.finish(event.stream_id, failed=True)
+
+    async def _worker(self, state: _ConnectionState) -> None:
+        connection = state.connection
+        while not state.dead:
+            now = time.perf_counter()
+            if now >= self._stop_at:
+                return
+            if not connection.is_available():
+                if connection.has_expired():
+                    return
+                with anyio.move_on_after(self._stop_at - now):
+                    await state.room.wait()
+                continue
+            stream_id = connection.get_available_stream_id()
+            pending = _Pending()
+            state.pending[stream_id] = pending
+            started = time.perf_counter()
+            try:
+                await connection.send_headers(stream_id, self.target.headers, end_stream=True)
+            except HTTPError:
+                state.kill()
+                self.result.errors += 1
+                return
+            await pending.done.wait()
+            finished = time.perf_counter()
+            if pending.failed:
+                self.result.errors += 1
+            elif self._measure_from <= finished <= self._stop_at:
+                self.result.record(finished - started, pending.body_bytes)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadgen", description=(__doc__ or "").split("\n\n", maxsplit=1)[0]
+    )
+    parser.add_argument("url", help="http://HOST:PORT/PATH or https://HOST:PORT/PATH")
+    parser.add_argument("--http", choices=["1.1", "2", "3"], default="2", help="HTTP version")
+    parser.add_argument("-c", "--connections", type=int, default=10, help="connections")
+    parser.add_argument("-m", "--streams", type=int, default=10, help="requests in flight each")
+    parser.add_argument("-d", "--duration", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--processes", type=int, default=1, help="processes to split over")
+    parser.add_argument("--cafile", help="CA certificates to trust (PEM)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the server")
+    parser.add_argument("--server-name", help="name for SNI and verification (default: host)")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.connections < 1 or args.streams < 1 or args.processes < 1:
+        parser.error("-c, -m and --processes must be at least 1")
+    if args.processes > args.connections:
+        parser.error("--processes cannot exceed -c (each process needs a connection)")
+    if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
+        parser.error("-d must be in (0, 3600] and --warmup in [0, 600]")
+
+
+def _run_processes(args: argparse.Namespace, argv: Sequence[str]) -> Result:
+    """Split the connections over ``args.processes`` copies of this script."""
+    base = [arg for arg in argv if not arg.startswith("--processes")]
+    shares = [args.connections // args.processes] * args.processes
+    for index in range(args.connections % args.processes):
+        shares[index] += 1
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, *base, "--processes=1", f"-c{share}", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    limit = args.warmup + args.duration + HARD_LIMIT_MARGIN + 10
+    result = Result()
+    problems = []
+    try:
+        for child in children:
+            out, err = child.communicate(timeout=limit)
+            if child.returncode != 0:
+                problems.append(err.strip().splitlines()[-1] if err.strip() else "failed")
+                continue
+            result.merge(Result.from_json(json.loads(out)))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if problems:
+        raise RuntimeError(problems[0])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the load generator; print a summary (or JSON); return the exit code."""
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    try:
+        target = make_target(args.url, args.http, args.server_name)
+    except ValueError as error:
+        parser.error(str(error))
+    tls_config = ClientTLSConfig(insecure=args.insecure, cafile=args.cafile)
+    try:
+        if args.processes > 1:
+            result = _run_processes(args, argv)
+        else:
+            generator = LoadGenerator(
+                target,
+                tls_config=tls_config,
+                connections=args.connections,
+                streams=args.streams,
+                duration=args.duration,
+                warmup=args.warmup,
+            )
+            result = anyio.run(generator.run, backend=args.backend)
+    except (RuntimeError, TimeoutError, OSError, HTTPError) as error:
+        print(f"loadgen: error: {str(error) or type(error).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            f"{result.requests_per_second:.0f} req/s, {result.megabytes_per_second:.1f} MB/s, "
+            f"p50 {result.percentile(0.5) * 1e3:.2f} ms, "
+            f"p99 {result.percentile(0.99) * 1e3:.2f} ms, "
+            f"{result.requests} requests, {result.errors} errors, "
+            f"{result.connections} connections in {result.seconds:.1f} s, "
+            f"loadgen CPU {result.cpu_fraction:.0%}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

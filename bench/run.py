@@ -1,0 +1,599 @@
+"""hface side by side with the servers and clients it is measured against; one table.
+
+Usage (from the repository root; ``hatch`` installs the peers into the
+``bench`` environment on first use)::
+
+    hatch run bench:run [--quick] [--only server|client|proxy|memory|validate]
+
+Sections (all by default, in this order):
+
+- **server**: the same ASGI app (bench/app.py) served by hface, hypercorn,
+  uvicorn (h11 and httptools), granian, each alone and pinned to core 0;
+  the load generator runs on core 1. Hello world on HTTP/1.1 cleartext
+  and TLS (wrk), HTTP/2 (h2load), HTTP/3 (bench/loadgen.py); then 1 MiB
+  responses on each version (MB/s).
+- **client**: hface, httpx, aiohttp and niquests fetching a 13-byte file
+  from native origins (h2o for HTTP/1.1 and HTTP/2, ngtcp2's gtlsserver
+  for HTTP/3): N sequential GETs on one connection, and N GETs 50 at a time.
+- **proxy**: a large download from h2o through hface's CONNECT proxy over
+  each HTTP version, against the same download made directly.
+- **memory**: the server's RSS (process tree) at the peak of 1,000
+  concurrent HTTP/2 streams, and with 100 idle HTTP/2 connections, hface
+  against hypercorn.
+- **validate**: bench/loadgen.py against h2load on HTTP/2 on the same
+  server, so that loadgen's HTTP/3 figures can be trusted.
+
+Each cell runs ``--duration`` seconds (10) ``--runs`` times (3) and shows
+the medians; ``--quick`` is one run of 2 s (and fewer requests) for a smoke
+test. Everything binds 127.0.0.1, every tool and server has a time limit,
+and every process started is stopped at the end, on an error or on Ctrl-C.
+Certificates are made afresh in a temporary directory each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+from _servers import (
+    CLIENT_CORE,
+    GRANIAN,
+    HFACE,
+    HYPERCORN,
+    ROOT,
+    SERVERS,
+    UVICORN_H11,
+    Certificates,
+    Running,
+    ServerKind,
+    free_port,
+    gtlsserver_origin,
+    h2o_origin,
+    launch,
+    make_certificates,
+    start_process,
+    tree_cpu,
+    tree_rss,
+    wait_until_listening,
+)
+from _table import Row, fill_ratios, render
+from _tools import MARGIN, Measure, ToolError, h2load, loadgen, median_of, run_tool, wrk
+
+SECTIONS: Final = ("server", "client", "proxy", "memory", "validate")
+HELLO_FILE: Final = "hello.txt"
+BIG_FILE: Final = "big.bin"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How long and how often each cell runs."""
+
+    #: Seconds measured per run of a timed cell.
+    duration: float
+    #: Runs per cell (the table shows medians).
+    runs: int
+    #: GETs per client cell.
+    requests: int
+    #: MiB downloaded per proxy cell.
+    proxy_mib: int
+    #: Seconds the 1,000-stream memory load lasts.
+    memory_seconds: float
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if args.quick:
+        return Settings(duration=2.0, runs=1, requests=400, proxy_mib=20, memory_seconds=3.0)
+    return Settings(
+        duration=args.duration,
+        runs=args.runs,
+        requests=2000,
+        proxy_mib=100,
+        memory_seconds=5.0,
+    )
+
+
+class Bench:
+    """Runs the sections and collects the table's rows."""
+
+    def __init__(
+        self, settings: Settings, certs: Certificates, work: Path, logs: Path | None = None
+    ) -> None:
+        self.settings = settings
+        self.certs = certs
+        self.work = work
+        self.logs = logs or work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.docroot = work / "docroot"
+        self.docroot.mkdir()
+        (self.docroot / HELLO_FILE).write_bytes(b"Hello, world!")
+        self.rows: list[Row] = []
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _progress(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def _measure(
+        self,
+        case: str,
+        subject: str,
+        unit: str,
+        run: Callable[[], Measure],
+        *,
+        server: subprocess.Popen[bytes] | None = None,
+    ) -> Row:
+        """Run a cell ``settings.runs`` times; a row of the medians (or of the failure).
+
+        With ``server``, each run also measures how busy the server was.
+        """
+        self._progress(f"{case}: {subject}")
+
+        def once() -> Measure:
+            if server is None:
+                return run()
+            cpu, started = tree_cpu(server.pid), time.monotonic()
+            measure = run()
+            busy = (tree_cpu(server.pid) - cpu) / (time.monotonic() - started)
+            return dataclasses.replace(measure, server_cpu=busy)
+
+        try:
+            measure = median_of([once() for _ in range(self.settings.runs)])
+        except (ToolError, RuntimeError, OSError, ValueError, KeyError) as error:
+            return Row(case=case, subject=subject, value=None, unit=unit, note=_short(error))
+        value = measure.rps if unit == "req/s" else measure.mbps
+        notes = [f"{measure.errors} errors" if measure.errors else "", measure.note]
+        note = "; ".join(filter(None, notes))
+        return Row(
+            case=case,
+            subject=subject,
+            value=value,
+            unit=unit,
+            p50=measure.p50,
+            p99=measure.p99,
+            server_cpu=measure.server_cpu,
+            note=note,
+        )
+
+    def _add_case(
+        self, rows: Sequence[Row], targets: dict[str, str], *, reference_over_row: bool = True
+    ) -> None:
+        fill_ratios(rows, reference_over_row=reference_over_row)
+        for row in rows[1:]:
+            row.target = targets.get(row.subject, "")
+        self.rows.extend(rows)
+
+    # -- server ------------------------------------------------------------------
+
+    def server(self) -> None:
+        """Hello world and 1 MiB responses, every server, every version it speaks."""
+        d = self.settings.duration
+        hello, mib = "/", "/bytes/1048576"
+        cases: list[tuple[str, str, bool, str, Callable[[Running], Measure]]] = [
+            # (case, unit, tls, version needed, measurement)
+            ("hello h1 cleartext (wrk -c50)", "req/s", False, "1.1",
+             lambda s: wrk(s.url(hello), connections=50, duration=d)),
+            ("hello h1 TLS (wrk -c50)", "req/s", True, "1.1",
+             lambda s: wrk(s.url(hello), connections=50, duration=d)),
+            ("hello h2 TLS (h2load -c10 -m10)", "req/s", True, "2",
+             lambda s: h2load(s.url(hello), connections=10, streams=10, duration=d)),
+            ("hello h3 (loadgen -c10 -m10)", "req/s", True, "3",
+             lambda s: self._loadgen(s.url(hello), "3", 10, 10)),
+            ("1 MiB h1 TLS (wrk -c10)", "MB/s", True, "1.1",
+             lambda s: wrk(s.url(mib), connections=10, duration=d)),
+            ("1 MiB h2 TLS (h2load -c4 -m4)", "MB/s", True, "2",
+             lambda s: h2load(s.url(mib), connections=4, streams=4, duration=d)),
+            ("1 MiB h3 (loadgen -c2 -m2)", "MB/s", True, "3",
+             lambda s: self._loadgen(s.url(mib), "3", 2, 2)),
+        ]  # fmt: skip
+        results: dict[str, list[Row]] = {case[0]: [] for case in cases}
+        measured: list[Row] = []
+        try:
+            for kind in SERVERS:
+                for tls in (False, True):
+                    mine = [
+                        c for c in cases if c[2] == tls and (c[3] in kind.tls_versions or not tls)
+                    ]
+                    cells = [(case, unit, run) for case, unit, _, _, run in mine]
+                    self._with_server(kind, tls=tls, cells=cells, into=measured)
+        finally:  # what was measured goes in the table, also when interrupted
+            for row in measured:
+                results[row.case].append(row)
+            for case, rows in results.items():
+                hello_case = case.startswith("hello")
+                targets = {HYPERCORN.name: ">=1.5" if hello_case else ">=1.0"}
+                if hello_case and " h1 " in case:
+                    targets[UVICORN_H11.name] = ">=1.0"
+                self._add_case(rows, targets)
+
+    def _loadgen(self, url: str, version: str, connections: int, streams: int) -> Measure:
+        return loadgen(
+            url,
+            http_version=version,
+            connections=connections,
+            streams=streams,
+            duration=self.settings.duration,
+            cafile=self.certs.cafile,
+        )
+
+    def _with_server(
+        self,
+        kind: ServerKind,
+        *,
+        tls: bool,
+        cells: Sequence[tuple[str, str, Callable[[Running], Measure]]],
+        into: list[Row],
+        subjects: Sequence[str] = (),
+    ) -> None:
+        """Measure ``cells`` on one launch of ``kind``; append a row per cell to ``into``.
+
+        The rows are named ``subjects`` if given, else after the server.
+        """
+        names = list(subjects) or [kind.name] * len(cells)
+        start = len(into)
+        try:
+            with launch(kind, tls=tls, certs=self.certs, logs=self.logs) as running:
+                for name, (case, unit, run) in zip(names, cells, strict=True):
+                    measure = partial(run, running)
+                    into.append(self._measure(case, name, unit, measure, server=running.process))
+        except RuntimeError as error:
+            note = f"did not start: {_short(error)}"
+            for name, (case, unit, _) in list(zip(names, cells, strict=True))[len(into) - start :]:
+                into.append(Row(case=case, subject=name, value=None, unit=unit, note=note))
+
+    # -- client ------------------------------------------------------------------
+
+    def client(self) -> None:
+        """Each client against native origins: sequential and 50 at a time."""
+        clients = {
+            "1.1": ("hface", "httpx", "aiohttp", "niquests"),
+            "2": ("hface", "httpx", "niquests"),
+            "3": ("hface", "niquests"),
+        }
+        n = self.settings.requests
+        with ExitStack() as stack:
+            origins: dict[str, str | Exception] = {}
+            try:
+                origins["tcp"] = stack.enter_context(self._h2o())
+            except RuntimeError as error:
+                origins["tcp"] = error
+            try:
+                origins["3"] = stack.enter_context(self._gtlsserver())
+            except RuntimeError as error:
+                origins["3"] = error
+            for version, names in clients.items():
+                origin = origins["3" if version == "3" else "tcp"]
+                for label, concurrency in (("sequential", 1), ("50 at a time", 50)):
+                    case = f"client h{version[0]} {n} GETs {label}"
+                    rows = []
+                    for name in names:
+                        if isinstance(origin, Exception):
+                            note = f"no origin: {_short(origin)}"
+                            rows.append(
+                                Row(case=case, subject=name, value=None, unit="req/s", note=note)
+                            )
+                            continue
+                        url = f"{origin}/{HELLO_FILE}"
+                        rows.append(
+                            self._measure(
+                                case,
+                                name,
+                                "req/s",
+                                partial(self._client_gets, name, version, url, concurrency),
+                            )
+                        )
+                    targets = {"niquests": ">=1.0"} if version == "3" else {"httpx": ">=1.0"}
+                    self._add_case(rows, targets)
+
+    def _client_gets(self, client: str, version: str, url: str, concurrency: int) -> Measure:
+        count = self.settings.requests
+        limit = 120.0
+        argv = [sys.executable, str(ROOT / "bench" / "_clients.py"), "get", client, version, url]
+        argv += ["--count", str(count), "--concurrency", str(concurrency)]
+        argv += ["--cafile", self.certs.cafile, "--time-limit", str(limit)]
+        data = json.loads(run_tool(argv, time_limit=limit + MARGIN))
+        latencies = sorted(data["latencies"])
+        return Measure(
+            rps=count / data["seconds"],
+            mbps=0.0,
+            p50=latencies[len(latencies) // 2],
+            p99=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            errors=int(data["errors"]),
+        )
+
+    def _h2o(self) -> AbstractContextManager[str]:
+        return h2o_origin(self.work, docroot=self.docroot, certs=self.certs, logs=self.logs)
+
+    def _gtlsserver(self) -> AbstractContextManager[str]:
+        return gtlsserver_origin(docroot=self.docroot, certs=self.certs, logs=self.logs)
+
+    # -- proxy -------------------------------------------------------------------
+
+    def proxy(self) -> None:
+        """A large download through hface's CONNECT proxy on each version, vs direct."""
+        mib = self.settings.proxy_mib
+        big = self.docroot / BIG_FILE
+        with big.open("wb") as file:
+            file.truncate(mib * 1024 * 1024)
+        case = f"proxy {mib} MiB download (h1 inside; srv: the proxy)"
+        curl_case = f"proxy {mib} MiB download with curl (h1 proxy)"
+        rows: list[Row] = []
+        curl_rows: list[Row] = []
+        try:
+            with self._h2o() as origin, self._proxy_server() as (proxy, process):
+                url = f"{origin}/{BIG_FILE}"
+                # curl is far faster than hface's client: these rows measure the proxy alone.
+                curl = partial(self._curl_download, url)
+                curl_rows.append(self._measure(curl_case, "direct", "MB/s", curl))
+                through = partial(self._curl_download, url, proxy)
+                curl_rows.append(
+                    self._measure(curl_case, "via hface proxy h1", "MB/s", through, server=process)
+                )
+                rows.append(self._measure(case, "direct", "MB/s", lambda: self._download(url)))
+                for version in ("1.1", "2", "3"):
+                    subject = f"via hface proxy h{version[0]}"
+                    rows.append(
+                        self._measure(
+                            case,
+                            subject,
+                            "MB/s",
+                            partial(self._download, url, proxy, version),
+                            server=process,
+                        )
+                    )
+        except RuntimeError as error:
+            rows.append(Row(case=case, subject="-", value=None, unit="MB/s", note=_short(error)))
+        finally:
+            big.unlink(missing_ok=True)
+        targets = {row.subject: ">=0.7" for row in rows[1:]}
+        self._add_case(rows, targets, reference_over_row=False)
+        self._add_case(curl_rows, {"via hface proxy h1": ">=0.7"}, reference_over_row=False)
+
+    def _curl_download(self, url: str, proxy: str | None = None) -> Measure:
+        limit = 120
+        argv = ["curl", "--silent", "--show-error", "--output", "/dev/null"]
+        argv += ["--write-out", "%{size_download} %{time_total}", "--max-time", str(limit)]
+        argv += ["--cacert", self.certs.cafile, "--http1.1"]
+        if proxy is not None:
+            argv += ["--proxy", proxy, "--proxy-cacert", self.certs.cafile]
+        size, seconds = run_tool([*argv, url], time_limit=limit + MARGIN).split()
+        expected = self.settings.proxy_mib * 1024 * 1024
+        if int(size) != expected:
+            raise ToolError(f"received {size} bytes of {expected}")
+        return Measure(rps=1 / float(seconds), mbps=int(size) / float(seconds) / 1e6)
+
+    def _download(self, url: str, proxy: str | None = None, version: str = "1.1") -> Measure:
+        limit = 120.0
+        argv = [sys.executable, str(ROOT / "bench" / "_clients.py"), "download", url]
+        argv += ["--cafile", self.certs.cafile, "--time-limit", str(limit)]
+        if proxy is not None:
+            argv += ["--proxy", proxy, "--proxy-version", version]
+        data = json.loads(run_tool(argv, time_limit=limit + MARGIN))
+        expected = self.settings.proxy_mib * 1024 * 1024
+        if data["bytes"] != expected:
+            raise ToolError(f"received {data['bytes']} bytes of {expected}")
+        return Measure(rps=1 / data["seconds"], mbps=data["bytes"] / data["seconds"] / 1e6)
+
+    @contextmanager
+    def _proxy_server(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+        """hface's ProxyServer (bench/_proxy_server.py) on TLS and QUIC, on core 0."""
+        port = free_port()
+        argv = [sys.executable, str(ROOT / "bench" / "_proxy_server.py")]
+        argv += [f"https://127.0.0.1:{port}", "--cert", self.certs.certfile]
+        argv += ["--key", self.certs.keyfile]
+        log_file = self.logs / "proxy.log"
+        with start_process(argv, log_file=log_file) as process:
+            wait_until_listening(process, port, udp=True, log_file=log_file)
+            yield f"https://127.0.0.1:{port}", process
+
+    # -- memory ------------------------------------------------------------------
+
+    def memory(self) -> None:
+        """Server RSS under 1,000 concurrent HTTP/2 streams and with 100 idle connections."""
+        hold_ms = int(self.settings.memory_seconds * 1000)
+        streams_case = "memory: peak RSS, 1,000 h2 streams (10 conn x 100)"
+        idle_case = "memory: RSS, 100 idle h2 connections"
+        streams_rows, idle_rows = [], []
+        for kind in (HFACE, HYPERCORN):
+            streams = partial(self._hold, path=f"/sleep/{hold_ms}", connections=10, streams=100)
+            streams_rows.append(self._rss(streams_case, kind, streams))
+            idle = partial(self._hold, path="/", connections=100, streams=1, idle=True)
+            idle_rows.append(self._rss(idle_case, kind, idle))
+        self._add_case(streams_rows, {HYPERCORN.name: "<=1.0"})
+        self._add_case(idle_rows, {HYPERCORN.name: "<=1.0"})
+
+    def _rss(self, case: str, kind: ServerKind, hold: Callable[[Running], float]) -> Row:
+        self._progress(f"{case}: {kind.name}")
+        try:
+            with launch(kind, tls=True, certs=self.certs, logs=self.logs) as running:
+                rss = hold(running)
+        except (ToolError, RuntimeError, OSError) as error:
+            return Row(case=case, subject=kind.name, value=None, unit="MiB", note=_short(error))
+        return Row(case=case, subject=kind.name, value=rss / 2**20, unit="MiB")
+
+    def _hold(
+        self, running: Running, *, path: str, connections: int, streams: int, idle: bool = False
+    ) -> float:
+        """The server's RSS while a client holds ``connections`` x ``streams`` requests.
+
+        Idle: RSS once every response is in and the connections sit idle.
+        Otherwise: the peak RSS from the moment every request is sent until
+        the last response (``path`` should make the server wait).
+        """
+        limit = 60.0
+        argv = ["taskset", "-c", CLIENT_CORE, sys.executable]
+        argv += [str(ROOT / "bench" / "_clients.py"), "hold", running.url(path)]
+        argv += ["--connections", str(connections), "--streams", str(streams)]
+        argv += ["--hold", "3", "--cafile", self.certs.cafile, "--time-limit", str(limit)]
+        argv += ["--idle"] if idle else []
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        try:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], limit)
+            if not ready or process.stdout.readline().strip() != "ready":
+                raise ToolError(f"the client did not get ready: {_tail(process)}")
+            deadline = time.monotonic() + limit
+            peak = 0
+            if idle:
+                time.sleep(1.0)
+                peak = tree_rss(running.process.pid)
+            else:
+                while process.poll() is None and time.monotonic() < deadline:
+                    peak = max(peak, tree_rss(running.process.pid))
+                    time.sleep(0.05)
+            out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            if process.returncode != 0:
+                raise ToolError(f"the client failed: {err.strip()[-200:]}")
+            result = json.loads(out.strip().splitlines()[-1])
+            if result["completed"] != connections * streams:
+                raise ToolError(f"{result['completed']} of {connections * streams} responses")
+            return float(peak)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    # -- validate ------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """loadgen against h2load: HTTP/2 hello world, the same server, the same load."""
+        d = self.settings.duration
+        for kind in (HFACE, HYPERCORN, GRANIAN):
+            case = f"check: h2 hello on {kind.name}, -c10 -m10"
+            cells: list[tuple[str, str, Callable[[Running], Measure]]] = [
+                (
+                    case,
+                    "req/s",
+                    lambda s: h2load(s.url("/"), connections=10, streams=10, duration=d),
+                ),
+                (case, "req/s", lambda s: self._loadgen(s.url("/"), "2", 10, 10)),
+            ]
+            rows: list[Row] = []
+            try:
+                self._with_server(
+                    kind, tls=True, cells=cells, into=rows, subjects=("h2load", "loadgen")
+                )
+            finally:
+                self._add_case(rows, {"loadgen": "0.8..1.2"}, reference_over_row=False)
+        self._ceiling()
+
+    def _ceiling(self) -> None:
+        """loadgen's own ceiling: against native servers, far faster than any Python one.
+
+        A server figure close to these is a figure of loadgen, not of the server.
+        """
+        d = self.settings.duration
+        case = "check: loadgen ceiling, native servers, -c10 -m10"
+        rows: list[Row] = []
+        try:
+            with ExitStack() as stack:
+                h2o = stack.enter_context(self._h2o())
+                gtlsserver = stack.enter_context(self._gtlsserver())
+                hello = f"/{HELLO_FILE}"
+                native_h2 = partial(h2load, connections=10, streams=10, duration=d)
+                runs: list[tuple[str, Callable[[], Measure]]] = [
+                    ("h2load h2 on h2o", partial(native_h2, h2o + hello)),
+                    ("loadgen h2 on h2o", partial(self._loadgen, h2o + hello, "2", 10, 10)),
+                    (
+                        "loadgen h3 on gtlsserver",
+                        partial(self._loadgen, gtlsserver + hello, "3", 10, 10),
+                    ),
+                ]
+                for subject, run in runs:
+                    rows.append(self._measure(case, subject, "req/s", run))
+        except RuntimeError as error:
+            rows.append(Row(case=case, subject="-", value=None, unit="req/s", note=_short(error)))
+        finally:
+            self.rows.extend(rows)  # no ratios: HTTP/3 against h2load's HTTP/2 would mislead
+
+
+def _tail(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        process.kill()
+    _, err = process.communicate(timeout=10)
+    lines = err.strip().splitlines()
+    return lines[-1] if lines else f"exit status {process.returncode}"
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:90]
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _check_tools() -> list[str]:
+    missing = [tool for tool in ("taskset", "wrk", "h2load") if shutil.which(tool) is None]
+    if (os.cpu_count() or 1) < 2:
+        missing.append("a second CPU core (servers run on core 0, load on core 1)")
+    return missing
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sections asked for and print the table; return the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=(__doc__ or "").split("\n", maxsplit=1)[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one 2-second run per cell (overrides the next two)"
+    )
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per cell, median shown (3)")
+    parser.add_argument(
+        "--logs", type=Path, metavar="DIR", help="keep the servers' logs in DIR (default: dropped)"
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.runs <= 10 or not 1 <= args.duration <= 120:
+        parser.error("--runs must be in [1, 10] and --duration in [1, 120]")
+    missing = _check_tools()
+    if missing:
+        print(f"bench: error: missing {', '.join(missing)}", file=sys.stderr)
+        return 1
+    settings = _settings(args)
+    sections = args.only or list(SECTIONS)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hface-bench-") as directory:
+        work = Path(directory)
+        certs = make_certificates(work / "certs")
+        bench = Bench(settings, certs, work, args.logs)
+        interrupted = False
+        try:
+            for section in SECTIONS:
+                if section in sections:
+                    getattr(bench, section)()
+        except KeyboardInterrupt:
+            interrupted = True
+        title = (
+            f"hface benchmark: {settings.runs} run(s) of {settings.duration:g} s per cell, medians"
+            f"; servers on core 0, load on core 1; {time.monotonic() - started:.0f} s"
+            f"{' (interrupted)' if interrupted else ''}\n"
+            "ratio: hface / peer (memory: hface RSS / peer RSS; proxy: tunnelled / direct;"
+            " check: loadgen / h2load)"
+        )
+        print(render(bench.rows, title=title))
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
