@@ -455,7 +455,8 @@ def test_tls_handshake_failure(flag: str, servers: Servers) -> None:
     result = hface_client(flag, f"https://127.0.0.1:{cleartext_port}/")  # not a TLS server
     assert result.returncode == 35
     message = one_line_error(result)
-    assert message.startswith(f"hface: error: cannot connect to https://127.0.0.1:{cleartext_port}: ")
+    origin = f"https://127.0.0.1:{cleartext_port}"
+    assert message.startswith(f"hface: error: cannot connect to {origin}: ")
     assert "the TLS handshake failed" in message
 
 
