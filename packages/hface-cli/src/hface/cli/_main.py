@@ -98,6 +98,38 @@ def limit_size(text: str) -> int | None:
     return int(number) * unit
 
 
+def add_serving_options(parser: argparse.ArgumentParser, *, in_flight: str) -> None:
+    """Add the options ``hface server`` and ``hface proxy`` share.
+
+    Certificate and key, ``--protocol``, ``--backend``, ``--log-level`` and
+    ``--graceful-timeout``; ``in_flight`` names what that timeout lets finish.
+    """
+    parser.add_argument("--cert", metavar="FILE", help="certificate chain (PEM)")
+    parser.add_argument("--key", metavar="FILE", help="key of the certificate (PEM)")
+    parser.add_argument(
+        "--protocol", choices=list(_VERSIONS), default="all", help="HTTP versions to serve"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio", "uvloop"],
+        default="asyncio",
+        help="event loop (uvloop: asyncio on uvloop, from the hface-cli[uvloop] extra)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="log level (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help=f"how long {in_flight} in flight get at shutdown (default: %(default)s)",
+    )
+
+
 def add_limit_options(parser: argparse.ArgumentParser, *, body_size: bool = True) -> None:
     """Add the options for the limits and timeouts users tune most to ``parser``.
 
@@ -202,31 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help=f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_ENDPOINTS)})",
     )
-    server.add_argument("--cert", metavar="FILE", help="certificate chain (PEM)")
-    server.add_argument("--key", metavar="FILE", help="key of the certificate (PEM)")
-    server.add_argument(
-        "--protocol", choices=list(_VERSIONS), default="all", help="HTTP versions to serve"
-    )
-    server.add_argument(
-        "--backend",
-        choices=["asyncio", "trio", "uvloop"],
-        default="asyncio",
-        help="event loop (uvloop: asyncio on uvloop, from the hface-cli[uvloop] extra)",
-    )
-    server.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="log level (default: %(default)s)",
-    )
+    add_serving_options(server, in_flight="requests")
     server.add_argument("--no-access-log", action="store_true", help="no line per request")
-    server.add_argument(
-        "--graceful-timeout",
-        type=seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long requests in flight get at shutdown (default: %(default)s)",
-    )
     add_limit_options(server)
 
     certs = commands.add_parser(

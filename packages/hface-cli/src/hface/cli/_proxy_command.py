@@ -28,7 +28,7 @@ def add_proxy_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
     """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
-    from ._main import _VERSIONS, add_limit_options, seconds
+    from ._main import add_limit_options, add_serving_options, seconds
 
     proxy = commands.add_parser(
         "proxy",
@@ -51,11 +51,7 @@ def add_proxy_parser(
             f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_PROXY_ENDPOINTS)})"
         ),
     )
-    proxy.add_argument("--cert", metavar="FILE", help="certificate chain (PEM)")
-    proxy.add_argument("--key", metavar="FILE", help="key of the certificate (PEM)")
-    proxy.add_argument(
-        "--protocol", choices=list(_VERSIONS), default="all", help="HTTP versions to serve"
-    )
+    add_serving_options(proxy, in_flight="tunnels")
     targets = proxy.add_mutually_exclusive_group()
     targets.add_argument(
         "--allow-private-targets",
@@ -92,25 +88,6 @@ def add_proxy_parser(
         default=300.0,
         metavar="SECONDS",
         help="close a tunnel idle this long; 0 never does (default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--backend",
-        choices=["asyncio", "trio", "uvloop"],
-        default="asyncio",
-        help="event loop (uvloop: asyncio on uvloop, from the hface-cli[uvloop] extra)",
-    )
-    proxy.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="log level (default: %(default)s)",
-    )
-    proxy.add_argument(
-        "--graceful-timeout",
-        type=seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long tunnels in flight get at shutdown (default: %(default)s)",
     )
     add_limit_options(proxy, body_size=False)
     return proxy
