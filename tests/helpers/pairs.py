@@ -16,6 +16,9 @@ from hface.protocols import HTTPOverTCPProtocol, HTTPProtocol
 
 HTTP_VERSIONS = ("1.1", "2", "3")
 
+#: HTTP_VERSIONS, with HTTP/1.1 also served on httptools ("1.1-httptools").
+HTTP_IMPLEMENTATIONS = ("1.1", "1.1-httptools", "2", "3")
+
 #: Splits bytes into the pieces one ``bytes_received`` call gets.
 Chunker = Callable[[bytes], Iterator[bytes]]
 
@@ -114,6 +117,7 @@ def make_pair(
     HTTP/1.1 and HTTP/2 pairs use ``chunker`` on the byte stream. The
     HTTP/3 pair has completed its QUIC handshake on a controlled clock.
     ``max_concurrent_streams`` raises the streams each side lets the other open.
+    ``"1.1-httptools"`` is HTTP/1.1 with the server on httptools.
     """
     limits = (
         {} if max_concurrent_streams is None else {"max_concurrent_streams": max_concurrent_streams}
@@ -122,6 +126,11 @@ def make_pair(
         from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 
         return TCPProtocolPair(HTTP1ClientFactory()(), HTTP1ServerFactory()(), chunker=chunker)
+    if http_version == "1.1-httptools":
+        from hface.protocols.http1 import HTTP1ClientFactory
+        from hface.protocols.http1._httptools import HTTPToolsServerFactory
+
+        return TCPProtocolPair(HTTP1ClientFactory()(), HTTPToolsServerFactory()(), chunker=chunker)
     if http_version == "2":
         from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
@@ -140,6 +149,7 @@ def make_pair(
 
 
 __all__ = (
+    "HTTP_IMPLEMENTATIONS",
     "HTTP_VERSIONS",
     "Chunker",
     "ProtocolPair",

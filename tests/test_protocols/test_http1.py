@@ -25,6 +25,7 @@ from hface.protocols.http1 import (
     HTTP1ServerProtocol,
 )
 from tests.helpers.pairs import Chunker, TCPProtocolPair, make_pair, one_byte, random_chunks
+from tests.test_protocols.conftest import HTTP1ServerFactoryType
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "protocol.py"
 
@@ -58,9 +59,10 @@ def drain(protocol: HTTPOverTCPProtocol) -> list[Event]:
 
 def new_pair(
     chunker: Chunker | None = None,
-) -> tuple[TCPProtocolPair, HTTP1ClientProtocol, HTTP1ServerProtocol]:
+    server_factory: HTTP1ServerFactoryType = HTTP1ServerFactory,
+) -> tuple[TCPProtocolPair, HTTP1ClientProtocol, HTTPOverTCPProtocol]:
     client = HTTP1ClientFactory()()
-    server = HTTP1ServerFactory()()
+    server = server_factory()()
     pair = (
         TCPProtocolPair(client, server)
         if chunker is None
@@ -69,8 +71,10 @@ def new_pair(
     return pair, client, server
 
 
-def new_server(**kwargs: str | None) -> HTTP1ServerProtocol:
-    return HTTP1ServerFactory()(**kwargs)
+def new_server(
+    server_factory: HTTP1ServerFactoryType = HTTP1ServerFactory, **kwargs: str | None
+) -> HTTPOverTCPProtocol:
+    return server_factory()(**kwargs)
 
 
 def feed(server: HTTPOverTCPProtocol, data: bytes) -> list[Event]:
@@ -127,8 +131,8 @@ def test_host_not_duplicated() -> None:
     assert client.bytes_to_send() == b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n"
 
 
-def test_streaming_request_is_chunked() -> None:
-    _pair, client, _server = new_pair()
+def test_streaming_request_is_chunked(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    _pair, client, _server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, POST)
     client.submit_data(1, b"hello")
     assert client.bytes_to_send() == (
@@ -146,8 +150,8 @@ def test_request_with_content_length() -> None:
     )
 
 
-def test_server_request_headers() -> None:
-    server = new_server(tls_version="TLSv1.3")
+def test_server_request_headers(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory, tls_version="TLSv1.3")
     events = feed(
         server,
         b"GET /a?b=c HTTP/1.1\r\nHost: example.com:8443\r\nAccept: */*\r\n"
@@ -171,8 +175,8 @@ def test_server_request_headers() -> None:
     ]
 
 
-def test_server_request_without_host() -> None:
-    server = new_server()
+def test_server_request_without_host(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     events = feed(server, b"GET / HTTP/1.0\r\nTE: gzip\r\n\r\n")
     assert events == [
         HeadersReceived(
@@ -183,8 +187,8 @@ def test_server_request_without_host() -> None:
     ]
 
 
-def test_response_status_line_and_empty_body() -> None:
-    server = new_server()
+def test_response_status_line_and_empty_body(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_headers(
         1, [(b":status", b"404"), (b"connection", b"keep-alive")], end_stream=True
@@ -193,15 +197,15 @@ def test_response_status_line_and_empty_body() -> None:
     assert server.is_available()
 
 
-def test_unknown_status_has_empty_reason() -> None:
-    server = new_server()
+def test_unknown_status_has_empty_reason(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_headers(1, [(b":status", b"599"), (b"content-length", b"0")], end_stream=True)
     assert server.bytes_to_send() == b"HTTP/1.1 599 \r\ncontent-length: 0\r\n\r\n"
 
 
-def test_streaming_response_is_chunked() -> None:
-    server = new_server()
+def test_streaming_response_is_chunked(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_headers(1, [*OK, (b"transfer-encoding", b"gzip")])
     server.submit_data(1, b"abc")
@@ -232,8 +236,10 @@ def test_client_receives_headers_without_connection_fields() -> None:
 @pytest.mark.parametrize(
     "chunker", [None, one_byte, random_chunks(7, 8)], ids=["whole", "one_byte", "random"]
 )
-def test_full_exchange(chunker: Chunker | None) -> None:
-    pair, client, server = new_pair(chunker)
+def test_full_exchange(
+    chunker: Chunker | None, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    pair, client, server = new_pair(chunker, server_factory=http1_server_factory)
     stream_id = client.get_available_stream_id()
     assert stream_id == 1
     client.submit_headers(stream_id, POST)
@@ -274,8 +280,10 @@ def test_full_exchange(chunker: Chunker | None) -> None:
     ("method", "status"),
     [(b"HEAD", b"200"), (b"GET", b"204"), (b"GET", b"304")],
 )
-def test_bodyless_responses(method: bytes, status: bytes) -> None:
-    pair, client, server = new_pair()
+def test_bodyless_responses(
+    method: bytes, status: bytes, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, [(b":method", method), *GET[1:]], end_stream=True)
     pair.transfer()
     pair.server_events()
@@ -291,8 +299,8 @@ def test_bodyless_responses(method: bytes, status: bytes) -> None:
     assert client.is_available()
 
 
-def test_head_response_keeps_content_length() -> None:
-    pair, client, server = new_pair()
+def test_head_response_keeps_content_length(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, [(b":method", b"HEAD"), *GET[1:]], end_stream=True)
     pair.transfer()
     pair.server_events()
@@ -308,8 +316,8 @@ def test_head_response_keeps_content_length() -> None:
     ]
 
 
-def test_interim_responses() -> None:
-    pair, client, server = new_pair()
+def test_interim_responses(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, [*POST, (b"expect", b"100-continue"), (b"content-length", b"2")])
     pair.transfer()
     assert len(pair.server_events()) == 1
@@ -337,8 +345,8 @@ def test_interim_responses() -> None:
     assert server.is_available()
 
 
-def test_trailers_both_ways() -> None:
-    pair, client, server = new_pair()
+def test_trailers_both_ways(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, [*POST, (b"te", b"trailers")])
     client.submit_data(1, b"body")
     client.submit_headers(1, [(b"x-checksum", b"abc")], end_stream=True)
@@ -378,13 +386,13 @@ def test_trailers_received_by_client() -> None:
     ]
 
 
-def test_trailers_on_content_length_message() -> None:
+def test_trailers_on_content_length_message(http1_server_factory: HTTP1ServerFactoryType) -> None:
     client = HTTP1ClientFactory()()
     client.submit_headers(1, [*POST, (b"content-length", b"0")])
     with pytest.raises(LocalProtocolError):
         client.submit_headers(1, [(b"x-t", b"1")], end_stream=True)
     client.submit_data(1, b"", end_stream=True)  # still usable
-    server = new_server()
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_headers(1, [*OK, (b"content-length", b"1")])
     server.submit_data(1, b"x")
@@ -394,8 +402,8 @@ def test_trailers_on_content_length_message() -> None:
     assert server.is_available()
 
 
-def test_trailers_to_http10_client() -> None:
-    server = new_server()
+def test_trailers_to_http10_client(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.0\r\n\r\n")
     server.submit_headers(1, OK)
     server.submit_data(1, b"close-delimited")
@@ -411,8 +419,8 @@ def test_trailers_to_http10_client() -> None:
 CONNECT: HeadersType = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
 
 
-def test_connect_tunnel() -> None:
-    pair, client, server = new_pair()
+def test_connect_tunnel(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, CONNECT)
     assert client.bytes_to_send() == (
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
@@ -461,8 +469,8 @@ def test_connect_tunnel() -> None:
     assert drain(server) == []
 
 
-def test_connect_refused() -> None:
-    pair, client, server = new_pair()
+def test_connect_refused(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, CONNECT)
     pair.transfer()
     assert len(pair.server_events()) == 1
@@ -482,8 +490,10 @@ def test_connect_refused() -> None:
     ]
 
 
-def test_connect_tunnel_with_eof_before_response() -> None:
-    server = new_server()
+def test_connect_tunnel_with_eof_before_response(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\nbye")
     server.eof_received()
     assert drain(server) == []
@@ -498,8 +508,8 @@ def test_connect_tunnel_with_eof_before_response() -> None:
 # -- keep-alive and pipelining -----------------------------------------------
 
 
-def test_keep_alive_three_requests() -> None:
-    pair, client, server = new_pair(one_byte)
+def test_keep_alive_three_requests(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(one_byte, server_factory=http1_server_factory)
     for stream_id in (1, 3, 5):
         assert client.is_available()
         assert client.get_available_stream_id() == stream_id
@@ -524,8 +534,8 @@ def test_keep_alive_three_requests() -> None:
     assert not server.has_expired()
 
 
-def test_pipelining() -> None:
-    server = new_server()
+def test_pipelining(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     events = feed(
         server,
         b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -566,8 +576,8 @@ def test_pipelining() -> None:
     assert server.bytes_to_send().count(b"HTTP/1.1 200 OK\r\n") == 3
 
 
-def test_early_response_before_request_body() -> None:
-    pair, client, server = new_pair()
+def test_early_response_before_request_body(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, POST)
     pair.transfer()
     server.submit_headers(1, [(b":status", b"413")], end_stream=True)
@@ -583,14 +593,16 @@ def test_early_response_before_request_body() -> None:
     assert client.is_available()
 
 
-def test_client_connection_close() -> None:
-    _pair, client, _server = new_pair()
+def test_client_connection_close(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    _pair, client, _server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, [*GET, (b"connection", b"close")], end_stream=True)
     assert client.bytes_to_send().endswith(b"connection: close\r\n\r\n")
 
 
-def test_request_connection_close_expires_server() -> None:
-    server = new_server()
+def test_request_connection_close_expires_server(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     server.submit_headers(1, OK, end_stream=True)
     assert server.bytes_to_send() == (
@@ -612,8 +624,8 @@ def test_request_connection_close_expires_server() -> None:
         b"GET / HTTP/1.1\r\nBad Header: a\r\n\r\n",
     ],
 )
-def test_malformed_request(data: bytes) -> None:
-    server = new_server()
+def test_malformed_request(data: bytes, http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     events = feed(server, data)
     assert len(events) == 1
     assert isinstance(events[0], ConnectionTerminated)
@@ -632,8 +644,8 @@ def test_malformed_request(data: bytes) -> None:
     assert drain(server) == []
 
 
-def test_malformed_request_body() -> None:
-    server = new_server()
+def test_malformed_request_body(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     events = feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
     assert events[0] == HeadersReceived(
         stream_id=1,
@@ -652,14 +664,30 @@ def test_malformed_request_body() -> None:
         server.submit_headers(1, OK, end_stream=True)
 
 
-def test_oversize_headers() -> None:
-    server = HTTP1ServerFactory(max_header_size=1024)()
+def test_oversize_headers(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = http1_server_factory(max_header_size=1024)()
     events = feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"x" * 2000)
     assert len(events) == 1
     assert isinstance(events[0], ConnectionTerminated)
     assert events[0].error_code == 431
     assert server.bytes_to_send().startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert server.has_expired()
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-limit", "one-past"])
+def test_a_whole_head_in_one_read_is_measured(
+    extra: int, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    prefix, suffix = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ", b"\r\n\r\n"
+    head = prefix + b"x" * (1024 - len(prefix) - len(suffix) + extra) + suffix
+    server = http1_server_factory(max_header_size=1024)()
+    events = feed(server, head)
+    if not extra:
+        assert isinstance(events[0], HeadersReceived)
+    else:
+        assert isinstance(events[0], ConnectionTerminated)
+        assert events[0].error_code == 431
+        assert server.bytes_to_send().startswith(b"HTTP/1.1 431 ")
 
 
 def test_malformed_response() -> None:
@@ -687,8 +715,8 @@ def test_unsolicited_response() -> None:
 # -- EOF and connection loss -------------------------------------------------
 
 
-def test_eof_when_idle() -> None:
-    _pair, client, server = new_pair()
+def test_eof_when_idle(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    _pair, client, server = new_pair(server_factory=http1_server_factory)
     client.eof_received()
     server.eof_received()
     assert drain(client) == [ConnectionTerminated(error_code=0)]
@@ -699,8 +727,8 @@ def test_eof_when_idle() -> None:
     assert drain(client) == []
 
 
-def test_eof_mid_request() -> None:
-    server = new_server()
+def test_eof_mid_request(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     server.eof_received()
     events = drain(server)
@@ -712,8 +740,8 @@ def test_eof_mid_request() -> None:
     assert server.bytes_to_send() == b""
 
 
-def test_eof_mid_request_line() -> None:
-    server = new_server()
+def test_eof_mid_request_line(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HT")
     server.eof_received()
     events = drain(server)
@@ -758,8 +786,8 @@ def test_close_delimited_response() -> None:
     ]
 
 
-def test_client_half_close_after_request() -> None:
-    server = new_server()
+def test_client_half_close_after_request(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.eof_received()
     assert drain(server) == []
@@ -770,8 +798,8 @@ def test_client_half_close_after_request() -> None:
     assert server.has_expired()
 
 
-def test_connection_lost_once() -> None:
-    pair, client, server = new_pair()
+def test_connection_lost_once(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, GET, end_stream=True)
     pair.transfer()
     pair.server_events()
@@ -839,8 +867,8 @@ def test_chunked_trailers_must_end_stream() -> None:
         client.submit_headers(1, [(b"x-t", b"1")])
 
 
-def test_server_misuse() -> None:
-    server = new_server()
+def test_server_misuse(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     with pytest.raises(LocalProtocolError):
         server.get_available_stream_id()
     with pytest.raises(LocalProtocolError):
@@ -872,8 +900,8 @@ def test_server_misuse() -> None:
 # -- resets and closing ------------------------------------------------------
 
 
-def test_stream_reset_closes_connection() -> None:
-    pair, client, server = new_pair()
+def test_stream_reset_closes_connection(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, POST)
     pair.transfer()
     pair.server_events()
@@ -895,12 +923,12 @@ def test_stream_reset_closes_connection() -> None:
     ]
 
 
-def test_server_submit_close() -> None:
-    idle = new_server()
+def test_server_submit_close(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    idle = new_server(http1_server_factory)
     idle.submit_close()
     assert idle.has_expired()
     assert not idle.is_available()
-    server = new_server()
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_close()
     assert server.has_expired()  # takes no new request, finishes this one
@@ -909,7 +937,7 @@ def test_server_submit_close() -> None:
         b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     )
     assert server.has_expired()
-    started = new_server()
+    started = new_server(http1_server_factory)
     feed(started, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     started.submit_headers(1, OK)
     started.submit_close()
@@ -919,9 +947,11 @@ def test_server_submit_close() -> None:
     assert drain(started) == []
 
 
-def test_server_submit_close_with_408_answers_a_partial_request() -> None:
+def test_server_submit_close_with_408_answers_a_partial_request(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
     """RFC 9110 §15.5.9: a server that stops waiting for a request says 408, then closes."""
-    server = new_server()
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
     server.submit_close(408)
     sent = server.bytes_to_send()
@@ -939,8 +969,10 @@ def test_server_submit_close_with_408_answers_a_partial_request() -> None:
     assert server.bytes_to_send() == b""
 
 
-def test_server_submit_close_with_408_answers_a_request_without_response() -> None:
-    server = new_server()
+def test_server_submit_close_with_408_answers_a_request_without_response(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
     server.submit_close(408)
     assert server.bytes_to_send().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
@@ -957,9 +989,11 @@ def test_server_submit_close_with_408_answers_a_request_without_response() -> No
     [b"", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
     ids=["nothing-received", "between-requests"],
 )
-def test_server_submit_close_with_408_sends_nothing_unasked(data: bytes) -> None:
+def test_server_submit_close_with_408_sends_nothing_unasked(
+    data: bytes, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
     """With no byte of a request waiting, a 408 could answer a request in flight."""
-    server = new_server()
+    server = new_server(http1_server_factory)
     if data:
         feed(server, data)
         server.submit_headers(1, OK, end_stream=True)
@@ -970,8 +1004,10 @@ def test_server_submit_close_with_408_sends_nothing_unasked(data: bytes) -> None
     assert server.has_expired()
 
 
-def test_server_submit_close_with_408_after_the_response_started_sends_nothing() -> None:
-    server = new_server()
+def test_server_submit_close_with_408_after_the_response_started_sends_nothing(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     server.submit_headers(1, OK)
     server.bytes_to_send()
@@ -983,8 +1019,8 @@ def test_server_submit_close_with_408_after_the_response_started_sends_nothing()
     ]
 
 
-def test_a_refused_head_request_gets_no_body() -> None:
-    server = new_server()
+def test_a_refused_head_request_gets_no_body(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = new_server(http1_server_factory)
     events = feed(server, b"HEAD / HTTP/1.1\r\nHost: a\r\nX-A: \x01\r\n\r\n")
     assert [type(e) for e in events] == [ConnectionTerminated]
     sent = server.bytes_to_send()
@@ -993,9 +1029,11 @@ def test_a_refused_head_request_gets_no_body() -> None:
     assert b"content-length: " in sent
 
 
-def test_connect_leaves_its_target_and_host_to_the_application() -> None:
+def test_connect_leaves_its_target_and_host_to_the_application(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
     """As on HTTP/2 and HTTP/3, a proxy judges the target (and explains a bad one)."""
-    server = new_server()
+    server = new_server(http1_server_factory)
     events = feed(server, b"CONNECT ::1:80 HTTP/1.1\r\nHost: ::1:80\r\n\r\n")
     assert events == [
         HeadersReceived(stream_id=1, headers=[(b":method", b"CONNECT"), (b":authority", b"::1:80")])
@@ -1012,8 +1050,8 @@ def test_client_submit_close() -> None:
         client.get_available_stream_id()
 
 
-def test_flow_control_is_a_no_op() -> None:
-    pair, client, server = new_pair()
+def test_flow_control_is_a_no_op(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    pair, client, server = new_pair(server_factory=http1_server_factory)
     client.submit_headers(1, POST)
     client.submit_data(1, b"x" * 100_000)
     assert client.get_pending_data_size(1) == 0
@@ -1024,8 +1062,10 @@ def test_flow_control_is_a_no_op() -> None:
     assert sum(len(e.data) for e in pair.server_events() if isinstance(e, DataReceived)) == 100_000
 
 
-def test_pipelined_request_after_connection_close() -> None:
-    server = new_server()
+def test_pipelined_request_after_connection_close(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = new_server(http1_server_factory)
     events = feed(
         server,
         b"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
@@ -1039,8 +1079,8 @@ def test_pipelined_request_after_connection_close() -> None:
     assert drain(server) == [ConnectionTerminated()]
 
 
-def test_upgrade_request_is_a_plain_request() -> None:
-    _pair, _client, server = new_pair()
+def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    _pair, _client, server = new_pair(server_factory=http1_server_factory)
     server.bytes_received(
         b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
     )

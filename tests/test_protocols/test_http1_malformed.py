@@ -19,16 +19,23 @@ from hface.events import (
     HeadersReceived,
     StreamResetReceived,
 )
-from hface.protocols.http1 import HTTP1ServerProtocol
+from hface.protocols.http1 import HTTP1ServerFactory
 from tests.helpers.pairs import Chunker, one_byte, whole
+from tests.test_protocols.conftest import HTTP1ServerFactoryType
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
 CHUNKED = b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-def feed(data: bytes, chunker: Chunker = whole, *, eof: bool = False) -> tuple[bytes, list[Event]]:
-    """Feed ``data`` to a new server protocol; return what it sent and its events."""
-    server = HTTP1ServerProtocol()
+def feed(
+    data: bytes,
+    chunker: Chunker = whole,
+    *,
+    eof: bool = False,
+    factory: HTTP1ServerFactoryType = HTTP1ServerFactory,
+) -> tuple[bytes, list[Event]]:
+    """Feed ``data`` to a new server protocol of ``factory``; return what it sent and its events."""
+    server = factory()()
     for chunk in chunker(data):
         server.bytes_received(chunk)
     if eof:
@@ -150,26 +157,57 @@ REFUSED = [
     pytest.param(
         b"GET / HTTP/1.1\r\n X: 1\r\nHost: example.com\r\n\r\n", 400, id="5.2 fold before fields"
     ),
+    # RFC 9112 §5.2: obs-fold, refused with 400 as a server outside message/http may.
+    pytest.param(request(b"X-A: one", b" two", line=b"GET / HTTP/1.1"), 400, id="5.2 obs-fold SP"),
+    pytest.param(
+        request(b"X-A: one", b"\ttwo", line=b"GET / HTTP/1.1"), 400, id="5.2 obs-fold HTAB"
+    ),
+    pytest.param(
+        request(b"X-A: one", b" ", line=b"GET / HTTP/1.1"),
+        400,
+        id="5.2 obs-fold of whitespace only",
+    ),
+    pytest.param(
+        request(b"X-A: 1", b" Content-Length: 5", b"Content-Length: 0", body=b"hello"),
+        400,
+        id="5.2 obs-fold hiding a Content-Length",
+    ),
+    pytest.param(
+        request(b"X-A: 1", b"\tTransfer-Encoding: chunked", body=b"0\r\n\r\n"),
+        400,
+        id="5.2 obs-fold hiding a Transfer-Encoding",
+    ),
+    pytest.param(
+        b"GET / HTTP/1.1\nHost: example.com\nX-A: 1\n two\n\n",
+        400,
+        id="5.2 obs-fold with bare LF line ends",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("data", "status"), REFUSED)
 @pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one-byte"])
-def test_refused(data: bytes, status: int, chunker: Chunker) -> None:
+def test_refused(
+    data: bytes, status: int, chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
     """The request gets the status, ``connection: close`` and nothing after it is read."""
-    sent, events = feed(data + SMUGGLED, chunker)
+    sent, events = feed(data + SMUGGLED, chunker, factory=http1_server_factory)
     assert_refused(sent, events, status)
 
 
-def test_refused_request_never_reaches_the_application() -> None:
+def test_refused_request_never_reaches_the_application(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
     """A request refused on its head gives the application no stream at all."""
-    _sent, events = feed(request(b"Content-Length: 1", b"Transfer-Encoding: chunked"))
+    _sent, events = feed(
+        request(b"Content-Length: 1", b"Transfer-Encoding: chunked"), factory=http1_server_factory
+    )
     assert [type(e) for e in events] == [ConnectionTerminated]
 
 
-def test_bytes_after_a_refusal_are_ignored() -> None:
+def test_bytes_after_a_refusal_are_ignored(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """Once refused, the connection reads nothing more (RFC 9112 §9.6)."""
-    server = HTTP1ServerProtocol()
+    server = http1_server_factory()()
     server.bytes_received(request(b"X-A: \x01"))
     first = server.bytes_to_send()
     assert first.startswith(b"HTTP/1.1 400 ")
@@ -183,9 +221,9 @@ def test_bytes_after_a_refusal_are_ignored() -> None:
     assert [type(e) for e in events] == [ConnectionTerminated]
 
 
-def test_truncated_chunked_body_at_eof() -> None:
+def test_truncated_chunked_body_at_eof(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §8: a body cut short by EOF resets the stream; nothing is sent."""
-    sent, events = feed(CHUNKED + b"5\r\nab", eof=True)
+    sent, events = feed(CHUNKED + b"5\r\nab", eof=True, factory=http1_server_factory)
     assert sent == b""
     assert [type(e) for e in events] == [
         HeadersReceived,
@@ -198,9 +236,11 @@ def test_truncated_chunked_body_at_eof() -> None:
 # -- accepted, with one meaning ----------------------------------------------
 
 
-def only_request(data: bytes) -> tuple[dict[bytes, bytes], bytes]:
+def only_request(
+    data: bytes, factory: HTTP1ServerFactoryType = HTTP1ServerFactory
+) -> tuple[dict[bytes, bytes], bytes]:
     """Feed ``data``; return the one request's fields and its body."""
-    sent, events = feed(data)
+    sent, events = feed(data, factory=factory)
     assert sent == b""
     heads = [e for e in events if isinstance(e, HeadersReceived)]
     assert len(heads) == 1
@@ -209,11 +249,49 @@ def only_request(data: bytes) -> tuple[dict[bytes, bytes], bytes]:
     return dict(heads[0].headers), body
 
 
-def test_obs_fold_is_one_space() -> None:
-    """RFC 9112 §5.2: an obs-fold may be replaced by SP; it never starts a new field."""
-    fields, _ = only_request(request(b"X-A: one", b" two", b"X-B: 1", line=b"GET / HTTP/1.1"))
-    assert fields[b"x-a"] == b"one two"
-    assert fields[b"x-b"] == b"1"
+def test_obs_fold_reason(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """RFC 9112 §5.2: the 400 for an obs-fold says what was wrong, in one line."""
+    sent, events = feed(
+        request(b"X-A: one", b" two", line=b"GET / HTTP/1.1"), factory=http1_server_factory
+    )
+    assert sent.endswith(b"\r\n\r\nobsolete line folding (obs-fold) in a field\n")
+    assert events == [
+        ConnectionTerminated(error_code=400, message="obsolete line folding (obs-fold) in a field")
+    ]
+
+
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one-byte"])
+def test_obs_fold_in_a_pipelined_request(
+    chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """A folded request behind a good one is refused once the first is answered."""
+    good = request(line=b"GET /first HTTP/1.1")
+    folded = request(b"X-A: one", b" two", line=b"GET /second HTTP/1.1")
+    server = http1_server_factory()()
+    for chunk in chunker(good + folded + SMUGGLED):
+        server.bytes_received(chunk)
+    first = server.next_event()
+    assert isinstance(first, HeadersReceived)
+    assert dict(first.headers)[b":path"] == b"/first"
+    server.submit_headers(first.stream_id, [(b":status", b"204")], end_stream=True)
+    # The 204 ends its head and has no body; the refusal follows it.
+    answered, _, refusal = server.bytes_to_send().partition(b"\r\n\r\n")
+    assert answered.startswith(b"HTTP/1.1 204 ")
+    events = []
+    while (event := server.next_event()) is not None:
+        events.append(event)
+    assert_refused(refusal, events, 400)
+
+
+def test_spaces_inside_a_field_value_are_no_fold(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    """Whitespace inside a value or a body that starts with SP is no obs-fold."""
+    fields, body = only_request(
+        request(b"X-A: one  two", b"Content-Length: 6", body=b"\n two"), http1_server_factory
+    )
+    assert fields[b"x-a"] == b"one  two"
+    assert body == b"\n two"
 
 
 def test_duplicate_identical_content_length() -> None:
@@ -230,16 +308,17 @@ def test_bare_lf_in_the_head() -> None:
     assert fields[b"x-a"] == b"1"
 
 
-def test_chunk_extensions_are_ignored() -> None:
+def test_chunk_extensions_are_ignored(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §7.1.1: unknown chunk extensions are ignored."""
-    _, body = only_request(CHUNKED + b"3;name=value\r\nabc\r\n0\r\n\r\n")
+    _, body = only_request(CHUNKED + b"3;name=value\r\nabc\r\n0\r\n\r\n", http1_server_factory)
     assert body == b"abc"
 
 
-def test_absolute_form() -> None:
+def test_absolute_form(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §3.2.2: the target's authority wins over Host; the path is split off."""
     fields, _ = only_request(
-        b"GET HTTP://example.com:8080/a/b?c=d HTTP/1.1\r\nHost: other.example\r\n\r\n"
+        b"GET HTTP://example.com:8080/a/b?c=d HTTP/1.1\r\nHost: other.example\r\n\r\n",
+        http1_server_factory,
     )
     assert fields[b":scheme"] == b"http"
     assert fields[b":authority"] == b"example.com:8080"
@@ -247,28 +326,33 @@ def test_absolute_form() -> None:
     assert b"host" not in fields
 
 
-def test_absolute_form_without_a_path() -> None:
+def test_absolute_form_without_a_path(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §3.2.2: an empty path is ``/``."""
-    fields, _ = only_request(b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    fields, _ = only_request(
+        b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n", http1_server_factory
+    )
     assert fields[b":scheme"] == b"https"
     assert fields[b":path"] == b"/"
 
 
-def test_asterisk_form_for_options() -> None:
+def test_asterisk_form_for_options(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §3.2.4: ``OPTIONS *`` is a request to the server itself."""
-    fields, _ = only_request(request(line=b"OPTIONS * HTTP/1.1"))
+    fields, _ = only_request(request(line=b"OPTIONS * HTTP/1.1"), http1_server_factory)
     assert fields[b":path"] == b"*"
 
 
-def test_ipv6_host() -> None:
+def test_ipv6_host(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9112 §3.2, RFC 3986 §3.2.2: an IP literal is a valid Host."""
-    fields, _ = only_request(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
+    fields, _ = only_request(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", http1_server_factory)
     assert fields[b":authority"] == b"[::1]:8080"
 
 
-def test_connect_is_passed_on() -> None:
+def test_connect_is_passed_on(http1_server_factory: HTTP1ServerFactoryType) -> None:
     """RFC 9110 §9.3.6: the protocol passes CONNECT on; the server layer decides."""
-    sent, events = feed(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    sent, events = feed(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        factory=http1_server_factory,
+    )
     assert sent == b""
     assert events == [
         HeadersReceived(
@@ -277,3 +361,24 @@ def test_connect_is_passed_on() -> None:
             end_stream=False,
         )
     ]
+
+
+# -- what llhttp refuses and h11 takes: strict, and read one way either way --
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            request(b"Content-Length: 3", b"Content-Length: 3", body=b"abc"),
+            id="RFC 9110 8.6 duplicate identical Content-Length",
+        ),
+        pytest.param(b"GET /x HTTP/1.1\nHost: example.com\nX-A: 1\n\n", id="2.2 bare LF"),
+    ],
+)
+def test_httptools_refuses_what_h11_may_take(data: bytes) -> None:
+    """The leniencies h11 has (RFC 9110 §8.6, RFC 9112 §2.2 "may") llhttp lacks: 400."""
+    from hface.protocols.http1._httptools import HTTPToolsServerFactory
+
+    sent, events = feed(data + SMUGGLED, factory=HTTPToolsServerFactory)
+    assert_refused(sent, events, 400)

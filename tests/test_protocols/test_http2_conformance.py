@@ -890,16 +890,64 @@ def test_initial_window_size_change_applies_to_open_streams() -> None:
 
 
 def test_max_concurrent_streams() -> None:
-    """5.1.2/1 (RFC 9113 §5.1.2): a stream past the limit is refused or an error."""
+    """5.1.2/1 (RFC 9113 §5.1.2): a stream past the limit is refused, the connection stays.
+
+    RST_STREAM(REFUSED_STREAM), as nginx and h2o answer: the client may
+    retry the request (§8.7), and the streams already open go on.
+    """
     peer = Peer(max_concurrent_streams=2)
     peer.send(peer.headers(1, end_stream=False), peer.headers(3, end_stream=False))
     assert len([e for e in peer.events() if isinstance(e, HeadersReceived)]) == 2
     peer.send(peer.headers(5, end_stream=False))
     frames = peer.frames()
-    codes = {(type(f), getattr(f, "error_code", None)) for f in frames}
-    assert codes <= {(RstStreamFrame, REFUSED_STREAM), (GoAwayFrame, PROTOCOL_ERROR)}
-    assert codes
-    assert not [e for e in peer.events() if isinstance(e, HeadersReceived)]
+    assert [(type(f), f.stream_id, getattr(f, "error_code", None)) for f in frames] == [
+        (RstStreamFrame, 5, REFUSED_STREAM)
+    ]
+    assert peer.events() == []
+    # Data for the refused stream is dropped; the open streams carry on.
+    peer.send(frame(DATA, END_STREAM, 5, b"late"), frame(DATA, END_STREAM, 1, b"body"))
+    assert peer.events() == [DataReceived(stream_id=1, data=b"body", end_stream=True)]
+    peer.server.submit_headers(1, RESPONSE, end_stream=True)
+    peer.frames()
+    # A stream is free again: the next one is served, and HPACK stayed in step.
+    peer.send(peer.headers(7, end_stream=True))
+    events = peer.events()
+    assert [type(e) for e in events] == [HeadersReceived]
+    assert isinstance(events[0], HeadersReceived)
+    assert events[0].stream_id == 7
+    assert not peer.server.has_expired()
+
+
+def test_refused_streams_spend_the_reset_budget() -> None:
+    """RFC 9113 §10.5: a peer that keeps opening streams past the limit gets ENHANCE_YOUR_CALM."""
+    peer = Peer(max_concurrent_streams=1, max_reset_streams=20)
+    peer.send(peer.headers(1, end_stream=False))
+    frames: list[Frame] = []
+    stream_id = 3
+    while stream_id < 400 and not peer.server.has_expired():
+        peer.send(peer.headers(stream_id, end_stream=False))
+        stream_id += 2
+        frames += peer.frames()
+    refused = [f for f in frames if isinstance(f, RstStreamFrame)]
+    goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert [f.error_code for f in goaway] == [ENHANCE_YOUR_CALM]
+    assert {f.error_code for f in refused} == {REFUSED_STREAM}
+    assert len(refused) == 21  # the budget, then the one that overdrew it
+    assert stream_id == 3 + 2 * 21
+    terminated = [e for e in peer.events() if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in terminated] == [ENHANCE_YOUR_CALM]
+
+
+def test_refused_streams_among_completed_ones_are_tolerated() -> None:
+    """A client that sometimes races past the limit, and completes streams, is never cut off."""
+    peer = Peer(max_concurrent_streams=1, max_reset_streams=3)
+    for index in range(30):
+        stream_id = 1 + 4 * index
+        peer.send(peer.headers(stream_id, end_stream=True), peer.headers(stream_id + 2))
+        peer.server.submit_headers(stream_id, RESPONSE, end_stream=True)
+        frames = peer.frames()
+        assert (RstStreamFrame, stream_id + 2) in [(type(f), f.stream_id) for f in frames]
+    assert not peer.server.has_expired()
 
 
 def test_connection_error_ends_the_connection() -> None:
@@ -1195,3 +1243,67 @@ def test_client_side_is_guarded_too() -> None:
     event = client.next_event()
     assert isinstance(event, ConnectionTerminated)
     assert event.error_code == ENHANCE_YOUR_CALM
+
+
+# -- HPACK dynamic table size (RFC 9113 §6.5.2, RFC 7541 §4.2, §6.3) ------------
+
+#: A dynamic table size update to 4,096 (RFC 7541 §6.3: 001 prefix, 5-bit integer).
+SIZE_UPDATE_4096 = b"\x3f\xe1\x1f"
+#: A dynamic table size update to 1,024.
+SIZE_UPDATE_1024 = b"\x3f\xe1\x07"
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("size", [0, 1024, 4096, 65536])
+def test_header_table_size_is_advertised(side: str, size: int) -> None:
+    """6.5.2: SETTINGS_HEADER_TABLE_SIZE carries the ``header_table_size`` option."""
+    factory = HTTP2ServerFactory if side == "server" else HTTP2ClientFactory
+    protocol = factory(header_table_size=size)()
+    data = protocol.bytes_to_send()
+    if side == "client":
+        assert data.startswith(PREFACE)
+        data = data[len(PREFACE) :]
+    first = parse_frames(data)[0]
+    assert isinstance(first, SettingsFrame)
+    assert first.settings[SettingsFrame.HEADER_TABLE_SIZE] == size
+
+
+def test_table_size_update_within_our_setting() -> None:
+    """RFC 7541 §4.2: an encoder shrinking its table to our setting is served."""
+    peer = Peer(header_table_size=1024)
+    block = SIZE_UPDATE_1024 + Encoder().encode(REQUEST)
+    peer.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
+    events = peer.events()
+    assert events == [HeadersReceived(stream_id=1, headers=REQUEST, end_stream=True)]
+
+
+def test_table_size_update_above_our_setting() -> None:
+    """RFC 7541 §6.3, RFC 9113 §4.3: a table larger than we allow is a COMPRESSION_ERROR."""
+    peer = Peer(header_table_size=1024)
+    block = SIZE_UPDATE_4096 + Encoder().encode(REQUEST)
+    peer.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
+    goaway = [f for f in peer.frames() if isinstance(f, GoAwayFrame)]
+    assert [f.error_code for f in goaway] == [COMPRESSION_ERROR]
+    terminated = [e for e in peer.events() if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in terminated] == [COMPRESSION_ERROR]
+
+
+def test_default_table_size_allows_4096() -> None:
+    """6.5.2: the default is the protocol's initial 4,096 bytes, and one byte more is refused."""
+    peer = Peer()
+    block = SIZE_UPDATE_4096 + Encoder().encode(REQUEST)
+    peer.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
+    assert [type(e) for e in peer.events()] == [HeadersReceived]
+    # 4,097: 0x3f, then 4,097 - 31 = 4,066 as a 7-bit prefixed integer.
+    block = b"\x3f\xe2\x1f" + Encoder().encode(REQUEST)
+    peer.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, block))
+    goaway = [f for f in peer.frames() if isinstance(f, GoAwayFrame)]
+    assert [f.error_code for f in goaway] == [COMPRESSION_ERROR]
+
+
+@pytest.mark.parametrize("size", [-1, 2**32])
+def test_header_table_size_is_validated(size: int) -> None:
+    """An out-of-range size is refused at once, naming the option."""
+    for factory in (HTTP2ServerFactory, HTTP2ClientFactory):
+        with pytest.raises(ValueError, match="header_table_size"):
+            factory(header_table_size=size)

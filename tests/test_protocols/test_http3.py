@@ -542,3 +542,119 @@ def test_datagrams_respect_the_peers_max_udp_payload_size(limit: int | None, lar
     exchange()
     assert max(sizes) == largest
     assert client.get_pending_data_size(stream_id) == 0  # everything went
+
+
+# -- SETTINGS_MAX_FIELD_SECTION_SIZE (RFC 9114 §4.2.2, §7.2.4.1) ---------------------------
+
+
+def test_max_field_section_size_is_advertised() -> None:
+    """Each side sends its limit in SETTINGS; aioquic on the other side records it."""
+    pair = make_quic_pair(max_field_section_size=5000)
+    for protocol in (pair.client, pair.server):
+        assert isinstance(protocol, HTTP3ClientProtocol | HTTP3ServerProtocol)
+        h3 = protocol._h3
+        assert h3 is not None
+        assert h3._get_local_settings()[0x6] == 5000
+        assert h3.received_settings is not None
+        assert h3.received_settings[0x6] == 5000
+
+
+def test_default_max_field_section_size_is_64_kib() -> None:
+    pair = make_quic_pair()
+    assert isinstance(pair.client, HTTP3ClientProtocol)
+    assert pair.client._h3 is not None
+    assert pair.client._h3._get_local_settings()[0x6] == 64 * 1024
+
+
+def test_request_over_max_field_section_size_gets_431() -> None:
+    """The server answers 431 itself; the request never reaches the application.
+
+    Counted as RFC 9114 §4.2.2 does: a field of 100 bytes costs 132 (+32).
+    """
+    pair = make_quic_pair(max_field_section_size=1000)
+    small = _request(pair, [*GET, (b"x-a", b"a" * 500)])
+    assert pair.server_events() == [
+        HeadersReceived(stream_id=small, headers=[*GET, (b"x-a", b"a" * 500)], end_stream=True)
+    ]
+    big = _request(pair, [*GET, (b"x-a", b"a" * 1000)])
+    assert pair.server_events() == []
+    assert pair.client_events() == [
+        HeadersReceived(
+            stream_id=big,
+            headers=[(b":status", b"431"), (b"content-length", b"0")],
+            end_stream=True,
+        )
+    ]
+    assert isinstance(pair.server, HTTP3ServerProtocol)
+    assert big not in pair.server._streams
+    # The connection goes on.
+    pair.server.submit_headers(small, OK, end_stream=True)
+    third = _request(pair, GET)
+    assert pair.server_events() == [HeadersReceived(stream_id=third, headers=GET, end_stream=True)]
+
+
+def test_request_with_body_over_the_limit_gets_431_and_the_body_is_dropped() -> None:
+    """The body of a refused request is read and dropped; the stream is forgotten at its end."""
+    pair = make_quic_pair(max_field_section_size=1000, stream_receive_window=4096)
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, [*POST, (b"x-a", b"a" * 2000)])
+    pair.transfer()
+    assert pair.client_events() == [
+        HeadersReceived(
+            stream_id=stream_id,
+            headers=[(b":status", b"431"), (b"content-length", b"0")],
+            end_stream=True,
+        )
+    ]
+    # Ten windows of body: dropped data is credited back, so it all goes through.
+    pair.client.submit_data(stream_id, b"x" * 40960, end_stream=True)
+    for _ in range(20):
+        pair.transfer()
+        pair.advance(0.05)
+    assert pair.client.get_pending_data_size(stream_id) == 0
+    assert pair.server_events() == []
+    assert isinstance(pair.server, HTTP3ServerProtocol)
+    assert stream_id not in pair.server._streams
+
+
+def test_response_over_max_field_section_size_resets_the_stream() -> None:
+    """The client discards the response: RESET_STREAM and STOP_SENDING with H3_EXCESSIVE_LOAD."""
+    pair = make_quic_pair(max_field_section_size=1000)
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, [*OK, (b"x-big", b"b" * 2000)])
+    pair.server.submit_data(stream_id, b"body")
+    pair.transfer()
+    assert pair.client_events() == [
+        StreamResetSent(stream_id=stream_id, error_code=CODES.excessive_load)
+    ]
+    assert (
+        StreamResetReceived(stream_id=stream_id, error_code=CODES.excessive_load)
+        in pair.server_events()
+    )
+    # Only the stream failed.
+    second = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(second, OK, end_stream=True)
+    pair.transfer()
+    assert pair.client_events() == [HeadersReceived(stream_id=second, headers=OK, end_stream=True)]
+
+
+def test_trailers_over_the_limit_reset_the_stream() -> None:
+    pair = make_quic_pair(max_field_section_size=1000)
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, POST)
+    pair.client.submit_data(stream_id, b"x")
+    pair.client.submit_headers(stream_id, [(b"x-t", b"t" * 2000)], end_stream=True)
+    pair.transfer()
+    events = pair.server_events()
+    assert events[0] == HeadersReceived(stream_id=stream_id, headers=POST)
+    assert events[-1] == StreamResetSent(stream_id=stream_id, error_code=CODES.excessive_load)
+
+
+@pytest.mark.parametrize("size", [0, -1, 2**62])
+def test_factories_reject_a_bad_max_field_section_size(size: int) -> None:
+    with pytest.raises(ValueError, match="max_field_section_size must be between 1 and 2"):
+        HTTP3ServerFactory(max_field_section_size=size)
+    with pytest.raises(ValueError, match="max_field_section_size must be between 1 and 2"):
+        HTTP3ClientFactory(max_field_section_size=size)

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import FrameType, StreamType, encode_frame
 
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
-from hface.protocols.http3 import HTTP3ServerFactory
+from hface.protocols.http3 import (
+    HTTP3ClientFactory,
+    HTTP3ClientProtocol,
+    HTTP3ServerFactory,
+    HTTP3ServerProtocol,
+)
+from hface.protocols.http3._guard import FLOOD_WINDOW
 from tests.helpers.h3_raw import (
     H3_CLOSED_CRITICAL_STREAM,
     H3_EXCESSIVE_LOAD,
@@ -38,6 +45,7 @@ from tests.helpers.h3_raw import (
     headers_frame,
     settings_frame,
 )
+from tests.helpers.quic_pair import CLIENT_ADDRESS, make_quic_pair
 
 
 @dataclass(frozen=True)
@@ -469,16 +477,16 @@ def test_too_many_streams_is_a_stream_limit_error() -> None:
 
 
 @pytest.mark.parametrize("where", ["control-stream", "request-stream"])
-def test_reserved_frame_flood_is_ignored_in_bounded_memory(where: str) -> None:
-    """RFC 9114 §7.2.8, §10.5: reserved frames are skipped without buffering or events."""
+def test_reserved_frames_are_ignored_in_bounded_memory(where: str) -> None:
+    """RFC 9114 §7.2.8: reserved frames below the flood budget are skipped, unbuffered."""
     client = connect()
-    flood = _RESERVED_FRAME * 20_000
+    frames = _RESERVED_FRAME * 900
     if where == "control-stream":
-        client.open_control(settings_frame() + flood)
+        client.open_control(settings_frame() + frames)
         stream_id = client.request_stream(headers_frame(REQUEST))
     else:
         client.open_control()
-        stream_id = client.request_stream(flood + headers_frame(REQUEST))
+        stream_id = client.request_stream(frames + headers_frame(REQUEST))
     client.transfer(rounds=2000)
     assert client.closed_code is None
     assert [e for e in client.server_events if isinstance(e, HeadersReceived)] == [
@@ -488,14 +496,311 @@ def test_reserved_frame_flood_is_ignored_in_bounded_memory(where: str) -> None:
     assert all(len(stream.buffer) < 4096 for stream in h3._stream.values())
 
 
-def test_empty_data_flood_produces_no_events() -> None:
-    """RFC 9114 §10.5: empty DATA frames cost no events and no buffered bytes."""
+def test_empty_data_frames_produce_no_events() -> None:
+    """RFC 9114 §10.5: empty DATA frames below the budget cost no events and no bytes."""
     client = connect()
     client.open_control()
-    body = encode_frame(FrameType.DATA, b"") * 20_000
+    body = encode_frame(FrameType.DATA, b"") * 900
     last = encode_frame(FrameType.DATA, b"x")
     stream_id = client.request_stream(headers_frame(REQUEST) + body + last)
     client.transfer(rounds=2000)
     assert client.closed_code is None
     data = [e for e in client.server_events if not isinstance(e, HeadersReceived)]
     assert data == [DataReceived(stream_id=stream_id, data=b"x", end_stream=True)]
+
+
+#: Sends ``count`` copies of a frame (or opens ``count`` streams) the flood guard counts.
+Sender = Callable[[RawH3Client, bytes, int], None]
+
+
+def _flood_control(client: RawH3Client, frame: bytes, count: int) -> None:
+    client.open_control(settings_frame() + frame * count)
+
+
+def _flood_request(client: RawH3Client, frame: bytes, count: int) -> None:
+    client.open_control()
+    client.request_stream(headers_frame(REQUEST) + frame * count, end_stream=False)
+
+
+def _flood_uni_streams(client: RawH3Client, _frame: bytes, count: int) -> None:
+    client.open_control()
+    client.quic._remote_max_streams_uni = 10_000  # as if the server allowed them
+    for _ in range(count):
+        client.uni_stream(0x21, b"x", end_stream=True)  # a reserved stream type (§6.2.3)
+
+
+FLOODS = [
+    pytest.param(_flood_control, _RESERVED_FRAME, id="RFC9114-7.2.8-reserved-frames-on-control"),
+    pytest.param(
+        _flood_control,
+        encode_frame(FrameType.GOAWAY, encode_uint_var(0)),
+        id="RFC9114-5.2-goaway-frames",
+    ),
+    pytest.param(
+        _flood_control,
+        encode_frame(FrameType.MAX_PUSH_ID, encode_uint_var(0)),
+        id="RFC9114-7.2.7-max-push-id-frames",
+    ),
+    pytest.param(
+        _flood_control,
+        encode_frame(0xF0700, encode_uint_var(0) + b"u=1"),
+        id="RFC9218-7.2-priority-update-frames",
+    ),
+    pytest.param(_flood_request, _RESERVED_FRAME, id="RFC9114-7.2.8-reserved-frames-on-request"),
+    pytest.param(_flood_request, encode_frame(FrameType.DATA, b""), id="RFC9114-10.5-empty-data"),
+    pytest.param(_flood_request, encode_frame(FrameType.DATA, b"x"), id="RFC9114-10.5-tiny-data"),
+    pytest.param(_flood_uni_streams, b"", id="RFC9114-6.2.3-reserved-stream-types"),
+]
+
+
+@pytest.mark.parametrize(("send", "frame"), FLOODS)
+def test_flood_past_the_budget(send: Sender, frame: bytes) -> None:
+    """RFC 9114 §10.5: work without progress past the budget closes with H3_EXCESSIVE_LOAD."""
+    client = connect(max_control_frames=50)
+    send(client, frame, 60)
+    client.transfer(rounds=2000)
+    assert client.closed_code == H3_EXCESSIVE_LOAD
+    terminated = [e for e in client.server_events if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in terminated] == [H3_EXCESSIVE_LOAD]
+    # The server stopped at the budget: the application saw no flood of events.
+    assert len(client.server_events) < 10
+
+
+@pytest.mark.parametrize(("send", "frame"), FLOODS)
+def test_within_the_budget(send: Sender, frame: bytes) -> None:
+    """The same frames up to the budget are tolerated (RFC 9114 §7.2.8, §9: ignored)."""
+    client = connect(max_control_frames=50)
+    send(client, frame, 40)
+    client.transfer(rounds=2000)
+    assert client.closed_code is None
+
+
+def test_progress_earns_the_budget_back() -> None:
+    """Requests and data earn units back: a busy client may send many control frames."""
+    client = connect(max_control_frames=20)
+    control = client.open_control()
+    for _ in range(30):
+        client.quic.send_stream_data(control, _RESERVED_FRAME * 5)
+        body = encode_frame(FrameType.DATA, b"x" * 100)
+        client.request_stream(headers_frame(REQUEST) + body * 4)
+        client.transfer()
+        _answer(client)
+    client.transfer()
+    assert client.closed_code is None
+
+
+def test_budget_comes_back_after_the_window() -> None:
+    """The whole budget is back every FLOOD_WINDOW seconds: a slow trickle is tolerated."""
+    client = connect(max_control_frames=20)
+    control = client.open_control()
+    for _ in range(5):
+        client.quic.send_stream_data(control, _RESERVED_FRAME * 15)
+        client.transfer()
+        assert client.closed_code is None
+        client.now += FLOOD_WINDOW + 1
+        client.quic.send_ping(1)  # something to carry the new time
+        client.transfer()
+    client.quic.send_stream_data(control, _RESERVED_FRAME * 25)
+    client.transfer()
+    assert client.closed_code == H3_EXCESSIVE_LOAD
+
+
+def test_a_response_flood_closes_the_client() -> None:
+    """The guard protects clients too: a server sending tiny DATA frames is cut off."""
+    pair = make_quic_pair(max_control_frames=50)
+    client = cast(HTTP3ClientProtocol, pair.client)
+    server = cast(HTTP3ServerProtocol, pair.server)
+    stream_id = client.get_available_stream_id()
+    client.submit_headers(stream_id, REQUEST, end_stream=True)
+    pair.transfer()
+    server.submit_headers(stream_id, [(b":status", b"200")])
+    for _ in range(200):
+        server.submit_data(stream_id, b"x")
+    pair.transfer()
+    closed = [e for e in pair.client_events() if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in closed] == [H3_EXCESSIVE_LOAD]
+
+
+def test_max_control_frames_is_validated() -> None:
+    """A flood budget below one is refused with a clear error."""
+    for factory in (HTTP3ServerFactory, HTTP3ClientFactory):
+        with pytest.raises(ValueError, match="max_control_frames"):
+            factory(max_control_frames=0)
+
+
+# --- QPACK limits (RFC 9204 §2.1.2, §3.2.3, §5) ------------------------------------------
+
+SETTINGS_QPACK_MAX_TABLE_CAPACITY = 0x1
+SETTINGS_QPACK_BLOCKED_STREAMS = 0x7
+
+
+def _set_capacity(capacity: int) -> bytes:
+    """A Set Dynamic Table Capacity instruction (RFC 9204 §4.3.1: 001, 5-bit integer)."""
+    if capacity < 31:
+        return bytes([0x20 | capacity])
+    rest = capacity - 31
+    out = bytearray([0x3F])
+    while rest >= 128:
+        out.append(0x80 | (rest & 0x7F))
+        rest >>= 7
+    out.append(rest)
+    return bytes(out)
+
+
+#: A header block that needs one insert never sent: its stream blocks (RFC 9204 §2.1.2).
+_BLOCKING_HEADERS = encode_frame(FrameType.HEADERS, b"\x02\x00\x80")
+
+
+@pytest.mark.parametrize(
+    ("capacity", "blocked"), [(4096, 16), (0, 0), (1024, 2), (65536, 100)], ids=str
+)
+def test_qpack_settings_are_advertised(capacity: int, blocked: int) -> None:
+    """RFC 9204 §5: both sides send the factories' QPACK limits in SETTINGS."""
+    options = {}
+    if (capacity, blocked) != (4096, 16):  # the defaults
+        options = {"qpack_max_table_capacity": capacity, "qpack_blocked_streams": blocked}
+    pair = make_quic_pair(**options)
+    for receiver in (pair.client, pair.server):
+        received = receiver._h3._received_settings  # type: ignore[attr-defined]
+        assert received is not None
+        assert received[SETTINGS_QPACK_MAX_TABLE_CAPACITY] == capacity
+        assert received[SETTINGS_QPACK_BLOCKED_STREAMS] == blocked
+
+
+@pytest.mark.parametrize("capacity", [0, 300, 4096])
+def test_exchange_under_small_qpack_limits(capacity: int) -> None:
+    """Encoders keep to the advertised table: requests and responses still decode."""
+    pair = make_quic_pair(qpack_max_table_capacity=capacity, qpack_blocked_streams=1)
+    headers = [*REQUEST, (b"x-long", b"v" * 200), (b"x-other", b"w" * 50)]
+    for _ in range(3):
+        stream_id = pair.client.get_available_stream_id()
+        pair.client.submit_headers(stream_id, headers, end_stream=True)
+        pair.transfer()
+        received = [e for e in pair.server_events() if isinstance(e, HeadersReceived)]
+        assert received == [HeadersReceived(stream_id=stream_id, headers=headers, end_stream=True)]
+        pair.server.submit_headers(stream_id, [(b":status", b"204"), *headers[4:]], True)
+        pair.transfer()
+        answers = [e for e in pair.client_events() if isinstance(e, HeadersReceived)]
+        assert [dict(e.headers)[b"x-long"] for e in answers] == [b"v" * 200]
+
+
+@pytest.mark.parametrize("blocked", [0, 2])
+def test_blocked_streams_within_the_limit(blocked: int) -> None:
+    """RFC 9204 §2.1.2: up to SETTINGS_QPACK_BLOCKED_STREAMS streams may block."""
+    client = connect(qpack_blocked_streams=blocked)
+    client.open_control()
+    for _ in range(blocked):
+        client.request_stream(_BLOCKING_HEADERS, end_stream=False)
+    client.transfer()
+    assert client.closed_code is None
+
+
+@pytest.mark.parametrize("blocked", [0, 2])
+def test_blocked_streams_past_the_limit(blocked: int) -> None:
+    """RFC 9204 §2.1.2: one blocked stream more than advertised is QPACK_DECOMPRESSION_FAILED."""
+    client = connect(qpack_blocked_streams=blocked)
+    client.open_control()
+    for _ in range(blocked + 1):
+        client.request_stream(_BLOCKING_HEADERS, end_stream=False)
+    client.transfer()
+    assert client.closed_code == QPACK_DECOMPRESSION_FAILED
+    terminated = [e for e in client.server_events if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in terminated] == [QPACK_DECOMPRESSION_FAILED]
+
+
+@pytest.mark.parametrize(("limit", "capacity"), [(1024, 1024), (4096, 4096), (0, 0)])
+def test_table_capacity_within_the_limit(limit: int, capacity: int) -> None:
+    """RFC 9204 §3.2.3: an encoder may set any capacity up to the advertised maximum."""
+    client = connect(qpack_max_table_capacity=limit)
+    client.open_control()
+    client.uni_stream(StreamType.QPACK_ENCODER, _set_capacity(capacity))
+    stream_id = client.request_stream(headers_frame(REQUEST))
+    client.transfer()
+    assert client.closed_code is None
+    assert HeadersReceived(stream_id=stream_id, headers=REQUEST, end_stream=True) in (
+        client.server_events
+    )
+
+
+@pytest.mark.parametrize(("limit", "capacity"), [(1024, 1025), (4096, 65536), (0, 1)])
+def test_table_capacity_past_the_limit(limit: int, capacity: int) -> None:
+    """RFC 9204 §4.3.1: a capacity above the maximum is a QPACK_ENCODER_STREAM_ERROR."""
+    client = connect(qpack_max_table_capacity=limit)
+    client.open_control()
+    client.uni_stream(StreamType.QPACK_ENCODER, _set_capacity(capacity))
+    client.transfer()
+    assert client.closed_code == QPACK_ENCODER_STREAM_ERROR
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"qpack_max_table_capacity": -1},
+        {"qpack_max_table_capacity": 2**30},
+        {"qpack_blocked_streams": -1},
+        {"qpack_blocked_streams": 2**16},
+    ],
+    ids=str,
+)
+def test_qpack_options_are_validated(options: dict[str, int]) -> None:
+    """Out-of-range QPACK options are refused at once, naming the option."""
+    (name,) = options
+    for factory in (HTTP3ServerFactory, HTTP3ClientFactory):
+        with pytest.raises(ValueError, match=name):
+            factory(**options)
+
+
+# --- Our own failures (RFC 9000 §10.2) ------------------------------------------------
+
+H3_INTERNAL_ERROR = 0x102
+
+
+def _break_once(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``method`` so that its first call raises, as a bug in hface or aioquic would."""
+    calls: list[None] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        if len(calls) == 1:
+            raise RuntimeError("injected failure")
+        return method(*args, **kwargs)
+
+    return broken
+
+
+@pytest.mark.parametrize("where", ["receiving", "sending", "timer"])
+def test_internal_error_is_sent_to_the_peer(where: str) -> None:
+    """RFC 9000 §10.2: a connection we end on an internal error is closed with the peer.
+
+    The peer gets CONNECTION_CLOSE with H3_INTERNAL_ERROR at once, not at
+    its idle timeout, and the server reports the same code after sending it.
+    """
+    pair = make_quic_pair()
+    server = cast(HTTP3ServerProtocol, pair.server)
+    quic = server._quic
+    assert quic is not None
+    if where == "receiving":
+        quic.receive_datagram = _break_once(quic.receive_datagram)  # type: ignore[method-assign]
+    elif where == "sending":
+        quic.datagrams_to_send = _break_once(quic.datagrams_to_send)  # type: ignore[method-assign]
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
+    if where == "timer":
+        # The request arrives; the server's next timer (its ACK delay) fails.
+        for data, _ in pair.client.datagrams_to_send():
+            server.datagram_received((data, CLIENT_ADDRESS))
+        timer = server.get_timer()
+        assert timer is not None
+        assert timer < pair.now + 1
+        quic.handle_timer = _break_once(quic.handle_timer)  # type: ignore[method-assign]
+        pair.now = timer
+        server.clock(timer)
+    start = pair.now
+    pair.transfer()
+    assert pair.now - start < 1  # promptly, not at an idle timeout
+    client_closed = [e for e in pair.client_events() if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in client_closed] == [H3_INTERNAL_ERROR]
+    server_closed = [e for e in pair.server_events() if isinstance(e, ConnectionTerminated)]
+    assert [e.error_code for e in server_closed] == [H3_INTERNAL_ERROR]
+    assert "injected failure" in str(server_closed[0].message)
+    assert server.has_expired()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hface.protocols import (
+    PREFERRED_IMPLEMENTATIONS,
     PROTOCOL_KINDS,
     HTTPOverQUICClientFactory,
     HTTPOverQUICServerFactory,
@@ -62,3 +63,31 @@ def test_entry_points_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     registry = ProtocolRegistry()
     assert registry.names("http2_server") == ["h2", "fake"]
     assert registry.get_factory_class("http2_server", "fake").__name__ == "HTTP2ServerFactory"
+
+
+def test_httptools_is_registered_by_an_entry_point_of_hface_core() -> None:
+    """``hface-core[httptools]`` declares ``http1_server.httptools``; it is preferred."""
+    from hface.protocols.http1._httptools import HTTPToolsServerFactory
+
+    assert protocol_registry.names("http1_server") == ["h11", "httptools"]
+    assert protocol_registry.get_factory_class("http1_server", "httptools") is (
+        HTTPToolsServerFactory
+    )
+    assert protocol_registry.preferred_name("http1_server") == "httptools"
+    assert isinstance(protocol_registry.create("http1_server", "httptools"), HTTPOverTCPFactory)
+    assert PREFERRED_IMPLEMENTATIONS["http1_server"] == ("httptools",)
+
+
+@pytest.mark.parametrize("kind", list(PROTOCOL_KINDS))
+def test_the_builtin_implementation_is_preferred_when_nothing_else_is_known(kind: str) -> None:
+    registry = ProtocolRegistry(load_entry_points=False)
+    assert registry.preferred_name(kind) == PROTOCOL_KINDS[kind][0]
+
+
+def test_a_preferred_implementation_that_does_not_import_is_passed_over() -> None:
+    """Without its extra (here: a module that does not exist) the built-in one is used."""
+    registry = ProtocolRegistry(load_entry_points=False)
+    registry.register("http1_server", "httptools", "hface_no_such_module:Factory")
+    assert registry.preferred_name("http1_server") == "h11"
+    with pytest.raises(ValueError, match="unknown protocol kind"):
+        registry.preferred_name("http4_server")

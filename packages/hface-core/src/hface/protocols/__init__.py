@@ -19,6 +19,7 @@ from ._protocols import HTTPOverQUICProtocol as HTTPOverQUICProtocol
 from ._protocols import HTTPOverTCPProtocol as HTTPOverTCPProtocol
 from ._protocols import HTTPProtocol as HTTPProtocol
 from ._registry import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from ._registry import PREFERRED_IMPLEMENTATIONS as PREFERRED_IMPLEMENTATIONS
 from ._registry import PROTOCOL_KINDS as PROTOCOL_KINDS
 from ._registry import ProtocolRegistry as ProtocolRegistry
 from ._registry import protocol_registry as protocol_registry
@@ -35,6 +36,7 @@ __all__ = (
     "HTTPOverTCPFactory",
     "HTTPOverTCPProtocol",
     "HTTPProtocol",
+    "PREFERRED_IMPLEMENTATIONS",
     "PROTOCOL_KINDS",
     "PriorKnowledgeHTTPFactory",
     "ProtocolRegistry",

@@ -10,6 +10,12 @@ that can be called without arguments, for example in ``pyproject.toml``::
 
 ``KIND`` is one of :data:`PROTOCOL_KINDS`. Entry points are read once, the
 first time the registry is asked about a name it does not know.
+
+Some kinds have a faster implementation that is used when it is installed:
+:data:`PREFERRED_IMPLEMENTATIONS` names them, and
+:meth:`ProtocolRegistry.preferred_name` picks the first that imports. The
+HTTP/1.1 server on httptools (the ``hface-core[httptools]`` extra) is one:
+the server facades use it by default when httptools is installed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ PROTOCOL_KINDS: Final[Mapping[str, tuple[str, str]]] = {
     "http2_server": ("h2", "hface.protocols.http2:HTTP2ServerFactory"),
     "http3_client": ("aioquic", "hface.protocols.http3:HTTP3ClientFactory"),
     "http3_server": ("aioquic", "hface.protocols.http3:HTTP3ServerFactory"),
+}
+
+
+#: Implementations preferred to the built-in one when they are installed, by kind.
+PREFERRED_IMPLEMENTATIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "http1_server": ("httptools",),
 }
 
 
@@ -84,6 +96,23 @@ class ProtocolRegistry:
             target = _resolve(target)
             self._targets[kind][name] = target
         return target
+
+    def preferred_name(self, kind: str) -> str:
+        """Return the name of the implementation of ``kind`` to use by default.
+
+        The first of :data:`PREFERRED_IMPLEMENTATIONS` that is registered
+        and imports (its extra is installed), else the built-in one.
+
+        :raises ValueError: for an unknown kind.
+        """
+        self._check_kind(kind)
+        for name in PREFERRED_IMPLEMENTATIONS.get(kind, ()):
+            try:
+                self.get_factory_class(kind, name)
+            except (ValueError, ImportError):
+                continue
+            return name
+        return PROTOCOL_KINDS[kind][0]
 
     def create(self, kind: str, name: str | None = None) -> Any:
         """Return a new factory of an implementation, with its default options."""

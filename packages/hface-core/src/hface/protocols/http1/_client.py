@@ -30,6 +30,31 @@ class HTTP1ClientProtocol(HTTP1Base):
 
     def __init__(self, *, max_header_size: int = 16384) -> None:
         super().__init__(our_role=h11.CLIENT, max_header_size=max_header_size)
+        self._max_header_size = max_header_size
+
+    def bytes_received(self, data: bytes) -> None:
+        """Take bytes from the server; a head over ``max_header_size`` is an error.
+
+        h11 bounds a head only while it is incomplete, so one that arrives
+        whole (in one read, or completed by the next) would pass whatever
+        its size. While a response head is awaited, h11 gets at most the
+        bytes that bring its buffer one past ``max_header_size``: a head
+        still incomplete then is too large, and h11 says so.
+        """
+        limit = self._max_header_size
+        conn = self._h11
+        start = 0
+        while (
+            not self._terminated
+            and not self._tunnel
+            and conn.their_state in (h11.IDLE, h11.SEND_RESPONSE)
+        ):
+            room = limit + 1 - len(conn.trailing_data[0])
+            if len(data) - start <= room or room < 1:
+                break
+            super().bytes_received(data[start : start + room])
+            start += room
+        super().bytes_received(data[start:] if start else data)
 
     def get_available_stream_id(self) -> int:
         """Return the ID of the next exchange: 1, 3, 5, ...

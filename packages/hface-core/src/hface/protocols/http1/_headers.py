@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Final
+from typing import Final, Protocol
 
 import h11
 
@@ -46,7 +46,30 @@ _HOST: Final = re.compile(rb"(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~!$&'()*+,;=%
 _ABSOLUTE_FORM: Final = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)")
 
 
-def check_request(event: h11.Request) -> tuple[int, str] | None:
+class RequestHead(Protocol):
+    """What :func:`check_request` and :func:`request_headers` read of a request.
+
+    An ``h11.Request`` is one; so is the head the httptools server parses.
+    """
+
+    @property
+    def method(self) -> bytes:
+        """The method, as received."""
+
+    @property
+    def target(self) -> bytes:
+        """The request target, as received."""
+
+    @property
+    def http_version(self) -> bytes:
+        """The version, e.g. ``b"1.1"``."""
+
+    @property
+    def headers(self) -> Sequence[tuple[bytes, bytes]]:
+        """The fields, names in lower case."""
+
+
+def check_request(event: RequestHead) -> tuple[int, str] | None:
     """Return ``(status, reason)`` if a request h11 accepted must be refused, else None.
 
     h11 parses the syntax; this refuses what it lets through and what would
@@ -103,7 +126,7 @@ def status_bytes(code: int) -> bytes:
     return _STATUS_BYTES.get(code) or b"%d" % code
 
 
-def request_headers(event: h11.Request, scheme: bytes) -> list[HeaderType]:
+def request_headers(event: RequestHead, scheme: bytes) -> list[HeaderType]:
     """Return the HTTP/2 style header list of a received request."""
     fields: list[HeaderType] = []
     authority: bytes | None = None

@@ -17,10 +17,17 @@ connection terminates with that status as error code. Requests h11 parses
 but that are ambiguous or invalid (both Transfer-Encoding and
 Content-Length, control characters in a field, a bad Host or request
 target, see :func:`check_request`) are answered the same way before the
-application sees them. The target of a CONNECT request (and its Host,
-which is dropped) is left to the application, as it is on HTTP/2 and
-HTTP/3, so that a proxy explains a bad target the same way on every
-version.
+application sees them. So is a header field line folded over two lines
+(obs-fold, a line starting with SP or HTAB): h11 would join the lines,
+but RFC 9112 §5.2 lets a server outside message/http refuse the request
+with 400 instead, as nginx and h2o do, since another parser in the path
+may read the fold as a field of its own. The check reads the raw bytes of
+the request head (see :meth:`HTTP1ServerProtocol.bytes_received`); the
+answer is 400 with the reason ``obsolete line folding (obs-fold) in a
+field``. A fold before the first field is h11's own error (400 too).
+The target of a CONNECT request (and its Host, which is dropped) is left
+to the application, as it is on HTTP/2 and HTTP/3, so that a proxy
+explains a bad target the same way on every version.
 
 :meth:`HTTP1ServerProtocol.submit_close` with an error code (HTTP/1.1 error
 codes are statuses) answers a request that is owed a response with that
@@ -30,6 +37,9 @@ waiting for a request says so (RFC 9110 §15.5.9). A request in absolute-form ge
 """
 
 from __future__ import annotations
+
+import re
+from typing import Final
 
 import h11
 
@@ -43,6 +53,12 @@ from ._headers import REASONS, OutgoingHeaders, check_request, request_headers
 #: The longest explanation sent in the body of an error response, in characters.
 _MAX_EXPLANATION = 200
 
+#: The end of a request head (h11's own pattern: bare LF line ends are allowed).
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
+
+#: The reason a request with an obs-fold is refused (RFC 9112 §5.2).
+OBS_FOLD_REASON: Final = "obsolete line folding (obs-fold) in a field"
+
 
 class HTTP1ServerProtocol(HTTP1Base):
     """The server side of an HTTP/1.1 connection, on h11.
@@ -55,8 +71,22 @@ class HTTP1ServerProtocol(HTTP1Base):
 
     def __init__(self, *, tls: bool = False, max_header_size: int = 16384) -> None:
         super().__init__(our_role=h11.SERVER, max_header_size=max_header_size)
+        self._max_header_size = max_header_size
         self._scheme = b"https" if tls else b"http"
         self._method = b""
+        # The raw bytes received since the request head in progress began
+        # (h11 keeps them too, but unfolds obs-folds as it parses).
+        self._head: list[bytes] = []
+
+    def bytes_received(self, data: bytes) -> None:
+        """Take bytes from the client; remember them while a request head is awaited."""
+        if data and self._h11.their_state is h11.IDLE and not self._terminated:
+            head = self._head
+            head.append(data)
+            if len(head) > 16:
+                # A head that trickles in (slowloris) is kept as one piece.
+                head[:] = [b"".join(head)]
+        super().bytes_received(data)
 
     def get_available_stream_id(self) -> int:
         """Always raise: a server does not open streams.
@@ -180,7 +210,10 @@ class HTTP1ServerProtocol(HTTP1Base):
         if not isinstance(event, h11.Request):  # pragma: no cover - h11 never gives one
             raise AssertionError("a server received a response")
         method = self._method = event.method
-        refused = check_request(event)
+        too_large, folded = self._inspect_head()
+        refused = (431, "request head too large") if too_large else check_request(event)
+        if refused is None and folded:
+            refused = 400, OBS_FOLD_REASON
         if refused is not None:
             status, reason = refused
             self._on_remote_error(h11.RemoteProtocolError(reason, error_status_hint=status))
@@ -192,6 +225,33 @@ class HTTP1ServerProtocol(HTTP1Base):
         self._remote = OPEN
         self._connect = method == b"CONNECT"
         return HeadersReceived(stream_id=stream_id, headers=request_headers(event, self._scheme))
+
+    def _inspect_head(self) -> tuple[bool, bool]:
+        """Return whether the raw head of the request just parsed is too large, and folded.
+
+        h11 bounds only a head that is still incomplete, so a head that
+        arrives whole in one read is measured here against
+        ``max_header_size``. A line of the head that starts with SP or HTAB
+        after the request line is an obs-fold (RFC 9112 §5.2; one right
+        after the request line h11 refuses itself). ``_head`` begins where
+        the head begins: h11 accepts no bytes before the request line.
+        """
+        chunks = self._head
+        head = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        end = _HEAD_END.search(head)
+        stop = end.start() if end is not None else len(head)
+        too_large = (end.end() if end is not None else len(head)) > self._max_header_size
+        folded = head.find(b"\n ", 0, stop) >= 0 or head.find(b"\n\t", 0, stop) >= 0
+        return too_large, folded
+
+    def _exchange_done(self) -> bool:
+        started = super()._exchange_done()
+        if started:
+            # A pipelined request h11 already holds starts the next head.
+            buffered = self._h11.trailing_data[0]
+            self._head[:] = [buffered] if buffered else []
+        return started
 
     def _on_remote_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint

@@ -56,6 +56,7 @@ from hface.protocols import HTTP2Protocol
 from ._guard import FrameGuard
 from ._h2 import (
     DEFAULT_CONNECTION_WINDOW_SIZE,
+    DEFAULT_HEADER_TABLE_SIZE,
     DEFAULT_INITIAL_WINDOW_SIZE,
     DEFAULT_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONTROL_FRAMES,
@@ -86,6 +87,7 @@ class HTTP2Base(HTTP2Protocol):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
         max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
+        header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
     ) -> None:
         options = {
             "max_concurrent_streams": max_concurrent_streams,
@@ -93,6 +95,7 @@ class HTTP2Base(HTTP2Protocol):
             "connection_window_size": connection_window_size,
             "max_header_list_size": max_header_list_size,
             "max_frame_size": max_frame_size,
+            "header_table_size": header_table_size,
         }
         check_options(
             **options, max_control_frames=max_control_frames, max_reset_streams=max_reset_streams

@@ -17,6 +17,7 @@ from hface.protocols import HTTPOverTCPFactory
 
 from ._h2 import (
     DEFAULT_CONNECTION_WINDOW_SIZE,
+    DEFAULT_HEADER_TABLE_SIZE,
     DEFAULT_INITIAL_WINDOW_SIZE,
     DEFAULT_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_CONTROL_FRAMES,
@@ -39,6 +40,7 @@ class _HTTP2Factory(HTTPOverTCPFactory):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
         max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
+        header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
     ) -> None:
         check_options(
             max_concurrent_streams=max_concurrent_streams,
@@ -48,7 +50,9 @@ class _HTTP2Factory(HTTPOverTCPFactory):
             max_frame_size=max_frame_size,
             max_control_frames=max_control_frames,
             max_reset_streams=max_reset_streams,
+            header_table_size=header_table_size,
         )
+        self._header_table_size = header_table_size
         self._max_control_frames = max_control_frames
         self._max_reset_streams = max_reset_streams
         self._max_concurrent_streams = max_concurrent_streams
@@ -88,6 +92,11 @@ class HTTP2ClientFactory(_HTTP2Factory):
         completed (by the peer, as in the rapid reset attack CVE-2023-44487,
         or by us for the peer's errors) beyond one per stream that completed;
         default 200. Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM).
+    :param header_table_size: the largest HPACK dynamic table the peer's
+        encoder may use (SETTINGS_HEADER_TABLE_SIZE, RFC 9113 §6.5.2), in
+        bytes; default 4,096, the protocol's initial value. A peer that
+        sizes its table above it gets GOAWAY(COMPRESSION_ERROR) (RFC 7541
+        §6.3, RFC 9113 §4.3).
     :raises ValueError: if an option is out of the range HTTP/2 allows.
     """
 
@@ -102,6 +111,7 @@ class HTTP2ClientFactory(_HTTP2Factory):
             max_frame_size=self._max_frame_size,
             max_control_frames=self._max_control_frames,
             max_reset_streams=self._max_reset_streams,
+            header_table_size=self._header_table_size,
         )
 
 
@@ -112,7 +122,9 @@ class HTTP2ServerFactory(_HTTP2Factory):
     (RFC 9113 §6.5.2), except the connection window (a WINDOW_UPDATE).
 
     :param max_concurrent_streams: streams a client may have open at once;
-        default 100. Opening more is a connection error.
+        default 100. A stream opened beyond it is refused with
+        RST_STREAM(REFUSED_STREAM), which the client may retry (RFC 9113
+        §5.1.2), and spends one unit of ``max_reset_streams``.
     :param initial_window_size: the flow-control window of each stream for
         data we receive (request bodies); default 256 KiB.
     :param connection_window_size: the flow-control window of the whole
@@ -131,6 +143,11 @@ class HTTP2ServerFactory(_HTTP2Factory):
         completed (by the peer, as in the rapid reset attack CVE-2023-44487,
         or by us for the peer's errors) beyond one per stream that completed;
         default 200. Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM).
+    :param header_table_size: the largest HPACK dynamic table the peer's
+        encoder may use (SETTINGS_HEADER_TABLE_SIZE, RFC 9113 §6.5.2), in
+        bytes; default 4,096, the protocol's initial value. A peer that
+        sizes its table above it gets GOAWAY(COMPRESSION_ERROR) (RFC 7541
+        §6.3, RFC 9113 §4.3).
     :raises ValueError: if an option is out of the range HTTP/2 allows.
     """
 
@@ -145,4 +162,5 @@ class HTTP2ServerFactory(_HTTP2Factory):
             max_frame_size=self._max_frame_size,
             max_control_frames=self._max_control_frames,
             max_reset_streams=self._max_reset_streams,
+            header_table_size=self._header_table_size,
         )

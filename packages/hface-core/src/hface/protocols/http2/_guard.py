@@ -23,13 +23,13 @@ Flood budget (RFC 9113 §10.5). Frames that carry no request and no data
 cost work (and often an answer) without progress: PING, SETTINGS,
 PRIORITY, RST_STREAM, GOAWAY, empty DATA that does not end its stream,
 DATA short enough to be all padding, and frames of unknown types. Each
-spends one unit of a budget of ``max_control_frames``; each request or
-response h2 accepts and each DATA frame that delivers data to a stream
-earns one back, up to the budget (the protocol calls
-:meth:`FrameGuard.earn`). A client that makes requests never runs dry; one that floods
-runs dry after ``max_control_frames`` frames. WINDOW_UPDATE is not
-counted: a reader of a long download sends many, and they bring no
-answer.
+spends one unit of a :class:`~hface.protocols._flood.FloodBudget` of
+``max_control_frames`` (shared with HTTP/3); each request or response h2
+accepts and each DATA frame that delivers data to a stream earns one back,
+up to the budget (the protocol calls :meth:`FrameGuard.earn`). A client
+that makes requests never runs dry; one that floods runs dry after
+``max_control_frames`` frames. WINDOW_UPDATE is not counted: a reader of a
+long download sends many, and they bring no answer.
 
 Everything else (the frames' contents and their order) is left to h2.
 The guard skips the 24-byte client preface, which h2 checks.
@@ -39,16 +39,22 @@ from __future__ import annotations
 
 from typing import Final
 
+from .._flood import FloodBudget
+
 #: The client connection preface (RFC 9113 §3.4).
 PREFACE_LENGTH: Final = 24
 
 #: How many frames h2 gets at most per ``receive_data`` call.
 BATCH_FRAMES: Final = 64
 
-#: The most CONTINUATION frames a header block may have. Encoders split a
-#: block into frames of SETTINGS_MAX_FRAME_SIZE (16 KiB at least), so even a
-#: block at our default header list limit needs 4; h2 itself allows 64.
+#: The most CONTINUATION frames a header block may have, at least. Encoders
+#: split a block into frames of SETTINGS_MAX_FRAME_SIZE (16 KiB at least), so
+#: even a block at our default header list limit needs 4; h2 itself allows
+#: 64. A larger ``max_header_block_size`` allows one frame per 16 KiB of it.
 MAX_CONTINUATION_FRAMES: Final = 16
+
+#: RFC 9113 §4.2: the smallest SETTINGS_MAX_FRAME_SIZE a peer may use.
+_MIN_FRAME_SIZE: Final = 16_384
 
 _DATA: Final = 0x0
 _HEADERS: Final = 0x1
@@ -80,19 +86,20 @@ class FrameGuard:
         client preface.
     :param max_frame_size: our SETTINGS_MAX_FRAME_SIZE.
     :param max_header_block_size: the most bytes a header block (HEADERS
-        or PUSH_PROMISE plus CONTINUATION frames) may have, compressed.
+        or PUSH_PROMISE plus CONTINUATION frames) may have, compressed;
+        it may have one CONTINUATION frame per 16 KiB of it, and 16 at least.
     :param max_control_frames: the flood budget (see the module docstring).
     """
 
     __slots__ = (
         "_block_frames",
         "_block_size",
-        "_budget",
+        "_flood",
         "_frame_left",
         "_header",
         "_in_block",
         "_max_block",
-        "_max_budget",
+        "_max_block_frames",
         "_max_frame_size",
         "_skip",
     )
@@ -110,10 +117,13 @@ class FrameGuard:
         self._frame_left = 0
         self._max_frame_size = max_frame_size
         self._max_block = max_header_block_size
+        self._max_block_frames = max(
+            MAX_CONTINUATION_FRAMES, max_header_block_size // _MIN_FRAME_SIZE + 1
+        )
         self._in_block = False
         self._block_size = 0
         self._block_frames = 0
-        self._budget = self._max_budget = max_control_frames
+        self._flood = FloodBudget(max_control_frames)
 
     def scan(self, data: bytes, start: int) -> tuple[int, tuple[int, str] | None]:
         """Walk the frame headers in ``data[start:]``.
@@ -174,7 +184,8 @@ class FrameGuard:
         """Check one frame header; return the connection error it causes, if any."""
         if length > self._max_frame_size:
             return _FRAME_SIZE_ERROR, "a frame is larger than SETTINGS_MAX_FRAME_SIZE"
-        budget = self._budget
+        flood = self._flood
+        budget = flood.left
         if type_ == _DATA:
             self._in_block = False
             if flags & _PADDED:
@@ -190,7 +201,7 @@ class FrameGuard:
             if self._in_block:
                 self._block_frames += 1
                 self._block_size += length
-                if self._block_frames > MAX_CONTINUATION_FRAMES:
+                if self._block_frames > self._max_block_frames:
                     return _ENHANCE_YOUR_CALM, "a header block has too many CONTINUATION frames"
                 if self._block_size > self._max_block:
                     return _ENHANCE_YOUR_CALM, "a header block is too large"
@@ -207,10 +218,11 @@ class FrameGuard:
                 budget -= 1
         if budget < 0:
             return _ENHANCE_YOUR_CALM, "too many frames without requests or data (a flood)"
-        self._budget = budget
+        flood.left = budget
         return None
 
     def earn(self) -> None:
         """Give one unit back to the flood budget: the peer made progress."""
-        if self._budget < self._max_budget:
-            self._budget += 1
+        flood = self._flood
+        if flood.left < flood.limit:
+            flood.left += 1

@@ -14,10 +14,21 @@ Four adaptations of h2 are made here:
 - **A header block that does not decode is a COMPRESSION_ERROR** (RFC 9113
   §4.3), not h2's PROTOCOL_ERROR: :class:`StrictDecoder` raises an h2
   ``ProtocolError`` that carries that code, which h2 then sends in GOAWAY.
+- **A stream past SETTINGS_MAX_CONCURRENT_STREAMS is a stream error**
+  (RFC 9113 §5.1.2), not h2's connection error: :class:`LocalSettings`
+  hides the limit from h2, which then opens the stream (decoding its header
+  block, so that the HPACK state stays in step) and the protocol refuses it
+  with RST_STREAM(REFUSED_STREAM), as nginx and h2o do.
 - **RST_STREAM frames are counted** by :class:`CountingConnection`, so the
   protocol can bound the resets a peer provokes. h2 answers a frame on a
   closed stream with RST_STREAM and no event at all: a peer could have it
   send one per 10-byte frame it sends.
+- **Huffman coding takes linear time.** hpack 4's encoder shifts one
+  integer as large as the whole string for every byte, so encoding is
+  quadratic: a 300 KB header value took 20 s of CPU, a 1 MB one minutes,
+  with the event loop blocked (a server answering with a large header
+  looked hung to its clients). :class:`LinearHuffmanEncoder` produces the
+  same bytes in linear time.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from h2.events import Event
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hyperframe.frame import Frame, RstStreamFrame
 
 from hface.common import HeadersType
@@ -49,6 +62,7 @@ DEFAULT_MAX_HEADER_LIST_SIZE: Final = 64 * 1024
 DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
 DEFAULT_MAX_CONTROL_FRAMES: Final = 1000
 DEFAULT_MAX_RESET_STREAMS: Final = 200
+DEFAULT_HEADER_TABLE_SIZE: Final = 4096
 
 #: RFC 9113 §6.5.2 and §6.9.1: the bounds of the settings we take.
 MAX_WINDOW: Final = 2**31 - 1
@@ -81,6 +95,24 @@ class GracefulStateMachine(H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+class LocalSettings(Settings):
+    """Our settings, whose MAX_CONCURRENT_STREAMS h2 does not enforce.
+
+    The value is sent to the peer as it is; only h2's own check of inbound
+    streams against it (a connection error) reads the property, which says
+    "unlimited". The protocol counts open streams and refuses the excess.
+    """
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """h2's "unlimited" (2**32 + 1): the protocol enforces the real limit."""
+        return 2**32 + 1
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
 class CompressionError(ProtocolError):
     """A header block that HPACK cannot decode (RFC 9113 §4.3)."""
 
@@ -103,6 +135,46 @@ class StrictDecoder(Decoder):
             raise
         except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
             raise CompressionError(f"invalid header block: {exc}") from exc
+
+
+#: Bits gathered before whole bytes are cut off (bounds the integer's size).
+_HUFFMAN_CHUNK_BITS: Final = 4096
+
+
+class LinearHuffmanEncoder(HuffmanEncoder):
+    """hpack's Huffman encoder (RFC 7541 §5.2, Appendix B), in linear time.
+
+    hpack's own appends each code to one integer holding everything coded
+    so far, which costs time proportional to its length for every byte.
+    This one cuts the whole bytes off the integer every few hundred bytes,
+    so it never grows past :data:`_HUFFMAN_CHUNK_BITS` plus one code.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(REQUEST_CODES, REQUEST_CODES_LENGTH)
+        self._codes = list(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True))
+
+    def encode(self, bytes_to_encode: bytes | None) -> bytes:
+        """Return the Huffman code of ``bytes_to_encode``, padded with ones (§5.2)."""
+        if not bytes_to_encode:
+            return b""
+        codes = self._codes
+        out = bytearray()
+        acc = 0
+        bits = 0
+        for byte in bytes_to_encode:
+            code, length = codes[byte]
+            acc = (acc << length) | code
+            bits += length
+            if bits >= _HUFFMAN_CHUNK_BITS:
+                keep = bits & 7
+                out += (acc >> keep).to_bytes((bits - keep) >> 3, "big")
+                acc &= (1 << keep) - 1
+                bits = keep
+        pad = -bits & 7
+        acc = (acc << pad) | ((1 << pad) - 1)
+        out += acc.to_bytes((bits + pad) >> 3, "big")
+        return bytes(out)
 
 
 class CountingConnection(H2Connection):
@@ -133,8 +205,13 @@ def check_options(
     max_frame_size: int,
     max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
     max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
+    header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
 ) -> None:
     """Raise ``ValueError`` unless the options are valid HTTP/2 settings and limits."""
+    if not 0 <= header_table_size <= 2**32 - 1:
+        raise ValueError(
+            f"header_table_size must be between 0 and 2**32-1, not {header_table_size}"
+        )
     if max_control_frames < 1:
         raise ValueError("max_control_frames must be at least 1")
     if max_reset_streams < 1:
@@ -159,6 +236,7 @@ def make_connection(
     connection_window_size: int,
     max_header_list_size: int,
     max_frame_size: int,
+    header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
 ) -> tuple[CountingConnection, GracefulStateMachine]:
     """Return an initiated ``h2.connection.H2Connection`` with these local settings."""
     config = H2Configuration(
@@ -170,8 +248,10 @@ def make_connection(
         normalize_inbound_headers=True,
     )
     conn = CountingConnection(config)
+    conn.encoder.huffman_coder = LinearHuffmanEncoder()
     state_machine = conn.state_machine = GracefulStateMachine()
     initial = {
+        SettingCodes.HEADER_TABLE_SIZE: header_table_size,
         SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
         SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
         SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
@@ -183,10 +263,13 @@ def make_connection(
         initial[SettingCodes.ENABLE_PUSH] = 0
     # Our SETTINGS is the first frame the peer reads, so it never sends us
     # stream frames under the old values: h2 may apply ours at once.
-    conn.local_settings = Settings(client=client_side, initial_values=initial)
+    conn.local_settings = LocalSettings(client=client_side, initial_values=initial)
     conn.max_inbound_frame_size = max_frame_size
     decoder = StrictDecoder(max_header_list_size=max_header_list_size)
-    decoder.max_allowed_table_size = conn.decoder.max_allowed_table_size
+    # RFC 7541 §4.2, §6.3: the peer's encoder must shrink its table to our
+    # SETTINGS_HEADER_TABLE_SIZE with a size update; an update above it is
+    # a decoding error, which StrictDecoder makes a COMPRESSION_ERROR.
+    decoder.max_allowed_table_size = header_table_size
     conn.decoder = decoder
     conn.initiate_connection()
     if connection_window_size > DEFAULT_WINDOW:

@@ -32,10 +32,13 @@ lost with the connection.
 GOAWAY (RFC 9113 §6.8). Streams up to the last stream ID go on after a
 GOAWAY either way (see :mod:`._h2`). Our streams above the peer's last stream
 ID were not processed: they end with ``StreamResetReceived(REFUSED_STREAM)``
-so the layer above may retry them elsewhere. After our own graceful GOAWAY,
-new peer streams are refused with RST_STREAM(REFUSED_STREAM) and not
-reported. ``submit_close`` with an error code, or a second time, closes at
-once: GOAWAY, then ``ConnectionTerminated`` with that code.
+so the layer above may retry them elsewhere. A peer stream beyond our
+SETTINGS_MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM)
+and not reported (RFC 9113 §5.1.2); each refusal spends the reset budget.
+After our own graceful GOAWAY, new peer streams are refused with
+RST_STREAM(REFUSED_STREAM) and not reported. ``submit_close`` with an
+error code, or a second time, closes at once: GOAWAY, then
+``ConnectionTerminated`` with that code.
 
 End of the connection. ``eof_received`` or ``connection_lost`` emit one
 ``ConnectionTerminated``. It stands for every stream still open too: no
@@ -353,6 +356,8 @@ class _HTTP2Protocol(HTTP2Base):
                         continue
                     record = self._accept_stream(stream_id)
                     if record is None:
+                        if self._terminated:
+                            return
                         continue
                 self._guard.earn()  # a request, response or trailers: progress
                 # A 1xx response never ends the stream (RFC 9113 §8.1).
@@ -408,6 +413,15 @@ class _HTTP2Protocol(HTTP2Base):
         if self._goaway_sent and stream_id > self._last_inbound_id:
             # RFC 9113 §6.8: after our GOAWAY, newer streams are not processed.
             self._conn.reset_stream(stream_id, _REFUSED_STREAM)
+            return None
+        if self._open_inbound >= self._max_concurrent_streams:
+            # RFC 9113 §5.1.2: a stream error; REFUSED_STREAM tells the peer
+            # it may retry (§8.7). Each refusal spends the reset budget, so
+            # that a peer hammering the limit runs out of it.
+            self._conn.reset_stream(stream_id, _REFUSED_STREAM)
+            self._resets_left -= 1
+            if self._resets_left < 0:
+                self._abort(_ENHANCE_YOUR_CALM, "too many streams refused (a flood)")
             return None
         record = StreamRecord(outbound=False, headers_sent=False)
         self._streams[stream_id] = record

@@ -9,6 +9,11 @@ unidirectional stream's type from its first variable-length integer
 everything else is skipped as it arrives, so memory stays bounded whatever
 the peer sends. Malformed input is aioquic's business: it closes the
 connection with the right error code.
+
+For the flood guard (see :mod:`._guard`) it also counts, in :attr:`spent`,
+each control frame other than SETTINGS and each unidirectional stream of a
+type other than control, push and the two QPACK streams (RFC 9114 §6.2,
+§9: reserved and unknown types, which aioquic reads and discards).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from contextlib import suppress
 from aioquic._buffer import Buffer, BufferReadError
 
 _CONTROL_STREAM_TYPE = 0x00
+#: Control, push, QPACK encoder and QPACK decoder (RFC 9114 §6.2, RFC 9204 §4.2).
+_KNOWN_STREAM_TYPES = frozenset({0x00, 0x01, 0x02, 0x03})
+_SETTINGS_FRAME_TYPE = 0x04
 _GOAWAY_FRAME_TYPE = 0x07
 # A stream type or a frame header is at most two 8-byte varints.
 _MAX_PREFIX = 16
@@ -27,6 +35,9 @@ class PeerControlStreamReader:
     """Finds GOAWAY frames among the peer's unidirectional streams."""
 
     def __init__(self) -> None:
+        #: Control frames (but SETTINGS) and streams of unknown types seen;
+        #: the protocol spends the flood budget by the increase.
+        self.spent = 0
         self._prefixes: dict[int, bytes] = {}
         self._other_streams: set[int] = set()
         self._control_stream_id: int | None = None
@@ -34,15 +45,19 @@ class PeerControlStreamReader:
         self._skip = 0
         self._goaway_size: int | None = None
 
-    def feed(self, stream_id: int, data: bytes) -> list[int]:
-        """Take data received on a peer unidirectional stream; return GOAWAY IDs found."""
+    def feed(self, stream_id: int, data: bytes, end_stream: bool = False) -> list[int]:
+        """Take data received on a peer unidirectional stream; return GOAWAY IDs found.
+
+        With ``end_stream`` the stream is forgotten after its data (closing
+        the control stream is aioquic's error).
+        """
+        if end_stream and stream_id != self._control_stream_id:
+            ids = self.feed(stream_id, data)
+            self.forget(stream_id)
+            return ids
         if stream_id == self._control_stream_id:
             return self._feed_control(data)
-        if stream_id in self._other_streams or (
-            self._control_stream_id is not None and (stream_id not in self._prefixes)
-        ):
-            # Only one control stream exists (RFC 9114 §6.2.1).
-            self._other_streams.add(stream_id)
+        if stream_id in self._other_streams:
             return []
         prefix = self._prefixes.pop(stream_id, b"") + data
         buf = Buffer(data=prefix)
@@ -52,11 +67,20 @@ class PeerControlStreamReader:
             if len(prefix) < _MAX_PREFIX:
                 self._prefixes[stream_id] = prefix
             return []
-        if stream_type != _CONTROL_STREAM_TYPE:
+        if stream_type != _CONTROL_STREAM_TYPE or self._control_stream_id is not None:
+            # Only one control stream exists (RFC 9114 §6.2.1): a second is
+            # aioquic's error.
+            if stream_type not in _KNOWN_STREAM_TYPES:
+                self.spent += 1
             self._other_streams.add(stream_id)
             return []
         self._control_stream_id = stream_id
         return self._feed_control(prefix[buf.tell() :])
+
+    def forget(self, stream_id: int) -> None:
+        """Drop what is kept of a peer unidirectional stream that ended or was reset."""
+        self._other_streams.discard(stream_id)
+        self._prefixes.pop(stream_id, None)
 
     def _feed_control(self, data: bytes) -> list[int]:
         ids: list[int] = []
@@ -84,6 +108,8 @@ class PeerControlStreamReader:
                 self._pending = self._pending[-_MAX_PREFIX:]
                 break
             self._pending = self._pending[buf.tell() :]
+            if frame_type != _SETTINGS_FRAME_TYPE:
+                self.spent += 1
             if frame_type == _GOAWAY_FRAME_TYPE and frame_size <= 8:
                 self._goaway_size = frame_size
             else:

@@ -30,10 +30,16 @@ from aioquic.quic.configuration import QuicConfiguration
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
 
+from ._guard import DEFAULT_MAX_CONTROL_FRAMES
 from ._protocol import (
+    DEFAULT_MAX_FIELD_SECTION_SIZE,
     DEFAULT_MAX_RESET_STREAMS,
+    DEFAULT_QPACK_BLOCKED_STREAMS,
+    DEFAULT_QPACK_MAX_TABLE_CAPACITY,
     HTTP3ClientProtocol,
     HTTP3ServerProtocol,
+    check_max_field_section_size,
+    check_qpack_options,
     is_loopback,
 )
 
@@ -86,7 +92,18 @@ class _Options:
         connection_receive_window: int,
         max_datagram_size: int,
         loopback_max_datagram_size: int,
+        qpack_max_table_capacity: int,
+        qpack_blocked_streams: int,
+        max_control_frames: int,
+        max_field_section_size: int,
     ) -> None:
+        check_max_field_section_size(max_field_section_size)
+        if max_control_frames < 1:
+            raise ValueError(f"max_control_frames must be at least 1, not {max_control_frames}")
+        check_qpack_options(
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+        )
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
         if max_concurrent_streams < 1:
@@ -112,6 +129,10 @@ class _Options:
         self.connection_receive_window = connection_receive_window
         self.max_datagram_size = max_datagram_size
         self.loopback_max_datagram_size = loopback_max_datagram_size
+        self.qpack_max_table_capacity = qpack_max_table_capacity
+        self.qpack_blocked_streams = qpack_blocked_streams
+        self.max_control_frames = max_control_frames
+        self.max_field_section_size = max_field_section_size
 
     def configuration(self, *, is_client: bool) -> QuicConfiguration:
         return QuicConfiguration(
@@ -135,6 +156,27 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
     :param max_datagram_size: the largest UDP payload to send.
     :param loopback_max_datagram_size: the largest UDP payload to send to a
         peer on loopback (see the module docstring).
+    :param qpack_max_table_capacity: the largest QPACK dynamic table the
+        peer's encoder may use, in bytes (SETTINGS_QPACK_MAX_TABLE_CAPACITY,
+        RFC 9204 §3.2.3); default 4,096; 0 turns the dynamic table off. A
+        peer that sets a larger capacity gets QPACK_ENCODER_STREAM_ERROR.
+    :param qpack_blocked_streams: how many streams the peer's header blocks
+        may keep blocked on table updates not yet received
+        (SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §2.1.2); default 16. One
+        more is QPACK_DECOMPRESSION_FAILED.
+    :param max_control_frames: the flood budget (RFC 9114 §10.5): how many
+        frames and streams that carry no request and no data (control
+        frames but SETTINGS, frames of unknown types, DATA frames under 16
+        bytes, unidirectional streams of unknown types) the peer may send
+        beyond one per HEADERS or larger DATA frame; the whole budget comes
+        back every 10 seconds. Default 1,000; past it the peer gets
+        H3_EXCESSIVE_LOAD.
+    :param max_field_section_size: the largest response header section
+        accepted, decoded (RFC 9114 §4.2.2: names and values plus 32 bytes
+        per field), advertised as SETTINGS_MAX_FIELD_SECTION_SIZE
+        (§7.2.4.1); default 64 KiB. A larger response is discarded: its
+        stream is reset with H3_EXCESSIVE_LOAD (``StreamResetSent``).
+    :raises ValueError: if an option is out of range.
     """
 
     def __init__(
@@ -146,6 +188,10 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
         loopback_max_datagram_size: int = DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
     ) -> None:
         self._options = _Options(
             idle_timeout=idle_timeout,
@@ -154,6 +200,10 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
             connection_receive_window=connection_receive_window,
             max_datagram_size=max_datagram_size,
             loopback_max_datagram_size=loopback_max_datagram_size,
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+            max_control_frames=max_control_frames,
+            max_field_section_size=max_field_section_size,
         )
 
     def __call__(
@@ -182,6 +232,10 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
             remote_address=remote_address,
             max_concurrent_streams=self._options.max_concurrent_streams,
             largest_datagram_size=largest_datagram_size,
+            qpack_max_table_capacity=self._options.qpack_max_table_capacity,
+            qpack_blocked_streams=self._options.qpack_blocked_streams,
+            max_control_frames=self._options.max_control_frames,
+            max_field_section_size=self._options.max_field_section_size,
         )
 
 
@@ -195,11 +249,33 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
     :param max_datagram_size: the largest UDP payload to send.
     :param loopback_max_datagram_size: the largest UDP payload to send to a
         peer on loopback (see the module docstring).
+    :param qpack_max_table_capacity: the largest QPACK dynamic table the
+        peer's encoder may use, in bytes (SETTINGS_QPACK_MAX_TABLE_CAPACITY,
+        RFC 9204 §3.2.3); default 4,096; 0 turns the dynamic table off. A
+        peer that sets a larger capacity gets QPACK_ENCODER_STREAM_ERROR.
+    :param qpack_blocked_streams: how many streams the peer's header blocks
+        may keep blocked on table updates not yet received
+        (SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §2.1.2); default 16. One
+        more is QPACK_DECOMPRESSION_FAILED.
+    :param max_control_frames: the flood budget (RFC 9114 §10.5): how many
+        frames and streams that carry no request and no data (control
+        frames but SETTINGS, frames of unknown types, DATA frames under 16
+        bytes, unidirectional streams of unknown types) the peer may send
+        beyond one per HEADERS or larger DATA frame; the whole budget comes
+        back every 10 seconds. Default 1,000; past it the peer gets
+        H3_EXCESSIVE_LOAD.
+    :param max_field_section_size: the largest request header section
+        accepted, decoded (RFC 9114 §4.2.2: names and values plus 32 bytes
+        per field), advertised as SETTINGS_MAX_FIELD_SECTION_SIZE
+        (§7.2.4.1); default 64 KiB. A larger request is answered with 431
+        (§4.2.2) and the rest of it dropped, without reaching the
+        application; larger trailers reset the stream with H3_EXCESSIVE_LOAD.
     :param connection_id_length: the length of the connection IDs issued.
     :param max_reset_streams: how many request streams a client may reset
         before they complete beyond those that completed (RFC 9114 §10.5,
         rapid reset); past it the client gets H3_EXCESSIVE_LOAD. Each
         completed request earns one back, up to this value; default 200.
+    :raises ValueError: if an option is out of range.
 
     aioquic cannot ask clients for certificates, so a
     :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
@@ -215,6 +291,10 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
         connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
         loopback_max_datagram_size: int = DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
         connection_id_length: int = 8,
         max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
     ) -> None:
@@ -230,6 +310,10 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             connection_receive_window=connection_receive_window,
             max_datagram_size=max_datagram_size,
             loopback_max_datagram_size=loopback_max_datagram_size,
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+            max_control_frames=max_control_frames,
+            max_field_section_size=max_field_section_size,
         )
         self._connection_id_length = connection_id_length
         self._certificates: dict[tuple[str, str | None], QuicConfiguration] = {}
@@ -273,4 +357,8 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             max_reset_streams=self._max_reset_streams,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
+            qpack_max_table_capacity=self._options.qpack_max_table_capacity,
+            qpack_blocked_streams=self._options.qpack_blocked_streams,
+            max_control_frames=self._options.max_control_frames,
+            max_field_section_size=self._options.max_field_section_size,
         )

@@ -44,7 +44,17 @@ budget of ``max_reset_streams`` for each request stream the client resets
 and earns one back, up to the budget, for each exchange that completes;
 a client out of budget gets H3_EXCESSIVE_LOAD. Reserved frames and empty
 DATA frames cost neither events nor buffered bytes: aioquic skips them as
-they arrive, so their cost is bounded by QUIC flow control.
+they arrive. They, tiny DATA frames, control frames and streams of unknown
+types spend a second budget, ``max_control_frames``, refilled by progress
+and once per :data:`~._guard.FLOOD_WINDOW` seconds (see :mod:`._guard`);
+a peer (client or server) out of it gets H3_EXCESSIVE_LOAD too.
+
+Header size (RFC 9114 §4.2.2): each side advertises
+``max_field_section_size`` as SETTINGS_MAX_FIELD_SECTION_SIZE (§7.2.4.1).
+A header section over it is still decoded whole (the QPACK state must stay
+in step), then a server answers the request with 431 itself and drops the
+rest of it, and a client resets the stream with H3_EXCESSIVE_LOAD
+(``StreamResetSent``); trailers over it reset the stream on either side.
 
 Flow control: see :mod:`._quic`. Body bytes are counted as held when
 ``DataReceived`` is emitted and released by :meth:`acknowledge_received_data`.
@@ -63,6 +73,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+import pylsqpack
 from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3_events
 from aioquic.h3.connection import (
@@ -96,8 +107,10 @@ from hface.events import (
 )
 from hface.protocols import HTTP3Protocol
 
+from .._flood import FloodBudget
 from .._headers import CONNECTION_SPECIFIC_HEADERS
 from ._control import PeerControlStreamReader
+from ._guard import DEFAULT_MAX_CONTROL_FRAMES, FLOOD_WINDOW, RequestFrameCounter
 from ._packets import InvalidQUICPacket, sniff_quic_packet
 from ._quic import FlowControlledQuicConnection
 
@@ -106,6 +119,21 @@ _CONNECTION_SPECIFIC = CONNECTION_SPECIFIC_HEADERS
 #: Peer resets of request streams a server tolerates beyond the streams
 #: that completed (RFC 9114 §10.5, the HTTP/3 form of CVE-2023-44487).
 DEFAULT_MAX_RESET_STREAMS = 200
+#: The QPACK dynamic table capacity a peer's encoder may use (RFC 9204 §3.2.3).
+DEFAULT_QPACK_MAX_TABLE_CAPACITY = 4096
+#: The streams a peer's header blocks may keep blocked at once (RFC 9204 §2.1.2).
+DEFAULT_QPACK_BLOCKED_STREAMS = 16
+#: ls-qpack's bounds of the two (LSQPACK_MAX_DYN_TABLE_SIZE, LSQPACK_MAX_MAX_RISKED_STREAMS).
+MAX_QPACK_MAX_TABLE_CAPACITY = 2**30 - 1
+MAX_QPACK_BLOCKED_STREAMS = 2**16 - 1
+#: The largest field section (RFC 9114 §4.2.2: names, values and 32 bytes
+#: per field) a peer may send by default, advertised as
+#: SETTINGS_MAX_FIELD_SECTION_SIZE (§7.2.4.1); HTTP/2's default list size.
+DEFAULT_MAX_FIELD_SECTION_SIZE = 64 * 1024
+#: RFC 9114 §7.2.4.1: the identifier of SETTINGS_MAX_FIELD_SECTION_SIZE.
+_SETTINGS_MAX_FIELD_SECTION_SIZE = 0x6
+#: The largest value a QUIC variable-length integer holds (RFC 9000 §16).
+MAX_FIELD_SECTION_SIZE = 2**62 - 1
 #: Responses without content, whatever their content-length (RFC 9110 §15.3.5, §15.4.5).
 _NO_CONTENT_STATUSES = frozenset({(b":status", b"204"), (b":status", b"304")})
 
@@ -133,6 +161,33 @@ def clean_headers(headers: HeadersType) -> list[tuple[bytes, bytes]]:
     return cleaned
 
 
+def check_max_field_section_size(max_field_section_size: int) -> None:
+    """Raise ``ValueError`` unless the field section limit is a valid setting value."""
+    if not 1 <= max_field_section_size <= MAX_FIELD_SECTION_SIZE:
+        raise ValueError(
+            f"max_field_section_size must be between 1 and 2**62-1, not {max_field_section_size}"
+        )
+
+
+def field_section_size(headers: list[tuple[bytes, bytes]]) -> int:
+    """The size of a field section as RFC 9114 §4.2.2 counts it (32 bytes per field)."""
+    return sum(len(name) + len(value) for name, value in headers) + 32 * len(headers)
+
+
+def check_qpack_options(*, qpack_max_table_capacity: int, qpack_blocked_streams: int) -> None:
+    """Raise ``ValueError`` unless the QPACK settings are in the range hface supports."""
+    if not 0 <= qpack_max_table_capacity <= MAX_QPACK_MAX_TABLE_CAPACITY:
+        raise ValueError(
+            f"qpack_max_table_capacity must be between 0 and {MAX_QPACK_MAX_TABLE_CAPACITY},"
+            f" not {qpack_max_table_capacity}"
+        )
+    if not 0 <= qpack_blocked_streams <= MAX_QPACK_BLOCKED_STREAMS:
+        raise ValueError(
+            f"qpack_blocked_streams must be between 0 and {MAX_QPACK_BLOCKED_STREAMS},"
+            f" not {qpack_blocked_streams}"
+        )
+
+
 @contextmanager
 def _map_local_errors() -> Iterator[None]:
     try:
@@ -152,14 +207,62 @@ class _H3Connection(H3Connection):
     aioquic's stream objects, so they go when aioquic forgets the stream.
     It also enforces what aioquic 1.7 lets through (RFC 9114 §4.3.1: a
     request other than CONNECT has ``:scheme`` and ``:path``; RFC 9204
-    §4.2: the QPACK encoder and decoder streams are never closed).
-    This overrides three private methods (``_decode_headers``,
-    ``_check_content_length``, ``_receive_stream_data_uni``) of aioquic 1.7.
+    §4.2: the QPACK encoder and decoder streams are never closed), and
+    advertises the QPACK limits it is given (SETTINGS_QPACK_MAX_TABLE_CAPACITY
+    and SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §5), which its decoder
+    enforces: a larger table is a QPACK_ENCODER_STREAM_ERROR (§4.3.1), one
+    blocked stream too many a QPACK_DECOMPRESSION_FAILED (§2.1.2).
+    It advertises SETTINGS_MAX_FIELD_SECTION_SIZE (RFC 9114 §7.2.4.1) and
+    keeps the header sections (decoded whole, so that the QPACK state
+    stays in step) that exceed it, for :meth:`take_oversized`: the
+    protocol then answers or discards the message (RFC 9114 §4.2.2).
+    This overrides five private methods (``_init_connection``,
+    ``_get_local_settings``, ``_decode_headers``, ``_check_content_length``,
+    ``_receive_stream_data_uni``) of aioquic 1.7.
     """
 
-    def __init__(self, quic: FlowControlledQuicConnection) -> None:
+    def __init__(
+        self,
+        quic: FlowControlledQuicConnection,
+        *,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
+    ) -> None:
+        self._qpack_limits = (qpack_max_table_capacity, qpack_blocked_streams)
+        self._max_field_section_size = max_field_section_size
+        # Header sections over the limit, per stream, until their events are handled.
+        self._oversized: dict[int, list[list[tuple[bytes, bytes]]]] = {}
         super().__init__(quic)
         self._no_content: weakref.WeakSet[H3Stream] = weakref.WeakSet()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        settings[_SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
+        return settings
+
+    def _init_connection(self) -> None:
+        # aioquic's __init__ has just set its own limits and made the
+        # decoder; ours replace them before SETTINGS goes out.
+        capacity, blocked = self._qpack_limits
+        if (capacity, blocked) != (self._max_table_capacity, self._blocked_streams):
+            self._max_table_capacity = capacity
+            self._blocked_streams = blocked
+            self._decoder = pylsqpack.Decoder(capacity, blocked)
+        super()._init_connection()
+
+    def take_oversized(self, stream_id: int, headers: object) -> bool:
+        """Return True if ``headers`` (a ``HeadersReceived``'s) were over the limit."""
+        sections = self._oversized.get(stream_id)
+        if not sections:
+            return False
+        for index, section in enumerate(sections):
+            if section is headers:
+                del sections[index]
+                if not sections:
+                    del self._oversized[stream_id]
+                return True
+        return False
 
     def expect_no_content(self, stream_id: int) -> None:
         """The response on ``stream_id`` will have no content (a HEAD request's)."""
@@ -169,6 +272,8 @@ class _H3Connection(H3Connection):
 
     def _decode_headers(self, stream_id: int, frame_data: bytes | None) -> h3_events.Headers:
         headers = super()._decode_headers(stream_id, frame_data)
+        if field_section_size(headers) > self._max_field_section_size:
+            self._oversized.setdefault(stream_id, []).append(headers)
         # :status comes first (RFC 9114 §4.3); aioquic rejects it anywhere else.
         if self._is_client and headers and headers[0] in _NO_CONTENT_STATUSES:
             self.expect_no_content(stream_id)
@@ -215,6 +320,9 @@ class _Stream:
     send_ended: bool = False
     recv_ended: bool = False
     reset: bool = False
+    #: The request was refused with 431 (RFC 9114 §4.2.2): what the client
+    #: still sends on it is dropped.
+    refused: bool = False
 
 
 class _HTTP3Protocol(HTTP3Protocol):
@@ -226,9 +334,23 @@ class _HTTP3Protocol(HTTP3Protocol):
         configuration: QuicConfiguration,
         max_concurrent_streams: int,
         max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
     ) -> None:
         if max_reset_streams < 1:
             raise ValueError("max_reset_streams must be at least 1")
+        if max_control_frames < 1:
+            raise ValueError("max_control_frames must be at least 1")
+        check_max_field_section_size(max_field_section_size)
+        self._max_field_section_size = max_field_section_size
+        check_qpack_options(
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+        )
+        self._qpack_max_table_capacity = qpack_max_table_capacity
+        self._qpack_blocked_streams = qpack_blocked_streams
         self._max_reset_streams = self._resets_left = max_reset_streams
         self._configuration = configuration
         self._max_concurrent_streams = max_concurrent_streams
@@ -237,6 +359,8 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._events: deque[Event] = deque()
         self._streams: dict[int, _Stream] = {}
         self._control = PeerControlStreamReader()
+        self._flood = FloodBudget(max_control_frames, window=FLOOD_WINDOW)
+        self._frames = RequestFrameCounter(self._flood)
         self._now: float | None = None
         # False once datagrams_to_send() has run and nothing could have
         # changed its answer since (no input, no expired timer, no submit).
@@ -246,6 +370,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._goaway_received = False
         self._last_goaway_id: int | None = None
         self._closing_on_error = False
+        self._failed = False
         self._goaway_sent = False
         self._draining = False
         self._max_peer_stream_id = -1
@@ -253,7 +378,12 @@ class _HTTP3Protocol(HTTP3Protocol):
 
     def _attach(self, quic: FlowControlledQuicConnection) -> None:
         self._quic = quic
-        self._h3 = h3 = _H3Connection(quic)
+        self._h3 = h3 = _H3Connection(
+            quic,
+            qpack_max_table_capacity=self._qpack_max_table_capacity,
+            qpack_blocked_streams=self._qpack_blocked_streams,
+            max_field_section_size=self._max_field_section_size,
+        )
 
         def parser_buffered(stream_id: int) -> int:
             # aioquic keeps an incomplete frame in H3Stream.buffer.
@@ -314,12 +444,19 @@ class _HTTP3Protocol(HTTP3Protocol):
         quic = self._quic
         assert quic is not None
         now = self._now if self._now is not None else 0.0
+        was_pending = self._output_pending
         self._output_pending = True
+        self._flood.refill(now)
         try:
             quic.receive_datagram(data, address, now=now)
             self._pump()
         except Exception as exc:
             self._fail(_CODES.internal_error, f"datagram handling failed: {exc!r}")
+            return
+        if not was_pending and not quic.output_due(now):
+            # Only ACKs came, or what came needs only a delayed ACK (its
+            # timer makes clock() flag output): datagrams_to_send() can skip.
+            self._output_pending = False
 
     def datagrams_to_send(self) -> Sequence[DatagramType]:
         if self._now is None:
@@ -534,6 +671,12 @@ class _HTTP3Protocol(HTTP3Protocol):
         if self._resets_left < 0 and not self._closing_on_error:
             self._close_with_error(_CODES.excessive_load, "too many request streams reset")
 
+    def _flooded(self) -> None:
+        """Close for a flood of frames or streams without progress (RFC 9114 §10.5)."""
+        self._close_with_error(
+            _CODES.excessive_load, "too many frames or streams without requests or data (a flood)"
+        )
+
     def _push(self, event: Event) -> None:
         if not self._terminated:
             self._events.append(event)
@@ -555,10 +698,22 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._quic.close(error_code=error_code, reason_phrase=message)
 
     def _fail(self, error_code: int, message: str) -> None:
+        """End the connection for an internal error, telling the peer when possible.
+
+        The CONNECTION_CLOSE goes out with the next :meth:`datagrams_to_send`
+        and ``ConnectionTerminated`` follows it, as for a peer's error: a peer
+        must not learn of the end only at its idle timeout. A second failure
+        (sending itself failed) ends the connection at once, unsent.
+        """
         self._output_pending = True
-        if self._quic is not None:
+        quic = self._quic
+        if quic is not None and not self._failed:
+            self._failed = True
             with suppress(Exception):
-                self._quic.close(error_code=error_code, reason_phrase=message)
+                quic.close(error_code=error_code, reason_phrase=message)
+                if quic._close_pending:
+                    self._closing_on_error = True
+                    return
         self._terminate(error_code, message)
 
     def _check_closed(self) -> None:
@@ -586,16 +741,33 @@ class _HTTP3Protocol(HTTP3Protocol):
             if self._closing_on_error:
                 continue  # the connection is closing: nothing more is processed
             if isinstance(event, quic_events.StreamDataReceived):
-                if event.stream_id % 4 == (2 if not self._is_client else 3):
-                    for goaway_id in self._control.feed(event.stream_id, event.data):
+                stream_id = event.stream_id
+                kind = stream_id % 4
+                if kind == 0:
+                    if not self._frames.feed(stream_id, event.data, event.end_stream):
+                        self._flooded()
+                        continue
+                elif kind == (2 if not self._is_client else 3):
+                    control = self._control
+                    spent = control.spent
+                    goaways = control.feed(stream_id, event.data, event.end_stream)
+                    if control.spent != spent and not self._flood.spend(control.spent - spent):
+                        self._flooded()
+                        continue
+                    for goaway_id in goaways:
                         self._on_goaway(goaway_id)
                     if self._is_closing_on_error():
                         continue
             elif isinstance(event, quic_events.StreamReset):
-                if not self._is_client and event.stream_id % 4 == 0:
-                    self._on_request_stream_reset()
-                    if self._is_closing_on_error():
-                        continue
+                stream_id = event.stream_id
+                if stream_id % 4 == 0:
+                    self._frames.forget(stream_id)
+                    if not self._is_client:
+                        self._on_request_stream_reset()
+                        if self._is_closing_on_error():
+                            continue
+                else:
+                    self._control.forget(stream_id)
                 self._on_peer_reset(event.stream_id, event.error_code, finished=True)
             elif isinstance(event, quic_events.StopSendingReceived):
                 self._on_peer_reset(event.stream_id, event.error_code, finished=False)
@@ -611,7 +783,11 @@ class _HTTP3Protocol(HTTP3Protocol):
             if event.push_id is not None:
                 return
             stream_id = event.stream_id
+            too_large = isinstance(event, h3_events.HeadersReceived) and (
+                self._h3 is not None and self._h3.take_oversized(stream_id, event.headers)
+            )
             stream = self._streams.get(stream_id)
+            first = stream is None
             if stream is None:
                 # A stream is forgotten only once the peer can send nothing
                 # more on it, so only a new request stream gets here.
@@ -620,6 +796,15 @@ class _HTTP3Protocol(HTTP3Protocol):
                 self._max_peer_stream_id = max(self._max_peer_stream_id, stream_id)
                 stream = self._streams[stream_id] = _Stream()
             if stream.reset:
+                return
+            if stream.refused:
+                if event.stream_ended:
+                    stream.recv_ended = True
+                    if stream.send_ended:
+                        del self._streams[stream_id]
+                return
+            if too_large:
+                self._refuse_oversized(stream_id, stream, event.stream_ended, request=first)
                 return
             if event.stream_ended:
                 stream.recv_ended = True
@@ -641,9 +826,40 @@ class _HTTP3Protocol(HTTP3Protocol):
                     )
                 )
 
+    def _refuse_oversized(
+        self, stream_id: int, stream: _Stream, ended: bool, *, request: bool
+    ) -> None:
+        """Refuse a message whose header section is over the limit (RFC 9114 §4.2.2).
+
+        A server answers a request (not trailers) with 431 itself, and
+        reads and drops the rest of the request until the client ends or
+        resets the stream: the application never sees it. (Not
+        STOP_SENDING, which §4.1.1 allows: hface's client, like others,
+        takes it for a reset of the whole stream and loses the answer.)
+        Trailers, and every response on a client (which "can discard
+        responses that it cannot process"), reset the stream with
+        H3_EXCESSIVE_LOAD, reported as ``StreamResetSent``.
+        """
+        if self._is_client or not request:
+            self.submit_stream_reset(stream_id, _CODES.excessive_load)
+            return
+        assert self._h3 is not None
+        stream.refused = True
+        stream.recv_ended = ended
+        headers = [(b":status", b"431"), (b"content-length", b"0")]
+        self._h3.send_headers(stream_id, headers, end_stream=True)
+        stream.headers_sent = stream.final_headers_sent = stream.send_ended = True
+        if ended:
+            del self._streams[stream_id]
+
     def _on_peer_reset(self, stream_id: int, error_code: int, *, finished: bool) -> None:
         stream = self._streams.get(stream_id)
         if stream is None:
+            return
+        if stream.refused:
+            # Answered with 431 and never reported: it ends silently.
+            if finished:
+                del self._streams[stream_id]
             return
         if not stream.reset:
             stream.reset = True
@@ -692,8 +908,19 @@ class HTTP3ClientProtocol(_HTTP3Protocol):
         remote_address: AddressType,
         max_concurrent_streams: int,
         largest_datagram_size: int | None = None,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
     ) -> None:
-        super().__init__(configuration=configuration, max_concurrent_streams=max_concurrent_streams)
+        super().__init__(
+            configuration=configuration,
+            max_concurrent_streams=max_concurrent_streams,
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+            max_control_frames=max_control_frames,
+            max_field_section_size=max_field_section_size,
+        )
         self._address = remote_address
         self._attach(
             FlowControlledQuicConnection(
@@ -733,11 +960,19 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
         loopback_max_datagram_size: int | None = None,
+        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
+        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
+        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
+        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
     ) -> None:
         super().__init__(
             configuration=configuration,
             max_concurrent_streams=max_concurrent_streams,
             max_reset_streams=max_reset_streams,
+            qpack_max_table_capacity=qpack_max_table_capacity,
+            qpack_blocked_streams=qpack_blocked_streams,
+            max_control_frames=max_control_frames,
+            max_field_section_size=max_field_section_size,
         )
         self._loopback_max_datagram_size = loopback_max_datagram_size
         self._original_dcid = original_destination_connection_id

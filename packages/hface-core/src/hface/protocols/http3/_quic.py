@@ -54,17 +54,19 @@ written against aioquic 1.7.2 and is tested with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
-from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection, QuicConnectionState
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream
+from aioquic.quic.stream import QuicStream, QuicStreamSender
 
 #: RFC 9000 §18.2: the peer's limit when it sends no ``max_udp_payload_size``.
 _DEFAULT_MAX_UDP_PAYLOAD_SIZE = 65527
@@ -72,6 +74,15 @@ _DEFAULT_MAX_UDP_PAYLOAD_SIZE = 65527
 
 def _no_buffer(stream_id: int) -> int:
     return 0
+
+
+def _has_data_to_send(sender: QuicStreamSender) -> bool:
+    """Return True if the stream has data or a FIN not sent yet (or lost: to resend).
+
+    (``buffer_is_empty`` is no answer: aioquic clears it only when it next
+    looks for a frame and finds none.)
+    """
+    return len(sender._pending) > 0 or sender._pending_eof
 
 
 class FlowControlledQuicConnection(QuicConnection):
@@ -202,16 +213,79 @@ class FlowControlledQuicConnection(QuicConnection):
             return True
         return self._connection_target() is not None
 
+    def output_due(self, now: float) -> bool:
+        """Return False if :meth:`datagrams_to_send` has nothing to send before a timer fires.
+
+        Asked after a datagram was received, so that one carrying only ACKs,
+        or calling only for a delayed ACK (aioquic's ACK timer then fires
+        within 1 ms), costs no packet-building pass. Conservative: True
+        during the handshake and the close, and whenever a frame of any
+        kind but a delayed ACK may be waiting (stream data, resets, window
+        updates, a stream to discard, connection IDs, path validation,
+        PING, ...).
+        """
+        if (
+            not self._handshake_confirmed
+            or self._state is not QuicConnectionState.CONNECTED
+            or self._close_pending
+            or self._probe_pending
+            or self._ping_pending
+            or self._handshake_done_pending
+            or self._streams_blocked_pending
+            or self._retire_connection_ids
+            or self._datagrams_pending
+            or len(self._network_paths) != 1
+            or not self._network_paths[0].is_validated
+            or self._network_paths[0].remote_challenges
+            or any(not cid.was_sent for cid in self._host_cids)
+            or not self._crypto_streams[tls.Epoch.ONE_RTT].sender.buffer_is_empty
+        ):
+            return True
+        for space in self._loss.spaces:
+            if space.ack_at is not None and space.ack_at <= now:
+                return True
+        limits = (self._local_max_data, self._local_max_streams_bidi, self._local_max_streams_uni)
+        for limit in limits:
+            if limit.value != limit.sent:
+                return True
+        is_client = self._is_client
+        for stream_id, stream in self._streams.items():
+            sender = stream.sender
+            if (
+                _has_data_to_send(sender)
+                or sender.reset_pending
+                or stream.receiver.stop_pending
+                # Discarding a finished stream of the peer's raises MAX_STREAMS.
+                or (stream.is_finished and (stream_id % 2 == 0) != is_client)
+                or stream.max_stream_data_local_sent != stream.max_stream_data_local
+                or self._stream_target(stream_id, stream) is not None
+            ):
+                return True
+        return self._connection_target() is not None
+
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
         # Compute the new limits once per call, not once per packet built:
         # nothing is received or consumed while aioquic builds packets.
+        stream_data_pending = False
         for stream_id, stream in self._streams.items():
             target = self._stream_target(stream_id, stream)
             if target is not None:
                 stream.max_stream_data_local = target
+            if not stream_data_pending and _has_data_to_send(stream.sender):
+                stream_data_pending = True
         target = self._connection_target()
         if target is not None:
             self._local_max_data.value = target
+        if stream_data_pending:
+            # A delayed ACK rides along with the stream data about to go out
+            # (RFC 9000 §13.2.1 lets it go early), rather than in a packet of
+            # its own when aioquic's ACK timer (1 ms) fires: one datagram and
+            # one wake-up fewer per request/response exchange. Made overdue
+            # (just before now), not due at now: aioquic paces a packet whose
+            # ACK is due at ``now`` exactly, and would hold the ACK too.
+            space = self._spaces[tls.Epoch.ONE_RTT]
+            if space.ack_at is not None and space.ack_at >= now:
+                space.ack_at = math.nextafter(now, -math.inf)
         return super().datagrams_to_send(now=now)
 
     def _stream_target(self, stream_id: int, stream: QuicStream) -> int | None:
