@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import TypeAlias
 
 import pytest
+
+from hface.networking import SystemNetworking
 
 
 def has_ipv6_loopback() -> bool:
@@ -24,3 +28,7 @@ needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopbac
 
 #: The loopback hosts of both families, for parametrizing; IPv6 skipped where missing.
 LOOPBACK_HOSTS = ("127.0.0.1", pytest.param("::1", marks=needs_ipv6))
+
+#: The ``networking`` fixture of tests/test_networking: makes a SystemNetworking
+#: (taking its arguments) for the stream implementation under test.
+NetworkingFactory: TypeAlias = Callable[..., SystemNetworking]

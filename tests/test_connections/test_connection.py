@@ -409,3 +409,23 @@ async def test_aclose_with_an_error_code(
         assert isinstance(event, ConnectionTerminated)
         assert event.error_code == connection.error_codes.internal_error
         assert not any(isinstance(e, HeadersReceived) for e in events)
+
+
+# An HTTP/1.1 client's submit_close() only stops new requests: not a case here.
+@pytest.mark.parametrize("http_version", ["2", "3"])
+async def test_a_send_after_the_protocol_ended_itself_is_a_transport_error(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    # The protocol can end the connection on its own (a flood, an internal
+    # error) before the connection has processed that event: a send then
+    # meets a closed protocol, which is the connection's end, not a misuse.
+    async with serving(http_version, server_tls_config, echo_handler) as address:
+        async with await connect(http_version, address, client_tls_config) as connection:
+            stream_id = connection.get_available_stream_id()
+            await connection.send_headers(stream_id, _request(method=b"POST"))
+            protocol = connection.protocol
+            protocol.submit_close(protocol.error_codes.internal_error)
+            with pytest.raises(TransportError):
+                await connection.send_data(stream_id, b"more")
+            with pytest.raises(TransportError):
+                await connection.send_headers(stream_id, [(b"x-trailer", b"1")], end_stream=True)

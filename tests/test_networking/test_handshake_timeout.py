@@ -20,6 +20,7 @@ from anyio.streams.tls import TLSStream
 from hface.common import ServerTLSConfig
 from hface.networking import TLS_HANDSHAKE_TIMEOUT, ByteStream, SystemNetworking
 from tests.helpers.certs import TLSFiles
+from tests.helpers.network import NetworkingFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +32,7 @@ PATIENCE = 5.0
 
 @asynccontextmanager
 async def tls_server(
-    tls_config: ServerTLSConfig, handled: list[ByteStream]
+    tls_config: ServerTLSConfig, handled: list[ByteStream], networking: NetworkingFactory
 ) -> AsyncIterator[tuple[str, int]]:
     """Serve TLS with a short handshake timeout; yield the address. Handlers echo once."""
 
@@ -41,8 +42,7 @@ async def tls_server(
             with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
                 await stream.send(await stream.receive())
 
-    networking = SystemNetworking(tls_handshake_timeout=TIMEOUT)
-    listener = await networking.listen_tcp_tls(
+    listener = await networking(tls_handshake_timeout=TIMEOUT).listen_tcp_tls(
         ("127.0.0.1", 0), tls_config=tls_config, alpn_protocols=["http/1.1"]
     )
     async with anyio.create_task_group() as task_group:
@@ -75,20 +75,20 @@ PARTIAL_CLIENT_HELLO = bytes.fromhex("160301020001")
 
 @pytest.mark.parametrize("data", [b"", PARTIAL_CLIENT_HELLO], ids=["silent", "halfway"])
 async def test_a_handshake_not_finished_in_time_is_dropped(
-    data: bytes, server_tls_config: ServerTLSConfig
+    data: bytes, server_tls_config: ServerTLSConfig, networking: NetworkingFactory
 ) -> None:
     handled: list[ByteStream] = []
-    async with tls_server(server_tls_config, handled) as address:
+    async with tls_server(server_tls_config, handled, networking) as address:
         took = await seconds_until_closed(address, data)
     assert TIMEOUT * 0.9 <= took < PATIENCE
     assert handled == []
 
 
 async def test_a_handshake_in_time_is_served(
-    server_tls_config: ServerTLSConfig, tls_files: TLSFiles
+    server_tls_config: ServerTLSConfig, tls_files: TLSFiles, networking: NetworkingFactory
 ) -> None:
     handled: list[ByteStream] = []
-    async with tls_server(server_tls_config, handled) as address:
+    async with tls_server(server_tls_config, handled, networking) as address:
         context = ssl.create_default_context(cafile=tls_files.ca_file)
         tcp = await anyio.connect_tcp(*address)
         async with await TLSStream.wrap(

@@ -1,8 +1,17 @@
-"""TCP listeners and connections of SystemNetworking, on real loopback sockets."""
+"""TCP listeners and connections of SystemNetworking, on real loopback sockets.
+
+Every test that takes ``networking`` runs over each stream implementation
+(see conftest.py): the event loop's transports and anyio's streams.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -10,7 +19,7 @@ from anyio.abc import SocketAttribute
 
 from hface.errors import TransportError
 from hface.networking import ByteStream, SystemNetworking
-from tests.helpers.network import LOOPBACK_HOSTS
+from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -26,25 +35,25 @@ async def echo(stream: ByteStream) -> None:
 
 
 @pytest.mark.parametrize("host", LOOPBACK_HOSTS)
-async def test_echo(host: str) -> None:
-    networking = SystemNetworking()
-    listener = await networking.listen_tcp((host, 0))
+async def test_echo(host: str, networking: NetworkingFactory) -> None:
+    system = networking()
+    listener = await system.listen_tcp((host, 0))
     port = listener.extra(SocketAttribute.local_port)
     assert port != 0
     assert listener.extra(SocketAttribute.local_address) == (host, port)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, echo)
-            async with await networking.connect_tcp((host, port)) as stream:
+            async with await system.connect_tcp((host, port)) as stream:
                 assert stream.extra(SocketAttribute.remote_address) == (host, port)
                 await stream.send(b"hello")
                 assert await stream.receive() == b"hello"
             await listener.aclose()
 
 
-async def test_aclose_ends_serve_and_leaves_handlers_running() -> None:
-    networking = SystemNetworking()
-    listener = await networking.listen_tcp(("127.0.0.1", 0))
+async def test_aclose_ends_serve_and_leaves_handlers_running(networking: NetworkingFactory) -> None:
+    system = networking()
+    listener = await system.listen_tcp(("127.0.0.1", 0))
     address = ("127.0.0.1", listener.extra(SocketAttribute.local_port))
     served = False
 
@@ -56,7 +65,7 @@ async def test_aclose_ends_serve_and_leaves_handlers_running() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
-            async with await networking.connect_tcp(address) as stream:
+            async with await system.connect_tcp(address) as stream:
                 await stream.send(b"before")
                 assert await stream.receive() == b"before"
                 await listener.aclose()
@@ -65,38 +74,243 @@ async def test_aclose_ends_serve_and_leaves_handlers_running() -> None:
                 assert await stream.receive() == b"after"
                 # ...but nothing new is accepted.
                 with pytest.raises(TransportError):
-                    await networking.connect_tcp(address)
+                    await system.connect_tcp(address)
                 assert not served  # serve() waits for its handlers
         assert served
 
 
-async def test_serve_with_external_task_group() -> None:
-    networking = SystemNetworking()
-    listener = await networking.listen_tcp(("localhost", 0))
+async def test_serve_with_external_task_group(networking: NetworkingFactory) -> None:
+    system = networking()
+    listener = await system.listen_tcp(("localhost", 0))
     port = listener.extra(SocketAttribute.local_port)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, echo, tg)
-            async with await networking.connect_tcp(("localhost", port)) as stream:
+            async with await system.connect_tcp(("localhost", port)) as stream:
                 await stream.send(b"x")
                 assert await stream.receive() == b"x"
             await listener.aclose()
 
 
-async def test_connection_refused() -> None:
+async def test_connection_refused(networking: NetworkingFactory) -> None:
     # A bound socket that does not listen refuses connections.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
         message = rf"cannot connect to 127\.0\.0\.1:{port}: "
         with pytest.raises(TransportError, match=message) as info:
-            await SystemNetworking().connect_tcp(("127.0.0.1", port))
+            await networking().connect_tcp(("127.0.0.1", port))
     assert isinstance(info.value.__cause__, OSError)
 
 
-async def test_listen_on_taken_port() -> None:
-    networking = SystemNetworking()
-    async with await networking.listen_tcp(("127.0.0.1", 0)) as listener:
+async def test_listen_on_taken_port(networking: NetworkingFactory) -> None:
+    system = networking()
+    async with await system.listen_tcp(("127.0.0.1", 0)) as listener:
         port = listener.extra(SocketAttribute.local_port)
         with pytest.raises(TransportError, match=rf"cannot listen on 127\.0\.0\.1:{port}: "):
-            await networking.listen_tcp(("127.0.0.1", port))
+            await system.listen_tcp(("127.0.0.1", port))
+
+
+async def read_until_the_end(stream: ByteStream) -> None:
+    """Receive until an exception ends the stream."""
+    while True:
+        await stream.receive()
+
+
+@asynccontextmanager
+async def serving(
+    networking: NetworkingFactory, handler: Callable[[ByteStream], Awaitable[None]]
+) -> AsyncIterator[tuple[SystemNetworking, tuple[str, int]]]:
+    """Serve TCP with ``handler`` on a free port for the duration of the block."""
+    system = networking()
+    listener = await system.listen_tcp(("127.0.0.1", 0))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handler)
+        yield system, ("127.0.0.1", listener.extra(SocketAttribute.local_port))
+        await listener.aclose()
+
+
+async def test_attributes_of_both_ends(networking: NetworkingFactory) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    async def report(stream: ByteStream) -> None:
+        async with stream:
+            seen.append(
+                (
+                    stream.extra(SocketAttribute.local_address),
+                    stream.extra(SocketAttribute.remote_address),
+                    stream.extra(SocketAttribute.family),
+                )
+            )
+            await stream.send(b"done")
+
+    with anyio.fail_after(5):
+        async with serving(networking, report) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                assert await stream.receive() == b"done"
+                local = stream.extra(SocketAttribute.local_address)
+                assert stream.extra(SocketAttribute.local_port) == local[1]
+                assert stream.extra(SocketAttribute.remote_port) == address[1]
+                raw = stream.extra(SocketAttribute.raw_socket)
+                assert raw.getsockname()[:2] == local
+                assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert seen == [(address, local, socket.AF_INET)]
+
+
+async def test_receive_respects_max_bytes(networking: NetworkingFactory) -> None:
+    async def send_100(stream: ByteStream) -> None:
+        async with stream:
+            await stream.send(bytes(range(100)))
+            with pytest.raises(anyio.EndOfStream):
+                await stream.receive()
+
+    with anyio.fail_after(5):
+        async with serving(networking, send_100) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                received = b""
+                while len(received) < 100:
+                    chunk = await stream.receive(7)
+                    assert 0 < len(chunk) <= 7
+                    received += chunk
+                assert received == bytes(range(100))
+                with pytest.raises(ValueError, match="max_bytes"):
+                    await stream.receive(0)
+
+
+async def test_half_close(networking: NetworkingFactory) -> None:
+    """send_eof() ends what the peer reads; the other direction stays open."""
+
+    async def count_then_answer(stream: ByteStream) -> None:
+        async with stream:
+            size = 0
+            with contextlib.suppress(anyio.EndOfStream):
+                while True:
+                    size += len(await stream.receive())
+            await stream.send(f"{size}".encode())
+
+    with anyio.fail_after(5):
+        async with serving(networking, count_then_answer) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                await stream.send(b"x" * 300_000)
+                await stream.send_eof()
+                assert await stream.receive() == b"300000"
+                with pytest.raises(anyio.EndOfStream):
+                    await stream.receive()
+
+
+#: Bytes the flow-control test writes: far more than the kernel's socket buffers
+#: hold, even autotuned (Linux's tcp_rmem maximum is often 32 MiB).
+FLOOD_SIZE = 128 * 1024 * 1024
+
+
+async def test_a_reader_that_stops_stops_the_writer(networking: NetworkingFactory) -> None:
+    """Buffering is bounded: a peer that does not read blocks send(), then it resumes."""
+    sent = 0
+    done = anyio.Event()
+
+    async def flood(stream: ByteStream) -> None:
+        nonlocal sent
+        chunk = b"z" * 65536
+        async with stream:
+            while sent < FLOOD_SIZE:
+                await stream.send(chunk)
+                sent += len(chunk)
+            done.set()
+
+    with anyio.fail_after(20):
+        async with serving(networking, flood) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                assert await stream.receive(1) == b"z"
+                await anyio.sleep(0.3)
+                stalled_at = sent
+                await anyio.sleep(0.2)
+                # Nothing is read: the writer waits, the buffers stopped growing.
+                assert not done.is_set()
+                assert sent == stalled_at < FLOOD_SIZE // 2
+                received = 1
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        data = await stream.receive()
+                        received += len(data)
+                        assert data.count(b"z") == len(data)
+                assert received == FLOOD_SIZE
+                await done.wait()
+
+
+async def test_a_reset_breaks_the_stream(networking: NetworkingFactory) -> None:
+    async def reset(stream: ByteStream) -> None:
+        await stream.receive()
+        raw = stream.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    with anyio.fail_after(5):
+        async with serving(networking, reset) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                await stream.send(b"hello")
+                with pytest.raises(anyio.BrokenResourceError):
+                    await read_until_the_end(stream)
+                with pytest.raises(anyio.BrokenResourceError):
+                    await stream.send(b"more")
+
+
+async def test_a_closed_stream_refuses_everything(networking: NetworkingFactory) -> None:
+    async def wait_for_end(stream: ByteStream) -> None:
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    await stream.receive()
+
+    with anyio.fail_after(5):
+        async with serving(networking, wait_for_end) as (system, address):
+            stream = await system.connect_tcp(address)
+            await stream.aclose()
+            await stream.aclose()  # twice is fine
+            with pytest.raises(anyio.ClosedResourceError):
+                await stream.receive()
+            with pytest.raises(anyio.ClosedResourceError):
+                await stream.send(b"x")
+
+
+async def test_aclose_wakes_a_blocked_receive(networking: NetworkingFactory) -> None:
+    async def wait_for_end(stream: ByteStream) -> None:
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    await stream.receive()
+
+    with anyio.fail_after(5):
+        async with serving(networking, wait_for_end) as (system, address):
+            stream = await system.connect_tcp(address)
+            async with anyio.create_task_group() as tg:
+
+                async def receive() -> None:
+                    with pytest.raises(anyio.ClosedResourceError):
+                        await stream.receive()
+
+                tg.start_soon(receive)
+                await anyio.sleep(0.1)
+                await stream.aclose()
+
+
+async def test_written_data_survives_aclose(networking: NetworkingFactory) -> None:
+    """What send() accepted reaches the peer even when the stream is closed at once."""
+    digests: list[str] = []
+    digested = anyio.Event()
+
+    async def digest(stream: ByteStream) -> None:
+        hashed = hashlib.sha256()
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream):
+                while True:
+                    hashed.update(await stream.receive())
+        digests.append(hashed.hexdigest())
+        digested.set()
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    with anyio.fail_after(5):
+        async with serving(networking, digest) as (system, address):
+            async with await system.connect_tcp(address) as stream:
+                await stream.send(payload)
+            await digested.wait()
+    assert digests == [hashlib.sha256(payload).hexdigest()]

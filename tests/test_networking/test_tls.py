@@ -1,7 +1,14 @@
-"""TLS listeners and connections of SystemNetworking, with certificates made by trustme."""
+"""TLS listeners and connections of SystemNetworking, with certificates made by trustme.
+
+Every test that takes ``networking`` runs over each stream implementation
+(see conftest.py): the event loop's TLS and anyio's.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -14,12 +21,12 @@ from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.errors import TransportError
 from hface.networking import (
     ByteStream,
-    SystemNetworking,
+    TLSByteStream,
     TLSVerificationError,
     make_server_ssl_context,
 )
 from tests.helpers.certs import TLSFiles
-from tests.helpers.network import LOOPBACK_HOSTS
+from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -46,12 +53,13 @@ async def read_until_closed(stream: ByteStream) -> None:
 @asynccontextmanager
 async def tls_server(
     tls_config: ServerTLSConfig,
+    networking: NetworkingFactory,
     *,
     host: str = "127.0.0.1",
     handler: Callable[[ByteStream], Awaitable[None]] = report_alpn,
 ) -> AsyncIterator[tuple[str, int]]:
     """Serve TLS on a free port for the duration of the block; yield its address."""
-    listener = await SystemNetworking().listen_tcp_tls(
+    listener = await networking().listen_tcp_tls(
         (host, 0), tls_config=tls_config, alpn_protocols=ALPN
     )
     port = listener.extra(SocketAttribute.local_port)
@@ -64,9 +72,11 @@ async def tls_server(
 
 
 @pytest.mark.parametrize("host", LOOPBACK_HOSTS)
-async def test_alpn_and_attributes(tls_files: TLSFiles, host: str) -> None:
-    async with tls_server(tls_files.server_config(), host=host) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+async def test_alpn_and_attributes(
+    tls_files: TLSFiles, host: str, networking: NetworkingFactory
+) -> None:
+    async with tls_server(tls_files.server_config(), networking, host=host) as address:
+        stream = await networking().connect_tcp_tls(
             address, tls_config=tls_files.client_config(), alpn_protocols=["http/1.1", "h2"]
         )
         async with stream:
@@ -80,18 +90,18 @@ async def test_alpn_and_attributes(tls_files: TLSFiles, host: str) -> None:
             assert stream.extra(SocketAttribute.remote_address) == address
 
 
-async def test_alpn_fallback(tls_files: TLSFiles) -> None:
-    async with tls_server(tls_files.server_config()) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+async def test_alpn_fallback(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
+    async with tls_server(tls_files.server_config(), networking) as address:
+        stream = await networking().connect_tcp_tls(
             address, tls_config=tls_files.client_config(), alpn_protocols=["http/1.1"]
         )
         async with stream:
             assert await stream.receive() == b"http/1.1 nocert"
 
 
-async def test_server_name(tls_files: TLSFiles) -> None:
-    async with tls_server(tls_files.server_config()) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+async def test_server_name(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
+    async with tls_server(tls_files.server_config(), networking) as address:
+        stream = await networking().connect_tcp_tls(
             address,
             server_name="localhost",
             tls_config=tls_files.client_config(),
@@ -99,7 +109,7 @@ async def test_server_name(tls_files: TLSFiles) -> None:
         )
         await stream.aclose()
         with pytest.raises(TLSVerificationError, match="cannot verify the TLS certificate"):
-            await SystemNetworking().connect_tcp_tls(
+            await networking().connect_tcp_tls(
                 address,
                 server_name="example.com",
                 tls_config=tls_files.client_config(),
@@ -107,20 +117,20 @@ async def test_server_name(tls_files: TLSFiles) -> None:
             )
 
 
-async def test_untrusted_certificate(tls_files: TLSFiles) -> None:
-    async with tls_server(tls_files.server_config()) as address:
+async def test_untrusted_certificate(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
+    async with tls_server(tls_files.server_config(), networking) as address:
         # The system's CAs do not include the test CA.
         with pytest.raises(TLSVerificationError, match="cannot verify the TLS certificate") as info:
-            await SystemNetworking().connect_tcp_tls(
+            await networking().connect_tcp_tls(
                 address, tls_config=ClientTLSConfig(), alpn_protocols=ALPN
             )
     assert isinstance(info.value, TransportError)
     assert info.value.__cause__ is not None
 
 
-async def test_insecure(tls_files: TLSFiles) -> None:
-    async with tls_server(tls_files.server_config()) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+async def test_insecure(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
+    async with tls_server(tls_files.server_config(), networking) as address:
+        stream = await networking().connect_tcp_tls(
             address,
             server_name="example.com",
             tls_config=ClientTLSConfig(insecure=True),
@@ -130,42 +140,46 @@ async def test_insecure(tls_files: TLSFiles) -> None:
             assert await stream.receive() == b"h2 nocert"
 
 
-async def test_cadata(tls_files: TLSFiles) -> None:
+async def test_cadata(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
     cadata = await anyio.Path(tls_files.ca_file).read_text()
-    async with tls_server(tls_files.server_config()) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+    async with tls_server(tls_files.server_config(), networking) as address:
+        stream = await networking().connect_tcp_tls(
             address, tls_config=ClientTLSConfig(cadata=cadata), alpn_protocols=ALPN
         )
         await stream.aclose()
 
 
-async def test_mutual_tls(tls_files: TLSFiles) -> None:
+async def test_mutual_tls(tls_files: TLSFiles, networking: NetworkingFactory) -> None:
     server_config = tls_files.server_config(client_auth=True, require=True)
-    async with tls_server(server_config) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+    async with tls_server(server_config, networking) as address:
+        stream = await networking().connect_tcp_tls(
             address, tls_config=tls_files.client_config(client_cert=True), alpn_protocols=ALPN
         )
         async with stream:
             assert await stream.receive() == b"h2 cert"
 
 
-async def test_optional_client_certificate(tls_files: TLSFiles) -> None:
-    async with tls_server(tls_files.server_config(client_auth=True)) as address:
-        stream = await SystemNetworking().connect_tcp_tls(
+async def test_optional_client_certificate(
+    tls_files: TLSFiles, networking: NetworkingFactory
+) -> None:
+    async with tls_server(tls_files.server_config(client_auth=True), networking) as address:
+        stream = await networking().connect_tcp_tls(
             address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
         )
         async with stream:
             assert await stream.receive() == b"h2 nocert"
 
 
-async def test_missing_client_certificate(tls_files: TLSFiles) -> None:
+async def test_missing_client_certificate(
+    tls_files: TLSFiles, networking: NetworkingFactory
+) -> None:
     server_config = tls_files.server_config(client_auth=True, require=True)
-    networking = SystemNetworking()
-    async with tls_server(server_config) as address:
+    system = networking()
+    async with tls_server(server_config, networking) as address:
         # With TLS 1.3 the client finishes its handshake before the server
         # checks the certificate, so the refusal may arrive on the first read.
         async def connect_and_read() -> None:
-            stream = await networking.connect_tcp_tls(
+            stream = await system.connect_tcp_tls(
                 address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
             )
             async with stream:
@@ -174,22 +188,24 @@ async def test_missing_client_certificate(tls_files: TLSFiles) -> None:
         with pytest.raises((TransportError, anyio.BrokenResourceError, anyio.EndOfStream)):
             await connect_and_read()
         # The listener survived the bad client.
-        stream = await networking.connect_tcp_tls(
+        stream = await system.connect_tcp_tls(
             address, tls_config=tls_files.client_config(client_cert=True), alpn_protocols=ALPN
         )
         async with stream:
             assert await stream.receive() == b"h2 cert"
 
 
-async def test_garbage_client_does_not_end_serve(tls_files: TLSFiles) -> None:
-    networking = SystemNetworking()
-    async with tls_server(tls_files.server_config()) as address:
-        async with await networking.connect_tcp(address) as plain:
+async def test_garbage_client_does_not_end_serve(
+    tls_files: TLSFiles, networking: NetworkingFactory
+) -> None:
+    system = networking()
+    async with tls_server(tls_files.server_config(), networking) as address:
+        async with await system.connect_tcp(address) as plain:
             await plain.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             # The server hangs up (maybe after a TLS alert) instead of answering.
             with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
                 await read_until_closed(plain)
-        stream = await networking.connect_tcp_tls(
+        stream = await system.connect_tcp_tls(
             address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
         )
         async with stream:
@@ -203,3 +219,83 @@ async def test_server_tls_config_validation() -> None:
         make_server_ssl_context(
             ServerTLSConfig(certfile="cert.pem", require_client_certificate=True), ALPN
         )
+
+
+async def echo_all(stream: ByteStream) -> None:
+    """Send back what arrives, until the peer closes."""
+    async with stream:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            while True:
+                await stream.send(await stream.receive())
+
+
+async def test_a_large_echo_arrives_whole(
+    tls_files: TLSFiles, networking: NetworkingFactory
+) -> None:
+    payload = hashlib.sha256(b"seed").digest() * 65536  # 2 MiB
+    async with tls_server(tls_files.server_config(), networking, handler=echo_all) as address:
+        stream = await networking().connect_tcp_tls(
+            address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
+        )
+        async with stream, anyio.create_task_group() as tg:
+            tg.start_soon(stream.send, payload)
+            received = bytearray()
+            while len(received) < len(payload):
+                received += await stream.receive()
+            assert received == payload
+
+
+async def test_server_side_attributes_and_the_end(
+    tls_files: TLSFiles, networking: NetworkingFactory
+) -> None:
+    seen: dict[str, object] = {}
+    ended = anyio.Event()
+
+    async def inspect(stream: ByteStream) -> None:
+        async with stream:
+            seen["server_side"] = stream.extra(TLSAttribute.server_side)
+            seen["cert"] = stream.extra(TLSAttribute.peer_certificate_binary)
+            seen["ssl_object"] = stream.extra(TLSAttribute.ssl_object)
+            seen["remote"] = stream.extra(SocketAttribute.remote_address)
+            with pytest.raises(NotImplementedError):
+                await stream.send_eof()  # TLS cannot half-close
+            await stream.send(b"bye")
+            with pytest.raises(anyio.EndOfStream):
+                await stream.receive()
+            ended.set()
+
+    server_config = tls_files.server_config(client_auth=True, require=True)
+    async with tls_server(server_config, networking, handler=inspect) as address:
+        stream = await networking().connect_tcp_tls(
+            address, tls_config=tls_files.client_config(client_cert=True), alpn_protocols=ALPN
+        )
+        async with stream:
+            assert await stream.receive() == b"bye"
+            assert stream.extra(TLSAttribute.server_side) is False
+            local = stream.extra(SocketAttribute.local_address)
+        await ended.wait()
+    assert seen["server_side"] is True
+    assert isinstance(seen["cert"], bytes)
+    assert isinstance(seen["ssl_object"], ssl.SSLObject | ssl.SSLSocket)
+    assert seen["remote"] == local
+
+
+async def test_the_stream_implementation(
+    tls_files: TLSFiles, networking: NetworkingFactory, stream_path: tuple[object, bool]
+) -> None:
+    """On asyncio the event loop's TLS serves, unless asyncio_transports=False; anyio's else."""
+    on_loop_transports = stream_path[1]
+    streams: list[ByteStream] = []
+
+    async def keep(stream: ByteStream) -> None:
+        streams.append(stream)
+        await report_alpn(stream)
+
+    async with tls_server(tls_files.server_config(), networking, handler=keep) as address:
+        stream = await networking().connect_tcp_tls(
+            address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
+        )
+        async with stream:
+            assert await stream.receive() == b"h2 nocert"
+    assert isinstance(stream, TLSByteStream) is not on_loop_transports
+    assert isinstance(streams[0], TLSByteStream) is not on_loop_transports

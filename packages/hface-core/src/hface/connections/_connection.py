@@ -277,7 +277,11 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         :raises TransportError: if the connection is gone.
         """
         self._check_open()
-        self._protocol.submit_headers(stream_id, headers, end_stream)
+        try:
+            self._protocol.submit_headers(stream_id, headers, end_stream)
+        except LocalProtocolError:
+            await self._check_terminated_meanwhile()
+            raise
         if flush or end_stream:
             await self._flush()
 
@@ -288,7 +292,11 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         :raises TransportError: if the connection is gone.
         """
         self._check_open()
-        self._protocol.submit_data(stream_id, data, end_stream)
+        try:
+            self._protocol.submit_data(stream_id, data, end_stream)
+        except LocalProtocolError:
+            await self._check_terminated_meanwhile()
+            raise
         await self._flush()
         protocol = self._protocol
         while protocol.get_pending_data_size(stream_id) > self._max_pending_data:
@@ -362,6 +370,20 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             raise TransportError(message)
         if self._closed:
             raise TransportError("the connection was closed")
+
+    async def _check_terminated_meanwhile(self) -> None:
+        """Raise TransportError if the protocol is ending the connection by itself.
+
+        The protocol may have begun closing the connection (a flood, an
+        internal error) with its close not yet sent and its events not yet
+        processed: a send then fails as "not open", which is the
+        connection's end, not a misuse. Sending what is pending lets the
+        protocol report the end.
+        """
+        if self._protocol.has_expired():
+            await self._flush_quietly()
+            self._process_events()
+        self._check_open()
 
     def _process_events(self) -> None:
         """Move the protocol's events to the queue; note termination."""
@@ -455,10 +477,11 @@ class HTTPOverTCPConnection(HTTPConnection):
     Writes, unlike QUIC's, can wait on the peer: a socket write blocks
     while the peer does not read. Hence three rules.
 
-    - The holder of the send lock writes until the protocol has nothing
-      left, including what other tasks produced meanwhile. A task that must
-      not wait for a writer (the transport task, acknowledgements, GOAWAY)
-      leaves its output to the holder when the lock is taken: were the
+    - One task writes at a time (a flag and an event, not the send lock),
+      and it writes until the protocol has nothing left, including what
+      other tasks produced meanwhile; those wait for it to finish, all at
+      once. A task that must not wait for a writer (the transport task,
+      acknowledgements, GOAWAY) leaves its output to the writer: were the
       transport task to wait, it would stop reading, and a peer blocked in
       its own write would never read ours.
     - Writes are shielded from cancellation: a writer cancelled halfway
@@ -476,9 +499,12 @@ class HTTPOverTCPConnection(HTTPConnection):
         super().__init__(protocol, **options)
         self._tcp_protocol = protocol
         self._stream = stream
-        # The transport task's read (or its wait after the peer's EOF);
-        # cancelled once the connection has ended, to close the stream at once.
+        # The transport task's loop of reads (and its wait after the peer's
+        # EOF); cancelled once the connection has ended, to close the stream at once.
         self._read_scope: anyio.CancelScope | None = None
+        # One writer at a time (see _flush()), and the waiters' wake-up.
+        self._writing = False
+        self._written: anyio.Event | None = None
         # Set once a write was cut halfway: nothing more may be written.
         self._broken = False
 
@@ -497,31 +523,34 @@ class HTTPOverTCPConnection(HTTPConnection):
         await self._flush_quietly()  # an HTTP/2 preface and SETTINGS
         task_status.started()
         eof = False
-        while not self._finished():
-            if not multiplexed and self._buffered_data > self._max_buffered_data:
-                await self._wait_for_room()
-                continue
-            data = None
-            with anyio.CancelScope() as self._read_scope:
+        # One scope for the whole loop, not one per read (a scope costs as
+        # much as a small read): cancelled only once the connection has
+        # ended, when the loop is done anyway. Writes in it are shielded.
+        with anyio.CancelScope() as self._read_scope:
+            while not self._finished():
+                if not multiplexed and self._buffered_data > self._max_buffered_data:
+                    await self._wait_for_room()
+                    continue
                 if eof:
                     # Nothing more will come; the exchange in progress may
                     # still answer. Wait for the end, without spinning.
                     await anyio.sleep_forever()
+                data: bytes | None = None
                 try:
                     data = await stream.receive(_READ_SIZE)
                 except anyio.EndOfStream:
                     eof = True
                 except _TRANSPORT_ERRORS as error:
                     self._fail(f"connection lost: {error!r}")
-            self._read_scope = None
-            if self._finished():
-                break  # failed, or ended by another task
-            if data is None:
-                protocol.eof_received()
-            else:
-                protocol.bytes_received(data)
-            self._process_events()
-            await self._flush_quietly()
+                if self._finished():
+                    break  # failed, or ended by another task
+                if data is None:
+                    protocol.eof_received()
+                else:
+                    protocol.bytes_received(data)
+                self._process_events()
+                await self._flush_quietly()
+        self._read_scope = None
         await self._flush_before_close()
         await self._close_transport()
 
@@ -553,16 +582,20 @@ class HTTPOverTCPConnection(HTTPConnection):
         :raises TransportError: if the stream cannot take the bytes.
         """
         if wait:
-            # The writes are shielded and a free lock is taken at once: without
+            # The writes are shielded and a free turn is taken at once: without
             # this, a cancelled task that keeps sending would never notice.
             await anyio.lowlevel.checkpoint_if_cancelled()
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()  # no trip through the event loop when free
-        except anyio.WouldBlock:
+        while self._writing:
             if not wait:
                 return
-            await lock.acquire()
+            # The writer writes until the protocol has nothing left, what we
+            # produced included. Every task waiting wakes when it is done, not
+            # one after another as on a lock, which on a busy HTTP/2
+            # connection would make a convoy of tasks with nothing to write.
+            if self._written is None:
+                self._written = anyio.Event()
+            await self._written.wait()
+        self._writing = True
         try:
             if self._terminated is None:
                 self._process_events()
@@ -586,7 +619,10 @@ class HTTPOverTCPConnection(HTTPConnection):
                     if self._terminated is None:
                         self._fail("a write was cancelled halfway")
         finally:
-            lock.release()
+            self._writing = False
+            written, self._written = self._written, None
+            if written is not None:
+                written.set()
         if self._broken:
             await anyio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation
             raise TransportError("a write was cancelled halfway")
@@ -622,6 +658,10 @@ class HTTPOverQUICConnection(HTTPConnection):
         # The transport task's wait for a datagram; cancelled once the
         # connection has ended, so that the task closes the stream at once.
         self._wait_scope: anyio.CancelScope | None = None
+        # Sending a datagram never waits for the peer, so the lock is rarely
+        # contended: taking it free must not cost a trip through the event
+        # loop, as it would on every flush (a few per request) otherwise.
+        self._send_lock = anyio.Lock(fast_acquire=True)
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

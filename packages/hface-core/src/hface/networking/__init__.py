@@ -2,8 +2,10 @@
 
 :class:`SystemNetworking` implements both :class:`ServerNetworking`
 (listeners) and :class:`ClientNetworking` (connections) with the
-operating system's sockets, on asyncio or Trio. Streams are anyio's:
-:data:`ByteStream` for TCP and TLS, :data:`DatagramStream` for UDP, and
+operating system's sockets, on asyncio or Trio. Streams have anyio's
+interfaces: :data:`ByteStream` for TCP and TLS (on asyncio built on the
+event loop's own transports and TLS, elsewhere anyio's socket and TLS
+streams), :data:`DatagramStream` for UDP, and
 :class:`QUICStream` for one QUIC connection on a server's shared UDP
 socket (see :class:`QUICListener` for how datagrams are routed).
 """

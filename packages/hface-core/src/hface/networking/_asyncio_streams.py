@@ -1,0 +1,537 @@
+"""TCP and TLS streams on asyncio's own transports: SystemNetworking's path on asyncio.
+
+Theory of operation. anyio's socket stream on asyncio stops reading the
+socket between two ``receive()`` calls (an epoll registration and removal
+per receive) and makes a trip through the event loop on every ``send()``;
+its TLS stream pumps :class:`ssl.MemoryBIO` objects in Python. Here one
+object, :class:`AsyncioByteStream`, is both the :class:`asyncio.Protocol`
+of a transport and the :class:`anyio.abc.ByteStream` the connection layer
+uses, and TLS is the event loop's own (``ssl=`` / ``loop.start_tls``; on
+uvloop, uvloop's):
+
+- The transport reads whenever data comes. ``data_received`` queues the
+  chunk and wakes a waiting ``receive()``; above :data:`READ_HIGH_WATER`
+  queued bytes the transport stops reading, and resumes once ``receive()``
+  brings them under :data:`READ_LOW_WATER`, so buffering stays bounded.
+- ``send()`` hands the bytes to the transport, which writes at once what
+  the kernel takes and buffers the rest; it waits only while the buffer is
+  above the transport's high-water mark (``pause_writing`` until
+  ``resume_writing``), so that a slow peer slows the sender.
+- ``aclose()`` closes the transport gracefully: what is buffered is still
+  written and TLS exchanges ``close_notify``. It waits for that up to
+  :data:`CLOSE_WAIT` seconds (one round trip with a live peer), then
+  aborts the transport: a peer that never reads cannot keep a closed
+  stream alive, and nothing is left running after ``aclose()`` returns.
+
+The semantics are those of the anyio streams they replace (see
+:mod:`hface.networking._tls` for the TLS decisions): ``EndOfStream`` at
+the end, ``BrokenResourceError`` when the connection is lost with an error
+(reset, TLS failure), ``ClosedResourceError`` after :meth:`aclose`; plain
+TCP can half-close with ``send_eof()``, TLS cannot. Extra attributes are
+anyio's :class:`~anyio.abc.SocketAttribute` and
+:class:`~anyio.streams.tls.TLSAttribute`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack, suppress
+from typing import Any, Final, cast
+
+import anyio
+from anyio.abc import Listener, SocketAttribute, TaskGroup
+from anyio.streams.stapled import MultiListener
+from anyio.streams.tls import TLSAttribute
+
+from hface.common import AddressType
+
+from ._streams import ByteStream
+
+_logger = logging.getLogger("hface.networking")
+
+#: Queued received bytes above which the transport stops reading (one read of
+#: the connection layer; the kernel's buffers hold far more).
+READ_HIGH_WATER: Final = 64 * 1024
+#: Queued received bytes at or below which a paused transport reads again.
+READ_LOW_WATER: Final = 16 * 1024
+#: Buffered bytes above which ``send()`` waits for the transport to drain
+#: (asyncio's default, as uvicorn's; the low-water mark is a quarter of it).
+WRITE_HIGH_WATER: Final = 64 * 1024
+#: Seconds :meth:`AsyncioByteStream.aclose` waits for the transport to write what
+#: it buffered and close (as the connection layer's last flush before closing).
+CLOSE_WAIT: Final = 1.0
+
+#: asyncio wants a number of seconds for a TLS handshake: "no limit" is this many.
+_NO_LIMIT: Final = 10.0 * 365 * 24 * 3600
+
+#: accept() errors that say the process is out of resources, not that the listener is done.
+_ACCEPT_RETRY_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
+)
+#: Seconds the accept loop waits after running out of file descriptors.
+_ACCEPT_RETRY_DELAY: Final = 0.1
+
+
+def on_asyncio() -> bool:
+    """True if the running async library is asyncio (False under Trio, guest mode too)."""
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - trio needs sniffio: without it, no trio
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _convert_address(address: Any) -> AddressType:
+    """An IP socket address as ``(host, port)``, IPv6 scope as ``host%scope`` (as anyio)."""
+    if len(address) == 4 and address[3]:
+        host, port, _flowinfo, scope_id = address
+        return f"{host.split('%')[0]}%{scope_id}", port
+    return address[0], address[1]
+
+
+class AsyncioByteStream(ByteStream, asyncio.Protocol):
+    """A TCP or TLS connection as an anyio byte stream, on an asyncio transport.
+
+    The object is the transport's protocol: make it first, then pass
+    ``lambda: stream`` to ``loop.create_connection()`` or
+    ``loop.connect_accepted_socket()`` (with TLS, uvloop returns its own
+    protocol object, not this one); :meth:`start_client_tls` upgrades a
+    client connection. See the module's docstring for buffering and closing.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._size = 0  # bytes in _chunks
+        self._reading_paused = False
+        self._eof = False
+        self._lost = False
+        self._exception: BaseException | None = None
+        self._closed = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._attributes: Mapping[Any, Callable[[], Any]] | None = None
+        self._tls = False
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the transport: start reading."""
+        self.set_transport(transport)
+
+    def set_transport(self, transport: asyncio.BaseTransport) -> None:
+        """Use ``transport`` from now on (the TLS transport after ``loop.start_tls``)."""
+        # A cast: uvloop's transports do not derive from asyncio.Transport.
+        self._transport = transport = cast(asyncio.Transport, transport)
+        self._tls = transport.get_extra_info("ssl_object") is not None
+        self._attributes = None
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self._tls:
+            # The TLS layer's own buffer of received records (256 KiB by
+            # default on asyncio) counts toward what a slow reader holds.
+            set_read_buffer_limits = getattr(transport, "set_read_buffer_limits", None)
+            if set_read_buffer_limits is not None:
+                set_read_buffer_limits(high=READ_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        """Called by the transport: queue the data for :meth:`receive`."""
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._read_waiter is not None:
+            _resolve(self._read_waiter)
+        if self._size > READ_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """Called by the transport at the peer's end: keep TCP open to write (half-close)."""
+        self._eof = True
+        self._wake_reader()
+        # True keeps a TCP transport open for our side to write; TLS cannot
+        # half-close (asyncio warns if told to), so there it closes.
+        return not self._tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by the transport once it is closed: wake every waiter."""
+        self._lost = True
+        if exc is not None:
+            self._exception = exc
+        self._wake_reader()
+        self._wake_writer()
+        if self._lost_waiter is not None:
+            _resolve(self._lost_waiter)
+
+    def pause_writing(self) -> None:
+        """Called by the transport above its high-water mark: :meth:`send` waits."""
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        """Called by the transport once drained: :meth:`send` goes on."""
+        self._writing_paused = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None:
+            _resolve(self._read_waiter)
+
+    def _wake_writer(self) -> None:
+        if self._drain_waiter is not None:
+            _resolve(self._drain_waiter)
+
+    # -- anyio.abc.ByteStream -----------------------------------------------
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return what has arrived, at most ``max_bytes``; wait if nothing has.
+
+        :raises anyio.EndOfStream: once the peer has closed its side.
+        :raises anyio.BrokenResourceError: if the connection was lost with an error.
+        :raises anyio.ClosedResourceError: after :meth:`aclose`.
+        :raises anyio.BusyResourceError: if another task is receiving.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be a positive integer")
+        chunks = self._chunks
+        while not chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if self._exception is not None:
+                raise anyio.BrokenResourceError(
+                    f"connection lost: {self._exception!r}"
+                ) from self._exception
+            if self._eof or self._lost:
+                raise anyio.EndOfStream
+            if self._read_waiter is not None:
+                raise anyio.BusyResourceError("reading from")
+            self._read_waiter = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+        if self._closed:
+            raise anyio.ClosedResourceError
+        chunk = chunks.popleft()
+        size = len(chunk)
+        if size > max_bytes:
+            chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+            size = max_bytes
+        elif chunks and size + len(chunks[0]) <= max_bytes:
+            # Small chunks arrived one after another: one join, fewer calls above.
+            parts = [chunk]
+            while chunks and size + len(chunks[0]) <= max_bytes:
+                part = chunks.popleft()
+                parts.append(part)
+                size += len(part)
+            chunk = b"".join(parts)
+        self._size -= size
+        if self._reading_paused and self._size <= READ_LOW_WATER:
+            self._reading_paused = False
+            if not self._lost:
+                assert self._transport is not None
+                self._transport.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        """Write ``item``; wait only while the transport buffers too much.
+
+        A cancelled wait leaves the bytes with the transport.
+
+        :raises anyio.BrokenResourceError: if the connection is lost or closing.
+        :raises anyio.ClosedResourceError: after :meth:`aclose`.
+        :raises anyio.BusyResourceError: if another task is waiting to send.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        transport = self._transport
+        assert transport is not None
+        if self._lost or transport.is_closing():
+            raise anyio.BrokenResourceError(
+                f"connection lost: {self._exception!r}" if self._exception else "connection closed"
+            ) from self._exception
+        if self._drain_waiter is not None:
+            raise anyio.BusyResourceError("writing to")
+        transport.write(item)
+        if self._writing_paused:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the transport's buffer is under its low-water mark again."""
+        while self._must_drain():
+            self._drain_waiter = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._exception is not None:
+            raise anyio.BrokenResourceError(
+                f"connection lost: {self._exception!r}"
+            ) from self._exception
+
+    def _must_drain(self) -> bool:
+        # A method: mypy would keep what an earlier test found across the awaits.
+        return self._writing_paused and not self._lost and not self._closed
+
+    async def send_eof(self) -> None:
+        """Close our sending side (TCP half-close); the peer gets an end of stream.
+
+        :raises NotImplementedError: on TLS, which cannot half-close (as
+            :class:`anyio.streams.tls.TLSStream`).
+        """
+        if self._tls:
+            raise NotImplementedError("TLS streams do not support half-closing")
+        transport = self._transport
+        assert transport is not None
+        if not self._closed and not transport.is_closing():
+            with suppress(OSError):
+                transport.write_eof()
+
+    async def aclose(self) -> None:
+        """Close the connection: buffered bytes are still written, for a bounded time.
+
+        Waits up to :data:`CLOSE_WAIT` seconds for the transport to finish
+        (to write what it buffered and, on TLS, to exchange ``close_notify``),
+        then aborts the connection; cancelled, it aborts it at once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._wake_reader()
+        self._wake_writer()
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        transport.close()  # connection_lost() comes later, from the loop
+        self._lost_waiter = waiter = self._loop.create_future()
+        timer = self._loop.call_later(CLOSE_WAIT, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._lost_waiter = None
+            if not self._lost:
+                transport.abort()
+                # One pass of the loop, in which the aborted transport closes
+                # its socket (the loop may end right after a cancellation).
+                await asyncio.sleep(0)
+
+    async def start_client_tls(
+        self, *, ssl_context: ssl.SSLContext, server_name: str | None
+    ) -> None:
+        """Do the client side of a TLS handshake (the event loop's TLS) on this stream.
+
+        On failure the connection is aborted and the error raised as is
+        (:exc:`ssl.SSLError`, :exc:`OSError`).
+        """
+        transport = self._transport
+        assert transport is not None
+        try:
+            tls_transport = await self._loop.start_tls(
+                transport,
+                self,
+                ssl_context,
+                server_side=False,
+                server_hostname=server_name,
+                ssl_handshake_timeout=_NO_LIMIT,
+            )
+        except BaseException:
+            transport.abort()
+            await asyncio.sleep(0)  # a pass of the loop, in which the socket closes
+            raise
+        if tls_transport is None:  # pragma: no cover - only if the transport closed meanwhile
+            raise ConnectionResetError("the connection closed during the TLS handshake")
+        self.set_transport(tls_transport)
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """anyio's socket attributes, and TLS attributes on a TLS connection."""
+        attributes = self._attributes
+        if attributes is None:
+            attributes = self._attributes = self._make_attributes()
+        return attributes
+
+    def _make_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        transport = self._transport
+        if transport is None:
+            return {}
+        raw_socket = transport.get_extra_info("socket")
+        family = transport.get_extra_info("socket").family if raw_socket is not None else None
+        sockname = transport.get_extra_info("sockname")
+        peername = transport.get_extra_info("peername")
+        attributes: dict[Any, Callable[[], Any]] = {}
+        if raw_socket is not None:
+            attributes[SocketAttribute.raw_socket] = lambda: raw_socket
+            attributes[SocketAttribute.family] = lambda: family
+        if sockname is not None:
+            local = _convert_address(sockname)
+            attributes[SocketAttribute.local_address] = lambda: local
+            attributes[SocketAttribute.local_port] = lambda: local[1]
+        if peername is not None:
+            remote = _convert_address(peername)
+            attributes[SocketAttribute.remote_address] = lambda: remote
+            attributes[SocketAttribute.remote_port] = lambda: remote[1]
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            attributes.update(
+                {
+                    TLSAttribute.alpn_protocol: ssl_object.selected_alpn_protocol,
+                    TLSAttribute.channel_binding_tls_unique: ssl_object.get_channel_binding,
+                    TLSAttribute.cipher: ssl_object.cipher,
+                    TLSAttribute.peer_certificate: lambda: ssl_object.getpeercert(False),
+                    TLSAttribute.peer_certificate_binary: lambda: ssl_object.getpeercert(True),
+                    TLSAttribute.server_side: lambda: ssl_object.server_side,
+                    TLSAttribute.shared_ciphers: lambda: (
+                        ssl_object.shared_ciphers() if ssl_object.server_side else None
+                    ),
+                    TLSAttribute.standard_compatible: lambda: False,
+                    TLSAttribute.ssl_object: lambda: ssl_object,
+                    TLSAttribute.tls_version: ssl_object.version,
+                }
+            )
+        return attributes
+
+
+class AsyncioListener(Listener[ByteStream]):
+    """Accepts on the sockets of an anyio TCP listener, as :class:`AsyncioByteStream`.
+
+    anyio binds the sockets (both families of a name, one port for all
+    with port 0); accepting and the streams are asyncio's. With an
+    ``ssl_context`` each connection does the server side of a TLS
+    handshake first, in its handler's task: a client that fails it (bad
+    certificate, garbage, no handshake within ``handshake_timeout``
+    seconds) is logged at debug level on the ``hface.networking`` logger
+    and dropped, and the listener keeps serving.
+
+    Meant to be wrapped in :class:`~hface.networking.TCPListener`, which
+    makes :meth:`serve` return on :meth:`aclose`. Extra attributes are
+    those of the anyio listener.
+    """
+
+    def __init__(
+        self,
+        listener: MultiListener[Any],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        self._listener = listener
+        self._sockets: list[socket.socket] = [
+            inner.extra(SocketAttribute.raw_socket) for inner in listener.listeners
+        ]
+        self._ssl_context = ssl_context
+        self._handshake_timeout = _NO_LIMIT if handshake_timeout is None else handshake_timeout
+
+    async def serve(
+        self,
+        handler: Callable[[ByteStream], Any],
+        task_group: TaskGroup | None = None,
+    ) -> None:
+        """Accept connections until cancelled; each goes to ``handler`` in a task of its own."""
+        async with AsyncExitStack() as stack:
+            if task_group is None:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+            async with anyio.create_task_group() as accepting:
+                for listening_socket in self._sockets:
+                    accepting.start_soon(self._accept, listening_socket, handler, task_group)
+
+    async def _accept(
+        self,
+        listening_socket: socket.socket,
+        handler: Callable[[ByteStream], Any],
+        task_group: TaskGroup,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client_socket, _ = await loop.sock_accept(listening_socket)
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                    raise
+                _logger.warning("cannot accept a connection: %s", exc)
+                await anyio.sleep(_ACCEPT_RETRY_DELAY)
+                continue
+            task_group.start_soon(self._handle, client_socket, handler)
+
+    async def _handle(
+        self, client_socket: socket.socket, handler: Callable[[ByteStream], Any]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        # From here on the transport owns the socket: it closes it on failure too.
+        # The stream is made here, not by the loop: with TLS, uvloop returns
+        # its own SSL protocol where asyncio returns the application's.
+        stream = AsyncioByteStream()
+        try:
+            if self._ssl_context is None:
+                await loop.connect_accepted_socket(lambda: stream, client_socket)
+            else:
+                await loop.connect_accepted_socket(
+                    lambda: stream,
+                    client_socket,
+                    ssl=self._ssl_context,
+                    ssl_handshake_timeout=self._handshake_timeout,
+                )
+        except Exception as exc:
+            # One bad client must not end serve(): log it and drop it.
+            what = "TLS handshake" if self._ssl_context is not None else "accepting a connection"
+            _logger.debug("%s failed: %r", what, exc)
+            return
+        await handler(stream)
+
+    async def aclose(self) -> None:
+        """Close the listening sockets (stop :meth:`serve` first: see :class:`TCPListener`)."""
+        await self._listener.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """The anyio listener's: ``local_address`` and ``local_port``."""
+        return self._listener.extra_attributes
+
+
+async def connect_tcp(remote_address: AddressType) -> AsyncioByteStream:
+    """Open a TCP connection on the running asyncio loop.
+
+    :raises OSError: if no address of the host can be connected to, worded
+        without the address (the caller's message has it) as anyio words it.
+    """
+    loop = asyncio.get_running_loop()
+    host, port = remote_address
+    options: dict[str, Any] = {}
+    if isinstance(loop, asyncio.BaseEventLoop):
+        # Happy Eyeballs (RFC 8305) as anyio does; uvloop has no such option.
+        options["happy_eyeballs_delay"] = 0.25
+    stream = AsyncioByteStream()
+    try:
+        await loop.create_connection(lambda: stream, host, port, **options)
+    except socket.gaierror:
+        raise
+    except OSError as exc:
+        # asyncio says "Connect call failed ('127.0.0.1', 80)", or lists
+        # every address tried ("Multiple exceptions: ...").
+        if exc.errno is not None:
+            raise OSError(exc.errno, os.strerror(exc.errno)) from exc
+        raise OSError("All connection attempts failed") from exc
+    return stream
