@@ -159,7 +159,9 @@ async def test_send_blocks_while_the_client_does_not_read(
             stalled_at = sent
             await anyio.sleep(0.5)
             assert sent == stalled_at  # send() is blocked, not buffering
-            assert sent < 8 * 1024 * 1024
+            # Bounded: the kernel's autotuned socket buffers (tcp_rmem's max is
+            # often 32 MiB) hold most of it; unbounded buffering would be far more.
+            assert sent < 64 * 1024 * 1024
 
 
 def _port_is_free(port: int) -> bool:

@@ -14,12 +14,10 @@ from hface.common import ClientTLSConfig, HeaderType
 from hface.networking import ClientNetworking, SystemNetworking
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
-from hface.protocols.http2 import HTTP2ClientFactory
-from hface.protocols.http3 import HTTP3ClientFactory
 
 from ._exchange import Exchange, RetryableError
 from ._models import ClientProtocol, Origin, Request, Response
-from ._opening import start_pool
+from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
 
@@ -29,6 +27,8 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
 #: Idle HTTP/1.1 connections kept per origin by default.
 DEFAULT_MAX_IDLE_CONNECTIONS: Final = 8
+#: Bytes of a response's header block accepted by default (curl's is 100 KiB).
+DEFAULT_MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
 
 
 class Client:
@@ -36,6 +36,30 @@ class Client:
 
     Set the attributes, then enter :meth:`session` to make requests. The
     session takes a copy of the settings when it starts.
+
+    Limits and their defaults, against slow or hostile servers:
+
+    - :attr:`connect_timeout` (10 s) for the TCP and TLS, or QUIC,
+      handshake; :attr:`read_timeout` (30 s) for the response headers and
+      each piece of the body; :attr:`timeout` (none) for a whole request.
+      Each raises :exc:`TimeoutError`.
+    - :attr:`max_response_header_size` (64 KiB): the largest header block
+      of a response (HTTP/1.1: the status line included; HTTP/2 and
+      HTTP/3: decoded, 32 bytes counted per field, and sent to the server
+      as ``SETTINGS_MAX_HEADER_LIST_SIZE`` or
+      ``SETTINGS_MAX_FIELD_SECTION_SIZE``). A larger one fails the request
+      with a :class:`~hface.client.errors.ClientError`, as soon as the
+      excess arrives.
+    - Requests in flight per HTTP/2 or HTTP/3 connection: as many as the
+      server's stream limit allows; past it the pool opens another
+      connection to the origin. HTTP/1.1 carries one request per
+      connection at a time, and :attr:`max_idle_connections` (8) stay open
+      per origin between requests.
+    - What a server may make the client hold: one flow-control window of
+      response body per stream (1 MiB) and per connection (4 MiB), and
+      the flood and rapid-reset budgets of the HTTP/2 factory (see
+      :class:`~hface.protocols.http2.HTTP2ClientFactory`, whose options
+      apply through :attr:`http2_factory`).
 
     :param proxy_origin: tunnel every request through this HTTP proxy
         (CONNECT); ``https://user:password@proxy:port`` also sets Basic
@@ -68,9 +92,9 @@ class Client:
         #: Makes HTTP/1.1 protocols.
         self.http1_factory: HTTPOverTCPFactory = HTTP1ClientFactory()
         #: Makes HTTP/2 protocols.
-        self.http2_factory: HTTPOverTCPFactory = HTTP2ClientFactory()
+        self.http2_factory: HTTPOverTCPFactory = make_http2_factory()
         #: Makes HTTP/3 protocols.
-        self.http3_factory: HTTPOverQUICClientFactory = HTTP3ClientFactory()
+        self.http3_factory: HTTPOverQUICClientFactory = make_http3_factory()
         #: Seconds to establish a connection (TCP + TLS, or QUIC); ``None``: no limit.
         self.connect_timeout: float | None = connect_timeout
         #: Seconds to wait for the response headers and for each body chunk.
@@ -80,6 +104,11 @@ class Client:
         self.timeout: float | None = timeout
         #: Idle HTTP/1.1 connections kept per origin.
         self.max_idle_connections: int = DEFAULT_MAX_IDLE_CONNECTIONS
+        #: Bytes of a response's header block accepted (HTTP/1.1, 2 and 3;
+        #: applied to the client's own factories, not to one set in their place).
+        self.max_response_header_size: int = DEFAULT_MAX_RESPONSE_HEADER_SIZE
+        self._own_factories = (self.http1_factory, self.http2_factory)
+        self._own_http3_factory = self.http3_factory
 
     def session(self) -> ClientSession:
         """A session, to be entered: ``async with client.session() as session: ...``.
@@ -118,8 +147,28 @@ class ClientSession:
             raise
         return self
 
+    def _factories(
+        self,
+    ) -> tuple[HTTPOverTCPFactory, HTTPOverTCPFactory, HTTPOverQUICClientFactory]:
+        """The HTTP/1.1, 2 and 3 factories, with the client's limits if they are its own."""
+        client = self._client
+        size: object = client.max_response_header_size  # set by users: any type may come
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"max_response_header_size must be a positive integer, not {size!r}")
+        http1, http2 = client.http1_factory, client.http2_factory
+        own1, own2 = client._own_factories
+        if http1 is own1:
+            http1 = HTTP1ClientFactory(max_header_size=size)
+        if http2 is own2:
+            http2 = make_http2_factory(max_header_list_size=size)
+        http3 = client.http3_factory
+        if http3 is client._own_http3_factory:
+            http3 = make_http3_factory(max_field_section_size=size)
+        return http1, http2, http3
+
     async def _start_pools(self) -> None:
         client = self._client
+        http1_factory, http2_factory, http3_factory = self._factories()
         networking: ClientNetworking = SystemNetworking()
         if client.proxy_origin is not None:
             proxy = ProxyClient(
@@ -130,9 +179,9 @@ class ClientSession:
                 connect_timeout=client.connect_timeout,
                 read_timeout=client.read_timeout,
             )
-            proxy.http1_factory = client.http1_factory
-            proxy.http2_factory = client.http2_factory
-            proxy.http3_factory = client.http3_factory
+            proxy.http1_factory = http1_factory
+            proxy.http2_factory = http2_factory
+            proxy.http3_factory = http3_factory
             proxy_session = proxy.session()
             await proxy_session.__aenter__()
             self._proxy_session = proxy_session
@@ -140,9 +189,9 @@ class ClientSession:
         self._pool = await start_pool(
             self._protocol,
             tls_config=self._tls_config,
-            http1_factory=client.http1_factory,
-            http2_factory=client.http2_factory,
-            http3_factory=client.http3_factory,
+            http1_factory=http1_factory,
+            http2_factory=http2_factory,
+            http3_factory=http3_factory,
             networking=networking,
             connect_timeout=self._connect_timeout,
             max_idle_connections=client.max_idle_connections,

@@ -27,6 +27,7 @@ from hface.events import (
     Event,
     HeadersReceived,
     StreamReset,
+    StreamResetSent,
 )
 
 from . import errors
@@ -168,6 +169,19 @@ class Exchange:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def next_event_nowait(self) -> Event | None:
+        """The next event of this stream if it is queued already, else None.
+
+        Only a multiplexed connection queues events per stream; on HTTP/1.1
+        this returns None (use :meth:`next_event`).
+        """
+        if self._queue is None:
+            return None
+        try:
+            return self._queue.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return None  # next_event() reports the end
+
     async def receive_response_headers(
         self, read_timeout: float | None
     ) -> tuple[int, list[HeaderType], bool]:
@@ -193,6 +207,8 @@ class Exchange:
                     if self.reused and isinstance(http1_error, errors.ConnectionLostError):
                         raise RetryableError(http1_error)
                     raise http1_error
+                if isinstance(event, StreamResetSent):
+                    raise self._refused_error(event)
                 error = self._reset_error(event)
                 if event.error_code == self.pooled.connection.error_codes.refused_stream:
                     raise RetryableError(error)
@@ -223,6 +239,20 @@ class Exchange:
                 f"{self.origin} sent a response without a valid :status", origin=self.origin
             )
         return status, headers
+
+    def _refused_error(self, event: StreamResetSent) -> errors.RemoteProtocolError:
+        """The error for a stream the protocol reset itself: the response broke a rule.
+
+        (A response over the header size limit on HTTP/3, a malformed one
+        on HTTP/2; the exchange's own resets come after it stopped reading.)
+        """
+        return errors.RemoteProtocolError(
+            f"{self.origin} sent a response that was refused on stream {event.stream_id}"
+            f" (reset with error code {event.error_code:#x} over HTTP/{self.http_version};"
+            " e.g. its header block exceeds max_response_header_size)",
+            origin=self.origin,
+            error_code=event.error_code,
+        )
 
     def _reset_error(self, event: StreamReset) -> errors.StreamResetError:
         return errors.StreamResetError(
@@ -285,6 +315,8 @@ class Exchange:
                 self.response_complete = True
                 if not self.pooled.multiplexed:
                     raise await self._http1_failure(read_timeout)
+                if isinstance(event, StreamResetSent):
+                    raise self._refused_error(event)
                 raise self._reset_error(event)
             elif isinstance(event, ConnectionTerminated):
                 raise self._lost_error(event)

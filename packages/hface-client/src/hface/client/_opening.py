@@ -11,9 +11,57 @@ from hface.common import ClientTLSConfig
 from hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
 from hface.networking import ClientNetworking
 from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from hface.protocols.http2 import HTTP2ClientFactory
+from hface.protocols.http3 import HTTP3ClientFactory
 
 from ._models import ClientProtocol, Origin
 from ._pool import ConnectionPool
+
+#: A client's HTTP/2 and HTTP/3 stream receive window. Larger than the
+#: protocols' default (256 KiB, sized for a server with many peers): a
+#: client reads what it asked for, and a download gets at most one window
+#: per round trip (10 ms and more under load in Python; a tunnelled
+#: download through a proxy went twice as fast with this window).
+CLIENT_STREAM_WINDOW = 1024 * 1024
+
+#: A client's HTTP/2 and HTTP/3 connection receive window (all streams together).
+CLIENT_CONNECTION_WINDOW = 4 * 1024 * 1024
+
+#: The largest HTTP/2 frame a client accepts (``SETTINGS_MAX_FRAME_SIZE``):
+#: 64 KiB, not 16 KiB, so that bulk data comes in a quarter of the frames.
+CLIENT_HTTP2_MAX_FRAME_SIZE = 64 * 1024
+
+#: The QPACK dynamic table a client offers the server for response headers
+#: (RFC 9204 §3.2.3): none. Each response encoded against it would cost an
+#: acknowledgement on the decoder stream (a datagram of its own after
+#: every response) and the processing of the server's table inserts: with
+#: ngtcp2's server, 35 % of the client's CPU time per small GET and 40 %
+#: of its latency. Requests are still compressed with the server's table.
+CLIENT_HTTP3_QPACK_MAX_TABLE_CAPACITY = 0
+
+
+def make_http2_factory(*, max_header_list_size: int | None = None) -> HTTP2ClientFactory:
+    """The HTTP/2 factory clients use by default: the settings above, others as usual."""
+    options = {} if max_header_list_size is None else {"max_header_list_size": max_header_list_size}
+    return HTTP2ClientFactory(
+        initial_window_size=CLIENT_STREAM_WINDOW,
+        connection_window_size=CLIENT_CONNECTION_WINDOW,
+        max_frame_size=CLIENT_HTTP2_MAX_FRAME_SIZE,
+        **options,
+    )
+
+
+def make_http3_factory(*, max_field_section_size: int = 64 * 1024) -> HTTP3ClientFactory:
+    """The HTTP/3 factory clients use by default: the settings above, others as usual.
+
+    :param max_field_section_size: the largest response header section accepted.
+    """
+    return HTTP3ClientFactory(
+        max_field_section_size=max_field_section_size,
+        stream_receive_window=CLIENT_STREAM_WINDOW,
+        connection_receive_window=CLIENT_CONNECTION_WINDOW,
+        qpack_max_table_capacity=CLIENT_HTTP3_QPACK_MAX_TABLE_CAPACITY,
+    )
 
 
 def make_tcp_factory(

@@ -23,7 +23,7 @@ from anyio.streams.tls import TLSStream
 
 from hface.common import AddressType, ClientTLSConfig, HeaderType
 from hface.errors import HTTPError
-from hface.events import ConnectionTerminated, DataReceived, StreamReset
+from hface.events import ConnectionTerminated, DataReceived, Event, StreamReset
 from hface.networking import (
     ByteStream,
     ClientNetworking,
@@ -34,13 +34,11 @@ from hface.networking import (
 )
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
-from hface.protocols.http2 import HTTP2ClientFactory
-from hface.protocols.http3 import HTTP3ClientFactory
 
 from . import errors
 from ._exchange import Exchange, RetryableError
 from ._models import ClientProtocol, Origin
-from ._opening import start_pool
+from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
 
 #: Idle HTTP/1.1 connections to the proxy kept (each ends up carrying one tunnel).
@@ -72,31 +70,61 @@ def _format_authority(address: AddressType) -> str:
 
 
 class TunnelStream(ByteStream):
-    """The bytes of one CONNECT tunnel, as an anyio byte stream."""
+    """The bytes of one CONNECT tunnel, as an anyio byte stream.
+
+    A receive returns the data of every DATA event already queued for the
+    stream (up to ``max_bytes``), not one event's: an HTTP/2 DATA frame or
+    an HTTP/3 packet holds 16 KiB at most, and each receive costs the
+    connection that reads the tunnel a round of its transport task. What
+    was taken is acknowledged at once, in one window update.
+    """
 
     def __init__(self, exchange: Exchange, target: str) -> None:
         self._exchange = exchange
         self._target = target
         self._eof = False
+        # An event taken while gathering data that belongs to the next receive.
+        self._held: Event | None = None
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        exchange = self._exchange
+        data = await self._receive_one()
+        chunks = [data]
+        size = len(data)
+        while size < max_bytes and not self._eof:
+            event = exchange.next_event_nowait()
+            if event is None:
+                break
+            if not isinstance(event, DataReceived) or size + len(event.data) > max_bytes:
+                self._held = event  # the next receive takes it first
+                break
+            if event.end_stream:
+                exchange.response_complete = True
+                self._eof = True
+            if event.data:
+                chunks.append(event.data)
+                size += len(event.data)
+        with contextlib.suppress(HTTPError):
+            await exchange.pooled.connection.acknowledge_received_data(exchange.stream_id, size)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _receive_one(self) -> bytes:
+        """Wait for the next non-empty DATA; raise at the end of the tunnel."""
         exchange = self._exchange
         while True:
             if self._eof:
                 raise anyio.EndOfStream
-            try:
-                event = await exchange.next_event(None, "tunnel data")
-            except HTTPError as exc:
-                raise anyio.BrokenResourceError(str(exc)) from exc
+            event, self._held = self._held, None
+            if event is None:
+                try:
+                    event = await exchange.next_event(None, "tunnel data")
+                except HTTPError as exc:
+                    raise anyio.BrokenResourceError(str(exc)) from exc
             if isinstance(event, DataReceived):
                 if event.end_stream:
                     exchange.response_complete = True
                     self._eof = True
                 if event.data:
-                    with contextlib.suppress(HTTPError):
-                        await exchange.pooled.connection.acknowledge_received_data(
-                            exchange.stream_id, len(event.data)
-                        )
                     return event.data
             elif isinstance(event, StreamReset):
                 exchange.response_complete = True
@@ -136,8 +164,53 @@ class TunnelStream(ByteStream):
         return {}
 
 
+class _TunnelTLSStream(TLSStream):
+    """anyio's TLS stream, returning every TLS record already received in one receive.
+
+    anyio's ``receive`` decrypts one record (16 KiB at most) per call, so a
+    64 KiB chunk of the tunnel took four rounds of the transport task of
+    the connection inside the tunnel. This one goes on decrypting the
+    records already in its buffer (never waiting for more) up to
+    ``max_bytes``. An error on a record after the first is left for the
+    next receive to raise. (It reads anyio's ``_ssl_object``, ``_read_bio``
+    and ``_write_bio``, the attributes of the ``TLSStream`` dataclass.)
+    """
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await super().receive(max_bytes)
+        ssl_object = self._ssl_object
+        read_bio = self._read_bio
+        size = len(data)
+        if size >= max_bytes or not (read_bio.pending or ssl_object.pending()):
+            return data
+        chunks = [data]
+        while size < max_bytes and (read_bio.pending or ssl_object.pending()):
+            try:
+                more = ssl_object.read(max_bytes - size)
+            except ssl.SSLError:
+                break  # an incomplete record (SSLWantReadError), or an error for the next call
+            if not more:
+                break  # close_notify: the next receive reports the end
+            chunks.append(more)
+            size += len(more)
+        if self._write_bio.pending:
+            await self._flush_write_bio()  # what reading made OpenSSL answer (a key update)
+        return b"".join(chunks)
+
+
 class ProxyClient:
     """Opens TCP connections (and TLS over them) through an HTTP proxy.
+
+    Limits and their defaults: :attr:`connect_timeout` (10 s) to reach the
+    proxy and :attr:`read_timeout` (30 s) for its answer to CONNECT, each
+    raising :exc:`TimeoutError`; as many tunnels per HTTP/2 or HTTP/3
+    connection as the proxy's stream limit allows (then another connection
+    is opened), one per HTTP/1.1 connection; the proxy's response headers
+    are bounded by the factories' options (``HTTP1ClientFactory(max_header_size=...)``,
+    16 KiB, and ``HTTP2ClientFactory(max_header_list_size=...)``, 64 KiB;
+    a :class:`Client` with a proxy passes on its
+    :attr:`~Client.max_response_header_size` instead). A tunnel holds at
+    most one flow-control window of the proxy's data (1 MiB on HTTP/2 and HTTP/3).
 
     :param proxy_origin: the proxy, e.g. ``"https://localhost:6443"``;
         ``https://user:password@proxy:port`` also sets Basic credentials.
@@ -165,9 +238,9 @@ class ProxyClient:
         #: Makes HTTP/1.1 protocols.
         self.http1_factory: HTTPOverTCPFactory = HTTP1ClientFactory()
         #: Makes HTTP/2 protocols.
-        self.http2_factory: HTTPOverTCPFactory = HTTP2ClientFactory()
+        self.http2_factory: HTTPOverTCPFactory = make_http2_factory()
         #: Makes HTTP/3 protocols.
-        self.http3_factory: HTTPOverQUICClientFactory = HTTP3ClientFactory()
+        self.http3_factory: HTTPOverQUICClientFactory = make_http3_factory()
         #: Seconds to connect to the proxy.
         self.connect_timeout: float | None = connect_timeout
         #: Seconds to wait for the proxy's answer to CONNECT.
@@ -310,7 +383,7 @@ class ProxyClientSession(ClientNetworking):
         context = make_client_ssl_context(tls_config or self._tls_config, alpn_protocols)
         label = f"https://{_format_authority(remote_address)}"
         try:
-            tls_stream = await TLSStream.wrap(
+            tls_stream = await _TunnelTLSStream.wrap(
                 stream,
                 server_side=False,
                 hostname=server_name or remote_address[0],

@@ -5,8 +5,12 @@ lifespan startup, then serves (:meth:`BaseServer.run`), then runs its
 lifespan shutdown. Each connection is served by
 :meth:`ASGIServer.handle_connection`: one task reads the connection's
 events and routes them by stream ID to :class:`ASGIStream` objects, and
-each request runs the application in a task of its own, in a task group
-per connection, so no task outlives its connection. The handler returns
+each request runs the application in a worker task, in a task group per
+connection, so no task outlives its connection. A worker whose request is
+done waits for the connection's next request rather than ending (starting
+a task costs more than serving a small request); each request still runs
+in a copy of the reader's context, as a task of its own would
+(:class:`_InContext`), so its context variables stay its own. The handler returns
 once the connection has ended, or has expired (GOAWAY sent at shutdown,
 ``Connection: close`` on HTTP/1.1) with no request left in flight.
 
@@ -30,9 +34,10 @@ HTTP/2 and HTTP/3, and on HTTP/1.1 ``408`` if part of a request came.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any
 
 import anyio
@@ -49,7 +54,15 @@ from hface.events import (
 )
 
 from ._asgi_lifespan import Lifespan
-from ._asgi_stream import ASGIApp, ASGIStream, Receive, Scope, Send, connection_addresses
+from ._asgi_stream import (
+    ASGIApp,
+    ASGIStream,
+    DefaultHeaders,
+    Receive,
+    Scope,
+    Send,
+    connection_addresses,
+)
 from ._base import BaseServer, close_after_waiting
 from ._models import Endpoint
 
@@ -200,7 +213,12 @@ class _ConnectionHandler:
         self._changed = anyio.Event()
         self._served = 0  # requests so far
         self._idle_since = anyio.current_time()
-        self._addresses = connection_addresses(connection)  # once, not per request
+        # Once per connection, not per request.
+        self._addresses = connection_addresses(connection)
+        # Made at the first request: a cleartext connection learns its version then.
+        self._defaults: DefaultHeaders | None = None
+        # Workers whose request is done, each waiting for the next (see _work()).
+        self._idle_workers: list[_Worker] = []
 
     def wake(self) -> None:
         """Have :meth:`run` check again whether the connection is done."""
@@ -285,6 +303,8 @@ class _ConnectionHandler:
 
     def _start_stream(self, event: HeadersReceived, task_group: anyio.abc.TaskGroup) -> None:
         server = self._server
+        if self._defaults is None:
+            self._defaults = DefaultHeaders(server, self._connection)
         stream = ASGIStream(
             server,
             self._connection,
@@ -295,6 +315,7 @@ class _ConnectionHandler:
             body_timeout=server.timeouts.body_read,
             write_timeout=server.timeouts.write,
             addresses=self._addresses,
+            defaults=self._defaults,
         )
         if event.end_stream:
             stream.end_request()
@@ -303,10 +324,35 @@ class _ConnectionHandler:
         if self._served == 1:
             self.wake()  # the idle limit is now keep_alive, not header_read
         app = server.app
-        refusal = _refusal(event, server)
+        refusal = _refusal(stream, server)
         if refusal is not None:
             app = _Refuse(stream, *refusal)
-        task_group.start_soon(self._run_stream, stream, app)
+        # The context a task started here would get: the application's
+        # context variables stay its own, though the task may be reused.
+        context = contextvars.copy_context()
+        if self._idle_workers:
+            self._idle_workers.pop().hand(stream, app, context)
+        else:
+            task_group.start_soon(self._work, stream, app, context)
+
+    async def _work(self, stream: ASGIStream, app: ASGIApp, context: contextvars.Context) -> None:
+        """Run requests, the first given, the next ones handed over while idle.
+
+        Starting a task costs more than the rest of a small request, so a
+        worker whose request is done waits for the next one (at most
+        :data:`_MAX_IDLE_WORKERS` wait per connection; the others end). Idle
+        workers end with the connection's task group.
+        """
+        worker: _Worker | None = None
+        while True:
+            await _InContext(self._run_stream(stream, app), context)
+            idle = self._idle_workers
+            if len(idle) >= _MAX_IDLE_WORKERS or self._terminated or self._connection.has_expired():
+                return
+            if worker is None:
+                worker = _Worker()
+            idle.append(worker)
+            stream, app, context = await worker.wait()
 
     async def _abort(self, stream: ASGIStream, status: int, message: str) -> None:
         logger.info("stream %d: %s: %d", stream.stream_id, message, status)
@@ -338,27 +384,92 @@ class _ConnectionHandler:
         stream.cancel_scope.cancel()
 
 
-def _refusal(event: HeadersReceived, server: ASGIServer) -> tuple[int, str] | None:
+#: Idle workers kept per connection for the requests to come.
+_MAX_IDLE_WORKERS = 16
+
+
+class _Worker:
+    """A worker task of a connection, idle: waiting to be handed a request."""
+
+    __slots__ = ("_event", "_work")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._work: tuple[ASGIStream, ASGIApp, contextvars.Context] | None = None
+
+    def hand(self, stream: ASGIStream, app: ASGIApp, context: contextvars.Context) -> None:
+        """Give the worker its next request (it must be idle, waiting in :meth:`wait`)."""
+        self._work = (stream, app, context)
+        self._event.set()
+
+    async def wait(self) -> tuple[ASGIStream, ASGIApp, contextvars.Context]:
+        """Wait to be handed a request; return it."""
+        await self._event.wait()
+        work, self._work = self._work, None
+        self._event = anyio.Event()
+        assert work is not None
+        return work
+
+
+class _InContext:
+    """Await a coroutine with each of its steps run in ``context``.
+
+    As a task of its own would: context variables the coroutine sets stay
+    in ``context``, not in the task that awaits, which runs one request
+    after another (:meth:`_ConnectionHandler._work`). What the coroutine
+    yields to the event loop and what the loop sends back (or throws in,
+    cancellation included) pass through unchanged, on asyncio and Trio alike.
+    """
+
+    __slots__ = ("_context", "_coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
+        self._coroutine = coroutine
+        self._context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine = self._coroutine
+        run = self._context.run
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    yielded = run(coroutine.send, value)
+                else:
+                    yielded = run(coroutine.throw, error)
+            except StopIteration:
+                return
+            finally:
+                error = None  # no reference cycle through the traceback
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                run(coroutine.close)
+                raise
+            except BaseException as exc:
+                error = exc
+                value = None
+
+
+def _refusal(stream: ASGIStream, server: ASGIServer) -> tuple[int, str] | None:
     """The status and reason to refuse a request with at once: CONNECT, or over a limit."""
     limits = server.limits
-    headers = event.headers
-    method = next((value for name, value in headers if name == b":method"), None)
-    if method == b"CONNECT":
+    if stream.raw_method == b"CONNECT":
         # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an origin server
         # does not make (the ASGI application would be asked to, and over
         # HTTP/1.1 a 2xx from it would turn the connection into one). 501 as
         # for any method the server does not implement (RFC 9110 §15.6.2);
         # extended CONNECT (RFC 8441, RFC 9220: WebSockets) likewise.
-        if any(name == b":protocol" for name, _ in headers):
+        if stream.extended_connect:
             return 501, "extended CONNECT (e.g. WebSockets over HTTP/2 or HTTP/3) is not supported"
         return 501, "CONNECT is not supported: this is an origin server, not a proxy"
-    if limits.max_header_count is not None and len(headers) > limits.max_header_count:
+    if limits.max_header_count is not None and stream.field_count > limits.max_header_count:
         return 431, f"more than {limits.max_header_count} header fields"
-    path = next((value for name, value in headers if name == b":path"), b"")
-    if limits.max_path_length is not None and len(path) > limits.max_path_length:
+    if limits.max_path_length is not None and len(stream.raw_target) > limits.max_path_length:
         return 414, f"the request target is over {limits.max_path_length} bytes"
     if limits.max_body_size is not None:
-        length = next((value for name, value in headers if name == b"content-length"), None)
+        length = stream.content_length
         if length is not None and length.isdigit() and int(length) > limits.max_body_size:
             return 413, f"the request body is over {limits.max_body_size} bytes"
     return None

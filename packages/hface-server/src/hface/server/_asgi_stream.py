@@ -3,8 +3,8 @@
 Theory of operation. The connection handler (:mod:`hface.server._asgi`)
 reads every event of a connection and hands each stream's events to its
 :class:`ASGIStream` (:meth:`ASGIStream.feed_data`, :meth:`~ASGIStream.end_request`,
-:meth:`~ASGIStream.disconnect`). The application runs in a task of its own
-(:meth:`ASGIStream.run`) and pulls the body with ``receive()``; received
+:meth:`~ASGIStream.disconnect`). The application runs in a worker task of
+the connection (:meth:`ASGIStream.run`) and pulls the body with ``receive()``; received
 data is acknowledged to the peer only then, so a client can send no more
 than the flow-control window ahead of the application. ``send()`` writes
 through the connection and so waits while the client is slow.
@@ -92,16 +92,28 @@ class ASGIStream:
         body_timeout: float | None = None,
         write_timeout: float | None = None,
         addresses: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None,
+        defaults: DefaultHeaders | None = None,
     ) -> None:
         self._server = server
         self._addresses = addresses or connection_addresses(connection)
+        self._defaults = defaults or DefaultHeaders(server, connection)
         self._connection = connection
+        self._http_version = self._defaults.http_version
         self.stream_id = stream_id
         self._max_buffered_data = max_buffered_data
         self._body_timeout = body_timeout
         self._write_timeout = write_timeout
+        #: The request's ``:method`` and ``:path``, as received.
+        self.raw_method = b"GET"
+        self.raw_target = b"/"
+        #: The ``content-length`` field of the request, as received (None if absent).
+        self.content_length: bytes | None = None
+        #: True for extended CONNECT (a ``:protocol`` pseudo-header).
+        self.extended_connect = False
+        #: How many fields the request had (pseudo-headers included).
+        self.field_count = len(headers)
         self.scope = self._make_scope(headers, state)
-        self._head = self.scope["method"] == "HEAD"
+        self._head = self.raw_method == b"HEAD"
         # The request body, not yet taken by the application.
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -120,8 +132,10 @@ class ASGIStream:
         self._response_complete = False
         self._status = 0
         self._bytes_sent = 0
-        # One sender at a time: the application, or abort().
-        self._send_lock = anyio.Lock()
+        # One sender at a time: the application, or abort() (see _acquire_send();
+        # lighter than an anyio.Lock per request, which would rarely be contended).
+        self._sending = False
+        self._send_done: anyio.Event | None = None
         self.cancel_scope = anyio.CancelScope()
 
     # -- fed by the connection handler ----------------------------------------
@@ -186,7 +200,8 @@ class ASGIStream:
         connection = self._connection
         # Shielded, as it may run in the application's task, but bounded.
         with anyio.move_on_after(self._write_timeout, shield=True):
-            async with self._send_lock:  # let a send() in progress finish first
+            await self._acquire_send()  # let a send() in progress finish first
+            try:
                 if self._response_complete:
                     return
                 with contextlib.suppress(TransportError, LocalProtocolError):
@@ -199,6 +214,22 @@ class ASGIStream:
                     if connection.multiplexed and not self._request_complete:
                         code = connection.error_codes.no_error
                         await connection.send_stream_reset(self.stream_id, code)
+            finally:
+                self._release_send()
+
+    async def _acquire_send(self) -> None:
+        """Take the right to send: one sender at a time, the application or abort()."""
+        while self._sending:
+            if self._send_done is None:
+                self._send_done = anyio.Event()
+            await self._send_done.wait()
+        self._sending = True
+
+    def _release_send(self) -> None:
+        self._sending = False
+        done, self._send_done = self._send_done, None
+        if done is not None:
+            done.set()
 
     async def _send_error(
         self, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
@@ -206,7 +237,7 @@ class ASGIStream:
         """Send a whole text response (no response may have been started)."""
         self._status = status
         headers: list[tuple[bytes, bytes]] = [
-            (b":status", str(status).encode()),
+            (b":status", _status_bytes(status)),
             *(extra or ()),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
@@ -235,37 +266,61 @@ class ASGIStream:
     # -- the scope -------------------------------------------------------------------
 
     def _make_scope(self, headers: HeadersType, state: dict[str, Any]) -> Scope:
-        pseudo: dict[bytes, bytes] = {}
-        fields: list[tuple[bytes, bytes]] = []
+        # One pass over the fields, which come lowercase with the
+        # pseudo-headers first (hface.events.HeadersReceived): no lower().
+        method = b"GET"
+        scheme = b"http"
+        target = b"/"
+        authority: bytes | None = None
+        fields: list[list[bytes]] = []
+        has_host = False
         for name, value in headers:
-            if name.startswith(b":"):
-                pseudo[name] = value
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":scheme":
+                    scheme = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":protocol":
+                    self.extended_connect = True
             else:
-                fields.append((name.lower(), value))
-        authority = pseudo.get(b":authority")
-        if authority is not None and not any(name == b"host" for name, _ in fields):
-            fields.insert(0, (b"host", authority))
-        target = pseudo.get(b":path", b"/")
+                if name == b"host":
+                    has_host = True
+                elif name == b"content-length":
+                    self.content_length = value
+                fields.append([name, value])
+        if authority is not None and not has_host:
+            fields.insert(0, [b"host", authority])
+        self.raw_method = method
+        self.raw_target = target
         self._target = target.decode("latin-1")  # for the access log, as received
         raw_path, _, query_string = target.partition(b"?")
         root_path = self._server.root_path
-        path = root_path + unquote_to_bytes(raw_path).decode("utf-8", "replace")
-        raw_path = root_path.encode("utf-8") + raw_path
-        connection = self._connection
+        if b"%" in raw_path:
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        else:
+            path = raw_path.decode("utf-8", "replace")
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode("utf-8") + raw_path
+        client, server = self._addresses
         return {
             "type": "http",
-            "asgi": dict(ASGI_VERSIONS),
-            "http_version": connection.http_version,
-            "method": pseudo.get(b":method", b"GET").decode("ascii", "replace"),
-            "scheme": pseudo.get(b":scheme", b"http").decode("ascii", "replace"),
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": self._http_version,
+            "method": _ascii(method),
+            "scheme": _ascii(scheme),
             "path": path,
             "raw_path": raw_path,
             "query_string": query_string,
             "root_path": root_path,
-            "headers": [[name, value] for name, value in fields],
-            "client": self._addresses[0],
-            "server": self._addresses[1],
-            "state": dict(state),
+            "headers": fields,
+            "client": client,
+            "server": server,
+            "state": state.copy(),
             "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
         }
 
@@ -285,13 +340,13 @@ class ASGIStream:
                     logger.exception("exception in the ASGI application")
                 else:
                     logger.debug("exception after the client went away", exc_info=True)
+        if self._response_complete or self.disconnected:
+            self._log_access()  # the common case: nothing left to send
+            return
         with anyio.CancelScope(shield=True):
             await self._finish(failed)
 
     async def _finish(self, failed: bool) -> None:
-        if self._response_complete or self.disconnected:
-            self._log_access()
-            return
         if not failed:
             if self._start is None:
                 logger.error("the ASGI application returned without starting a response")
@@ -369,17 +424,19 @@ class ASGIStream:
         """
         kind = message["type"]
         self._raise_if_disconnected()
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()  # free but during abort(): no trip through the event loop
-        except anyio.WouldBlock:
-            await lock.acquire()
+        if kind == "http.response.start":
+            self._on_start(message)  # no I/O: no lock, no deadline
+            return
+        if self._sending:
+            await self._acquire_send()  # abort() is sending
+        else:
+            self._sending = True  # free: no trip through the event loop
         try:
             self._raise_if_disconnected()  # abort() may have answered meanwhile
             with anyio.move_on_after(self._write_timeout) as scope:  # None: no deadline
                 await self._send(kind, message)
         finally:
-            lock.release()
+            self._release_send()
         if scope.cancelled_caught:
             await self._write_timed_out()
 
@@ -433,6 +490,7 @@ class ASGIStream:
         if not 200 <= status <= 999:
             raise RuntimeError(f"invalid response status {status}")
         self._start_headers = _fields(message.get("headers", ()), "response header")
+        self._start_names = {name for name, _ in self._start_headers}
         self._start = message
         self._status = status
         self._trailers_expected = bool(message.get("trailers", False))
@@ -501,25 +559,24 @@ class ASGIStream:
 
     def _response_headers(self, body: bytes, more_body: bool) -> list[tuple[bytes, bytes]]:
         assert self._start is not None
-        headers: list[tuple[bytes, bytes]] = [(b":status", str(self._status).encode())]
+        headers: list[tuple[bytes, bytes]] = [(b":status", _status_bytes(self._status))]
         headers.extend(self._start_headers)
-        has_length = any(name == b"content-length" for name, _ in self._start_headers)
+        names = self._start_names
         bodyless = self._head or self._status in (204, 304)
-        if not has_length and not more_body and not bodyless and not self._trailers_expected:
+        if (
+            b"content-length" not in names
+            and not more_body
+            and not bodyless
+            and not self._trailers_expected
+        ):
             headers.append((b"content-length", str(len(body)).encode()))
-        self._add_default_headers(headers)
+        self._defaults.add_to(headers, names)
         return headers
 
     def _add_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        names = {name for name, _ in headers}
-        server = self._server
-        if server.server_header and b"server" not in names:
-            headers.append((b"server", server.server_header.encode()))
-        if server.date_header and b"date" not in names:
-            headers.append((b"date", _date_header()))
-        alt_svc = server.alt_svc_value(self._connection)
-        if alt_svc and b"alt-svc" not in names:
-            headers.append((b"alt-svc", alt_svc.encode()))
+        self._defaults.add_to(headers, {name for name, _ in headers})
+
+    _start_names: set[bytes] = set()  # noqa: RUF012 (replaced, never changed)
 
 
 #: A field name (RFC 9110 §5.1: a token), lowercase as HTTP/2 and HTTP/3 want it.
@@ -547,6 +604,55 @@ def _fields(fields: Any, what: str) -> list[tuple[bytes, bytes]]:
         raise RuntimeError(f"invalid {what}s {fields!r}: {error}") from None
     return checked
 
+
+class DefaultHeaders:
+    """The fields every response of one connection gets unless the application sets them.
+
+    Made once per connection: ``server``, ``date`` (formatted once a
+    second) and ``alt-svc``, as bytes.
+    """
+
+    __slots__ = ("alt_svc", "date", "http_version", "server")
+
+    def __init__(self, server: ASGIServer, connection: HTTPConnection) -> None:
+        #: The connection's HTTP version (``"1.1"``, ``"2"``, ``"3"``).
+        self.http_version = connection.http_version
+        #: The ``server`` value, or None for none.
+        self.server = server.server_header.encode() if server.server_header else None
+        #: Whether to add ``date``.
+        self.date = server.date_header
+        alt_svc = server.alt_svc_value(connection)
+        #: The ``alt-svc`` value, or None for none.
+        self.alt_svc = alt_svc.encode() if alt_svc else None
+
+    def add_to(self, headers: list[tuple[bytes, bytes]], names: set[bytes]) -> None:
+        """Append the defaults to ``headers`` whose names are not in ``names``."""
+        if self.server is not None and b"server" not in names:
+            headers.append((b"server", self.server))
+        if self.date and b"date" not in names:
+            headers.append((b"date", _date_header()))
+        if self.alt_svc is not None and b"alt-svc" not in names:
+            headers.append((b"alt-svc", self.alt_svc))
+
+
+def _status_bytes(status: int) -> bytes:
+    """``status`` as the bytes of a ``:status`` field."""
+    return _STATUS_BYTES.get(status) or str(status).encode()
+
+
+def _ascii(value: bytes) -> str:
+    """A method or scheme as a string; the common ones without decoding."""
+    text = _COMMON_TOKENS.get(value)
+    return text if text is not None else value.decode("ascii", "replace")
+
+
+_COMMON_TOKENS = {
+    token.encode(): token
+    for token in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "http", "https")
+}
+
+#: ``:status`` values, encoded once.
+_STATUS_BYTES = {status: str(status).encode() for status in range(100, 1000)}
 
 _date_cache: tuple[int, bytes] = (0, b"")
 

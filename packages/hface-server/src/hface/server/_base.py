@@ -12,8 +12,9 @@ Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake
 (by the listener), the number of connections (:meth:`BaseServer._handle`)
 and the time a connection may wait for a request (:meth:`BaseServer._idle_timeout`,
-which the handlers of the subclasses apply); the rest per request, by the
-subclasses.
+which the handlers of the subclasses apply); the protocol limits by the
+factories the server makes from them (:meth:`BaseServer._limited_factories`);
+the rest per request, by the subclasses.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from hface.protocols import (
     HTTPOverQUICServerFactory,
     HTTPOverTCPFactory,
     PriorKnowledgeHTTPFactory,
+    protocol_registry,
 )
-from hface.protocols.http1 import HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ServerFactory
 
@@ -59,6 +60,9 @@ logger = logging.getLogger("hface.server")
 _REFUSAL_WAIT = 2.0
 
 _SERVICE_UNAVAILABLE = b"Service Unavailable: too many connections\n"
+
+#: The HTTP/1.1, HTTP/2 and HTTP/3 factories a server serves with.
+_Factories = tuple[HTTPOverTCPFactory, HTTPOverTCPFactory, HTTPOverQUICServerFactory]
 
 #: RFC 9110 §15.5.9; on HTTP/1.1 error codes are statuses.
 _REQUEST_TIMEOUT = 408
@@ -86,11 +90,15 @@ class BaseServer(ABC):
     tls_config: ServerTLSConfig
     #: Which HTTP versions to listen for.
     protocol: ServerProtocol
-    #: Makes HTTP/1.1 protocols (h11 by default).
+    #: Makes HTTP/1.1 protocols: on httptools when it is installed (the
+    #: ``hface-core[httptools]`` extra), else on h11; ``HTTP1ServerFactory()``
+    #: picks h11 (see :meth:`~hface.protocols.ProtocolRegistry.preferred_name`).
     http1_factory: HTTPOverTCPFactory
     #: Makes HTTP/2 protocols (h2 by default).
     http2_factory: HTTPOverTCPFactory
-    #: Makes HTTP/3 protocols (aioquic by default).
+    #: Makes HTTP/3 protocols (aioquic by default). These three, as the
+    #: server made them, are served with :attr:`limits` applied; a factory
+    #: set in their place keeps its own options.
     http3_factory: HTTPOverQUICServerFactory
     #: How much one client may ask (connections, header fields, body size).
     limits: ServerLimits
@@ -102,9 +110,14 @@ class BaseServer(ABC):
     def __init__(self) -> None:
         self.tls_config = ServerTLSConfig()
         self.protocol = ServerProtocol.ALL
-        self.http1_factory = HTTP1ServerFactory()
+        self.http1_factory = protocol_registry.create(
+            "http1_server", protocol_registry.preferred_name("http1_server")
+        )
         self.http2_factory = HTTP2ServerFactory()
         self.http3_factory = HTTP3ServerFactory()
+        # Served with the limits applied (see _limited_factories) unless replaced.
+        self._own_factories = (self.http1_factory, self.http2_factory, self.http3_factory)
+        self._serving_factories: _Factories = self._own_factories
         self.limits = ServerLimits()
         self.timeouts = ServerTimeouts()
         self.handle_signals = True
@@ -246,6 +259,7 @@ class BaseServer(ABC):
 
     async def _create_listener(self, endpoints: Sequence[Endpoint]) -> HTTPListener:
         listeners: list[HTTPListener] = []
+        self._serving_factories = self._limited_factories()
         try:
             for endpoint in endpoints:
                 listeners.extend(await self._endpoint_listeners(endpoint))
@@ -257,21 +271,47 @@ class BaseServer(ABC):
             raise ValueError("no endpoint to listen on for the chosen protocol")
         return listeners[0] if len(listeners) == 1 else HTTPMultiListener(listeners)
 
+    def _limited_factories(self) -> _Factories:
+        """The factories to serve with: :attr:`limits` applied to the server's own."""
+        limits = self.limits
+        http1, http2, http3 = self.http1_factory, self.http2_factory, self.http3_factory
+        own1, own2, own3 = self._own_factories
+        if http1 is own1:
+            # h11's factory or httptools': both take max_header_size.
+            http1_class: Any = type(own1)
+            http1 = http1_class(max_header_size=limits.max_header_size)
+        if http2 is own2:
+            http2 = HTTP2ServerFactory(
+                max_concurrent_streams=limits.max_concurrent_streams,
+                max_header_list_size=limits.max_header_size,
+                header_table_size=limits.header_table_size,
+                max_reset_streams=limits.max_reset_streams,
+            )
+        if http3 is own3:
+            http3 = HTTP3ServerFactory(
+                max_concurrent_streams=limits.max_concurrent_streams,
+                max_reset_streams=limits.max_reset_streams,
+                qpack_max_table_capacity=limits.header_table_size,
+                max_field_section_size=limits.max_header_size,
+            )
+        return http1, http2, http3
+
     async def _endpoint_listeners(self, endpoint: Endpoint) -> list[HTTPListener]:
         if endpoint.tls and not self.tls_config.certfile:
             raise ValueError(f"{endpoint} needs a certificate: set tls_config.certfile")
+        http1, http2, http3 = self._serving_factories
         tcp_factory = {
-            ServerProtocol.ALL: self._both_factory,
-            ServerProtocol.TCP: self._both_factory,
-            ServerProtocol.HTTP1: lambda _: self.http1_factory,
-            ServerProtocol.HTTP2: lambda _: self.http2_factory,
+            ServerProtocol.ALL: lambda tls: self._both_factory(tls, http1, http2),
+            ServerProtocol.TCP: lambda tls: self._both_factory(tls, http1, http2),
+            ServerProtocol.HTTP1: lambda _: http1,
+            ServerProtocol.HTTP2: lambda _: http2,
             ServerProtocol.HTTP3: None,
         }[self.protocol]
         listeners: list[HTTPListener] = []
         if tcp_factory is not None:
             listeners.append(
                 await HTTPOverTCPListener.create(
-                    tcp_factory(endpoint),
+                    tcp_factory(endpoint.tls),
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
                     networking=SystemNetworking(tls_handshake_timeout=self.timeouts.tls_handshake),
@@ -286,7 +326,7 @@ class BaseServer(ABC):
             try:
                 listeners.append(
                     await HTTPOverQUICListener.create(
-                        self.http3_factory,
+                        http3,
                         local_address=address,
                         tls_config=self.tls_config,
                         handshake_timeout=self.timeouts.tls_handshake,
@@ -299,11 +339,14 @@ class BaseServer(ABC):
                 raise
         return listeners
 
-    def _both_factory(self, endpoint: Endpoint) -> HTTPOverTCPFactory:
-        if endpoint.tls:
-            return ALPNHTTPFactory([self.http2_factory, self.http1_factory])
+    @staticmethod
+    def _both_factory(
+        tls: bool, http1: HTTPOverTCPFactory, http2: HTTPOverTCPFactory
+    ) -> HTTPOverTCPFactory:
+        if tls:
+            return ALPNHTTPFactory([http2, http1])
         # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
-        return PriorKnowledgeHTTPFactory(self.http1_factory, self.http2_factory)
+        return PriorKnowledgeHTTPFactory(http1, http2)
 
     def _goaway_sent(self, connection: HTTPConnection) -> None:  # noqa: B027 (an optional hook)
         """Called once shutdown has asked ``connection`` to finish (overridable).

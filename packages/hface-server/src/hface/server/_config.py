@@ -5,34 +5,42 @@ is: ``server.timeouts.keep_alive = 2.0`` before :meth:`BaseServer.run
 <hface.server.BaseServer.run>`. The defaults follow what users of
 hypercorn, uvicorn and nginx expect (named beside each field).
 
-Limits that belong to one protocol are options of its factory, so that a
-factory can be used without a server (``server.http1_factory`` and so on):
+The protocol limits of :class:`ServerLimits` (header size, concurrent
+streams, header table size, reset budget) are options of the protocol
+factories, which can be used without a server. A server applies them to
+the factories it made itself (``server.http1_factory`` and so on, as
+created); a factory you set in their place keeps its own options. The
+factories' other options stay theirs:
 
-- HTTP/1.1: the request line plus header block, 16 KiB
-  (``HTTP1ServerFactory(max_header_size=...)``; beyond it, 431).
-- HTTP/2: the decoded header list, 64 KiB, and 100 concurrent streams
-  (``HTTP2ServerFactory(max_header_list_size=..., max_concurrent_streams=...)``),
-  plus its flood and rapid-reset budgets.
-- HTTP/3: 100 concurrent streams and the QUIC idle timeout, 60 s, which
-  also bounds the QUIC handshake
-  (``HTTP3ServerFactory(max_concurrent_streams=..., idle_timeout=...)``).
+- HTTP/2: flow-control windows, frame size and the flood budget
+  (``HTTP2ServerFactory(initial_window_size=..., max_control_frames=...)``).
+- HTTP/3: the QUIC idle timeout, 60 s, which also bounds the QUIC
+  handshake, and the flow-control windows
+  (``HTTP3ServerFactory(idle_timeout=..., stream_receive_window=...)``).
 - Request body bytes held per stream: HTTP/2 and HTTP/3 by their
-  flow-control windows (the factories' window options);
+  flow-control windows (256 KiB a stream, 1 MiB a connection);
   HTTP/1.1 by :attr:`ASGIServer.max_buffered_data <hface.server.ASGIServer.max_buffered_data>`.
   Proxy tunnels acknowledge data only once the target took it, so they hold
-  no more than one window either.
+  no more than one window per tunnel either (see
+  :class:`~hface.server.ProxyServer`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(kw_only=True, slots=True)
 class ServerLimits:
     """How much one client may ask of a server; ``None`` means no limit.
 
-    Checked the same way on HTTP/1.1, HTTP/2 and HTTP/3.
+    The first four are checked the same way on HTTP/1.1, HTTP/2 and HTTP/3.
+    The protocol limits after them (never ``None``) map to each version's
+    own mechanism, as each field says: they are options of the protocol
+    factories, applied to those the server made itself (a factory set in
+    place of :attr:`BaseServer.http2_factory <hface.server.BaseServer.http2_factory>`
+    and the others keeps its own options).
     """
 
     #: Connections served at once (uvicorn's ``limit_concurrency``, nginx's
@@ -54,12 +62,58 @@ class ServerLimits:
     #: ``None`` (the default) leaves it to the application.
     max_body_size: int | None = None
 
+    #: Bytes of one request's header block; beyond it, ``431`` on HTTP/1.1
+    #: (the request line included: h11's ``max_incomplete_event_size``) and
+    #: GOAWAY on HTTP/2 (the decoded list, 32 bytes counted per field:
+    #: ``SETTINGS_MAX_HEADER_LIST_SIZE``, RFC 9113 §6.5.2, which also bounds
+    #: the HPACK bomb). 16 KiB, as h11's default and nginx's 8 KiB lines.
+    #: On HTTP/3 it is ``SETTINGS_MAX_FIELD_SECTION_SIZE`` (counted the same
+    #: way, RFC 9114 §4.2.2 and §7.2.4.1); a larger request gets ``431``.
+    max_header_size: int = 16384
+
+    #: Requests in flight on one HTTP/2 or HTTP/3 connection
+    #: (``SETTINGS_MAX_CONCURRENT_STREAMS``, RFC 9113 §5.1.2; QUIC's
+    #: ``initial_max_streams_bidi``, RFC 9000 §4.6). A client past it gets
+    #: ``RST_STREAM(REFUSED_STREAM)`` on HTTP/2 and ``STREAM_LIMIT_ERROR``
+    #: on HTTP/3; well-behaved clients wait. 100, as h2o's and nginx's.
+    max_concurrent_streams: int = 100
+
+    #: Bytes of the dynamic table a client's header encoder may use: HPACK's
+    #: (``SETTINGS_HEADER_TABLE_SIZE``, RFC 7541 §4.2) on HTTP/2, QPACK's
+    #: (``SETTINGS_QPACK_MAX_TABLE_CAPACITY``, RFC 9204 §3.2.3) on HTTP/3;
+    #: what one connection's header compression may make the server hold,
+    #: 0 for no dynamic table. 4,096, HPACK's initial value.
+    header_table_size: int = 4096
+
+    #: Streams a client may reset (or have reset for its errors) before they
+    #: complete, beyond one per completed request; past it, HTTP/2 gets
+    #: GOAWAY(ENHANCE_YOUR_CALM) and HTTP/3 H3_EXCESSIVE_LOAD (the rapid
+    #: reset attack, CVE-2023-44487). 200.
+    max_reset_streams: int = 200
+
     def check(self) -> None:
-        """Raise ``ValueError`` unless every limit is ``None`` or positive."""
+        """Raise ``ValueError`` unless every limit is ``None`` or positive, and in range."""
         for name in ("max_connections", "max_header_count", "max_path_length", "max_body_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"limits.{name} must be None or a positive integer, not {value!r}")
+        for name, (least, most) in _PROTOCOL_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise ValueError(
+                    f"limits.{name} must be an integer from {least} to {most}, not {value!r}"
+                )
+
+
+#: The protocol limits of :class:`ServerLimits` and the range of each
+#: (HTTP/2 SETTINGS values are 32-bit, RFC 9113 §6.5.2; hface's QPACK tables
+#: stop at 2**30 - 1 bytes; a table of 0 bytes is none).
+_PROTOCOL_LIMITS: Final = {
+    "max_header_size": (1, 2**32 - 1),
+    "max_concurrent_streams": (1, 2**31 - 1),
+    "header_table_size": (0, 2**30 - 1),
+    "max_reset_streams": (1, 2**31 - 1),
+}
 
 
 @dataclass(kw_only=True, slots=True)

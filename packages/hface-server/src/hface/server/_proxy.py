@@ -37,7 +37,7 @@ from hface.networking import ClientNetworking, SystemNetworking
 from ._base import BaseServer, close_after_waiting
 from ._models import Endpoint
 from ._proxy_target import is_loopback_host
-from ._proxy_tunnel import TunnelPolicy, serve_stream
+from ._proxy_tunnel import _READ_SIZE, TunnelPolicy, serve_stream
 
 #: Seconds between checks whether an idle, expired connection can be let go.
 _EXPIRY_POLL_INTERVAL = 0.5
@@ -70,6 +70,13 @@ class ProxyServer(BaseServer):
     idle_timeout: float | None
     #: How targets are reached.
     networking: ClientNetworking
+    #: Bytes of the target's data read at once, and so the most that one
+    #: tunnel holds while the client's flow control (or socket) is full;
+    #: 256 KiB. The client's data is held one stream window at most (the
+    #: factories' ``initial_window_size`` and ``stream_receive_window``,
+    #: 256 KiB; on HTTP/1.1, one socket read), since it is acknowledged only
+    #: once the target took it.
+    max_buffered_data: int
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +85,7 @@ class ProxyServer(BaseServer):
         self.connect_timeout = 10.0
         self.idle_timeout = 300.0
         self.networking = SystemNetworking()
+        self.max_buffered_data = _READ_SIZE
         self._loopback_only = False
 
     async def run(
@@ -94,9 +102,13 @@ class ProxyServer(BaseServer):
         server accepts connections.
 
         :raises ValueError: if no endpoint can be served (e.g. HTTP/3 only
-            and no ``https`` endpoint) or TLS is needed but not configured.
+            and no ``https`` endpoint), TLS is needed but not configured, or
+            a limit (:attr:`max_buffered_data` too) is out of range.
         :raises OSError: if an address cannot be bound.
         """
+        size: object = self.max_buffered_data  # set by users: any type may come
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"max_buffered_data must be a positive integer, not {size!r}")
         loopback = [await is_loopback_host(endpoint.host) for endpoint in endpoints]
         self._loopback_only = bool(loopback) and all(loopback)
         await super().run(endpoints, task_status=task_status)
@@ -112,6 +124,7 @@ class ProxyServer(BaseServer):
             connect_timeout=self.connect_timeout,
             idle_timeout=self.idle_timeout,
             networking=self.networking,
+            read_size=self.max_buffered_data,
         )
         await _ProxyConnection(connection, policy, self._idle_timeout).run()
 

@@ -54,7 +54,7 @@ from ._proxy_target import (
 logger = logging.getLogger("hface.server")
 
 #: Bytes read from a target at once.
-_READ_SIZE = 65536
+_READ_SIZE = 262144
 
 #: What a target's stream raises when it fails.
 _TARGET_ERRORS = (
@@ -78,6 +78,9 @@ class TunnelPolicy:
     idle_timeout: float | None
     #: How targets are reached.
     networking: ClientNetworking
+    #: Bytes read from the target at once (:attr:`ProxyServer.max_buffered_data
+    #: <hface.server.ProxyServer.max_buffered_data>`).
+    read_size: int = _READ_SIZE
 
 
 async def respond(
@@ -136,7 +139,9 @@ async def serve_stream(
         async with stream:
             await connection.send_headers(stream_id, [(b":status", b"200")])
             logger.info("tunnel to %s for %s", description, _peer(connection))
-            await _relay(connection, stream_id, events, stream, policy.idle_timeout)
+            await _relay(
+                connection, stream_id, events, stream, policy.idle_timeout, policy.read_size
+            )
             logger.debug("tunnel to %s closed", description)
 
 
@@ -161,6 +166,7 @@ async def _relay(
     events: MemoryObjectReceiveStream[StreamEvent],
     target: ByteStream,
     idle_timeout: float | None,
+    read_size: int = _READ_SIZE,
 ) -> None:
     # Cancelling a task in the middle of a connection write could cut a TLS
     # record in two and break every stream of the connection. So the tunnel
@@ -219,7 +225,7 @@ async def _relay(
             nonlocal last_activity
             while True:
                 try:
-                    data = await target.receive(_READ_SIZE)
+                    data = await target.receive(read_size)
                     last_activity = anyio.current_time()
                 except anyio.EndOfStream:
                     if stopping:
