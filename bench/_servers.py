@@ -102,10 +102,12 @@ class ServerKind:
     def argv(self, *, port: int, tls: bool, certs: Certificates) -> list[str]:
         """The command that serves ``bench.app:app`` on 127.0.0.1:``port``."""
         host = f"127.0.0.1:{port}"
-        if self.name == "hface":
+        if self.name.startswith("hface"):
             scheme = "https" if tls else "http"
             argv = [str(BIN / "hface"), "server", APP, f"{scheme}://{host}"]
             argv += ["--no-access-log", "--log-level", "warning"]
+            # "hface" is h11; "hface (httptools)" the faster HTTP/1.1 server.
+            argv += ["--http1", "httptools" if "httptools" in self.name else "h11"]
             return argv + (["--cert", certs.certfile, "--key", certs.keyfile] if tls else [])
         if self.name == "hypercorn":
             argv = [str(BIN / "hypercorn"), APP, "--workers", "0", "--log-level", "warning"]
@@ -129,12 +131,14 @@ class ServerKind:
 
 
 HFACE: Final = ServerKind(name="hface", tls_versions=("1.1", "2", "3"))
+#: hface with its HTTP/1.1 server on httptools; measured on the HTTP/1.1 cases.
+HFACE_HTTPTOOLS: Final = ServerKind(name="hface (httptools)", tls_versions=("1.1",))
 HYPERCORN: Final = ServerKind(name="hypercorn", tls_versions=("1.1", "2", "3"))
 UVICORN_H11: Final = ServerKind(name="uvicorn-h11", tls_versions=("1.1",))
 UVICORN_HTTPTOOLS: Final = ServerKind(name="uvicorn-httptools", tls_versions=("1.1",))
 GRANIAN: Final = ServerKind(name="granian", tls_versions=("1.1", "2"))
 #: hface first: every ratio is hface / the peer.
-SERVERS: Final = (HFACE, HYPERCORN, UVICORN_H11, UVICORN_HTTPTOOLS, GRANIAN)
+SERVERS: Final = (HFACE, HFACE_HTTPTOOLS, HYPERCORN, UVICORN_H11, UVICORN_HTTPTOOLS, GRANIAN)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,8 @@ Sections (all by default, in this order):
 - **client**: hface, httpx, aiohttp and niquests fetching a 13-byte file
   from native origins (h2o for HTTP/1.1 and HTTP/2, ngtcp2's gtlsserver
   for HTTP/3): N sequential GETs on one connection, and N GETs 50 at a time.
-- **proxy**: a large download from h2o through hface's CONNECT proxy over
-  each HTTP version, against the same download made directly.
+- **proxy**: a 100 MiB download from h2o through ``hface proxy`` over each
+  HTTP version, against the same download made directly.
 - **memory**: the server's RSS (process tree) at the peak of 1,000
   concurrent HTTP/2 streams, and with 100 idle HTTP/2 connections, hface
   against hypercorn.
@@ -52,13 +52,16 @@ from types import FrameType
 from typing import Final
 
 from _servers import (
+    BIN,
     CLIENT_CORE,
     GRANIAN,
     HFACE,
+    HFACE_HTTPTOOLS,
     HYPERCORN,
     ROOT,
     SERVERS,
     UVICORN_H11,
+    UVICORN_HTTPTOOLS,
     Certificates,
     Running,
     ServerKind,
@@ -98,7 +101,7 @@ class Settings:
 
 def _settings(args: argparse.Namespace) -> Settings:
     if args.quick:
-        return Settings(duration=2.0, runs=1, requests=400, proxy_mib=20, memory_seconds=3.0)
+        return Settings(duration=2.0, runs=1, requests=400, proxy_mib=100, memory_seconds=3.0)
     return Settings(
         duration=args.duration,
         runs=args.runs,
@@ -220,6 +223,21 @@ class Bench:
                 if hello_case and " h1 " in case:
                     targets[UVICORN_H11.name] = ">=1.0"
                 self._add_case(rows, targets)
+                self._against_uvicorn_httptools(rows, hello_case)
+
+    @staticmethod
+    def _against_uvicorn_httptools(rows: Sequence[Row], hello_case: bool) -> None:
+        """Give the "hface (httptools)" row its ratio to uvicorn-httptools (issue 7)."""
+        by_subject = {row.subject: row for row in rows}
+        mine = by_subject.get(HFACE_HTTPTOOLS.name)
+        peer = by_subject.get(UVICORN_HTTPTOOLS.name)
+        if mine is None:
+            return
+        mine.ratio, mine.target = None, ""
+        if peer is not None and mine.value and peer.value:
+            mine.ratio = mine.value / peer.value
+            mine.target = ">=0.8" if hello_case else ""
+            mine.note = f"ratio: / {UVICORN_HTTPTOOLS.name}"
 
     def _loadgen(self, url: str, version: str, connections: int, streams: int) -> Measure:
         return loadgen(
@@ -391,11 +409,11 @@ class Bench:
 
     @contextmanager
     def _proxy_server(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-        """hface's ProxyServer (bench/_proxy_server.py) on TLS and QUIC, on core 0."""
+        """``hface proxy`` on TLS and QUIC, on core 0, allowed to reach the loopback origin."""
         port = free_port()
-        argv = [sys.executable, str(ROOT / "bench" / "_proxy_server.py")]
-        argv += [f"https://127.0.0.1:{port}", "--cert", self.certs.certfile]
-        argv += ["--key", self.certs.keyfile]
+        argv = [str(BIN / "hface"), "proxy", f"https://127.0.0.1:{port}"]
+        argv += ["--cert", self.certs.certfile, "--key", self.certs.keyfile]
+        argv += ["--allow-private-targets", "--log-level", "warning", "--graceful-timeout", "1"]
         log_file = self.logs / "proxy.log"
         with start_process(argv, log_file=log_file) as process:
             wait_until_listening(process, port, udp=True, log_file=log_file)

@@ -68,6 +68,9 @@ def _port_is_free() -> bool:
         (socket.AF_INET, socket.SOCK_DGRAM),
     ]:
         with socket.socket(family, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                # As the server binds: connections in TIME-WAIT do not hold the port.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", PORT))
             except OSError:

@@ -368,6 +368,9 @@ def test_limit_option_defaults_are_the_servers() -> None:
     actual = {
         "max_connections": limits.max_connections,
         "max_body_size": limits.max_body_size,
+        "max_header_size": limits.max_header_size,
+        "max_concurrent_streams": limits.max_concurrent_streams,
+        "header_table_size": limits.header_table_size,
         "header_read": timeouts.header_read,
         "keep_alive": timeouts.keep_alive,
     }
@@ -396,6 +399,55 @@ def test_limit_options_not_given_leave_the_defaults() -> None:
     args = build_parser().parse_args(["server", "--header-timeout", "none"])
     apply_limit_options(server, args)
     assert server.timeouts.header_read is None  # "none": no limit, not the default
+
+
+@pytest.mark.parametrize("command", ["server", "proxy"])
+def test_protocol_limit_options_set_the_limits(command: str) -> None:
+    """--max-header-size, --max-concurrent-streams and --header-table-size set ServerLimits."""
+    server = ASGIServer(_no_app)
+    options = ["--max-header-size", "8K", "--max-concurrent-streams", "7"]
+    args = build_parser().parse_args([command, *options, "--header-table-size", "8192"])
+    apply_limit_options(server, args)
+    assert server.limits.max_header_size == 8192
+    assert server.limits.max_concurrent_streams == 7
+    assert server.limits.header_table_size == 8192
+
+
+def test_max_header_size_answers_a_larger_header_block_with_431(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    port = free_port()
+    args = ["server", f"http://127.0.0.1:{port}", "--max-header-size", "2K"]
+    with hface_process(args, env=env, port=port, log_file=tmp_path / "log") as server:
+        for size, status in [(1000, 200), (3000, 431)]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                connection.request("GET", "/", headers={"x-field": "a" * size})
+                assert connection.getresponse().status == status, size
+            finally:
+                connection.close()
+        assert server.stop() == 0
+
+
+def test_max_concurrent_streams_is_what_http2_clients_are_told(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The server's first SETTINGS frame carries --max-concurrent-streams (RFC 9113 §6.5.2)."""
+    port = free_port()
+    args = ["server", f"http://127.0.0.1:{port}", "--max-concurrent-streams", "3"]
+    with hface_process(args, env=env, port=port, log_file=tmp_path / "log") as server:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            # Prior knowledge (RFC 9113 §3.3): the preface, then an empty SETTINGS frame.
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            header = sock.recv(9, socket.MSG_WAITALL)
+            payload = sock.recv(int.from_bytes(header[:3], "big"), socket.MSG_WAITALL)
+        assert server.stop() == 0
+    assert header[3] == 4  # SETTINGS
+    settings = {
+        int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(payload[i + 2 : i + 6], "big")
+        for i in range(0, len(payload), 6)
+    }
+    assert settings[3] == 3  # SETTINGS_MAX_CONCURRENT_STREAMS
 
 
 def test_max_connections_refuses_one_more(tmp_path: Path, env: dict[str, str]) -> None:
@@ -484,6 +536,12 @@ def test_keep_alive_timeout_closes_idle_connections(tmp_path: Path, env: dict[st
         (["--header-timeout", "inf"], "argument --header-timeout: invalid timeout: 'inf'"),
         (["--keep-alive-timeout", "-1"], "argument --keep-alive-timeout: invalid timeout: '-1'"),
         (["--keep-alive-timeout", "nan"], "argument --keep-alive-timeout: invalid timeout"),
+        (
+            ["--max-concurrent-streams", "none"],
+            "argument --max-concurrent-streams: invalid limit: 'none'",
+        ),
+        (["--max-header-size", "0"], "argument --max-header-size: invalid size: '0'"),
+        (["--header-table-size", "1.5K"], "argument --header-table-size: invalid size: '1.5K'"),
     ],
 )
 @pytest.mark.parametrize("command", ["server", "proxy"])

@@ -16,6 +16,7 @@ from ._client_command import add_client_parser, run_client
 from ._proxy_command import add_proxy_parser, run_proxy_command
 
 if TYPE_CHECKING:
+    from hface.protocols import HTTPOverTCPFactory
     from hface.server import BaseServer, Endpoint
 
 #: What ``hface server`` serves when not told otherwise.
@@ -52,6 +53,9 @@ def seconds(text: str) -> float:
 LIMIT_DEFAULTS: Final[dict[str, str]] = {
     "max_connections": "1000",
     "max_body_size": "none",
+    "max_header_size": "16384",
+    "max_concurrent_streams": "100",
+    "header_table_size": "4096",
     "header_read": "60",
     "keep_alive": "5",
 }
@@ -96,6 +100,22 @@ def limit_size(text: str) -> int | None:
             f"invalid size: {text!r} (bytes, e.g. 1048576 or 1M, or 'none')"
         )
     return int(number) * unit
+
+
+def protocol_count(text: str) -> int:
+    """An ``argparse`` type: a positive integer (a protocol limit; ``none`` is refused)."""
+    value = None if text.lower() in _OFF else limit_count(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid limit: {text!r} (a positive integer)")
+    return value
+
+
+def protocol_size(text: str) -> int:
+    """An ``argparse`` type: bytes with an optional K, M or G suffix (``none`` is refused)."""
+    value = None if text.lower() in _OFF else limit_size(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid size: {text!r} (bytes, e.g. 16384 or 16K)")
+    return value
 
 
 def add_serving_options(parser: argparse.ArgumentParser, *, in_flight: str) -> None:
@@ -160,6 +180,30 @@ def add_limit_options(parser: argparse.ArgumentParser, *, body_size: bool = True
             f"(default: {LIMIT_DEFAULTS['max_body_size']})",
         )
     group.add_argument(
+        "--max-header-size",
+        type=protocol_size,
+        default=argparse.SUPPRESS,
+        metavar="BYTES",
+        help="largest request header block, e.g. 32K; larger ones get 431 (HTTP/1.1) "
+        f"or GOAWAY (HTTP/2) (default: {LIMIT_DEFAULTS['max_header_size']})",
+    )
+    group.add_argument(
+        "--max-concurrent-streams",
+        type=protocol_count,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="requests in flight on one HTTP/2 or HTTP/3 connection "
+        f"(default: {LIMIT_DEFAULTS['max_concurrent_streams']})",
+    )
+    group.add_argument(
+        "--header-table-size",
+        type=protocol_size,
+        default=argparse.SUPPRESS,
+        metavar="BYTES",
+        help="HPACK or QPACK dynamic table a client may make the server hold, per "
+        f"connection (default: {LIMIT_DEFAULTS['header_table_size']})",
+    )
+    group.add_argument(
         "--header-timeout",
         type=limit_seconds,
         default=argparse.SUPPRESS,
@@ -191,9 +235,40 @@ def apply_limit_options(server: BaseServer, args: argparse.Namespace) -> None:
 _LIMIT_OPTIONS: Final = {
     "max_connections": ("limits", "max_connections"),
     "max_body_size": ("limits", "max_body_size"),
+    "max_header_size": ("limits", "max_header_size"),
+    "max_concurrent_streams": ("limits", "max_concurrent_streams"),
+    "header_table_size": ("limits", "header_table_size"),
     "header_timeout": ("timeouts", "header_read"),
     "keep_alive_timeout": ("timeouts", "keep_alive"),
 }
+
+
+#: The HTTP/1.1 server implementations ``--http1`` chooses from (registry names).
+HTTP1_IMPLEMENTATIONS: Final = ("h11", "httptools")
+
+
+def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverTCPFactory:
+    """The HTTP/1.1 server factory named ``name`` (``--http1``).
+
+    :param max_header_size: its limit on the request head (``--max-header-size``);
+        the factory's default if ``None``.
+    :raises CommandError: if its extra is not installed.
+    """
+    from hface.protocols import protocol_registry
+
+    try:
+        factory_class = protocol_registry.get_factory_class("http1_server", name)
+    except (ImportError, ValueError):
+        raise CommandError(
+            f"--http1 {name}: not installed (pip install 'hface-core[{name}]')"
+        ) from None
+    factory: HTTPOverTCPFactory
+    if max_header_size is None:
+        factory = factory_class()
+    else:
+        # Every HTTP/1.1 server factory takes max_header_size (h11's and httptools').
+        factory = factory_class(max_header_size=max_header_size)  # type: ignore[call-arg]
+    return factory
 
 
 def endpoint_versions(endpoint: Endpoint, protocol: str) -> str:
@@ -236,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serving_options(server, in_flight="requests")
     server.add_argument("--no-access-log", action="store_true", help="no line per request")
+    server.add_argument(
+        "--http1",
+        choices=HTTP1_IMPLEMENTATIONS,
+        help="HTTP/1.1 implementation (default: httptools if installed, else h11)",
+    )
     add_limit_options(server)
 
     certs = commands.add_parser(
@@ -301,6 +381,16 @@ def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except AppImportError as error:
         raise CommandError(str(error)) from None
 
+    if args.http1 is not None:
+        http1_factory(args.http1)  # a missing implementation is an error before anything starts
+
+    def configure(server: BaseServer) -> None:
+        apply_limit_options(server, args)
+        if args.http1 is not None:
+            server.http1_factory = http1_factory(
+                args.http1, max_header_size=server.limits.max_header_size
+            )
+
     certificate = server_certificate(args.cert, args.key, endpoints)
     certfile, keyfile, cafile = certificate.certfile, certificate.keyfile, certificate.cafile
     if certificate.made and cafile is not None:
@@ -324,5 +414,5 @@ def _server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         backend=args.backend,
         access_log=not args.no_access_log,
         graceful_timeout=args.graceful_timeout,
-        configure=lambda server: apply_limit_options(server, args),
+        configure=configure,
     )

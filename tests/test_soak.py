@@ -1,0 +1,78 @@
+"""``bench/soak.py`` runs end to end: good traffic survives every attack (issue 8).
+
+A short soak (5 s) as a subprocess, the way ``hatch run soak`` runs it:
+the real ``hface server`` CLI, good traffic on HTTP/1.1, 2 and 3, and every
+attack of ``bench/_attacks.py``. The script's own verdict is the exit
+status; the test also reads its summary, so that a soak that silently
+skipped a version or an attack fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+SOAK: Final = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
+
+#: The attack names the summary must list (bench/_attacks.py).
+ATTACK_NAMES: Final = (
+    "h1 slowloris",
+    "h1 smuggling",
+    "h1 oversized headers",
+    "h2 rapid reset",
+    "h2 CONTINUATION flood",
+    "h2 SETTINGS flood",
+    "h2 PING flood",
+    "h2 PRIORITY flood",
+    "h2 empty DATA flood",
+    "h2 HPACK bomb",
+    "h2 zero-window stall",
+    "h2 too many streams",
+    "h3 rapid reset",
+    "h3 reserved-frame flood",
+    "h3 too many streams",
+    "h3 QPACK blocked streams",
+)
+
+
+@pytest.mark.slow
+def test_five_second_soak_passes() -> None:
+    """Good requests succeed on every version, each attack ran, RSS bounded, log clean."""
+    result = subprocess.run(
+        [sys.executable, str(SOAK), "--duration", "5"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, f"{out}\n{result.stderr[-3000:]}"
+    for version in ("1.1", "2", "3"):
+        match = re.search(rf"^  HTTP/{re.escape(version)}\s+(\d+)\s+(\d+)\s", out, re.MULTILINE)
+        assert match is not None, out
+        assert int(match[1]) > 0, out
+    for name in ATTACK_NAMES:
+        match = re.search(rf"^  {re.escape(name)}\s+(\d+)\s+(.*)$", out, re.MULTILINE)
+        assert match is not None, f"{name} missing:\n{out}"
+        assert int(match[1]) >= 1, out
+    assert re.search(r"^server RSS: .*: ok$", out, re.MULTILINE), out
+    assert re.search(r"^server log: \d+ lines, 0 with Traceback or ERROR$", out, re.MULTILINE), out
+    assert out.rstrip().endswith("soak: PASS"), out
+
+
+def test_soak_refuses_bad_arguments() -> None:
+    """Out-of-range options are a usage error (exit 2), before any server starts."""
+    result = subprocess.run(
+        [sys.executable, str(SOAK), "--duration", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--duration must be in [1, 3600]" in result.stderr
