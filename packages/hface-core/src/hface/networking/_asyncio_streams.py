@@ -64,6 +64,9 @@ READ_LOW_WATER: Final = 16 * 1024
 #: Buffered bytes above which ``send()`` waits for the transport to drain
 #: (asyncio's default, as uvicorn's; the low-water mark is a quarter of it).
 WRITE_HIGH_WATER: Final = 64 * 1024
+#: Bytes of TLS records asyncio's TLS layer reads from the socket at once
+#: (four full records; asyncio's own default is 256 KiB per connection).
+TLS_READ_BUFFER: Final = 64 * 1024
 #: Seconds :meth:`AsyncioByteStream.aclose` waits for the transport to write what
 #: it buffered and close (as the connection layer's last flush before closing).
 CLOSE_WAIT: Final = 1.0
@@ -106,6 +109,24 @@ def _convert_address(address: Any) -> AddressType:
         host, port, _flowinfo, scope_id = address
         return f"{host.split('%')[0]}%{scope_id}", port
     return address[0], address[1]
+
+
+def _shrink_tls_read_buffer(transport: asyncio.BaseTransport) -> None:
+    """Give asyncio's TLS layer a read buffer of :data:`TLS_READ_BUFFER` bytes, not 256 KiB.
+
+    CPython's ``SSLProtocol`` (3.11+) keeps a zero-filled buffer of its
+    ``max_size`` per connection, resident from the first read: 25 MiB for
+    100 idle connections. Called once the handshake is done, when no read
+    is in progress. Other TLS layers (Python 3.10's, uvloop's) have no such
+    attributes and are left alone.
+    """
+    ssl_protocol: Any = getattr(transport, "_ssl_protocol", None)
+    buffer = getattr(ssl_protocol, "_ssl_buffer", None)
+    if not isinstance(buffer, bytearray) or len(buffer) <= TLS_READ_BUFFER:
+        return
+    ssl_protocol.max_size = TLS_READ_BUFFER  # get_buffer() grows the buffer up to max_size
+    ssl_protocol._ssl_buffer = buffer = bytearray(TLS_READ_BUFFER)
+    ssl_protocol._ssl_buffer_view = memoryview(buffer)
 
 
 class AsyncioByteStream(ByteStream, asyncio.Protocol):
@@ -154,6 +175,7 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
             set_read_buffer_limits = getattr(transport, "set_read_buffer_limits", None)
             if set_read_buffer_limits is not None:
                 set_read_buffer_limits(high=READ_HIGH_WATER)
+            _shrink_tls_read_buffer(transport)
 
     def data_received(self, data: bytes) -> None:
         """Called by the transport: queue the data for :meth:`receive`."""
