@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from hface.networking import (
     TLSVerificationError,
     make_server_ssl_context,
 )
+from hface.networking._asyncio_streams import TLS_READ_BUFFER
 from tests.helpers.certs import TLSFiles
 from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
@@ -299,3 +301,33 @@ async def test_the_stream_implementation(
             assert await stream.receive() == b"h2 nocert"
     assert isinstance(stream, TLSByteStream) is not on_loop_transports
     assert isinstance(streams[0], TLSByteStream) is not on_loop_transports
+
+
+async def test_asyncio_tls_keeps_a_small_read_buffer(
+    tls_files: TLSFiles, networking: NetworkingFactory, stream_path: tuple[object, bool]
+) -> None:
+    """CPython's TLS layer (3.11+) would keep 256 KiB per connection; it gets 64 KiB.
+
+    Other TLS layers (uvloop's, anyio's) have no such buffer: nothing to check.
+    """
+    streams: list[ByteStream] = []
+    checked = 0
+
+    async def keep(stream: ByteStream) -> None:
+        streams.append(stream)
+        await report_alpn(stream)
+
+    async with tls_server(tls_files.server_config(), networking, handler=keep) as address:
+        stream = await networking().connect_tcp_tls(
+            address, tls_config=tls_files.client_config(), alpn_protocols=ALPN
+        )
+        async with stream:
+            assert await stream.receive() == b"h2 nocert"
+            for each in (stream, streams[0]):
+                transport = getattr(each, "_transport", None)
+                buffer = getattr(getattr(transport, "_ssl_protocol", None), "_ssl_buffer", None)
+                if buffer is not None:
+                    assert len(buffer) == TLS_READ_BUFFER == 64 * 1024
+                    checked += 1
+    if stream_path == ("asyncio", True) and sys.version_info >= (3, 11):
+        assert checked == 2  # asyncio's own TLS: both ends were checked
