@@ -51,7 +51,7 @@ from hface.events import (
 )
 from hface.protocols import HTTP1Protocol
 
-from ._headers import OutgoingHeaders, trailer_headers
+from ._headers import OutgoingHeaders, count_body_bytes, trailer_headers
 
 #: Direction states of an exchange.
 IDLE: Final = 0
@@ -180,15 +180,8 @@ class HTTP1Base(HTTP1Protocol):
             return
         if self._connect:
             raise LocalProtocolError("the CONNECT tunnel is not established yet")
-        remaining = self._local_remaining
-        if remaining is not None:
-            # Checked here, not by h11, which would break the connection.
-            remaining -= len(data)
-            if remaining < 0:
-                raise LocalProtocolError("too much data for the declared content-length")
-            if end_stream and remaining:
-                raise LocalProtocolError("too little data for the declared content-length")
-            self._local_remaining = remaining
+        # Checked here, not by h11, which would break the connection.
+        self._local_remaining = count_body_bytes(self._local_remaining, len(data), end_stream)
         if data:
             self._send(h11.Data(data=data))
         if end_stream:

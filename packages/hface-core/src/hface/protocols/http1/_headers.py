@@ -227,6 +227,36 @@ class OutgoingHeaders:
             raise LocalProtocolError(f"pseudo-headers are not allowed in {what}")
 
 
+def response_status(outgoing: OutgoingHeaders) -> int:
+    """Return the status of a response submitted HTTP/2-style.
+
+    :raises LocalProtocolError: if ``:status`` is missing or invalid, or
+        another pseudo-header is present.
+    """
+    status = outgoing.pseudo.get(b":status")
+    if status is None or len(outgoing.pseudo) != 1:
+        raise LocalProtocolError("a response needs :status and no other pseudo-header")
+    if not status.isdigit() or len(status) != 3:
+        raise LocalProtocolError(f"invalid :status {status!r}")
+    return int(status)
+
+
+def count_body_bytes(remaining: int | None, size: int, end_stream: bool) -> int | None:
+    """Return the body bytes still owed after sending ``size`` more (``None``: unknown length).
+
+    :raises LocalProtocolError: if that is more than ``content-length``
+        declared, or the body ends short of it.
+    """
+    if remaining is None:
+        return None
+    remaining -= size
+    if remaining < 0:
+        raise LocalProtocolError("too much data for the declared content-length")
+    if end_stream and remaining:
+        raise LocalProtocolError("too little data for the declared content-length")
+    return remaining
+
+
 def _parse_content_length(value: bytes) -> int:
     if not value.isdigit():
         raise LocalProtocolError(f"invalid content-length {value!r}")

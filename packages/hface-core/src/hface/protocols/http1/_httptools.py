@@ -65,7 +65,15 @@ from hface.events import (
 from hface.protocols import HTTP1Protocol, HTTPOverTCPFactory
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR
-from ._headers import REASONS, OutgoingHeaders, check_request, request_headers, trailer_headers
+from ._headers import (
+    REASONS,
+    OutgoingHeaders,
+    check_request,
+    count_body_bytes,
+    request_headers,
+    response_status,
+    trailer_headers,
+)
 from ._httptools_reader import (
     ITEM_DATA,
     ITEM_END,
@@ -509,12 +517,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             raise LocalProtocolError(f"the response on stream {stream_id} was already sent")
         outgoing = OutgoingHeaders(headers)
         fields = outgoing.fields
-        status = outgoing.pseudo.get(b":status")
-        if status is None or len(outgoing.pseudo) != 1:
-            raise LocalProtocolError("a response needs :status and no other pseudo-header")
-        if not status.isdigit() or len(status) != 3:
-            raise LocalProtocolError(f"invalid :status {status!r}")
-        code = int(status)
+        code = response_status(outgoing)
         check_fields(fields)
         if code < 200:
             if end_stream:
@@ -590,14 +593,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             return
         if self._connect:
             raise LocalProtocolError("the CONNECT tunnel is not established yet")
-        remaining = self._local_remaining
-        if remaining is not None:
-            remaining -= len(data)
-            if remaining < 0:
-                raise LocalProtocolError("too much data for the declared content-length")
-            if end_stream and remaining:
-                raise LocalProtocolError("too little data for the declared content-length")
-            self._local_remaining = remaining
+        self._local_remaining = count_body_bytes(self._local_remaining, len(data), end_stream)
         if data:
             if self._local_chunked:
                 self._out.append(b"%x\r\n" % len(data))

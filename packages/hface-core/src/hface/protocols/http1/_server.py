@@ -48,7 +48,7 @@ from hface.errors import LocalProtocolError
 from hface.events import HeadersReceived, StreamResetReceived, StreamResetSent
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base
-from ._headers import REASONS, OutgoingHeaders, check_request, request_headers
+from ._headers import REASONS, OutgoingHeaders, check_request, request_headers, response_status
 
 #: The longest explanation sent in the body of an error response, in characters.
 _MAX_EXPLANATION = 200
@@ -115,12 +115,7 @@ class HTTP1ServerProtocol(HTTP1Base):
             raise LocalProtocolError(f"the response on stream {stream_id} was already sent")
         outgoing = OutgoingHeaders(headers)
         fields = outgoing.fields
-        status = outgoing.pseudo.get(b":status")
-        if status is None or len(outgoing.pseudo) != 1:
-            raise LocalProtocolError("a response needs :status and no other pseudo-header")
-        if not status.isdigit() or len(status) != 3:
-            raise LocalProtocolError(f"invalid :status {status!r}")
-        code = int(status)
+        code = response_status(outgoing)
         reason = REASONS.get(code, b"")
         try:
             if code < 200:
