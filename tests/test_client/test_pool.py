@@ -10,7 +10,7 @@ import pytest
 from hface.client import Client, ClientProtocol, Request
 from hface.common import ClientTLSConfig, ServerTLSConfig
 
-from .conftest import HFaceServer, hface_server
+from .conftest import HFaceServer, hface_server, pattern
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +82,20 @@ async def test_idle_close_replaces_connection(
             assert session.connections_opened == 3
             await server.wait_until(lambda: server.requests == 3)
     assert server.connections == 3
+
+
+async def test_http1_connection_waits_for_its_exchange_to_end(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    # The first response is parsed whole while its body is still unread:
+    # its connection is ready for a new request at the protocol level, yet
+    # the pool must not give it to another exchange before the first ends.
+    async with hface_server("1.1", server_tls_config) as server:
+        client = Client(tls_config=client_tls_config, protocol=ClientProtocol.HTTP1)
+        async with client.session() as session:
+            async with session.stream(Request("GET", server.url + "/bytes/1000")) as first:
+                await anyio.sleep(0.2)  # the body arrives, unread
+                second = await session.dispatch(Request("GET", server.url + "/bytes/2000"))
+                assert second.content == pattern(2000)
+                assert b"".join([chunk async for chunk in first.aiter_bytes()]) == pattern(1000)
+            assert session.connections_opened == 2

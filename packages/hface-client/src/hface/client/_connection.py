@@ -77,9 +77,15 @@ class PooledConnection:
         return self.connection.multiplexed
 
     def is_usable(self) -> bool:
-        """True if a new exchange can start here now."""
+        """True if a new exchange can start here now.
+
+        An HTTP/1.1 connection takes the next exchange only once the last one
+        was released: its protocol is ready as soon as the whole response is
+        parsed, but the exchange may not have read the last events yet.
+        """
         return (
-            not self.retired
+            (self.multiplexed or self.active == 0)
+            and not self.retired
             and not self.closed
             and self.terminated is None
             and not self.connection.has_expired()
