@@ -31,6 +31,7 @@ from hface.protocols.http3 import (
     build_version_negotiation_packet,
     sniff_quic_packet,
 )
+from hface.protocols.http3._protocol import CLOSE_LINGER
 from tests.helpers.quic_pair import (
     CLIENT_ADDRESS,
     SERVER_ADDRESS,
@@ -230,6 +231,55 @@ def test_server_graceful_close() -> None:
     ]
     assert pair.server_events() == [ConnectionTerminated(error_code=CODES.no_error)]
     assert pair.client.has_expired()
+
+
+def test_graceful_close_lingers_until_the_last_response_is_acknowledged() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close()
+    pair.server.submit_headers(stream_id, OK, end_stream=True)
+    # Lost: the GOAWAY and the response. Closing QUIC now would lose them for good.
+    assert pair.server.datagrams_to_send()
+    assert pair.server_events() == []
+    assert pair.server.get_timer() is not None
+    pair.advance(0.5)  # the probe timeout resends them; the client acknowledges
+    events = pair.client_events()
+    assert events[-1] == ConnectionTerminated(error_code=CODES.no_error)
+    # In the order resent (the response first, here).
+    assert sorted(map(repr, events[:-1])) == sorted(
+        map(
+            repr,
+            [
+                GoawayReceived(last_stream_id=stream_id, error_code=CODES.no_error),
+                HeadersReceived(stream_id=stream_id, headers=OK, end_stream=True),
+            ],
+        )
+    )
+    assert pair.server_events() == [ConnectionTerminated(error_code=CODES.no_error)]
+
+
+def test_graceful_close_gives_up_lingering_on_a_silent_peer() -> None:
+    pair = make_quic_pair()
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close()
+    pair.server.submit_headers(stream_id, OK, end_stream=True)
+    start = pair.now
+    now = start
+    # The client is gone: the server's datagrams (probes included) all get lost.
+    while True:
+        pair.server.datagrams_to_send()
+        events = pair.server_events()
+        if events:
+            break
+        assert now - start < CLOSE_LINGER + 0.5, "the close never went out"
+        timer = pair.server.get_timer()
+        assert timer is not None
+        now = max(now, timer)
+        pair.server.clock(now)
+    assert events == [ConnectionTerminated(error_code=CODES.no_error)]
+    assert now - start >= CLOSE_LINGER
 
 
 def test_server_close_with_an_error_is_immediate() -> None:

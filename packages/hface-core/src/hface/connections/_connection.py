@@ -62,6 +62,9 @@ DEFAULT_QUIC_HANDSHAKE_TIMEOUT = 10.0
 
 #: Seconds the last flush before closing a TCP stream may wait for the peer.
 _CLOSE_FLUSH_TIMEOUT = 1.0
+#: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
+#: that lingers for acknowledgements (the protocol gives up sooner itself).
+_QUIC_CLOSE_TIMEOUT = 5.0
 
 _TRANSPORT_ERRORS = (
     anyio.BrokenResourceError,
@@ -662,6 +665,8 @@ class HTTPOverQUICConnection(HTTPConnection):
         # contended: taking it free must not cost a trip through the event
         # loop, as it would on every flush (a few per request) otherwise.
         self._send_lock = anyio.Lock(fast_acquire=True)
+        # True while the transport task reads datagrams (and acknowledgements).
+        self._transport_running = False
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -692,6 +697,16 @@ class HTTPOverQUICConnection(HTTPConnection):
                 self._stream.update_connection_ids(list(connection_ids))
 
     async def _run_transport(self, *, task_status: TaskStatus[None]) -> None:
+        self._transport_running = True
+        try:
+            await self._serve_datagrams(task_status=task_status)
+        finally:
+            # Cancelled (its task group, or an outer scope) or ended: a close
+            # lingering for acknowledgements stops waiting for them.
+            self._transport_running = False
+            self._wake_all()
+
+    async def _serve_datagrams(self, *, task_status: TaskStatus[None]) -> None:
         protocol = self._quic_protocol
         stream = self._stream
         protocol.clock(anyio.current_time())
@@ -767,6 +782,20 @@ class HTTPOverQUICConnection(HTTPConnection):
                 self._process_events()
                 if self._ended():
                     self._stop_waiting()
+
+    async def _flush_before_close(self) -> None:
+        """Flush, then wait while the protocol's graceful close lingers.
+
+        The HTTP/3 protocol sends its QUIC close only once the peer has
+        acknowledged what was sent (or a linger time passed without
+        progress); meanwhile the transport task reads the acknowledgements.
+        Not if that task was cancelled (a cancelled owner or server): then
+        nothing can arrive. :data:`_QUIC_CLOSE_TIMEOUT` bounds the wait.
+        """
+        await self._flush_quietly()
+        with anyio.move_on_after(_QUIC_CLOSE_TIMEOUT):
+            while self._transport_running and not self._ended():
+                await self._wait_for_progress()
 
     async def _close_transport(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -19,8 +19,11 @@ stream's send and receive halves to turn misuse into
 a stream once both halves have ended or it was reset.
 
 Closing: :meth:`submit_close` sends GOAWAY (RFC 9114 §5.2) on the control
-stream, flushes it with the next :meth:`datagrams_to_send` and then closes
-QUIC (RFC 9000 §10.2) in the same batch. ``ConnectionTerminated`` is emitted
+stream with the next :meth:`datagrams_to_send`. A close with an error code
+closes QUIC (RFC 9000 §10.2) in the same batch; a graceful one, once the
+streams in flight are done (or on a second :meth:`submit_close`), first
+lingers until the peer has acknowledged all that was sent, at most
+:data:`CLOSE_LINGER` seconds without progress. ``ConnectionTerminated`` is emitted
 once: when the close was sent or received, on the idle timeout (RFC 9000
 §10.1) or on :meth:`connection_lost`. Transport-level closes are reported
 with the HTTP/3 no-error or general-protocol-error code and the QUIC code
@@ -116,6 +119,9 @@ from ._quic import FlowControlledQuicConnection
 
 _CODES = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC = CONNECTION_SPECIFIC_HEADERS
+#: Seconds a graceful close waits, without progress, for the peer to
+#: acknowledge what was sent before it closes QUIC anyway.
+CLOSE_LINGER = 1.0
 #: Peer resets of request streams a server tolerates beyond the streams
 #: that completed (RFC 9114 §10.5, the HTTP/3 form of CVE-2023-44487).
 DEFAULT_MAX_RESET_STREAMS = 200
@@ -373,6 +379,10 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._failed = False
         self._goaway_sent = False
         self._draining = False
+        # A graceful close waiting for acknowledgements: until when, and
+        # the backlog it last saw (a smaller one moves the deadline on).
+        self._linger_deadline: float | None = None
+        self._linger_backlog = 0
         self._max_peer_stream_id = -1
         self._address: AddressType | None = None
 
@@ -433,7 +443,11 @@ class _HTTP3Protocol(HTTP3Protocol):
             return None
         if self._is_client and not self._quic._connect_called:
             return None
-        return self._quic.get_timer()
+        timer = self._quic.get_timer()
+        linger = self._linger_deadline
+        if linger is not None and self._close_requested is not None:
+            return linger if timer is None else min(timer, linger)
+        return timer
 
     def datagram_received(self, datagram: DatagramType) -> None:
         data, address = datagram
@@ -474,16 +488,38 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._output_pending = False
         try:
             datagrams = quic.datagrams_to_send(now=self._now)
-            if self._close_requested is not None:
-                # The GOAWAY went out above; the close follows in the same batch.
+            if self._close_requested is not None and self._may_close(quic, self._now):
+                # What was pending went out above; the close follows in the same batch.
                 quic.close(error_code=self._close_requested, reason_phrase="")
                 self._close_requested = None
+                self._linger_deadline = None
                 datagrams += quic.datagrams_to_send(now=self._now)
         except Exception as exc:
             self._fail(_CODES.internal_error, f"sending failed: {exc!r}")
             return []
         self._check_closed()
         return datagrams
+
+    def _may_close(self, quic: FlowControlledQuicConnection, now: float) -> bool:
+        """Return True if the requested close may go out now.
+
+        A QUIC close (RFC 9000 §10.2) ends the connection at once: data sent
+        but lost, or not sent yet (held by congestion control or pacing),
+        would never arrive, and under load a datagram with the last response
+        or the GOAWAY does get lost. So a graceful close lingers until the
+        peer has acknowledged everything sent, and gives up when
+        :data:`CLOSE_LINGER` seconds pass with no progress (a peer gone, or
+        one that stopped reading). A close for an error does not wait.
+        """
+        if self._close_requested != _CODES.no_error:
+            return True
+        backlog = quic.unacknowledged_bytes()
+        if backlog == 0:
+            return True
+        if self._linger_deadline is None or backlog < self._linger_backlog:
+            self._linger_deadline = now + CLOSE_LINGER
+        self._linger_backlog = backlog
+        return now >= self._linger_deadline
 
     def connection_lost(self) -> None:
         self._terminate(_CODES.internal_error, "connection lost")
@@ -599,7 +635,11 @@ class _HTTP3Protocol(HTTP3Protocol):
         if self._terminated or self._quic is None or self._h3 is None:
             self._terminate(error_code or _CODES.no_error, None)
             return
-        if self._quic.is_closing() or self._close_requested is not None:
+        if self._quic.is_closing():
+            return
+        if self._close_requested is not None:
+            if error_code not in (0, _CODES.no_error):
+                self._close_requested = error_code  # an error cuts a lingering close short
             return
         control_stream_id = self._h3._local_control_stream_id
         if not self._goaway_sent and control_stream_id is not None:

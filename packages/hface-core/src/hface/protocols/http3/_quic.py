@@ -150,6 +150,23 @@ class FlowControlledQuicConnection(QuicConnection):
         sender = stream.sender
         return max(sender._buffer_stop - sender.highest_offset, 0)
 
+    def unacknowledged_bytes(self) -> int:
+        """Bytes sent and not acknowledged yet, or still to send (0: all delivered).
+
+        Counts the ack-eliciting bytes in flight, the stream data not sent
+        yet or declared lost (to resend), and one for each FIN or
+        RESET_STREAM still to send.
+        """
+        backlog: int = self._loss.bytes_in_flight
+        for stream in self._streams.values():
+            sender = stream.sender
+            if sender.reset_pending:
+                backlog += 1
+            if sender._reset_error_code is not None:
+                continue
+            backlog += sum(len(pending) for pending in sender._pending) + sender._pending_eof
+        return backlog
+
     def stream_exists(self, stream_id: int) -> bool:
         """Return True if the QUIC stream is open (not discarded)."""
         return stream_id in self._streams
