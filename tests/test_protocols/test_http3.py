@@ -282,6 +282,20 @@ def test_graceful_close_gives_up_lingering_on_a_silent_peer() -> None:
     assert now - start >= CLOSE_LINGER
 
 
+def test_a_third_close_cuts_the_linger_short() -> None:
+    pair = make_quic_pair()
+    _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_close()
+    pair.server.submit_close()  # abandon the stream: close once the GOAWAY is acknowledged
+    pair.server.datagrams_to_send()  # lost
+    assert pair.server_events() == []
+    pair.server.submit_close()
+    # Out at once, without the acknowledgement.
+    assert pair.server.datagrams_to_send()
+    assert pair.server_events() == [ConnectionTerminated(error_code=CODES.no_error)]
+
+
 def test_server_close_with_an_error_is_immediate() -> None:
     pair = make_quic_pair()
     _request(pair, GET)

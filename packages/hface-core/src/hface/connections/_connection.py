@@ -790,12 +790,16 @@ class HTTPOverQUICConnection(HTTPConnection):
         acknowledged what was sent (or a linger time passed without
         progress); meanwhile the transport task reads the acknowledgements.
         Not if that task was cancelled (a cancelled owner or server): then
-        nothing can arrive. :data:`_QUIC_CLOSE_TIMEOUT` bounds the wait.
+        nothing can arrive, and the close goes out at once, as it does
+        after :data:`_QUIC_CLOSE_TIMEOUT` seconds.
         """
         await self._flush_quietly()
         with anyio.move_on_after(_QUIC_CLOSE_TIMEOUT):
             while self._transport_running and not self._ended():
                 await self._wait_for_progress()
+        if not self._ended():
+            self._protocol.submit_close(self._protocol.error_codes.no_error)  # at once
+            await self._flush_quietly()
 
     async def _close_transport(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -120,8 +120,11 @@ class HTTPProtocol(ABC):
         ``Connection: close`` on HTTP/1.1) and streams in flight may finish;
         HTTP/3 then closes the QUIC connection by itself once they have.
         With any other code, or when called a second time, the connection
-        closes at once. Closing the TCP connection under HTTP/1.1 and
-        HTTP/2 is left to the layer above.
+        closes at once (abandoning the streams in flight); except that
+        HTTP/3 sends its QUIC close only once the peer has acknowledged
+        what was sent, for a bounded time, unless called a third time.
+        Closing the TCP connection under HTTP/1.1 and HTTP/2 is left to
+        the layer above.
 
         :param error_code: one of :attr:`error_codes`.
         """

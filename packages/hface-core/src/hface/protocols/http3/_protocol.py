@@ -21,9 +21,10 @@ a stream once both halves have ended or it was reset.
 Closing: :meth:`submit_close` sends GOAWAY (RFC 9114 §5.2) on the control
 stream with the next :meth:`datagrams_to_send`. A close with an error code
 closes QUIC (RFC 9000 §10.2) in the same batch; a graceful one, once the
-streams in flight are done (or on a second :meth:`submit_close`), first
-lingers until the peer has acknowledged all that was sent, at most
-:data:`CLOSE_LINGER` seconds without progress. ``ConnectionTerminated`` is emitted
+streams in flight are done (or on a second :meth:`submit_close`, which
+abandons them), first lingers until the peer has acknowledged all that was
+sent, at most :data:`CLOSE_LINGER` seconds without progress; a third call
+cuts that short. ``ConnectionTerminated`` is emitted
 once: when the close was sent or received, on the idle timeout (RFC 9000
 §10.1) or on :meth:`connection_lost`. Transport-level closes are reported
 with the HTTP/3 no-error or general-protocol-error code and the QUIC code
@@ -383,6 +384,10 @@ class _HTTP3Protocol(HTTP3Protocol):
         # the backlog it last saw (a smaller one moves the deadline on).
         self._linger_deadline: float | None = None
         self._linger_backlog = 0
+        # True once submit_close() asked for the QUIC close (not only GOAWAY),
+        # and once a further call cut the linger short.
+        self._close_submitted = False
+        self._linger_cut = False
         self._max_peer_stream_id = -1
         self._address: AddressType | None = None
 
@@ -511,7 +516,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         :data:`CLOSE_LINGER` seconds pass with no progress (a peer gone, or
         one that stopped reading). A close for an error does not wait.
         """
-        if self._close_requested != _CODES.no_error:
+        if self._close_requested != _CODES.no_error or self._linger_cut:
             return True
         backlog = quic.unacknowledged_bytes()
         if backlog == 0:
@@ -640,6 +645,9 @@ class _HTTP3Protocol(HTTP3Protocol):
         if self._close_requested is not None:
             if error_code not in (0, _CODES.no_error):
                 self._close_requested = error_code  # an error cuts a lingering close short
+            elif self._close_submitted:
+                self._linger_cut = True  # asked a third time: at once
+            self._close_submitted = True
             return
         control_stream_id = self._h3._local_control_stream_id
         if not self._goaway_sent and control_stream_id is not None:
@@ -655,6 +663,7 @@ class _HTTP3Protocol(HTTP3Protocol):
                 self._draining = True
                 return
         self._close_requested = error_code or _CODES.no_error
+        self._close_submitted = True
 
     def next_event(self) -> Event | None:
         try:
