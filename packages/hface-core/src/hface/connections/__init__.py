@@ -6,6 +6,8 @@ Servers get connections from an :class:`HTTPListener`
 (:class:`HTTPOverTCPOpener`, :class:`HTTPOverQUICOpener`).
 """
 
+from ._connection import DEFAULT_LINGER_MAX_BYTES as DEFAULT_LINGER_MAX_BYTES
+from ._connection import DEFAULT_LINGER_TIMEOUT as DEFAULT_LINGER_TIMEOUT
 from ._connection import HTTPConnection as HTTPConnection
 from ._connection import HTTPOverQUICConnection as HTTPOverQUICConnection
 from ._connection import HTTPOverTCPConnection as HTTPOverTCPConnection
@@ -19,6 +21,8 @@ from ._openers import HTTPOverQUICOpener as HTTPOverQUICOpener
 from ._openers import HTTPOverTCPOpener as HTTPOverTCPOpener
 
 __all__ = (
+    "DEFAULT_LINGER_MAX_BYTES",
+    "DEFAULT_LINGER_TIMEOUT",
     "HTTPConnection",
     "HTTPListener",
     "HTTPMultiListener",

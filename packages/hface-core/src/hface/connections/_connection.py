@@ -47,7 +47,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from hface.common import AddressType, HeadersType, HTTPErrorCodes
 from hface.errors import LocalProtocolError, TransportError
-from hface.events import ConnectionTerminated, DataReceived, Event
+from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
 from hface.networking import ByteStream, DatagramStream, QUICStream
 from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
 
@@ -62,6 +62,14 @@ DEFAULT_QUIC_HANDSHAKE_TIMEOUT = 10.0
 
 #: Seconds the last flush before closing a TCP stream may wait for the peer.
 _CLOSE_FLUSH_TIMEOUT = 1.0
+#: Seconds a server's TCP connection lingers at most after its last write,
+#: reading and discarding what the client still sends (nginx's ``lingering_time``).
+DEFAULT_LINGER_TIMEOUT = 2.0
+#: Seconds of silence from the peer that end a linger before its time (nginx's
+#: ``lingering_timeout``, shorter: TLS cannot tell the peer that we are done).
+_LINGER_IDLE_TIMEOUT = 0.5
+#: Bytes a lingering TCP connection reads and discards at most before it closes.
+DEFAULT_LINGER_MAX_BYTES = 1024 * 1024
 #: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
 #: that lingers for acknowledgements (the protocol gives up sooner itself).
 _QUIC_CLOSE_TIMEOUT = 5.0
@@ -118,6 +126,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         self._progress: anyio.Event | None = None
         self._send_lock = anyio.Lock()
         self._terminated: ConnectionTerminated | None = None
+        # HTTP/1.1: whether the last message received has ended (a server
+        # closing before the request's end lingers; see HTTPOverTCPConnection).
+        self._request_ended = True
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
 
@@ -219,7 +230,17 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                     await self._flush_before_close()
                 except (TransportError, LocalProtocolError):
                     pass
-            await self._close_transport()
+        try:
+            # Not shielded: a cancelled caller (a server past its grace
+            # period) cuts the wait short, and the stream closes at once.
+            await self._wait_for_linger()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_transport()
+            await self._end_tasks()
+
+    async def _end_tasks(self) -> None:
+        """The end of :meth:`aclose`: cancel the transport task and wait for it."""
         self._wake_all()
         task_group, self._task_group = self._task_group, None
         try:
@@ -400,6 +421,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                 continue  # after the end: nobody may see it
             if isinstance(event, DataReceived):
                 self._buffered_data += len(event.data)
+                self._request_ended = event.end_stream
+            elif isinstance(event, HeadersReceived):
+                self._request_ended = event.end_stream
             events.append(event)
         self._wake_receiver()
         self._wake_all()
@@ -466,6 +490,9 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """The last flush of :meth:`aclose` (TCP bounds how long it may wait)."""
         await self._flush()
 
+    async def _wait_for_linger(self) -> None:
+        """Part of :meth:`aclose`: wait while the transport task lingers (TCP servers)."""
+
     async def _close_transport(self) -> None:
         with anyio.CancelScope(shield=True), contextlib.suppress(*_TRANSPORT_ERRORS):
             await self._stream.aclose()
@@ -494,14 +521,60 @@ class HTTPOverTCPConnection(HTTPConnection):
     - Events are processed before each write, so that a close that starts
       on our side (an HTTP/1.1 reset) is reported at once, and the
       transport task, woken, closes the stream without waiting for the peer.
+
+    Lingering close (servers; RFC 9112 §9.6, nginx's ``lingering_close``).
+    Closing a socket with unread bytes in its receive buffer, or bytes
+    still coming, makes the kernel send a TCP RST, which can destroy our
+    last bytes before the client reads them: the 413 answering a body
+    still being uploaded, the 400 of a malformed request, HTTP/2's GOAWAY
+    for a flood. With ``linger_timeout`` set (:class:`HTTPOverTCPListener`
+    sets it), a connection that closes while the peer may still be sending
+    writes what is pending, shuts down its sending side (plain TCP: a FIN;
+    TLS cannot half-close, so it goes on to read), then the transport task
+    reads and discards until the peer's EOF, ``linger_timeout`` seconds,
+    ``linger_max_bytes`` bytes or half a second without a byte, whichever
+    comes first, and only then closes. "May still be sending" means: no
+    EOF from the peer, no broken transport, and either an HTTP/1.1 request
+    not received to its end when :meth:`aclose` is called (a body answered
+    early, a CONNECT tunnel), an HTTP/2 close with an error code
+    (:meth:`begin_close`, :meth:`aclose`), or an end the protocol reported
+    with an error code (400, 431, a flood's GOAWAY). Any other close (an
+    idle connection, a graceful GOAWAY) is at once. :meth:`aclose` waits
+    for the linger without shielding it: a cancelled caller ends it.
+
+    :param linger_timeout: seconds a lingering close may read at most;
+        ``None`` (the default) never lingers, as clients should not.
+    :param linger_max_bytes: bytes a lingering close reads at most.
     """
 
     _stream: ByteStream
 
-    def __init__(self, protocol: HTTPOverTCPProtocol, stream: ByteStream, **options: Any) -> None:
+    def __init__(
+        self,
+        protocol: HTTPOverTCPProtocol,
+        stream: ByteStream,
+        *,
+        linger_timeout: float | None = None,
+        linger_max_bytes: int = DEFAULT_LINGER_MAX_BYTES,
+        **options: Any,
+    ) -> None:
         super().__init__(protocol, **options)
+        if linger_timeout is not None and not linger_timeout >= 0:
+            raise ValueError(f"linger_timeout must be 0 or more, not {linger_timeout!r}")
+        if not linger_max_bytes >= 0:
+            raise ValueError(f"linger_max_bytes must be 0 or more, not {linger_max_bytes!r}")
         self._tcp_protocol = protocol
         self._stream = stream
+        self._linger_timeout = linger_timeout
+        self._linger_max_bytes = linger_max_bytes
+        # Set by aclose() and begin_close(): whether the peer may still be
+        # sending; None leaves it to the protocol's end (an error lingers).
+        self._linger_wanted: bool | None = None
+        self._eof = False  # the peer's end of stream has come
+        self._lost = False  # the transport failed
+        # Set once the transport task has closed the stream (after any linger).
+        self._transport_ended = False
+        self._transport_end: anyio.Event | None = None
         # The transport task's loop of reads (and its wait after the peer's
         # EOF); cancelled once the connection has ended, to close the stream at once.
         self._read_scope: anyio.CancelScope | None = None
@@ -517,9 +590,90 @@ class HTTPOverTCPConnection(HTTPConnection):
         return self._stream.extra_attributes
 
     def _protocol_connection_lost(self) -> None:
+        self._lost = True
         self._tcp_protocol.connection_lost()
 
+    def begin_close(self, error_code: int) -> None:
+        """Close with ``error_code`` (one of :attr:`error_codes`) when :meth:`aclose` is called.
+
+        As :meth:`HTTPConnection.begin_close`; on HTTP/2 a code other than
+        ``no_error`` makes a server's close linger (see the class's docstring).
+        """
+        if self._closed or self._terminated is not None:
+            return
+        protocol = self._protocol
+        if protocol.multiplexed:
+            if error_code != protocol.error_codes.no_error:
+                self._linger_wanted = True
+        elif self._request_ended and protocol.is_available():
+            # HTTP/1.1's codes are statuses, and an idle connection ends
+            # with one too (408, without a word), which must not linger.
+            self._linger_wanted = False
+        super().begin_close(error_code)
+
+    async def aclose(self, error_code: int | None = None) -> None:
+        """Close the connection, lingering first if the peer may still send.
+
+        As :meth:`HTTPConnection.aclose`; see the class's docstring for
+        when a server's connection lingers.
+        """
+        if not self._closed and not self._request_ended and not self._protocol.multiplexed:
+            # A request whose body may still come (answered early, e.g.
+            # 413), or a CONNECT tunnel the client still writes to.
+            self._linger_wanted = True
+        await super().aclose(error_code)
+
+    def _must_linger(self) -> bool:
+        """Return True if closing now should linger: the peer may still be sending."""
+        if self._linger_timeout is None or self._eof or self._lost or self._broken:
+            return False
+        if self._linger_wanted is not None:
+            return self._linger_wanted
+        terminated = self._terminated
+        return terminated is not None and terminated.error_code != self.error_codes.no_error
+
+    async def _wait_for_linger(self) -> None:
+        if not self._must_linger() or self._transport_ended:
+            return
+        self._wake_all()  # the transport task leaves its loop of reads, to linger
+        if self._transport_end is None:
+            self._transport_end = anyio.Event()
+        # Bounded: the transport task may be stuck in a write to a peer
+        # that does not read, which only closing the stream ends.
+        assert self._linger_timeout is not None
+        with anyio.move_on_after(self._linger_timeout + _CLOSE_FLUSH_TIMEOUT + _WRITE_GRACE):
+            await self._transport_end.wait()
+
+    async def _linger(self) -> None:
+        """Shut down our sending side, then read and discard for a bounded time."""
+        stream = self._stream
+        with contextlib.suppress(NotImplementedError, *_TRANSPORT_ERRORS):
+            await stream.send_eof()  # TCP's FIN; TLS cannot half-close (NotImplementedError)
+        budget = self._linger_max_bytes
+        # A deadline for the whole linger, not only per read: a client
+        # sending a byte now and then must not keep the connection any longer.
+        with anyio.move_on_after(self._linger_timeout or 0.0):
+            while budget > 0:
+                # A peer silent for a while has nothing more in flight: TLS
+                # sent no EOF, and a peer waiting for ours would wait in vain.
+                with anyio.move_on_after(_LINGER_IDLE_TIMEOUT) as idle:
+                    try:
+                        data = await stream.receive(min(_READ_SIZE, budget))
+                    except _TRANSPORT_ERRORS:
+                        return  # the peer's EOF (or its reset): done
+                if idle.cancelled_caught:
+                    return
+                budget -= len(data)
+
     async def _run_transport(self, *, task_status: TaskStatus[None]) -> None:
+        try:
+            await self._serve_bytes(task_status=task_status)
+        finally:
+            self._transport_ended = True
+            if self._transport_end is not None:
+                self._transport_end.set()
+
+    async def _serve_bytes(self, *, task_status: TaskStatus[None]) -> None:
         protocol = self._tcp_protocol
         stream = self._stream
         multiplexed = protocol.multiplexed
@@ -542,7 +696,7 @@ class HTTPOverTCPConnection(HTTPConnection):
                 try:
                     data = await stream.receive(_READ_SIZE)
                 except anyio.EndOfStream:
-                    eof = True
+                    eof = self._eof = True
                 except _TRANSPORT_ERRORS as error:
                     self._fail(f"connection lost: {error!r}")
                 if self._finished():
@@ -555,6 +709,8 @@ class HTTPOverTCPConnection(HTTPConnection):
                 await self._flush_quietly()
         self._read_scope = None
         await self._flush_before_close()
+        if self._must_linger():
+            await self._linger()
         await self._close_transport()
 
     def _finished(self) -> bool:

@@ -24,7 +24,12 @@ from hface.errors import TransportError
 from hface.networking import ByteStream, QUICStream, ServerNetworking, SystemNetworking
 from hface.protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 
-from ._connection import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._connection import (
+    DEFAULT_LINGER_TIMEOUT,
+    HTTPConnection,
+    HTTPOverQUICConnection,
+    HTTPOverTCPConnection,
+)
 
 #: What a server does with each connection: handle it until it ends.
 HandlerType = Callable[[HTTPConnection], Awaitable[None]]
@@ -107,7 +112,12 @@ def _address_of(listener: anyio.abc.Listener[Any]) -> AddressType:
 
 
 class HTTPOverTCPListener(HTTPListener):
-    """Accepts HTTP/1.1 and HTTP/2 connections over TCP or TLS. Use :meth:`create`."""
+    """Accepts HTTP/1.1 and HTTP/2 connections over TCP or TLS. Use :meth:`create`.
+
+    Its connections close lingering (see :class:`HTTPOverTCPConnection`)
+    for :data:`DEFAULT_LINGER_TIMEOUT` seconds at most unless the
+    ``linger_timeout`` connection option says otherwise (``None``: never).
+    """
 
     def __init__(
         self,
@@ -117,7 +127,7 @@ class HTTPOverTCPListener(HTTPListener):
     ) -> None:
         self._listener = listener
         self._factory = factory
-        self._connection_options = connection_options
+        self._connection_options = {"linger_timeout": DEFAULT_LINGER_TIMEOUT, **connection_options}
 
     @classmethod
     async def create(
