@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
 import anyio
 
@@ -31,35 +31,11 @@ from hface.client import URL, Client, ClientProtocol, ClientTLSConfig, Origin, R
 from hface.client import errors as client_errors
 from hface.errors import HTTPError, TransportError
 
+from ._client_parser import _PROTOCOL_NAMES
+from ._client_parser import EXIT_CODES as EXIT_CODES  # documented here, with exit_code()
 from ._progress import ProgressBar
 from ._trace import Tracer
 
-#: The exit codes of ``hface client``: curl's numbers for the same failures.
-EXIT_CODES: Final = {
-    0: "success (whatever the HTTP status, unless --fail)",
-    1: "any other error",
-    2: "bad usage: unknown option, bad URL, conflicting options",
-    5: "cannot resolve the proxy's host name",
-    6: "cannot resolve the host name",
-    7: "cannot connect (refused, unreachable) to the server or the proxy",
-    8: "the server's response broke the HTTP protocol",
-    22: "the server answered 400 or more (with --fail)",
-    23: "cannot write the output (-o FILE, or stdout)",
-    26: "cannot read the request body (-d @FILE)",
-    28: "timed out (--connect-timeout, --max-time, or 30 s without data)",
-    35: "the TLS (or QUIC) handshake failed",
-    56: "the connection broke while receiving, or the proxy refused the tunnel",
-    60: "the server's certificate cannot be verified (see --cacert, --insecure)",
-    77: "cannot read the CA certificates (--cacert)",
-    92: "the server reset the request's stream (HTTP/2, HTTP/3)",
-}
-
-_PROTOCOL_NAMES: Final = {
-    ClientProtocol.TCP: "HTTP/2 or HTTP/1.1 as ALPN chooses",
-    ClientProtocol.HTTP1: "HTTP/1.1",
-    ClientProtocol.HTTP2: "HTTP/2",
-    ClientProtocol.HTTP3: "HTTP/3",
-}
 # RFC 9110 §5.1: a field name is a token.
 _TOKEN: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 #: Bytes that may not appear in a field value (RFC 9110 §5.5).
@@ -76,143 +52,6 @@ class ClientCommandError(Exception):
         super().__init__(message)
         #: The exit code.
         self.code = code
-
-
-def _url(text: str) -> URL:
-    try:
-        return URL.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}")
-    return value
-
-
-def _epilog() -> str:
-    codes = "\n".join(f"  {code:3}  {meaning}" for code, meaning in EXIT_CODES.items())
-    return f"exit codes (as curl's):\n{codes}"
-
-
-def add_client_parser(commands: Any) -> None:
-    """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``)."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "client",
-        help="make an HTTP request (like curl)",
-        description=(
-            "Make one HTTP request and write the response body to stdout, as bytes\n"
-            "and as it arrives. Errors are one line on stderr, with curl's exit codes."
-        ),
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("url", type=_url, metavar="URL", help="http:// or https:// URL")
-    versions = parser.add_mutually_exclusive_group()
-    for flag, protocol in (
-        ("--http1", ClientProtocol.HTTP1),
-        ("--http2", ClientProtocol.HTTP2),
-        ("--http3", ClientProtocol.HTTP3),
-    ):
-        versions.add_argument(
-            flag,
-            dest="protocol",
-            action="store_const",
-            const=protocol,
-            help=f"speak {_PROTOCOL_NAMES[protocol]} only",
-        )
-    parser.set_defaults(protocol=ClientProtocol.TCP)
-    parser.add_argument(
-        "-X",
-        "--request",
-        dest="method",
-        metavar="METHOD",
-        help="the method (default: GET, or POST with -d)",
-    )
-    parser.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="add a request header field (repeatable)",
-    )
-    parser.add_argument(
-        "-d",
-        "--data",
-        action="append",
-        default=[],
-        metavar="DATA",
-        help=(
-            "send DATA as the body (POST unless -X says otherwise); @FILE sends "
-            "the file's bytes as they are, @- reads stdin; repeated -d are joined by '&'"
-        ),
-    )
-    parser.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
-    parser.add_argument(
-        "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
-    )
-    parser.add_argument(
-        "-x", "--proxy", metavar="URL", help="tunnel through the HTTP proxy at URL (CONNECT)"
-    )
-    proxy_versions = parser.add_mutually_exclusive_group()
-    for flag, protocol in (
-        ("--proxy-http1", ClientProtocol.HTTP1),
-        ("--proxy-http2", ClientProtocol.HTTP2),
-        ("--proxy-http3", ClientProtocol.HTTP3),
-    ):
-        proxy_versions.add_argument(
-            flag,
-            dest="proxy_protocol",
-            action="store_const",
-            const=protocol,
-            help=f"speak {_PROTOCOL_NAMES[protocol]} to the proxy",
-        )
-    parser.set_defaults(proxy_protocol=None)
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help=(
-            "write the body to FILE ('-': stdout), with a progress bar when stderr "
-            "is a terminal (and no -v)"
-        ),
-    )
-    parser.add_argument(
-        "-i", "--include", action="store_true", help="write the status line and headers first"
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="write every hface event to stderr as it happens, timed from the start",
-    )
-    parser.add_argument(
-        "-f", "--fail", action="store_true", help="exit 22, writing no body, on a status >= 400"
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="time to connect, TLS included (default: %(default)s)",
-    )
-    parser.add_argument(
-        "-m",
-        "--max-time",
-        type=_seconds,
-        metavar="SECONDS",
-        help="time for the whole request (default: no limit)",
-    )
-    parser.add_argument(
-        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop"
-    )
 
 
 @dataclass(kw_only=True)
@@ -277,7 +116,7 @@ def _usage(message: str) -> ClientCommandError:
 
 def _prepare(args: argparse.Namespace) -> _Options:
     url: URL = args.url
-    protocol: ClientProtocol = args.protocol
+    protocol = ClientProtocol(args.protocol)
     if protocol is ClientProtocol.HTTP3 and url.scheme != "https":
         raise _usage(f"--http3 needs an https URL, not {url}")
     headers = [_parse_header(text) for text in args.headers]
@@ -286,7 +125,7 @@ def _prepare(args: argparse.Namespace) -> _Options:
         Request(method, url, headers=headers)
     except ValueError as error:
         raise _usage(str(error)) from None
-    proxy_protocol: ClientProtocol = args.proxy_protocol or ClientProtocol.TCP
+    proxy_protocol = ClientProtocol(args.proxy_protocol or ClientProtocol.TCP.value)
     if args.proxy_protocol is not None and not args.proxy:
         raise _usage("--proxy-http1, --proxy-http2 and --proxy-http3 need --proxy")
     if args.proxy and protocol is ClientProtocol.HTTP3:
@@ -376,12 +215,12 @@ async def _fetch(options: _Options, tracer: Tracer | None) -> None:
     if tracer is not None:
         tracer.install(client)
         origin = options.url.origin
-        versions = _PROTOCOL_NAMES[client.protocol]
+        versions = _PROTOCOL_NAMES[client.protocol.value]
         if client.protocol is ClientProtocol.TCP and not origin.tls:
             versions = "HTTP/1.1"
         through = ""
         if options.proxy is not None:
-            proxy_versions = _PROTOCOL_NAMES[client.proxy_protocol]
+            proxy_versions = _PROTOCOL_NAMES[client.proxy_protocol.value]
             through = f" through the proxy {options.proxy} ({proxy_versions})"
         tracer.log(f"connecting to {origin} ({versions}){through}")
     request = Request(options.method, options.url, headers=options.headers, content=options.body)

@@ -7,12 +7,11 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._certs import write_certificates
-from ._client_command import add_client_parser, run_client
+from ._client_parser import add_client_parser
 from ._proxy_command import add_proxy_parser, run_proxy_command
 
 if TYPE_CHECKING:
@@ -280,13 +279,37 @@ def endpoint_versions(endpoint: Endpoint, protocol: str) -> str:
     return _VERSIONS["tcp" if protocol == "all" else protocol]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for.
+
+    (``importlib.metadata`` is not imported otherwise: a server spares its memory.)
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import version
+
+        print(f"hface {version('hface-cli')}")  # on stdout, as argparse's own action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``hface`` and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="hface",
         description="HTTP/1.1, HTTP/2 and HTTP/3 server, client and proxy.",
     )
-    parser.add_argument("--version", action="version", version=f"hface {version('hface-cli')}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the program's version number and exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     server = commands.add_parser(
@@ -335,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "client":
+            from ._client_command import run_client
+
             return run_client(args)
         if args.command == "certs":
             return _certs(args)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from typing import Any, Final
 
 #: The entry point group third-party implementations are declared in.
@@ -126,6 +125,10 @@ class ProtocolRegistry:
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        # Imported here: importlib.metadata costs a server memory for nothing
+        # when no name beyond the built-in ones is asked for.
+        from importlib.metadata import entry_points
+
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             kind, _, name = entry_point.name.partition(".")
             if kind in PROTOCOL_KINDS and name and name not in self._targets[kind]:

@@ -5,12 +5,17 @@ lifespan startup, then serves (:meth:`BaseServer.run`), then runs its
 lifespan shutdown. Each connection is served by
 :meth:`ASGIServer.handle_connection`: one task reads the connection's
 events and routes them by stream ID to :class:`ASGIStream` objects, and
-each request runs the application in a worker task, in a task group per
-connection, so no task outlives its connection. A worker whose request is
+each request runs the application in a worker task of the connection: in
+the connection's task group, or on asyncio a plain asyncio task (lighter
+by some 2.5 KB, which counts with thousands of requests in flight) that
+the handler stops and waits for before it returns; no task outlives its
+connection. A worker whose request is
 done waits for the connection's next request rather than ending (starting
 a task costs more than serving a small request); each request still runs
 in a copy of the reader's context, as a task of its own would
-(:class:`_InContext`), so its context variables stay its own. The handler returns
+(:class:`_InContext`), so its context variables stay its own. A worker's
+requests share one cancel scope: cancelling a request (its client gone
+for longer than :attr:`ASGIServer.disconnect_grace`) ends its worker. The handler returns
 once the connection has ended, or has expired (GOAWAY sent at shutdown,
 ``Connection: close`` on HTTP/1.1) with no request left in flight.
 
@@ -34,6 +39,7 @@ HTTP/2 and HTTP/3, and on HTTP/1.1 ``408`` if part of a request came.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import math
@@ -219,16 +225,36 @@ class _ConnectionHandler:
         self._defaults: DefaultHeaders | None = None
         # Workers whose request is done, each waiting for the next (see _work()).
         self._idle_workers: list[_Worker] = []
+        # On asyncio, workers are asyncio tasks of their own, not tasks of the
+        # connection's task group: anyio's costs some 2.5 KB more per task, and
+        # a server may have thousands of requests in flight. run() stops them
+        # before it returns (see _stop_workers()); elsewhere, the task group.
+        self._loop = _running_asyncio_loop()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._workers_done: anyio.Event | None = None  # made by _stop_workers()
+        self._worker_error: BaseException | None = None
+        self._closing = False  # workers end after their request
 
     def wake(self) -> None:
         """Have :meth:`run` check again whether the connection is done."""
         self._changed.set()
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            if self._workers:
+                await self._stop_workers()
+        if self._worker_error is not None:
+            raise self._worker_error
+
+    async def _serve(self) -> None:
         connection = self._connection
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._read_events, task_group)
             while True:
+                if self._worker_error is not None:
+                    break
                 if (self._terminated or connection.has_expired()) and not self._streams:
                     break
                 deadline = math.inf
@@ -327,51 +353,106 @@ class _ConnectionHandler:
         refusal = _refusal(stream, server)
         if refusal is not None:
             app = _Refuse(stream, *refusal)
-        # The context a task started here would get: the application's
-        # context variables stay its own, though the task may be reused.
-        context = contextvars.copy_context()
         if self._idle_workers:
-            self._idle_workers.pop().hand(stream, app, context)
+            # The context a task started here would get: the application's
+            # context variables stay its own, though the task is reused.
+            self._idle_workers.pop().hand(stream, app, contextvars.copy_context())
+        elif self._loop is None:
+            task_group.start_soon(self._work, stream, app)
         else:
-            task_group.start_soon(self._work, stream, app, context)
+            task = self._loop.create_task(self._work(stream, app))
+            self._workers.add(task)
+            task.add_done_callback(self._worker_done)
 
-    async def _work(self, stream: ASGIStream, app: ASGIApp, context: contextvars.Context) -> None:
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        """An asyncio worker ended: forget it; an error ends the connection (as in a task group)."""
+        self._workers.discard(task)
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None and self._worker_error is None:
+                self._worker_error = error
+                self.wake()
+        if not self._workers and self._workers_done is not None:
+            self._workers_done.set()
+
+    async def _stop_workers(self) -> None:
+        """End the asyncio workers as the task group would end its tasks, and wait for them.
+
+        The requests in flight are abandoned (:meth:`ASGIStream.abandon`:
+        cancelled through their cancel scopes, so that shielded sections
+        still complete, and not answered), idle workers are told to end, and
+        a worker between two requests ends after the one it finishes.
+        """
+        self._closing = True
+        for worker in self._idle_workers:
+            worker.stop()
+        self._idle_workers.clear()
+        for stream in self._streams.values():
+            stream.abandon()
+        self._workers_done = anyio.Event()
+        with anyio.CancelScope(shield=True):
+            while self._workers:
+                await self._workers_done.wait()
+
+    async def _work(self, stream: ASGIStream, app: ASGIApp) -> None:
         """Run requests, the first given, the next ones handed over while idle.
 
         Starting a task costs more than the rest of a small request, so a
         worker whose request is done waits for the next one (at most
         :data:`_MAX_IDLE_WORKERS` wait per connection; the others end). Idle
-        workers end with the connection's task group.
+        workers end with the connection's task group. The first request
+        runs in the task's own context (a copy of the reader's, made as the
+        task started); each next one in a copy of its own (:class:`_InContext`).
         """
         worker: _Worker | None = None
-        while True:
-            await _InContext(self._run_stream(stream, app), context)
-            idle = self._idle_workers
-            if len(idle) >= _MAX_IDLE_WORKERS or self._terminated or self._connection.has_expired():
-                return
-            if worker is None:
-                worker = _Worker()
-            idle.append(worker)
-            stream, app, context = await worker.wait()
+        context: contextvars.Context | None = None
+        # One cancel scope for all the worker's requests, not one each: a
+        # request cancelled (ASGIStream.cancel) ends its worker with it.
+        with anyio.CancelScope() as scope:
+            while True:
+                stream.bind_cancel_scope(scope)
+                # stream.run() is awaited here, not through a coroutine of ours
+                # that would stay on the stack (and in memory) with every request.
+                try:
+                    if context is None:
+                        await stream.run(app)
+                    else:
+                        await _InContext(stream.run(app), context)
+                finally:
+                    await self._request_done(stream)
+                idle = self._idle_workers
+                if (
+                    scope.cancel_called
+                    or len(idle) >= _MAX_IDLE_WORKERS
+                    or self._terminated
+                    or self._closing
+                    or self._connection.has_expired()
+                ):
+                    return
+                if worker is None:
+                    worker = _Worker()
+                idle.append(worker)
+                work = await worker.wait()
+                if work is None:
+                    return  # stopped
+                stream, app, context = work
 
     async def _abort(self, stream: ASGIStream, status: int, message: str) -> None:
         logger.info("stream %d: %s: %d", stream.stream_id, message, status)
         await stream.abort(status, message)
         await self._cancel_later(stream)
 
-    async def _run_stream(self, stream: ASGIStream, app: ASGIApp) -> None:
-        try:
-            await stream.run(app)
-        finally:
-            self._streams.pop(stream.stream_id, None)
-            if not self._streams:
-                self._idle_since = anyio.current_time()
-            unconsumed = stream.take_unconsumed()
-            if unconsumed:
-                with anyio.CancelScope(shield=True):
-                    await self._connection.acknowledge_received_data(stream.stream_id, unconsumed)
-            if not self._streams and (self._terminated or self._connection.has_expired()):
-                self.wake()  # the last stream of a connection that is done
+    async def _request_done(self, stream: ASGIStream) -> None:
+        """Forget a request whose application has returned (or was cancelled)."""
+        self._streams.pop(stream.stream_id, None)
+        if not self._streams:
+            self._idle_since = anyio.current_time()
+        unconsumed = stream.take_unconsumed()
+        if unconsumed:
+            with anyio.CancelScope(shield=True):
+                await self._connection.acknowledge_received_data(stream.stream_id, unconsumed)
+        if not self._streams and (self._terminated or self._connection.has_expired()):
+            self.wake()  # the last stream of a connection that is done
 
     def _disconnect(self, stream: ASGIStream, task_group: anyio.abc.TaskGroup) -> None:
         if stream.disconnected:
@@ -381,7 +462,7 @@ class _ConnectionHandler:
 
     async def _cancel_later(self, stream: ASGIStream) -> None:
         await anyio.sleep(self._server.disconnect_grace)
-        stream.cancel_scope.cancel()
+        stream.cancel()
 
 
 #: Idle workers kept per connection for the requests to come.
@@ -402,12 +483,16 @@ class _Worker:
         self._work = (stream, app, context)
         self._event.set()
 
-    async def wait(self) -> tuple[ASGIStream, ASGIApp, contextvars.Context]:
-        """Wait to be handed a request; return it."""
+    def stop(self) -> None:
+        """Have the worker end instead (it must be idle, waiting in :meth:`wait`)."""
+        self._work = None
+        self._event.set()
+
+    async def wait(self) -> tuple[ASGIStream, ASGIApp, contextvars.Context] | None:
+        """Wait to be handed a request; return it, or None if told to :meth:`stop`."""
         await self._event.wait()
         work, self._work = self._work, None
         self._event = anyio.Event()
-        assert work is not None
         return work
 
 
@@ -450,6 +535,20 @@ class _InContext:
             except BaseException as exc:
                 error = exc
                 value = None
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio event loop, or None under another async library (Trio)."""
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - Trio needs sniffio: without it, asyncio
+        return asyncio.get_running_loop()
+    try:
+        if sniffio.current_async_library() != "asyncio":
+            return None
+    except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover - called from a task
+        return None
+    return asyncio.get_running_loop()
 
 
 def _refusal(stream: ASGIStream, server: ASGIServer) -> tuple[int, str] | None:

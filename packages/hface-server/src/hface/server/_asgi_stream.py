@@ -29,7 +29,6 @@ import contextlib
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -80,6 +79,47 @@ class ASGIStream:
         the scope, if the caller has them already (they cost a lookup each).
     """
 
+    # Thousands may be in flight at once: slots, not a dict each.
+    __slots__ = (
+        "_abandoned",
+        "_addresses",
+        "_body_done",
+        "_body_timeout",
+        "_buffered",
+        "_bytes_sent",
+        "_cancel_requested",
+        "_cancel_scope",
+        "_changed",
+        "_chunks",
+        "_connection",
+        "_defaults",
+        "_head",
+        "_headers_sent",
+        "_http_version",
+        "_max_buffered_data",
+        "_request_complete",
+        "_request_delivered",
+        "_response_complete",
+        "_send_done",
+        "_sending",
+        "_server",
+        "_start",
+        "_start_headers",
+        "_start_names",
+        "_status",
+        "_trailers_expected",
+        "_write_timeout",
+        "body_received",
+        "content_length",
+        "disconnected",
+        "extended_connect",
+        "field_count",
+        "raw_method",
+        "raw_target",
+        "scope",
+        "stream_id",
+    )
+
     def __init__(
         self,
         server: ASGIServer,
@@ -114,20 +154,24 @@ class ASGIStream:
         self.field_count = len(headers)
         self.scope = self._make_scope(headers, state)
         self._head = self.raw_method == b"HEAD"
-        # The request body, not yet taken by the application.
-        self._chunks: deque[bytes] = deque()
+        # The request body, not yet taken by the application (taken whole:
+        # a list, lighter than a deque).
+        self._chunks: list[bytes] = []
         self._buffered = 0
         #: Request body bytes received so far.
         self.body_received = 0
         self._request_complete = False
+        self._request_delivered = False
         # Made by _wait() only: most requests never wait, and _wake() is per event.
         self._changed: anyio.Event | None = None
         # Set once the client is gone (reset, connection lost).
         self.disconnected = False
         # The response.
         self._start: Message | None = None
-        self._start_headers: list[tuple[bytes, bytes]] = []
+        self._start_headers: list[tuple[bytes, bytes]] = _NO_HEADERS  # replaced, never changed
+        self._start_names: set[bytes] = _NO_NAMES  # replaced, never changed
         self._headers_sent = False
+        self._body_done = False
         self._trailers_expected = False
         self._response_complete = False
         self._status = 0
@@ -136,7 +180,11 @@ class ASGIStream:
         # lighter than an anyio.Lock per request, which would rarely be contended).
         self._sending = False
         self._send_done: anyio.Event | None = None
-        self.cancel_scope = anyio.CancelScope()
+        # The scope the application runs in: its worker task's, shared by the
+        # requests the worker runs one after another (see bind_cancel_scope()).
+        self._cancel_scope: anyio.CancelScope | None = None
+        self._cancel_requested = False  # see cancel()
+        self._abandoned = False  # see abandon()
 
     # -- fed by the connection handler ----------------------------------------
 
@@ -183,6 +231,35 @@ class ASGIStream:
         self._chunks.clear()
         self._buffered = 0
         return size
+
+    def bind_cancel_scope(self, scope: anyio.CancelScope) -> None:
+        """Have :meth:`cancel` cancel ``scope``, in which :meth:`run` is about to run.
+
+        The scope of the worker task that runs the request: one scope per
+        worker, not per request (a scope costs some 700 bytes). Cancelling it
+        ends the worker after this request.
+        """
+        self._cancel_scope = scope
+        if self._cancel_requested:
+            scope.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the application (its client is gone); nothing once :meth:`run` has returned."""
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    def abandon(self) -> None:
+        """Cancel the application, and send nothing more: the connection is being torn down.
+
+        As when the task running the request is cancelled: :meth:`run`
+        returns (or raises the cancellation) without answering for the
+        application (no 500, no reset).
+        """
+        self._abandoned = True
+        self.cancel()
 
     async def abort(self, status: int, message: str) -> None:
         """End the request on the server's behalf (body too large or too slow).
@@ -296,7 +373,6 @@ class ASGIStream:
             fields.insert(0, [b"host", authority])
         self.raw_method = method
         self.raw_target = target
-        self._target = target.decode("latin-1")  # for the access log, as received
         raw_path, _, query_string = target.partition(b"?")
         root_path = self._server.root_path
         if b"%" in raw_path:
@@ -327,19 +403,35 @@ class ASGIStream:
     # -- the application ------------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
-        """Run the application on this request; never raises (but cancellation)."""
+        """Run the application on this request; never raises (but cancellation).
+
+        Cancelled through :meth:`cancel`, it raises the cancellation of the
+        scope given to :meth:`bind_cancel_scope` (the caller's to catch),
+        having logged the request.
+        """
         failed = False
-        with self.cancel_scope:
-            try:
-                await app(self.scope, self.receive, self.send)
-            except ClientDisconnected:
-                logger.debug("the client went away from stream %d", self.stream_id)
-            except Exception:
-                failed = True
-                if not self.disconnected:
-                    logger.exception("exception in the ASGI application")
-                else:
-                    logger.debug("exception after the client went away", exc_info=True)
+        try:
+            if self._abandoned:
+                return
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            logger.debug("the client went away from stream %d", self.stream_id)
+        except Exception:
+            failed = True
+            if not self.disconnected:
+                logger.exception("exception in the ASGI application")
+            else:
+                logger.debug("exception after the client went away", exc_info=True)
+        except BaseException:
+            # Cancelled: by cancel() (the client went away before the
+            # application returned), or with the worker's whole task.
+            if self._cancel_requested and not self._abandoned:
+                self._log_access()
+            raise
+        finally:
+            self._cancel_scope = None  # cancel() does nothing from here on
+        if self._abandoned:
+            return  # torn down with its connection: as if its task had been cancelled
         if self._response_complete or self.disconnected:
             self._log_access()  # the common case: nothing left to send
             return
@@ -371,7 +463,7 @@ class ASGIStream:
             '%s - "%s %s HTTP/%s" %s %d',
             f"{client[0]}:{client[1]}" if client else "-",
             scope["method"],
-            self._target,
+            self.raw_target.decode("latin-1"),  # as received
             scope["http_version"],
             self._status or "-",
             self._bytes_sent,
@@ -407,8 +499,6 @@ class ASGIStream:
                     self._body_timeout,
                 )
                 await self.abort(408, "the request body stopped arriving")
-
-    _request_delivered = False
 
     # -- send -----------------------------------------------------------------------
 
@@ -532,8 +622,6 @@ class ASGIStream:
                 self._response_complete = True
                 self._wake()
 
-    _body_done = False
-
     async def _on_trailers(self, message: Message) -> None:
         if not self._trailers_expected or not self._body_done:
             raise RuntimeError("http.response.trailers not announced or before the body ended")
@@ -576,8 +664,10 @@ class ASGIStream:
     def _add_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         self._defaults.add_to(headers, {name for name, _ in headers})
 
-    _start_names: set[bytes] = set()  # noqa: RUF012 (replaced, never changed)
 
+#: The response headers and their names before the application gave any.
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
+_NO_NAMES: set[bytes] = set()
 
 #: A field name (RFC 9110 §5.1: a token), lowercase as HTTP/2 and HTTP/3 want it.
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")

@@ -90,13 +90,9 @@ class BaseServer(ABC):
     tls_config: ServerTLSConfig
     #: Which HTTP versions to listen for.
     protocol: ServerProtocol
-    #: Makes HTTP/1.1 protocols: on httptools when it is installed (the
-    #: ``hface-core[httptools]`` extra), else on h11; ``HTTP1ServerFactory()``
-    #: picks h11 (see :meth:`~hface.protocols.ProtocolRegistry.preferred_name`).
-    http1_factory: HTTPOverTCPFactory
     #: Makes HTTP/2 protocols (h2 by default).
     http2_factory: HTTPOverTCPFactory
-    #: Makes HTTP/3 protocols (aioquic by default). These three, as the
+    #: Makes HTTP/3 protocols (aioquic by default). These two, as the
     #: server made them, are served with :attr:`limits` applied; a factory
     #: set in their place keeps its own options.
     http3_factory: HTTPOverQUICServerFactory
@@ -110,19 +106,42 @@ class BaseServer(ABC):
     def __init__(self) -> None:
         self.tls_config = ServerTLSConfig()
         self.protocol = ServerProtocol.ALL
-        self.http1_factory = protocol_registry.create(
-            "http1_server", protocol_registry.preferred_name("http1_server")
-        )
+        # Made on first use (see http1_factory): choosing it imports
+        # httptools and reads the entry points, for nothing if it is replaced.
+        self._http1_factory: HTTPOverTCPFactory | None = None
+        self._own_http1_factory: HTTPOverTCPFactory | None = None
         self.http2_factory = HTTP2ServerFactory()
         self.http3_factory = HTTP3ServerFactory()
         # Served with the limits applied (see _limited_factories) unless replaced.
-        self._own_factories = (self.http1_factory, self.http2_factory, self.http3_factory)
-        self._serving_factories: _Factories = self._own_factories
+        self._own_factories = (self.http2_factory, self.http3_factory)
+        self._serving_factories: _Factories | None = None  # set as listening begins
         self.limits = ServerLimits()
         self.timeouts = ServerTimeouts()
         self.handle_signals = True
         self._connections: set[HTTPConnection] = set()
         self._all_closed: anyio.Event | None = None  # made when shutting down
+
+    @property
+    def http1_factory(self) -> HTTPOverTCPFactory:
+        """Makes HTTP/1.1 protocols.
+
+        On httptools when it is installed (the ``hface-core[httptools]``
+        extra), else on h11; ``HTTP1ServerFactory()`` picks h11 (see
+        :meth:`~hface.protocols.ProtocolRegistry.preferred_name`). As the
+        server made it, it is served with :attr:`limits` applied; a factory
+        set in its place keeps its own options.
+        """
+        factory = self._http1_factory
+        if factory is None:
+            factory = protocol_registry.create(
+                "http1_server", protocol_registry.preferred_name("http1_server")
+            )
+            self._http1_factory = self._own_http1_factory = factory
+        return factory
+
+    @http1_factory.setter
+    def http1_factory(self, factory: HTTPOverTCPFactory) -> None:
+        self._http1_factory = factory
 
     @property
     def graceful_timeout(self) -> float:
@@ -275,10 +294,10 @@ class BaseServer(ABC):
         """The factories to serve with: :attr:`limits` applied to the server's own."""
         limits = self.limits
         http1, http2, http3 = self.http1_factory, self.http2_factory, self.http3_factory
-        own1, own2, own3 = self._own_factories
-        if http1 is own1:
+        own2, own3 = self._own_factories
+        if http1 is self._own_http1_factory:
             # h11's factory or httptools': both take max_header_size.
-            http1_class: Any = type(own1)
+            http1_class: Any = type(http1)
             http1 = http1_class(max_header_size=limits.max_header_size)
         if http2 is own2:
             http2 = HTTP2ServerFactory(
@@ -299,7 +318,10 @@ class BaseServer(ABC):
     async def _endpoint_listeners(self, endpoint: Endpoint) -> list[HTTPListener]:
         if endpoint.tls and not self.tls_config.certfile:
             raise ValueError(f"{endpoint} needs a certificate: set tls_config.certfile")
-        http1, http2, http3 = self._serving_factories
+        factories = self._serving_factories
+        if factories is None:  # not through _create_listener()
+            factories = self._serving_factories = self._limited_factories()
+        http1, http2, http3 = factories
         tcp_factory = {
             ServerProtocol.ALL: lambda tls: self._both_factory(tls, http1, http2),
             ServerProtocol.TCP: lambda tls: self._both_factory(tls, http1, http2),

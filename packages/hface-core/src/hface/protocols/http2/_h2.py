@@ -141,6 +141,10 @@ class StrictDecoder(Decoder):
 _HUFFMAN_CHUNK_BITS: Final = 4096
 
 
+#: Each byte's Huffman code and its length in bits (read only).
+_HUFFMAN_CODES: Final = tuple(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True))
+
+
 class LinearHuffmanEncoder(HuffmanEncoder):
     """hpack's Huffman encoder (RFC 7541 §5.2, Appendix B), in linear time.
 
@@ -152,7 +156,7 @@ class LinearHuffmanEncoder(HuffmanEncoder):
 
     def __init__(self) -> None:
         super().__init__(REQUEST_CODES, REQUEST_CODES_LENGTH)
-        self._codes = list(zip(REQUEST_CODES, REQUEST_CODES_LENGTH, strict=True))
+        self._codes = _HUFFMAN_CODES  # shared: some 16 KB a connection otherwise
 
     def encode(self, bytes_to_encode: bytes | None) -> bytes:
         """Return the Huffman code of ``bytes_to_encode``, padded with ones (§5.2)."""

@@ -11,7 +11,9 @@ of the stream (possibly still held back) and whether the peer has ended it.
 Held data (RFC 9113 §5.2, §6.9): data the caller submits beyond the peer's
 flow-control window is appended, chunk by chunk, to ``chunks`` (a deque of
 the caller's own ``bytes`` objects plus an offset into the first one), so
-holding is O(1) and sending copies each byte once. An end of stream or
+holding is O(1) and sending copies each byte once. The deque is made when
+data is first held: most streams never hold any, and an empty deque takes
+some 700 bytes (a server may have thousands of streams open). An end of stream or
 trailers submitted while data is held are remembered in ``end_pending`` and
 ``trailers`` and go out right after the last held byte, keeping the order
 the caller gave.
@@ -48,8 +50,9 @@ class StreamRecord:
         self.local_ended = False
         #: True once the peer ended the stream.
         self.remote_ended = False
-        #: Held data, oldest first; ``offset`` bytes of the first are already sent.
-        self.chunks: deque[bytes] = deque()
+        #: Held data, oldest first; ``offset`` bytes of the first are already
+        #: sent (None until data is first held).
+        self.chunks: deque[bytes] | None = None
         self.offset = 0
         #: How many bytes are held.
         self.pending = 0
@@ -61,12 +64,15 @@ class StreamRecord:
     def hold(self, data: bytes) -> None:
         """Append ``data`` to the held data."""
         if data:
+            if self.chunks is None:
+                self.chunks = deque()
             self.chunks.append(data)
             self.pending += len(data)
 
     def take(self, size: int) -> bytes:
         """Remove and return the first ``size`` held bytes (``size <= pending``)."""
         chunks = self.chunks
+        assert chunks is not None  # data is held
         head = chunks[0]
         offset = self.offset
         available = len(head) - offset
@@ -94,7 +100,7 @@ class StreamRecord:
 
     def drop(self) -> None:
         """Forget the held data, the pending end and trailers."""
-        self.chunks.clear()
+        self.chunks = None
         self.offset = 0
         self.pending = 0
         self.end_pending = False
