@@ -146,3 +146,26 @@ async def test_receive_event_honours_cancellation_with_events_queued(
                     if event.end_stream:
                         break
                 assert body == b"hello"
+
+
+@pytest.mark.parametrize("http_version", HTTP_VERSIONS)
+async def test_receive_event_honours_cancellation_after_the_end(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    async def handler(connection: HTTPConnection) -> None:
+        await connection.aclose()
+
+    with anyio.fail_after(20):
+        async with serving(http_version, server_tls_config, handler) as address:
+            client = await connect(http_version, address, client_tls_config)
+            async with client:
+                while not isinstance(await client.receive_event(), ConnectionTerminated):
+                    pass
+                # Ended: every call returns at once, but not to a cancelled
+                # caller, which would otherwise loop without ever noticing.
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await client.receive_event()
+                    pytest.fail("receive_event returned in a cancelled scope")
+                assert scope.cancelled_caught
+                assert isinstance(await client.receive_event(), ConnectionTerminated)

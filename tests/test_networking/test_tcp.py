@@ -18,7 +18,8 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from hface.errors import TransportError
-from hface.networking import ByteStream, SystemNetworking
+from hface.networking import ByteStream, NowaitByteStream, SystemNetworking
+from hface.networking._asyncio_streams import WRITE_HIGH_WATER
 from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
 pytestmark = pytest.mark.anyio
@@ -314,3 +315,57 @@ async def test_written_data_survives_aclose(networking: NetworkingFactory) -> No
                 await stream.send(payload)
             await digested.wait()
     assert digests == [hashlib.sha256(payload).hexdigest()]
+
+
+async def test_send_nowait_writes_only_what_send_would_not_wait_for(
+    networking: NetworkingFactory, stream_path: tuple[object, bool]
+) -> None:
+    """The event loop's streams write without an await while the buffer has room.
+
+    Where ``send()`` would wait (a paused writer, an item that would pause
+    it) or raise (closed), ``send_nowait()`` writes nothing and says so.
+    anyio's streams (and so Trio) have no such method: the connection layer
+    then always awaits ``send()``.
+    """
+    received: list[bytes] = []
+    read = anyio.Event()  # the peer may read now
+    got_end = anyio.Event()
+
+    async def reader(stream: ByteStream) -> None:
+        async with stream:
+            await read.wait()
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    received.append(await stream.receive())
+                    if b"".join(received).endswith(b"<end>"):
+                        got_end.set()
+
+    with anyio.fail_after(10):
+        async with serving(networking, reader) as (system, address):
+            stream = await system.connect_tcp(address)
+            async with stream:
+                if not stream_path[1]:
+                    assert not isinstance(stream, NowaitByteStream)
+                    read.set()
+                    return
+                assert isinstance(stream, NowaitByteStream)
+                assert stream.send_nowait(b"small")
+                # An item that alone would take the buffer over its high-water mark.
+                assert not stream.send_nowait(b"b" * (WRITE_HIGH_WATER + 1))
+                # The peer does not read yet: fill the buffers until send() waits.
+                chunk = b"f" * 65536
+                filled = 0
+                with anyio.move_on_after(0.5):
+                    while True:
+                        await stream.send(chunk)
+                        filled += len(chunk)
+                # A paused writer: no write, however small.
+                assert not stream.send_nowait(b"x")
+                read.set()
+                await stream.send(b"<end>")
+                await got_end.wait()
+            assert not stream.send_nowait(b"x")  # closed
+    data = b"".join(received)
+    # Nothing of what send_nowait() refused went out.
+    assert data == b"small" + b"f" * (len(data) - len(b"small<end>")) + b"<end>"
+    assert len(data) >= len(b"small<end>") + filled

@@ -130,6 +130,44 @@ async def test_a_failed_or_cancelled_request_leaves_the_connection_serving(
                 assert (await read_response(connection, stream_id)).body == b"ok"
 
 
+async def test_a_late_cancellation_spares_the_next_request_of_the_worker(
+    http_version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
+) -> None:
+    # The grace after a reset runs out while the worker, done with the reset
+    # request, serves another: only the reset request may be cancelled.
+    if http_version == "1.1":
+        pytest.skip("one request at a time: a reset ends the HTTP/1.1 connection")
+    left = anyio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/leave":
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.set()
+            return
+        await anyio.sleep(0.3)  # past the grace of /leave
+        await reply(send, 200, b"ok")
+
+    server = make_server(app, server_tls_config)
+    server.disconnect_grace = 0.05
+    async with (
+        running(server) as address,
+        client(http_version, address, client_tls_config) as connection,
+    ):
+        stream_id = await send_request(connection, path=b"/leave")
+        await anyio.sleep(0.05)
+        await connection.send_stream_reset(stream_id, connection.error_codes.cancel)
+        with anyio.fail_after(5):
+            await left.wait()
+        await anyio.sleep(0.01)  # the worker is idle again
+        with anyio.fail_after(5):
+            for _ in range(2):
+                stream_id = await send_request(connection, path=b"/")
+                assert (await read_response(connection, stream_id)).body == b"ok"
+
+
 async def test_in_context_runs_every_step_in_its_context() -> None:
     context = contextvars.copy_context()
 

@@ -48,7 +48,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 from hface.common import AddressType, HeadersType, HTTPErrorCodes
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
-from hface.networking import ByteStream, DatagramStream, QUICStream
+from hface.networking import ByteStream, DatagramStream, NowaitByteStream, QUICStream
 from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
 
 #: Bytes read from a TCP stream at once.
@@ -290,6 +290,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         end_stream: bool = False,
         *,
         flush: bool = True,
+        max_wait: float | None = None,
     ) -> None:
         """Send a request, a response or trailers (HTTP/2-style headers).
 
@@ -297,8 +298,12 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             out with the next send on this connection, in the same write.
             For headers followed at once by :meth:`send_data` (a response
             with its whole body), which then costs one write, not two.
+        :param max_wait: seconds the call may wait for the peer (None: no
+            limit). Unlike a cancel scope around the call, it costs nothing
+            where the peer takes the bytes at once, as it mostly does.
         :raises LocalProtocolError: if the stream cannot take headers now.
         :raises TransportError: if the connection is gone.
+        :raises TimeoutError: if the peer did not let the headers through in time.
         """
         self._check_open()
         try:
@@ -307,13 +312,31 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             await self._check_terminated_meanwhile()
             raise
         if flush or end_stream:
-            await self._flush()
+            if max_wait is None:
+                await self._flush()
+                return
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            if self._flush_nowait():
+                return
+            with anyio.fail_after(max_wait):
+                await self._flush()
 
-    async def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    async def send_data(
+        self,
+        stream_id: int,
+        data: bytes,
+        end_stream: bool = False,
+        *,
+        max_wait: float | None = None,
+    ) -> None:
         """Send body data; waits while the peer's flow-control window is full.
 
+        :param max_wait: seconds the call may wait for the peer, to write or
+            for flow control (None: no limit). Unlike a cancel scope around
+            the call, it costs nothing where the peer takes the bytes at once.
         :raises LocalProtocolError: if the stream is not open for sending.
         :raises TransportError: if the connection is gone.
+        :raises TimeoutError: if the peer did not let the data through in time.
         """
         self._check_open()
         try:
@@ -321,9 +344,24 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         except LocalProtocolError:
             await self._check_terminated_meanwhile()
             raise
-        await self._flush()
-        protocol = self._protocol
-        while protocol.get_pending_data_size(stream_id) > self._max_pending_data:
+        if max_wait is None:
+            await self._flush()
+            await self._wait_for_window(stream_id)
+            return
+        # What the peer takes at once needs no deadline: no scope, no timer.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._flush_nowait() and not self._window_full(stream_id):
+            return
+        with anyio.fail_after(max_wait):
+            await self._flush()
+            await self._wait_for_window(stream_id)
+
+    def _window_full(self, stream_id: int) -> bool:
+        return self._protocol.get_pending_data_size(stream_id) > self._max_pending_data
+
+    async def _wait_for_window(self, stream_id: int) -> None:
+        """Flow control: wait while the protocol holds too much of the stream's data."""
+        while self._window_full(stream_id):
             self._check_open()
             await self._wait_for_progress()
 
@@ -360,9 +398,12 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         if self._task_group is None and not self._closed:
             raise LocalProtocolError("open the connection first (async with connection: ...)")
-        # An event already queued is taken without a trip through the event loop.
-        await anyio.lowlevel.checkpoint_if_cancelled()
         events = self._events
+        if events or self._events_ended or self._closed:
+            # An event already queued (or the end) is taken without a trip
+            # through the event loop; otherwise the wait below is the
+            # cancellation point.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         while not events:
             if self._events_ended or self._closed:
                 return self._terminated or ConnectionTerminated()
@@ -486,6 +527,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     async def _flush(self) -> None:
         """Write what the protocol has to send. Raises TransportError if it cannot."""
 
+    def _flush_nowait(self) -> bool:
+        """Write what the protocol has to send if that needs no wait; return whether it did.
+
+        False leaves the rest to :meth:`_flush` (in its order); the caller
+        has checked for its own cancellation first, as :meth:`_flush` does.
+        """
+        return False
+
     async def _flush_before_close(self) -> None:
         """The last flush of :meth:`aclose` (TCP bounds how long it may wait)."""
         await self._flush()
@@ -575,6 +624,8 @@ class HTTPOverTCPConnection(HTTPConnection):
         # Set once the transport task has closed the stream (after any linger).
         self._transport_ended = False
         self._transport_end: anyio.Event | None = None
+        # Writes that cannot wait need no shielded scope (see _flush()).
+        self._send_nowait = stream.send_nowait if isinstance(stream, NowaitByteStream) else None
         # The transport task's loop of reads (and its wait after the peer's
         # EOF); cancelled once the connection has ended, to close the stream at once.
         self._read_scope: anyio.CancelScope | None = None
@@ -583,6 +634,8 @@ class HTTPOverTCPConnection(HTTPConnection):
         self._written: anyio.Event | None = None
         # Set once a write was cut halfway: nothing more may be written.
         self._broken = False
+        # Taken from the protocol by _flush_nowait() but not written: first out.
+        self._unsent = b""
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -706,7 +759,8 @@ class HTTPOverTCPConnection(HTTPConnection):
                 else:
                     protocol.bytes_received(data)
                 self._process_events()
-                await self._flush_quietly()
+                if not self._flush_nowait():  # most often nothing to write
+                    await self._flush_quietly()
         self._read_scope = None
         await self._flush_before_close()
         if self._must_linger():
@@ -758,9 +812,15 @@ class HTTPOverTCPConnection(HTTPConnection):
         try:
             if self._terminated is None:
                 self._process_events()
-            deadline: float | None = None  # looked up only if there is something to write
+            deadline: float | None = None  # looked up only if a write may wait
             protocol = self._tcp_protocol
-            while not self._broken and (data := protocol.bytes_to_send()):
+            send_nowait = self._send_nowait
+            while not self._broken and (data := self._unsent or protocol.bytes_to_send()):
+                self._unsent = b""
+                if send_nowait is not None and send_nowait(data):
+                    # Taken at once, as send() would have (no wait for the
+                    # peer), without the cost of a scope per write.
+                    continue
                 if deadline is None:
                     deadline = anyio.current_effective_deadline()
                     if deadline != math.inf:
@@ -785,6 +845,27 @@ class HTTPOverTCPConnection(HTTPConnection):
         if self._broken:
             await anyio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation
             raise TransportError("a write was cancelled halfway")
+
+    def _flush_nowait(self) -> bool:
+        """:meth:`_flush` without an ``await``, where no write has to wait.
+
+        Only on a stream that can write without an ``await``
+        (:class:`~hface.networking.NowaitByteStream`), with no other writer
+        in the way. Bytes the stream does not take at once are kept for
+        :meth:`_flush`, which writes them first.
+        """
+        send_nowait = self._send_nowait
+        if send_nowait is None or self._writing or self._broken:
+            return False
+        if self._terminated is None:
+            self._process_events()
+        protocol = self._tcp_protocol
+        while data := self._unsent or protocol.bytes_to_send():
+            if not send_nowait(data):
+                self._unsent = data
+                return False
+            self._unsent = b""
+        return True
 
 
 class HTTPOverQUICConnection(HTTPConnection):

@@ -16,6 +16,7 @@ from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
 from ._quic import QUICListener as QUICListener
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
+from ._streams import NowaitByteStream as NowaitByteStream
 from ._streams import QUICStream as QUICStream
 from ._system import SystemNetworking as SystemNetworking
 from ._tcp import TCPListener as TCPListener
@@ -32,6 +33,7 @@ __all__ = (
     "ByteStream",
     "ClientNetworking",
     "DatagramStream",
+    "NowaitByteStream",
     "QUICListener",
     "QUICStream",
     "ServerNetworking",

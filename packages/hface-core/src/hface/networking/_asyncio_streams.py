@@ -299,6 +299,30 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
         if self._writing_paused:
             await self._drain()
 
+    def send_nowait(self, item: bytes) -> bool:
+        """Write ``item`` if that cannot make :meth:`send` wait; return whether it did.
+
+        The write is done where the transport's buffer stays at or under
+        its high-water mark with ``item`` in it, so that it does not pause
+        writing: as :meth:`send` would do it, without an ``await``. (TLS
+        adds a few bytes per record; should that pause writing after all,
+        the next write waits.) Otherwise nothing is written and False
+        returned: :meth:`send` then writes, waits or raises as it does.
+        """
+        transport = self._transport
+        if (
+            self._writing_paused
+            or self._closed
+            or self._lost
+            or self._drain_waiter is not None
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() + len(item) > WRITE_HIGH_WATER
+        ):
+            return False
+        transport.write(item)
+        return True
+
     async def _drain(self) -> None:
         """Wait until the transport's buffer is under its low-water mark again."""
         while self._must_drain():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import anyio.abc
 
@@ -12,6 +12,28 @@ from hface.common import DatagramType
 
 #: A reliable, ordered byte stream: TCP, or TLS over TCP.
 ByteStream: TypeAlias = anyio.abc.ByteStream
+
+
+@runtime_checkable
+class NowaitByteStream(Protocol):
+    """A byte stream that can also take bytes without an ``await``.
+
+    :class:`~hface.networking.SystemNetworking`'s streams on asyncio are
+    (not anyio's, nor Trio's): their transport buffers what the kernel does
+    not take at once, so a write that leaves the buffer under its
+    high-water mark never waits.
+    The connection layer writes that way, with no cancel scope and no trip
+    through the event loop, and falls back to ``await send()`` otherwise.
+    """
+
+    def send_nowait(self, item: bytes) -> bool:
+        """Write ``item`` now if ``send()`` would not wait; return whether it did.
+
+        Returns False, having written nothing, where ``send()`` would wait
+        for the peer or raise (closed, lost, a writer waiting): call
+        ``send()`` then.
+        """
+
 
 #: An unreliable stream of UDP datagrams; each item is ``(payload, address)``.
 DatagramStream: TypeAlias = anyio.abc.UnreliableObjectStream[DatagramType]

@@ -521,13 +521,23 @@ class ASGIStream:
             await self._acquire_send()  # abort() is sending
         else:
             self._sending = True  # free: no trip through the event loop
+        timed_out = False
         try:
             self._raise_if_disconnected()  # abort() may have answered meanwhile
-            with anyio.move_on_after(self._write_timeout) as scope:  # None: no deadline
-                await self._send(kind, message)
+            if kind == "http.response.body":
+                # The connection applies the write timeout itself, only
+                # where it has to wait: most bodies go out at once.
+                try:
+                    await self._send(kind, message)
+                except TimeoutError:
+                    timed_out = True
+            else:
+                with anyio.move_on_after(self._write_timeout) as scope:  # None: no deadline
+                    await self._send(kind, message)
+                timed_out = scope.cancelled_caught
         finally:
             self._release_send()
-        if scope.cancelled_caught:
+        if timed_out:
             await self._write_timed_out()
 
     async def _write_timed_out(self) -> None:
@@ -596,16 +606,19 @@ class ASGIStream:
             body = b""
         stream_id = self.stream_id
         connection = self._connection
+        timeout = self._write_timeout
         if not self._headers_sent:
             headers = self._response_headers(body, more_body)
             if self._head or (not body and not more_body and not self._trailers_expected):
-                await connection.send_headers(stream_id, headers, end_stream=True)
+                await connection.send_headers(stream_id, headers, end_stream=True, max_wait=timeout)
                 self._headers_sent = self._body_done = self._response_complete = True
                 self._wake()
                 return
             # With send_data() right after (below), both leave in one write.
             data_follows = bool(body) or (not more_body and not self._trailers_expected)
-            await connection.send_headers(stream_id, headers, flush=not data_follows)
+            await connection.send_headers(
+                stream_id, headers, flush=not data_follows, max_wait=timeout
+            )
             self._headers_sent = True
         if self._head:
             if not more_body:
@@ -614,7 +627,7 @@ class ASGIStream:
             return
         end_stream = not more_body and not self._trailers_expected
         if body or end_stream:
-            await connection.send_data(stream_id, body, end_stream=end_stream)
+            await connection.send_data(stream_id, body, end_stream=end_stream, max_wait=timeout)
             self._bytes_sent += len(body)
         if not more_body:
             self._body_done = True
@@ -675,6 +688,14 @@ _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
+#: Field names as applications spell them, mapped to their checked lowercase
+#: form: applications send the same few names on every response.
+_CHECKED_NAMES: dict[bytes, bytes] = {}
+#: At most this many names are remembered (an application that makes names
+#: up must not grow the cache without bound).
+_MAX_CHECKED_NAMES = 512
+
+
 def _fields(fields: Any, what: str) -> list[tuple[bytes, bytes]]:
     """The application's ``(name, value)`` pairs as lowercase bytes, checked.
 
@@ -682,11 +703,19 @@ def _fields(fields: Any, what: str) -> list[tuple[bytes, bytes]]:
         as it is (which on HTTP/1.1 could inject other fields).
     """
     checked: list[tuple[bytes, bytes]] = []
+    names = _CHECKED_NAMES
     try:
-        for name, value in fields:
-            name, value = bytes(name).lower(), bytes(value)
-            if not _FIELD_NAME.fullmatch(name):
-                raise RuntimeError(f"invalid {what} name {name!r}")
+        for raw_name, value in fields:
+            is_bytes = type(raw_name) is bytes
+            name = names.get(raw_name) if is_bytes else None
+            if name is None:
+                name = bytes(raw_name).lower()
+                if not _FIELD_NAME.fullmatch(name):
+                    raise RuntimeError(f"invalid {what} name {name!r}")
+                if is_bytes and len(names) < _MAX_CHECKED_NAMES:
+                    names[raw_name] = name
+            if type(value) is not bytes:
+                value = bytes(value)
             if not _FIELD_VALUE.fullmatch(value):
                 raise RuntimeError(f"invalid {what} value {value!r} for {name!r}")
             checked.append((name, value))
