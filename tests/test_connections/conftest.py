@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
+from hface.common import AddressType, ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.connections import (
     HTTPConnection,
     HTTPListener,
@@ -16,11 +16,35 @@ from hface.connections import (
     HTTPOverTCPListener,
     HTTPOverTCPOpener,
 )
+from hface.events import ConnectionTerminated, Event, HeadersReceived
 from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
 
 Handler = Callable[[HTTPConnection], Awaitable[None]]
+
+#: A GET request for ``/``, as a client sends it in the tests.
+REQUEST: HeadersType = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", b"/"),
+]
+
+
+async def next_event(connection: HTTPConnection) -> Event:
+    """The connection's next event, which must not be its end."""
+    event = await connection.receive_event()
+    assert not isinstance(event, ConnectionTerminated), event
+    return event
+
+
+async def request_headers(connection: HTTPConnection) -> int:
+    """Wait for a request's headers on a server connection; return its stream ID."""
+    while True:
+        event = await next_event(connection)
+        if isinstance(event, HeadersReceived):
+            return event.stream_id
 
 
 async def create_listener(

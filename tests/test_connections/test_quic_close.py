@@ -15,16 +15,10 @@ from hface.events import ConnectionTerminated, DataReceived, Event, HeadersRecei
 from hface.protocols.http3 import HTTP3ClientFactory
 from hface.protocols.http3._protocol import CLOSE_LINGER
 
-from .conftest import serving
+from .conftest import REQUEST, serving
 
 pytestmark = pytest.mark.anyio
 
-REQUEST = [
-    (b":method", b"GET"),
-    (b":scheme", b"https"),
-    (b":authority", b"localhost"),
-    (b":path", b"/"),
-]
 BODY = b"x" * 1000
 
 

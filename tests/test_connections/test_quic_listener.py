@@ -17,16 +17,9 @@ from hface.events import ConnectionTerminated, HeadersReceived
 from hface.networking import DatagramStream
 from hface.protocols.http3 import HTTP3ServerFactory
 
-from .conftest import connect, create_listener
+from .conftest import REQUEST, connect, create_listener
 
 pytestmark = pytest.mark.anyio
-
-REQUEST = [
-    (b":method", b"GET"),
-    (b":scheme", b"https"),
-    (b":authority", b"localhost"),
-    (b":path", b"/"),
-]
 
 
 async def test_aclose_lets_connections_in_progress_finish(

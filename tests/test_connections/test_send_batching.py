@@ -11,35 +11,18 @@ import pytest
 
 from hface.common import ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.connections import HTTPConnection
-from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
 
-from .conftest import connect, serving
+from .conftest import REQUEST, connect, serving
+from .conftest import next_event as _next
+from .conftest import request_headers as _request_headers
 
 pytestmark = pytest.mark.anyio
 
 HTTP_VERSIONS = ("1.1", "2", "3")
-REQUEST: HeadersType = [
-    (b":method", b"GET"),
-    (b":scheme", b"https"),
-    (b":authority", b"localhost"),
-    (b":path", b"/"),
-]
 RESPONSE: HeadersType = [(b":status", b"200"), (b"content-length", b"5")]
 #: Long enough for headers written at once to reach a loopback peer.
 QUIET = 0.3
-
-
-async def _next(connection: HTTPConnection) -> Event:
-    event = await connection.receive_event()
-    assert not isinstance(event, ConnectionTerminated), event
-    return event
-
-
-async def _request_headers(connection: HTTPConnection) -> int:
-    while True:
-        event = await _next(connection)
-        if isinstance(event, HeadersReceived):
-            return event.stream_id
 
 
 # Not HTTP/3: there the transport task's own datagrams (ACKs, timers) may

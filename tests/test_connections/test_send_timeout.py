@@ -19,33 +19,16 @@ import pytest
 from hface.common import ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.connections import HTTPConnection
 from hface.errors import TransportError
-from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
 
-from .conftest import connect, serving
+from .conftest import REQUEST, connect, serving
+from .conftest import next_event as _next
+from .conftest import request_headers as _request_headers
 
 pytestmark = pytest.mark.anyio
 
-REQUEST: HeadersType = [
-    (b":method", b"GET"),
-    (b":scheme", b"https"),
-    (b":authority", b"localhost"),
-    (b":path", b"/"),
-]
 #: The write timeout of the tests that make a send wait.
 SHORT = 0.5
-
-
-async def _next(connection: HTTPConnection) -> Event:
-    event = await connection.receive_event()
-    assert not isinstance(event, ConnectionTerminated), event
-    return event
-
-
-async def _request_headers(connection: HTTPConnection) -> int:
-    while True:
-        event = await _next(connection)
-        if isinstance(event, HeadersReceived):
-            return event.stream_id
 
 
 async def _until_terminated(connection: HTTPConnection) -> None:
