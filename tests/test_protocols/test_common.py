@@ -294,7 +294,7 @@ def test_graceful_close_lets_the_stream_in_flight_finish(http_version: str) -> N
     request_stream = server.events[0].stream_id  # type: ignore[attr-defined]
 
     pair.server.submit_headers(request_stream, [(b":status", b"200")])
-    pair.server.submit_close(pair.server.error_codes.no_error)
+    pair.server.submit_goaway()
     assert pair.server.has_expired()
     pair.server.submit_data(request_stream, b"still sent", end_stream=True)
     _run(pair, client, server)

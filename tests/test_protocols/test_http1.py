@@ -923,14 +923,14 @@ def test_stream_reset_closes_connection(http1_server_factory: HTTP1ServerFactory
     ]
 
 
-def test_server_submit_close(http1_server_factory: HTTP1ServerFactoryType) -> None:
+def test_server_submit_goaway(http1_server_factory: HTTP1ServerFactoryType) -> None:
     idle = new_server(http1_server_factory)
-    idle.submit_close()
+    idle.submit_goaway()
     assert idle.has_expired()
     assert not idle.is_available()
     server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    server.submit_close()
+    server.submit_goaway()
     assert server.has_expired()  # takes no new request, finishes this one
     server.submit_headers(1, OK, end_stream=True)
     assert server.bytes_to_send() == (
@@ -940,7 +940,7 @@ def test_server_submit_close(http1_server_factory: HTTP1ServerFactoryType) -> No
     started = new_server(http1_server_factory)
     feed(started, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
     started.submit_headers(1, OK)
-    started.submit_close()
+    started.submit_goaway()
     assert started.has_expired()
     started.submit_data(1, b"", end_stream=True)
     assert started.has_expired()
@@ -1041,9 +1041,9 @@ def test_connect_leaves_its_target_and_host_to_the_application(
     assert server.bytes_to_send() == b""
 
 
-def test_client_submit_close() -> None:
+def test_client_submit_goaway() -> None:
     client = HTTP1ClientFactory()()
-    client.submit_close()
+    client.submit_goaway()
     assert client.has_expired()
     assert not client.is_available()
     with pytest.raises(LocalProtocolError):

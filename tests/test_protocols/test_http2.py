@@ -328,7 +328,7 @@ def test_goaway_received() -> None:
     pair.transfer()
     pair.server_events()
     client.submit_headers(3, REQUEST, end_stream=True)  # crosses the GOAWAY
-    server.submit_close()
+    server.submit_goaway()
     assert server.has_expired()
     assert not server.is_available()
     pair.transfer()
@@ -801,12 +801,12 @@ def test_eof_with_open_streams_is_a_protocol_error() -> None:
         client.submit_data(1, b"x")
 
 
-def test_submit_close_lets_streams_in_flight_finish() -> None:
+def test_submit_goaway_lets_streams_in_flight_finish() -> None:
     pair, client, server = h2_pair()
     client.submit_headers(1, POST)
     pair.transfer()
     pair.server_events()
-    server.submit_close()
+    server.submit_goaway()
     assert server.has_expired()
     pair.transfer()
     assert pair.client_events() == [GoawayReceived(last_stream_id=1, error_code=0)]
@@ -824,7 +824,7 @@ def test_streams_after_our_goaway_are_refused() -> None:
     server = raw_server()
     server.bytes_received(raw_headers(1, REQUEST, end_stream=True))
     server.next_event()
-    server.submit_close()
+    server.submit_goaway()
     goaway = parse_frames(server.bytes_to_send())[-1]
     assert isinstance(goaway, GoAwayFrame)
     assert goaway.last_stream_id == 1
@@ -857,9 +857,9 @@ def test_submit_close_with_an_error_closes_at_once() -> None:
     assert server.next_event() is None
 
 
-def test_second_submit_close_closes_at_once() -> None:
+def test_submit_close_after_goaway_closes_at_once() -> None:
     _pair, client, _server = h2_pair()
-    client.submit_close()
+    client.submit_goaway()
     assert client.next_event() is None
     client.submit_close()
     assert client.next_event() == ConnectionTerminated(

@@ -214,7 +214,7 @@ def test_server_graceful_close() -> None:
     pair = make_quic_pair()
     stream_id = _request(pair, GET)
     pair.server_events()
-    pair.server.submit_close()
+    pair.server.submit_goaway()
     assert pair.server.has_expired()
     pair.transfer()
     # GOAWAY first; the stream in flight may still finish.
@@ -237,7 +237,7 @@ def test_graceful_close_lingers_until_the_last_response_is_acknowledged() -> Non
     pair = make_quic_pair()
     stream_id = _request(pair, GET)
     pair.server_events()
-    pair.server.submit_close()
+    pair.server.submit_goaway()
     pair.server.submit_headers(stream_id, OK, end_stream=True)
     # Lost: the GOAWAY and the response. Closing QUIC now would lose them for good.
     assert pair.server.datagrams_to_send()
@@ -263,7 +263,7 @@ def test_graceful_close_gives_up_lingering_on_a_silent_peer() -> None:
     pair = make_quic_pair()
     stream_id = _request(pair, GET)
     pair.server_events()
-    pair.server.submit_close()
+    pair.server.submit_goaway()
     pair.server.submit_headers(stream_id, OK, end_stream=True)
     start = pair.now
     now = start
@@ -282,15 +282,15 @@ def test_graceful_close_gives_up_lingering_on_a_silent_peer() -> None:
     assert now - start >= CLOSE_LINGER
 
 
-def test_a_third_close_cuts_the_linger_short() -> None:
+def test_abandon_linger_cuts_the_linger_short() -> None:
     pair = make_quic_pair()
     _request(pair, GET)
     pair.server_events()
-    pair.server.submit_close()
+    pair.server.submit_goaway()
     pair.server.submit_close()  # abandon the stream: close once the GOAWAY is acknowledged
     pair.server.datagrams_to_send()  # lost
     assert pair.server_events() == []
-    pair.server.submit_close()
+    pair.server.abandon_linger()
     # Out at once, without the acknowledgement.
     assert pair.server.datagrams_to_send()
     assert pair.server_events() == [ConnectionTerminated(error_code=CODES.no_error)]
@@ -307,11 +307,11 @@ def test_server_close_with_an_error_is_immediate() -> None:
     assert pair.server_events() == [ConnectionTerminated(error_code=CODES.internal_error)]
 
 
-def test_a_second_close_is_immediate() -> None:
+def test_a_close_after_goaway_is_immediate() -> None:
     pair = make_quic_pair()
     _request(pair, GET)
     pair.server_events()
-    pair.server.submit_close()
+    pair.server.submit_goaway()
     pair.server.submit_close()
     pair.transfer()
     assert isinstance(pair.client_events()[-1], ConnectionTerminated)

@@ -36,6 +36,7 @@ from hface.events import (
     StreamReset,
 )
 from hface.protocols import (
+    ConnectionState,
     HTTPOverQUICClientFactory,
     HTTPOverQUICProtocol,
     HTTPOverTCPFactory,
@@ -208,9 +209,18 @@ class _TracedProtocol(HTTPProtocol):
         self._inner.submit_stream_reset(stream_id, error_code)
         self._log(f"submit_stream_reset stream_id={stream_id} error_code={error_code:#x}")
 
-    def submit_close(self, error_code: int = 0) -> None:
+    @property
+    def state(self) -> ConnectionState:
+        return self._inner.state
+
+    def submit_goaway(self) -> None:
+        self._inner.submit_goaway()
+        self._log("submit_goaway")
+
+    def submit_close(self, error_code: int | None = None) -> None:
         self._inner.submit_close(error_code)
-        self._log(f"submit_close error_code={error_code:#x}")
+        code = "none" if error_code is None else f"{error_code:#x}"
+        self._log(f"submit_close error_code={code}")
 
     def next_event(self) -> Event | None:
         event = self._inner.next_event()
@@ -272,6 +282,9 @@ class TracedQUICProtocol(_TracedProtocol, HTTPOverQUICProtocol):
 
     def get_timer(self) -> float | None:
         return self._quic.get_timer()
+
+    def abandon_linger(self) -> None:
+        self._quic.abandon_linger()
 
     def datagram_received(self, datagram: DatagramType) -> None:
         self._quic.datagram_received(datagram)

@@ -200,7 +200,10 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         if self._closed or self._terminated is not None:
             return
-        self._protocol.submit_close(error_code)
+        if error_code == self._protocol.error_codes.no_error:
+            self._protocol.submit_goaway()
+        else:
+            self._protocol.submit_close(error_code)
 
     async def aclose(self, error_code: int | None = None) -> None:
         """Close the connection the way its version does, and end its tasks.
@@ -222,11 +225,10 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         with anyio.CancelScope(shield=True):
             if self._terminated is None:
                 try:
-                    no_error = self._protocol.error_codes.no_error
                     if not self._protocol.has_expired():
-                        self._protocol.submit_close(no_error)  # GOAWAY first
+                        self._protocol.submit_goaway()  # GOAWAY first
                     if self._protocol.multiplexed:
-                        self._protocol.submit_close(no_error)  # then at once
+                        self._protocol.submit_close()  # then at once
                     await self._flush_before_close()
                 except (TransportError, LocalProtocolError):
                     pass
@@ -374,7 +376,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """
         if self._terminated is not None or self._protocol.has_expired():
             return
-        self._protocol.submit_close(self._protocol.error_codes.no_error)
+        self._protocol.submit_goaway()
         await self._flush_quietly()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
@@ -1035,7 +1037,8 @@ class HTTPOverQUICConnection(HTTPConnection):
             while self._transport_running and not self._ended():
                 await self._wait_for_progress()
         if not self._ended():
-            self._protocol.submit_close(self._protocol.error_codes.no_error)  # at once
+            self._quic_protocol.submit_close()
+            self._quic_protocol.abandon_linger()  # at once
             await self._flush_quietly()
 
     async def _close_transport(self) -> None:

@@ -11,6 +11,7 @@ from ._factories import ALPNHTTPFactory as ALPNHTTPFactory
 from ._factories import HTTPOverQUICClientFactory as HTTPOverQUICClientFactory
 from ._factories import HTTPOverQUICServerFactory as HTTPOverQUICServerFactory
 from ._factories import HTTPOverTCPFactory as HTTPOverTCPFactory
+from ._lifecycle import ConnectionState as ConnectionState
 from ._prior_knowledge import PriorKnowledgeHTTPFactory as PriorKnowledgeHTTPFactory
 from ._protocols import HTTP1Protocol as HTTP1Protocol
 from ._protocols import HTTP2Protocol as HTTP2Protocol
@@ -26,6 +27,7 @@ from ._registry import protocol_registry as protocol_registry
 
 __all__ = (
     "ALPNHTTPFactory",
+    "ConnectionState",
     "ENTRY_POINT_GROUP",
     "HTTP1Protocol",
     "HTTP2Protocol",

@@ -17,6 +17,7 @@ from hface.errors import LocalProtocolError
 from hface.events import Event
 
 from ._factories import HTTPOverTCPFactory
+from ._lifecycle import ConnectionState
 from ._protocols import HTTPOverTCPProtocol
 
 #: The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -172,7 +173,14 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         self._current().submit_stream_reset(stream_id, error_code)
 
-    def submit_close(self, error_code: int = 0) -> None:
+    @property
+    def state(self) -> ConnectionState:
+        return self._current().state
+
+    def submit_goaway(self) -> None:
+        self._current().submit_goaway()
+
+    def submit_close(self, error_code: int | None = None) -> None:
         self._current().submit_close(error_code)
 
     def next_event(self) -> Event | None:

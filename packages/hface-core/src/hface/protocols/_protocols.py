@@ -5,8 +5,11 @@ The layer above feeds it what arrived (``bytes_received`` or
 ``datagram_received``, and the time through ``clock``), pulls what to send
 (``bytes_to_send`` or ``datagrams_to_send``) and pulls what happened
 (``next_event``). It submits its own side of the exchange with
-``submit_headers``, ``submit_data``, ``submit_stream_reset`` and
-``submit_close``. Every version speaks the same header format (the HTTP/2
+``submit_headers``, ``submit_data`` and ``submit_stream_reset``, and ends
+the connection with one method per intent: ``submit_goaway`` (graceful),
+``submit_close`` (at once) and, on QUIC, ``abandon_linger``; its
+:attr:`~HTTPProtocol.state` says where it is in its life (see
+:mod:`hface.protocols._lifecycle`). Every version speaks the same header format (the HTTP/2
 style, with pseudo-headers) and the same events (:mod:`hface.events`).
 
 Flow control is explicit. Data a peer sends is not credited back to it
@@ -37,6 +40,8 @@ from hface.common import (
 )
 from hface.events import Event
 
+from ._lifecycle import ConnectionState
+
 
 class HTTPProtocol(ABC):
     """One HTTP connection, client or server side, of any version, with no I/O."""
@@ -55,6 +60,11 @@ class HTTPProtocol(ABC):
     @abstractmethod
     def error_codes(self) -> HTTPErrorCodes:
         """This version's error codes, for resets and closes."""
+
+    @property
+    @abstractmethod
+    def state(self) -> ConnectionState:
+        """Where the connection is in its life: open, draining, closing or closed."""
 
     @abstractmethod
     def is_available(self) -> bool:
@@ -112,21 +122,33 @@ class HTTPProtocol(ABC):
         """
 
     @abstractmethod
-    def submit_close(self, error_code: int = 0) -> None:
-        """Begin closing the connection; it takes no new streams from then on.
+    def submit_goaway(self) -> None:
+        """Begin a graceful close: the connection takes no new streams; those in flight go on.
 
-        With the no-error code the close is graceful: the peer learns that
-        no new stream will be processed (GOAWAY on HTTP/2 and HTTP/3,
-        ``Connection: close`` on HTTP/1.1) and streams in flight may finish;
-        HTTP/3 then closes the QUIC connection by itself once they have.
-        With any other code, or when called a second time, the connection
-        closes at once (abandoning the streams in flight); except that
-        HTTP/3 sends its QUIC close only once the peer has acknowledged
-        what was sent, for a bounded time, unless called a third time.
-        Closing the TCP connection under HTTP/1.1 and HTTP/2 is left to
-        the layer above.
+        The peer learns it (GOAWAY on HTTP/2 and HTTP/3, ``Connection:
+        close`` on HTTP/1.1) and the state becomes
+        :attr:`~ConnectionState.DRAINING`. HTTP/3 then closes QUIC by itself
+        once the streams in flight are done; closing the TCP connection of
+        HTTP/1.1 and HTTP/2 is left to the layer above. Does nothing on a
+        connection that is already draining, closing or closed.
+        """
 
-        :param error_code: one of :attr:`error_codes`.
+    @abstractmethod
+    def submit_close(self, error_code: int | None = None) -> None:
+        """Close the connection at once, abandoning the streams in flight.
+
+        HTTP/2 sends GOAWAY with ``error_code`` and the connection is
+        :attr:`~ConnectionState.CLOSED`; HTTP/3 sends GOAWAY (if not sent
+        yet) and QUIC's CONNECTION_CLOSE, which, for the no-error code,
+        waits until the peer has acknowledged what was sent, for a bounded
+        time (see :meth:`HTTPOverQUICProtocol.abandon_linger`). An HTTP/1.1
+        server answers a request that is owed a response with the status
+        ``error_code`` (HTTP/1.1 error codes are statuses). Closing the TCP
+        connection of HTTP/1.1 and HTTP/2 is left to the layer above. Does
+        nothing once the connection is closing or closed, but that an
+        error code cuts an HTTP/3 linger short.
+
+        :param error_code: one of :attr:`error_codes`; None for ``no_error``.
         """
 
     @abstractmethod
@@ -207,6 +229,16 @@ class HTTPOverQUICProtocol(HTTPProtocol):
     @abstractmethod
     def connection_lost(self) -> None:
         """Tell the protocol the socket is gone; a ``ConnectionTerminated`` follows."""
+
+    @abstractmethod
+    def abandon_linger(self) -> None:
+        """Send a close that waits for acknowledgements now, without waiting any longer.
+
+        After :meth:`submit_close` with the no-error code (or once a
+        graceful close's last stream is done) the QUIC close waits until
+        the peer has acknowledged what was sent; this sends it with the next
+        :meth:`datagrams_to_send`. Does nothing if no close is lingering.
+        """
 
 
 class HTTP1Protocol(HTTPOverTCPProtocol):

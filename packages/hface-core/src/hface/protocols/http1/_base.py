@@ -49,7 +49,7 @@ from hface.events import (
     StreamResetReceived,
     StreamResetSent,
 )
-from hface.protocols import HTTP1Protocol
+from hface.protocols import ConnectionState, HTTP1Protocol
 
 from ._headers import OutgoingHeaders, count_body_bytes, trailer_headers
 
@@ -101,6 +101,12 @@ class HTTP1Base(HTTP1Protocol):
             and conn.our_state is h11.IDLE
             and conn.their_state is h11.IDLE
         )
+
+    @property
+    def state(self) -> ConnectionState:
+        if self._terminated:
+            return ConnectionState.CLOSED
+        return ConnectionState.DRAINING if self.has_expired() else ConnectionState.OPEN
 
     def has_expired(self) -> bool:
         if self._expired:

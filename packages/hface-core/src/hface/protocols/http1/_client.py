@@ -131,10 +131,14 @@ class HTTP1ClientProtocol(HTTP1Base):
         else:
             self._local = OPEN
 
-    def submit_close(self, error_code: int = 0) -> None:
+    def submit_goaway(self) -> None:
         """Stop using the connection: no more requests; it has expired."""
         self._closing = True
         self._expired = True
+
+    def submit_close(self, error_code: int | None = None) -> None:
+        """As :meth:`submit_goaway`: closing the TCP connection is left to the layer above."""
+        self.submit_goaway()
 
     def _on_message_start(
         self, event: h11.Request | h11.Response | h11.InformationalResponse

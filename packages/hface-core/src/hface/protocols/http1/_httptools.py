@@ -62,7 +62,7 @@ from hface.events import (
     StreamResetReceived,
     StreamResetSent,
 )
-from hface.protocols import HTTP1Protocol, HTTPOverTCPFactory
+from hface.protocols import ConnectionState, HTTP1Protocol, HTTPOverTCPFactory
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR
 from ._headers import (
@@ -645,20 +645,31 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
         self._terminate(error_code, "stream reset")
 
-    def submit_close(self, error_code: int = 0) -> None:
-        """Begin closing the connection, as :meth:`HTTP1ServerProtocol.submit_close
+    @property
+    def state(self) -> ConnectionState:
+        if self._terminated:
+            return ConnectionState.CLOSED
+        return ConnectionState.DRAINING if self.has_expired() else ConnectionState.OPEN
+
+    def submit_goaway(self) -> None:
+        """Begin a graceful close, as :meth:`HTTP1ServerProtocol.submit_goaway
+        <hface.protocols.http1.HTTP1ServerProtocol.submit_goaway>` does."""
+        self._closing = True
+        if self._stream_id is None or self._tunnel:
+            self._expired = True
+
+    def submit_close(self, error_code: int | None = None) -> None:
+        """Close the connection, as :meth:`HTTP1ServerProtocol.submit_close
         <hface.protocols.http1.HTTP1ServerProtocol.submit_close>` does.
 
-        With error code 0 the close is graceful; with a status from 400 to
-        599 a request that is owed an answer gets it, with a short text
-        body, before the connection closes at once.
+        Without an error code, as :meth:`submit_goaway`; with a status from
+        400 to 599 a request that is owed an answer gets it, with a short
+        text body, before the connection closes at once.
 
-        :param error_code: 0, or a status (see ``error_codes``).
+        :param error_code: None (or 0), or a status (see ``error_codes``).
         """
         if not error_code:
-            self._closing = True
-            if self._stream_id is None or self._tunnel:
-                self._expired = True
+            self.submit_goaway()
             return
         if self._terminated:
             return

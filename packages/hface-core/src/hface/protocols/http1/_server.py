@@ -163,12 +163,19 @@ class HTTP1ServerProtocol(HTTP1Base):
     def has_expired(self) -> bool:
         return self._closing or super().has_expired()
 
-    def submit_close(self, error_code: int = 0) -> None:
-        """Begin closing the connection.
+    def submit_goaway(self) -> None:
+        """Begin a graceful close: after the response in progress (which gets
+        ``connection: close``), or at once if there is none."""
+        self._closing = True
+        if self._stream_id is None or self._tunnel:
+            self._expired = True
 
-        With error code 0 the close is graceful: after the response in
-        progress (which gets ``connection: close``), or at once if there is
-        none. With any other code the connection closes at once. HTTP/1.1
+    def submit_close(self, error_code: int | None = None) -> None:
+        """Close the connection.
+
+        Without an error code, as :meth:`submit_goaway` (closing the TCP
+        connection is left to the layer above). With one, the connection
+        closes at once. HTTP/1.1
         error codes are statuses, so a code from 400 to 599 is first sent as
         a final response with ``connection: close`` and a short text body,
         if one is owed: a request has arrived and has no response yet, or
@@ -178,12 +185,10 @@ class HTTP1ServerProtocol(HTTP1Base):
         an unsolicited response could be taken for the answer to a request
         the client is sending at that moment.
 
-        :param error_code: 0, or a status (see :attr:`error_codes`).
+        :param error_code: None (or 0), or a status (see :attr:`error_codes`).
         """
         if not error_code:
-            self._closing = True
-            if self._stream_id is None or self._tunnel:
-                self._expired = True
+            self.submit_goaway()
             return
         if self._terminated:
             return

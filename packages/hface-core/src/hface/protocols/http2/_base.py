@@ -51,7 +51,7 @@ from h2.exceptions import H2Error
 
 from hface.common import HTTP2_ERROR_CODES
 from hface.events import ConnectionTerminated, Event, StreamResetSent
-from hface.protocols import HTTP2Protocol
+from hface.protocols import ConnectionState, HTTP2Protocol
 
 from ._guard import FrameGuard
 from ._h2 import (
@@ -125,6 +125,14 @@ class HTTP2Base(HTTP2Protocol):
         self._last_inbound_id = 0
 
     # -- state --------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        if self._terminated:
+            return ConnectionState.CLOSED
+        if self._goaway_received or self._goaway_sent:
+            return ConnectionState.DRAINING
+        return ConnectionState.OPEN
 
     def has_expired(self) -> bool:
         return self._terminated or self._goaway_received or self._goaway_sent

@@ -35,10 +35,10 @@ ID were not processed: they end with ``StreamResetReceived(REFUSED_STREAM)``
 so the layer above may retry them elsewhere. A peer stream beyond our
 SETTINGS_MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM)
 and not reported (RFC 9113 §5.1.2); each refusal spends the reset budget.
-After our own graceful GOAWAY, new peer streams are refused with
-RST_STREAM(REFUSED_STREAM) and not reported. ``submit_close`` with an
-error code, or a second time, closes at once: GOAWAY, then
-``ConnectionTerminated`` with that code.
+After our own graceful GOAWAY (``submit_goaway``), new peer streams are
+refused with RST_STREAM(REFUSED_STREAM) and not reported. ``submit_close``
+closes at once: GOAWAY with its code, then ``ConnectionTerminated`` with
+that code.
 
 End of the connection. ``eof_received`` or ``connection_lost`` emit one
 ``ConnectionTerminated``. It stands for every stream still open too: no
@@ -216,21 +216,24 @@ class _HTTP2Protocol(HTTP2Base):
         self._forget(stream_id, record)
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
 
-    def submit_close(self, error_code: int = 0) -> None:
-        _check_error_code(error_code)
-        if self._terminated:
-            return
-        conn = self._conn
-        if error_code or self._goaway_sent:
-            # Not graceful: GOAWAY and the end of everything at once.
-            self._goaway_sent = True
-            conn.close_connection(error_code=error_code, last_stream_id=self._last_inbound_id)
-            self._terminate(error_code, "the connection was closed by this side")
+    def submit_goaway(self) -> None:
+        if self._terminated or self._goaway_sent:
             return
         # Graceful (RFC 9113 §6.8): streams up to the last one we saw may finish.
+        conn = self._conn
         self._goaway_sent = True
         self._last_inbound_id = conn.highest_inbound_stream_id
         conn.close_connection(error_code=0, last_stream_id=self._last_inbound_id)
+
+    def submit_close(self, error_code: int | None = None) -> None:
+        code = 0 if error_code is None else error_code
+        _check_error_code(code)
+        if self._terminated:
+            return
+        # Not graceful: GOAWAY and the end of everything at once.
+        self._goaway_sent = True
+        self._conn.close_connection(error_code=code, last_stream_id=self._last_inbound_id)
+        self._terminate(code, "the connection was closed by this side")
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         if amount < 0:

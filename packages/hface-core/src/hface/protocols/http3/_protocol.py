@@ -18,13 +18,14 @@ stream's send and receive halves to turn misuse into
 :class:`~hface.errors.LocalProtocolError` before aioquic sees it, and forgets
 a stream once both halves have ended or it was reset.
 
-Closing: :meth:`submit_close` sends GOAWAY (RFC 9114 §5.2) on the control
-stream with the next :meth:`datagrams_to_send`. A close with an error code
-closes QUIC (RFC 9000 §10.2) in the same batch; a graceful one, once the
-streams in flight are done (or on a second :meth:`submit_close`, which
-abandons them), first lingers until the peer has acknowledged all that was
-sent, at most :data:`CLOSE_LINGER` seconds without progress; a third call
-cuts that short. ``ConnectionTerminated`` is emitted
+Closing: :meth:`submit_goaway` and :meth:`submit_close` send GOAWAY (RFC
+9114 §5.2) on the control stream with the next :meth:`datagrams_to_send`.
+:meth:`submit_close` with an error code closes QUIC (RFC 9000 §10.2) in the
+same batch; a graceful close, once the streams in flight are done (or at
+:meth:`submit_close` with the no-error code, which abandons them), first
+lingers until the peer has acknowledged all that was sent, at most
+:data:`CLOSE_LINGER` seconds without progress; :meth:`abandon_linger` cuts
+that short. ``ConnectionTerminated`` is emitted
 once: when the close was sent or received, on the idle timeout (RFC 9000
 §10.1) or on :meth:`connection_lost`. Transport-level closes are reported
 with the HTTP/3 no-error or general-protocol-error code and the QUIC code
@@ -109,7 +110,7 @@ from hface.events import (
     StreamResetReceived,
     StreamResetSent,
 )
-from hface.protocols import HTTP3Protocol
+from hface.protocols import ConnectionState, HTTP3Protocol
 
 from .._flood import FloodBudget
 from .._headers import CONNECTION_SPECIFIC_HEADERS
@@ -384,9 +385,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         # the backlog it last saw (a smaller one moves the deadline on).
         self._linger_deadline: float | None = None
         self._linger_backlog = 0
-        # True once submit_close() asked for the QUIC close (not only GOAWAY),
-        # and once a further call cut the linger short.
-        self._close_submitted = False
+        # True once abandon_linger() cut a lingering close short.
         self._linger_cut = False
         self._max_peer_stream_id = -1
         self._address: AddressType | None = None
@@ -541,6 +540,21 @@ class _HTTP3Protocol(HTTP3Protocol):
             and not quic.peer_stream_limit_reached()
         )
 
+    @property
+    def state(self) -> ConnectionState:
+        if self._terminated:
+            return ConnectionState.CLOSED
+        quic = self._quic
+        if (
+            self._close_requested is not None
+            or self._closing_on_error
+            or (quic is not None and quic.is_closing())
+        ):
+            return ConnectionState.CLOSING
+        if self._goaway_sent or self._goaway_received:
+            return ConnectionState.DRAINING
+        return ConnectionState.OPEN
+
     def has_expired(self) -> bool:
         quic = self._quic
         return (
@@ -635,35 +649,57 @@ class _HTTP3Protocol(HTTP3Protocol):
             del self._streams[stream_id]
         self._push(StreamResetSent(stream_id=stream_id, error_code=code))
 
-    def submit_close(self, error_code: int = 0) -> None:
+    def submit_goaway(self) -> None:
         self._output_pending = True
         if self._terminated or self._quic is None or self._h3 is None:
-            self._terminate(error_code or _CODES.no_error, None)
+            self._terminate(_CODES.no_error, None)
+            return
+        if self._quic.is_closing() or self._close_requested is not None or self._goaway_sent:
+            return
+        if not self._send_goaway():
+            # No control stream yet: nothing can be in flight; close instead.
+            self._close_requested = _CODES.no_error
+            return
+        # Graceful (RFC 9114 §5.2): streams in flight finish, then QUIC closes.
+        self._draining = True
+
+    def submit_close(self, error_code: int | None = None) -> None:
+        code = error_code or _CODES.no_error  # 0: HTTP/3 has no 0x0
+        self._output_pending = True
+        if self._terminated or self._quic is None or self._h3 is None:
+            self._terminate(code, None)
             return
         if self._quic.is_closing():
             return
         if self._close_requested is not None:
-            if error_code not in (0, _CODES.no_error):
-                self._close_requested = error_code  # an error cuts a lingering close short
-            elif self._close_submitted:
-                self._linger_cut = True  # asked a third time: at once
-            self._close_submitted = True
+            if code != _CODES.no_error:
+                self._close_requested = code  # an error cuts a lingering close short
             return
+        self._send_goaway()
+        self._close_requested = code
+
+    def abandon_linger(self) -> None:
+        if self._close_requested is not None:
+            self._output_pending = True
+            self._linger_cut = True
+
+    def _send_goaway(self) -> bool:
+        """Send GOAWAY on the control stream unless sent; False if there is none yet."""
+        assert self._quic is not None
+        assert self._h3 is not None
+        if self._goaway_sent:
+            return True
         control_stream_id = self._h3._local_control_stream_id
-        if not self._goaway_sent and control_stream_id is not None:
-            if self._is_client:
-                goaway_id = 0  # no push was allowed to be used
-            else:
-                goaway_id = self._max_peer_stream_id + 4 if self._max_peer_stream_id >= 0 else 0
-            payload = encode_frame(FrameType.GOAWAY, encode_uint_var(goaway_id))
-            self._quic.send_stream_data(control_stream_id, payload)
-            self._goaway_sent = True
-            if error_code in (0, _CODES.no_error):
-                # Graceful (RFC 9114 §5.2): streams in flight finish, then QUIC closes.
-                self._draining = True
-                return
-        self._close_requested = error_code or _CODES.no_error
-        self._close_submitted = True
+        if control_stream_id is None:
+            return False
+        if self._is_client:
+            goaway_id = 0  # no push was allowed to be used
+        else:
+            goaway_id = self._max_peer_stream_id + 4 if self._max_peer_stream_id >= 0 else 0
+        payload = encode_frame(FrameType.GOAWAY, encode_uint_var(goaway_id))
+        self._quic.send_stream_data(control_stream_id, payload)
+        self._goaway_sent = True
+        return True
 
     def next_event(self) -> Event | None:
         try:
