@@ -762,6 +762,13 @@ async def test_right_credentials_open_the_tunnel(
         "0.0.0.0",
         "[::1]",
         "[fd00::1]",
+        # Other IPv6 forms of private IPv4 addresses: the IPv4 address inside is judged.
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[::ffff:0:7f00:1]",  # IPv4-translated (SIIT)
+        "[64:ff9b::a00:1]",  # NAT64 to 10.0.0.1
+        "[64:ff9b:1::a00:1]",  # local-use NAT64
+        "[2002:7f00:1::]",  # 6to4 of 127.0.0.1
+        "[2002:c0a8:101::1]",  # 6to4 of 192.168.1.1
     ],
 )
 async def test_the_non_loopback_policy_refuses_private_targets(

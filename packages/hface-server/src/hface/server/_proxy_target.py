@@ -105,15 +105,49 @@ def _ip(text: str) -> _IPAddress:
     return address
 
 
+#: IPv6 ranges whose last 32 bits are an IPv4 address the packets reach:
+#: IPv4-compatible (RFC 4291 §2.5.5.1, deprecated), IPv4-translated (SIIT,
+#: RFC 2765 §2.1) and the NAT64 well-known prefix (RFC 6052 §2.1).
+_LAST_32_BITS_IPV4: Final = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+#: The local-use NAT64 prefix (RFC 8215): where the IPv4 address sits is the
+#: network's choice, and the range is not globally reachable.
+_NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to through a translator or tunnel."""
+    embedded: list[ipaddress.IPv4Address] = []
+    if any(address in network for network in _LAST_32_BITS_IPV4):
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if address.sixtofour is not None:  # 6to4, 2002::/16 (RFC 3056)
+        embedded.append(address.sixtofour)
+    if address.teredo is not None:  # Teredo, 2001::/32 (RFC 4380): server and client
+        embedded.extend(address.teredo)
+    return embedded
+
+
 def is_public(address: str) -> bool:
     """Whether an IP address may be reached under the non-loopback policy.
 
     Loopback, private, link-local, unspecified, shared (CGNAT), reserved,
     documentation and multicast ranges are all refused: only globally
-    routable unicast addresses pass.
+    routable unicast addresses pass. An IPv6 address that carries an IPv4
+    address (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4,
+    Teredo) passes only if that IPv4 address does too: a NAT64 or 6to4
+    gateway on the proxy's network would take it there.
     """
     ip = _ip(address)
-    return ip.is_global and not ip.is_multicast
+    if not (ip.is_global and not ip.is_multicast):
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE:
+            return False
+        return all(is_public(str(inner)) for inner in _embedded_ipv4(ip))
+    return True
 
 
 async def _resolve(host: str, port: int) -> list[AddressType]:
