@@ -1,6 +1,6 @@
 """``hface certs DIR``: write a development CA and a certificate for localhost.
 
-The certificates are made by :mod:`._certs`, imported (with ``cryptography``)
+The certificates are made by ``_certs``, imported (with ``cryptography``)
 only when the command runs.
 """
 

@@ -6,7 +6,7 @@ the exchange to stderr as it happens (see :mod:`hface.cli._trace`).
 
 Errors are one line on stderr, ``hface: error: ...``, and the exit code
 says what went wrong, with curl's numbers (:data:`EXIT_CODES` and
-:func:`exit_code`, in :mod:`._errors`).
+``exit_code()``, in ``_errors``).
 """
 
 from __future__ import annotations

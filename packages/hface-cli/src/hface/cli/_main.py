@@ -4,15 +4,16 @@ This module is the dispatcher: it builds the parser from the commands'
 modules and runs the command asked for. Nothing imports it but
 :mod:`hface.cli` itself. Who owns what:
 
-- :mod:`._server_command`, :mod:`._proxy_command`, :mod:`._certs_command`,
-  and :mod:`._client_parser` with :mod:`._client_command`: one command
-  each, its parser and its run;
-- :mod:`._options`: the options ``hface server`` and ``hface proxy`` share;
-- :mod:`._run`: running a server (certificates, the event loop);
-- :mod:`._errors`: one-line errors and exit codes.
+- ``_server_command``, ``_proxy_command``, ``_certs_command``, and
+  ``_client_parser`` with ``_client_command``: one command each, its
+  parser and its run;
+- ``_options``: the options ``hface server`` and ``hface proxy`` share;
+- ``_run``: running a server (certificates, the event loop);
+- ``_errors``: one-line errors and exit codes.
 
 Building the parser imports neither :mod:`hface.server` nor
-:mod:`hface.client`; each command imports what it runs with when it runs.
+:mod:`hface.client` (nor ``cryptography``); each command imports what it
+runs with when it runs.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from ._proxy_command import add_proxy_parser, run_proxy_command
 from ._server_command import add_server_parser, run_server_command
 from ._server_command import http1_factory as http1_factory
 
-# (CommandError, LIMIT_DEFAULTS, apply_limit_options and http1_factory are
-# re-exported: the tests, and programs written against earlier releases,
-# import them from here.)
+# CommandError, LIMIT_DEFAULTS, apply_limit_options and http1_factory are
+# re-exported: the tests import them from here, where they used to live.
 
 
 class _VersionAction(argparse.Action):

@@ -1,7 +1,7 @@
 """``hface server``: serve an ASGI application from the command line.
 
 The parser is built without importing :mod:`hface.server`; running the
-command imports it, the application and :mod:`._run` (certificates, the
+command imports it, the application and ``_run`` (certificates, the
 event loop, one-line errors). An HTTP/1.1 implementation named with
 ``--http1`` is looked up in the protocol registry, and httptools is
 imported only if it is the one named.
