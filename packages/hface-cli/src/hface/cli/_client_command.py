@@ -5,7 +5,8 @@ it arrives, never held whole in memory. ``-v`` writes every hface event of
 the exchange to stderr as it happens (see :mod:`hface.cli._trace`).
 
 Errors are one line on stderr, ``hface: error: ...``, and the exit code
-says what went wrong, with curl's numbers (:data:`EXIT_CODES`).
+says what went wrong, with curl's numbers (:data:`EXIT_CODES` and
+``exit_code()``, in ``_errors``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import math
 import os
 import re
-import socket
 import ssl
 import sys
 from collections.abc import Iterator
@@ -28,11 +28,12 @@ from typing import BinaryIO, Final
 import anyio
 
 from hface.client import URL, Client, ClientProtocol, ClientTLSConfig, Origin, Request, Response
-from hface.client import errors as client_errors
-from hface.errors import HTTPError, TransportError
+from hface.errors import HTTPError
 
 from ._client_parser import _PROTOCOL_NAMES
-from ._client_parser import EXIT_CODES as EXIT_CODES  # documented here, with exit_code()
+from ._errors import EXIT_CODES as EXIT_CODES
+from ._errors import USAGE, CommandError, report
+from ._errors import exit_code as exit_code
 from ._progress import ProgressBar
 from ._trace import Tracer
 
@@ -40,18 +41,6 @@ from ._trace import Tracer
 _TOKEN: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 #: Bytes that may not appear in a field value (RFC 9110 §5.5).
 _FORBIDDEN_IN_VALUES: Final = frozenset(b"\r\n\0")
-
-
-class ClientCommandError(Exception):
-    """A failure to report in one line, with the exit code to return.
-
-    :param code: one of :data:`EXIT_CODES`.
-    """
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        #: The exit code.
-        self.code = code
 
 
 @dataclass(kw_only=True)
@@ -83,9 +72,8 @@ def run_client(args: argparse.Namespace) -> int:
     try:
         options = _prepare(args)
         anyio.run(_fetch, options, tracer, backend=args.backend)
-    except ClientCommandError as error:
-        _print_error(error)
-        return error.code
+    except CommandError as error:
+        return report(error, command="client")
     finally:
         root.removeHandler(handler)
     return 0
@@ -104,14 +92,8 @@ class _LogHandler(logging.Handler):
                 self._tracer.log(f"log {record.name}: {record.getMessage()}")
 
 
-def _print_error(error: ClientCommandError) -> None:
-    prefix = "hface client" if error.code == 2 else "hface"
-    sys.stderr.write(f"{prefix}: error: {error}\n")
-    sys.stderr.flush()
-
-
-def _usage(message: str) -> ClientCommandError:
-    return ClientCommandError(message, 2)
+def _usage(message: str) -> CommandError:
+    return CommandError(message, USAGE)
 
 
 def _prepare(args: argparse.Namespace) -> _Options:
@@ -190,7 +172,7 @@ def _read_body(data: list[str]) -> bytes:
                 parts.append(Path(path).read_bytes())
             except OSError as error:
                 reason = error.strerror or str(error)
-                raise ClientCommandError(f"cannot read {path}: {reason}", 26) from None
+                raise CommandError(f"cannot read {path}: {reason}", 26) from None
         else:
             parts.append(os.fsencode(item))
     return b"&".join(parts)
@@ -202,9 +184,9 @@ def _check_cafile(path: str) -> None:
     except OSError as error:
         reason = error.strerror or str(error)
         message = f"cannot read the CA certificates in {path}: {reason}"
-        raise ClientCommandError(message, 77) from None
+        raise CommandError(message, 77) from None
     except ssl.SSLError:
-        raise ClientCommandError(f"no CA certificates (PEM) in {path}", 77) from None
+        raise CommandError(f"no CA certificates (PEM) in {path}", 77) from None
 
 
 # -- the request ------------------------------------------------------------------------
@@ -231,12 +213,12 @@ async def _fetch(options: _Options, tracer: Tracer | None) -> None:
                 async with session.stream(request) as response:
                     await _receive(options, response, tracer)
         if scope.cancelled_caught:
-            raise ClientCommandError(
+            raise CommandError(
                 f"timed out after {options.max_time} s (--max-time) on {request.method} "
                 f"{request.url}",
                 28,
             )
-    except ClientCommandError:
+    except CommandError:
         raise
     except (
         HTTPError,
@@ -247,12 +229,12 @@ async def _fetch(options: _Options, tracer: Tracer | None) -> None:
         anyio.BrokenResourceError,
         anyio.EndOfStream,
     ) as error:
-        raise ClientCommandError(_message(error), exit_code(error, options.proxy)) from None
+        raise CommandError(_message(error), exit_code(error, options.proxy)) from None
 
 
 async def _receive(options: _Options, response: Response, tracer: Tracer | None) -> None:
     if options.fail and response.status >= 400:
-        raise ClientCommandError(f"the server answered {response.status} ({options.url})", 22)
+        raise CommandError(f"the server answered {response.status} ({options.url})", 22)
     with _open_output(options.output) as output:
         if options.include:
             _write(output, _head(response))
@@ -294,7 +276,7 @@ def _open_output(path: str | None) -> Iterator[BinaryIO]:
     try:
         file = open(path, "wb")  # noqa: SIM115 - closed below
     except OSError as error:
-        raise ClientCommandError(f"cannot write {path}: {error.strerror or error}", 23) from None
+        raise CommandError(f"cannot write {path}: {error.strerror or error}", 23) from None
     try:
         yield file
     finally:
@@ -302,7 +284,7 @@ def _open_output(path: str | None) -> Iterator[BinaryIO]:
             file.close()
         except OSError as error:
             message = f"cannot write {path}: {error.strerror or error}"
-            raise ClientCommandError(message, 23) from None
+            raise CommandError(message, 23) from None
 
 
 def _write(output: BinaryIO, data: bytes) -> None:
@@ -312,10 +294,10 @@ def _write(output: BinaryIO, data: bytes) -> None:
             output.flush()  # streamed: the reader sees each chunk as it arrives
     except BrokenPipeError:
         _silence_stdout()
-        raise ClientCommandError("cannot write the output: the reader went away", 23) from None
+        raise CommandError("cannot write the output: the reader went away", 23) from None
     except OSError as error:
         reason = error.strerror or str(error)
-        raise ClientCommandError(f"cannot write the output: {reason}", 23) from None
+        raise CommandError(f"cannot write the output: {reason}", 23) from None
 
 
 def _flush_stdout() -> None:
@@ -323,7 +305,7 @@ def _flush_stdout() -> None:
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         _silence_stdout()
-        raise ClientCommandError("cannot write the output: the reader went away", 23) from None
+        raise CommandError("cannot write the output: the reader went away", 23) from None
 
 
 def _silence_stdout() -> None:
@@ -338,47 +320,5 @@ def _silence_stdout() -> None:
 # -- errors ------------------------------------------------------------------------------
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _message(error: BaseException) -> str:
-    text = str(error)
-    return text if text else type(error).__name__
-
-
-def exit_code(error: BaseException, proxy: Origin | None = None) -> int:
-    """The exit code of ``hface client`` for ``error`` (see :data:`EXIT_CODES`).
-
-    :param proxy: the proxy in use, to tell its failures from the origin's.
-    """
-    if isinstance(error, TimeoutError):
-        return 28
-    if isinstance(error, client_errors.TLSVerificationError):
-        return 60
-    if isinstance(error, client_errors.ProxyError):
-        return 56
-    if isinstance(error, client_errors.StreamResetError):
-        return 92
-    if isinstance(error, client_errors.RemoteProtocolError):
-        return 8
-    lost = (client_errors.ConnectionLostError, anyio.BrokenResourceError, anyio.EndOfStream)
-    if isinstance(error, lost):
-        return 56
-    if isinstance(error, (client_errors.ConnectError, TransportError, OSError)):
-        causes = list(_causes(error))
-        if any(isinstance(cause, socket.gaierror) for cause in causes):
-            to_proxy = proxy is not None and getattr(error, "origin", None) == str(proxy)
-            return 5 if to_proxy else 6
-        if any(isinstance(cause, ssl.SSLError) for cause in causes):
-            return 35
-        text = str(error)
-        if "handshake" in text or "QUIC transport error" in text:
-            return 35
-        return 7
-    return 1
+    return str(error) or type(error).__name__

@@ -12,28 +12,10 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any, Final
 
+from ._errors import EXIT_CODES
+
 if TYPE_CHECKING:
     from hface.client import URL
-
-#: The exit codes of ``hface client``: curl's numbers for the same failures.
-EXIT_CODES: Final = {
-    0: "success (whatever the HTTP status, unless --fail)",
-    1: "any other error",
-    2: "bad usage: unknown option, bad URL, conflicting options",
-    5: "cannot resolve the proxy's host name",
-    6: "cannot resolve the host name",
-    7: "cannot connect (refused, unreachable) to the server or the proxy",
-    8: "the server's response broke the HTTP protocol",
-    22: "the server answered 400 or more (with --fail)",
-    23: "cannot write the output (-o FILE, or stdout)",
-    26: "cannot read the request body (-d @FILE)",
-    28: "timed out (--connect-timeout, --max-time, or 30 s without data)",
-    35: "the TLS (or QUIC) handshake failed",
-    56: "the connection broke while receiving, or the proxy refused the tunnel",
-    60: "the server's certificate cannot be verified (see --cacert, --insecure)",
-    77: "cannot read the CA certificates (--cacert)",
-    92: "the server reset the request's stream (HTTP/2, HTTP/3)",
-}
 
 #: What each ``ClientProtocol`` value speaks (the parser stores the values).
 _PROTOCOL_NAMES: Final = {

@@ -12,6 +12,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Final
 
+from ._options import (
+    add_limit_options,
+    add_serving_options,
+    apply_limit_options,
+    endpoint_versions,
+    seconds,
+)
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -28,8 +36,6 @@ def add_proxy_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
     """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
-    from ._main import add_limit_options, add_serving_options, seconds
-
     proxy = commands.add_parser(
         "proxy",
         help="run an HTTP proxy (CONNECT tunnels)",
@@ -110,7 +116,6 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     """
     from hface.server import Endpoint, ProxyServer, ServerProtocol
 
-    from ._main import apply_limit_options
     from ._run import run, server_certificate
 
     try:
@@ -155,8 +160,6 @@ def _print_banner(
     cafile: Path | None,
     credentials: tuple[str, str] | None,
 ) -> None:
-    from ._main import endpoint_versions
-
     print("hface proxy (CONNECT only)")
     for endpoint in endpoints:
         print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")

@@ -16,6 +16,7 @@ from hface.errors import TransportError
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
 
 from ._certs import default_directory, ensure_certificates
+from ._errors import CommandError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +44,6 @@ def server_certificate(
     :raises CommandError: if a file cannot be read, holds no certificate or
         key, or the key does not belong to the certificate.
     """
-    from ._main import CommandError
-
     if certfile:
         check_certificate(certfile, keyfile)
         return ServerCertificate(certfile=certfile, keyfile=keyfile, cafile=None)
@@ -67,8 +66,6 @@ def check_certificate(certfile: str, keyfile: str | None) -> None:
 
     :raises CommandError: saying which file is wrong, and how.
     """
-    from ._main import CommandError
-
     keyfile = keyfile or certfile
     cert_data, key_data = _read(certfile), _read(keyfile)
     try:
@@ -87,8 +84,6 @@ def check_certificate(certfile: str, keyfile: str | None) -> None:
 
 
 def _read(path: str) -> bytes:
-    from ._main import CommandError
-
     try:
         return Path(path).read_bytes()
     except OSError as error:
@@ -129,8 +124,6 @@ def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> i
     :raises CommandError: for failures to report in one line (an address
         in use, a name that does not resolve, no endpoint for the protocol).
     """
-    from ._main import CommandError
-
     backend, backend_options = _event_loop(backend)
     try:
         anyio.run(server.run, endpoints, backend=backend, backend_options=backend_options)
@@ -148,8 +141,6 @@ def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:
     """
     if backend != "uvloop":
         return backend, None
-    from ._main import CommandError
-
     try:
         import uvloop  # noqa: F401  # only whether it imports
     except ImportError:

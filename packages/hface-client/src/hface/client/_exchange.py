@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hface.common import HeaderType
-from hface.errors import HTTPError
+from hface.errors import HTTPError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -203,7 +203,7 @@ class Exchange:
             if isinstance(event, StreamReset):
                 self.response_complete = True
                 if not self.pooled.multiplexed:
-                    http1_error = await self._http1_failure(read_timeout)
+                    http1_error = await self._http1_failure(read_timeout, head_received=False)
                     if self.reused and isinstance(http1_error, errors.ConnectionLostError):
                         raise RetryableError(http1_error)
                     raise http1_error
@@ -214,7 +214,7 @@ class Exchange:
                     raise RetryableError(error)
                 raise error
             if isinstance(event, ConnectionTerminated):
-                lost = self._lost_error(event)
+                lost = self._lost_error(event.message, event.reason)
                 if self.reused and not self.pooled.multiplexed:
                     raise RetryableError(lost)
                 raise lost
@@ -264,35 +264,43 @@ class Exchange:
         )
 
     async def _http1_failure(
-        self, read_timeout: float | None
+        self, read_timeout: float | None, *, head_received: bool
     ) -> errors.ConnectionLostError | errors.RemoteProtocolError:
         """The error for a "reset" of an HTTP/1.1 exchange (the peer broke the connection).
 
         HTTP/1.1 has no stream resets: the protocol reports a connection that
         failed mid-exchange as a reset, then ``ConnectionTerminated`` with the
-        reason: the server closed it early, or sent something unparsable.
+        reason: the server sent something unparsable (``PEER_PROTOCOL_ERROR``),
+        or the connection ended early (closed by the server, or lost).
+
+        :param head_received: whether the final response head had arrived;
+            before it, a close by the server is said as such, whatever the
+            parser made of the missing head.
         """
         event = await self.next_event(read_timeout)
-        message = event.message if isinstance(event, ConnectionTerminated) else None
-        # h11's words for an early close (before or during the response).
-        closed = ("connection lost", "peer closed", "ConnectionClosed")
-        if not message or any(words in message for words in closed):
-            return self._lost_error(
-                ConnectionTerminated(message=message or "the server closed the connection")
-                if message and "ConnectionClosed" not in message
-                else ConnectionTerminated(message="the server closed the connection")
+        if not isinstance(event, ConnectionTerminated):
+            event = ConnectionTerminated()
+        if event.reason is TerminationReason.PEER_PROTOCOL_ERROR:
+            return errors.RemoteProtocolError(
+                f"{self.origin} sent an invalid HTTP/1.1 response: {event.message}",
+                origin=self.origin,
+                error_code=event.error_code,
             )
-        return errors.RemoteProtocolError(
-            f"{self.origin} sent an invalid HTTP/1.1 response: {message}",
-            origin=self.origin,
-            error_code=event.error_code if isinstance(event, ConnectionTerminated) else 0,
-        )
+        detail = event.message
+        early = event.reason is TerminationReason.CLOSED_BY_PEER and not head_received
+        if detail is None or early:
+            detail = "the server closed the connection"
+        return self._lost_error(detail, event.reason)
 
-    def _lost_error(self, event: ConnectionTerminated) -> errors.ConnectionLostError:
-        detail = f": {event.message}" if event.message else ""
+    def _lost_error(
+        self, message: str | None, termination: TerminationReason | None
+    ) -> errors.ConnectionLostError:
+        """The error for a connection that ended mid-exchange; ``message`` says how, if given."""
+        detail = f": {message}" if message else ""
         return errors.ConnectionLostError(
             f"the connection to {self.origin} ended before the response was complete{detail}",
             origin=self.origin,
+            termination=termination,
         )
 
     async def iter_body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
@@ -314,12 +322,12 @@ class Exchange:
             elif isinstance(event, StreamReset):
                 self.response_complete = True
                 if not self.pooled.multiplexed:
-                    raise await self._http1_failure(read_timeout)
+                    raise await self._http1_failure(read_timeout, head_received=True)
                 if isinstance(event, StreamResetSent):
                     raise self._refused_error(event)
                 raise self._reset_error(event)
             elif isinstance(event, ConnectionTerminated):
-                raise self._lost_error(event)
+                raise self._lost_error(event.message, event.reason)
 
     # -- release ------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -29,8 +28,7 @@ from anyio.abc import TaskGroup
 
 from hface.common import HeadersType
 from hface.connections import HTTPConnection
-from hface.errors import LocalProtocolError, TransportError
-from hface.networking import TLSVerificationError
+from hface.errors import LocalProtocolError, TransportError, TransportErrorKind
 
 from . import errors
 from ._connection import PooledConnection
@@ -40,42 +38,53 @@ from ._models import Origin
 #: Opens (but does not start) a connection to an origin.
 Opener = Callable[[Origin], Coroutine[Any, Any, HTTPConnection]]
 
-#: How the HTTP/3 protocol reports a QUIC close with a transport error code.
-_QUIC_ERROR: Final = re.compile(r"QUIC transport error (0x[0-9a-fA-F]+)")
 #: QUIC CRYPTO_ERROR codes (RFC 9001 §4.8: 0x100 + TLS alert) of certificate
 #: alerts (RFC 8446 §6.2): bad_certificate, unsupported_certificate,
 #: certificate_revoked, certificate_expired, certificate_unknown, unknown_ca.
 _CERTIFICATE_ALERTS: Final = frozenset(0x100 + alert for alert in (42, 43, 44, 45, 46, 48))
 
 
-def is_quic_certificate_error(message: str) -> bool:
-    """True if a failed QUIC handshake's message names a certificate alert.
+def is_quic_certificate_error(exc: TransportError) -> bool:
+    """True if a failed QUIC handshake ended with a certificate alert.
 
     aioquic verifies the server's certificate itself and closes the
-    connection with CRYPTO_ERROR; the connection layer reports that as a
-    ``TransportError`` whose message carries the QUIC code.
+    connection with CRYPTO_ERROR; the HTTP/3 protocol gives the code in
+    ``ConnectionTerminated.transport_error_code``, which the connection
+    layer raises in the ``TransportError``'s field of the same name.
     """
-    match = _QUIC_ERROR.search(message)
-    return match is not None and int(match.group(1), 16) in _CERTIFICATE_ALERTS
+    return exc.transport_error_code in _CERTIFICATE_ALERTS
 
 
-#: What the networking layer puts before the reason of a failed connect, which
-#: the pool's own message says already (the address is the origin's).
-_LOWER_PREFIXES: Final = (
-    (re.compile(r"cannot connect to \S+: "), ""),
-    (re.compile(r"cannot verify the TLS certificate of \S+: "), ""),
-    (re.compile(r"TLS handshake with \S+ failed: "), "the TLS handshake failed: "),
-)
+def _reason(exc: TransportError | OSError) -> str:
+    """Why a connect failed, without the lower layer's "to where" (the pool names it)."""
+    if isinstance(exc, TransportError) and exc.reason is not None:
+        if exc.kind is TransportErrorKind.TLS_HANDSHAKE:
+            return f"the TLS handshake failed: {exc.reason}"
+        return exc.reason
+    return str(exc) or type(exc).__name__
 
 
-def _reason(exc: BaseException) -> str:
-    """The reason of a failed connect, without the lower layer's "to where"."""
-    message = str(exc) or type(exc).__name__
-    for pattern, replacement in _LOWER_PREFIXES:
-        match = pattern.match(message)
-        if match is not None:
-            return replacement + message[match.end() :]
-    return message
+def _connect_error(exc: TransportError | OSError, named: str, origin: str) -> errors.ConnectError:
+    """The client's error for a connection to ``named`` that could not be made."""
+    if isinstance(exc, TransportError):
+        if is_quic_certificate_error(exc):
+            return errors.TLSVerificationError(
+                f"cannot verify the TLS certificate of {named} (QUIC): {exc}", origin=origin
+            )
+        if exc.kind is TransportErrorKind.TLS_VERIFICATION:
+            return errors.TLSVerificationError(
+                f"cannot verify the TLS certificate of {named}: {_reason(exc)}",
+                origin=origin,
+                reason=exc.reason,
+            )
+    handshake = isinstance(exc, TransportError) and exc.kind is TransportErrorKind.TLS_HANDSHAKE
+    reason = _reason(exc)
+    return errors.ConnectError(
+        f"cannot connect to {named}: {reason}",
+        origin=origin,
+        kind=TransportErrorKind.TLS_HANDSHAKE if handshake else TransportErrorKind.CONNECT,
+        reason=exc.reason if isinstance(exc, TransportError) else reason,
+    )
 
 
 class ConnectionPool:
@@ -132,15 +141,24 @@ class ConnectionPool:
         return self._task_group
 
     async def open_exchange(
-        self, origin: Origin, headers: HeadersType, *, end_stream: bool
+        self,
+        origin: Origin,
+        headers: HeadersType,
+        *,
+        end_stream: bool,
+        purpose: str | None = None,
     ) -> Exchange:
         """Send request headers on a free stream to ``origin``; return the exchange.
 
         A connection found dead while sending (closed by the server since it
         was last used) is replaced, once, without failing the request.
+
+        :param purpose: what the exchange is for, if the errors of a new
+            connection should say it next to the server's name
+            (``"tunnel to example.com:443"``).
         """
         for attempt in range(3):
-            pooled = await self._get_connection(origin)
+            pooled = await self._get_connection(origin, purpose)
             connection = pooled.connection
             queue = None
             pooled.active += 1
@@ -174,7 +192,7 @@ class ConnectionPool:
             return Exchange(pooled, stream_id, queue, request_complete=end_stream, reused=reused)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _get_connection(self, origin: Origin) -> PooledConnection:
+    async def _get_connection(self, origin: Origin, purpose: str | None) -> PooledConnection:
         if self._closed:
             raise RuntimeError("the session is closed")
         found = self._find(origin)
@@ -185,7 +203,7 @@ class ConnectionPool:
             found = self._find(origin)
             if found is not None:
                 return found
-            return await self._open(origin)
+            return await self._open(origin, purpose)
 
     def _find(self, origin: Origin) -> PooledConnection | None:
         connections = self._connections.get(origin, [])
@@ -197,37 +215,30 @@ class ConnectionPool:
                 return pooled
         return None
 
-    async def _open(self, origin: Origin) -> PooledConnection:
+    async def _open(self, origin: Origin, purpose: str | None) -> PooledConnection:
         label = str(origin)
         named = label if self.what == "origin" else f"the {self.what} {label}"
+        if purpose is not None:
+            named = f"{named} ({purpose})"
         timeout = self.connect_timeout
+        timed_out = f"timed out after {timeout} s connecting to {named}"
         try:
             with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 connection = await self._opener(origin)
             if scope.cancelled_caught:
-                raise TimeoutError(f"timed out after {timeout} s connecting to {named}")
+                raise TimeoutError(timed_out)
             pooled = PooledConnection(
                 connection, origin, on_closed=self._forget, on_idle=self._release
             )
-            await self.task_group.start(self._run_connection, pooled)
-        except TLSVerificationError as exc:
-            raise errors.TLSVerificationError(
-                f"cannot verify the TLS certificate of {named}: {_reason(exc)}", origin=label
-            ) from exc
-        except errors.ClientError:
+            try:
+                await self.task_group.start(self._run_connection, pooled)
+            except TimeoutError as exc:  # the owner's deadline: the rest of connect_timeout
+                raise TimeoutError(timed_out) from exc
+        except (errors.ClientError, TimeoutError):
+            # Ours, or one from below that names its server (a proxy's).
             raise
-        except TimeoutError as exc:
-            if str(exc):
-                raise
-            raise TimeoutError(f"timed out after {timeout} s connecting to {named}") from exc
         except (TransportError, OSError) as exc:
-            if isinstance(exc, TransportError) and is_quic_certificate_error(str(exc)):
-                raise errors.TLSVerificationError(
-                    f"cannot verify the TLS certificate of {named} (QUIC): {exc}", origin=label
-                ) from exc
-            raise errors.ConnectError(
-                f"cannot connect to {named}: {_reason(exc)}", origin=label
-            ) from exc
+            raise _connect_error(exc, named, label) from exc
         self._connections.setdefault(origin, []).append(pooled)
         self.connections_opened += 1
         return pooled

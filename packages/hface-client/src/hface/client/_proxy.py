@@ -22,7 +22,7 @@ import anyio
 from anyio.streams.tls import TLSStream
 
 from hface.common import AddressType, ClientTLSConfig, HeaderType
-from hface.errors import HTTPError
+from hface.errors import HTTPError, TransportErrorKind
 from hface.events import ConnectionTerminated, DataReceived, Event, StreamReset
 from hface.networking import (
     ByteStream,
@@ -251,14 +251,6 @@ class ProxyClient:
         return ProxyClientSession(self)
 
 
-def _on_the_way(message: str, proxy: str, target: str) -> str:
-    """``message`` about the proxy, naming also the target of the tunnel."""
-    named = f"the proxy {proxy}"
-    if named not in message:
-        return f"{message} (tunnel to {target})"
-    return message.replace(named, f"{named} (tunnel to {target})", 1)
-
-
 class ProxyClientSession(ClientNetworking):
     """``ClientNetworking`` through the proxy; made by :meth:`ProxyClient.session`."""
 
@@ -335,15 +327,10 @@ class ProxyClientSession(ClientNetworking):
         headers = self._connect_headers(target)
         label = str(self._proxy_origin)
         for attempt in range(2):
-            try:
-                exchange = await self._pool.open_exchange(
-                    self._proxy_origin, headers, end_stream=False
-                )
-            except errors.ConnectError as exc:
-                # The pool names the proxy; say where the tunnel was to go too.
-                raise type(exc)(_on_the_way(str(exc), label, target), origin=label) from exc
-            except TimeoutError as exc:
-                raise TimeoutError(_on_the_way(str(exc), label, target)) from exc
+            # The pool's errors name the proxy, and where the tunnel was to go.
+            exchange = await self._pool.open_exchange(
+                self._proxy_origin, headers, end_stream=False, purpose=f"tunnel to {target}"
+            )
             try:
                 status, _headers, complete = await exchange.receive_response_headers(
                     self._read_timeout
@@ -396,12 +383,15 @@ class ProxyClientSession(ClientNetworking):
                 f"cannot verify the TLS certificate of {label} "
                 f"(through the proxy {self._proxy_origin}): {exc.verify_message}",
                 origin=label,
+                reason=exc.verify_message,
             ) from exc
         except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             await anyio.aclose_forcefully(stream)
             raise errors.ConnectError(
                 f"TLS handshake with {label} through the proxy {self._proxy_origin} failed: {exc}",
                 origin=label,
+                kind=TransportErrorKind.TLS_HANDSHAKE,
+                reason=str(exc) or type(exc).__name__,
             ) from exc
         return TLSByteStream(tls_stream)
 

@@ -13,7 +13,10 @@
 
 Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
 a message naming the origin and the phase (connect, read, whole request).
-Every message says what happened and to which origin (or proxy).
+Every message says what happened and to which origin (or proxy); the
+fields say it for code (:attr:`~hface.errors.TransportError.kind` and
+:attr:`~hface.errors.TransportError.reason` of the transport errors, the
+cause of each as its ``__cause__``).
 
 HTTP/1.1 has no stream resets: a server that closes the connection before
 the response is complete gives :exc:`ConnectionLostError`, one that sends an
@@ -41,15 +44,48 @@ class ClientError(_core.HTTPError):
 
 
 class ConnectError(ClientError, _core.TransportError):
-    """No connection could be made to the origin (refused, unreachable, DNS, handshake)."""
+    """No connection could be made to the origin (refused, unreachable, DNS, handshake).
+
+    :param kind: what failed: ``CONNECT``, ``TLS_HANDSHAKE`` (also QUIC's
+        handshake) or ``TLS_VERIFICATION``.
+    :param reason: why, in the words of the layer underneath, if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        origin: str,
+        kind: _core.TransportErrorKind = _core.TransportErrorKind.CONNECT,
+        reason: str | None = None,
+    ) -> None:
+        # The core class's signature, not ClientError's (whose super() is it).
+        _core.TransportError.__init__(self, message, kind=kind, reason=reason)
+        self.origin = origin
 
 
 class TLSVerificationError(ConnectError, _networking.TLSVerificationError):
     """The origin's TLS certificate is not trusted (unknown CA, expired, wrong name)."""
 
+    def __init__(self, message: str, *, origin: str, reason: str | None = None) -> None:
+        kind = _core.TransportErrorKind.TLS_VERIFICATION
+        super().__init__(message, origin=origin, kind=kind, reason=reason)
+
 
 class ConnectionLostError(ClientError, _core.TransportError):
-    """The connection ended before the response was complete."""
+    """The connection ended before the response was complete.
+
+    :param termination: why the connection ended, if its protocol said.
+    """
+
+    def __init__(
+        self, message: str, *, origin: str, termination: _core.TerminationReason | None = None
+    ) -> None:
+        # The core class's signature, not ClientError's (whose super() is it).
+        _core.TransportError.__init__(
+            self, message, kind=_core.TransportErrorKind.CLOSED, termination=termination
+        )
+        self.origin = origin
 
 
 class RemoteProtocolError(ClientError, _core.RemoteProtocolError):

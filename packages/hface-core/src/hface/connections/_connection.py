@@ -46,7 +46,12 @@ from anyio import TypedAttributeProvider
 from anyio.abc import SocketAttribute, TaskStatus
 
 from hface.common import AddressType, HeadersType, HTTPErrorCodes
-from hface.errors import LocalProtocolError, TransportError
+from hface.errors import (
+    LocalProtocolError,
+    TerminationReason,
+    TransportError,
+    TransportErrorKind,
+)
 from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
 from hface.networking import ByteStream, DatagramStream, NowaitByteStream, QUICStream
 from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
@@ -80,6 +85,26 @@ _TRANSPORT_ERRORS = (
     anyio.EndOfStream,
     OSError,
 )
+
+
+def ended_error(
+    ended: ConnectionTerminated | None,
+    default: str,
+    kind: TransportErrorKind = TransportErrorKind.CLOSED,
+) -> TransportError:
+    """The error for using a connection that has ended: the end's message and fields.
+
+    :param ended: the protocol's ``ConnectionTerminated``, if it gave one.
+    :param default: the message if the end gave none.
+    """
+    if ended is None:
+        return TransportError(default, kind=kind)
+    return TransportError(
+        ended.message or default,
+        kind=kind,
+        termination=ended.reason,
+        transport_error_code=ended.transport_error_code,
+    )
 
 
 class HTTPConnection(TypedAttributeProvider, ABC):
@@ -432,11 +457,8 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     # -- internals shared by both transports ------------------------------------
 
     def _check_open(self) -> None:
-        if self._terminated is not None:
-            message = self._terminated.message or "the connection was closed"
-            raise TransportError(message)
-        if self._closed:
-            raise TransportError("the connection was closed")
+        if self._terminated is not None or self._closed:
+            raise ended_error(self._terminated, "the connection was closed")
 
     async def _check_terminated_meanwhile(self) -> None:
         """Raise TransportError if the protocol is ending the connection by itself.
@@ -516,7 +538,8 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         self._protocol_connection_lost()
         self._process_events()
         error_code = self._protocol.error_codes.internal_error
-        self._terminate(ConnectionTerminated(error_code=error_code, message=message))
+        reason = TerminationReason.TRANSPORT_LOST
+        self._terminate(ConnectionTerminated(error_code=error_code, message=message, reason=reason))
         self._wake_all()
 
     @abstractmethod
@@ -923,9 +946,12 @@ class HTTPOverQUICConnection(HTTPConnection):
 
     async def _opened(self) -> None:
         while not self._quic_protocol.handshake_completed:
-            if self._terminated is not None:
-                message = self._terminated.message or "the QUIC handshake failed"
-                raise TransportError(message)
+            ended = self._terminated
+            if ended is not None:
+                # The handshake failed, unless no datagram got through at all.
+                lost = ended.reason is TerminationReason.TRANSPORT_LOST
+                kind = TransportErrorKind.CONNECT if lost else TransportErrorKind.TLS_HANDSHAKE
+                raise ended_error(ended, "the QUIC handshake failed", kind)
             await self._wait_for_progress()
 
     def _route(self) -> None:
@@ -962,7 +988,11 @@ class HTTPOverQUICConnection(HTTPConnection):
                     # Reported before the protocol's own "connection lost".
                     message = f"the QUIC handshake did not complete within {timeout} s"
                     error_code = protocol.error_codes.internal_error
-                    self._terminate(ConnectionTerminated(error_code=error_code, message=message))
+                    self._terminate(
+                        ConnectionTerminated(
+                            error_code=error_code, message=message, reason=TerminationReason.TIMEOUT
+                        )
+                    )
                     self._protocol_connection_lost()
                     self._wake_all()
                     break

@@ -4,7 +4,7 @@ Sans-IO protocols return them from ``next_event()`` and connections from
 ``receive_event()``. They are immutable values, compared by value::
 
     Event
-     ├── ConnectionTerminated   the connection is over (error_code, message)
+     ├── ConnectionTerminated   the connection is over (error_code, message, reason)
      ├── GoawayReceived         the peer will accept no new streams
      └── StreamEvent            about one stream (stream_id)
           ├── HeadersReceived   a header block: request, response or trailers

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hface.common import HeadersType
+from hface.errors import TerminationReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +20,16 @@ class ConnectionTerminated(Event):
 
     message: str | None = None
     """A description for people, if any side gave one."""
+
+    reason: TerminationReason | None = field(default=None, compare=False)
+    """Why the connection ended, for code (None if the layer did not say).
+
+    Not compared: two events with the same code and message are equal.
+    """
+
+    transport_error_code: int | None = field(default=None, compare=False)
+    """HTTP/3: the QUIC transport error code (RFC 9000 §20.1) of a close
+    at the QUIC level, e.g. 0x100 plus a TLS alert; None otherwise. Not compared."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

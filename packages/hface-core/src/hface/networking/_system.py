@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, UDPSocket
 
 from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
-from hface.errors import TransportError
+from hface.errors import TransportError, TransportErrorKind
 
 from ._asyncio_streams import AsyncioByteStream, AsyncioListener, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
@@ -23,7 +23,7 @@ from ._tcp import TCPListener
 from ._tls import (
     TLS_HANDSHAKE_TIMEOUT,
     TLSListener,
-    TLSVerificationError,
+    handshake_error,
     make_client_ssl_context,
     make_server_ssl_context,
     wrap_client_tls,
@@ -49,12 +49,22 @@ def format_address(address: AddressType) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: How the message of a failed listen or connect begins, by kind.
+_FAILED: Final = {
+    TransportErrorKind.LISTEN: "cannot listen on",
+    TransportErrorKind.CONNECT: "cannot connect to",
+}
+
+
 @contextmanager
-def _map_errors(message: str) -> Generator[None, None, None]:
+def _map_errors(kind: TransportErrorKind, address: AddressType) -> Generator[None, None, None]:
+    """Raise an ``OSError`` as a :exc:`TransportError` of ``kind`` (its cause)."""
     try:
         yield
     except OSError as exc:
-        raise TransportError(f"{message}: {exc}") from exc
+        reason = str(exc)
+        message = f"{_FAILED[kind]} {format_address(address)}: {reason}"
+        raise TransportError(message, kind=kind, address=address, reason=reason) from exc
 
 
 class _ConnectedDatagramStream(DatagramStream):
@@ -118,7 +128,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         self, local_address: AddressType, *, ssl_context: ssl.SSLContext | None
     ) -> Listener[ByteStream]:
         host, port = local_address
-        with _map_errors(f"cannot listen on {format_address(local_address)}"):
+        with _map_errors(TransportErrorKind.LISTEN, local_address):
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         if self._native():
             return TCPListener(
@@ -153,7 +163,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_supported_versions: Sequence[int],
     ) -> Listener[QUICStream]:
         host, port = local_address
-        with _map_errors(f"cannot listen on {format_address(local_address)}"):
+        with _map_errors(TransportErrorKind.LISTEN, local_address):
             socket = await anyio.create_udp_socket(local_host=host, local_port=port)
         _enlarge_udp_buffers(socket)
         return QUICListener(
@@ -164,7 +174,7 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
 
     async def connect_tcp(self, remote_address: AddressType) -> ByteStream:
         host, port = remote_address
-        with _map_errors(f"cannot connect to {format_address(remote_address)}"):
+        with _map_errors(TransportErrorKind.CONNECT, remote_address):
             if self._native():
                 return await _asyncio_connect_tcp(remote_address)
             return await anyio.connect_tcp(host, port)
@@ -184,18 +194,19 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
                 stream,
                 ssl_context=ssl_context,
                 server_name=server_name or remote_address[0],
-                description=format_address(remote_address),
+                address=remote_address,
             )
         return await wrap_client_tls(
             stream,
             ssl_context=ssl_context,
             server_name=server_name or remote_address[0],
             description=format_address(remote_address),
+            address=remote_address,
         )
 
     async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
         host, port = remote_address
-        with _map_errors(f"cannot connect to {format_address(remote_address)}"):
+        with _map_errors(TransportErrorKind.CONNECT, remote_address):
             socket = await anyio.create_connected_udp_socket(host, port)
         _enlarge_udp_buffers(socket)
         return _ConnectedDatagramStream(socket)
@@ -206,16 +217,11 @@ async def _start_client_tls(
     *,
     ssl_context: ssl.SSLContext,
     server_name: str,
-    description: str,
+    address: AddressType,
 ) -> ByteStream:
-    """:func:`wrap_client_tls` for the asyncio streams: the same errors and messages."""
+    """:func:`wrap_client_tls` for the asyncio streams: the same errors."""
     try:
         await stream.start_client_tls(ssl_context=ssl_context, server_name=server_name)
-    except ssl.SSLCertVerificationError as exc:
-        raise TLSVerificationError(
-            f"cannot verify the TLS certificate of {description}: {exc.verify_message}"
-        ) from exc
     except OSError as exc:  # ssl.SSLError included
-        reason = str(exc) or type(exc).__name__
-        raise TransportError(f"TLS handshake with {description} failed: {reason}") from exc
+        raise handshake_error(exc, description=format_address(address), address=address) from exc
     return stream

@@ -25,8 +25,8 @@ import anyio
 from anyio.abc import Listener, TaskGroup
 from anyio.streams.tls import TLSStream
 
-from hface.common import ClientTLSConfig, ServerTLSConfig
-from hface.errors import TransportError
+from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
+from hface.errors import TransportError, TransportErrorKind
 
 from ._streams import ByteStream
 
@@ -37,7 +37,43 @@ TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 
 
 class TLSVerificationError(TransportError):
-    """The peer's certificate could not be verified (untrusted, expired or wrong name)."""
+    """The peer's certificate could not be verified (untrusted, expired or wrong name).
+
+    Its :attr:`~hface.errors.TransportError.kind` is ``TLS_VERIFICATION``;
+    :attr:`~hface.errors.TransportError.reason` is the TLS library's verify message.
+    """
+
+    def __init__(
+        self, message: str, *, address: AddressType | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(
+            message, kind=TransportErrorKind.TLS_VERIFICATION, address=address, reason=reason
+        )
+
+
+def handshake_error(
+    exc: BaseException, *, description: str, address: AddressType | None
+) -> TransportError:
+    """The error for a client's failed TLS handshake (raise it ``from exc``).
+
+    :param description: names the peer in the message (``host:port``).
+    :returns: :exc:`TLSVerificationError` for a certificate that is not
+        trusted, else a ``TLS_HANDSHAKE`` :exc:`~hface.errors.TransportError`.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message
+        return TLSVerificationError(
+            f"cannot verify the TLS certificate of {description}: {reason}",
+            address=address,
+            reason=reason,
+        )
+    reason = str(exc) or type(exc).__name__
+    return TransportError(
+        f"TLS handshake with {description} failed: {reason}",
+        kind=TransportErrorKind.TLS_HANDSHAKE,
+        address=address,
+        reason=reason,
+    )
 
 
 def make_server_ssl_context(
@@ -152,10 +188,12 @@ async def wrap_client_tls(
     ssl_context: ssl.SSLContext,
     server_name: str | None,
     description: str,
+    address: AddressType | None = None,
 ) -> TLSByteStream:
     """Do the client side of a TLS handshake on ``stream``.
 
     :param description: names the peer in error messages (``host:port``).
+    :param address: the peer's address, for the errors' fields.
     :raises TLSVerificationError: if the server's certificate is not trusted.
     :raises TransportError: if the handshake fails for any other reason.
     """
@@ -167,15 +205,9 @@ async def wrap_client_tls(
             ssl_context=ssl_context,
             standard_compatible=False,
         )
-    except ssl.SSLCertVerificationError as exc:
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:  # ssl's errors too
         await anyio.aclose_forcefully(stream)
-        raise TLSVerificationError(
-            f"cannot verify the TLS certificate of {description}: {exc.verify_message}"
-        ) from exc
-    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-        await anyio.aclose_forcefully(stream)
-        reason = str(exc) or type(exc).__name__
-        raise TransportError(f"TLS handshake with {description} failed: {reason}") from exc
+        raise handshake_error(exc, description=description, address=address) from exc
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise

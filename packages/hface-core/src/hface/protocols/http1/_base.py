@@ -40,7 +40,7 @@ from typing import Final
 import h11
 
 from hface.common import HTTP1_ERROR_CODES, HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -60,6 +60,11 @@ DONE: Final = 2
 
 #: The error code of a peer's protocol violation.
 PROTOCOL_ERROR: Final = HTTP1_ERROR_CODES.protocol_error
+
+
+def remote_error_reason(eof: bool) -> TerminationReason:
+    """Why a peer's bad message ends the connection: an early close after the peer's EOF."""
+    return TerminationReason.CLOSED_BY_PEER if eof else TerminationReason.PEER_PROTOCOL_ERROR
 
 
 class HTTP1Base(HTTP1Protocol):
@@ -166,10 +171,12 @@ class HTTP1Base(HTTP1Protocol):
             return
         stream_id = self._stream_id
         if stream_id is None:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.TRANSPORT_LOST)
         else:
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-            self._terminate(PROTOCOL_ERROR, "connection lost")
+            self._terminate(
+                PROTOCOL_ERROR, "connection lost", reason=TerminationReason.TRANSPORT_LOST
+            )
 
     # -- submitting ----------------------------------------------------------
 
@@ -182,7 +189,7 @@ class HTTP1Base(HTTP1Protocol):
             if end_stream:
                 self._local = DONE
                 if self._remote == DONE:
-                    self._terminate(0, None)
+                    self._terminate(0, None, reason=TerminationReason.CLOSED_BY_US)
             return
         if self._connect:
             raise LocalProtocolError("the CONNECT tunnel is not established yet")
@@ -200,7 +207,7 @@ class HTTP1Base(HTTP1Protocol):
             return
         self._out.clear()
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
-        self._terminate(error_code, "stream reset")
+        self._terminate(error_code, "stream reset", reason=TerminationReason.CLOSED_BY_US)
 
     def _submit_trailers(self, headers: HeadersType, end_stream: bool) -> None:
         if not end_stream:
@@ -233,14 +240,14 @@ class HTTP1Base(HTTP1Protocol):
                 # Requests (or bytes) that came while we were busy.
                 self._pull()
         elif self._eof_pending:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     def _exchange_done(self) -> bool:
         """End the exchange; return True if the next one could start."""
         self._stream_id = None
         conn = self._h11
         if self._eof_pending:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             if self._closing:
                 self._expired = True
@@ -332,21 +339,25 @@ class HTTP1Base(HTTP1Protocol):
             # The peer half-closed after a complete message: finish our side.
             self._eof_pending = True
         else:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     def _on_remote_error(self, exc: h11.RemoteProtocolError) -> None:
         stream_id = self._stream_id
         if stream_id is not None:
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-        self._terminate(PROTOCOL_ERROR, str(exc))
+        self._terminate(PROTOCOL_ERROR, str(exc), reason=remote_error_reason(self._eof))
 
-    def _terminate(self, error_code: int, message: str | None) -> None:
+    def _terminate(
+        self, error_code: int, message: str | None, *, reason: TerminationReason
+    ) -> None:
         if self._terminated:
             return
         self._terminated = True
         self._expired = True
         self._stream_id = None
-        self._events.append(ConnectionTerminated(error_code=error_code, message=message))
+        self._events.append(
+            ConnectionTerminated(error_code=error_code, message=message, reason=reason)
+        )
 
     # -- CONNECT tunnels -----------------------------------------------------
 
@@ -368,4 +379,4 @@ class HTTP1Base(HTTP1Protocol):
         self._remote = DONE
         self._events.append(DataReceived(stream_id=self._stream_id, data=b"", end_stream=True))
         if self._local == DONE:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import h11
 
 from hface.common import HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import HeadersReceived
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base
@@ -146,7 +146,11 @@ class HTTP1ClientProtocol(HTTP1Base):
         if self._stream_id is None:
             # h11 lets a server answer before any request (a 408, say):
             # there is no stream to give it to.
-            self._terminate(PROTOCOL_ERROR, "a response came with no request in progress")
+            self._terminate(
+                PROTOCOL_ERROR,
+                "a response came with no request in progress",
+                reason=TerminationReason.PEER_PROTOCOL_ERROR,
+            )
             return None
         if isinstance(event, h11.Response):
             self._remote = OPEN

@@ -53,7 +53,7 @@ from typing import Any, Final
 import httptools
 
 from hface.common import HeadersType, HeaderType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -64,7 +64,7 @@ from hface.events import (
 )
 from hface.protocols import ConnectionState, HTTP1Protocol, HTTPOverTCPFactory
 
-from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR
+from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, remote_error_reason
 from ._headers import (
     REASONS,
     OutgoingHeaders,
@@ -234,10 +234,12 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             return
         stream_id = self._stream_id
         if stream_id is None:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.TRANSPORT_LOST)
         else:
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-            self._terminate(PROTOCOL_ERROR, "connection lost")
+            self._terminate(
+                PROTOCOL_ERROR, "connection lost", reason=TerminationReason.TRANSPORT_LOST
+            )
 
     # -- parsing -------------------------------------------------------------
 
@@ -489,11 +491,19 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
                     self._eof_pending = True  # finish the response first
                 return
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-            self._terminate(PROTOCOL_ERROR, "peer unexpectedly closed the connection")
+            self._terminate(
+                PROTOCOL_ERROR,
+                "peer unexpectedly closed the connection",
+                reason=TerminationReason.CLOSED_BY_PEER,
+            )
         elif reader.in_message and not self._stop_reading:
-            self._terminate(PROTOCOL_ERROR, "peer unexpectedly closed the connection")
+            self._terminate(
+                PROTOCOL_ERROR,
+                "peer unexpectedly closed the connection",
+                reason=TerminationReason.CLOSED_BY_PEER,
+            )
         else:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     # -- submitting ----------------------------------------------------------
 
@@ -589,7 +599,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             if end_stream:
                 self._local = DONE
                 if self._remote == DONE:
-                    self._terminate(0, None)
+                    self._terminate(0, None, reason=TerminationReason.CLOSED_BY_US)
             return
         if self._connect:
             raise LocalProtocolError("the CONNECT tunnel is not established yet")
@@ -635,7 +645,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             if self._items or self._eof:
                 self._advance()
         elif self._eof_pending:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         """Close the connection: HTTP/1.1 cannot cancel one exchange alone."""
@@ -643,7 +653,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             return
         self._out.clear()
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
-        self._terminate(error_code, "stream reset")
+        self._terminate(error_code, "stream reset", reason=TerminationReason.CLOSED_BY_US)
 
     @property
     def state(self) -> ConnectionState:
@@ -682,7 +692,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             self._send_error_response(error_code, REASONS.get(error_code, b"").decode())
         if stream_id is not None:
             self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
-        self._terminate(error_code, "closed by the server")
+        self._terminate(error_code, "closed by the server", reason=TerminationReason.CLOSED_BY_US)
 
     # -- exchange life cycle -------------------------------------------------
 
@@ -691,7 +701,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
         self._head = None
         self._method = b""
         if self._eof_pending:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
         elif self._closing or not self._keep_alive:
             self._expired = True
             self._items.clear()
@@ -706,7 +716,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
         if not self._eof:
             # RFC 9112 §2.2: answer what we could not parse, then close.
             self._send_error_response(status, reason)
-        self._terminate(status, reason)
+        self._terminate(status, reason, reason=remote_error_reason(self._eof))
 
     def _send_error_response(self, status: int, explanation: str) -> None:
         """Send ``status`` with ``connection: close`` and ``explanation`` as a text body.
@@ -729,14 +739,18 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
             self._out.append(body)
         self._response_started = True
 
-    def _terminate(self, error_code: int, message: str | None) -> None:
+    def _terminate(
+        self, error_code: int, message: str | None, *, reason: TerminationReason
+    ) -> None:
         if self._terminated:
             return
         self._terminated = True
         self._expired = True
         self._stream_id = None
         self._items.clear()
-        self._events.append(ConnectionTerminated(error_code=error_code, message=message))
+        self._events.append(
+            ConnectionTerminated(error_code=error_code, message=message, reason=reason)
+        )
 
     # -- CONNECT tunnels -----------------------------------------------------
 
@@ -761,7 +775,7 @@ class HTTPToolsServerProtocol(HTTP1Protocol):
         self._remote = DONE
         self._events.append(DataReceived(stream_id=self._stream_id, data=b"", end_stream=True))
         if self._local == DONE:
-            self._terminate(0, None)
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
 
 class HTTPToolsServerFactory(HTTPOverTCPFactory):

@@ -44,10 +44,10 @@ from typing import Final
 import h11
 
 from hface.common import HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import HeadersReceived, StreamResetReceived, StreamResetSent
 
-from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base
+from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR, HTTP1Base, remote_error_reason
 from ._headers import REASONS, OutgoingHeaders, check_request, request_headers, response_status
 
 #: The longest explanation sent in the body of an error response, in characters.
@@ -202,7 +202,7 @@ class HTTP1ServerProtocol(HTTP1Base):
             self._send_error_response(error_code, REASONS.get(error_code, b"").decode())
         if stream_id is not None:
             self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
-        self._terminate(error_code, "closed by the server")
+        self._terminate(error_code, "closed by the server", reason=TerminationReason.CLOSED_BY_US)
 
     def _on_message_start(
         self, event: h11.Request | h11.Response | h11.InformationalResponse
@@ -261,7 +261,7 @@ class HTTP1ServerProtocol(HTTP1Base):
         if not self._eof:
             # RFC 9112 §2.2: answer what we could not parse, then close.
             self._send_error_response(status, str(exc))
-        self._terminate(status, str(exc))
+        self._terminate(status, str(exc), reason=remote_error_reason(self._eof))
 
     def _send_error_response(self, status: int, explanation: str) -> None:
         """Send ``status`` with ``connection: close`` and ``explanation`` as a text body.

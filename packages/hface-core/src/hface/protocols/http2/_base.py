@@ -50,6 +50,7 @@ from typing import Final
 from h2.exceptions import H2Error
 
 from hface.common import HTTP2_ERROR_CODES
+from hface.errors import TerminationReason
 from hface.events import ConnectionTerminated, Event, StreamResetSent
 from hface.protocols import ConnectionState, HTTP2Protocol
 
@@ -228,12 +229,20 @@ class HTTP2Base(HTTP2Protocol):
     # -- the end ------------------------------------------------------------
 
     def _abort(self, error_code: int, message: str) -> None:
-        """End the connection with GOAWAY because of a connection error."""
+        """End the connection with GOAWAY because of a connection error.
+
+        INTERNAL_ERROR is ours (an exception in h2 or in our handling); any
+        other code is the peer's error.
+        """
         with suppress(Exception):  # already failing; the event says why
             self._conn.close_connection(error_code=error_code)
-        self._terminate(error_code, message)
+        ours = error_code == _INTERNAL_ERROR
+        reason = TerminationReason.LOCAL_ERROR if ours else TerminationReason.PEER_PROTOCOL_ERROR
+        self._terminate(error_code, message, reason=reason)
 
-    def _terminate(self, error_code: int, message: str | None) -> None:
+    def _terminate(
+        self, error_code: int, message: str | None, *, reason: TerminationReason
+    ) -> None:
         if self._terminated:
             return
         self._terminated = True
@@ -241,4 +250,6 @@ class HTTP2Base(HTTP2Protocol):
         self._ready.clear()
         self._unacked.clear()
         self._open_outbound = self._open_inbound = 0
-        self._events.append(ConnectionTerminated(error_code=error_code, message=message))
+        self._events.append(
+            ConnectionTerminated(error_code=error_code, message=message, reason=reason)
+        )

@@ -58,7 +58,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
 
 from hface.common import HTTP2_ERROR_CODES, HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     DataReceived,
     GoawayReceived,
@@ -233,7 +233,9 @@ class _HTTP2Protocol(HTTP2Base):
         # Not graceful: GOAWAY and the end of everything at once.
         self._goaway_sent = True
         self._conn.close_connection(error_code=code, last_stream_id=self._last_inbound_id)
-        self._terminate(code, "the connection was closed by this side")
+        self._terminate(
+            code, "the connection was closed by this side", reason=TerminationReason.CLOSED_BY_US
+        )
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         if amount < 0:
@@ -284,7 +286,7 @@ class _HTTP2Protocol(HTTP2Base):
             if self._state_machine.goaways_sent == goaways:
                 self._abort(error_code, message)
             else:
-                self._terminate(error_code, message)
+                self._terminate(error_code, message, reason=TerminationReason.PEER_PROTOCOL_ERROR)
             return False
         except Exception as exc:  # h2 must never make bytes_received raise
             self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
@@ -303,10 +305,10 @@ class _HTTP2Protocol(HTTP2Base):
         return not self._terminated
 
     def eof_received(self) -> None:
-        self._lost("the peer closed the connection")
+        self._lost("the peer closed the connection", TerminationReason.CLOSED_BY_PEER)
 
     def connection_lost(self) -> None:
-        self._lost("the connection was lost")
+        self._lost("the connection was lost", TerminationReason.TRANSPORT_LOST)
 
     def _handle_events(self, events: list[h2.events.Event]) -> None:
         if not self._settings_seen:
@@ -452,7 +454,7 @@ class _HTTP2Protocol(HTTP2Base):
                 StreamResetReceived(stream_id=stream_id, error_code=_REFUSED_STREAM)
             )
 
-    def _lost(self, message: str) -> None:
+    def _lost(self, message: str, reason: TerminationReason) -> None:
         if self._terminated:
             return
         open_streams = len(self._streams)
@@ -460,7 +462,7 @@ class _HTTP2Protocol(HTTP2Base):
         if not error_code and open_streams:
             error_code = _PROTOCOL_ERROR
             message = f"{message} with {open_streams} stream(s) open"
-        self._terminate(error_code, message)
+        self._terminate(error_code, message, reason=reason)
 
 
 class HTTP2ClientProtocol(_HTTP2Protocol):

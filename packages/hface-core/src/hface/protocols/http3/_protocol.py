@@ -100,7 +100,7 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 
 from hface.common import HTTP3_ERROR_CODES, AddressType, DatagramType, HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -375,6 +375,8 @@ class _HTTP3Protocol(HTTP3Protocol):
         self._output_pending = True
         self._terminated = False
         self._close_requested: int | None = None
+        # The close went out because it was asked for (see _close_reason).
+        self._closed_on_request = False
         self._goaway_received = False
         self._last_goaway_id: int | None = None
         self._closing_on_error = False
@@ -437,9 +439,11 @@ class _HTTP3Protocol(HTTP3Protocol):
                 return
             if not was_closing and quic.is_closing():
                 if self.handshake_completed:
-                    self._terminate(_CODES.no_error, "idle timeout")
+                    self._terminate(_CODES.no_error, "idle timeout", TerminationReason.TIMEOUT)
                 else:
-                    self._terminate(_CODES.internal_error, "handshake timed out")
+                    self._terminate(
+                        _CODES.internal_error, "handshake timed out", TerminationReason.TIMEOUT
+                    )
             self._pump()
 
     def get_timer(self) -> float | None:
@@ -496,6 +500,7 @@ class _HTTP3Protocol(HTTP3Protocol):
                 # What was pending went out above; the close follows in the same batch.
                 quic.close(error_code=self._close_requested, reason_phrase="")
                 self._close_requested = None
+                self._closed_on_request = True
                 self._linger_deadline = None
                 datagrams += quic.datagrams_to_send(now=self._now)
         except Exception as exc:
@@ -526,7 +531,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         return now >= self._linger_deadline
 
     def connection_lost(self) -> None:
-        self._terminate(_CODES.internal_error, "connection lost")
+        self._terminate(_CODES.internal_error, "connection lost", TerminationReason.TRANSPORT_LOST)
 
     # --- HTTP side -------------------------------------------------------------
 
@@ -652,7 +657,7 @@ class _HTTP3Protocol(HTTP3Protocol):
     def submit_goaway(self) -> None:
         self._output_pending = True
         if self._terminated or self._quic is None or self._h3 is None:
-            self._terminate(_CODES.no_error, None)
+            self._terminate(_CODES.no_error, None, TerminationReason.CLOSED_BY_US)
             return
         if self._quic.is_closing() or self._close_requested is not None or self._goaway_sent:
             return
@@ -667,7 +672,7 @@ class _HTTP3Protocol(HTTP3Protocol):
         code = error_code or _CODES.no_error  # 0: HTTP/3 has no 0x0
         self._output_pending = True
         if self._terminated or self._quic is None or self._h3 is None:
-            self._terminate(code, None)
+            self._terminate(code, None, TerminationReason.CLOSED_BY_US)
             return
         if self._quic.is_closing():
             return
@@ -766,9 +771,22 @@ class _HTTP3Protocol(HTTP3Protocol):
         if not self._terminated:
             self._events.append(event)
 
-    def _terminate(self, error_code: int, message: str | None) -> None:
+    def _terminate(
+        self,
+        error_code: int,
+        message: str | None,
+        reason: TerminationReason,
+        transport_error_code: int | None = None,
+    ) -> None:
         if not self._terminated:
-            self._events.append(ConnectionTerminated(error_code=error_code, message=message))
+            self._events.append(
+                ConnectionTerminated(
+                    error_code=error_code,
+                    message=message,
+                    reason=reason,
+                    transport_error_code=transport_error_code,
+                )
+            )
             self._terminated = True
             self._streams.clear()
 
@@ -799,7 +817,7 @@ class _HTTP3Protocol(HTTP3Protocol):
                 if quic._close_pending:
                     self._closing_on_error = True
                     return
-        self._terminate(error_code, message)
+        self._terminate(error_code, message, TerminationReason.LOCAL_ERROR)
 
     def _check_closed(self) -> None:
         quic = self._quic
@@ -811,11 +829,38 @@ class _HTTP3Protocol(HTTP3Protocol):
         code, reason = details
         if not self._terminated:
             close_event = quic._close_event
+            transport_code = None
             if close_event is not None and close_event.frame_type is not None:
                 # A transport-level close (RFC 9000 §20.1), not an HTTP/3 one.
+                transport_code = code
                 reason = f"QUIC transport error {code:#x}" + (f": {reason}" if reason else "")
                 code = _CODES.no_error if code == 0 else _CODES.protocol_error
-            self._terminate(code, reason or None)
+            why = self._close_reason(transport_code)
+            self._terminate(code, reason or None, why, transport_code)
+
+    def _close_reason(self, transport_error_code: int | None) -> TerminationReason:
+        """Why the QUIC connection closed, for ``ConnectionTerminated.reason``.
+
+        A transport-level close says it by its code: CRYPTO_ERROR (0x100 plus
+        a TLS alert, RFC 9001 §4.8) is a failed TLS handshake, NO_ERROR the
+        peer's close, any other code a broken QUIC (aioquic closes for the
+        peer's violations itself, with such a code). An HTTP/3 close is ours
+        if we made it (for an error of ours, for the peer's, or as asked),
+        else the peer's.
+        """
+        if transport_error_code is not None:
+            if 0x100 <= transport_error_code <= 0x1FF:
+                return TerminationReason.TLS_FAILURE
+            if transport_error_code == 0:
+                return TerminationReason.CLOSED_BY_PEER
+            return TerminationReason.PEER_PROTOCOL_ERROR
+        if self._failed:
+            return TerminationReason.LOCAL_ERROR
+        if self._closing_on_error:
+            return TerminationReason.PEER_PROTOCOL_ERROR
+        if self._closed_on_request:
+            return TerminationReason.CLOSED_BY_US
+        return TerminationReason.CLOSED_BY_PEER
 
     def _pump(self) -> None:
         quic = self._quic

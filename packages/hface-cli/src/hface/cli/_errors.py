@@ -1,0 +1,124 @@
+"""Errors of the ``hface`` commands: one line on stderr, and the exit code.
+
+Every command reports a failure as one line, ``hface: error: ...`` (a
+usage error of ``hface client``: ``hface client: error: ...``), never with
+a traceback. The commands raise :class:`CommandError` with the message and
+the exit code; the dispatcher (``hface server``, ``proxy``, ``certs``) or
+``hface client`` itself writes it with :func:`report`.
+
+Exit codes: 2 for usage errors (argparse's), 1 for any other failure of
+``hface server``, ``hface proxy`` and ``hface certs``; ``hface client``
+exits with curl's numbers (:data:`EXIT_CODES`), which :func:`exit_code`
+finds from the type and fields of the exception, never from its message.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+from hface.errors import TransportError, TransportErrorKind
+
+if TYPE_CHECKING:
+    from hface.client import Origin
+
+#: The exit code of a usage error (argparse's).
+USAGE: Final = 2
+
+#: The exit codes of ``hface client``: curl's numbers for the same failures.
+EXIT_CODES: Final = {
+    0: "success (whatever the HTTP status, unless --fail)",
+    1: "any other error",
+    2: "bad usage: unknown option, bad URL, conflicting options",
+    5: "cannot resolve the proxy's host name",
+    6: "cannot resolve the host name",
+    7: "cannot connect (refused, unreachable) to the server or the proxy",
+    8: "the server's response broke the HTTP protocol",
+    22: "the server answered 400 or more (with --fail)",
+    23: "cannot write the output (-o FILE, or stdout)",
+    26: "cannot read the request body (-d @FILE)",
+    28: "timed out (--connect-timeout, --max-time, or 30 s without data)",
+    35: "the TLS (or QUIC) handshake failed",
+    56: "the connection broke while receiving, or the proxy refused the tunnel",
+    60: "the server's certificate cannot be verified (see --cacert, --insecure)",
+    77: "cannot read the CA certificates (--cacert)",
+    92: "the server reset the request's stream (HTTP/2, HTTP/3)",
+}
+
+
+class CommandError(Exception):
+    """A failure to report in one line, with the exit code to return.
+
+    :param code: the exit code: 1 by default; ``hface client`` uses :data:`EXIT_CODES`.
+    """
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        #: The exit code.
+        self.code = code
+
+
+def report(error: CommandError, *, command: str | None = None) -> int:
+    """Write ``error`` as one line on stderr; return its exit code.
+
+    :param command: the command to name in a usage error (``hface client: error: ...``).
+    """
+    prefix = f"hface {command}" if command is not None and error.code == USAGE else "hface"
+    sys.stderr.write(f"{prefix}: error: {error}\n")
+    sys.stderr.flush()
+    return error.code
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _handshake_failed(error: BaseException) -> bool:
+    """True for a failed TLS (or QUIC) handshake: the TLS library's error, or hface's kind."""
+    import ssl
+
+    if isinstance(error, ssl.SSLError):
+        return True
+    return isinstance(error, TransportError) and error.kind is TransportErrorKind.TLS_HANDSHAKE
+
+
+def exit_code(error: BaseException, proxy: Origin | None = None) -> int:
+    """The exit code of ``hface client`` for ``error`` (see :data:`EXIT_CODES`).
+
+    :param proxy: the proxy in use, to tell its failures from the origin's.
+    """
+    # Imported here: hface server and proxy, which import this module, use none of them.
+    import socket
+
+    import anyio
+
+    from hface.client import errors as client_errors
+
+    if isinstance(error, TimeoutError):
+        return 28
+    if isinstance(error, client_errors.TLSVerificationError):
+        return 60
+    if isinstance(error, client_errors.ProxyError):
+        return 56
+    if isinstance(error, client_errors.StreamResetError):
+        return 92
+    if isinstance(error, client_errors.RemoteProtocolError):
+        return 8
+    lost = (client_errors.ConnectionLostError, anyio.BrokenResourceError, anyio.EndOfStream)
+    if isinstance(error, lost):
+        return 56
+    if isinstance(error, (client_errors.ConnectError, TransportError, OSError)):
+        causes = list(_causes(error))
+        if any(isinstance(cause, socket.gaierror) for cause in causes):
+            to_proxy = proxy is not None and getattr(error, "origin", None) == str(proxy)
+            return 5 if to_proxy else 6
+        if any(_handshake_failed(cause) for cause in causes):
+            return 35
+        return 7
+    return 1

@@ -1,0 +1,156 @@
+"""``hface server``: serve an ASGI application from the command line.
+
+The parser is built without importing :mod:`hface.server`; running the
+command imports it, the application and ``_run`` (certificates, the
+event loop, one-line errors). An HTTP/1.1 implementation named with
+``--http1`` is looked up in the protocol registry, and httptools is
+imported only if it is the one named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import CommandError
+from ._options import (
+    add_limit_options,
+    add_serving_options,
+    apply_limit_options,
+    endpoint_versions,
+)
+
+if TYPE_CHECKING:
+    from hface.protocols import HTTPOverTCPFactory
+    from hface.server import BaseServer
+
+#: What ``hface server`` serves when not told otherwise.
+DEFAULT_APP = "hface.server.examples.hello:application"
+DEFAULT_ENDPOINTS = ("https://localhost:5443", "http://localhost:5080")
+
+#: The HTTP/1.1 server implementations ``--http1`` chooses from (registry names).
+HTTP1_IMPLEMENTATIONS: Final = ("h11", "httptools")
+
+
+def add_server_parser(commands: Any) -> None:
+    """Add ``hface server`` to the subparsers ``commands`` (``add_subparsers()``)."""
+    server: argparse.ArgumentParser = commands.add_parser(
+        "server",
+        help="serve an ASGI application",
+        description=(
+            "Serve an ASGI application. With no arguments, serves a greeting on "
+            f"{' and '.join(DEFAULT_ENDPOINTS)} with a local development certificate."
+        ),
+    )
+    server.add_argument(
+        "app",
+        nargs="?",
+        default=DEFAULT_APP,
+        help="module:attribute, or a module with 'application' or 'app' (default: %(default)s)",
+    )
+    server.add_argument(
+        "endpoints",
+        nargs="*",
+        metavar="ENDPOINT",
+        help=f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_ENDPOINTS)})",
+    )
+    add_serving_options(server, in_flight="requests")
+    server.add_argument("--no-access-log", action="store_true", help="no line per request")
+    server.add_argument(
+        "--http1",
+        choices=HTTP1_IMPLEMENTATIONS,
+        help="HTTP/1.1 implementation (default: httptools if installed, else h11)",
+    )
+    add_limit_options(server)
+
+
+def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverTCPFactory:
+    """The HTTP/1.1 server factory named ``name`` (``--http1``).
+
+    :param max_header_size: its limit on the request head (``--max-header-size``);
+        the factory's default if ``None``.
+    :raises CommandError: if its extra is not installed.
+    """
+    from hface.protocols import protocol_registry
+
+    try:
+        factory_class = protocol_registry.get_factory_class("http1_server", name)
+    except (ImportError, ValueError):
+        raise CommandError(
+            f"--http1 {name}: not installed (pip install 'hface-core[{name}]')"
+        ) from None
+    factory: HTTPOverTCPFactory
+    if max_header_size is None:
+        factory = factory_class()
+    else:
+        # Every HTTP/1.1 server factory takes max_header_size (h11's and httptools').
+        factory = factory_class(max_header_size=max_header_size)  # type: ignore[call-arg]
+    return factory
+
+
+def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run ``hface server`` with parsed ``args`` until SIGINT or SIGTERM; return the exit code.
+
+    Usage errors go through ``parser.error`` (exit code 2).
+
+    :raises CommandError: for runtime failures to report in one line.
+    """
+    from hface.server import Endpoint, ServerProtocol
+
+    from ._app import AppImportError, import_app
+    from ._run import run_server, server_certificate
+
+    if "://" in args.app:  # `hface server https://...`: an endpoint, and the default app
+        args.endpoints.insert(0, args.app)
+        args.app = DEFAULT_APP
+    try:
+        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_ENDPOINTS]
+    except ValueError as error:
+        parser.error(str(error))
+    if args.key and not args.cert:
+        parser.error("--key needs --cert")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = import_app(args.app)
+    except AppImportError as error:
+        raise CommandError(str(error)) from None
+
+    if args.http1 is not None:
+        http1_factory(args.http1)  # a missing implementation is an error before anything starts
+
+    def configure(server: BaseServer) -> None:
+        apply_limit_options(server, args)
+        if args.http1 is not None:
+            server.http1_factory = http1_factory(
+                args.http1, max_header_size=server.limits.max_header_size
+            )
+
+    certificate = server_certificate(args.cert, args.key, endpoints)
+    certfile, keyfile, cafile = certificate.certfile, certificate.keyfile, certificate.cafile
+    if certificate.made and cafile is not None:
+        print(f"Made a development CA and a localhost certificate in {cafile.parent}")
+
+    protocol = ServerProtocol(args.protocol)
+    print(f"hface serving {args.app}")
+    for endpoint in endpoints:
+        print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
+    if cafile is not None:
+        https = next(endpoint for endpoint in endpoints if endpoint.tls)
+        print(f"Development CA: {cafile}")
+        print(f"Try: curl --cacert {cafile} {https}/")
+    sys.stdout.flush()
+    return run_server(
+        app,
+        endpoints,
+        certfile=certfile,
+        keyfile=keyfile,
+        protocol=protocol,
+        backend=args.backend,
+        access_log=not args.no_access_log,
+        graceful_timeout=args.graceful_timeout,
+        configure=configure,
+    )
