@@ -1,43 +1,30 @@
-"""The llhttp side of :mod:`hface.protocols.http1._httptools`: what the parser reports.
+"""llhttp's callbacks, for :mod:`hface.protocols.http1._httptools`: what the parser reports.
 
 llhttp calls back as it parses, for every request in the bytes it is
 given; :class:`Reader` records each head, piece of body and end of
-message as a ``(kind, value)`` item for the protocol to turn into events
-one exchange at a time. Also here: the check of the fields of a response,
-which h11 makes for the h11 server.
+message as the neutral items of :mod:`._parser`, in a queue the adapter
+hands out one message at a time.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import httptools
 
 from hface.common import HeaderType
-from hface.errors import LocalProtocolError
 
-#: RFC 9110 §5.1: a field name is a token.
-_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-#: h11's rule for field values: no CR, LF or NUL, and no leading or trailing whitespace.
-_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+from ._parser import END, End, ParseError
 
 #: The versions llhttp reports, as bytes.
 _VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0"}
 
-# What the llhttp callbacks record, in order.
-ITEM_HEAD: Final = 0
-ITEM_DATA: Final = 1
-ITEM_END: Final = 2
-ITEM_ERROR: Final = 3
-
 
 class Head:
-    """A parsed request head: what ``check_request`` reads, and more."""
+    """A parsed request head: what :func:`~._headers.check_request` reads, and its size."""
 
-    __slots__ = ("connect", "headers", "http_version", "keep_alive", "method", "size", "target")
+    __slots__ = ("headers", "http_version", "method", "size", "target")
 
     def __init__(
         self,
@@ -51,20 +38,20 @@ class Head:
         self.target = target
         self.http_version = http_version
         self.headers = headers
+        #: The bytes of the head, with CRLF line ends.
         self.size = size
-        self.connect = method == b"CONNECT"
-        self.keep_alive = http_version == b"1.1"
+
+
+#: What the callbacks record.
+Item = Head | bytes | End | ParseError
 
 
 class Reader:
-    """The llhttp callbacks: record parsed messages as ``(kind, value)`` items."""
+    """The llhttp callbacks: record parsed messages as items."""
 
     __slots__ = (
         "begun",
-        "chunked",
         "close",
-        "connect",
-        "has_body",
         "head_done",
         "headers",
         "in_message",
@@ -76,9 +63,12 @@ class Reader:
         "url",
     )
 
-    def __init__(self, items: deque[tuple[int, Any]]) -> None:
+    def __init__(self, items: deque[Item]) -> None:
         self.items = items
         self.parser = httptools.HttpRequestParser(self)
+        # A version above 1.1 is read as 1.1 (RFC 9110 §2.5); another major
+        # version is refused with 505 by check_request, as with h11.
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.in_message = False
         self.head_done = False
         self.url = b""
@@ -86,15 +76,12 @@ class Reader:
         self.trailers: list[HeaderType] | None = None
         # Bytes of the head so far, counted by the fields seen.
         self.size = 0
-        self.has_body = False
-        self.chunked = False
         # The head in progress has "connection: close".
         self.close = False
         # False once a message said the connection ends after it.
         self.keep_alive = True
         # Messages begun, to tell one head from the next.
         self.begun = 0
-        self.connect = False
 
     def on_message_begin(self) -> None:
         self.begun += 1
@@ -104,8 +91,6 @@ class Reader:
         self.headers = []
         self.trailers = None
         self.size = 0
-        self.has_body = False
-        self.chunked = False
         self.close = False
 
     def on_url(self, url: bytes) -> None:
@@ -123,11 +108,7 @@ class Reader:
         # llhttp drops leading whitespace, h11 trailing whitespace too.
         self.headers.append((name, value.rstrip(b" \t")))
         self.size += len(name) + len(value) + 4
-        if name == b"content-length":
-            self.has_body = value != b"0"
-        elif name == b"transfer-encoding":
-            self.has_body = self.chunked = True
-        elif name == b"connection" and b"close" in value.lower():
+        if name == b"connection" and b"close" in value.lower():
             self.close = True
 
     def on_headers_complete(self) -> None:
@@ -135,36 +116,24 @@ class Reader:
         parser = self.parser
         method = parser.get_method()
         version = parser.get_http_version()
-        head = Head(
-            method,
-            self.url,
-            _VERSIONS.get(version) or version.encode("ascii"),
-            self.headers,
-            # 'METHOD target HTTP/1.1\r\n', the fields, the empty line (with CRLFs).
-            self.size + len(method) + 12 + 2,
-        )
-        self.connect = head.connect
-        if self.close:
-            head.keep_alive = False
-        if not head.keep_alive:
+        http_version = _VERSIONS.get(version) or version.encode("ascii")
+        if self.close or http_version < b"1.1":
             self.keep_alive = False
-        self.items.append((ITEM_HEAD, head))
+        self.items.append(
+            Head(
+                method,
+                self.url,
+                http_version,
+                self.headers,
+                # 'METHOD target HTTP/1.1\r\n', the fields, the empty line (with CRLFs).
+                self.size + len(method) + 12 + 2,
+            )
+        )
 
     def on_body(self, body: bytes) -> None:
-        self.items.append((ITEM_DATA, body))
+        self.items.append(body)
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        self.items.append((ITEM_END, self.trailers))
-
-
-def check_fields(fields: Sequence[HeaderType]) -> None:
-    """Refuse what h11 refuses to send: a name that is no token, a value with CR, LF or NUL.
-
-    :raises LocalProtocolError: naming the field.
-    """
-    for name, value in fields:
-        if not _TOKEN.fullmatch(name):
-            raise LocalProtocolError(f"illegal header name {name!r}")
-        if value and _BAD_VALUE.search(value):
-            raise LocalProtocolError(f"illegal header value {value!r}")
+        trailers = self.trailers
+        self.items.append(END if trailers is None else End(trailers))
