@@ -1107,6 +1107,11 @@ def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFac
 UPGRADE = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 
 
+def streams(events: list[Event]) -> list[tuple[type[Event], int | None]]:
+    """Each event's type and stream."""
+    return [(type(e), getattr(e, "stream_id", None)) for e in events]
+
+
 @pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one_byte"])
 def test_what_follows_an_upgrade_request_waits_for_its_answer(
     chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
@@ -1115,10 +1120,9 @@ def test_what_follows_an_upgrade_request_waits_for_its_answer(
     server = new_server(http1_server_factory)
     for piece in chunker(UPGRADE + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"):
         server.bytes_received(piece)
-    assert [e.stream_id for e in drain(server)] == [1]
+    assert streams(drain(server)) == [(HeadersReceived, 1)]
     server.submit_headers(1, [(b":status", b"426"), (b"content-length", b"0")], end_stream=True)
-    events = drain(server)
-    assert [(type(e), e.stream_id) for e in events] == [(HeadersReceived, 3)]
+    assert streams(drain(server)) == [(HeadersReceived, 3)]
 
 
 def test_switching_protocols_is_refused(http1_server_factory: HTTP1ServerFactoryType) -> None:
@@ -1145,7 +1149,7 @@ def test_a_refused_connect_leaves_what_followed_to_be_read(
     assert [type(e) for e in drain(server)] == [HeadersReceived]
     server.submit_headers(1, [(b":status", b"407"), (b"content-length", b"0")], end_stream=True)
     events = drain(server)
-    assert [(type(e), e.stream_id) for e in events] == [(HeadersReceived, 3)]
+    assert streams(events) == [(HeadersReceived, 3)]
     assert isinstance(events[0], HeadersReceived)
     assert dict(events[0].headers)[b":path"] == b"/next"
 
@@ -1180,7 +1184,7 @@ def test_a_client_half_close_ends_after_the_pipelined_requests(
     server.eof_received()
     assert drain(server) == []
     server.submit_headers(1, OK, end_stream=True)
-    assert [(type(e), e.stream_id) for e in drain(server)] == [(HeadersReceived, 3)]
+    assert streams(drain(server)) == [(HeadersReceived, 3)]
     server.submit_headers(3, OK, end_stream=True)
     assert drain(server) == [ConnectionTerminated()]
     assert server.bytes_to_send().count(b"HTTP/1.1 200 OK\r\n") == 2

@@ -19,23 +19,13 @@ import h11
 from hface.common import HeadersType, HeaderType
 from hface.errors import LocalProtocolError
 from hface.events import HeadersReceived
+from hface.protocols import ConnectionState
 from hface.protocols._lifecycle import LifecycleInput
 
 from ._base import PROTOCOL_ERROR, HTTP1Base
 from ._h11_parser import H11ResponseParser, ResponseHead
 from ._headers import OutgoingHeaders, keeps_alive, response_headers
-from ._states import (
-    CHUNKED,
-    CONNECT,
-    CONNECTION_OPEN,
-    CONTENT_LENGTH,
-    DONE,
-    IDLE,
-    MESSAGE,
-    OPEN,
-    TUNNEL,
-    Input,
-)
+from ._states import Framing, Half, Input, Mode
 
 
 class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
@@ -65,7 +55,7 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         start = 0
         while (
             self._input is Input.OPEN
-            and self._mode is not TUNNEL
+            and self._mode is not Mode.TUNNEL
             and conn.their_state in (h11.IDLE, h11.SEND_RESPONSE)
         ):
             room = limit + 1 - len(conn.trailing_data[0])
@@ -79,7 +69,7 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         conn = self._h11
         return (
             self._stream_id is None
-            and self._lifecycle.state is CONNECTION_OPEN
+            and self._lifecycle.state is ConnectionState.OPEN
             and conn.our_state is h11.IDLE
             and conn.their_state is h11.IDLE
         )
@@ -107,8 +97,8 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             has a ``content-length``.
         """
         mode = self._mode
-        if stream_id == self._stream_id and self._local is OPEN and mode is not TUNNEL:
-            if mode is CONNECT:
+        if stream_id == self._stream_id and self._local is Half.OPEN and mode is not Mode.TUNNEL:
+            if mode is Mode.CONNECT:
                 raise LocalProtocolError("the CONNECT tunnel is not established yet")
             self._submit_trailers(headers, end_stream)
             return
@@ -126,7 +116,7 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         if outgoing.close:
             fields.append((b"connection", b"close"))
         connect = method == b"CONNECT"
-        framing = CONTENT_LENGTH
+        framing = Framing.CONTENT_LENGTH
         if connect:
             if authority is None:
                 raise LocalProtocolError("a CONNECT request needs :authority")
@@ -140,7 +130,7 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
                 raise LocalProtocolError("too little data for the declared content-length")
             if not end_stream and outgoing.content_length is None:
                 fields.append((b"transfer-encoding", b"chunked"))
-                framing = CHUNKED
+                framing = Framing.CHUNKED
         try:
             request = h11.Request(method=method, target=target, headers=fields)
         except h11.LocalProtocolError as exc:
@@ -148,7 +138,7 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         self._send(request)
         self._stream_id = stream_id
         self._next_stream_id = stream_id + 2
-        self._remote = IDLE
+        self._remote = Half.IDLE
         self._framing = framing
         self._local_remaining = outgoing.content_length
         if outgoing.close:
@@ -157,13 +147,13 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         if connect:
             # The request has no body: the tunnel (if any) carries the data.
             self._send(h11.EndOfMessage())
-            self._mode = CONNECT
-            self._local = DONE if end_stream else OPEN
+            self._mode = Mode.CONNECT
+            self._local = Half.DONE if end_stream else Half.OPEN
         elif end_stream:
             self._send(h11.EndOfMessage())
-            self._local = DONE
+            self._local = Half.DONE
         else:
-            self._local = OPEN
+            self._local = Half.OPEN
 
     def _send_body(self, data: bytes, end_stream: bool) -> None:
         if data:
@@ -203,16 +193,16 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             return None
         headers = response_headers(head)
         if isinstance(head, h11.Response):
-            self._remote = OPEN
-            if not keeps_alive(head) and self._lifecycle.state is CONNECTION_OPEN:
+            self._remote = Half.OPEN
+            if not keeps_alive(head) and self._lifecycle.state is ConnectionState.OPEN:
                 # The server closes after this response (RFC 9112 §9.6).
                 self._lifecycle.handle(LifecycleInput.GOAWAY_RECEIVED)
-            if self._mode is CONNECT:
+            if self._mode is Mode.CONNECT:
                 if 200 <= head.status_code < 300:
                     self._events.append(HeadersReceived(stream_id=stream_id, headers=headers))
                     self._enter_tunnel()
                     return None
                 # Refused: no tunnel, and our side of the exchange is over.
-                self._mode = MESSAGE
-                self._local = DONE
+                self._mode = Mode.MESSAGE
+                self._local = Half.DONE
         return headers

@@ -18,7 +18,6 @@ quietly join to the line before: the server refuses them.
 
 from __future__ import annotations
 
-import enum
 import re
 from abc import abstractmethod
 from typing import Final, Generic
@@ -28,7 +27,17 @@ import h11
 from hface.common import HTTP1_ERROR_CODES
 
 from ._headers import RequestHead
-from ._parser import END, EOF, OBS_FOLD_REASON, End, Eof, HeadT, MessageParser, ParseError
+from ._parser import (
+    END,
+    EOF,
+    OBS_FOLD_REASON,
+    Delivery,
+    End,
+    Eof,
+    HeadT,
+    MessageParser,
+    ParseError,
+)
 
 #: The end of a request head (h11's own pattern: bare LF line ends are allowed).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
@@ -37,49 +46,32 @@ _HEAD_END: Final = re.compile(rb"\n\r?\n")
 ResponseHead = h11.Response | h11.InformationalResponse
 
 
-class _State(enum.Enum):
-    #: Handing out the items of a message.
-    MESSAGE = "message"
-    #: The message ended; the next waits for ``next_message()``.
-    BETWEEN = "between"
-    #: EOF was handed out; nothing more until ``next_message()``.
-    ENDED = "ended"
-    #: Nothing more is parsed (an error, a tunnel, or the end).
-    STOPPED = "stopped"
-
-
-_MESSAGE: Final = _State.MESSAGE
-_BETWEEN: Final = _State.BETWEEN
-_ENDED: Final = _State.ENDED
-_STOPPED: Final = _State.STOPPED
-
-
 class _H11Parser(MessageParser[HeadT], Generic[HeadT]):
     """What both h11 adapters do: h11's events as items."""
 
-    __slots__ = ("_conn", "_state")
+    __slots__ = ("_conn", "_delivery")
 
     def __init__(self, conn: h11.Connection) -> None:
         super().__init__()
         self._conn = conn
-        self._state = _MESSAGE
+        self._delivery = Delivery.MESSAGE
 
     def feed(self, data: bytes) -> None:
-        if self._state is not _STOPPED:
+        if self._delivery is not Delivery.STOPPED:
             self._conn.receive_data(data)
 
     def feed_eof(self) -> None:
-        if self._state is not _STOPPED:
+        if self._delivery is not Delivery.STOPPED:
             self._conn.receive_data(b"")
 
     def next_item(self) -> HeadT | bytes | End | ParseError | Eof | None:
-        state = self._state
-        if state is _STOPPED or state is _ENDED:
+        delivery = self._delivery
+        if delivery is Delivery.STOPPED or delivery is Delivery.ENDED:
             return None
         try:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
-            if state is _BETWEEN:
+            if delivery is Delivery.BETWEEN:
                 # Bytes after a message that announced the close: RFC 9112
                 # §9.6 has the peer send nothing more, so they are ignored.
                 self.stop()
@@ -89,12 +81,12 @@ class _H11Parser(MessageParser[HeadT], Generic[HeadT]):
         if isinstance(event, h11.Data):
             return bytes(event.data)
         if isinstance(event, h11.EndOfMessage):
-            self._state = _BETWEEN
+            self._delivery = Delivery.BETWEEN
             return End(event.headers) if event.headers else END
         if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
             return self._on_head(event)
         if isinstance(event, h11.ConnectionClosed):
-            self._state = _ENDED
+            self._delivery = Delivery.ENDED
             return EOF
         return None  # h11.NEED_DATA, h11.PAUSED
 
@@ -114,7 +106,7 @@ class _H11Parser(MessageParser[HeadT], Generic[HeadT]):
         return data
 
     def stop(self) -> None:
-        self._state = _STOPPED
+        self._delivery = Delivery.STOPPED
 
     def in_message(self) -> bool:
         return False
@@ -136,11 +128,11 @@ class H11RequestParser(_H11Parser[RequestHead]):
         self._head: list[bytes] = []
 
     def feed(self, data: bytes) -> None:
-        state = self._state
-        if state is _STOPPED:
+        delivery = self._delivery
+        if delivery is Delivery.STOPPED:
             return
         conn = self._conn
-        if state is _BETWEEN:
+        if delivery is Delivery.BETWEEN:
             self.held += len(data)
         elif conn.their_state is h11.IDLE:
             head = self._head
@@ -156,7 +148,7 @@ class H11RequestParser(_H11Parser[RequestHead]):
         conn = self._conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self._max_header_size
         )
-        self._state = _MESSAGE
+        self._delivery = Delivery.MESSAGE
         self.held = 0
         self._head[:] = [data] if data else []
         if data:
@@ -215,7 +207,7 @@ class H11ResponseParser(_H11Parser[ResponseHead]):
             self.stop()
             return False
         conn.start_next_cycle()
-        self._state = _MESSAGE
+        self._delivery = Delivery.MESSAGE
         return True
 
     def _on_head(

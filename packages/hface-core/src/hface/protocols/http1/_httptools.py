@@ -44,17 +44,26 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
 from typing import Final
 
 import httptools
 
-from hface.protocols import HTTPOverTCPFactory
-
 from ._base import MAX_PIPELINED as MAX_PIPELINED
+from ._factories import HTTP1ServerFactory
 from ._headers import RequestHead
 from ._httptools_reader import Head, Item, Reader
-from ._parser import EOF, OBS_FOLD_REASON, End, Eof, MessageParser, ParseError
+from ._parser import (
+    AFTER_EOF,
+    BETWEEN_MESSAGES,
+    EOF,
+    IN_MESSAGE,
+    OBS_FOLD_REASON,
+    STOPPED,
+    End,
+    Eof,
+    MessageParser,
+    ParseError,
+)
 from ._server import HTTP1ServerProtocol
 from ._states import ENDED, Input
 
@@ -73,25 +82,13 @@ class _Parsing(enum.Enum):
     PARSING = "parsing"
     #: After a CONNECT or upgrade request: bytes are held raw.
     HOLDING = "holding"
-    #: Bytes are dropped (an error, a tunnel, or the end).
-    STOPPED = "stopped"
-
-
-class _Delivery(enum.Enum):
-    #: The items of a message are handed out.
-    MESSAGE = "message"
-    #: The message ended; the next waits for ``next_message()``.
-    BETWEEN = "between"
-    #: EOF was handed out; nothing more until ``next_message()``.
-    ENDED = "ended"
+    #: Bytes are dropped (after an error, a tunnel, or the end).
+    DROPPING = "dropping"
 
 
 _PARSING: Final = _Parsing.PARSING
 _HOLDING: Final = _Parsing.HOLDING
-_STOPPED: Final = _Parsing.STOPPED
-_MESSAGE: Final = _Delivery.MESSAGE
-_BETWEEN: Final = _Delivery.BETWEEN
-_ENDED: Final = _Delivery.ENDED
+_DROPPING: Final = _Parsing.DROPPING
 
 
 class LLHTTPRequestParser(MessageParser[RequestHead]):
@@ -118,7 +115,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         self._items: deque[Item] = deque()
         self._reader = Reader(self._items)
         self._parsing = _PARSING
-        self._delivery = _MESSAGE
+        self._delivery = IN_MESSAGE
         self._input = Input.OPEN
         # Bytes of the head in progress, counted by whole received pieces.
         self._head_bytes = 0
@@ -160,7 +157,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
             return
         held = self._raw_size
         items = self._items
-        if items and self._delivery is not _MESSAGE:
+        if items and self._delivery is not IN_MESSAGE:
             for item in items:
                 if isinstance(item, Head):
                     held += item.size
@@ -176,22 +173,27 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
     def next_item(self) -> RequestHead | bytes | End | ParseError | Eof | None:
         items = self._items
         if items:
-            if self._delivery is not _MESSAGE:
+            if self._delivery is not IN_MESSAGE:
                 return None  # pipelined: waits for the exchange in progress
             item = items.popleft()
             if type(item) is End:
-                self._delivery = _BETWEEN
+                self._delivery = BETWEEN_MESSAGES
             elif type(item) is Head and item.size > self._max_header_size:
                 self.stop()
                 return ParseError(431, "request head too large", item.method)
             return item
-        if self._input is ENDED and self._delivery is not _ENDED and self._parsing is not _HOLDING:
-            self._delivery = _ENDED
+        delivery = self._delivery
+        if (
+            self._input is ENDED
+            and (delivery is IN_MESSAGE or delivery is BETWEEN_MESSAGES)
+            and self._parsing is not _HOLDING
+        ):
+            self._delivery = AFTER_EOF
             return EOF
         return None
 
     def next_message(self) -> bool:
-        self._delivery = _MESSAGE
+        self._delivery = IN_MESSAGE
         if self._parsing is not _HOLDING or self._items:
             return bool(self._items) or self._input is ENDED
         # The exchange that made llhttp stop is over, and what followed it
@@ -213,13 +215,14 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         return data
 
     def stop(self) -> None:
-        self._parsing = _STOPPED
+        self._parsing = _DROPPING
+        self._delivery = STOPPED
         self._items.clear()
         self._raw.clear()
         self._raw_size = self.held = 0
 
     def in_message(self) -> bool:
-        return self._parsing is not _STOPPED and (self._reader.in_message or bool(self._items))
+        return self._parsing is not _DROPPING and (self._reader.in_message or bool(self._items))
 
     # -- parsing -------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         if not reader.keep_alive and not reader.in_message:
             # Bytes after a request that announced the close: RFC 9112 §9.6
             # has the client send nothing more, so they are ignored.
-            self._parsing = _STOPPED
+            self._parsing = _DROPPING
             return
         reason = str(exc) or "invalid request"
         status = 400
@@ -258,7 +261,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
 
     def _refuse(self, status: int, reason: str, method: bytes = b"") -> None:
         """The bytes parsed last break the rules: refused after what came before."""
-        self._parsing = _STOPPED
+        self._parsing = _DROPPING
         self._items.append(ParseError(status, reason, method))
 
 
@@ -280,7 +283,7 @@ class HTTPToolsServerProtocol(HTTP1ServerProtocol):
         return LLHTTPRequestParser(max_header_size)
 
 
-class HTTPToolsServerFactory(HTTPOverTCPFactory):
+class HTTPToolsServerFactory(HTTP1ServerFactory):
     """Makes :class:`HTTPToolsServerProtocol` objects (``hface-core[httptools]``).
 
     Takes the options of :class:`~hface.protocols.http1.HTTP1ServerFactory`.
@@ -289,18 +292,12 @@ class HTTPToolsServerFactory(HTTPOverTCPFactory):
         accepted from a client, in bytes; a larger one is answered with 431.
     """
 
-    def __init__(self, *, max_header_size: int = 16384) -> None:
-        self._max_header_size = max_header_size
-
-    @property
-    def alpn_protocols(self) -> Sequence[str]:
-        """``["http/1.1"]``."""
-        return ["http/1.1"]
+    _protocol_type = HTTPToolsServerProtocol
 
     def __call__(
         self, *, tls_version: str | None = None, alpn_protocol: str | None = None
     ) -> HTTPToolsServerProtocol:
-        """Make a server protocol for a new connection; TLS makes ``:scheme`` "https"."""
-        return HTTPToolsServerProtocol(
-            tls=tls_version is not None, max_header_size=self._max_header_size
-        )
+        """Make a server protocol for a new connection, with llhttp reading the requests."""
+        protocol = super().__call__(tls_version=tls_version, alpn_protocol=alpn_protocol)
+        assert isinstance(protocol, HTTPToolsServerProtocol)
+        return protocol

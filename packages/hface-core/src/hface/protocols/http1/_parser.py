@@ -81,6 +81,26 @@ class Eof(enum.Enum):
 EOF: Final = Eof.EOF
 
 
+class Delivery(enum.Enum):
+    """What an adapter hands out next: the same states whatever the parser."""
+
+    #: The items of a message, as they come.
+    MESSAGE = "message"
+    #: Nothing: the message ended, and the next waits for ``next_message()``.
+    BETWEEN = "between"
+    #: Nothing: :data:`EOF` was handed out (until ``next_message()``).
+    ENDED = "ended"
+    #: Nothing, for good (an error, a tunnel, or a connection that closes).
+    STOPPED = "stopped"
+
+
+# As module constants (a member read through its enum class costs more).
+IN_MESSAGE: Final = Delivery.MESSAGE
+BETWEEN_MESSAGES: Final = Delivery.BETWEEN
+AFTER_EOF: Final = Delivery.ENDED
+STOPPED: Final = Delivery.STOPPED
+
+
 class MessageParser(ABC, Generic[HeadT]):
     """One parser, wrapped to hand out the neutral items of this module."""
 
