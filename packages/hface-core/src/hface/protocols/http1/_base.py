@@ -27,8 +27,13 @@ Every state is one of :mod:`._states`: ``_local`` and ``_remote`` (a
 are done it ends (``_exchange_done``): a connection that stays open asks
 the parser for the next message (a pipelined one may be waiting), any
 other becomes closing, and closed at once if the peer has already sent
-EOF. The peer may half-close after a complete message: the exchange
-finishes our side first.
+EOF. Whether a connection stays open is a fact of the exchange
+(``_keep_alive``, from the request: RFC 9112 §9.3) or the lifecycle's
+(a graceful close). The peer may half-close after a complete message: the
+exchange finishes our side first, then the requests that came before the
+EOF are answered. Pipelined requests wait in the parser while one is
+answered, up to :data:`MAX_PIPELINED` bytes: beyond them the answer in
+progress says ``connection: close`` and the rest is dropped.
 
 A CONNECT exchange whose response is 2xx becomes a tunnel (RFC 9110
 §9.3.6): the parser hands over the bytes that followed the request

@@ -22,7 +22,9 @@ None until :meth:`~MessageParser.next_message` says the exchange is over
 (pipelined requests wait their turn). A CONNECT request, and a request
 that asks to switch protocols, make it stop parsing after them: what
 follows is either the next request (``next_message()``) or the bytes of a
-tunnel (:meth:`~MessageParser.take_raw`). Everything else, the states of
+tunnel (:meth:`~MessageParser.take_raw`). Its :attr:`~MessageParser.held`
+says how many bytes wait after the message in progress, for the state
+machine's bound on pipelining. Everything else, the states of
 the exchange, the checks of a request, the framing of the response and
 the answers to errors, is the state machine's (:mod:`._base`,
 :mod:`._server`), written once for every parser.
