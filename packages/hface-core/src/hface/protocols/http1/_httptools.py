@@ -49,7 +49,7 @@ import httptools
 
 from hface.common import HeaderType
 
-from ._base import MAX_PIPELINED as MAX_PIPELINED
+from ._base import MAX_PIPELINED as _MAX_PIPELINED
 from ._factories import HTTP1ServerFactory
 from ._headers import RequestHead
 from ._parser import (
@@ -69,6 +69,11 @@ from ._server import HTTP1ServerProtocol
 from ._states import ENDED, Input
 
 __all__ = ("MAX_PIPELINED", "HTTPToolsServerFactory", "HTTPToolsServerProtocol")
+
+#: Bytes of requests parsed ahead (pipelined) while one is answered; beyond
+#: them the connection closes after that answer (the state machine's bound,
+#: whichever parser reads the requests).
+MAX_PIPELINED: Final = _MAX_PIPELINED
 
 #: llhttp errors that h11 answers with 501 (a transfer coding it does not implement).
 _NOT_IMPLEMENTED: Final = ("Transfer-Encoding",)
