@@ -33,7 +33,6 @@ OVERSIZED: Final = {
     "hface.protocols.http3._protocol": "HTTP/3: the QUIC side, streams and closing in one class",
     "hface.connections._connection": "per-stream routing is moving into a stream object",
     "hface.server._asgi_stream": "ASGIStream alone is 610 lines",
-    "hface.protocols.http1._httptools": "one HTTP/1.1 server state machine for h11 and httptools",
 }
 
 #: Public signatures that still take ``**options: Any`` (typed settings replace them).
@@ -51,7 +50,7 @@ UNTYPED_OPTIONS: Final = {
 #: Where a message is read, by ``module.function``: only where the layer
 #: that wrote it (or that calls the library that did) translates it.
 MESSAGE_READERS: Final = {
-    "hface.protocols.http1._httptools.HTTPToolsServerProtocol._on_parse_error": (
+    "hface.protocols.http1._httptools.LLHTTPRequestParser._on_parse_error": (
         "llhttp's errors carry only a message: the protocol that calls httptools "
         "translates them into a status, at the library's boundary"
     ),

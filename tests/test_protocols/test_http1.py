@@ -24,7 +24,7 @@ from hface.protocols.http1 import (
     HTTP1ServerFactory,
     HTTP1ServerProtocol,
 )
-from tests.helpers.pairs import Chunker, TCPProtocolPair, make_pair, one_byte, random_chunks
+from tests.helpers.pairs import Chunker, TCPProtocolPair, make_pair, one_byte, random_chunks, whole
 from tests.test_protocols.conftest import HTTP1ServerFactoryType
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "protocol.py"
@@ -1099,3 +1099,92 @@ def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFac
     server.submit_headers(1, [(b":status", b"426"), (b"upgrade", b"websocket")], end_stream=True)
     assert server.bytes_to_send() == b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n"
     assert server.is_available()
+
+
+# -- one state machine, whichever parser -------------------------------------
+
+
+UPGRADE = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def streams(events: list[Event]) -> list[tuple[type[Event], int | None]]:
+    """Each event's type and stream."""
+    return [(type(e), getattr(e, "stream_id", None)) for e in events]
+
+
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one_byte"])
+def test_what_follows_an_upgrade_request_waits_for_its_answer(
+    chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """Both parsers stop at it: the next request is read once it is answered, not before."""
+    server = new_server(http1_server_factory)
+    for piece in chunker(UPGRADE + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"):
+        server.bytes_received(piece)
+    assert streams(drain(server)) == [(HeadersReceived, 1)]
+    server.submit_headers(1, [(b":status", b"426"), (b"content-length", b"0")], end_stream=True)
+    assert streams(drain(server)) == [(HeadersReceived, 3)]
+
+
+def test_switching_protocols_is_refused(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """No 101 (the server does not switch); the request still gets its answer."""
+    server = new_server(http1_server_factory)
+    feed(server, UPGRADE)
+    with pytest.raises(LocalProtocolError, match="101"):
+        server.submit_headers(1, [(b":status", b"101"), (b"upgrade", b"websocket")])
+    assert server.bytes_to_send() == b""
+    server.submit_headers(1, [(b":status", b"426"), (b"content-length", b"0")], end_stream=True)
+    assert server.bytes_to_send().startswith(b"HTTP/1.1 426 ")
+    assert server.is_available()
+
+
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one_byte"])
+def test_a_refused_connect_leaves_what_followed_to_be_read(
+    chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """Bytes after CONNECT wait raw; refused, they are the next request (RFC 9110 §9.3.6)."""
+    server = new_server(http1_server_factory)
+    data = b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+    for piece in chunker(data):
+        server.bytes_received(piece)
+    assert [type(e) for e in drain(server)] == [HeadersReceived]
+    server.submit_headers(1, [(b":status", b"407"), (b"content-length", b"0")], end_stream=True)
+    events = drain(server)
+    assert streams(events) == [(HeadersReceived, 3)]
+    assert isinstance(events[0], HeadersReceived)
+    assert dict(events[0].headers)[b":path"] == b"/next"
+
+
+def test_pipelining_past_the_bound_closes_after_the_answer(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    """RFC 9112 §9.3.2: what was not answered, a pipelining client sends again (both parsers)."""
+    from hface.protocols.http1._httptools import MAX_PIPELINED
+
+    server = new_server(http1_server_factory)
+    feed(server, b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.bytes_received(b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n")
+    assert not server.has_expired()
+    for _ in range(MAX_PIPELINED // 65536 + 1):
+        server.bytes_received(b"x" * 65536)
+    assert server.has_expired()
+    assert drain(server) == []
+    server.submit_headers(1, OK, end_stream=True)
+    assert server.bytes_to_send().endswith(b"\r\nconnection: close\r\n\r\n")
+    assert drain(server) == []
+    server.eof_received()
+    assert drain(server) == [ConnectionTerminated()]
+
+
+def test_a_client_half_close_ends_after_the_pipelined_requests(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    """Every request that came before the EOF is answered, then the connection ends."""
+    server = new_server(http1_server_factory)
+    feed(server, b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    server.eof_received()
+    assert drain(server) == []
+    server.submit_headers(1, OK, end_stream=True)
+    assert streams(drain(server)) == [(HeadersReceived, 3)]
+    server.submit_headers(3, OK, end_stream=True)
+    assert drain(server) == [ConnectionTerminated()]
+    assert server.bytes_to_send().count(b"HTTP/1.1 200 OK\r\n") == 2

@@ -233,6 +233,87 @@ def test_truncated_chunked_body_at_eof(http1_server_factory: HTTP1ServerFactoryT
     ]
 
 
+# -- where the two parsers used to differ: one behaviour (issue 18) ----------
+
+#: Refused at once by both parsers, before the application sees the request.
+REFUSED_ALIKE = [
+    pytest.param(
+        request(b"Connection: upgrade", b"Upgrade: websocket", b"Content-Length: 5", body=b"hello"),
+        id="RFC 9110 7.8 a body on an Upgrade request",
+    ),
+    pytest.param(
+        request(
+            b"Connection: keep-alive, Upgrade",
+            b"Upgrade: h2c",
+            b"Transfer-Encoding: chunked",
+            body=b"5\r\nhello\r\n0\r\n\r\n",
+        ),
+        id="RFC 9110 7.8 a chunked body on an Upgrade request",
+    ),
+    pytest.param(
+        request(b"Content-Length: 5", line=b"CONNECT example.com:443 HTTP/1.1", body=b"hello"),
+        id="RFC 9110 9.3.6 a body on a CONNECT request",
+    ),
+    pytest.param(
+        request(b"Content-Length: 9223372036854775808", body=b"x"),
+        id="RFC 9110 8.6 Content-Length of 2**63",
+    ),
+    pytest.param(
+        request(b"Content-Length: 18446744073709551616", body=b"x"),
+        id="RFC 9110 8.6 Content-Length of 2**64",
+    ),
+]
+
+
+@pytest.mark.parametrize("data", REFUSED_ALIKE)
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one-byte"])
+def test_refused_alike(
+    data: bytes, chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """400 at once, on either parser: no wait for a body that cannot be read one way."""
+    sent, events = feed(data + SMUGGLED, chunker, factory=http1_server_factory)
+    assert_refused(sent, events, 400)
+    assert [type(e) for e in events] == [ConnectionTerminated]
+
+
+def test_the_largest_content_length_is_taken(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """2**63 - 1 is a length like any other: the request waits for its body."""
+    sent, events = feed(
+        request(b"Content-Length: 9223372036854775807", body=b"x"), factory=http1_server_factory
+    )
+    assert sent == b""
+    assert [type(e) for e in events] == [HeadersReceived, DataReceived]
+
+
+@pytest.mark.parametrize("version", [b"1.2", b"1.9"])
+def test_a_higher_minor_version_is_read_as_1_1(
+    version: bytes, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """RFC 9110 §2.5: a message of HTTP/1.x is processed as HTTP/1.1 (h11 and llhttp alike)."""
+    server = http1_server_factory()()
+    server.bytes_received(b"GET /x HTTP/" + version + b"\r\nHost: example.com\r\n\r\n")
+    event = server.next_event()
+    assert isinstance(event, HeadersReceived)
+    assert dict(event.headers)[b":path"] == b"/x"
+    server.submit_headers(event.stream_id, [(b":status", b"200")])
+    server.submit_data(event.stream_id, b"chunked", end_stream=True)
+    assert server.bytes_to_send() == (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nchunked\r\n0\r\n\r\n"
+    )
+    assert server.is_available()
+
+
+def test_a_body_on_an_upgrade_request_without_the_option_is_a_body(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    """``Upgrade`` without the ``upgrade`` connection option asks nothing (RFC 9110 §7.8)."""
+    fields, body = only_request(
+        request(b"Upgrade: websocket", b"Content-Length: 5", body=b"hello"), http1_server_factory
+    )
+    assert fields[b":method"] == b"POST"
+    assert body == b"hello"
+
+
 # -- accepted, with one meaning ----------------------------------------------
 
 

@@ -1,6 +1,8 @@
-"""HTTP/1.1 on h11, speaking the HTTP/2 style headers and events of every version.
+"""HTTP/1.1, speaking the HTTP/2 style headers and events of every version.
 
-See :mod:`hface.protocols.http1._base` for the theory of operation.
+One client and one server state machine; h11 parses here, and llhttp can
+parse for the server (:mod:`hface.protocols.http1._httptools`). See
+:mod:`hface.protocols.http1._base` for the theory of operation.
 """
 
 from ._client import HTTP1ClientProtocol as HTTP1ClientProtocol

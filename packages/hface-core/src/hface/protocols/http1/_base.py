@@ -1,4 +1,4 @@
-"""The machinery HTTP/1.1 clients and servers share, on top of h11.
+"""The machinery HTTP/1.1 clients and servers share: one exchange at a time.
 
 Theory of operation
 -------------------
@@ -6,40 +6,52 @@ Theory of operation
 An HTTP/1.1 connection carries one exchange (a request and its response)
 at a time. Each exchange is presented as one stream of the shared event
 vocabulary, with IDs 1, 3, 5, ... on both sides, so that code written for
-HTTP/2 works unchanged. h11 keeps the per-message state; on top of it this
-class keeps:
+HTTP/2 works unchanged.
 
-* ``_stream_id``: the exchange in progress, or None between exchanges;
-* ``_local`` and ``_remote``: how far each direction of the exchange has
-  got (:data:`IDLE` nothing yet, :data:`OPEN` headers done and body going,
-  :data:`DONE` ended);
-* ``_tunnel``: once a CONNECT request got a 2xx response (RFC 9110 §9.3.6)
-  h11 steps aside and the bytes flow raw, as ``DataReceived`` and
-  ``submit_data`` on the CONNECT stream, until both sides have ended.
+Bytes flow one way: ``bytes_received`` feeds a parser adapter
+(:mod:`._parser`: h11 or llhttp), and :meth:`HTTP1Base._receive` turns the
+items it hands out into events. A head is the client's or the server's to
+read (``_on_head``: a request starts an exchange, a response answers it)
+and becomes ``HeadersReceived``; a piece of body becomes ``DataReceived``;
+the end of the message marks the last of them ``end_stream``, so that a
+body's last piece, or the head of a message without a body, is one event
+(trailers are a ``HeadersReceived`` of their own); a parse error resets
+the exchange and ends the connection (a server answers it first); the end
+of the peer's byte stream ends a connection with no exchange left.
 
-When both directions are done the exchange ends; if h11 agrees that the
-connection can be reused it starts the next cycle and any request already
-buffered (pipelining) is parsed. Received events are pulled from h11 in
-:meth:`_pull`; a body's last ``Data`` and h11's ``EndOfMessage`` that come
-out of the same call are merged into one event with ``end_stream=True``,
-and so are the headers of a message with no body.
+Every state is one of :mod:`._states`: ``_local`` and ``_remote`` (a
+:class:`~._states.Half` each), ``_mode`` (:class:`~._states.Mode`),
+``_input`` (:class:`~._states.Input`), and the connection's
+:class:`~hface.protocols._lifecycle.Lifecycle`, driven by
+:data:`~._states.HTTP1_LIFECYCLE`. When both directions of an exchange
+are done it ends (``_exchange_done``): a connection that stays open asks
+the parser for the next message (a pipelined one may be waiting), any
+other becomes closing, and closed at once if the peer has already sent
+EOF. Whether a connection stays open is a fact of the exchange
+(``_keep_alive``, from the request: RFC 9112 §9.3) or the lifecycle's
+(a graceful close). The peer may half-close after a complete message: the
+exchange finishes our side first, then the requests that came before the
+EOF are answered. Pipelined requests wait in the parser while one is
+answered, up to :data:`MAX_PIPELINED` bytes: beyond them the answer in
+progress says ``connection: close`` and the rest is dropped.
 
-Peer errors never raise: they become ``StreamResetReceived`` for an
-exchange in progress, then ``ConnectionTerminated`` (a server also queues
-an error response with a one-line text body first, see
-:meth:`_on_remote_error`). Misuse by the caller raises
-:class:`~hface.errors.LocalProtocolError`, checked before h11 is called
-where that keeps the connection usable.
+A CONNECT exchange whose response is 2xx becomes a tunnel (RFC 9110
+§9.3.6): the parser hands over the bytes that followed the request
+(``take_raw``), and from then on bytes flow raw, as ``DataReceived`` and
+``submit_data`` on the CONNECT stream, until both sides have ended.
+
+Peer errors never raise: they become events. Misuse by the caller raises
+:class:`~hface.errors.LocalProtocolError`, checked before anything is
+sent, so that the connection stays usable.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import deque
-from typing import Final
+from typing import Final, Generic
 
-import h11
-
-from hface.common import HTTP1_ERROR_CODES, HeadersType
+from hface.common import HTTP1_ERROR_CODES, HeadersType, HeaderType
 from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
@@ -50,76 +62,77 @@ from hface.events import (
     StreamResetSent,
 )
 from hface.protocols import ConnectionState, HTTP1Protocol
+from hface.protocols._lifecycle import Lifecycle, LifecycleInput
 
 from ._headers import OutgoingHeaders, count_body_bytes, trailer_headers
-
-#: Direction states of an exchange.
-IDLE: Final = 0
-OPEN: Final = 1
-DONE: Final = 2
+from ._parser import EOF, End, HeadT, MessageParser, ParseError
+from ._states import (
+    CHUNKED,
+    CLOSED,
+    CLOSING,
+    CONNECT,
+    CONNECTION_OPEN,
+    CONTENT_LENGTH,
+    DONE,
+    DRAINING,
+    ENDED,
+    HTTP1_LIFECYCLE,
+    IDLE,
+    MESSAGE,
+    OPEN,
+    TUNNEL,
+    Input,
+)
 
 #: The error code of a peer's protocol violation.
 PROTOCOL_ERROR: Final = HTTP1_ERROR_CODES.protocol_error
+
+#: Bytes of requests parsed ahead (pipelined) while one is answered; beyond
+#: them the connection closes after that answer, and the rest is dropped (a
+#: pipelining client must be ready to send again what was not answered,
+#: RFC 9112 §9.3.2).
+MAX_PIPELINED: Final = 1024 * 1024
+
+#: What was received and may yet end with the next item: a head's header
+#: list, or a piece of body.
+_Pending = list[HeaderType] | bytes
+
 
 
 def remote_error_reason(eof: bool) -> TerminationReason:
     """Why a peer's bad message ends the connection: an early close after the peer's EOF."""
     return TerminationReason.CLOSED_BY_PEER if eof else TerminationReason.PEER_PROTOCOL_ERROR
 
-
-class HTTP1Base(HTTP1Protocol):
+class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
     """The shared part of :class:`HTTP1ClientProtocol` and :class:`HTTP1ServerProtocol`."""
 
-    def __init__(
-        self, *, our_role: type[h11.CLIENT] | type[h11.SERVER], max_header_size: int
-    ) -> None:
-        self._h11 = h11.Connection(our_role, max_incomplete_event_size=max_header_size)
+    def __init__(self, parser: MessageParser[HeadT]) -> None:
+        self._parser = parser
+        self._lifecycle = Lifecycle(HTTP1_LIFECYCLE)
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
         self._next_stream_id = 1
+        # The exchange in progress, or None between exchanges.
         self._stream_id: int | None = None
         self._local = IDLE
         self._remote = IDLE
-        # Bytes still owed by a content-length body we send; None for chunked.
+        self._mode = MESSAGE
+        self._input = Input.OPEN
+        # How the body we send is framed, and the bytes it still owes (None:
+        # unknown length).
+        self._framing = CONTENT_LENGTH
         self._local_remaining: int | None = None
-        self._local_chunked = False
-        # A CONNECT exchange that has not been answered yet.
-        self._connect = False
-        self._tunnel = False
-        self._closing = False
-        self._expired = False
-        self._terminated = False
-        self._eof = False
-        # h11 holds bytes for the next exchange.
-        self._paused = False
-        # The peer closed while we were still sending our side.
-        self._eof_pending = False
+        # False once a message of this exchange ended keep-alive (RFC 9112 §9.3).
+        self._keep_alive = True
 
     # -- state ---------------------------------------------------------------
 
-    def is_available(self) -> bool:
-        conn = self._h11
-        return (
-            self._stream_id is None
-            and not self._expired
-            and not self._closing
-            and conn.our_state is h11.IDLE
-            and conn.their_state is h11.IDLE
-        )
-
     @property
     def state(self) -> ConnectionState:
-        if self._terminated:
-            return ConnectionState.CLOSED
-        return ConnectionState.DRAINING if self.has_expired() else ConnectionState.OPEN
+        return self._lifecycle.state
 
     def has_expired(self) -> bool:
-        if self._expired:
-            return True
-        if self._tunnel:
-            return self._local == DONE and self._remote == DONE
-        state = self._h11.our_state
-        return state is h11.MUST_CLOSE or state is h11.CLOSED or state is h11.ERROR
+        return self._lifecycle.state is not CONNECTION_OPEN
 
     def next_event(self) -> Event | None:
         events = self._events
@@ -135,15 +148,20 @@ class HTTP1Base(HTTP1Protocol):
     # -- bytes ---------------------------------------------------------------
 
     def bytes_received(self, data: bytes) -> None:
-        if not data or self._terminated or self._eof:
+        if not data or self._input is ENDED:
             return
-        if self._tunnel:
-            if self._remote == OPEN:
+        if self._mode is TUNNEL:
+            if self._remote is OPEN:
                 assert self._stream_id is not None
                 self._events.append(DataReceived(stream_id=self._stream_id, data=data))
             return
-        self._h11.receive_data(data)
-        self._pull()
+        parser = self._parser
+        parser.feed(data)
+        self._receive()
+        if self._stream_id is not None and parser.held > MAX_PIPELINED:
+            # Answer the exchange in progress, then close (RFC 9112 §9.3.2).
+            parser.stop()
+            self.submit_goaway()
 
     def bytes_to_send(self) -> bytes:
         out = self._out
@@ -157,17 +175,19 @@ class HTTP1Base(HTTP1Protocol):
         return data
 
     def eof_received(self) -> None:
-        if self._terminated or self._eof:
+        if self._input is ENDED:
             return
-        self._eof = True
-        if self._tunnel:
+        self._input = ENDED
+        if self._mode is TUNNEL:
             self._tunnel_remote_done()
             return
-        self._h11.receive_data(b"")
-        self._pull()
+        self._parser.feed_eof()
+        self._receive()
+        if self._lifecycle.state is CLOSING:
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     def connection_lost(self) -> None:
-        if self._terminated:
+        if self._lifecycle.state is CLOSED:
             return
         stream_id = self._stream_id
         if stream_id is None:
@@ -178,183 +198,188 @@ class HTTP1Base(HTTP1Protocol):
                 PROTOCOL_ERROR, "connection lost", reason=TerminationReason.TRANSPORT_LOST
             )
 
-    # -- submitting ----------------------------------------------------------
+    # -- receiving -----------------------------------------------------------
 
-    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        if stream_id != self._stream_id or self._local != OPEN:
-            raise LocalProtocolError(f"stream {stream_id} is not open for sending")
-        if self._tunnel:
-            if data:
-                self._out.append(data)
-            if end_stream:
-                self._local = DONE
-                if self._remote == DONE:
-                    self._terminate(0, None, reason=TerminationReason.CLOSED_BY_US)
-            return
-        if self._connect:
-            raise LocalProtocolError("the CONNECT tunnel is not established yet")
-        # Checked here, not by h11, which would break the connection.
-        self._local_remaining = count_body_bytes(self._local_remaining, len(data), end_stream)
-        if data:
-            self._send(h11.Data(data=data))
-        if end_stream:
-            self._send(h11.EndOfMessage())
-            self._local_done()
-
-    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
-        """Close the connection: HTTP/1.1 cannot cancel one exchange alone."""
-        if stream_id != self._stream_id or self._terminated:
-            return
-        self._out.clear()
-        self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
-        self._terminate(error_code, "stream reset", reason=TerminationReason.CLOSED_BY_US)
-
-    def _submit_trailers(self, headers: HeadersType, end_stream: bool) -> None:
-        if not end_stream:
-            raise LocalProtocolError("trailers must end the stream")
-        if not self._local_chunked:
-            raise LocalProtocolError("trailers need a chunked message, not a content-length one")
-        outgoing = OutgoingHeaders(headers)
-        outgoing.no_pseudo("trailers")
-        try:
-            event = h11.EndOfMessage(headers=outgoing.fields)
-        except h11.LocalProtocolError as exc:
-            raise LocalProtocolError(str(exc)) from exc
-        self._send(event)
-        self._local_done()
-
-    def _send(self, event: h11.Event) -> None:
-        try:
-            data = self._h11.send_with_data_passthrough(event)
-        except h11.LocalProtocolError as exc:
-            raise LocalProtocolError(str(exc)) from exc
-        if data:
-            self._out += data
-
-    # -- exchange life cycle -------------------------------------------------
-
-    def _local_done(self) -> None:
-        self._local = DONE
-        if self._remote == DONE:
-            if self._exchange_done() and self._paused:
-                # Requests (or bytes) that came while we were busy.
-                self._pull()
-        elif self._eof_pending:
-            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
-
-    def _exchange_done(self) -> bool:
-        """End the exchange; return True if the next one could start."""
-        self._stream_id = None
-        conn = self._h11
-        if self._eof_pending:
-            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
-        elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            if self._closing:
-                self._expired = True
-            else:
-                conn.start_next_cycle()
-                self._local = self._remote = IDLE
-                return True
-        return False
-
-    def _pull(self) -> None:
-        """Turn what h11 can parse now into events."""
-        conn = self._h11
+    def _receive(self) -> None:
+        """Turn the items the parser has ready into events (see the theory of operation)."""
+        next_item = self._parser.next_item
         events = self._events
-        # A Data or HeadersReceived that an EndOfMessage right behind may end.
-        pending: DataReceived | HeadersReceived | None = None
-        while not self._terminated:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
+        pending: _Pending | None = None
+        while (item := next_item()) is not None:
+            # Told apart by isinstance for bytes, and by exact type for the
+            # final classes (which costs less, on every request).
+            if isinstance(item, bytes):
                 if pending is not None:
-                    events.append(pending)
-                if self._remote == DONE:
-                    # Bytes after a message that announced the close: RFC 9112
-                    # §9.6 has the peer send nothing more, so we ignore them.
-                    return
-                self._on_remote_error(exc)
-                return
-            if isinstance(event, h11.Data):
-                if pending is not None:
-                    events.append(pending)
-                assert self._stream_id is not None
-                pending = DataReceived(stream_id=self._stream_id, data=bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                if self._connect:
-                    # The end of a CONNECT request: the response decides
-                    # whether a tunnel follows.
-                    continue
+                    events.append(self._pending_event(pending))
+                pending = item
+            elif type(item) is End:
                 stream_id = self._stream_id
                 assert stream_id is not None
-                self._remote = DONE
-                if event.headers:
+                if self._mode is CONNECT:
+                    # The end of a CONNECT request: the response decides
+                    # whether a tunnel follows.
                     if pending is not None:
-                        events.append(pending)
+                        events.append(self._pending_event(pending))
+                    return
+                self._remote = DONE
+                if item.trailers:
+                    if pending is not None:
+                        events.append(self._pending_event(pending))
                     events.append(
                         HeadersReceived(
                             stream_id=stream_id,
-                            headers=trailer_headers(event.headers),
+                            headers=trailer_headers(item.trailers),
                             end_stream=True,
                         )
                     )
                 elif pending is None:
                     events.append(DataReceived(stream_id=stream_id, data=b"", end_stream=True))
-                elif isinstance(pending, DataReceived):
-                    events.append(
-                        DataReceived(stream_id=stream_id, data=pending.data, end_stream=True)
-                    )
+                elif isinstance(pending, bytes):
+                    events.append(DataReceived(stream_id=stream_id, data=pending, end_stream=True))
                 else:
                     events.append(
-                        HeadersReceived(
-                            stream_id=stream_id, headers=pending.headers, end_stream=True
-                        )
+                        HeadersReceived(stream_id=stream_id, headers=pending, end_stream=True)
                     )
                 pending = None
-                if self._local == DONE:
-                    self._exchange_done()
-            elif isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
-                if pending is not None:
-                    events.append(pending)
-                pending = self._on_message_start(event)
+                if self._local is not DONE or not self._exchange_done():
+                    # The exchange goes on, or nothing follows yet.
+                    return
             else:
                 if pending is not None:
-                    events.append(pending)
-                # h11 pauses when bytes wait for the next exchange.
-                self._paused = event is h11.PAUSED
-                if isinstance(event, h11.ConnectionClosed):
-                    self._on_connection_closed()
-                elif event is h11.PAUSED and conn.their_state is h11.SWITCHED_PROTOCOL:
-                    self._enter_tunnel()
-                return
+                    events.append(self._pending_event(pending))
+                    pending = None
+                if type(item) is ParseError:
+                    self._on_parse_error(item)
+                elif item is EOF:
+                    if self._stream_id is None:
+                        self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
+                else:
+                    pending = self._on_head(item)
+        if pending is not None:
+            events.append(self._pending_event(pending))
 
-    def _on_message_start(
-        self, event: h11.Request | h11.Response | h11.InformationalResponse
-    ) -> HeadersReceived | None:
-        """Handle a received request or status line; return its headers event, if any."""
-        raise NotImplementedError
+    @abstractmethod
+    def _on_head(self, head: HeadT) -> list[HeaderType] | None:
+        """Take a received head; return its header list, or None if it makes no event."""
 
-    def _on_connection_closed(self) -> None:
-        if self._stream_id is not None and self._remote == DONE and self._local != DONE:
-            # The peer half-closed after a complete message: finish our side.
-            self._eof_pending = True
-        else:
-            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
+    def _pending_event(self, pending: _Pending) -> HeadersReceived | DataReceived:
+        stream_id = self._stream_id
+        assert stream_id is not None
+        if isinstance(pending, bytes):
+            return DataReceived(stream_id=stream_id, data=pending)
+        return HeadersReceived(stream_id=stream_id, headers=pending)
 
-    def _on_remote_error(self, exc: h11.RemoteProtocolError) -> None:
+    def _on_parse_error(self, error: ParseError) -> None:
         stream_id = self._stream_id
         if stream_id is not None:
             self._events.append(StreamResetReceived(stream_id=stream_id, error_code=PROTOCOL_ERROR))
-        self._terminate(PROTOCOL_ERROR, str(exc), reason=remote_error_reason(self._eof))
+        self._answer_parse_error(error)
+        self._terminate(
+            error.status, error.reason, reason=remote_error_reason(self._input is ENDED)
+        )
+
+    def _answer_parse_error(self, error: ParseError) -> None:
+        """Tell the peer what was wrong, if this side can (a server can)."""
+
+    # -- sending -------------------------------------------------------------
+
+    def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        if stream_id != self._stream_id or self._local is not OPEN:
+            raise LocalProtocolError(f"stream {stream_id} is not open for sending")
+        mode = self._mode
+        if mode is TUNNEL:
+            if data:
+                self._out.append(data)
+            if end_stream:
+                self._local = DONE
+                if self._remote is DONE:
+                    self._terminate(0, None, reason=TerminationReason.CLOSED_BY_US)
+            return
+        if mode is CONNECT:
+            raise LocalProtocolError("the CONNECT tunnel is not established yet")
+        # Checked here, before the parser or the peer could see too much.
+        self._local_remaining = count_body_bytes(self._local_remaining, len(data), end_stream)
+        self._send_body(data, end_stream)
+
+    @abstractmethod
+    def _send_body(self, data: bytes, end_stream: bool) -> None:
+        """Send a piece of the body (checked against the framing), ending it if asked."""
+
+    def _submit_trailers(self, headers: HeadersType, end_stream: bool) -> None:
+        if not end_stream:
+            raise LocalProtocolError("trailers must end the stream")
+        if self._framing is not CHUNKED:
+            raise LocalProtocolError("trailers need a chunked message, not a content-length one")
+        outgoing = OutgoingHeaders(headers)
+        outgoing.no_pseudo("trailers")
+        self._send_trailers(outgoing.fields)
+
+    @abstractmethod
+    def _send_trailers(self, fields: list[HeaderType]) -> None:
+        """End a chunked body with these trailer fields."""
+
+    def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
+        """Close the connection: HTTP/1.1 cannot cancel one exchange alone."""
+        if stream_id != self._stream_id or self._lifecycle.state is CLOSED:
+            return
+        self._out.clear()
+        self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
+        self._terminate(
+            error_code,
+            "stream reset",
+            LifecycleInput.SUBMIT_CLOSE,
+            reason=TerminationReason.CLOSED_BY_US,
+        )
+
+    def submit_goaway(self) -> None:
+        """Begin a graceful close: after the exchange in progress, or at once if there is none."""
+        state = self._lifecycle.handle(LifecycleInput.SUBMIT_GOAWAY)
+        if state is DRAINING and self._stream_id is None:
+            self._closing()
+
+    # -- exchange life cycle -------------------------------------------------
+
+    def _local_done(self) -> None:
+        self._local = DONE
+        if self._remote is DONE and self._exchange_done():
+            self._receive()  # what waited for the next exchange
+
+    def _exchange_done(self) -> bool:
+        """End the exchange; return True if the next message may be ready to read."""
+        self._stream_id = None
+        self._local = self._remote = IDLE
+        self._mode = MESSAGE
+        lifecycle = self._lifecycle
+        if lifecycle.state is CONNECTION_OPEN and self._keep_alive:
+            return self._parser.next_message()
+        if lifecycle.state is CONNECTION_OPEN:
+            # The exchange ended keep-alive (RFC 9112 §9.6): the last one.
+            lifecycle.handle(LifecycleInput.GOAWAY_RECEIVED)
+        self._closing()
+        return False
+
+    def _closing(self) -> None:
+        """A draining connection has no exchange left: it reads no more, and closes."""
+        self._lifecycle.handle(LifecycleInput.STREAMS_DONE)
+        self._parser.stop()
+        if self._input is ENDED:
+            self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)
 
     def _terminate(
-        self, error_code: int, message: str | None, *, reason: TerminationReason
+        self,
+        error_code: int,
+        message: str | None,
+        cause: LifecycleInput = LifecycleInput.TERMINATED,
+        *,
+        reason: TerminationReason,
     ) -> None:
-        if self._terminated:
+        lifecycle = self._lifecycle
+        if lifecycle.state is CLOSED:
             return
-        self._terminated = True
-        self._expired = True
+        lifecycle.handle(cause)
         self._stream_id = None
+        self._input = ENDED
+        self._parser.stop()
         self._events.append(
             ConnectionTerminated(error_code=error_code, message=message, reason=reason)
         )
@@ -363,20 +388,19 @@ class HTTP1Base(HTTP1Protocol):
 
     def _enter_tunnel(self) -> None:
         """Switch to raw bytes after a 2xx response to CONNECT (RFC 9110 §9.3.6)."""
-        self._tunnel = True
-        self._connect = False
+        self._mode = TUNNEL
         self._remote = OPEN
-        data, closed = self._h11.trailing_data
-        if data:
+        raw = self._parser.take_raw()
+        if raw:
             assert self._stream_id is not None
-            self._events.append(DataReceived(stream_id=self._stream_id, data=data))
-        if closed:
+            self._events.append(DataReceived(stream_id=self._stream_id, data=raw))
+        if self._input is ENDED:
             self._tunnel_remote_done()
 
     def _tunnel_remote_done(self) -> None:
-        if self._remote != OPEN or self._stream_id is None:
+        if self._remote is not OPEN or self._stream_id is None:
             return
         self._remote = DONE
         self._events.append(DataReceived(stream_id=self._stream_id, data=b"", end_stream=True))
-        if self._local == DONE:
+        if self._local is DONE:
             self._terminate(0, None, reason=TerminationReason.CLOSED_BY_PEER)

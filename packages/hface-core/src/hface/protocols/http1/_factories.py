@@ -1,8 +1,9 @@
-"""Factories of the h11-based HTTP/1.1 protocols."""
+"""Factories of the HTTP/1.1 protocols (requests and responses parsed by h11)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from hface.protocols import HTTPOverTCPFactory
 
@@ -40,6 +41,9 @@ class HTTP1ServerFactory(HTTPOverTCPFactory):
         a larger one is answered with 431.
     """
 
+    #: The protocol it makes: the server state machine, with h11 reading requests.
+    _protocol_type: ClassVar[type[HTTP1ServerProtocol]] = HTTP1ServerProtocol
+
     def __init__(self, *, max_header_size: int = 16384) -> None:
         self._max_header_size = max_header_size
 
@@ -52,6 +56,6 @@ class HTTP1ServerFactory(HTTPOverTCPFactory):
         self, *, tls_version: str | None = None, alpn_protocol: str | None = None
     ) -> HTTP1ServerProtocol:
         """Make a server protocol for a new connection; TLS makes ``:scheme`` "https"."""
-        return HTTP1ServerProtocol(
+        return self._protocol_type(
             tls=tls_version is not None, max_header_size=self._max_header_size
         )

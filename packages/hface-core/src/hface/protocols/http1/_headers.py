@@ -1,6 +1,6 @@
 """Translation between HTTP/1.1 header fields and the HTTP/2 style hface speaks.
 
-Received headers come from h11 with lower-case names already; they gain
+Received headers come from the parser with lower-case names; they gain
 pseudo-headers (``:method``, ``:scheme``, ``:authority``, ``:path`` or
 ``:status``) and lose the connection-specific fields HTTP/2 forbids
 (RFC 9113 §8.2.2). Submitted headers lose their pseudo-headers (which
@@ -11,7 +11,7 @@ because the framing of an HTTP/1.1 message is this package's business.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Final, Protocol
 
@@ -42,23 +42,15 @@ _INVALID_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: RFC 9110 §7.2, RFC 3986 §3.2.2: an IP literal or reg-name, then a port.
 _HOST: Final = re.compile(rb"(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
+#: The largest Content-Length taken (RFC 9110 §8.6): 2**63 - 1.
+MAX_CONTENT_LENGTH: Final = 2**63 - 1
+
 #: RFC 9112 §3.2.2: absolute-form, split into scheme, authority and the rest.
 _ABSOLUTE_FORM: Final = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)")
 
 
-class RequestHead(Protocol):
-    """What :func:`check_request` and :func:`request_headers` read of a request.
-
-    An ``h11.Request`` is one; so is the head the httptools server parses.
-    """
-
-    @property
-    def method(self) -> bytes:
-        """The method, as received."""
-
-    @property
-    def target(self) -> bytes:
-        """The request target, as received."""
+class MessageHead(Protocol):
+    """What :func:`keeps_alive` reads of a request or a response."""
 
     @property
     def http_version(self) -> bytes:
@@ -69,17 +61,41 @@ class RequestHead(Protocol):
         """The fields, names in lower case."""
 
 
-def check_request(event: RequestHead) -> tuple[int, str] | None:
-    """Return ``(status, reason)`` if a request h11 accepted must be refused, else None.
+class RequestHead(MessageHead, Protocol):
+    """What :func:`check_request` and :func:`request_headers` read of a request.
 
-    h11 parses the syntax; this refuses what it lets through and what would
-    let a request be read two ways (request smuggling):
+    An ``h11.Request`` is one; so is the head llhttp's adapter makes.
+    """
 
-    - a major version other than 1 (505, RFC 9112 §2.3);
+    @property
+    def method(self) -> bytes:
+        """The method, as received."""
+
+    @property
+    def target(self) -> bytes:
+        """The request target, as received."""
+
+
+def check_request(event: RequestHead) -> tuple[int, str] | bool:
+    """Return ``(status, reason)`` if a parsed request must be refused, else :func:`keeps_alive`.
+
+    Every parser parses the syntax; this refuses, once for all of them,
+    what one of them lets through and what would let a request be read
+    two ways (request smuggling):
+
+    - a major version other than 1 (505, RFC 9112 §2.3; a higher minor
+      version is read as 1.1, RFC 9110 §2.5);
+    - a Host field missing from an HTTP/1.1 request, or more than one
+      (400, RFC 9112 §3.2), or one that is not a host and port;
+    - a transfer coding other than ``chunked`` (501, RFC 9112 §6.1);
     - both Transfer-Encoding and Content-Length, or Transfer-Encoding in an
       HTTP/1.0 request (400, RFC 9112 §6.1 and §6.3: the framing is faulty);
+    - a Content-Length over ``2**63 - 1`` (400: RFC 9110 §8.6 has a
+      recipient guard against numbers it cannot hold; no body is that large);
+    - a body on a request that switches protocols, CONNECT or ``Upgrade``
+      with the ``upgrade`` connection option (400: RFC 9110 §9.3.6 gives
+      it no meaning, and what follows such a request is not read as HTTP);
     - control characters in a field value (400, RFC 9110 §5.5);
-    - a Host that is not a host and port (400, RFC 9112 §3.2);
     - a request target in none of the four forms (400, RFC 9112 §3.2):
       origin-form, absolute-form (with a host and no userinfo, RFC 9110
       §4.2), authority-form (CONNECT only) and asterisk-form (OPTIONS only).
@@ -89,36 +105,94 @@ def check_request(event: RequestHead) -> tuple[int, str] | None:
     ``:authority`` is on HTTP/2 and HTTP/3: a proxy then refuses a bad
     target with the same explanation on every version.
     """
-    if not event.http_version.startswith(b"1."):
+    version = event.http_version
+    if version[:2] != b"1.":
         return 505, "unsupported HTTP version"
-    chunked = sized = False
-    connect = event.method == b"CONNECT"
+    method = event.method
+    connect = method == b"CONNECT"
+    hosts = 0
+    codings: list[bytes] = []
+    length: bytes | None = None
+    upgrade = False
+    options: list[bytes] = []
     for name, value in event.headers:
         if _INVALID_VALUE.search(value):
             return 400, f"invalid character in the {name.decode('ascii')} field"
-        if name == b"transfer-encoding":
-            chunked = True
+        if name == b"host":
+            hosts += 1
+            if not connect and not _HOST.fullmatch(value):
+                return 400, "invalid Host field"
         elif name == b"content-length":
-            sized = True
-        elif name == b"host" and not connect and not _HOST.fullmatch(value):
-            return 400, "invalid Host field"
-    if chunked and sized:
-        return 400, "both Transfer-Encoding and Content-Length (request smuggling?)"
-    if chunked and event.http_version == b"1.0":
-        return 400, "Transfer-Encoding in an HTTP/1.0 request"
+            length = value
+        elif name == b"transfer-encoding":
+            codings.append(value)
+        elif name == b"connection":
+            options.append(value)
+        elif name == b"upgrade":
+            upgrade = True
+    if hosts > 1:
+        return 400, "Found multiple Host: headers"
+    if not hosts and version >= b"1.1":
+        return 400, "Missing mandatory Host: header"
+    if codings:
+        if comma_tokens(codings) != [b"chunked"]:
+            return 501, "Only Transfer-Encoding: chunked is supported"
+        if length is not None:
+            return 400, "both Transfer-Encoding and Content-Length (request smuggling?)"
+        if version == b"1.0":
+            return 400, "Transfer-Encoding in an HTTP/1.0 request"
+    elif length is not None and length.isdigit() and int(length) > MAX_CONTENT_LENGTH:
+        return 400, "Content-Length too large"
+    if codings or (length is not None and length != b"0"):
+        if connect:
+            return 400, "a body on a CONNECT request is not supported"
+        if upgrade and b"upgrade" in comma_tokens(options):
+            return 400, "a body on an Upgrade request is not supported"
     target = event.target
-    method = event.method
-    if connect or target[:1] == b"/":
-        return None
-    if target == b"*":
-        return None if method == b"OPTIONS" else (400, "the * target is for OPTIONS only")
-    absolute = _ABSOLUTE_FORM.fullmatch(target)
-    if absolute is None:
-        return 400, "invalid request target"
-    # RFC 9110 §4.2.1, §4.2.4: a host is required, and userinfo is an error.
-    if not absolute[2] or not _HOST.fullmatch(absolute[2]):
-        return 400, "invalid authority in the request target"
-    return None
+    if not connect and target[:1] != b"/":
+        if target == b"*":
+            if method != b"OPTIONS":
+                return 400, "the * target is for OPTIONS only"
+        elif (absolute := _ABSOLUTE_FORM.fullmatch(target)) is None:
+            return 400, "invalid request target"
+        # RFC 9110 §4.2.1, §4.2.4: a host is required, and userinfo is an error.
+        elif not absolute[2] or not _HOST.fullmatch(absolute[2]):
+            return 400, "invalid authority in the request target"
+    return version >= b"1.1" and not (options and _closes(options))
+
+
+def keeps_alive(head: MessageHead) -> bool:
+    """Return False if a message ends its connection after it (RFC 9112 §9.3).
+
+    It does if it has ``Connection: close`` or is older than HTTP/1.1 (an
+    HTTP/1.0 ``keep-alive`` is not honoured: h11's rule).
+    """
+    if head.http_version < b"1.1":
+        return False
+    return not _closes([value for name, value in head.headers if name == b"connection"])
+
+
+def _closes(options: list[bytes]) -> bool:
+    """Return True if ``Connection`` field values hold the ``close`` option."""
+    if len(options) == 1:
+        value = options[0].lower()
+        # The common cases, told at once: "keep-alive", "close", "Upgrade".
+        if b"close" not in value:
+            return False
+        if value == b"close":
+            return True
+        options = [value]
+    return b"close" in comma_tokens(options)
+
+
+def comma_tokens(values: Iterable[bytes]) -> list[bytes]:
+    """Return the elements of comma-separated field values, lower-cased (RFC 9110 §5.6.1)."""
+    return [
+        token
+        for value in values
+        for element in value.lower().split(b",")
+        if (token := element.strip(b" \t"))
+    ]
 
 
 def status_bytes(code: int) -> bytes:
