@@ -19,6 +19,7 @@ from hface.events import Event
 from ._factories import HTTPOverTCPFactory
 from ._lifecycle import ConnectionState
 from ._protocols import HTTPOverTCPProtocol
+from ._settings import ProtocolLimits
 
 #: The HTTP/2 client connection preface (RFC 9113 §3.4).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -44,6 +45,12 @@ class PriorKnowledgeHTTPFactory(HTTPOverTCPFactory):
     @property
     def alpn_protocols(self) -> Sequence[str]:
         return [*self._http2_factory.alpn_protocols, *self._http1_factory.alpn_protocols]
+
+    def with_limits(self, limits: ProtocolLimits) -> PriorKnowledgeHTTPFactory:
+        """Return a factory like this one whose two factories have ``limits`` applied."""
+        return PriorKnowledgeHTTPFactory(
+            self._http1_factory.with_limits(limits), self._http2_factory.with_limits(limits)
+        )
 
     def __call__(
         self, *, tls_version: str | None = None, alpn_protocol: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hface.protocols import HTTPOverTCPFactory
+from hface.protocols import HTTPOverTCPFactory, ProtocolLimits
 
 from ._client import HTTP1ClientProtocol
 from ._server import HTTP1ServerProtocol
@@ -31,6 +31,10 @@ class HTTP1ClientFactory(HTTPOverTCPFactory):
         """Make a client protocol for a new connection."""
         return HTTP1ClientProtocol(max_header_size=self._max_header_size)
 
+    def with_limits(self, limits: ProtocolLimits) -> HTTP1ClientFactory:
+        """Return a factory whose protocols take ``limits.max_header_size`` (HTTP/1.1's only)."""
+        return HTTP1ClientFactory(max_header_size=limits.max_header_size)
+
 
 class HTTP1ServerFactory(HTTPOverTCPFactory):
     """Makes :class:`HTTP1ServerProtocol` objects.
@@ -55,3 +59,7 @@ class HTTP1ServerFactory(HTTPOverTCPFactory):
         return HTTP1ServerProtocol(
             tls=tls_version is not None, max_header_size=self._max_header_size
         )
+
+    def with_limits(self, limits: ProtocolLimits) -> HTTP1ServerFactory:
+        """Return a factory whose protocols take ``limits.max_header_size`` (HTTP/1.1's only)."""
+        return HTTP1ServerFactory(max_header_size=limits.max_header_size)

@@ -62,7 +62,7 @@ from hface.events import (
     StreamResetReceived,
     StreamResetSent,
 )
-from hface.protocols import ConnectionState, HTTP1Protocol, HTTPOverTCPFactory
+from hface.protocols import ConnectionState, HTTP1Protocol, HTTPOverTCPFactory, ProtocolLimits
 
 from ._base import DONE, IDLE, OPEN, PROTOCOL_ERROR
 from ._headers import (
@@ -788,3 +788,7 @@ class HTTPToolsServerFactory(HTTPOverTCPFactory):
         return HTTPToolsServerProtocol(
             tls=tls_version is not None, max_header_size=self._max_header_size
         )
+
+    def with_limits(self, limits: ProtocolLimits) -> HTTPToolsServerFactory:
+        """Return a factory whose protocols take ``limits.max_header_size`` (HTTP/1.1's only)."""
+        return HTTPToolsServerFactory(max_header_size=limits.max_header_size)
