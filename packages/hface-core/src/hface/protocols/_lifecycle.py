@@ -4,16 +4,19 @@ Theory of operation (h11's ``_state.py`` is the model). Every protocol,
 whatever its version, goes through the same states, which
 :attr:`HTTPProtocol.state <hface.protocols.HTTPProtocol.state>` reports::
 
-        OPEN ──goaway (sent or received)──▶ DRAINING
-          │                                    │ streams done (HTTP/3, after our GOAWAY)
-          │ close (no error, HTTP/3)           ▼
-          ├──────────────────────────────▶ LINGERING ──acknowledged, timed out
-          │                                    │        or abandoned──┐
-          │ close with an error, a connection  │                    ▼
-          └─error (HTTP/3; from DRAINING and ──┴──────────────▶ CLOSING
-             LINGERING too)                                        │ close sent
-                                                                   ▼
-     (every state) ──the transport or the peer ended it; HTTP/2's closes──▶ CLOSED
+          OPEN ──── GOAWAY sent or received ───▶ DRAINING
+           │                                        │
+           │ submit_close()                         │ streams done (HTTP/3, after
+           │ (HTTP/3: no error)                     │ our GOAWAY); submit_close()
+           ▼                                        ▼
+       LINGERING ◀──────────────────────────────────┘
+           │ acknowledged, timed out, abandon_linger()
+           ▼
+        CLOSING ◀── submit_close(error), a connection error (HTTP/3, from any of the above)
+           │ CONNECTION_CLOSE sent
+           ▼
+        CLOSED ◀── the peer's close, a timeout, the transport lost (from any state);
+                   HTTP/2: submit_close() and connection errors, at once
 
 - :attr:`ConnectionState.OPEN`: streams may be opened.
 - :attr:`ConnectionState.DRAINING`: a graceful close began on either side

@@ -39,6 +39,15 @@ and the RST_STREAM frames h2 sends for frames on closed streams, spend a
 budget of ``max_reset_streams``; each stream that completes
 normally earns one back. A peer out of either budget gets
 GOAWAY(ENHANCE_YOUR_CALM).
+
+Lifecycle. The state moves only through :data:`TRANSITIONS` (see
+:mod:`hface.protocols._lifecycle`): a GOAWAY sent or received makes the
+connection DRAINING; ``submit_close``, a connection error (GOAWAY with its
+code) and the end of the transport make it CLOSED at once, with one
+``ConnectionTerminated``: TCP delivers what was written, so nothing
+lingers, and closing it is the layer above's. Besides the state, the last
+stream ID our GOAWAY lets finish and the code of a GOAWAY received with an
+error are kept.
 """
 
 from __future__ import annotations
