@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hface.events import ConnectionTerminated, HeadersReceived
 from hface.protocols import ConnectionState, PriorKnowledgeHTTPFactory
+from hface.protocols._prior_knowledge import PriorKnowledgeProtocol
 from hface.protocols.http1 import HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ServerFactory
 from hface.protocols.http2._protocol import HTTP2ServerProtocol
@@ -13,8 +14,14 @@ REQUEST = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"
 FACTORY = PriorKnowledgeHTTPFactory(HTTP1ServerFactory(), HTTP2ServerFactory())
 
 
-def test_the_preface_decides_http2_even_byte_by_byte() -> None:
+def make() -> PriorKnowledgeProtocol:
     protocol = FACTORY()
+    assert isinstance(protocol, PriorKnowledgeProtocol)
+    return protocol
+
+
+def test_the_preface_decides_http2_even_byte_by_byte() -> None:
+    protocol = make()
     for index in range(len(PREFACE)):
         assert protocol.delegate is None
         assert protocol.bytes_to_send() == b""
@@ -24,7 +31,7 @@ def test_the_preface_decides_http2_even_byte_by_byte() -> None:
 
 
 def test_other_bytes_decide_http1() -> None:
-    protocol = FACTORY()
+    protocol = make()
     assert protocol.state is ConnectionState.OPEN
     assert protocol.http_version == "1.1"  # an idle HTTP/1.1 server until decided
     protocol.bytes_received(REQUEST)
@@ -35,7 +42,7 @@ def test_other_bytes_decide_http1() -> None:
 
 def test_a_close_before_the_first_bytes_decides_http1() -> None:
     """The lifecycle moves in one protocol: HTTP/1.1's, which then owns the state."""
-    protocol = FACTORY()
+    protocol = make()
     protocol.submit_goaway()
     assert protocol.delegate is not None
     assert protocol.http_version == "1.1"
@@ -48,7 +55,7 @@ def test_a_close_before_the_first_bytes_decides_http1() -> None:
 
 def test_a_prefix_of_the_preface_is_kept_for_http1() -> None:
     """Bytes buffered when a close decides reach HTTP/1.1 with those that follow."""
-    protocol = FACTORY()
+    protocol = make()
     protocol.bytes_received(PREFACE[:5])
     protocol.submit_close()
     assert protocol.http_version == "1.1"
