@@ -58,7 +58,7 @@ from aioquic.h3.connection import (
 )
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionState
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -148,11 +148,6 @@ class AioquicConnection(QuicConnection):
     # --- the handshake and the close ----------------------------------------
 
     @property
-    def connect_called(self) -> bool:
-        """True once a client's :meth:`connect` was called."""
-        return self._connect_called
-
-    @property
     def handshake_complete(self) -> bool:
         """True once the handshake has completed."""
         return self._handshake_complete
@@ -184,7 +179,10 @@ class AioquicConnection(QuicConnection):
         return stream_id in self._streams
 
     def open_streams(self) -> dict[int, QuicStream]:
-        """The QUIC streams not discarded yet, by ID (aioquic's own dict: read only)."""
+        """The QUIC streams not discarded yet, by ID: aioquic's own dict (read only).
+
+        The same dict for the connection's life (aioquic makes it once).
+        """
         return self._streams
 
     def peer_stream_limit_reached(self) -> bool:
@@ -219,19 +217,14 @@ class AioquicConnection(QuicConnection):
 
     # --- the connection's receive limit (MAX_DATA) ---------------------------
 
-    @property
-    def max_data_used(self) -> int:
-        """Bytes counted against MAX_DATA: the sum of the streams' highest received offsets."""
-        return self._local_max_data.used
+    def connection_receive_limit(self) -> Limit:
+        """aioquic's MAX_DATA limit (RFC 9000 §4.1): set ``value`` to move the window.
 
-    @property
-    def max_data(self) -> int:
-        """The MAX_DATA limit to send (RFC 9000 §4.1); set it to move the window."""
-        return self._local_max_data.value
-
-    @max_data.setter
-    def max_data(self, value: int) -> None:
-        self._local_max_data.value = value
+        ``used`` counts the bytes received (the sum of the streams' highest
+        offsets), ``value`` is the limit to send; the same object for the
+        connection's life (aioquic makes it once).
+        """
+        return self._local_max_data
 
     # --- what waits to be sent ------------------------------------------------
 

@@ -60,7 +60,7 @@ from typing import Final
 from aioquic.h3.connection import IdError
 from aioquic.quic.configuration import QuicConfiguration
 
-from hface.common import HTTP3_ERROR_CODES
+from hface.common import HTTP3_ERROR_CODES, AddressType
 from hface.events import ConnectionTerminated, Event, GoawayReceived, StreamResetReceived
 from hface.protocols import ConnectionState, HTTP3Protocol, ProtocolLimits
 
@@ -167,6 +167,9 @@ class HTTP3Base(HTTP3Protocol):
         # changed its answer since (no input, no expired timer, no submit).
         self._output_pending = True
         self._max_peer_stream_id = -1
+        # The server a client connects to at its first clock(); None once
+        # connected, and on servers.
+        self._connect_to: AddressType | None = None
         self._lifecycle = Lifecycle(TRANSITIONS)
         #: The code of a close this side decided and has not handed to QUIC
         #: yet: LINGERING, or CLOSING until the next datagrams_to_send().

@@ -108,8 +108,8 @@ class _HTTP3Protocol(HTTP3Streams):
         quic = self._quic
         if quic is None or self._lifecycle.state is _CLOSED or self._now is None:
             return None
-        if self._is_client and not quic.connect_called:
-            return None
+        if self._connect_to is not None:
+            return None  # a client before its first clock()
         timer = quic.get_timer()
         linger = self._linger_deadline
         if linger is not None:  # a lingering close (see _base)
@@ -146,7 +146,8 @@ class _HTTP3Protocol(HTTP3Streams):
         quic = self._connect()
         if quic is None or self._lifecycle.state is _CLOSED:
             return []
-        self._check_drained()
+        if self._goaway_id_sent is not None:
+            self._check_drained()
         if not self._output_pending and self._close_code is None:
             # aioquic's answer depends only on its state and the time, and
             # every timer it set makes clock() flag new output: skip the
@@ -183,9 +184,10 @@ class _HTTP3Protocol(HTTP3Streams):
         assert quic is not None
         assert h3 is not None
         lifecycle = self._lifecycle
+        closing, closed = _CLOSING, _CLOSED
         while (event := quic.next_event()) is not None:
             state = lifecycle.state
-            if state is _CLOSING or state is _CLOSED:
+            if state is closing or state is closed:
                 continue  # the connection is ending: nothing more is processed
             if isinstance(event, quic_events.StreamDataReceived):
                 stream_id = event.stream_id
@@ -249,7 +251,7 @@ class HTTP3ClientProtocol(_HTTP3Protocol):
         largest_datagram_size: int | None = None,
     ) -> None:
         super().__init__(configuration=configuration, limits=limits, settings=settings)
-        self._address = remote_address
+        self._connect_to = remote_address
         self._attach(
             FlowControlledQuicConnection(
                 configuration=configuration,
@@ -260,8 +262,11 @@ class HTTP3ClientProtocol(_HTTP3Protocol):
 
     def _connect(self) -> FlowControlledQuicConnection | None:
         quic = self._quic
-        if quic is not None and not quic.connect_called and self._now is not None:
-            quic.connect(self._address, now=self._now)
+        address = self._connect_to
+        if address is not None and self._now is not None:
+            assert quic is not None
+            quic.connect(address, now=self._now)
+            self._connect_to = None
         return quic
 
 

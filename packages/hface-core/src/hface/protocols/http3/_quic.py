@@ -60,6 +60,9 @@ class FlowControlledQuicConnection(AioquicConnection):
         self._hface_connection_window = configuration.max_data
         self._hface_held: dict[int, int] = {}
         self._hface_held_total = 0
+        # Stable references (see open_streams, connection_receive_limit).
+        self._hface_streams = self.open_streams()
+        self._hface_max_data = self.connection_receive_limit()
         #: Bytes of a stream the HTTP/3 parser holds (an incomplete frame).
         self.parser_buffered: Callable[[int], int] = _no_buffer
 
@@ -95,7 +98,7 @@ class FlowControlledQuicConnection(AioquicConnection):
         Cheap enough to call after every :meth:`release`, so that the caller
         asks for datagrams only when there is credit to send.
         """
-        stream = self.open_streams().get(stream_id)
+        stream = self._hface_streams.get(stream_id)
         if stream is not None and self._stream_target(stream_id, stream) is not None:
             return True
         return self._connection_target() is not None
@@ -111,7 +114,7 @@ class FlowControlledQuicConnection(AioquicConnection):
         """
         if self.frames_pending(now):
             return True
-        for stream_id, stream in self.open_streams().items():
+        for stream_id, stream in self._hface_streams.items():
             if self._stream_target(stream_id, stream) is not None:
                 return True
         return self._connection_target() is not None
@@ -120,7 +123,7 @@ class FlowControlledQuicConnection(AioquicConnection):
         # Compute the new limits once per call, not once per packet built:
         # nothing is received or consumed while aioquic builds packets.
         stream_data_pending = False
-        for stream_id, stream in self.open_streams().items():
+        for stream_id, stream in self._hface_streams.items():
             target = self._stream_target(stream_id, stream)
             if target is not None:
                 stream.max_stream_data_local = target
@@ -128,7 +131,7 @@ class FlowControlledQuicConnection(AioquicConnection):
                 stream_data_pending = True
         target = self._connection_target()
         if target is not None:
-            self.max_data = target
+            self._hface_max_data.value = target
         if stream_data_pending:
             # A delayed ACK rides along with the stream data about to go out
             # (RFC 9000 §13.2.1 lets it go early), rather than in a packet of
@@ -158,10 +161,11 @@ class FlowControlledQuicConnection(AioquicConnection):
         window = self._hface_connection_window
         unconsumed = self._hface_held_total
         parser_buffered = self.parser_buffered
-        for stream_id, stream in self.open_streams().items():
+        for stream_id, stream in self._hface_streams.items():
             receiver = stream.receiver
             unconsumed += (
                 receiver.highest_offset - receiver.starting_offset() + parser_buffered(stream_id)
             )
-        target = self.max_data_used - unconsumed + window
-        return target if target - self.max_data >= window // 2 else None
+        max_data = self._hface_max_data
+        target = max_data.used - unconsumed + window
+        return target if target - max_data.value >= window // 2 else None
