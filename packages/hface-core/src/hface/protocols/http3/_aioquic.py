@@ -265,8 +265,7 @@ class AioquicConnection(QuicConnection):
         for stream_id, stream in self._streams.items():
             sender = stream.sender
             if (
-                len(sender._pending) > 0
-                or sender._pending_eof
+                has_data_to_send(stream)
                 or sender.reset_pending
                 or stream.receiver.stop_pending
                 # Discarding a finished stream of the peer's raises MAX_STREAMS.

@@ -171,8 +171,8 @@ class HTTP3Base(HTTP3Protocol):
         # connected, and on servers.
         self._connect_to: AddressType | None = None
         self._lifecycle = Lifecycle(TRANSITIONS)
-        #: The code of a close this side decided and has not handed to QUIC
-        #: yet: LINGERING, or CLOSING until the next datagrams_to_send().
+        # The code of a close this side decided and has not handed to QUIC
+        # yet: LINGERING, or CLOSING until the next datagrams_to_send().
         self._close_code: int | None = None
         # A lingering close: until when it waits, and the backlog it last
         # saw (a smaller one moves the deadline on).
