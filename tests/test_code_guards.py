@@ -30,7 +30,6 @@ MAX_LINES: Final = 600
 
 #: Modules over MAX_LINES, being split by concern (issue 13).
 OVERSIZED: Final = {
-    "hface.protocols.http3._protocol": "HTTP/3: the QUIC side, streams and closing in one class",
     "hface.connections._connection": "per-stream routing is moving into a stream object",
     "hface.server._asgi_stream": "ASGIStream alone is 610 lines",
 }

@@ -8,6 +8,7 @@ clock the client advances; nothing touches the network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pylsqpack
 from aioquic.buffer import encode_uint_var
@@ -130,7 +131,7 @@ class RawH3Client:
         return None if stream_id is None else self.resets.get(stream_id)
 
 
-def connect(**options: int) -> RawH3Client:
+def connect(**options: Any) -> RawH3Client:
     """Return a raw client handshaken with an hface HTTP/3 server."""
     cafile, certfile, keyfile = certificates()
     server = HTTP3ServerFactory(**options)(

@@ -122,6 +122,7 @@ def make_pair(
     limits = (
         {} if max_concurrent_streams is None else {"max_concurrent_streams": max_concurrent_streams}
     )
+    streams = max_concurrent_streams  # None: the factories' default
     if http_version == "1.1":
         from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 
@@ -135,7 +136,9 @@ def make_pair(
         from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 
         pair = TCPProtocolPair(
-            HTTP2ClientFactory(**limits)(), HTTP2ServerFactory(**limits)(), chunker=chunker
+            HTTP2ClientFactory(max_concurrent_streams=streams)(),
+            HTTP2ServerFactory(max_concurrent_streams=streams)(),
+            chunker=chunker,
         )
         pair.transfer()  # the connection prefaces and SETTINGS
         pair.client_events()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hpack import Encoder
@@ -99,7 +100,7 @@ def body_of(events: Sequence[Event], stream_id: int) -> bytes:
     )
 
 
-def raw_server(**options: int) -> HTTP2ServerProtocol:
+def raw_server(**options: Any) -> HTTP2ServerProtocol:
     """A server that has received a minimal client preface."""
     server = HTTP2ServerFactory(**options)()
     server.bytes_received(PREFACE + SettingsFrame(0).serialize())
@@ -153,7 +154,7 @@ def test_factories() -> None:
         {"max_header_list_size": 0},
     ],
 )
-def test_factory_rejects_invalid_options(options: dict[str, int]) -> None:
+def test_factory_rejects_invalid_options(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         HTTP2ServerFactory(**options)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hpack import Encoder
@@ -126,7 +127,7 @@ class Peer:
     raw bytes and read back the frames and events that followed.
     """
 
-    def __init__(self, **options: int) -> None:
+    def __init__(self, **options: Any) -> None:
         self.server: HTTP2ServerProtocol = HTTP2ServerFactory(**options)()
         self.encoder = Encoder()
         self.server.bytes_received(PREFACE + settings())
@@ -1188,7 +1189,7 @@ def test_zero_window_stall_holds_only_what_was_submitted() -> None:
     [{"max_control_frames": 0}, {"max_reset_streams": 0}],
     ids=["max_control_frames", "max_reset_streams"],
 )
-def test_limits_must_be_positive(options: dict[str, int]) -> None:
+def test_limits_must_be_positive(options: dict[str, Any]) -> None:
     """The flood limits are validated like the settings."""
     with pytest.raises(ValueError, match=next(iter(options))):
         HTTP2ServerFactory(**options)

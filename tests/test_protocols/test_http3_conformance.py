@@ -742,7 +742,7 @@ def test_table_capacity_past_the_limit(limit: int, capacity: int) -> None:
     ],
     ids=str,
 )
-def test_qpack_options_are_validated(options: dict[str, int]) -> None:
+def test_qpack_options_are_validated(options: dict[str, Any]) -> None:
     """Out-of-range QPACK options are refused at once, naming the option."""
     (name,) = options
     for factory in (HTTP3ServerFactory, HTTP3ClientFactory):

@@ -73,7 +73,7 @@ def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverT
         the factory's default if ``None``.
     :raises CommandError: if its extra is not installed.
     """
-    from hface.protocols import protocol_registry
+    from hface.protocols import ProtocolLimits, protocol_registry
 
     try:
         factory_class = protocol_registry.get_factory_class("http1_server", name)
@@ -81,12 +81,13 @@ def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverT
         raise CommandError(
             f"--http1 {name}: not installed (pip install 'hface-core[{name}]')"
         ) from None
-    factory: HTTPOverTCPFactory
-    if max_header_size is None:
-        factory = factory_class()
-    else:
-        # Every HTTP/1.1 server factory takes max_header_size (h11's and httptools').
-        factory = factory_class(max_header_size=max_header_size)  # type: ignore[call-arg]
+    factory: HTTPOverTCPFactory = factory_class()
+    if max_header_size is not None:
+        try:
+            limits = ProtocolLimits(max_header_size=max_header_size)
+        except ValueError as error:
+            raise CommandError(f"--max-header-size: {error}") from None
+        factory = factory.with_limits(limits)
     return factory
 
 

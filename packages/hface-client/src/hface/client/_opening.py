@@ -42,12 +42,11 @@ CLIENT_HTTP3_QPACK_MAX_TABLE_CAPACITY = 0
 
 def make_http2_factory(*, max_header_list_size: int | None = None) -> HTTP2ClientFactory:
     """The HTTP/2 factory clients use by default: the settings above, others as usual."""
-    options = {} if max_header_list_size is None else {"max_header_list_size": max_header_list_size}
     return HTTP2ClientFactory(
         initial_window_size=CLIENT_STREAM_WINDOW,
         connection_window_size=CLIENT_CONNECTION_WINDOW,
         max_frame_size=CLIENT_HTTP2_MAX_FRAME_SIZE,
-        **options,
+        max_header_list_size=max_header_list_size,  # None: the factory's default
     )
 
 

@@ -24,6 +24,7 @@ from ._registry import PREFERRED_IMPLEMENTATIONS as PREFERRED_IMPLEMENTATIONS
 from ._registry import PROTOCOL_KINDS as PROTOCOL_KINDS
 from ._registry import ProtocolRegistry as ProtocolRegistry
 from ._registry import protocol_registry as protocol_registry
+from ._settings import ProtocolLimits as ProtocolLimits
 
 __all__ = (
     "ALPNHTTPFactory",
@@ -41,6 +42,7 @@ __all__ = (
     "PREFERRED_IMPLEMENTATIONS",
     "PROTOCOL_KINDS",
     "PriorKnowledgeHTTPFactory",
+    "ProtocolLimits",
     "ProtocolRegistry",
     "protocol_registry",
 )

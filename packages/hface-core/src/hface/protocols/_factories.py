@@ -1,7 +1,11 @@
 """Factories make protocol objects, so that connections can swap implementations.
 
 Each implementation takes its own options in its factory's constructor
-(limits, settings); the call that makes a protocol is the same for all.
+(the :class:`ProtocolLimits` every version shares and settings of its own);
+the call that makes a protocol is the same for all, and so is
+:meth:`~HTTPOverTCPFactory.with_limits`, which makes an equivalent factory
+with other limits without knowing its class. A factory without limits of
+its own keeps its options and returns itself.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Sequence
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 
 from ._protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol
+from ._settings import ProtocolLimits
 
 
 class HTTPOverTCPFactory(ABC):
@@ -32,6 +37,15 @@ class HTTPOverTCPFactory(ABC):
         :param alpn_protocol: the protocol ALPN chose, or None.
         """
 
+    def with_limits(self, limits: ProtocolLimits) -> HTTPOverTCPFactory:
+        """Return a factory like this one whose protocols keep ``limits``.
+
+        The factories of hface's own implementations return a copy with
+        their other options unchanged; this default, for factories that
+        take no limits, returns the factory itself.
+        """
+        return self
+
 
 class ALPNHTTPFactory(HTTPOverTCPFactory):
     """Chooses among other factories by the protocol ALPN negotiated.
@@ -45,6 +59,7 @@ class ALPNHTTPFactory(HTTPOverTCPFactory):
     def __init__(
         self, factories: Sequence[HTTPOverTCPFactory], default_alpn_protocol: str = "http/1.1"
     ) -> None:
+        self._candidates = tuple(factories)
         self._factories: dict[str, HTTPOverTCPFactory] = {}
         for factory in factories:
             for alpn in factory.alpn_protocols:
@@ -56,6 +71,13 @@ class ALPNHTTPFactory(HTTPOverTCPFactory):
     @property
     def alpn_protocols(self) -> Sequence[str]:
         return list(self._factories)
+
+    def with_limits(self, limits: ProtocolLimits) -> ALPNHTTPFactory:
+        """Return a factory choosing among the candidates, each with ``limits`` applied."""
+        return ALPNHTTPFactory(
+            [factory.with_limits(limits) for factory in self._candidates],
+            self._default_alpn_protocol,
+        )
 
     def __call__(
         self, *, tls_version: str | None = None, alpn_protocol: str | None = None
@@ -79,6 +101,14 @@ class HTTPOverQUICClientFactory(ABC):
         QUIC does the TLS handshake itself, so the server name (SNI) and
         the TLS configuration are given here.
         """
+
+    def with_limits(self, limits: ProtocolLimits) -> HTTPOverQUICClientFactory:
+        """Return a factory like this one whose protocols keep ``limits``.
+
+        As :meth:`HTTPOverTCPFactory.with_limits`: this default returns the
+        factory itself.
+        """
+        return self
 
 
 class HTTPOverQUICServerFactory(ABC):
@@ -110,3 +140,11 @@ class HTTPOverQUICServerFactory(ABC):
         :param retry_source_connection_id: the source connection ID of the
             Retry packet sent, if a stateless retry was done.
         """
+
+    def with_limits(self, limits: ProtocolLimits) -> HTTPOverQUICServerFactory:
+        """Return a factory like this one whose protocols keep ``limits``.
+
+        As :meth:`HTTPOverTCPFactory.with_limits`: this default returns the
+        factory itself.
+        """
+        return self

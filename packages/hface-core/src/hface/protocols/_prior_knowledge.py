@@ -6,6 +6,15 @@ preface ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n``; any other first bytes
 are an HTTP/1.1 request. :class:`PriorKnowledgeHTTPFactory` makes a
 protocol that buffers the first bytes until they decide, then makes the
 real protocol and delegates everything to it.
+
+Lifecycle: one protocol at a time owns the connection's
+:class:`~hface.protocols.ConnectionState` and its transition table, so
+:class:`PriorKnowledgeProtocol` has none of its own: its state is the
+delegate's, and until the first bytes decide, an idle HTTP/1.1 server's
+(which answers the questions asked meanwhile). An input of the lifecycle
+that comes first (``submit_goaway``, ``submit_close``, the end of the
+transport) decides HTTP/1.1 at once: that connection takes no new request,
+and an HTTP/2 preface arriving afterwards is HTTP/1.1's to refuse.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from hface.events import Event
 from ._factories import HTTPOverTCPFactory
 from ._lifecycle import ConnectionState
 from ._protocols import HTTPOverTCPProtocol
+from ._settings import ProtocolLimits
 
 #: The HTTP/2 client connection preface (RFC 9113 §3.4).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -44,6 +54,12 @@ class PriorKnowledgeHTTPFactory(HTTPOverTCPFactory):
     @property
     def alpn_protocols(self) -> Sequence[str]:
         return [*self._http2_factory.alpn_protocols, *self._http1_factory.alpn_protocols]
+
+    def with_limits(self, limits: ProtocolLimits) -> PriorKnowledgeHTTPFactory:
+        """Return a factory like this one whose two factories have ``limits`` applied."""
+        return PriorKnowledgeHTTPFactory(
+            self._http1_factory.with_limits(limits), self._http2_factory.with_limits(limits)
+        )
 
     def __call__(
         self, *, tls_version: str | None = None, alpn_protocol: str | None = None
@@ -117,13 +133,11 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
 
     def bytes_received(self, data: bytes) -> None:
         if self._delegate is not None:
+            if self._buffer:  # kept from before a close decided (see _decided)
+                data, self._buffer = self._buffer + data, b""
             self._delegate.bytes_received(data)
             return
         buffer = self._buffer + data
-        if self._undecided_http1 is not None and self._undecided_http1.has_expired():
-            self._decide(http2=False).bytes_received(buffer)  # closed before deciding
-            self._buffer = b""
-            return
         size = min(len(buffer), len(HTTP2_PREFACE))
         if buffer[:size] != HTTP2_PREFACE[:size]:
             self._buffer = b""
@@ -135,16 +149,14 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
             self._buffer = buffer  # a prefix of the preface so far: wait for more
 
     def eof_received(self) -> None:
-        if self._delegate is None:
-            buffer, self._buffer = self._buffer, b""
-            delegate = self._decide(http2=False)
-            if buffer:
-                delegate.bytes_received(buffer)
-        assert self._delegate is not None
-        self._delegate.eof_received()
+        delegate = self._decided()
+        buffer, self._buffer = self._buffer, b""
+        if buffer:
+            delegate.bytes_received(buffer)  # a truncated preface: HTTP/1.1's error
+        delegate.eof_received()
 
     def connection_lost(self) -> None:
-        self._current().connection_lost()
+        self._decided().connection_lost()
 
     def bytes_to_send(self) -> bytes:
         if self._delegate is None:
@@ -178,10 +190,10 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
         return self._current().state
 
     def submit_goaway(self) -> None:
-        self._current().submit_goaway()
+        self._decided().submit_goaway()
 
     def submit_close(self, error_code: int | None = None) -> None:
-        self._current().submit_close(error_code)
+        self._decided().submit_close(error_code)
 
     def next_event(self) -> Event | None:
         return self._current().next_event()
@@ -194,6 +206,14 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
         if self._delegate is None:
             return 0
         return self._delegate.get_pending_data_size(stream_id)
+
+    def _decided(self) -> HTTPOverTCPProtocol:
+        """The delegate, HTTP/1.1 if still undecided: an input of the lifecycle came.
+
+        A prefix of the preface buffered so far stays buffered: it reaches
+        HTTP/1.1 with the bytes that follow, as if it had decided then.
+        """
+        return self._delegate or self._decide(http2=False)
 
     def _require_delegate(self) -> HTTPOverTCPProtocol:
         if self._delegate is None:

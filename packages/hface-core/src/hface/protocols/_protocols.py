@@ -64,7 +64,11 @@ class HTTPProtocol(ABC):
     @property
     @abstractmethod
     def state(self) -> ConnectionState:
-        """Where the connection is in its life: open, draining, closing or closed."""
+        """Where the connection is in its life: open, draining, lingering, closing or closed.
+
+        Moved only through the implementation's transition table (see
+        :mod:`hface.protocols._lifecycle`).
+        """
 
     @abstractmethod
     def is_available(self) -> bool:
@@ -128,9 +132,10 @@ class HTTPProtocol(ABC):
         The peer learns it (GOAWAY on HTTP/2 and HTTP/3, ``Connection:
         close`` on HTTP/1.1) and the state becomes
         :attr:`~ConnectionState.DRAINING`. HTTP/3 then closes QUIC by itself
-        once the streams in flight are done; closing the TCP connection of
-        HTTP/1.1 and HTTP/2 is left to the layer above. Does nothing on a
-        connection that is already draining, closing or closed.
+        once the streams in flight are done (:attr:`~ConnectionState.LINGERING`);
+        closing the TCP connection of HTTP/1.1 and HTTP/2 is left to the
+        layer above. Does nothing once this side's GOAWAY went out, or the
+        connection is lingering, closing or closed.
         """
 
     @abstractmethod
@@ -141,7 +146,10 @@ class HTTPProtocol(ABC):
         :attr:`~ConnectionState.CLOSED`; HTTP/3 sends GOAWAY (if not sent
         yet) and QUIC's CONNECTION_CLOSE, which, for the no-error code,
         waits until the peer has acknowledged what was sent, for a bounded
-        time (see :meth:`HTTPOverQUICProtocol.abandon_linger`). An HTTP/1.1
+        time (:attr:`~ConnectionState.LINGERING`; see
+        :meth:`HTTPOverQUICProtocol.abandon_linger`), and with an error code
+        goes out with the next ``datagrams_to_send``
+        (:attr:`~ConnectionState.CLOSING`). An HTTP/1.1
         server answers a request that is owed a response with the status
         ``error_code`` (HTTP/1.1 error codes are statuses). Closing the TCP
         connection of HTTP/1.1 and HTTP/2 is left to the layer above. Does
@@ -236,8 +244,10 @@ class HTTPOverQUICProtocol(HTTPProtocol):
 
         After :meth:`submit_close` with the no-error code (or once a
         graceful close's last stream is done) the QUIC close waits until
-        the peer has acknowledged what was sent; this sends it with the next
-        :meth:`datagrams_to_send`. Does nothing if no close is lingering.
+        the peer has acknowledged what was sent
+        (:attr:`~ConnectionState.LINGERING`); this sends it with the next
+        :meth:`datagrams_to_send` (:attr:`~ConnectionState.CLOSING`). Does
+        nothing if no close is lingering.
         """
 
 

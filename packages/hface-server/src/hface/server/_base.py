@@ -45,6 +45,7 @@ from hface.protocols import (
     HTTPOverQUICServerFactory,
     HTTPOverTCPFactory,
     PriorKnowledgeHTTPFactory,
+    ProtocolLimits,
     protocol_registry,
 )
 from hface.protocols.http2 import HTTP2ServerFactory
@@ -292,27 +293,21 @@ class BaseServer(ABC):
 
     def _limited_factories(self) -> _Factories:
         """The factories to serve with: :attr:`limits` applied to the server's own."""
-        limits = self.limits
+        server_limits = self.limits
+        limits = ProtocolLimits(
+            max_header_size=server_limits.max_header_size,
+            max_concurrent_streams=server_limits.max_concurrent_streams,
+            header_table_size=server_limits.header_table_size,
+            max_reset_streams=server_limits.max_reset_streams,
+        )
         http1, http2, http3 = self.http1_factory, self.http2_factory, self.http3_factory
         own2, own3 = self._own_factories
         if http1 is self._own_http1_factory:
-            # h11's factory or httptools': both take max_header_size.
-            http1_class: Any = type(http1)
-            http1 = http1_class(max_header_size=limits.max_header_size)
+            http1 = http1.with_limits(limits)
         if http2 is own2:
-            http2 = HTTP2ServerFactory(
-                max_concurrent_streams=limits.max_concurrent_streams,
-                max_header_list_size=limits.max_header_size,
-                header_table_size=limits.header_table_size,
-                max_reset_streams=limits.max_reset_streams,
-            )
+            http2 = http2.with_limits(limits)
         if http3 is own3:
-            http3 = HTTP3ServerFactory(
-                max_concurrent_streams=limits.max_concurrent_streams,
-                max_reset_streams=limits.max_reset_streams,
-                qpack_max_table_capacity=limits.header_table_size,
-                max_field_section_size=limits.max_header_size,
-            )
+            http3 = http3.with_limits(limits)
         return http1, http2, http3
 
     async def _endpoint_listeners(self, endpoint: Endpoint) -> list[HTTPListener]:

@@ -98,10 +98,10 @@ MAX_PIPELINED: Final = 1024 * 1024
 _Pending = list[HeaderType] | bytes
 
 
-
 def remote_error_reason(eof: bool) -> TerminationReason:
     """Why a peer's bad message ends the connection: an early close after the peer's EOF."""
     return TerminationReason.CLOSED_BY_PEER if eof else TerminationReason.PEER_PROTOCOL_ERROR
+
 
 class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
     """The shared part of :class:`HTTP1ClientProtocol` and :class:`HTTP1ServerProtocol`."""

@@ -8,10 +8,12 @@ from ._factory import HTTP2ClientFactory as HTTP2ClientFactory
 from ._factory import HTTP2ServerFactory as HTTP2ServerFactory
 from ._protocol import HTTP2ClientProtocol as HTTP2ClientProtocol
 from ._protocol import HTTP2ServerProtocol as HTTP2ServerProtocol
+from ._settings import HTTP2Settings as HTTP2Settings
 
 __all__ = (
     "HTTP2ClientFactory",
     "HTTP2ClientProtocol",
     "HTTP2ServerFactory",
     "HTTP2ServerProtocol",
+    "HTTP2Settings",
 )

@@ -39,6 +39,15 @@ and the RST_STREAM frames h2 sends for frames on closed streams, spend a
 budget of ``max_reset_streams``; each stream that completes
 normally earns one back. A peer out of either budget gets
 GOAWAY(ENHANCE_YOUR_CALM).
+
+Lifecycle. The state moves only through :data:`TRANSITIONS` (see
+:mod:`hface.protocols._lifecycle`): a GOAWAY sent or received makes the
+connection DRAINING; ``submit_close``, a connection error (GOAWAY with its
+code) and the end of the transport make it CLOSED at once, with one
+``ConnectionTerminated``: TCP delivers what was written, so nothing
+lingers, and closing it is the layer above's. Besides the state, the last
+stream ID our GOAWAY lets finish and the code of a GOAWAY received with an
+error are kept.
 """
 
 from __future__ import annotations
@@ -52,25 +61,51 @@ from h2.exceptions import H2Error
 from hface.common import HTTP2_ERROR_CODES
 from hface.errors import TerminationReason
 from hface.events import ConnectionTerminated, Event, StreamResetSent
-from hface.protocols import ConnectionState, HTTP2Protocol
+from hface.protocols import ConnectionState, HTTP2Protocol, ProtocolLimits
 
+from .._lifecycle import Lifecycle, LifecycleInput, TransitionTable
 from ._guard import FrameGuard
-from ._h2 import (
-    DEFAULT_CONNECTION_WINDOW_SIZE,
-    DEFAULT_HEADER_TABLE_SIZE,
-    DEFAULT_INITIAL_WINDOW_SIZE,
-    DEFAULT_MAX_CONCURRENT_STREAMS,
-    DEFAULT_MAX_CONTROL_FRAMES,
-    DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_HEADER_LIST_SIZE,
-    DEFAULT_MAX_RESET_STREAMS,
-    check_options,
-    make_connection,
-)
+from ._h2 import make_connection
+from ._settings import HTTP2Settings
 from ._stream import StreamRecord
 
 _NO_ERROR: Final = HTTP2_ERROR_CODES.no_error
 _INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
+
+_OPEN: Final = ConnectionState.OPEN
+_DRAINING: Final = ConnectionState.DRAINING
+_CLOSED: Final = ConnectionState.CLOSED
+_CONNECTION_ERROR: Final = LifecycleInput.CONNECTION_ERROR
+
+
+def _transitions() -> TransitionTable:
+    inputs = LifecycleInput
+    table = {
+        # A graceful GOAWAY either way; ours once (a second is a no-op).
+        (_OPEN, inputs.SUBMIT_GOAWAY): _DRAINING,
+        (_OPEN, inputs.GOAWAY_RECEIVED): _DRAINING,
+        (_DRAINING, inputs.SUBMIT_GOAWAY): _DRAINING,
+        (_DRAINING, inputs.GOAWAY_RECEIVED): _DRAINING,
+        (_CLOSED, inputs.SUBMIT_GOAWAY): _CLOSED,
+    }
+    # The end comes at once, with ConnectionTerminated: there is nothing to
+    # linger on (the layer above closes the TCP connection).
+    for event in (
+        inputs.SUBMIT_CLOSE,
+        inputs.SUBMIT_CLOSE_WITH_ERROR,
+        inputs.CONNECTION_ERROR,
+        inputs.TERMINATED,
+    ):
+        table[_OPEN, event] = table[_DRAINING, event] = _CLOSED
+    for event in (inputs.SUBMIT_CLOSE, inputs.SUBMIT_CLOSE_WITH_ERROR, inputs.TERMINATED):
+        table[_CLOSED, event] = _CLOSED  # closing a closed connection does nothing
+    return table
+
+
+#: The lifecycle of an HTTP/2 connection (see :mod:`hface.protocols._lifecycle`).
+#: Nothing received is processed once CLOSED, so no peer input reaches that
+#: state; TERMINATED does (``eof_received`` or ``connection_lost`` again).
+TRANSITIONS: Final = _transitions()
 
 
 class HTTP2Base(HTTP2Protocol):
@@ -78,40 +113,20 @@ class HTTP2Base(HTTP2Protocol):
 
     _client_side: bool
 
-    def __init__(
-        self,
-        *,
-        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
-        initial_window_size: int = DEFAULT_INITIAL_WINDOW_SIZE,
-        connection_window_size: int = DEFAULT_CONNECTION_WINDOW_SIZE,
-        max_header_list_size: int = DEFAULT_MAX_HEADER_LIST_SIZE,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
-        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
-        header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
-    ) -> None:
-        options = {
-            "max_concurrent_streams": max_concurrent_streams,
-            "initial_window_size": initial_window_size,
-            "connection_window_size": connection_window_size,
-            "max_header_list_size": max_header_list_size,
-            "max_frame_size": max_frame_size,
-            "header_table_size": header_table_size,
-        }
-        check_options(
-            **options, max_control_frames=max_control_frames, max_reset_streams=max_reset_streams
+    def __init__(self, *, limits: ProtocolLimits, settings: HTTP2Settings) -> None:
+        self._conn, self._state_machine = make_connection(
+            client_side=self._client_side, limits=limits, settings=settings
         )
-        self._conn, self._state_machine = make_connection(client_side=self._client_side, **options)
         self._guard = FrameGuard(
             server=not self._client_side,
-            max_frame_size=max_frame_size,
+            max_frame_size=settings.max_frame_size,
             # A compressed block is no larger than the list it decodes to,
             # give or take padding and the odd Huffman-coded byte.
-            max_header_block_size=2 * max_header_list_size + 1024,
-            max_control_frames=max_control_frames,
+            max_header_block_size=2 * limits.max_header_size + 1024,
+            max_control_frames=limits.max_control_frames,
         )
-        self._max_reset_streams = self._resets_left = max_reset_streams
-        self._max_concurrent_streams = max_concurrent_streams
+        self._max_reset_streams = self._resets_left = limits.max_reset_streams
+        self._max_concurrent_streams = limits.max_concurrent_streams
         self._events: deque[Event] = deque()
         self._streams: dict[int, StreamRecord] = {}
         self._ready: dict[int, None] = {}
@@ -119,24 +134,20 @@ class HTTP2Base(HTTP2Protocol):
         self._open_outbound = 0
         self._open_inbound = 0
         self._settings_seen = False
-        self._terminated = False
-        self._goaway_received = False
-        self._goaway_sent = False
+        self._lifecycle = Lifecycle(TRANSITIONS)
+        # The last stream ID our GOAWAY lets finish; None until we sent one.
+        self._goaway_last_stream_id: int | None = None
+        # The error code of a GOAWAY received with one (else no error).
         self._goaway_error_code = _NO_ERROR
-        self._last_inbound_id = 0
 
     # -- state --------------------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
-        if self._terminated:
-            return ConnectionState.CLOSED
-        if self._goaway_received or self._goaway_sent:
-            return ConnectionState.DRAINING
-        return ConnectionState.OPEN
+        return self._lifecycle.state
 
     def has_expired(self) -> bool:
-        return self._terminated or self._goaway_received or self._goaway_sent
+        return self._lifecycle.state is not _OPEN
 
     def get_pending_data_size(self, stream_id: int) -> int:
         record = self._streams.get(stream_id)
@@ -238,14 +249,22 @@ class HTTP2Base(HTTP2Protocol):
             self._conn.close_connection(error_code=error_code)
         ours = error_code == _INTERNAL_ERROR
         reason = TerminationReason.LOCAL_ERROR if ours else TerminationReason.PEER_PROTOCOL_ERROR
-        self._terminate(error_code, message, reason=reason)
+        self._terminate(_CONNECTION_ERROR, error_code, message, reason=reason)
 
     def _terminate(
-        self, error_code: int, message: str | None, *, reason: TerminationReason
+        self,
+        event: LifecycleInput,
+        error_code: int,
+        message: str | None,
+        *,
+        reason: TerminationReason,
     ) -> None:
-        if self._terminated:
+        """Move the lifecycle by ``event``; if that ended the connection, emit the end."""
+        lifecycle = self._lifecycle
+        if lifecycle.state is _CLOSED:
+            lifecycle.handle(event)  # a documented no-op, or a bug (see TRANSITIONS)
             return
-        self._terminated = True
+        lifecycle.handle(event)
         self._streams.clear()
         self._ready.clear()
         self._unacked.clear()

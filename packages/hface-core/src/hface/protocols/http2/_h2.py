@@ -50,24 +50,8 @@ from hyperframe.frame import Frame, RstStreamFrame
 from hface.common import HeadersType
 
 from .._headers import CONNECTION_SPECIFIC_HEADERS
-
-#: RFC 9113 §6.9.2: every connection window starts at 65,535 bytes.
-DEFAULT_WINDOW: Final = 65_535
-
-#: The defaults of the protocol and factory options; see ``HTTP2ServerFactory``.
-DEFAULT_MAX_CONCURRENT_STREAMS: Final = 100
-DEFAULT_INITIAL_WINDOW_SIZE: Final = 256 * 1024
-DEFAULT_CONNECTION_WINDOW_SIZE: Final = 1024 * 1024
-DEFAULT_MAX_HEADER_LIST_SIZE: Final = 64 * 1024
-DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
-DEFAULT_MAX_CONTROL_FRAMES: Final = 1000
-DEFAULT_MAX_RESET_STREAMS: Final = 200
-DEFAULT_HEADER_TABLE_SIZE: Final = 4096
-
-#: RFC 9113 §6.5.2 and §6.9.1: the bounds of the settings we take.
-MAX_WINDOW: Final = 2**31 - 1
-MIN_FRAME_SIZE: Final = 2**14
-MAX_FRAME_SIZE: Final = 2**24 - 1
+from .._settings import ProtocolLimits
+from ._settings import DEFAULT_WINDOW, HTTP2Settings
 
 #: RFC 9113 §8.2.2: fields that make an HTTP/2 message malformed.
 CONNECTION_HEADERS: Final = CONNECTION_SPECIFIC_HEADERS
@@ -200,47 +184,8 @@ class CountingConnection(H2Connection):
         super()._prepare_for_sending(frames)
 
 
-def check_options(
-    *,
-    max_concurrent_streams: int,
-    initial_window_size: int,
-    connection_window_size: int,
-    max_header_list_size: int,
-    max_frame_size: int,
-    max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
-    max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
-    header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
-) -> None:
-    """Raise ``ValueError`` unless the options are valid HTTP/2 settings and limits."""
-    if not 0 <= header_table_size <= 2**32 - 1:
-        raise ValueError(
-            f"header_table_size must be between 0 and 2**32-1, not {header_table_size}"
-        )
-    if max_control_frames < 1:
-        raise ValueError("max_control_frames must be at least 1")
-    if max_reset_streams < 1:
-        raise ValueError("max_reset_streams must be at least 1")
-    if not 1 <= max_concurrent_streams <= 2**31 - 1:
-        raise ValueError("max_concurrent_streams must be between 1 and 2**31-1")
-    if not 0 <= initial_window_size <= MAX_WINDOW:
-        raise ValueError("initial_window_size must be between 0 and 2**31-1")
-    if not DEFAULT_WINDOW <= connection_window_size <= MAX_WINDOW:
-        raise ValueError("connection_window_size must be between 65535 and 2**31-1")
-    if not 1 <= max_header_list_size <= 2**32 - 1:
-        raise ValueError("max_header_list_size must be between 1 and 2**32-1")
-    if not MIN_FRAME_SIZE <= max_frame_size <= MAX_FRAME_SIZE:
-        raise ValueError("max_frame_size must be between 2**14 and 2**24-1")
-
-
 def make_connection(
-    *,
-    client_side: bool,
-    max_concurrent_streams: int,
-    initial_window_size: int,
-    connection_window_size: int,
-    max_header_list_size: int,
-    max_frame_size: int,
-    header_table_size: int = DEFAULT_HEADER_TABLE_SIZE,
+    *, client_side: bool, limits: ProtocolLimits, settings: HTTP2Settings
 ) -> tuple[CountingConnection, GracefulStateMachine]:
     """Return an initiated ``h2.connection.H2Connection`` with these local settings."""
     config = H2Configuration(
@@ -254,11 +199,12 @@ def make_connection(
     conn = CountingConnection(config)
     conn.encoder.huffman_coder = LinearHuffmanEncoder()
     state_machine = conn.state_machine = GracefulStateMachine()
+    max_frame_size = settings.max_frame_size
     initial = {
-        SettingCodes.HEADER_TABLE_SIZE: header_table_size,
-        SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
-        SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
-        SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
+        SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+        SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+        SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_size,
         SettingCodes.MAX_FRAME_SIZE: max_frame_size,
     }
     if client_side:
@@ -269,17 +215,17 @@ def make_connection(
     # stream frames under the old values: h2 may apply ours at once.
     conn.local_settings = LocalSettings(client=client_side, initial_values=initial)
     conn.max_inbound_frame_size = max_frame_size
-    decoder = StrictDecoder(max_header_list_size=max_header_list_size)
+    decoder = StrictDecoder(max_header_list_size=limits.max_header_size)
     # RFC 7541 §4.2, §6.3: the peer's encoder must shrink its table to our
     # SETTINGS_HEADER_TABLE_SIZE with a size update; an update above it is
     # a decoding error, which StrictDecoder makes a COMPRESSION_ERROR.
-    decoder.max_allowed_table_size = header_table_size
+    decoder.max_allowed_table_size = limits.header_table_size
     conn.decoder = decoder
     conn.initiate_connection()
-    if connection_window_size > DEFAULT_WINDOW:
+    if settings.connection_window_size > DEFAULT_WINDOW:
         # RFC 9113 §6.9.2: SETTINGS do not change the connection window; a
         # WINDOW_UPDATE on stream 0 does.
-        conn.increment_flow_control_window(connection_window_size - DEFAULT_WINDOW)
+        conn.increment_flow_control_window(settings.connection_window_size - DEFAULT_WINDOW)
     return conn, state_machine
 
 

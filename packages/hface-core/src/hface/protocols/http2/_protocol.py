@@ -67,6 +67,7 @@ from hface.events import (
     StreamResetSent,
 )
 
+from .._lifecycle import ConnectionState, LifecycleInput
 from ._base import HTTP2Base
 from ._h2 import strip_connection_headers
 from ._stream import StreamRecord
@@ -76,6 +77,15 @@ _INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
 _REFUSED_STREAM: Final = HTTP2_ERROR_CODES.refused_stream
 _CANCEL: Final = HTTP2_ERROR_CODES.cancel
 _ENHANCE_YOUR_CALM: Final = 0xB
+
+_OPEN: Final = ConnectionState.OPEN
+_CLOSED: Final = ConnectionState.CLOSED
+_SUBMIT_GOAWAY: Final = LifecycleInput.SUBMIT_GOAWAY
+_SUBMIT_CLOSE: Final = LifecycleInput.SUBMIT_CLOSE
+_SUBMIT_CLOSE_WITH_ERROR: Final = LifecycleInput.SUBMIT_CLOSE_WITH_ERROR
+_GOAWAY_RECEIVED: Final = LifecycleInput.GOAWAY_RECEIVED
+_CONNECTION_ERROR: Final = LifecycleInput.CONNECTION_ERROR
+_TERMINATED: Final = LifecycleInput.TERMINATED
 
 _H2DataReceived: Final = h2.events.DataReceived
 _H2StreamEnded: Final = h2.events.StreamEnded
@@ -217,24 +227,29 @@ class _HTTP2Protocol(HTTP2Base):
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
 
     def submit_goaway(self) -> None:
-        if self._terminated or self._goaway_sent:
-            return
+        if self._lifecycle.handle(_SUBMIT_GOAWAY) is _CLOSED or (
+            self._goaway_last_stream_id is not None
+        ):
+            return  # closed, or our GOAWAY went out already
         # Graceful (RFC 9113 §6.8): streams up to the last one we saw may finish.
         conn = self._conn
-        self._goaway_sent = True
-        self._last_inbound_id = conn.highest_inbound_stream_id
-        conn.close_connection(error_code=0, last_stream_id=self._last_inbound_id)
+        last_stream_id = self._goaway_last_stream_id = conn.highest_inbound_stream_id
+        conn.close_connection(error_code=0, last_stream_id=last_stream_id)
 
     def submit_close(self, error_code: int | None = None) -> None:
         code = 0 if error_code is None else error_code
         _check_error_code(code)
-        if self._terminated:
-            return
-        # Not graceful: GOAWAY and the end of everything at once.
-        self._goaway_sent = True
-        self._conn.close_connection(error_code=code, last_stream_id=self._last_inbound_id)
+        event = _SUBMIT_CLOSE_WITH_ERROR if code else _SUBMIT_CLOSE
+        if self._lifecycle.state is not _CLOSED:
+            # Not graceful: GOAWAY and the end of everything at once.
+            self._conn.close_connection(
+                error_code=code, last_stream_id=self._goaway_last_stream_id or 0
+            )
         self._terminate(
-            code, "the connection was closed by this side", reason=TerminationReason.CLOSED_BY_US
+            event,
+            code,
+            "the connection was closed by this side",
+            reason=TerminationReason.CLOSED_BY_US,
         )
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
@@ -254,7 +269,7 @@ class _HTTP2Protocol(HTTP2Base):
     # -- receiving ----------------------------------------------------------
 
     def bytes_received(self, data: bytes) -> None:
-        if self._terminated or not data:
+        if self._lifecycle.state is _CLOSED or not data:
             return
         guard = self._guard
         size = len(data)
@@ -286,7 +301,12 @@ class _HTTP2Protocol(HTTP2Base):
             if self._state_machine.goaways_sent == goaways:
                 self._abort(error_code, message)
             else:
-                self._terminate(error_code, message, reason=TerminationReason.PEER_PROTOCOL_ERROR)
+                self._terminate(
+                    _CONNECTION_ERROR,
+                    error_code,
+                    message,
+                    reason=TerminationReason.PEER_PROTOCOL_ERROR,
+                )
             return False
         except Exception as exc:  # h2 must never make bytes_received raise
             self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
@@ -302,7 +322,7 @@ class _HTTP2Protocol(HTTP2Base):
                 self._handle_events(events)
             except Exception as exc:  # the same promise covers our own handling
                 self._abort(_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-        return not self._terminated
+        return self._lifecycle.state is not _CLOSED
 
     def eof_received(self) -> None:
         self._lost("the peer closed the connection", TerminationReason.CLOSED_BY_PEER)
@@ -361,7 +381,7 @@ class _HTTP2Protocol(HTTP2Base):
                         continue
                     record = self._accept_stream(stream_id)
                     if record is None:
-                        if self._terminated:
+                        if self._lifecycle.state is _CLOSED:
                             return
                         continue
                 self._guard.earn()  # a request, response or trailers: progress
@@ -415,7 +435,8 @@ class _HTTP2Protocol(HTTP2Base):
             self._flush()
 
     def _accept_stream(self, stream_id: int) -> StreamRecord | None:
-        if self._goaway_sent and stream_id > self._last_inbound_id:
+        last_stream_id = self._goaway_last_stream_id
+        if last_stream_id is not None and stream_id > last_stream_id:
             # RFC 9113 §6.8: after our GOAWAY, newer streams are not processed.
             self._conn.reset_stream(stream_id, _REFUSED_STREAM)
             return None
@@ -434,7 +455,7 @@ class _HTTP2Protocol(HTTP2Base):
         return record
 
     def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        self._goaway_received = True
+        self._lifecycle.handle(_GOAWAY_RECEIVED)
         last_stream_id = event.last_stream_id or 0
         error_code = int(event.error_code or 0)
         if error_code:
@@ -455,14 +476,12 @@ class _HTTP2Protocol(HTTP2Base):
             )
 
     def _lost(self, message: str, reason: TerminationReason) -> None:
-        if self._terminated:
-            return
         open_streams = len(self._streams)
         error_code = self._goaway_error_code
         if not error_code and open_streams:
             error_code = _PROTOCOL_ERROR
             message = f"{message} with {open_streams} stream(s) open"
-        self._terminate(error_code, message, reason=reason)
+        self._terminate(_TERMINATED, error_code, message, reason=reason)
 
 
 class HTTP2ClientProtocol(_HTTP2Protocol):
@@ -476,7 +495,7 @@ class HTTP2ClientProtocol(_HTTP2Protocol):
 
     def is_available(self) -> bool:
         return (
-            not (self._terminated or self._goaway_received or self._goaway_sent)
+            self._lifecycle.state is _OPEN
             and self._open_outbound < self._conn.remote_settings.max_concurrent_streams
         )
 
@@ -500,10 +519,7 @@ class HTTP2ServerProtocol(_HTTP2Protocol):
 
     def is_available(self) -> bool:
         """Return True if the peer may open another stream (servers open none)."""
-        return (
-            not (self._terminated or self._goaway_received or self._goaway_sent)
-            and self._open_inbound < self._max_concurrent_streams
-        )
+        return self._lifecycle.state is _OPEN and self._open_inbound < self._max_concurrent_streams
 
     def get_available_stream_id(self) -> int:
         raise LocalProtocolError("an HTTP/2 server does not open streams")

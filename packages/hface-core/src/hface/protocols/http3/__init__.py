@@ -4,8 +4,9 @@
 protocols; :func:`sniff_quic_packet` and
 :func:`build_version_negotiation_packet` help the networking layer route
 datagrams before a connection exists. See :mod:`._protocol` for the theory
-of operation and :mod:`._quic` for flow control, which relies on aioquic
-internals checked against aioquic 1.7.
+of operation and :mod:`._quic` for flow control. Every use of aioquic's
+internals is in :mod:`._aioquic`, which refuses to import with an aioquic
+release it was not verified on (1.7).
 """
 
 from ._factories import HTTP3ClientFactory as HTTP3ClientFactory
@@ -16,12 +17,14 @@ from ._packets import build_version_negotiation_packet as build_version_negotiat
 from ._packets import sniff_quic_packet as sniff_quic_packet
 from ._protocol import HTTP3ClientProtocol as HTTP3ClientProtocol
 from ._protocol import HTTP3ServerProtocol as HTTP3ServerProtocol
+from ._settings import HTTP3Settings as HTTP3Settings
 
 __all__ = (
     "HTTP3ClientFactory",
     "HTTP3ClientProtocol",
     "HTTP3ServerFactory",
     "HTTP3ServerProtocol",
+    "HTTP3Settings",
     "InvalidQUICPacket",
     "QUICPacketInfo",
     "build_version_negotiation_packet",

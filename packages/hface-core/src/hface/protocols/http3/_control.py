@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from aioquic._buffer import Buffer, BufferReadError
+from ._aioquic import Buffer, BufferReadError
 
 _CONTROL_STREAM_TYPE = 0x00
 #: Control, push, QPACK encoder and QPACK decoder (RFC 9114 §6.2, RFC 9204 §4.2).

@@ -1,64 +1,41 @@
-"""Factories of HTTP/3 protocols: options, TLS and the QUIC configuration.
+"""Factories of HTTP/3 protocols: limits, settings, TLS and the QUIC configuration.
 
-Theory of operation: each factory holds its options (all keyword-only, with
-safe defaults) and turns hface's TLS models into an aioquic
-``QuicConfiguration`` per connection, offering only ALPN ``h3``
-(RFC 9114 §3.1). The windows are the receive windows of RFC 9000 §4.1; they
-stay fixed for the connection's life (see :mod:`._quic`).
-
-Datagram size: aioquic does no path MTU discovery (RFC 9000 §14.3), so on
-an unknown path it sends 1,200-byte datagrams, the size every path must
-carry (RFC 9000 §14). A loopback path (``127.0.0.0/8``, ``::1``) is known:
-its MTU is 64 KiB and nothing on it fragments, so a peer on loopback gets
-datagrams of up to ``loopback_max_datagram_size`` bytes. Pure-Python QUIC
-spends its time per packet, not per byte, so this is what lets a local
-client and server move tens of MB/s instead of a few. The cap is 16,383
-bytes: aioquic writes long-header packet lengths as two-byte varints.
-Either way no datagram exceeds the peer's ``max_udp_payload_size``
-transport parameter (RFC 9000 §18.2), so a client sends its first flight
-in ``max_datagram_size`` datagrams and grows them once the server's
-parameters have arrived (see :mod:`._quic`).
+Theory of operation: each factory holds a
+:class:`~hface.protocols.ProtocolLimits` and an
+:class:`~._settings.HTTP3Settings` (see :mod:`._settings` for the datagram
+sizes) and turns them and hface's TLS models into an aioquic
+``QuicConfiguration`` per connection, offering only ALPN ``h3`` (RFC 9114
+§3.1).
 """
 
 from __future__ import annotations
 
+import copy
 import ssl
 from collections.abc import Sequence
+from typing import Final, TypeVar
 
 from aioquic.quic.configuration import QuicConfiguration
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
-from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory
+from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory, ProtocolLimits
 
-from ._guard import DEFAULT_MAX_CONTROL_FRAMES
-from ._protocol import (
-    DEFAULT_MAX_FIELD_SECTION_SIZE,
-    DEFAULT_MAX_RESET_STREAMS,
-    DEFAULT_QPACK_BLOCKED_STREAMS,
-    DEFAULT_QPACK_MAX_TABLE_CAPACITY,
-    HTTP3ClientProtocol,
-    HTTP3ServerProtocol,
-    check_max_field_section_size,
-    check_qpack_options,
-    is_loopback,
-)
+from .._settings import with_options
+from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol, is_loopback
+from ._settings import HTTP3Settings
 
-#: Seconds of silence before a connection is dropped (RFC 9000 §10.1).
-DEFAULT_IDLE_TIMEOUT = 60.0
-#: Bidirectional streams the peer may have open at once (RFC 9000 §4.6).
-DEFAULT_MAX_CONCURRENT_STREAMS = 100
-#: Bytes a peer may send on one stream ahead of what we consumed.
-DEFAULT_STREAM_RECEIVE_WINDOW = 256 * 1024
-#: Bytes a peer may send on all streams ahead of what we consumed.
-DEFAULT_CONNECTION_RECEIVE_WINDOW = 1024 * 1024
-#: The largest UDP payload we send (RFC 9000 §14: at least 1,200).
-DEFAULT_MAX_DATAGRAM_SIZE = 1200
-#: The largest UDP payload we send to a peer on loopback (see the module docstring).
-DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE = 16000
-#: aioquic encodes long-header packet lengths in two-byte varints.
-_LARGEST_DATAGRAM_SIZE = 16383
+#: The keyword arguments named otherwise than their field of ProtocolLimits.
+_LIMIT_NAMES: Final = {
+    "max_field_section_size": "max_header_size",
+    "qpack_max_table_capacity": "header_table_size",
+}
 
-_ALPN = ["h3"]
+_ALPN: Final = ["h3"]
+
+#: The QUIC versions aioquic accepts, for version negotiation.
+_SUPPORTED_VERSIONS: Final = tuple(QuicConfiguration(is_client=False).supported_versions)
+
+_F = TypeVar("_F", bound="_HTTP3Factory")
 
 
 def _load_default_verify_locations(configuration: QuicConfiguration) -> None:
@@ -82,138 +59,109 @@ def _load_default_verify_locations(configuration: QuicConfiguration) -> None:
         configuration.load_verify_locations(cadata=cadata.encode("ascii"))
 
 
-class _Options:
+class _HTTP3Factory:
+    """The options both sides take (see :class:`HTTP3ServerFactory`)."""
+
     def __init__(
         self,
         *,
-        idle_timeout: float,
-        max_concurrent_streams: int,
-        stream_receive_window: int,
-        connection_receive_window: int,
-        max_datagram_size: int,
-        loopback_max_datagram_size: int,
-        qpack_max_table_capacity: int,
-        qpack_blocked_streams: int,
-        max_control_frames: int,
-        max_field_section_size: int,
+        limits: ProtocolLimits | None = None,
+        settings: HTTP3Settings | None = None,
+        idle_timeout: float | None = None,
+        max_concurrent_streams: int | None = None,
+        stream_receive_window: int | None = None,
+        connection_receive_window: int | None = None,
+        max_datagram_size: int | None = None,
+        loopback_max_datagram_size: int | None = None,
+        qpack_max_table_capacity: int | None = None,
+        qpack_blocked_streams: int | None = None,
+        max_control_frames: int | None = None,
+        max_field_section_size: int | None = None,
+        max_reset_streams: int | None = None,
+        connection_id_length: int | None = None,
     ) -> None:
-        check_max_field_section_size(max_field_section_size)
-        if max_control_frames < 1:
-            raise ValueError(f"max_control_frames must be at least 1, not {max_control_frames}")
-        check_qpack_options(
-            qpack_max_table_capacity=qpack_max_table_capacity,
-            qpack_blocked_streams=qpack_blocked_streams,
-        )
-        if idle_timeout <= 0:
-            raise ValueError("idle_timeout must be positive")
-        if max_concurrent_streams < 1:
-            raise ValueError("max_concurrent_streams must be at least 1")
-        if stream_receive_window < 1024 or connection_receive_window < stream_receive_window:
-            raise ValueError(
-                "stream_receive_window must be at least 1024 bytes and "
-                "connection_receive_window at least stream_receive_window"
-            )
-        if not 1200 <= max_datagram_size <= _LARGEST_DATAGRAM_SIZE:
-            raise ValueError(
-                "max_datagram_size must be between 1200 (RFC 9000 §14)"
-                f" and {_LARGEST_DATAGRAM_SIZE}"
-            )
-        if not max_datagram_size <= loopback_max_datagram_size <= _LARGEST_DATAGRAM_SIZE:
-            raise ValueError(
-                "loopback_max_datagram_size must be between max_datagram_size"
-                f" and {_LARGEST_DATAGRAM_SIZE}"
-            )
-        self.idle_timeout = idle_timeout
-        self.max_concurrent_streams = max_concurrent_streams
-        self.stream_receive_window = stream_receive_window
-        self.connection_receive_window = connection_receive_window
-        self.max_datagram_size = max_datagram_size
-        self.loopback_max_datagram_size = loopback_max_datagram_size
-        self.qpack_max_table_capacity = qpack_max_table_capacity
-        self.qpack_blocked_streams = qpack_blocked_streams
-        self.max_control_frames = max_control_frames
-        self.max_field_section_size = max_field_section_size
+        limit_options = {
+            "max_concurrent_streams": max_concurrent_streams,
+            "qpack_max_table_capacity": qpack_max_table_capacity,
+            "max_control_frames": max_control_frames,
+            "max_field_section_size": max_field_section_size,
+            "max_reset_streams": max_reset_streams,
+        }
+        setting_options = {
+            "idle_timeout": idle_timeout,
+            "stream_receive_window": stream_receive_window,
+            "connection_receive_window": connection_receive_window,
+            "max_datagram_size": max_datagram_size,
+            "loopback_max_datagram_size": loopback_max_datagram_size,
+            "qpack_blocked_streams": qpack_blocked_streams,
+            "connection_id_length": connection_id_length,
+        }
+        self._limits = with_options(limits or ProtocolLimits(), limit_options, _LIMIT_NAMES)
+        self._settings = with_options(settings or HTTP3Settings(), setting_options, {})
 
-    def configuration(self, *, is_client: bool) -> QuicConfiguration:
+    @property
+    def limits(self) -> ProtocolLimits:
+        """The limits the protocols made keep."""
+        return self._limits
+
+    @property
+    def settings(self) -> HTTP3Settings:
+        """The HTTP/3 settings of the protocols made."""
+        return self._settings
+
+    def with_limits(self: _F, limits: ProtocolLimits) -> _F:
+        """Return a copy of this factory whose protocols keep ``limits``; the settings stay."""
+        factory = copy.copy(self)
+        factory._limits = limits
+        return factory
+
+    def _configuration(self, *, is_client: bool) -> QuicConfiguration:
+        settings = self._settings
         return QuicConfiguration(
             alpn_protocols=list(_ALPN),
             is_client=is_client,
-            idle_timeout=self.idle_timeout,
-            max_data=self.connection_receive_window,
-            max_stream_data=self.stream_receive_window,
-            max_datagram_size=self.max_datagram_size,
+            idle_timeout=settings.idle_timeout,
+            max_data=settings.connection_receive_window,
+            max_stream_data=settings.stream_receive_window,
+            max_datagram_size=settings.max_datagram_size,
+            connection_id_length=settings.connection_id_length,
         )
 
 
-class HTTP3ClientFactory(HTTPOverQUICClientFactory):
+class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     """Makes :class:`HTTP3ClientProtocol` objects (aioquic).
 
-    :param idle_timeout: seconds without traffic before the connection ends.
-    :param max_concurrent_streams: bidirectional streams the server may open
-        (HTTP/3 servers open none without push; kept for symmetry).
-    :param stream_receive_window: per-stream receive window, in bytes.
-    :param connection_receive_window: connection receive window, in bytes.
-    :param max_datagram_size: the largest UDP payload to send.
-    :param loopback_max_datagram_size: the largest UDP payload to send to a
-        peer on loopback (see the module docstring).
-    :param qpack_max_table_capacity: the largest QPACK dynamic table the
-        peer's encoder may use, in bytes (SETTINGS_QPACK_MAX_TABLE_CAPACITY,
-        RFC 9204 §3.2.3); default 4,096; 0 turns the dynamic table off. A
-        peer that sets a larger capacity gets QPACK_ENCODER_STREAM_ERROR.
-    :param qpack_blocked_streams: how many streams the peer's header blocks
-        may keep blocked on table updates not yet received
-        (SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §2.1.2); default 16. One
-        more is QPACK_DECOMPRESSION_FAILED.
-    :param max_control_frames: the flood budget (RFC 9114 §10.5): how many
-        frames and streams that carry no request and no data (control
-        frames but SETTINGS, frames of unknown types, DATA frames under 16
-        bytes, unidirectional streams of unknown types) the peer may send
-        beyond one per HEADERS or larger DATA frame; the whole budget comes
-        back every 10 seconds. Default 1,000; past it the peer gets
-        H3_EXCESSIVE_LOAD.
-    :param max_field_section_size: the largest response header section
-        accepted, decoded (RFC 9114 §4.2.2: names and values plus 32 bytes
-        per field), advertised as SETTINGS_MAX_FIELD_SECTION_SIZE
-        (§7.2.4.1); default 64 KiB. A larger response is discarded: its
-        stream is reset with H3_EXCESSIVE_LOAD (``StreamResetSent``).
-    :raises ValueError: if an option is out of range.
-    """
+    A response whose header section is over
+    :attr:`~hface.protocols.ProtocolLimits.max_header_size` is discarded: its
+    stream is reset with H3_EXCESSIVE_LOAD (``StreamResetSent``). An HTTP/3
+    server opens no stream (without push), so ``max_concurrent_streams`` is
+    kept for symmetry, and a client spends no reset budget.
 
-    def __init__(
-        self,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
-        stream_receive_window: int = DEFAULT_STREAM_RECEIVE_WINDOW,
-        connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
-        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
-        loopback_max_datagram_size: int = DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE,
-        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
-        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
-        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
-        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
-    ) -> None:
-        self._options = _Options(
-            idle_timeout=idle_timeout,
-            max_concurrent_streams=max_concurrent_streams,
-            stream_receive_window=stream_receive_window,
-            connection_receive_window=connection_receive_window,
-            max_datagram_size=max_datagram_size,
-            loopback_max_datagram_size=loopback_max_datagram_size,
-            qpack_max_table_capacity=qpack_max_table_capacity,
-            qpack_blocked_streams=qpack_blocked_streams,
-            max_control_frames=max_control_frames,
-            max_field_section_size=max_field_section_size,
-        )
+    :param limits: the limits every version shares
+        (:class:`~hface.protocols.ProtocolLimits`, whose fields document
+        their defaults).
+    :param settings: HTTP/3's own (:class:`HTTP3Settings`).
+    :raises ValueError: if an option is out of range.
+
+    Each field of both can also be given alone, as a keyword argument that
+    replaces it: ``max_concurrent_streams``, ``max_field_section_size``
+    (:attr:`~hface.protocols.ProtocolLimits.max_header_size`),
+    ``qpack_max_table_capacity``
+    (:attr:`~hface.protocols.ProtocolLimits.header_table_size`),
+    ``max_reset_streams``, ``max_control_frames``, ``idle_timeout``,
+    ``stream_receive_window``, ``connection_receive_window``,
+    ``max_datagram_size``, ``loopback_max_datagram_size``,
+    ``qpack_blocked_streams`` and ``connection_id_length``.
+    """
 
     def __call__(
         self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig
     ) -> HTTP3ClientProtocol:
-        configuration = self._options.configuration(is_client=True)
+        configuration = self._configuration(is_client=True)
         configuration.server_name = server_name
         largest_datagram_size = None
         if is_loopback(remote_address[0]):
-            largest_datagram_size = self._options.loopback_max_datagram_size
+            largest_datagram_size = self._settings.loopback_max_datagram_size
         if tls_config.insecure:
             configuration.verify_mode = ssl.CERT_NONE
         if tls_config.cafile or tls_config.capath or tls_config.cadata:
@@ -230,102 +178,46 @@ class HTTP3ClientFactory(HTTPOverQUICClientFactory):
         return HTTP3ClientProtocol(
             configuration=configuration,
             remote_address=remote_address,
-            max_concurrent_streams=self._options.max_concurrent_streams,
+            limits=self._limits,
+            settings=self._settings,
             largest_datagram_size=largest_datagram_size,
-            qpack_max_table_capacity=self._options.qpack_max_table_capacity,
-            qpack_blocked_streams=self._options.qpack_blocked_streams,
-            max_control_frames=self._options.max_control_frames,
-            max_field_section_size=self._options.max_field_section_size,
         )
 
 
-class HTTP3ServerFactory(HTTPOverQUICServerFactory):
+class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
     """Makes :class:`HTTP3ServerProtocol` objects (aioquic).
 
-    :param idle_timeout: seconds without traffic before the connection ends.
-    :param max_concurrent_streams: request streams a client may have open at once.
-    :param stream_receive_window: per-stream receive window, in bytes.
-    :param connection_receive_window: connection receive window, in bytes.
-    :param max_datagram_size: the largest UDP payload to send.
-    :param loopback_max_datagram_size: the largest UDP payload to send to a
-        peer on loopback (see the module docstring).
-    :param qpack_max_table_capacity: the largest QPACK dynamic table the
-        peer's encoder may use, in bytes (SETTINGS_QPACK_MAX_TABLE_CAPACITY,
-        RFC 9204 §3.2.3); default 4,096; 0 turns the dynamic table off. A
-        peer that sets a larger capacity gets QPACK_ENCODER_STREAM_ERROR.
-    :param qpack_blocked_streams: how many streams the peer's header blocks
-        may keep blocked on table updates not yet received
-        (SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §2.1.2); default 16. One
-        more is QPACK_DECOMPRESSION_FAILED.
-    :param max_control_frames: the flood budget (RFC 9114 §10.5): how many
-        frames and streams that carry no request and no data (control
-        frames but SETTINGS, frames of unknown types, DATA frames under 16
-        bytes, unidirectional streams of unknown types) the peer may send
-        beyond one per HEADERS or larger DATA frame; the whole budget comes
-        back every 10 seconds. Default 1,000; past it the peer gets
-        H3_EXCESSIVE_LOAD.
-    :param max_field_section_size: the largest request header section
-        accepted, decoded (RFC 9114 §4.2.2: names and values plus 32 bytes
-        per field), advertised as SETTINGS_MAX_FIELD_SECTION_SIZE
-        (§7.2.4.1); default 64 KiB. A larger request is answered with 431
-        (§4.2.2) and the rest of it dropped, without reaching the
-        application; larger trailers reset the stream with H3_EXCESSIVE_LOAD.
-    :param connection_id_length: the length of the connection IDs issued.
-    :param max_reset_streams: how many request streams a client may reset
-        before they complete beyond those that completed (RFC 9114 §10.5,
-        rapid reset); past it the client gets H3_EXCESSIVE_LOAD. Each
-        completed request earns one back, up to this value; default 200.
+    A request whose header section is over
+    :attr:`~hface.protocols.ProtocolLimits.max_header_size` is answered with
+    431 (RFC 9114 §4.2.2) and the rest of it dropped, without reaching the
+    application; larger trailers reset the stream with H3_EXCESSIVE_LOAD.
+    A client that opens a stream beyond ``max_concurrent_streams`` gets
+    STREAM_LIMIT_ERROR (RFC 9000 §4.6).
+
+    :param limits: the limits every version shares
+        (:class:`~hface.protocols.ProtocolLimits`, whose fields document
+        their defaults).
+    :param settings: HTTP/3's own (:class:`HTTP3Settings`).
     :raises ValueError: if an option is out of range.
+
+    Each field of both can also be given alone, as a keyword argument that
+    replaces it, as for :class:`HTTP3ClientFactory`.
 
     aioquic cannot ask clients for certificates, so a
     :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
     is refused (``ValueError``) and ``client_cafile`` alone is ignored.
     """
 
-    def __init__(
-        self,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
-        stream_receive_window: int = DEFAULT_STREAM_RECEIVE_WINDOW,
-        connection_receive_window: int = DEFAULT_CONNECTION_RECEIVE_WINDOW,
-        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
-        loopback_max_datagram_size: int = DEFAULT_LOOPBACK_MAX_DATAGRAM_SIZE,
-        qpack_max_table_capacity: int = DEFAULT_QPACK_MAX_TABLE_CAPACITY,
-        qpack_blocked_streams: int = DEFAULT_QPACK_BLOCKED_STREAMS,
-        max_control_frames: int = DEFAULT_MAX_CONTROL_FRAMES,
-        max_field_section_size: int = DEFAULT_MAX_FIELD_SECTION_SIZE,
-        connection_id_length: int = 8,
-        max_reset_streams: int = DEFAULT_MAX_RESET_STREAMS,
-    ) -> None:
-        if not 4 <= connection_id_length <= 20:
-            raise ValueError("connection_id_length must be between 4 and 20")
-        if max_reset_streams < 1:
-            raise ValueError("max_reset_streams must be at least 1")
-        self._max_reset_streams = max_reset_streams
-        self._options = _Options(
-            idle_timeout=idle_timeout,
-            max_concurrent_streams=max_concurrent_streams,
-            stream_receive_window=stream_receive_window,
-            connection_receive_window=connection_receive_window,
-            max_datagram_size=max_datagram_size,
-            loopback_max_datagram_size=loopback_max_datagram_size,
-            qpack_max_table_capacity=qpack_max_table_capacity,
-            qpack_blocked_streams=qpack_blocked_streams,
-            max_control_frames=max_control_frames,
-            max_field_section_size=max_field_section_size,
-        )
-        self._connection_id_length = connection_id_length
-        self._certificates: dict[tuple[str, str | None], QuicConfiguration] = {}
-        self._supported_versions = tuple(QuicConfiguration(is_client=False).supported_versions)
+    #: Certificate chains parsed once, by (certfile, keyfile); made on first use.
+    _certificates: dict[tuple[str, str | None], QuicConfiguration] | None = None
 
     @property
     def quic_connection_id_length(self) -> int:
-        return self._connection_id_length
+        return self._settings.connection_id_length
 
     @property
     def quic_supported_versions(self) -> Sequence[int]:
-        return self._supported_versions
+        return _SUPPORTED_VERSIONS
 
     def __call__(
         self,
@@ -338,27 +230,24 @@ class HTTP3ServerFactory(HTTPOverQUICServerFactory):
             raise ValueError("aioquic cannot verify client certificates")
         if not tls_config.certfile:
             raise ValueError("an HTTP/3 server needs a certificate (certfile)")
-        configuration = self._options.configuration(is_client=False)
-        configuration.connection_id_length = self._connection_id_length
+        configuration = self._configuration(is_client=False)
+        certificates = self._certificates
+        if certificates is None:
+            certificates = self._certificates = {}
         key = (tls_config.certfile, tls_config.keyfile)
-        loaded = self._certificates.get(key)
+        loaded = certificates.get(key)
         if loaded is None:
             # Parsing the chain for every connection would be slow: do it once.
             loaded = QuicConfiguration(is_client=False)
             loaded.load_cert_chain(tls_config.certfile, tls_config.keyfile)
-            self._certificates[key] = loaded
+            certificates[key] = loaded
         configuration.certificate = loaded.certificate
         configuration.certificate_chain = loaded.certificate_chain
         configuration.private_key = loaded.private_key
         return HTTP3ServerProtocol(
             configuration=configuration,
-            loopback_max_datagram_size=self._options.loopback_max_datagram_size,
-            max_concurrent_streams=self._options.max_concurrent_streams,
-            max_reset_streams=self._max_reset_streams,
+            limits=self._limits,
+            settings=self._settings,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
-            qpack_max_table_capacity=self._options.qpack_max_table_capacity,
-            qpack_blocked_streams=self._options.qpack_blocked_streams,
-            max_control_frames=self._options.max_control_frames,
-            max_field_section_size=self._options.max_field_section_size,
         )

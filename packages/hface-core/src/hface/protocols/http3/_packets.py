@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aioquic._buffer import Buffer, BufferReadError
 from aioquic.quic.packet import (
     CONNECTION_ID_MAX_SIZE,
     QuicPacketType,
@@ -26,6 +25,8 @@ from aioquic.quic.packet import (
     encode_quic_version_negotiation,
     pull_quic_header,
 )
+
+from ._aioquic import Buffer, BufferReadError
 
 _KNOWN_VERSIONS = frozenset(
     (QuicProtocolVersion.NEGOTIATION, QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2)

@@ -1,0 +1,67 @@
+"""PriorKnowledgeProtocol: HTTP/1.1 or HTTP/2 by the first bytes, one lifecycle at a time."""
+
+from __future__ import annotations
+
+from hface.events import ConnectionTerminated, HeadersReceived
+from hface.protocols import ConnectionState, PriorKnowledgeHTTPFactory
+from hface.protocols._prior_knowledge import PriorKnowledgeProtocol
+from hface.protocols.http1 import HTTP1ServerFactory
+from hface.protocols.http2 import HTTP2ServerFactory
+from hface.protocols.http2._protocol import HTTP2ServerProtocol
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+REQUEST = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"
+FACTORY = PriorKnowledgeHTTPFactory(HTTP1ServerFactory(), HTTP2ServerFactory())
+
+
+def make() -> PriorKnowledgeProtocol:
+    protocol = FACTORY()
+    assert isinstance(protocol, PriorKnowledgeProtocol)
+    return protocol
+
+
+def test_the_preface_decides_http2_even_byte_by_byte() -> None:
+    protocol = make()
+    for index in range(len(PREFACE)):
+        assert protocol.delegate is None
+        assert protocol.bytes_to_send() == b""
+        protocol.bytes_received(PREFACE[index : index + 1])
+    assert isinstance(protocol.delegate, HTTP2ServerProtocol)
+    assert protocol.http_version == "2"
+
+
+def test_other_bytes_decide_http1() -> None:
+    protocol = make()
+    assert protocol.state is ConnectionState.OPEN
+    assert protocol.http_version == "1.1"  # an idle HTTP/1.1 server until decided
+    protocol.bytes_received(REQUEST)
+    assert protocol.http_version == "1.1"
+    event = protocol.next_event()
+    assert isinstance(event, HeadersReceived)
+
+
+def test_a_close_before_the_first_bytes_decides_http1() -> None:
+    """The lifecycle moves in one protocol: HTTP/1.1's, which then owns the state."""
+    protocol = make()
+    protocol.submit_goaway()
+    assert protocol.delegate is not None
+    assert protocol.http_version == "1.1"
+    assert protocol.state is ConnectionState.DRAINING
+    assert protocol.has_expired()
+    protocol.bytes_received(PREFACE)  # too late for HTTP/2
+    assert protocol.http_version == "1.1"
+    assert not protocol.bytes_to_send().startswith(b"\x00")  # no HTTP/2 SETTINGS frame
+
+
+def test_a_prefix_of_the_preface_is_kept_for_http1() -> None:
+    """Bytes buffered when a close decides reach HTTP/1.1 with those that follow."""
+    protocol = make()
+    protocol.bytes_received(PREFACE[:5])
+    protocol.submit_close()
+    assert protocol.http_version == "1.1"
+    protocol.eof_received()
+    events = []
+    while (event := protocol.next_event()) is not None:
+        events.append(event)
+    assert isinstance(events[-1], ConnectionTerminated)
+    assert protocol.state is ConnectionState.CLOSED
