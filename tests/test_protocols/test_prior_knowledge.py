@@ -46,7 +46,8 @@ def test_a_close_before_the_first_bytes_decides_http1() -> None:
     protocol.submit_goaway()
     assert protocol.delegate is not None
     assert protocol.http_version == "1.1"
-    assert protocol.state is ConnectionState.DRAINING
+    # An idle HTTP/1.1 server that drains has nothing left: it is closing.
+    assert protocol.state is ConnectionState.CLOSING
     assert protocol.has_expired()
     protocol.bytes_received(PREFACE)  # too late for HTTP/2
     assert protocol.http_version == "1.1"

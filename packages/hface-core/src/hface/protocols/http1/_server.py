@@ -255,6 +255,6 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         self._terminate(
             error_code,
             "closed by the server",
-            LifecycleInput.SUBMIT_CLOSE,
+            LifecycleInput.SUBMIT_CLOSE_WITH_ERROR,
             reason=TerminationReason.CLOSED_BY_US,
         )
