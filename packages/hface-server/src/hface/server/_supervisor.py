@@ -236,6 +236,7 @@ class Supervisor:
                 self._reap()
                 self._check_deadlines()
                 self._advance()
+            logger.info("every worker stopped")
         return self._status
 
     # The loop.
@@ -306,7 +307,7 @@ class Supervisor:
             if position.restart_at is not None and now >= position.restart_at:
                 position.restart_at = None
                 if self._phase is Phase.RUNNING and position.current is None:
-                    self._start(position, replacing=False)
+                    self._try_start(position, replacing=False)
 
     def _advance(self) -> None:
         if self._phase is Phase.STARTING and all(
@@ -335,7 +336,8 @@ class Supervisor:
                 continue  # replaced, or restarting (as a worker of this epoch)
             if current.state is not WorkerState.READY or position.free_lane() is None:
                 return  # wait: until it is ready, or until a draining worker is gone
-            self._start(position, replacing=True)
+            if not self._try_start(position, replacing=True):
+                self._reload_epoch = None
             return
         logger.info("reload done: every worker was replaced")
         self._reload_epoch = None
@@ -385,6 +387,22 @@ class Supervisor:
         else:
             position.current = worker
         logger.info("started %s", worker.describe())
+
+    def _try_start(self, position: _Position, *, replacing: bool) -> bool:
+        """:meth:`_start`, which may fail for want of resources: then say so and go on."""
+        try:
+            self._start(position, replacing=replacing)
+        except OSError as exc:
+            if replacing:
+                logger.error("cannot start a worker (%s): reload stopped", exc)
+            else:
+                position.quick_deaths += 1
+                delay = self._restart_delay(position.quick_deaths)
+                message = "cannot start worker %d (%s): retrying in %g s"
+                logger.error(message, position.index, exc, delay)
+                position.restart_at = time.monotonic() + delay
+            return False
+        return True
 
     def _exited(self, position: _Position, worker: _Worker, status: int) -> None:
         with suppress(KeyError, ValueError):
