@@ -152,6 +152,7 @@ def test_a_killed_worker_is_replaced_while_the_others_serve(sharing: str) -> Non
         assert process.wait(30) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", SHARINGS)
 def test_sighup_replaces_every_worker_without_refusing_a_connection(sharing: str) -> None:
     with supervisor(workers=2, sharing=sharing) as process:
@@ -251,6 +252,7 @@ def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
         assert len(process.logged("started worker")) == 2  # not restarted
 
 
+@pytest.mark.slow
 def test_a_worker_that_keeps_dying_is_restarted_later_and_later() -> None:
     options = {"crash_after": 0.2, "crash_from_generation": 1}
     with supervisor(workers=2, options=options) as process:
@@ -286,6 +288,7 @@ def initial_packet(destination: bytes) -> bytes:
     return header.ljust(1200, b"\x00")
 
 
+@pytest.mark.slow
 @needs_steering
 def test_quic_datagrams_follow_their_connection_id_across_a_reload() -> None:
     with supervisor(workers=2, udp=True, quic=True, options={"drain": 4}) as process:
