@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -126,6 +127,24 @@ def test_workers_serve_one_port(sharing: str) -> None:
         assert {reply.generation for reply in replies} == {0}
         if sharing == "reuseport":  # the kernel hashes 60 client ports over 2 sockets
             assert {reply.position for reply in replies} == {0, 1}
+        process.signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process used so far (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_an_idle_supervisor_sleeps() -> None:
+    with supervisor(workers=2, udp=True, quic=True) as process:
+        process.addresses()
+        assert process.process is not None
+        before = cpu_seconds(process.process.pid)
+        time.sleep(2)
+        assert cpu_seconds(process.process.pid) - before < 0.2
         process.signal(signal.SIGTERM)
         assert process.wait(30) == 0
 

@@ -243,7 +243,7 @@ class Supervisor:
 
     def _wait(self) -> None:
         now = time.monotonic()
-        deadlines = [worker.deadline for worker in self._live_workers()]
+        deadlines = [worker.deadline for worker in self._live_workers() if worker.deadline]
         deadlines += [p.restart_at for p in self._positions if p.restart_at is not None]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         for key, _ in self._selector.select(timeout):
