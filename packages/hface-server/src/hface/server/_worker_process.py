@@ -270,4 +270,8 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run the imported module's main, not this __main__ copy's, so that the
+    # target and the worker share one WorkerContext class.
+    from hface.server._worker_process import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

@@ -203,12 +203,11 @@ class WorkerSockets:
             program = build_steering_program(group.spec.quic, live=live, accepting=accepting)
             if program == group.program:
                 continue
+            group.program = program  # tried once, whatever happens
             try:
                 attach_steering_program(group.sockets[0], program)
             except QUICSteeringUnavailable as exc:  # it worked at start: should not happen
                 logger.error("cannot steer QUIC datagrams on %s any more: %s", group.spec.name, exc)
-            else:
-                group.program = program
 
     def _open_group(self, spec: ListenSpec) -> _Group:
         sharing = spec.sharing
