@@ -20,8 +20,12 @@ import pytest
 from anyio.abc import SocketStream
 from anyio.streams.tls import TLSStream
 
-from hface.networking._proxy_protocol import V2_SIGNATURE, ProxyHeader, ProxyProtocolError
-from hface.networking._proxy_reader import ProxyHeaderReader
+from hface.networking._proxy_protocol import (
+    V2_SIGNATURE,
+    ProxyHeader,
+    ProxyHeaderReader,
+    ProxyProtocolError,
+)
 from tests.helpers.certs import TLSFiles
 
 pytestmark = pytest.mark.anyio
