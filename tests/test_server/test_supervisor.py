@@ -26,6 +26,7 @@ from hface.networking._connection_ids import ConnectionIDLayout
 from hface.networking._quic_steering import steering_unavailable_reason
 from hface.server._worker_process import InheritedSocket, WorkerLaunch, load_target
 from hface.server._worker_sockets import ListenSpec, SocketSharing, Transport, WorkerSockets
+from tests.helpers.network import needs_ipv6
 from tests.helpers.supervised import LAYOUT, SupervisorProcess
 
 pytestmark = [
@@ -395,6 +396,25 @@ def test_sockets_are_handed_down_by_position_and_lane(sharing: SocketSharing) ->
         # A worker and its replacement share the socket; positions differ in a group.
         assert fds[0, 0] == fds[0, 1]
         assert (fds[0, 0] != fds[1, 0]) == (sharing is SocketSharing.REUSEPORT)
+    finally:
+        sockets.close()
+
+
+@needs_ipv6
+@needs_steering
+def test_ipv6_sockets_are_ipv6_only_and_steered() -> None:
+    specs = [
+        ListenSpec(name="tcp", transport=Transport.TCP, host="::1", port=0),
+        ListenSpec(name="udp", transport=Transport.UDP, host="::1", port=0, quic=LAYOUT),
+    ]
+    sockets = WorkerSockets(specs, workers=2, steering_unavailable=None)
+    sockets.open()
+    try:
+        sockets.steer(live={0, 1, 2}, accepting=[1, 2])
+        handed = [sock for sock, _ in sockets.for_worker(1, 0)]
+        assert [sock.family for sock in handed] == [socket.AF_INET6, socket.AF_INET6]
+        assert all(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) for sock in handed)
+        assert sockets.addresses["udp"][0] == "::1"
     finally:
         sockets.close()
 
