@@ -86,3 +86,22 @@ async def test_quic_handshake_that_never_completes() -> None:
     assert error.termination is TerminationReason.TIMEOUT
     assert error.transport_error_code is None
     assert str(error) == "the QUIC handshake did not complete within 0.3 s"
+
+
+async def test_quic_handshake_to_a_port_nobody_listens_on() -> None:
+    """The kernel's ICMP port unreachable ends the handshake at once, and the error says so."""
+    with anyio.fail_after(5):  # far below the handshake timeout
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as released:
+            address = ("127.0.0.1", released.extra(SocketAttribute.local_port))
+        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), handshake_timeout=30)
+        connection = await opener(address, tls=True, server_name="localhost")
+        with pytest.raises(TransportError) as info:
+            async with connection:
+                pytest.fail("opened")  # pragma: no cover
+    error = info.value
+    assert error.kind is TransportErrorKind.CONNECT
+    assert error.termination is TerminationReason.TRANSPORT_LOST
+    assert isinstance(error.__cause__, ConnectionRefusedError)
+    assert error.reason == (
+        f"Connection refused: nothing listens on UDP port {address[1]} (ICMP port unreachable)"
+    )

@@ -893,6 +893,25 @@ class HTTPOverTCPConnection(HTTPConnection):
         return True
 
 
+def _os_error(error: BaseException) -> OSError | None:
+    """The :exc:`OSError` behind a stream's exception (anyio chains it), if any."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, OSError):
+            return current
+        current = current.__cause__
+    return None
+
+
+def _udp_failure(error: OSError, port: int | None) -> str:
+    """Why a UDP socket failed, for people: a refusal is ICMP port unreachable."""
+    reason = error.strerror or str(error)
+    if isinstance(error, ConnectionRefusedError):
+        where = "there" if port is None else f"on UDP port {port}"
+        return f"{reason}: nothing listens {where} (ICMP port unreachable)"
+    return reason
+
+
 class HTTPOverQUICConnection(HTTPConnection):
     """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside).
 
@@ -929,6 +948,10 @@ class HTTPOverQUICConnection(HTTPConnection):
         self._send_lock = anyio.Lock(fast_acquire=True)
         # True while the transport task reads datagrams (and acknowledgements).
         self._transport_running = False
+        # What the socket raised when it failed, if it did (an ICMP error,
+        # say), and why that was, for people.
+        self._socket_error: OSError | None = None
+        self._socket_failure = ""
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -951,8 +974,21 @@ class HTTPOverQUICConnection(HTTPConnection):
                 # The handshake failed, unless no datagram got through at all.
                 lost = ended.reason is TerminationReason.TRANSPORT_LOST
                 kind = TransportErrorKind.CONNECT if lost else TransportErrorKind.TLS_HANDSHAKE
-                raise ended_error(ended, "the QUIC handshake failed", kind)
+                error = ended_error(ended, "the QUIC handshake failed", kind)
+                if lost and self._socket_error is not None:
+                    # The kernel said why: the error names it (a refusal: exit 7, not 28).
+                    error.reason = self._socket_failure
+                    raise error from self._socket_error
+                raise error
             await self._wait_for_progress()
+
+    def _note_socket_error(self, error: BaseException) -> None:
+        """Keep the :exc:`OSError` behind a failed receive, and say what it means."""
+        os_error = _os_error(error)
+        if os_error is not None:
+            self._socket_error = os_error
+            port = self._stream.extra(SocketAttribute.remote_port, None)
+            self._socket_failure = _udp_failure(os_error, port)
 
     def _route(self) -> None:
         if isinstance(self._stream, QUICStream):
@@ -1007,6 +1043,7 @@ class HTTPOverQUICConnection(HTTPConnection):
                     try:
                         datagram = await stream.receive()
                     except _TRANSPORT_ERRORS as error:
+                        self._note_socket_error(error)
                         self._fail(f"connection lost: {error!r}")
                         break
                     finally:

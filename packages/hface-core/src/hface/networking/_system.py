@@ -14,6 +14,7 @@ from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, UDPSocket
 from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
 from hface.errors import TransportError, TransportErrorKind
 
+from ._asyncio_datagrams import connect_udp as _asyncio_connect_udp
 from ._asyncio_streams import AsyncioByteStream, AsyncioListener, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
 from ._base import ClientNetworking, ServerNetworking
@@ -36,7 +37,7 @@ from ._tls import (
 UDP_BUFFER_SIZE: Final = 4 * 1024 * 1024
 
 
-def _enlarge_udp_buffers(socket: UDPSocket | ConnectedUDPSocket) -> None:
+def _enlarge_udp_buffers(socket: UDPSocket | ConnectedUDPSocket | DatagramStream) -> None:
     raw_socket = socket.extra(SocketAttribute.raw_socket)
     for option in (_socket.SO_RCVBUF, _socket.SO_SNDBUF):
         with suppress(OSError):
@@ -98,13 +99,17 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     On asyncio (and uvloop) TCP and TLS streams are built on the event
     loop's own transports and TLS, which cost less CPU per byte and per
     call than anyio's generic streams; on Trio they are anyio's. Both kinds
-    behave the same (anyio's stream exceptions and extra attributes).
+    behave the same (anyio's stream exceptions and extra attributes). A
+    client's connected UDP socket on asyncio is always the event loop's
+    own datagram transport, which reports ICMP errors (port unreachable)
+    as anyio's Trio socket does: ``receive()`` raises
+    :exc:`~anyio.BrokenResourceError` from the :exc:`OSError`.
 
     :param tls_handshake_timeout: seconds a TLS server waits for a client
         to finish its handshake before it disconnects the client; ``None``
         waits forever.
-    :param asyncio_transports: ``False`` uses anyio's streams on asyncio
-        too (for comparison, or to rule the fast path out).
+    :param asyncio_transports: ``False`` uses anyio's TCP and TLS streams
+        on asyncio too (for comparison, or to rule the fast path out).
     """
 
     def __init__(
@@ -207,6 +212,12 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
         host, port = remote_address
         with _map_errors(TransportErrorKind.CONNECT, remote_address):
+            if on_asyncio():
+                # Not anyio's socket on asyncio, whatever asyncio_transports
+                # says: anyio's never reports an ICMP error (see the module).
+                stream = await _asyncio_connect_udp(remote_address)
+                _enlarge_udp_buffers(stream)
+                return stream
             socket = await anyio.create_connected_udp_socket(host, port)
         _enlarge_udp_buffers(socket)
         return _ConnectedDatagramStream(socket)
