@@ -14,9 +14,10 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from hface.common import ClientTLSConfig, ServerTLSConfig
-from hface.connections import HTTPConnection, HTTPOverQUICOpener
+from hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
 from hface.errors import TerminationReason, TransportError, TransportErrorKind
 from hface.events import ConnectionTerminated, HeadersReceived
+from hface.protocols.http2 import HTTP2ClientFactory
 from hface.protocols.http3 import HTTP3ClientFactory
 from tests.helpers.pairs import HTTP_VERSIONS
 
@@ -104,4 +105,25 @@ async def test_quic_handshake_to_a_port_nobody_listens_on() -> None:
     assert isinstance(error.__cause__, ConnectionRefusedError)
     assert error.reason == (
         f"Connection refused: nothing listens on UDP port {address[1]} (ICMP port unreachable)"
+    )
+
+
+async def test_http2_to_a_tls_server_that_speaks_http1_only(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """ALPN chose nothing: the server speaks HTTP/1.1, and the error says so before any frame."""
+
+    async def handler(connection: HTTPConnection) -> None:
+        await connection.receive_event()  # the end: the client closed without a request
+
+    async with serving("1.1", server_tls_config, handler) as address:
+        opener = HTTPOverTCPOpener(HTTP2ClientFactory(), tls_config=client_tls_config)
+        with anyio.fail_after(10), pytest.raises(TransportError) as info:
+            await opener(address, tls=True, server_name="localhost")
+    error = info.value
+    assert error.kind is TransportErrorKind.TLS_HANDSHAKE
+    assert error.address == address
+    assert error.reason == (
+        "the server speaks none of the protocols offered by ALPN (h2): "
+        "it chose none, so it speaks HTTP/1.1 only"
     )

@@ -33,8 +33,11 @@ async def test_connect_refused(networking: NetworkingFactory) -> None:
     error = info.value
     assert error.kind is TransportErrorKind.CONNECT
     assert error.address == address
-    assert isinstance(error.__cause__, OSError)
-    assert error.reason == str(error.__cause__)
+    cause = error.__cause__
+    assert isinstance(cause, OSError)
+    # The operating system's words, without Python's "[Errno 111]".
+    assert error.reason == (cause.strerror or str(cause))
+    assert "Errno" not in error.reason
     assert str(error) == f"cannot connect to 127.0.0.1:{address[1]}: {error.reason}"
     assert error.termination is None
     assert error.transport_error_code is None

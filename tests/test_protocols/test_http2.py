@@ -20,7 +20,7 @@ from hyperframe.frame import (
 )
 
 from hface.common import HTTP2_ERROR_CODES, HeadersType
-from hface.errors import LocalProtocolError
+from hface.errors import LocalProtocolError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -637,6 +637,40 @@ def test_garbage_to_client() -> None:
     assert not client.is_available()
     with pytest.raises(LocalProtocolError):
         client.get_available_stream_id()
+
+
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one"])
+def test_a_server_answering_in_http1_is_named(chunker: Chunker) -> None:
+    """RFC 9113 §3.4: not a frame too large, but a server that does not speak HTTP/2."""
+    client = HTTP2ClientFactory()()
+    client.submit_headers(client.get_available_stream_id(), REQUEST, end_stream=True)
+    client.bytes_to_send()
+    answer = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    events = []
+    for chunk in chunker(answer):
+        client.bytes_received(chunk)
+        while (event := client.next_event()) is not None:
+            events.append(event)
+    assert events == [
+        ConnectionTerminated(
+            error_code=CODES.protocol_error,
+            message="the server does not speak HTTP/2: it answered in HTTP/1",
+            reason=TerminationReason.PEER_PROTOCOL_ERROR,
+        )
+    ]
+    assert_goaway(client.bytes_to_send(), CODES.protocol_error)
+
+
+def test_a_server_preface_that_only_starts_like_http1() -> None:
+    """b"HTTP" could begin a frame header: only b"HTTP/" is HTTP/1."""
+    client = HTTP2ClientFactory()()
+    client.bytes_to_send()
+    client.bytes_received(b"HTT")
+    assert client.next_event() is None
+    client.bytes_received(b"Px" + b"\x00" * 64)
+    event = client.next_event()
+    assert isinstance(event, ConnectionTerminated)
+    assert event.error_code == 0x6  # a frame far larger than allowed, as before
 
 
 @pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one"])

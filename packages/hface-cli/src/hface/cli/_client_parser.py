@@ -1,21 +1,23 @@
-"""The arguments of ``hface client``, apart from the command itself.
+"""The options of ``hface client``: curl's spelling, apart from the command itself.
 
 Apart so that building the parser of ``hface`` (for any command, ``hface
 server`` too) does not import :mod:`hface.client`, which a server would keep
 in memory for nothing: versions are stored as :class:`hface.client.ClientProtocol`
-values (``"http1"``), the URL type imports the client when it parses one.
+values (``"http1"``), URLs as text, checked when the command runs.
+
+The parser is :class:`CommandParser`, which says of an option it does not
+know what curl says (``option --foo: is unknown``, exit 2), whatever
+follows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, NoReturn
 
 from ._errors import EXIT_CODES
-
-if TYPE_CHECKING:
-    from hface.client import URL
 
 #: What each ``ClientProtocol`` value speaks (the parser stores the values).
 _PROTOCOL_NAMES: Final = {
@@ -25,17 +27,41 @@ _PROTOCOL_NAMES: Final = {
     "http3": "HTTP/3",
 }
 
-
-def _url(text: str) -> URL:
-    from hface.client import URL
-
-    try:
-        return URL.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+#: ``-o`` and ``-O`` share one list, in the order given; this stands for ``-O``.
+REMOTE_NAME: Final = "\0remote-name"
 
 
-def _seconds(text: str) -> float:
+class CommandParser(argparse.ArgumentParser):
+    """The parser of each ``hface`` command.
+
+    With ``curl_errors`` (``hface client``), an unknown option is reported
+    as curl reports it, not as whatever argparse makes of the words after
+    it (an option taking a value would have its value taken for a URL).
+    """
+
+    curl_errors = False
+
+    def parse_known_args(  # type: ignore[override]  # same behaviour, narrower types
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.curl_errors:
+            for extra in extras:
+                if extra.startswith("-") and extra != "-":
+                    self.error(f"option {extra}: is unknown")
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with ``message``: with ``curl_errors``, in two lines, as curl (no usage)."""
+        if not self.curl_errors:
+            super().error(message)
+        self.exit(
+            2, f"{self.prog}: error: {message}\nTry '{self.prog} --help' for more information.\n"
+        )
+
+
+def seconds(text: str) -> float:
+    """An ``argparse`` type: a positive number of seconds."""
     try:
         value = float(text)
     except ValueError:
@@ -45,6 +71,38 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}")
+    return int(text)
+
+
+class _DataAction(argparse.Action):
+    """``-d`` and its kin: ``(kind, text)`` appended in order to one list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        kind = self.const
+        pieces = list(getattr(namespace, self.dest) or [])
+        pieces.append((kind, values))
+        setattr(namespace, self.dest, pieces)
+
+
 def _epilog() -> str:
     codes = "\n".join(f"  {code:3}  {meaning}" for code, meaning in EXIT_CODES.items())
     return f"exit codes (as curl's):\n{codes}"
@@ -52,29 +110,43 @@ def _epilog() -> str:
 
 def add_client_parser(commands: Any) -> None:
     """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``)."""
-    parser: argparse.ArgumentParser = commands.add_parser(
+    parser: CommandParser = commands.add_parser(
         "client",
-        help="make an HTTP request (like curl)",
+        help="make HTTP requests (like curl)",
         description=(
-            "Make one HTTP request and write the response body to stdout, as bytes\n"
-            "and as it arrives. Errors are one line on stderr, with curl's exit codes."
+            "Fetch each URL and write the response body to stdout (or -o FILE), as\n"
+            "bytes and as it arrives, with curl's options. Errors are one line on\n"
+            "stderr, with curl's exit codes."
         ),
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    parser.add_argument("url", type=_url, metavar="URL", help="http:// or https:// URL")
+    parser.curl_errors = True
+    parser.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URL")
+    parser.add_argument(
+        "--url", dest="more_urls", action="append", default=[], metavar="URL", help="one more URL"
+    )
+    _add_request_options(parser)
+    _add_body_options(parser.add_argument_group("request body"))
+    _add_output_options(parser.add_argument_group("output"))
+    _add_connection_options(parser)
+    _add_retry_options(parser.add_argument_group("retries and parallel transfers"))
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
     versions = parser.add_mutually_exclusive_group()
-    for flag, protocol in (
-        ("--http1", "http1"),
-        ("--http2", "http2"),
-        ("--http3", "http3"),
+    for flags, protocol, extra in (
+        (("--http1.1", "--http1"), "http1", ""),
+        (("--http2", "--http2-prior-knowledge"), "http2", " (prior knowledge on http://)"),
+        (("--http3", "--http3-only"), "http3", ""),
     ):
         versions.add_argument(
-            flag,
+            *flags,
             dest="protocol",
             action="store_const",
             const=protocol,
-            help=f"speak {_PROTOCOL_NAMES[protocol]} only",
+            help=f"speak {_PROTOCOL_NAMES[protocol]} only{extra}",
         )
     parser.set_defaults(protocol="tcp")
     parser.add_argument(
@@ -82,7 +154,7 @@ def add_client_parser(commands: Any) -> None:
         "--request",
         dest="method",
         metavar="METHOD",
-        help="the method (default: GET, or POST with -d)",
+        help="the method of every request (default: GET, POST with -d/-F, PUT with -T)",
     )
     parser.add_argument(
         "-H",
@@ -91,27 +163,214 @@ def add_client_parser(commands: Any) -> None:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="add a request header field (repeatable)",
+        help="add a header field ('Name:' removes a default one, 'Name;' sends it empty; "
+        "'Host: x' sets the authority); @FILE reads fields from a file (repeatable)",
     )
+    parser.add_argument("-A", "--user-agent", metavar="NAME", help="the User-Agent field")
+    parser.add_argument("-e", "--referer", metavar="URL", help="the Referer field")
     parser.add_argument(
-        "-d",
-        "--data",
+        "-b",
+        "--cookie",
+        dest="cookies",
         action="append",
         default=[],
-        metavar="DATA",
-        help=(
-            "send DATA as the body (POST unless -X says otherwise); @FILE sends "
-            "the file's bytes as they are, @- reads stdin; repeated -d are joined by '&'"
-        ),
+        metavar="DATA|FILE",
+        help="send 'name=value; ...' as it is, or the cookies of a Netscape cookie FILE "
+        "(which turns the cookie engine on: cookies set by responses are sent back)",
     )
-    parser.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     parser.add_argument(
+        "-c",
+        "--cookie-jar",
+        metavar="FILE",
+        help="write every cookie to FILE (Netscape format; '-': stdout) at the end",
+    )
+    parser.add_argument("-u", "--user", metavar="USER:PASSWORD", help="credentials (Basic)")
+    parser.add_argument("--basic", action="store_true", help="use Basic for -u (the default)")
+    parser.add_argument("--digest", action="store_true", help="use Digest for -u")
+    parser.add_argument("--oauth2-bearer", metavar="TOKEN", help="send a Bearer token")
+    parser.add_argument(
+        "-L",
+        "--location",
+        dest="follow",
+        action="store_true",
+        help="follow redirects (the body of the last response is written)",
+    )
+    parser.add_argument(
+        "--max-redirs",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="redirects followed at most (-1: no limit; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--location-trusted",
+        action="store_true",
+        help="send credentials and -H cookies to every host a redirect goes to",
+    )
+    for status in (301, 302, 303):
+        parser.add_argument(
+            f"--post{status}",
+            dest="keep_post",
+            action="append_const",
+            const=status,
+            default=[],
+            help=f"keep a POST a POST after a {status} redirect",
+        )
+    parser.add_argument(
+        "--compressed",
+        action="store_true",
+        help="ask for a compressed response (gzip, deflate, br, zstd) and decompress it",
+    )
+
+
+def _add_body_options(group: argparse._ArgumentGroup) -> None:
+    for flags, kind, text in (
+        (
+            ("-d", "--data", "--data-ascii"),
+            "data",
+            "send DATA (POST); @FILE sends the file's bytes as they are, @- stdin; "
+            "repeated pieces are joined by '&'",
+        ),
+        (("--data-binary",), "data-binary", "as -d"),
+        (("--data-raw",), "data-raw", "as -d, with no @FILE"),
+        (
+            ("--data-urlencode",),
+            "data-urlencode",
+            "as -d, URL-encoded: 'content', 'name=content', '@FILE' or 'name@FILE'",
+        ),
+        (
+            ("--json",),
+            "json",
+            "send JSON (POST, Content-Type and Accept application/json); pieces are joined",
+        ),
+    ):
+        group.add_argument(
+            *flags,
+            dest="data",
+            action=_DataAction,
+            const=kind,
+            default=[],
+            metavar="DATA",
+            help=text,
+        )
+    group.add_argument(
+        "-F",
+        "--form",
+        dest="form",
+        action=_DataAction,
+        const="form",
+        default=[],
+        metavar="NAME=CONTENT",
+        help="a multipart/form-data part: name=value, name=@FILE[;type=T][;filename=N], "
+        "name=<FILE (the file's content as the value)",
+    )
+    group.add_argument(
+        "--form-string",
+        dest="form",
+        action=_DataAction,
+        const="form-string",
+        metavar="NAME=VALUE",
+        help="a part whose value is taken as it is",
+    )
+    group.add_argument(
+        "-G", "--get", action="store_true", help="send -d's data in the URL's query, with GET"
+    )
+    group.add_argument(
+        "-T",
+        "--upload-file",
+        metavar="FILE",
+        help="upload FILE with PUT, streamed ('-': stdin); a URL ending in / gets its name",
+    )
+
+
+def _add_output_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "-o",
+        "--output",
+        dest="outputs",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="write the body to FILE ('-': stdout), one -o per URL; a progress bar shows "
+        "when stderr is a terminal (no -s, no -v)",
+    )
+    group.add_argument(
+        "-O",
+        "--remote-name",
+        dest="outputs",
+        action="append_const",
+        const=REMOTE_NAME,
+        help="write the body to a file named as the URL's last path segment",
+    )
+    group.add_argument("--remote-name-all", action="store_true", help="-O for every URL without -o")
+    group.add_argument("--output-dir", metavar="DIR", help="put -o and -O files in DIR")
+    group.add_argument(
+        "--create-dirs", action="store_true", help="make the directories -o files need"
+    )
+    group.add_argument(
+        "-i", "--include", action="store_true", help="write the status line and headers first"
+    )
+    group.add_argument(
+        "-I", "--head", action="store_true", help="send HEAD; write the status line and headers"
+    )
+    group.add_argument(
+        "-D", "--dump-header", metavar="FILE", help="write every response's head to FILE"
+    )
+    group.add_argument(
+        "-w",
+        "--write-out",
+        metavar="FORMAT",
+        help="write FORMAT after each transfer: %%{http_code}, %%{time_total}... "
+        "(see the docs); @FILE reads it from a file",
+    )
+    group.add_argument(
+        "-s", "--silent", action="store_true", help="no progress bar, no error messages"
+    )
+    group.add_argument(
+        "-S", "--show-error", action="store_true", help="with -s, still write errors"
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="write every hface event to stderr as it happens, timed from the start",
+    )
+    group.add_argument(
+        "-f", "--fail", action="store_true", help="exit 22, writing no body, on a status >= 400"
+    )
+    group.add_argument(
+        "--fail-with-body",
+        action="store_true",
+        help="exit 22 on a status >= 400, after writing the body",
+    )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connections and TLS")
+    group.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDR[,ADDR]",
+        help="connect to ADDR for HOST and PORT ('*': any port), without a lookup",
+    )
+    group.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST1:PORT1:HOST2:PORT2",
+        help="connect to HOST2:PORT2 for HOST1:PORT1 (an empty part is any, or the same)",
+    )
+    group.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
+    group.add_argument(
         "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
     )
-    parser.add_argument(
+    group.add_argument("-E", "--cert", metavar="FILE", help="client certificate (PEM)")
+    group.add_argument("--key", metavar="FILE", help="the key of --cert, if not in it")
+    group.add_argument(
         "-x", "--proxy", metavar="URL", help="tunnel through the HTTP proxy at URL (CONNECT)"
     )
-    proxy_versions = parser.add_mutually_exclusive_group()
+    proxy_versions = group.add_mutually_exclusive_group()
     for flag, protocol in (
         ("--proxy-http1", "http1"),
         ("--proxy-http2", "http2"),
@@ -125,41 +384,61 @@ def add_client_parser(commands: Any) -> None:
             help=f"speak {_PROTOCOL_NAMES[protocol]} to the proxy",
         )
     parser.set_defaults(proxy_protocol=None)
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help=(
-            "write the body to FILE ('-': stdout), with a progress bar when stderr "
-            "is a terminal (and no -v)"
-        ),
-    )
-    parser.add_argument(
-        "-i", "--include", action="store_true", help="write the status line and headers first"
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="write every hface event to stderr as it happens, timed from the start",
-    )
-    parser.add_argument(
-        "-f", "--fail", action="store_true", help="exit 22, writing no body, on a status >= 400"
-    )
-    parser.add_argument(
+    group.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="time to connect, TLS included (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "-m",
         "--max-time",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
-        help="time for the whole request (default: no limit)",
+        help="time for each transfer (default: no limit)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop"
     )
+    group.add_argument("-q", "--disable", action="store_true", help=argparse.SUPPRESS)
+
+
+def _add_retry_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--retry",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="retry N times on a timeout or a status of 408, 429, 500, 502, 503 or 504",
+    )
+    group.add_argument(
+        "--retry-delay",
+        type=_seconds_or_zero,
+        metavar="SECONDS",
+        help="wait this long between retries (default: 1 s, doubling each time)",
+    )
+    group.add_argument(
+        "--retry-max-time",
+        type=_seconds_or_zero,
+        metavar="SECONDS",
+        help="retry only within this time from the first attempt",
+    )
+    group.add_argument(
+        "--retry-connrefused", action="store_true", help="retry a refused connection too"
+    )
+    group.add_argument("--retry-all-errors", action="store_true", help="retry on any error")
+    group.add_argument(
+        "-Z",
+        "--parallel",
+        action="store_true",
+        help="make the transfers at once (over one connection where the version multiplexes)",
+    )
+    group.add_argument(
+        "--parallel-max",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="transfers at once with -Z (default: %(default)s, at most 300)",
+    )
+    group.add_argument("--parallel-immediate", action="store_true", help=argparse.SUPPRESS)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
-from hface.errors import TransportError, TransportErrorKind
+from hface.errors import TerminationReason, TransportError, TransportErrorKind
 
 if TYPE_CHECKING:
     from hface.client import Origin
@@ -29,19 +29,24 @@ USAGE: Final = 2
 #: The exit codes of ``hface client``: curl's numbers for the same failures.
 EXIT_CODES: Final = {
     0: "success (whatever the HTTP status, unless --fail)",
-    1: "any other error",
+    1: "any other error; a redirect to a scheme other than http and https",
     2: "bad usage: unknown option, bad URL, conflicting options",
+    3: "a redirect's Location is not a URL",
     5: "cannot resolve the proxy's host name",
     6: "cannot resolve the host name",
     7: "cannot connect (refused, unreachable) to the server or the proxy",
-    8: "the server's response broke the HTTP protocol",
+    8: "the server broke the HTTP protocol (or does not speak the version asked for)",
     22: "the server answered 400 or more (with --fail)",
     23: "cannot write the output (-o FILE, or stdout)",
-    26: "cannot read the request body (-d @FILE)",
+    26: "cannot read a file to send (-d @FILE, -F name=@FILE, -T FILE)",
     28: "timed out (--connect-timeout, --max-time, or 30 s without data)",
-    35: "the TLS (or QUIC) handshake failed",
+    35: "the TLS (or QUIC) handshake failed, or ALPN found no protocol both sides speak",
+    47: "too many redirects (-L, --max-redirs)",
     56: "the connection broke while receiving, or the proxy refused the tunnel",
+    58: "cannot use the client certificate (--cert, --key)",
     60: "the server's certificate cannot be verified (see --cacert, --insecure)",
+    61: "the response's Content-Encoding cannot be decoded (--compressed)",
+    65: "a body read from stdin cannot be sent again (a 307 or 308 redirect)",
     77: "cannot read the CA certificates (--cacert)",
     92: "the server reset the request's stream (HTTP/2, HTTP/3)",
 }
@@ -57,6 +62,11 @@ class CommandError(Exception):
         super().__init__(message)
         #: The exit code.
         self.code = code
+
+
+def message_of(error: BaseException) -> str:
+    """The message of an exception, or its type's name if it has none."""
+    return str(error) or type(error).__name__
 
 
 def report(error: CommandError, *, command: str | None = None) -> int:
@@ -110,8 +120,13 @@ def exit_code(error: BaseException, proxy: Origin | None = None) -> int:
         return 92
     if isinstance(error, client_errors.RemoteProtocolError):
         return 8
-    lost = (client_errors.ConnectionLostError, anyio.BrokenResourceError, anyio.EndOfStream)
-    if isinstance(error, lost):
+    if isinstance(error, client_errors.ConnectionLostError):
+        # The connection ended because the server broke the protocol (an
+        # HTTP/1 answer to HTTP/2, say): curl's "weird server reply".
+        if error.termination is TerminationReason.PEER_PROTOCOL_ERROR:
+            return 8
+        return 56
+    if isinstance(error, (anyio.BrokenResourceError, anyio.EndOfStream)):
         return 56
     if isinstance(error, (client_errors.ConnectError, TransportError, OSError)):
         causes = list(_causes(error))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._certs_command import add_certs_parser, run_certs_command
-from ._client_parser import add_client_parser
+from ._client_parser import CommandParser, add_client_parser
 from ._errors import CommandError as CommandError
 from ._errors import report
 from ._options import LIMIT_DEFAULTS as LIMIT_DEFAULTS
@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action=_VersionAction, help="show the program's version number and exit"
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
+    )
     add_server_parser(commands)
     add_certs_parser(commands)
     add_client_parser(commands)

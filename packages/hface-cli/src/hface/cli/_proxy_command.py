@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._options import (
     add_limit_options,
@@ -32,11 +32,9 @@ DEFAULT_PROXY_ENDPOINTS: Final = ("https://localhost:6443",)
 AUTH_ENV: Final = "HFACE_PROXY_AUTH"
 
 
-def add_proxy_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
-    proxy = commands.add_parser(
+    proxy: argparse.ArgumentParser = commands.add_parser(
         "proxy",
         help="run an HTTP proxy (CONNECT tunnels)",
         description=(

@@ -95,6 +95,11 @@ class Client:
         self.http2_factory: HTTPOverTCPFactory = make_http2_factory()
         #: Makes HTTP/3 protocols.
         self.http3_factory: HTTPOverQUICClientFactory = make_http3_factory()
+        #: Opens the network connections to origins (TCP, TLS, UDP): the
+        #: system's sockets; another :class:`~hface.networking.ClientNetworking`
+        #: may choose the addresses or watch the connects (``hface client
+        #: --resolve`` does). Not used through a proxy: the tunnels are the network.
+        self.networking: ClientNetworking = SystemNetworking()
         #: Seconds to establish a connection (TCP + TLS, or QUIC); ``None``: no limit.
         self.connect_timeout: float | None = connect_timeout
         #: Seconds to wait for the response headers and for each body chunk.
@@ -169,7 +174,7 @@ class ClientSession:
     async def _start_pools(self) -> None:
         client = self._client
         http1_factory, http2_factory, http3_factory = self._factories()
-        networking: ClientNetworking = SystemNetworking()
+        networking = client.networking
         if client.proxy_origin is not None:
             proxy = ProxyClient(
                 client.proxy_origin,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
+from anyio import aclose_forcefully
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
 from hface.common import AddressType, ClientTLSConfig
+from hface.errors import TransportError, TransportErrorKind
 from hface.networking import ClientNetworking, SystemNetworking
 from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 
@@ -29,6 +32,34 @@ class HTTPOpener(ABC):
             ``remote_address`` by default.
         :raises TransportError: if the connection cannot be established.
         """
+
+
+#: The ALPN ID of HTTP/1.1, what a TLS server that chose no protocol speaks.
+_HTTP1_ALPN = "http/1.1"
+
+
+def _no_common_protocol(offered: Sequence[str], address: AddressType) -> TransportError:
+    """The error for a TLS server that chose none of the ``offered`` ALPN protocols.
+
+    A server that does not know the protocols a client offers either ends
+    the handshake (the TLS layer's error) or completes it choosing none
+    (RFC 7301 §3.2), and then speaks what it would without ALPN: HTTP/1.1
+    (RFC 9113 §3.2: HTTP/2 over TLS only ever begins by ALPN). A factory
+    that does not offer HTTP/1.1 cannot talk to it.
+    """
+    names = ", ".join(offered)
+    reason = (
+        f"the server speaks none of the protocols offered by ALPN ({names}): "
+        "it chose none, so it speaks HTTP/1.1 only"
+    )
+    host, port = address
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return TransportError(
+        f"TLS handshake with {where} failed: {reason}",
+        kind=TransportErrorKind.TLS_HANDSHAKE,
+        address=address,
+        reason=reason,
+    )
 
 
 def _default_tcp_factory() -> HTTPOverTCPFactory:
@@ -70,9 +101,14 @@ class HTTPOverTCPOpener(HTTPOpener):
                 tls_config=self.tls_config,
                 alpn_protocols=self.factory.alpn_protocols,
             )
+            alpn_protocol = stream.extra(TLSAttribute.alpn_protocol, None)
+            offered = self.factory.alpn_protocols
+            if alpn_protocol is None and offered and _HTTP1_ALPN not in offered:
+                await aclose_forcefully(stream)
+                raise _no_common_protocol(offered, remote_address)
             protocol = self.factory(
                 tls_version=stream.extra(TLSAttribute.tls_version, None),
-                alpn_protocol=stream.extra(TLSAttribute.alpn_protocol, None),
+                alpn_protocol=alpn_protocol,
             )
         else:
             stream = await self.networking.connect_tcp(remote_address)

@@ -63,7 +63,7 @@ def _map_errors(kind: TransportErrorKind, address: AddressType) -> Generator[Non
     try:
         yield
     except OSError as exc:
-        reason = str(exc)
+        reason = exc.strerror or str(exc)  # without "[Errno 111]"
         message = f"{_FAILED[kind]} {format_address(address)}: {reason}"
         raise TransportError(message, kind=kind, address=address, reason=reason) from exc
 
@@ -104,6 +104,11 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     own datagram transport, which reports ICMP errors (port unreachable)
     as anyio's Trio socket does: ``receive()`` raises
     :exc:`~anyio.BrokenResourceError` from the :exc:`OSError`.
+
+    A subclass may choose where a client connects, or watch it, by
+    overriding :meth:`connect_tcp` and :meth:`connect_udp`:
+    :meth:`connect_tcp_tls` opens its TCP connection with :meth:`connect_tcp`
+    (``hface client --resolve`` and its connect times rely on this).
 
     :param tls_handshake_timeout: seconds a TLS server waits for a client
         to finish its handshake before it disconnects the client; ``None``

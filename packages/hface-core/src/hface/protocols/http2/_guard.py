@@ -32,7 +32,12 @@ that makes requests never runs dry; one that floods runs dry after
 long download sends many, and they bring no answer.
 
 Everything else (the frames' contents and their order) is left to h2.
-The guard skips the 24-byte client preface, which h2 checks.
+The guard skips the 24-byte client preface, which h2 checks. On the client
+side it looks at the server's first bytes: a server that answers in
+HTTP/1 (``HTTP/1.1 400 ...``: it does not speak HTTP/2, and took the
+client's preface for a bad request) is named as such (PROTOCOL_ERROR,
+RFC 9113 §3.4), instead of as a frame too large, which is what those bytes
+read as.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ BATCH_FRAMES: Final = 64
 #: even a block at our default header list limit needs 4; h2 itself allows
 #: 64. A larger ``max_header_block_size`` allows one frame per 16 KiB of it.
 MAX_CONTINUATION_FRAMES: Final = 16
+
+#: How an HTTP/1 response begins (RFC 9112 §4): a server that does not speak HTTP/2.
+_HTTP1_RESPONSE: Final = b"HTTP/"
 
 #: RFC 9113 §4.2: the smallest SETTINGS_MAX_FRAME_SIZE a peer may use.
 _MIN_FRAME_SIZE: Final = 16_384
@@ -77,6 +85,7 @@ _KNOWN: Final = frozenset(range(0x0, 0xA))
 
 _FRAME_SIZE_ERROR: Final = 0x6
 _ENHANCE_YOUR_CALM: Final = 0xB
+_PROTOCOL_ERROR: Final = 0x1
 
 
 class FrameGuard:
@@ -94,6 +103,7 @@ class FrameGuard:
     __slots__ = (
         "_block_frames",
         "_block_size",
+        "_first",
         "_flood",
         "_frame_left",
         "_header",
@@ -113,6 +123,8 @@ class FrameGuard:
         max_control_frames: int,
     ) -> None:
         self._skip = PREFACE_LENGTH if server else 0
+        # The server's first bytes, until they tell HTTP/2 from HTTP/1 (clients).
+        self._first: bytes | None = None if server else b""
         self._header = b""
         self._frame_left = 0
         self._max_frame_size = max_frame_size
@@ -133,6 +145,10 @@ class FrameGuard:
             which to end the connection instead of passing on the rest.
             Otherwise, if ``cut < len(data)``, call again from ``cut``.
         """
+        if self._first is not None:
+            error = self._check_first_bytes(data, start)
+            if error is not None:
+                return start, error
         end = len(data)
         pos = start
         if self._skip:
@@ -179,6 +195,18 @@ class FrameGuard:
             error = self._check(length, type_, flags)
             if error is not None:
                 return frame_start, error
+
+    def _check_first_bytes(self, data: bytes, start: int) -> tuple[int, str] | None:
+        """On the client: the error if the server answered in HTTP/1 (once decided, None)."""
+        assert self._first is not None
+        first = self._first + data[start : start + len(_HTTP1_RESPONSE) - len(self._first)]
+        if len(first) < len(_HTTP1_RESPONSE) and _HTTP1_RESPONSE.startswith(first):
+            self._first = first  # undecided: more bytes will tell
+            return None
+        self._first = None
+        if first == _HTTP1_RESPONSE:
+            return _PROTOCOL_ERROR, "the server does not speak HTTP/2: it answered in HTTP/1"
+        return None
 
     def _check(self, length: int, type_: int, flags: int) -> tuple[int, str] | None:
         """Check one frame header; return the connection error it causes, if any."""

@@ -1,0 +1,242 @@
+"""Where ``hface client`` connects, and when: ``--resolve``, ``--connect-to``, and ``-w``'s times.
+
+:class:`CurlNetworking` is the client's :attr:`~hface.client.Client.networking`:
+:class:`~hface.networking.SystemNetworking` with curl's two ways of
+choosing the address, and the moments of each connect written down:
+
+- ``--connect-to HOST1:PORT1:HOST2:PORT2``: a connection to HOST1:PORT1 (an
+  empty HOST1 or PORT1 is any) goes to HOST2:PORT2 instead (an empty one
+  keeps the original). The first match wins.
+- ``--resolve HOST:PORT:ADDR[,ADDR...]``: the name HOST, for PORT (``*``:
+  any), resolves to those addresses, with no lookup.
+
+The name is resolved here (``getaddrinfo``), and the addresses tried in
+turn, so that the lookup and the connect have times of their own. TLS
+verification and SNI keep the URL's host: :meth:`SystemNetworking.connect_tcp_tls`
+opens its TCP connection with :meth:`connect_tcp`.
+
+The transfer a connect belongs to is the one in :data:`TRANSFER` in the
+task that connects (its context reaches the connection's own tasks, which
+complete a QUIC handshake: :class:`HandshakeTimes` sees that end through
+the protocol, see :mod:`hface.cli._instruments`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import SocketAttribute
+
+from hface.common import AddressType, ClientTLSConfig
+from hface.errors import TransportError, TransportErrorKind
+from hface.networking import ByteStream, DatagramStream, SystemNetworking
+
+from ._instruments import ConnectionObserver, ProtocolObserver
+from ._write_out import TransferInfo
+
+#: The transfer the current task works for, if ``-w`` records its times.
+TRANSFER: ContextVar[TransferInfo | None] = ContextVar("hface_cli_transfer", default=None)
+
+
+def _split_host(text: str) -> tuple[str, str]:
+    """``host:rest`` or ``[v6]:rest`` → ``(host, rest)``; raises ValueError without a colon."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(text)
+        return host, rest[1:]
+    host, colon, rest = text.partition(":")
+    if not colon:
+        raise ValueError(text)
+    return host, rest
+
+
+def _port(text: str, *, allow_any: bool) -> int | None:
+    if allow_any and text in ("", "*"):
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(text)
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """``--resolve HOST:PORT:ADDR[,ADDR...]``."""
+
+    host: str
+    port: int | None
+    addresses: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Resolve:
+        """:raises ValueError: if it is not ``HOST:PORT:ADDR[,ADDR...]``."""
+        host, rest = _split_host(text)
+        port, colon, addresses = rest.partition(":")
+        if not host or not colon or not addresses:
+            raise ValueError(text)
+        parsed = tuple(address.strip().strip("[]") for address in addresses.split(","))
+        for address in parsed:
+            ipaddress.ip_address(address)  # raises ValueError
+        return cls(host.lower(), _port(port, allow_any=True), parsed)
+
+
+@dataclass(frozen=True)
+class ConnectTo:
+    """``--connect-to HOST1:PORT1:HOST2:PORT2``."""
+
+    host: str | None
+    port: int | None
+    to_host: str | None
+    to_port: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectTo:
+        """:raises ValueError: if it is not ``HOST1:PORT1:HOST2:PORT2`` (parts may be empty)."""
+        host, rest = _split_host(text)
+        port, colon, target = rest.partition(":")
+        if not colon:
+            raise ValueError(text)
+        to_host, to_port = _split_host(target) if target != "" else ("", "")
+        return cls(
+            host.lower() or None,
+            _port(port, allow_any=True),
+            to_host or None,
+            _port(to_port, allow_any=True),
+        )
+
+    def apply(self, address: AddressType) -> AddressType | None:
+        """The address to connect to instead of ``address``, if this rule matches it."""
+        host, port = address
+        if (self.host is not None and self.host != host.lower()) or (
+            self.port is not None and self.port != port
+        ):
+            return None
+        return self.to_host or host, self.to_port or port
+
+
+class CurlNetworking(SystemNetworking):
+    """System networking with ``--resolve`` and ``--connect-to`` (see the module docstring)."""
+
+    def __init__(self, *, resolve: Sequence[Resolve] = (), connect_to: Sequence[ConnectTo] = ()):
+        super().__init__()
+        self._resolve = tuple(resolve)
+        self._connect_to = tuple(connect_to)
+        #: The ``(remote, local)`` addresses of the last connection to each address asked for.
+        self.addresses: dict[AddressType, tuple[AddressType, AddressType]] = {}
+
+    def _target(self, address: AddressType) -> AddressType:
+        for rule in self._connect_to:
+            target = rule.apply(address)
+            if target is not None:
+                return target
+        return address
+
+    async def _lookup(self, address: AddressType, kind: socket.SocketKind) -> list[str]:
+        """The addresses to try for ``address``, the lookup's end marked.
+
+        :raises TransportError: (``CONNECT``) if the name does not resolve.
+        """
+        host, port = address
+        info = TRANSFER.get()
+        for rule in self._resolve:
+            if rule.host == host.lower() and rule.port in (None, port):
+                addresses = list(rule.addresses)
+                break
+        else:
+            try:
+                ipaddress.ip_address(host.split("%", 1)[0])
+                addresses = [host]
+            except ValueError:
+                try:
+                    results = await anyio.getaddrinfo(host, port, type=kind)
+                except OSError as error:  # socket.gaierror
+                    reason = error.strerror or str(error)
+                    raise TransportError(
+                        f"cannot connect to {host}:{port}: {reason}",
+                        kind=TransportErrorKind.CONNECT,
+                        address=address,
+                        reason=reason,
+                    ) from error
+                addresses = list(dict.fromkeys(str(result[4][0]) for result in results))
+        if info is not None:
+            info.mark("namelookup")
+        return addresses
+
+    def _connected(self, asked: AddressType, stream: ByteStream | DatagramStream) -> None:
+        remote = stream.extra(SocketAttribute.remote_address, ("", 0))
+        local = stream.extra(SocketAttribute.local_address, ("", 0))
+        self.addresses[asked] = (remote, local)  # type: ignore[assignment]  # IP sockets
+        info = TRANSFER.get()
+        if info is not None:
+            info.mark("connect")
+            info.num_connects += 1
+
+    async def connect_tcp(self, remote_address: AddressType) -> ByteStream:
+        host, port = self._target(remote_address)
+        error: TransportError | None = None
+        for address in await self._lookup((host, port), socket.SOCK_STREAM):
+            try:
+                stream = await super().connect_tcp((address, port))
+            except TransportError as failure:
+                error = failure  # the next address, if any
+                continue
+            self._connected(remote_address, stream)
+            return stream
+        assert error is not None
+        raise error
+
+    async def connect_tcp_tls(
+        self,
+        remote_address: AddressType,
+        *,
+        server_name: str | None = None,
+        tls_config: ClientTLSConfig,
+        alpn_protocols: Sequence[str],
+    ) -> ByteStream:
+        stream = await super().connect_tcp_tls(
+            remote_address,
+            server_name=server_name,
+            tls_config=tls_config,
+            alpn_protocols=alpn_protocols,
+        )
+        info = TRANSFER.get()
+        if info is not None:
+            info.mark("appconnect")
+        return stream
+
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        host, port = self._target(remote_address)
+        error: TransportError | None = None
+        for address in await self._lookup((host, port), socket.SOCK_DGRAM):
+            try:
+                stream = await super().connect_udp((address, port))
+            except TransportError as failure:
+                error = failure
+                continue
+            self._connected(remote_address, stream)
+            return stream
+        assert error is not None
+        raise error
+
+
+class HandshakeTimes(ConnectionObserver):
+    """Marks ``time_appconnect`` when a QUIC handshake completes (TLS ones: see above)."""
+
+    def quic_connection(
+        self, *, remote_address: AddressType, server_name: str
+    ) -> ProtocolObserver | None:
+        info = TRANSFER.get()
+        return None if info is None else _QUICHandshake(info)
+
+
+class _QUICHandshake(ProtocolObserver):
+    def __init__(self, info: TransferInfo) -> None:
+        self._info = info
+
+    def handshake_completed(self, http_version: str) -> None:
+        self._info.mark("appconnect")
