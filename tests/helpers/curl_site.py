@@ -1,7 +1,8 @@
 """A site to run curl and ``hface client`` against side by side: nginx in front of an ASGI app.
 
 nginx (Debian's) serves TLS on one port of 127.0.0.1, HTTP/1.1 and HTTP/2 by
-ALPN, and does what nginx does itself: static files, gzip, Basic auth,
+ALPN (and the same site on a TLS port without HTTP/2, and in cleartext on
+a third), and does what nginx does itself: static files, gzip, Basic auth,
 redirects with ``return``. The rest goes to :func:`app`, an ASGI app that
 hface's own server runs (in a thread of the test process) on a second port:
 
@@ -183,12 +184,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _answer(send, 404, b"no such route\n")
 
 
-def _nginx_config(directory: Path, *, port: int, backend: int, tls_files: TLSFiles) -> str:
+def _nginx_config(
+    directory: Path, *, ports: tuple[int, int, int], backend: int, tls_files: TLSFiles
+) -> str:
     """nginx's configuration: everything under ``directory``, nothing outside it."""
     # As root nginx runs its worker as "nobody" unless told otherwise, and
     # nobody cannot read pytest's private temporary directories.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     temp = directory / "temp"
+    port, http1_port, cleartext_port = ports
     return f"""
 {user}daemon off;
 worker_processes 1;
@@ -206,6 +210,8 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port} ssl http2;
+        listen 127.0.0.1:{http1_port} ssl;
+        listen 127.0.0.1:{cleartext_port};
         server_name localhost;
         ssl_certificate {tls_files.server_cert_file};
         ssl_certificate_key {tls_files.server_key_file};
@@ -252,6 +258,10 @@ class Site:
     base: str
     #: nginx's port.
     port: int
+    #: ``https://localhost:PORT``: the same site, HTTP/1.1 only (ALPN offers no h2).
+    http1_base: str
+    #: ``http://localhost:PORT``: the same site in cleartext, HTTP/1.1.
+    cleartext_base: str
     #: The CA that trusts nginx's certificate.
     cafile: str
 
@@ -277,9 +287,16 @@ def curl_site(directory: Path, tls_files: TLSFiles) -> Iterator[Site]:
     server = ASGIServer(app)
     server.handle_signals = False
     server.access_log = False
-    backend, port = free_port(), free_port()
+    backend, port, http1_port, cleartext_port = (free_port() for _ in range(4))
     config = directory / "nginx.conf"
-    config.write_text(_nginx_config(directory, port=port, backend=backend, tls_files=tls_files))
+    config.write_text(
+        _nginx_config(
+            directory,
+            ports=(port, http1_port, cleartext_port),
+            backend=backend,
+            tls_files=tls_files,
+        )
+    )
     log_file = directory / "nginx.log"
     with anyio.from_thread.start_blocking_portal() as portal:
         future, _ = portal.start_task(server.run, [Endpoint("http", "127.0.0.1", backend)])
@@ -292,6 +309,12 @@ def curl_site(directory: Path, tls_files: TLSFiles) -> Iterator[Site]:
                         process, host="127.0.0.1", port=port, transport="tcp", log_file=log_file
                     )
                 )
-                yield Site(base=f"https://localhost:{port}", port=port, cafile=tls_files.ca_file)
+                yield Site(
+                    base=f"https://localhost:{port}",
+                    port=port,
+                    http1_base=f"https://localhost:{http1_port}",
+                    cleartext_base=f"http://localhost:{cleartext_port}",
+                    cafile=tls_files.ca_file,
+                )
         finally:
             future.cancel()

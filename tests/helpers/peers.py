@@ -1,4 +1,4 @@
-"""Helpers for tests against real peers: curl, nghttp, ngtcp2's examples and h2o.
+"""Helpers for tests against real peers: curl, nghttp, ngtcp2's examples, h2o and nginx.
 
 The peers are Debian packages (``.ci/run`` installs them). A test that needs
 one is decorated with :func:`needs_peer`, which skips it with the package to
@@ -31,6 +31,7 @@ PEER_PACKAGES: Final[Mapping[str, str]] = {
     "gtlsclient": "ngtcp2-client",
     "gtlsserver": "ngtcp2-server",
     "h2o": "h2o",
+    "nginx": "nginx",
 }
 
 #: Searched after PATH: Debian installs gtlsserver in /usr/sbin, which users' PATH may lack.

@@ -30,7 +30,7 @@ from hface.cli._progress import ProgressBar, format_size
 from hface.client import Origin
 from hface.client.errors import ConnectError, ProxyError, TLSVerificationError
 from hface.errors import TransportError
-from hface.server import ASGIServer, Endpoint, ProxyServer
+from hface.server import ASGIServer, Endpoint, ProxyServer, ServerProtocol
 from hface.server.examples import asgi_echo
 from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port
@@ -57,8 +57,16 @@ async def app(
     send: Callable[[Message], Awaitable[None]],
 ) -> None:
     """``/bytes/N``: N pattern bytes in 64 KiB chunks; ``/status/N``: an empty N;
-    ``/slow``: no answer for an hour; anything else: the echo example."""
+    ``/slow``: no answer for an hour; ``/redirect/PATH``: 302 to ``/PATH``;
+    anything else: the echo example."""
     path = scope.get("path", "")
+    if scope["type"] == "http" and path.startswith("/redirect/"):
+        location = path.removeprefix("/redirect").encode()
+        await send(
+            {"type": "http.response.start", "status": 302, "headers": [(b"location", location)]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
     if scope["type"] != "http" or not path.startswith(("/bytes/", "/status/", "/slow")):
         await asgi_echo.application(scope, receive, send)
         return
@@ -598,3 +606,98 @@ def test_exit_codes_of_exceptions() -> None:
     assert exit_code(ProxyError("refused", origin=origin, status=403)) == 56
     assert exit_code(TimeoutError("slow")) == 28
     assert exit_code(RuntimeError("bug")) == 1
+
+
+# -- curl's options over every version (curl itself: test_curl_table.py) --------------------
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_curl_options_over_every_version(version: str, servers: Servers) -> None:
+    """Redirects, a Host field, a body and -w, over HTTP/3 too (nginx has no HTTP/3)."""
+    result = hface_client(
+        VERSIONS[version],
+        "--cacert",
+        servers.cafile,
+        "-L",
+        "-H",
+        "Host: example.test",
+        "--json",
+        '{"a": 1}',
+        "-w",
+        "\\n%{http_code} %{http_version} %{num_redirects} %{method} %{url_effective}",
+        f"{servers.https}/redirect/echo/landed",
+    )
+    lines = ok(result).split(b"\r\n")
+    # 302 after a POST: a GET, without the body (curl's rule); the Host field
+    # is the authority on every version (HTTP/2 and HTTP/3: :authority).
+    assert lines[0] == f"GET /echo/landed HTTP/{version}".encode()
+    assert b"host: example.test" in lines or b":authority: example.test" in lines, lines
+    assert lines[-1] == (f"\n200 {version} 1 GET {servers.https}/echo/landed".encode())
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_times_over_every_version(version: str, servers: Servers) -> None:
+    names = ("namelookup", "connect", "appconnect", "pretransfer", "starttransfer", "total")
+    result = hface_client(
+        VERSIONS[version],
+        "--cacert",
+        servers.cafile,
+        "-o",
+        "/dev/null",
+        "-w",
+        " ".join(f"%{{time_{name}}}" for name in names),
+        f"{servers.https}/bytes/1000",
+    )
+    times = [float(value) for value in ok(result).split()]
+    assert all(value > 0 for value in times), times  # TLS or QUIC: every moment happened
+    assert times == sorted(times), times
+    assert times[-1] < 30
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_parallel_over_one_connection(version: str, servers: Servers, tmp_path: Path) -> None:
+    """-Z: HTTP/2 and HTTP/3 carry every transfer on one connection."""
+    urls = [f"{servers.https}/bytes/{1000 + number}" for number in range(10)]
+    outputs = [argument for number in range(10) for argument in ("-o", f"out{number}")]
+    result = hface_client(
+        VERSIONS[version],
+        "--cacert",
+        servers.cafile,
+        "-Z",
+        *outputs,
+        "-w",
+        "%{num_connects}\\n",
+        *urls,
+        cwd=tmp_path,
+    )
+    connects = [int(line) for line in ok(result).split()]
+    assert len(connects) == 10
+    if version == "1.1":
+        assert sum(connects) >= 1
+    else:
+        assert sum(connects) == 1
+    for number in range(10):
+        assert (tmp_path / f"out{number}").read_bytes() == pattern(1000 + number)
+
+
+def test_http2_to_a_server_without_http2_says_so(tls_files: TLSFiles) -> None:
+    """hface's server with --protocol http1 completes TLS choosing no ALPN protocol."""
+    server = ASGIServer(app)
+    server.tls_config = tls_files.server_config()
+    server.handle_signals = False
+    server.access_log = False
+    server.protocol = ServerProtocol.HTTP1
+    port = free_port()
+    with anyio.from_thread.start_blocking_portal() as portal:
+        future, _ = portal.start_task(server.run, [Endpoint("https", "127.0.0.1", port)])
+        try:
+            url = f"https://127.0.0.1:{port}/"
+            result = hface_client("--http2", "--cacert", tls_files.ca_file, url)
+            assert result.returncode == 35
+            assert one_line_error(result) == (
+                f"hface: error: cannot connect to {url[:-1]}: the TLS handshake failed: "
+                "the server speaks none of the protocols offered by ALPN (h2), only HTTP/1.1"
+            )
+            assert ok(hface_client("--http1.1", "--cacert", tls_files.ca_file, url))
+        finally:
+            future.cancel()

@@ -99,3 +99,24 @@ async def test_http1_connection_waits_for_its_exchange_to_end(
                 assert second.content == pattern(2000)
                 assert b"".join([chunk async for chunk in first.aiter_bytes()]) == pattern(1000)
             assert session.connections_opened == 2
+
+
+@pytest.mark.parametrize("version", list(PROTOCOLS))
+async def test_a_response_left_unread_does_not_reach_the_next_request(
+    version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """A body never read (``hface client -f``) is not taken for the next response's.
+
+    A small response arrives whole with its headers: HTTP/1.1 has then
+    finished the exchange, and the connection would go on with its events
+    still queued.
+    """
+    async with hface_server(version, server_tls_config) as server:
+        client = Client(tls_config=client_tls_config, protocol=PROTOCOLS[version])
+        async with client.session() as session:
+            for size in (10, 20, 30):
+                request = Request("GET", f"{server.url}/bytes/{size}")
+                async with session.stream(request) as response:
+                    assert response.status == 200  # and the body is left unread
+            response = await session.dispatch(Request("GET", f"{server.url}/bytes/40"))
+            assert response.content == pattern(40)

@@ -10,8 +10,10 @@ choosing the address, and the moments of each connect written down:
 - ``--resolve HOST:PORT:ADDR[,ADDR...]``: the name HOST, for PORT (``*``:
   any), resolves to those addresses, with no lookup.
 
-The name is resolved here (``getaddrinfo``), and the addresses tried in
-turn, so that the lookup and the connect have times of their own. TLS
+The name is resolved here (``getaddrinfo``), and the addresses tried as
+Happy Eyeballs tries them (the next one 0.25 s after the last began, or
+once it failed), so that the lookup and the connect have times of their
+own. TLS
 verification and SNI keep the URL's host: :meth:`SystemNetworking.connect_tcp_tls`
 opens its TCP connection with :meth:`connect_tcp`.
 
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Final
 
 import anyio
 from anyio.abc import SocketAttribute
@@ -38,6 +41,9 @@ from hface.networking import ByteStream, DatagramStream, SystemNetworking
 
 from ._instruments import ConnectionObserver, ProtocolObserver
 from ._write_out import TransferInfo
+
+#: Seconds before the next address is tried while one is still connecting (RFC 8305 §5).
+HAPPY_EYEBALLS_DELAY: Final = 0.25
 
 #: The transfer the current task works for, if ``-w`` records its times.
 TRANSFER: ContextVar[TransferInfo | None] = ContextVar("hface_cli_transfer", default=None)
@@ -170,7 +176,7 @@ class CurlNetworking(SystemNetworking):
     def _connected(self, asked: AddressType, stream: ByteStream | DatagramStream) -> None:
         remote = stream.extra(SocketAttribute.remote_address, ("", 0))
         local = stream.extra(SocketAttribute.local_address, ("", 0))
-        self.addresses[asked] = (remote, local)  # type: ignore[assignment]  # IP sockets
+        self.addresses[asked] = (str(remote[0]), int(remote[1])), (str(local[0]), int(local[1]))
         info = TRANSFER.get()
         if info is not None:
             info.mark("connect")
@@ -178,17 +184,12 @@ class CurlNetworking(SystemNetworking):
 
     async def connect_tcp(self, remote_address: AddressType) -> ByteStream:
         host, port = self._target(remote_address)
-        error: TransportError | None = None
-        for address in await self._lookup((host, port), socket.SOCK_STREAM):
-            try:
-                stream = await super().connect_tcp((address, port))
-            except TransportError as failure:
-                error = failure  # the next address, if any
-                continue
-            self._connected(remote_address, stream)
-            return stream
-        assert error is not None
-        raise error
+        addresses = await self._lookup((host, port), socket.SOCK_STREAM)
+        stream = await _first_connected(
+            [(address, port) for address in addresses], super().connect_tcp
+        )
+        self._connected(remote_address, stream)
+        return stream
 
     async def connect_tcp_tls(
         self,
@@ -211,17 +212,56 @@ class CurlNetworking(SystemNetworking):
 
     async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
         host, port = self._target(remote_address)
-        error: TransportError | None = None
-        for address in await self._lookup((host, port), socket.SOCK_DGRAM):
-            try:
-                stream = await super().connect_udp((address, port))
-            except TransportError as failure:
-                error = failure
-                continue
-            self._connected(remote_address, stream)
-            return stream
-        assert error is not None
-        raise error
+        addresses = await self._lookup((host, port), socket.SOCK_DGRAM)
+        # A UDP "connect" only picks the address: the first one goes.
+        stream = await super().connect_udp((addresses[0], port))
+        self._connected(remote_address, stream)
+        return stream
+
+
+async def _first_connected(
+    addresses: Sequence[AddressType],
+    connect: Callable[[AddressType], Awaitable[ByteStream]],
+) -> ByteStream:
+    """The first of ``addresses`` to connect (Happy Eyeballs, RFC 8305 §5, as curl and anyio).
+
+    Each attempt starts when the one before has failed, or
+    :data:`HAPPY_EYEBALLS_DELAY` seconds after it started; the first to
+    connect wins, the others are cancelled (or closed).
+
+    :raises TransportError: the last attempt's error if none connects.
+    """
+    winner: ByteStream | None = None
+    errors: list[TransportError] = []
+
+    async def attempt(
+        address: AddressType, before: anyio.Event | None, failed: anyio.Event
+    ) -> None:
+        nonlocal winner
+        if before is not None:
+            with anyio.move_on_after(HAPPY_EYEBALLS_DELAY):
+                await before.wait()
+        try:
+            stream = await connect(address)
+        except TransportError as error:
+            errors.append(error)
+            failed.set()
+            return
+        if winner is None:
+            winner = stream
+            task_group.cancel_scope.cancel()
+        else:
+            await anyio.aclose_forcefully(stream)
+
+    async with anyio.create_task_group() as task_group:
+        before: anyio.Event | None = None
+        for address in addresses:
+            failed = anyio.Event()
+            task_group.start_soon(attempt, address, before, failed)
+            before = failed
+    if winner is None:
+        raise errors[-1]
+    return winner
 
 
 class HandshakeTimes(ConnectionObserver):

@@ -104,6 +104,8 @@ def prepare(args: argparse.Namespace, tracer: Tracer | None) -> Setup:
         name = quote(os.path.basename(args.upload_file))
         urls = [(text, _with_file_name(url, name)) for text, url in urls]
     client = _client(args, protocol)
+    networking = client.networking
+    assert isinstance(networking, CurlNetworking)
     if tracer is not None:
         tracer.install(client)
     write_format = _write_out(args.write_out)
@@ -142,6 +144,7 @@ def prepare(args: argparse.Namespace, tracer: Tracer | None) -> Setup:
         write_out=write_format,
         show_errors=not silent,
         proxy=client.proxy_origin,
+        addresses=networking.addresses,
         tracer=tracer,
     )
     jobs = [

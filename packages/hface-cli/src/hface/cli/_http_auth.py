@@ -80,12 +80,18 @@ def parse_challenges(value: str) -> dict[str, dict[str, str]]:
 
 
 def digest_authorization(
-    credentials: Credentials, challenge: dict[str, str], *, method: str, uri: str
+    credentials: Credentials,
+    challenge: dict[str, str],
+    *,
+    method: str,
+    uri: str,
+    cnonce: str | None = None,
 ) -> bytes | None:
     """The ``Authorization`` value answering a Digest challenge, or None if it cannot.
 
     :param challenge: the parameters of the Digest challenge (:func:`parse_challenges`).
     :param uri: the request target, as sent (path and query).
+    :param cnonce: the client nonce; a random one by default.
     """
     algorithm = challenge.get("algorithm", "MD5")
     session = algorithm.upper().endswith("-SESS")
@@ -96,7 +102,7 @@ def digest_authorization(
     qops = [qop.strip() for qop in challenge.get("qop", "").split(",") if qop.strip()]
     if qops and "auth" not in qops:
         return None  # auth-int only
-    cnonce = os.urandom(16).hex()
+    cnonce = cnonce or os.urandom(16).hex()
     nc = "00000001"
     ha1 = hash_(f"{credentials.user}:{realm}:{credentials.password}".encode())
     if session:

@@ -37,15 +37,15 @@ import email.utils
 import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 
 from hface.client import URL, ClientSession, Origin, Request, Response
-from hface.common import HeaderType
+from hface.common import AddressType, HeaderType
 from hface.errors import HTTPError
 
 from ._client_networking import TRANSFER
@@ -129,6 +129,9 @@ class Plan:
     show_errors: bool = True
     #: The proxy, to tell its failures apart (exit codes).
     proxy: Origin | None = None
+    #: The ``(remote, local)`` addresses of the connections, by address asked
+    #: for (``%{remote_ip}``...): :attr:`CurlNetworking.addresses`.
+    addresses: Mapping[AddressType, tuple[AddressType, AddressType]] = field(default_factory=dict)
     tracer: Tracer | None = None
 
 
@@ -211,6 +214,11 @@ class Transfer:
             TRANSFER.reset(token)
         info = self.info
         info.time_total = info.elapsed()
+        if info.http_code:
+            target = URL.parse(info.url_effective).origin.address
+            (info.remote_ip, info.remote_port), (info.local_ip, info.local_port) = (
+                self.plan.addresses.get(target, (("", 0), ("", 0)))
+            )
         failure = outcome.failure
         if failure is not None:
             info.exitcode, info.errormsg = failure.code, str(failure)
@@ -384,13 +392,14 @@ class Transfer:
             headers.append((b"accept-encoding", accept_encoding()))
         if authorization is not None and trusted and b"authorization" not in names:
             headers.append((b"authorization", authorization))
+        # -H's, the engine's, then -b's text (curl's order).
         cookies = [value for name, value in headers if name == b"cookie"]
-        if plan.cookie_text is not None:
-            cookies.append(plan.cookie_text)
         if plan.cookies is not None:
             found = plan.cookies.header(url.host, url.path, https=url.scheme == "https")
             if found is not None:
                 cookies.append(found.encode("latin-1"))
+        if plan.cookie_text is not None:
+            cookies.append(plan.cookie_text)
         if cookies:
             headers = [(name, value) for name, value in headers if name != b"cookie"]
             headers.append((b"cookie", b"; ".join(cookies)))
@@ -510,8 +519,12 @@ def _redirect_target(url: URL, location: bytes) -> URL:
     :raises CommandError: (1) for a scheme other than http and https; (3)
         for a URL that does not parse.
     """
-    joined = urljoin(str(url), _percent_encode(location.strip()))
-    scheme = urlsplit(joined).scheme.lower()
+    target = _percent_encode(location.strip())
+    try:
+        joined = urljoin(str(url), target)
+        scheme = urlsplit(joined).scheme.lower()
+    except ValueError as error:  # "Invalid IPv6 URL"
+        raise CommandError(f"cannot follow the redirect to {target}: {error}", 3) from None
     if scheme not in ("http", "https"):
         raise CommandError(f"cannot follow the redirect to {joined}: unsupported scheme", 1)
     try:

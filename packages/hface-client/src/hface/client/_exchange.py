@@ -350,6 +350,12 @@ class Exchange:
                     await connection.send_stream_reset(
                         self.stream_id, connection.error_codes.cancel
                     )
+                if not self.pooled.multiplexed:
+                    # HTTP/1.1 may have finished the exchange already (a small
+                    # response comes whole), and then ignores the reset: its
+                    # events wait unread in the connection's queue, where the
+                    # next exchange would take them for its own.
+                    self.pooled.close()
             if self._upload_done is not None:
                 await self._upload_done.wait()
             if self._queue is not None:

@@ -39,19 +39,17 @@ _HTTP1_ALPN = "http/1.1"
 
 
 def _no_common_protocol(offered: Sequence[str], address: AddressType) -> TransportError:
-    """The error for a TLS server that chose none of the ``offered`` ALPN protocols.
+    """The error for a TLS server that speaks HTTP/1.1 but none of the ``offered`` protocols.
 
-    A server that does not know the protocols a client offers either ends
-    the handshake (the TLS layer's error) or completes it choosing none
-    (RFC 7301 §3.2), and then speaks what it would without ALPN: HTTP/1.1
-    (RFC 9113 §3.2: HTTP/2 over TLS only ever begins by ALPN). A factory
-    that does not offer HTTP/1.1 cannot talk to it.
+    A server that does not know the protocols a client offers by ALPN
+    either ends the handshake (nginx: the ``no_application_protocol``
+    alert) or completes it choosing none (RFC 7301 §3.2), and then speaks
+    what it would without ALPN: HTTP/1.1 (RFC 9113 §3.2: HTTP/2 over TLS
+    only ever begins by ALPN). A factory that does not offer HTTP/1.1
+    cannot talk to it.
     """
     names = ", ".join(offered)
-    reason = (
-        f"the server speaks none of the protocols offered by ALPN ({names}): "
-        "it chose none, so it speaks HTTP/1.1 only"
-    )
+    reason = f"the server speaks none of the protocols offered by ALPN ({names}), only HTTP/1.1"
     host, port = address
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return TransportError(
@@ -95,15 +93,27 @@ class HTTPOverTCPOpener(HTTPOpener):
         self, remote_address: AddressType, *, tls: bool = False, server_name: str | None = None
     ) -> HTTPConnection:
         if tls:
-            stream = await self.networking.connect_tcp_tls(
-                remote_address,
-                server_name=server_name,
-                tls_config=self.tls_config,
-                alpn_protocols=self.factory.alpn_protocols,
-            )
-            alpn_protocol = stream.extra(TLSAttribute.alpn_protocol, None)
             offered = self.factory.alpn_protocols
-            if alpn_protocol is None and offered and _HTTP1_ALPN not in offered:
+            # Without HTTP/1.1 among the protocols offered, a server may
+            # speak none of them: that is said as such (see _no_common_protocol).
+            without_http1 = bool(offered) and _HTTP1_ALPN not in offered
+            try:
+                stream = await self.networking.connect_tcp_tls(
+                    remote_address,
+                    server_name=server_name,
+                    tls_config=self.tls_config,
+                    alpn_protocols=offered,
+                )
+            except TransportError as error:
+                if (
+                    without_http1
+                    and error.kind is TransportErrorKind.TLS_HANDSHAKE
+                    and await self._speaks_http1_only(remote_address, server_name)
+                ):
+                    raise _no_common_protocol(offered, remote_address) from error
+                raise
+            alpn_protocol = stream.extra(TLSAttribute.alpn_protocol, None)
+            if alpn_protocol is None and without_http1:
                 await aclose_forcefully(stream)
                 raise _no_common_protocol(offered, remote_address)
             protocol = self.factory(
@@ -114,6 +124,27 @@ class HTTPOverTCPOpener(HTTPOpener):
             stream = await self.networking.connect_tcp(remote_address)
             protocol = self.factory()
         return HTTPOverTCPConnection(protocol, stream, **self._connection_options)
+
+    async def _speaks_http1_only(
+        self, remote_address: AddressType, server_name: str | None
+    ) -> bool:
+        """Whether the server completes a handshake that offers HTTP/1.1 alone (a second one).
+
+        The TLS library gives no field that tells a ``no_application_protocol``
+        alert from other failures: a handshake that fails with the factory's
+        protocols and succeeds with HTTP/1.1 says it.
+        """
+        try:
+            stream = await self.networking.connect_tcp_tls(
+                remote_address,
+                server_name=server_name,
+                tls_config=self.tls_config,
+                alpn_protocols=[_HTTP1_ALPN],
+            )
+        except TransportError:
+            return False
+        await aclose_forcefully(stream)
+        return True
 
 
 class HTTPOverQUICOpener(HTTPOpener):
