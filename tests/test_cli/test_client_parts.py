@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import time
 import zlib
 
@@ -30,7 +31,7 @@ from hface.errors import TransportError
 from tests.helpers.network import needs_ipv6
 from tests.helpers.peers import free_port
 
-# -- cookies (RFC 6265, curl's Netscape files) ----------------------------------------------
+# -- cookies (RFC 6265, curl's Netscape files) -------------------------------------------------
 
 
 def test_cookies_are_sent_where_they_match() -> None:
@@ -97,7 +98,7 @@ def test_a_cookie_file_that_cannot_be_read_adds_nothing(tmp_path: pytest.TempPat
     assert len(jar) == 0
 
 
-# -- -w ------------------------------------------------------------------------------------
+# -- -w ----------------------------------------------------------------------------------------
 
 
 def _render(text: str, info: TransferInfo) -> tuple[str, str, list[str]]:
@@ -137,7 +138,7 @@ def test_write_out_before_any_response() -> None:
     assert set(values) >= {"time_total", "url_effective", "num_redirects", "size_download"}
 
 
-# -- Digest (RFC 7616 §3.9.1) --------------------------------------------------------------
+# -- Digest (RFC 7616 §3.9.1) ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -184,7 +185,7 @@ def test_basic() -> None:
     assert Credentials(user="alice", password="sécret").basic() == b"Basic YWxpY2U6c8OpY3JldA=="
 
 
-# -- bodies ----------------------------------------------------------------------------------
+# -- bodies ------------------------------------------------------------------------------------
 
 
 def test_data_urlencode_forms() -> None:
@@ -202,7 +203,8 @@ def test_multipart_layout() -> None:
         ]
     )
     boundary = content_type.removeprefix(b"multipart/form-data; boundary=")
-    assert len(boundary) == 40 and boundary.startswith(b"-" * 24)
+    assert len(boundary) == 40
+    assert boundary.startswith(b"-" * 24)
     assert body == (
         b"--" + boundary + b"\r\n"
         b'Content-Disposition: form-data; name="a"\r\n\r\n'
@@ -215,7 +217,7 @@ def test_multipart_layout() -> None:
     )
 
 
-# -- decoding ------------------------------------------------------------------------------------
+# -- decoding ----------------------------------------------------------------------------------
 
 
 def test_decoders() -> None:
@@ -242,7 +244,7 @@ def test_decoders() -> None:
         BodyDecoder("gzip").decode(b"not gzip at all")
 
 
-# -- the request's authority ------------------------------------------------------------------------
+# -- the request's authority -------------------------------------------------------------------
 
 
 def test_a_host_field_becomes_the_authority() -> None:
@@ -259,7 +261,7 @@ def test_a_host_field_becomes_the_authority() -> None:
     ]
 
 
-# -- --resolve, --connect-to, Happy Eyeballs -----------------------------------------------------------
+# -- --resolve, --connect-to, Happy Eyeballs ---------------------------------------------------
 
 
 def test_resolve_and_connect_to_parse() -> None:
@@ -268,14 +270,14 @@ def test_resolve_and_connect_to_parse() -> None:
     )
     assert Resolve.parse("[::1]:*:127.0.0.1").port is None
     for bad in ("example.com", "example.com:443", "example.com:x:127.0.0.1", "e:1:not-an-ip"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(bad)):
             Resolve.parse(bad)
     rule = ConnectTo.parse("example.com:443:localhost:8443")
     assert rule.apply(("example.com", 443)) == ("localhost", 8443)
     assert rule.apply(("example.com", 80)) is None
     assert ConnectTo.parse("::other:").apply(("any", 80)) == ("other", 80)
     assert ConnectTo.parse(":80::8080").apply(("any", 80)) == ("any", 8080)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no-colons"):
         ConnectTo.parse("no-colons")
 
 

@@ -337,6 +337,21 @@ ROWS = [
         ("--retry", "1", "-o", "retried.txt", "{base}/flaky/{key}?fail=1&status=429"),
         files=("retried.txt",),
     ),
+    Row(
+        "retry-max-time",
+        ("--retry", "3", "--retry-max-time", "1", "{base}/flaky/{key}?fail=5"),
+        versions=("--http2",),
+    ),
+    Row(
+        "retry-all-errors",
+        ("-f", "--retry", "1", "--retry-all-errors", "{base}/status/404"),
+        versions=("--http2",),
+    ),
+    Row(
+        "retry-connrefused",
+        ("-sS", "--retry", "1", "--retry-connrefused", "http://127.0.0.1:{closed}/"),
+        versions=("--http1.1",),
+    ),
     # Many URLs.
     Row("many", ("{base}/static/hello.txt", "{base}/echo/two")),
     Row("many-last-fails", ("-s", "{base}/static/hello.txt", "http://127.0.0.1:{closed}/")),
@@ -345,6 +360,10 @@ ROWS = [
         "parallel",
         ("-Z", "-o", "a.txt", "-o", "b.txt", "{base}/static/hello.txt", "{base}/echo/two"),
         files=("a.txt", "b.txt"),
+    ),
+    Row(
+        "parallel-max",
+        ("-Z", "--parallel-max", "1", "{base}/static/hello.txt", "{base}/echo/two"),
     ),
     Row(
         "parallel-fails",

@@ -80,15 +80,18 @@ class Resolve:
 
     @classmethod
     def parse(cls, text: str) -> Resolve:
-        """:raises ValueError: if it is not ``HOST:PORT:ADDR[,ADDR...]``."""
-        host, rest = _split_host(text)
-        port, colon, addresses = rest.partition(":")
-        if not host or not colon or not addresses:
-            raise ValueError(text)
-        parsed = tuple(address.strip().strip("[]") for address in addresses.split(","))
-        for address in parsed:
-            ipaddress.ip_address(address)  # raises ValueError
-        return cls(host.lower(), _port(port, allow_any=True), parsed)
+        """:raises ValueError: (with ``text``) if it is not ``HOST:PORT:ADDR[,ADDR...]``."""
+        try:
+            host, rest = _split_host(text)
+            port, colon, addresses = rest.partition(":")
+            if not host or not colon or not addresses:
+                raise ValueError(text)
+            parsed = tuple(address.strip().strip("[]") for address in addresses.split(","))
+            for address in parsed:
+                ipaddress.ip_address(address)  # raises ValueError
+            return cls(host.lower(), _port(port, allow_any=True), parsed)
+        except ValueError:
+            raise ValueError(text) from None
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,24 @@ class ConnectTo:
 
     @classmethod
     def parse(cls, text: str) -> ConnectTo:
-        """:raises ValueError: if it is not ``HOST1:PORT1:HOST2:PORT2`` (parts may be empty)."""
-        host, rest = _split_host(text)
-        port, colon, target = rest.partition(":")
-        if not colon:
-            raise ValueError(text)
-        to_host, to_port = _split_host(target) if target != "" else ("", "")
-        return cls(
-            host.lower() or None,
-            _port(port, allow_any=True),
-            to_host or None,
-            _port(to_port, allow_any=True),
-        )
+        """:raises ValueError: (with ``text``) if it is not ``HOST1:PORT1:HOST2:PORT2``.
+
+        Any part may be empty.
+        """
+        try:
+            host, rest = _split_host(text)
+            port, colon, target = rest.partition(":")
+            if not colon:
+                raise ValueError(text)
+            to_host, to_port = _split_host(target) if target != "" else ("", "")
+            return cls(
+                host.lower() or None,
+                _port(port, allow_any=True),
+                to_host or None,
+                _port(to_port, allow_any=True),
+            )
+        except ValueError:
+            raise ValueError(text) from None
 
     def apply(self, address: AddressType) -> AddressType | None:
         """The address to connect to instead of ``address``, if this rule matches it."""

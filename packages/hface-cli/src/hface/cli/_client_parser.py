@@ -5,8 +5,8 @@ server`` too) does not import :mod:`hface.client`, which a server would keep
 in memory for nothing: versions are stored as :class:`hface.client.ClientProtocol`
 values (``"http1"``), URLs as text, checked when the command runs.
 
-The parser is :class:`CommandParser`, which says of an option it does not
-know what curl says (``option --foo: is unknown``, exit 2), whatever
+Of an option it does not know, ``hface client`` says what curl says
+(``option --foo: is unknown``, exit 2: :func:`unknown_option`), whatever
 follows it.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
@@ -31,33 +32,39 @@ _PROTOCOL_NAMES: Final = {
 REMOTE_NAME: Final = "\0remote-name"
 
 
+#: The name ``hface client``'s errors begin with (argparse's ``prog``).
+_PROG: Final = "hface client"
+
+
 class CommandParser(argparse.ArgumentParser):
     """The parser of each ``hface`` command.
 
-    With ``curl_errors`` (``hface client``), an unknown option is reported
-    as curl reports it, not as whatever argparse makes of the words after
-    it (an option taking a value would have its value taken for a URL).
+    With ``curl_errors`` (``hface client``), a usage error is two lines, as
+    curl's: what is wrong and where to look, without the long usage.
     """
 
     curl_errors = False
 
-    def parse_known_args(  # type: ignore[override]  # same behaviour, narrower types
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
-        if self.curl_errors:
-            for extra in extras:
-                if extra.startswith("-") and extra != "-":
-                    self.error(f"option {extra}: is unknown")
-        return parsed, extras
-
     def error(self, message: str) -> NoReturn:
-        """Exit 2 with ``message``: with ``curl_errors``, in two lines, as curl (no usage)."""
+        """Exit 2 with ``message`` (see the class docstring)."""
         if not self.curl_errors:
             super().error(message)
-        self.exit(
-            2, f"{self.prog}: error: {message}\nTry '{self.prog} --help' for more information.\n"
-        )
+        _curl_usage_error(self.prog, message)
+
+
+def _curl_usage_error(prog: str, message: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message}\nTry '{prog} --help' for more information.\n")
+    raise SystemExit(2)
+
+
+def unknown_option(extras: Sequence[str]) -> NoReturn:
+    """Say of the first unknown option what curl says (``option --foo: is unknown``), exit 2.
+
+    ``hface client`` takes every other word for a URL, so whatever follows
+    an unknown option (its value, say) is not what is wrong.
+    """
+    options = [extra for extra in extras if extra.startswith("-") and extra != "-"]
+    _curl_usage_error(_PROG, f"option {(options or list(extras))[0]}: is unknown")
 
 
 def seconds(text: str) -> float:
@@ -108,8 +115,8 @@ def _epilog() -> str:
     return f"exit codes (as curl's):\n{codes}"
 
 
-def add_client_parser(commands: Any) -> None:
-    """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``)."""
+def add_client_parser(commands: Any) -> CommandParser:
+    """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``); return it."""
     parser: CommandParser = commands.add_parser(
         "client",
         help="make HTTP requests (like curl)",
@@ -132,6 +139,7 @@ def add_client_parser(commands: Any) -> None:
     _add_output_options(parser.add_argument_group("output"))
     _add_connection_options(parser)
     _add_retry_options(parser.add_argument_group("retries and parallel transfers"))
+    return parser
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 
 class DecodingError(Exception):
@@ -67,17 +67,17 @@ def _brotli() -> _Decoder | None:
     decoder: Any = module.Decompressor()
     if not hasattr(decoder, "decompress"):  # brotlicffi's older name
         decoder.decompress = decoder.process
-    return decoder  # type: ignore[no-any-return]  # an optional package's object
+    return cast("_Decoder", decoder)
 
 
 def _zstd() -> _Decoder | None:
     standard = _module("compression.zstd")
     if standard is not None:
-        return standard.ZstdDecompressor()  # type: ignore[no-any-return]  # Python 3.14
+        return cast("_Decoder", standard.ZstdDecompressor())  # Python 3.14
     module = _module("zstandard")
     if module is None:
         return None
-    return module.ZstdDecompressor().decompressobj()  # type: ignore[no-any-return]  # optional
+    return cast("_Decoder", module.ZstdDecompressor().decompressobj())
 
 
 #: Each coding's decoder, made on demand; None where its package is missing.

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._certs_command import add_certs_parser, run_certs_command
-from ._client_parser import CommandParser, add_client_parser
+from ._client_parser import CommandParser, add_client_parser, unknown_option
 from ._errors import CommandError as CommandError
 from ._errors import report
 from ._options import LIMIT_DEFAULTS as LIMIT_DEFAULTS
@@ -83,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``hface client`` reports its own errors, with curl's exit codes.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if args.command == "client":
+            unknown_option(extras)
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         if args.command == "client":
             from ._client_command import run_client

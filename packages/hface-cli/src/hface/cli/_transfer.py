@@ -37,7 +37,7 @@ import email.utils
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
@@ -151,10 +151,10 @@ class CurlRequest(Request):
         url: URL,
         *,
         headers: Sequence[HeaderType],
-        content: bytes | object | None,
+        content: bytes | AsyncIterable[bytes] | None,
         authority: bytes | None,
     ) -> None:
-        super().__init__(method, url, headers=headers, content=content)  # type: ignore[arg-type]  # checked by Request
+        super().__init__(method, url, headers=headers, content=content)
         self._authority = authority
 
     @property
