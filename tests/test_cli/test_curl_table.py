@@ -153,6 +153,7 @@ ROWS = [
     ),
     Row("upload", ("-T", "upload.txt", "{base}/echo/")),
     Row("upload-named", ("-T", "upload.txt", "{base}/echo/put-here")),
+    Row("upload-stdin", ("-T", "-", "{base}/echo/from-stdin")),
     # Redirects.
     Row(
         "follow",

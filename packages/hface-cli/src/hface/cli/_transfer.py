@@ -286,11 +286,14 @@ class Transfer:
     async def _timed_attempt(self) -> _Outcome:
         plan = self.plan
         info = self.info
+        # Each attempt is counted afresh, as curl counts a retry.
         info.started = time.perf_counter()
         for moment in ("namelookup", "connect", "appconnect", "pretransfer", "starttransfer"):
             setattr(info, f"time_{moment}", 0.0)
         info.time_redirect = 0.0
-        info.num_redirects = 0
+        info.num_redirects = info.num_connects = 0
+        info.size_header = info.size_download = info.size_upload = info.size_request = 0
+        info.redirect_url = ""
         timeout = math.inf if plan.max_time is None else plan.max_time
         try:
             with anyio.move_on_after(timeout) as scope:
