@@ -123,7 +123,7 @@ async def test_http2_to_a_tls_server_that_speaks_http1_only(
     error = info.value
     assert error.kind is TransportErrorKind.TLS_HANDSHAKE
     assert error.address == address
-    assert error.reason == (
-        "the server speaks none of the protocols offered by ALPN (h2): "
-        "it chose none, so it speaks HTTP/1.1 only"
+    assert (
+        error.reason
+        == "the server speaks none of the protocols offered by ALPN (h2), only HTTP/1.1"
     )

@@ -24,6 +24,7 @@ from contextlib import suppress
 import anyio
 
 from hface.client import ClientProtocol
+from hface.errors import HTTPError
 
 from ._client_parser import _PROTOCOL_NAMES
 from ._client_setup import Job, Setup, prepare
@@ -96,7 +97,8 @@ async def _run(setup: Setup) -> int:
                 for job, transfer in zip(setup.jobs, transfers, strict=True):
                     _log_start(setup, job)
                     code = await transfer.run()
-    except (OSError, anyio.BrokenResourceError) as error:  # the session's own start or end
+    except (HTTPError, TimeoutError, OSError, anyio.BrokenResourceError) as error:
+        # The session's own start or end (a transfer reports its own errors).
         raise CommandError(message_of(error), exit_code(error, client.proxy_origin)) from None
     finally:
         _finish(setup)

@@ -192,7 +192,9 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write every cookie to FILE (Netscape format; '-': stdout) at the end",
     )
-    parser.add_argument("-u", "--user", metavar="USER:PASSWORD", help="credentials (Basic)")
+    parser.add_argument(
+        "-u", "--user", metavar="USER:PASSWORD", help="credentials (Basic, or Digest with --digest)"
+    )
     parser.add_argument("--basic", action="store_true", help="use Basic for -u (the default)")
     parser.add_argument("--digest", action="store_true", help="use Digest for -u")
     parser.add_argument("--oauth2-bearer", metavar="TOKEN", help="send a Bearer token")

@@ -201,7 +201,10 @@ class Transfer:
         self.info.filename_effective = output.path or ""
 
     async def run(self) -> int:
-        """Make the transfer, report its error (if any) and ``-w``; return its exit code."""
+        """Make the transfer, report its error (if any) and ``-w``; return its exit code.
+
+        Raises nothing: whatever fails is reported here (transfers may run at once).
+        """
         token = TRANSFER.set(self.info)
         try:
             outcome = await self._with_retries()
@@ -225,7 +228,13 @@ class Transfer:
             if self.plan.show_errors:
                 report(failure)
         if self.plan.write_out is not None:
-            write_out(self.plan.write_out, info, stdout=self._write_text)
+            try:
+                write_out(self.plan.write_out, info, stdout=self._write_text)
+            except CommandError as error:  # stdout is gone
+                if failure is None:
+                    failure = error
+                    if self.plan.show_errors:
+                        report(error)
         return failure.code if failure is not None else 0
 
     def _write_text(self, text: str) -> None:
