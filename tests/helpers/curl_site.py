@@ -287,6 +287,7 @@ def curl_site(directory: Path, tls_files: TLSFiles) -> Iterator[Site]:
     server = ASGIServer(app)
     server.handle_signals = False
     server.access_log = False
+    server.graceful_timeout = 0.5  # /slow never ends: do not wait for it at the end
     backend, port, http1_port, cleartext_port = (free_port() for _ in range(4))
     config = directory / "nginx.conf"
     config.write_text(

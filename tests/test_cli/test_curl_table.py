@@ -265,6 +265,7 @@ ROWS = [
     Row(
         "write-out-onerror",
         ("-w", "always%{onerror}only on error %{exitcode}", "http://127.0.0.1:{closed}/"),
+        versions=("--http2",),
     ),
     Row(
         "times",
@@ -305,11 +306,23 @@ ROWS = [
     # Failures.
     Row("fail", ("-f", "{base}/status/404")),
     Row("fail-with-body", ("--fail-with-body", "{base}/status/500")),
-    Row("silent", ("-s", "http://127.0.0.1:{closed}/")),
-    Row("show-error", ("-s", "-S", "-w", "%{http_code}", "http://127.0.0.1:{closed}/")),
+    Row("silent", ("-s", "http://127.0.0.1:{closed}/"), versions=("--http2",)),
+    Row(
+        "show-error",
+        ("-s", "-S", "-w", "%{http_code}", "http://127.0.0.1:{closed}/"),
+        versions=("--http2",),
+    ),
     Row("max-time", ("-m", "1", "{base}/slow")),
-    Row("unknown-option", ("--no-such-option", "value", "{base}/static/hello.txt")),
-    Row("cacert-missing", ("--cacert", "missing.pem", "{base}/static/hello.txt")),
+    Row(
+        "unknown-option",
+        ("--no-such-option", "value", "{base}/static/hello.txt"),
+        versions=("--http2",),
+    ),
+    Row(
+        "cacert-missing",
+        ("--cacert", "missing.pem", "{base}/static/hello.txt"),
+        versions=("--http2",),
+    ),
     # Addresses.
     Row(
         "resolve",
@@ -356,7 +369,11 @@ ROWS = [
     # Many URLs.
     Row("many", ("{base}/static/hello.txt", "{base}/echo/two")),
     Row("many-last-fails", ("-s", "{base}/static/hello.txt", "http://127.0.0.1:{closed}/")),
-    Row("many-first-fails", ("-s", "http://127.0.0.1:{closed}/", "{base}/static/hello.txt")),
+    Row(
+        "many-first-fails",
+        ("-s", "http://127.0.0.1:{closed}/", "{base}/static/hello.txt"),
+        versions=("--http2",),
+    ),
     Row(
         "parallel",
         ("-Z", "-o", "a.txt", "-o", "b.txt", "{base}/static/hello.txt", "{base}/echo/two"),
