@@ -22,11 +22,13 @@ from anyio.abc import SocketAttribute
 from hface.cli._client_networking import ConnectTo, CurlNetworking, Resolve
 from hface.cli._cookies import CookieJar, parse_netscape_line
 from hface.cli._decoding import BodyDecoder, DecodingError, accept_encoding
+from hface.cli._errors import CommandError
 from hface.cli._http_auth import Credentials, digest_authorization, parse_challenges
 from hface.cli._request_bodies import FormPart, data_piece, multipart
+from hface.cli._retries import Outcome, Problem, RetryPolicy, retry_after, transient
 from hface.cli._transfer import CurlRequest
 from hface.cli._write_out import TransferInfo, WriteOutFormat
-from hface.client import URL
+from hface.client import URL, Response
 from hface.errors import TransportError
 from tests.helpers.network import needs_ipv6
 from tests.helpers.peers import free_port
@@ -183,6 +185,40 @@ def test_digest_it_cannot_answer() -> None:
 
 def test_basic() -> None:
     assert Credentials(user="alice", password="sécret").basic() == b"Basic YWxpY2U6c8OpY3JldA=="
+
+
+# -- retries (curl's rules) ---------------------------------------------------------------
+
+
+def test_what_is_retried() -> None:
+    plain, every = RetryPolicy(retries=1), RetryPolicy(retries=1, connrefused=True, all_errors=True)
+    refused = CommandError("x", 7)
+    econnrefused = ConnectionRefusedError(111, "Connection refused")
+    cases = [
+        (Outcome(status=503), plain, False, Problem.HTTP_ERROR),
+        (Outcome(status=404), plain, False, None),
+        (Outcome(status=429, failure=CommandError("x", 22)), plain, True, Problem.HTTP_ERROR),
+        (Outcome(failure=CommandError("x", 28)), plain, False, Problem.TIMEOUT),
+        (Outcome(failure=CommandError("x", 6)), plain, False, Problem.TIMEOUT),
+        (Outcome(failure=refused, error=econnrefused), plain, False, None),
+        (Outcome(failure=refused, error=econnrefused), every, False, Problem.CONNECTION_REFUSED),
+        (Outcome(failure=CommandError("x", 56)), plain, False, None),
+        (Outcome(failure=CommandError("x", 56)), every, False, Problem.ANY_ERROR),
+    ]
+    for outcome, policy, fail, expected in cases:
+        assert transient(policy, outcome, fail=fail) == expected, outcome
+
+
+def test_retry_after() -> None:
+    def with_header(value: bytes) -> Response:
+        return Response(status=503, headers=[(b"retry-after", value)], http_version="2")
+
+    assert retry_after(with_header(b"3")) == 3.0
+    assert retry_after(with_header(b"0")) is None  # curl: the default backoff
+    assert retry_after(with_header(b"soon")) is None
+    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 50 < (retry_after(with_header(later.encode())) or 0) <= 60
+    assert retry_after(Response(status=503, headers=[], http_version="2")) is None
 
 
 # -- bodies ------------------------------------------------------------------------------------

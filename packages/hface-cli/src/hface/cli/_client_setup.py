@@ -29,8 +29,9 @@ from ._http_auth import Credentials
 from ._instruments import instrument
 from ._output import WRITE_ERROR, Output
 from ._request_bodies import Body, join_data, multipart, parse_form, read_file
+from ._retries import RetryPolicy
 from ._trace import Tracer
-from ._transfer import Plan, RetryPolicy
+from ._transfer import Plan
 from ._write_out import WriteOutFormat
 
 # RFC 9110 §5.1: a field name is a token.

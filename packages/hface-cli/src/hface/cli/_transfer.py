@@ -13,15 +13,11 @@ URL, so that connections are reused, as curl reuses them), each with
   (the others are read and dropped). Redirects follow curl's rules: a POST
   becomes a GET on 301 and 302 (unless ``--post301``/``--post302``), any
   method but HEAD on 303, the body going with it; 307 and 308 keep both;
-  ``-X``'s method stays; credentials (``-u``, and ``-H`` ``Authorization``,
-  ``Cookie`` and ``Host`` fields) go to the first host only, unless
-  ``--location-trusted``.
-- **retries** (``--retry N``) repeat the attempt on curl's transient
-  errors: a timeout, a name that did not resolve, a refused connection with
-  ``--retry-connrefused``, any error with ``--retry-all-errors``, and the
-  statuses 408, 429, 500, 502, 503 and 504; after 1 s, then twice as long
-  each time (or ``--retry-delay``, or the response's ``Retry-After``), for
-  at most ``--retry-max-time``. A file being written starts again; stdout
+  ``-X``'s method stays; credentials (``-u``, and ``-H`` ``Authorization``
+  and ``Cookie`` fields) go to the first host only, unless
+  ``--location-trusted``, and a ``-H Host`` field to the first host only.
+- **retries** (``--retry N``) repeat the attempt as curl does (see
+  :mod:`hface.cli._retries`); a file being written starts again, stdout
   keeps what it got.
 - ``-m`` bounds each attempt; ``-f`` ends one on a status of 400 or more
   (exit 22) before anything of it is written (``--fail-with-body``: after).
@@ -33,7 +29,6 @@ its requests see.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import sys
 import time
@@ -55,18 +50,23 @@ from ._errors import CommandError, exit_code, message_of, report
 from ._http_auth import Credentials, digest_authorization, parse_challenges
 from ._output import Output, format_head, write_stdout
 from ._request_bodies import Body
+from ._retries import Outcome, RetryPolicy, retry_after, retrying
 from ._trace import Tracer
 from ._write_out import TransferInfo, WriteOutFormat, write_out
 
+#: What the client raises that a transfer reports with an exit code.
+_CLIENT_ERRORS: Final = (
+    HTTPError,
+    TimeoutError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
+
 #: The statuses ``-L`` follows (with a ``Location``).
 REDIRECTS: Final = frozenset({300, 301, 302, 303, 307, 308})
-#: The statuses ``--retry`` retries (curl's transient HTTP errors).
-RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-#: The exit codes ``--retry`` retries without more options: a timeout, a
-#: name (or the proxy's) that did not resolve.
-_RETRY_CODES: Final = frozenset({28, 6, 5})
-#: curl's longest wait between retries.
-_RETRY_SLEEP_MAX: Final = 600.0
 #: Bytes that may stay as they are in a URL from a ``Location`` (RFC 3986
 #: unreserved and reserved characters, and ``%``); others are percent-encoded.
 _URL_SAFE: Final = frozenset(
@@ -74,18 +74,6 @@ _URL_SAFE: Final = frozenset(
 )
 #: Fields that go to the first host only (with ``-L``, unless ``--location-trusted``).
 _FIRST_HOST_ONLY: Final = frozenset({b"authorization", b"cookie"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """``--retry`` and the options that tune it."""
-
-    retries: int = 0
-    #: ``--retry-delay``; None: 1 s, doubling each time.
-    delay: float | None = None
-    max_time: float | None = None
-    connrefused: bool = False
-    all_errors: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +108,7 @@ class Plan:
     cookie_text: bytes | None = None
     #: ``-b FILE``, ``-c FILE``: the cookie engine.
     cookies: CookieJar | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_time: float | None = None
     #: ``-D``: where every head goes too.
     dump_header: Output | None = None
@@ -168,17 +156,6 @@ class CurlRequest(Request):
         return headers
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """How an attempt ended: its last status, and the failure to report, if any."""
-
-    status: int = 0
-    retry_after: float | None = None
-    failure: CommandError | None = None
-    #: The exception behind ``failure``, if it was one of the client's.
-    error: BaseException | None = None
-
-
 class Transfer:
     """One URL of the command (see the module docstring)."""
 
@@ -207,12 +184,18 @@ class Transfer:
         """
         token = TRANSFER.set(self.info)
         try:
-            outcome = await self._with_retries()
+            outcome = await retrying(
+                self.plan.retry,
+                self._timed_attempt,
+                rewind=self.output.rewind,
+                warn=self._warn,
+                fail=self.plan.fail,
+            )
             if outcome.failure is None:
                 self.output.create()
             self.output.close()
         except CommandError as error:  # writing the output failed
-            outcome = _Outcome(failure=error)
+            outcome = Outcome(failure=error)
         finally:
             TRANSFER.reset(token)
         info = self.info
@@ -240,59 +223,12 @@ class Transfer:
     def _write_text(self, text: str) -> None:
         write_stdout(text.encode("utf-8", "replace"))
 
-    # -- retries -----------------------------------------------------------------------------
-
-    async def _with_retries(self) -> _Outcome:
-        policy = self.plan.retry
-        left = policy.retries
-        sleep = 1.0 if policy.delay is None else policy.delay
-        started = time.monotonic()
-        while True:
-            outcome = await self._timed_attempt()
-            problem = self._transient(outcome)
-            elapsed = time.monotonic() - started
-            in_time = policy.max_time is None or elapsed < policy.max_time
-            if problem is None or not left or not in_time:
-                return outcome
-            wait = sleep
-            if problem == "HTTP error" and outcome.retry_after:
-                wait = outcome.retry_after
-                if policy.max_time is not None and elapsed + wait > policy.max_time:
-                    self._warn(
-                        "the Retry-After time would make this command exceed --retry-max-time"
-                    )
-                    return outcome
-            self._warn(f"Problem: {problem}. Will retry in {wait:g} seconds. {left} retries left.")
-            left -= 1
-            if policy.delay is None:
-                sleep = min(sleep * 2, _RETRY_SLEEP_MAX)
-            thrown = self.output.rewind()
-            if thrown:
-                self._warn(f"Throwing away {thrown} bytes")
-            await anyio.sleep(wait)
-
-    def _transient(self, outcome: _Outcome) -> str | None:
-        """What makes ``outcome`` worth another attempt (curl's words), or None."""
-        policy = self.plan.retry
-        failure = outcome.failure
-        code = 0 if failure is None else failure.code
-        if code in _RETRY_CODES:
-            return "timeout"
-        refused = outcome.error is not None and _refused(outcome.error)
-        if code == 7 and policy.connrefused and refused:
-            return "connection refused"
-        if (code == 0 or (code == 22 and self.plan.fail)) and outcome.status in RETRY_STATUSES:
-            return "HTTP error"
-        if code and policy.all_errors:
-            return "(retrying all errors)"
-        return None
-
     def _warn(self, message: str) -> None:
         if self.plan.show_errors:
             sys.stderr.write(f"Warning: {message}\n")
             sys.stderr.flush()
 
-    async def _timed_attempt(self) -> _Outcome:
+    async def _timed_attempt(self) -> Outcome:
         plan = self.plan
         info = self.info
         # Each attempt is counted afresh, as curl counts a retry.
@@ -308,20 +244,20 @@ class Transfer:
             with anyio.move_on_after(timeout) as scope:
                 return await self._attempt()
         except CommandError as failure:
-            return _Outcome(status=info.http_code, failure=failure)
+            return Outcome(status=info.http_code, failure=failure)
         except _CLIENT_ERRORS as error:
             code = exit_code(error, plan.proxy)
             reported = CommandError(message_of(error), code)
-            return _Outcome(status=info.http_code, failure=reported, error=error)
+            return Outcome(status=info.http_code, failure=reported, error=error)
         finally:
             self.output.end_body()
         assert scope.cancelled_caught
         message = f"timed out after {plan.max_time} s (--max-time) on {info.method} {self.url}"
-        return _Outcome(status=info.http_code, failure=CommandError(message, 28))
+        return Outcome(status=info.http_code, failure=CommandError(message, 28))
 
     # -- one attempt ---------------------------------------------------------------------------
 
-    async def _attempt(self) -> _Outcome:
+    async def _attempt(self) -> Outcome:
         plan = self.plan
         info = self.info
         url, method, body = self.url, plan.method, plan.body
@@ -372,7 +308,7 @@ class Transfer:
                     if plan.follow:
                         if 0 <= plan.max_redirs <= redirects:
                             message = f"maximum ({plan.max_redirs}) redirects followed"
-                            return _Outcome(status=status, failure=CommandError(message, 47))
+                            return Outcome(status=status, failure=CommandError(message, 47))
                         await _discard(response)
                         method, body = self._redirected(status, method, body)
                         url = target
@@ -384,7 +320,7 @@ class Transfer:
                     await self._write_body(response)
                 if plan.fail and status >= 400:
                     return self._failed(status, url)
-                return _Outcome(status=status, retry_after=_retry_after(response))
+                return Outcome(status=status, retry_after=retry_after(response))
 
     def _headers(
         self, url: URL, body: Body | None, authorization: bytes | None, *, trusted: bool
@@ -434,9 +370,9 @@ class Transfer:
         if self.plan.include or self.plan.head:
             self.output.write(head)
 
-    def _failed(self, status: int, url: URL) -> _Outcome:
+    def _failed(self, status: int, url: URL) -> Outcome:
         failure = CommandError(f"the server answered {status} ({url})", 22)
-        return _Outcome(status=status, failure=failure)
+        return Outcome(status=status, failure=failure)
 
     def _asks_digest(self) -> bool:
         credentials = self.plan.credentials
@@ -502,18 +438,6 @@ class Transfer:
             )
 
 
-#: What the client raises that a transfer reports with an exit code.
-_CLIENT_ERRORS: Final = (
-    HTTPError,
-    TimeoutError,
-    OSError,
-    ValueError,
-    NotImplementedError,
-    anyio.BrokenResourceError,
-    anyio.EndOfStream,
-)
-
-
 async def _discard(response: Response) -> None:
     """Read a body nobody wants (a redirect's, a 401's), so the connection can go on."""
     async for _ in response.aiter_bytes():
@@ -545,21 +469,6 @@ def _redirect_target(url: URL, location: bytes) -> URL:
         raise CommandError(f"cannot follow the redirect: {error}", 3) from None
 
 
-def _retry_after(response: Response) -> float | None:
-    """``Retry-After`` in seconds (a number or an HTTP date), if given and in the future."""
-    value = response.get_header("retry-after")
-    if value is None:
-        return None
-    text = value.decode("latin-1").strip()
-    if text.isdigit():
-        return float(text) or None
-    parsed = email.utils.parsedate_to_datetime(text) if text else None
-    if parsed is None:
-        return None
-    seconds = parsed.timestamp() - time.time()
-    return seconds if seconds > 0 else None
-
-
 def _head_size(request: Request) -> int:
     """The size of the request's head written as HTTP/1.1 (``%{size_request}``)."""
     size = len(f"{request.method} {request.url.path} HTTP/1.1\r\n") + 2
@@ -570,13 +479,3 @@ def _head_size(request: Request) -> int:
             continue
         size += len(name) + len(value) + 4
     return size
-
-
-def _refused(error: BaseException) -> bool:
-    """Whether a connect failed because the server refused it (ECONNREFUSED)."""
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        current = current.__cause__
-    return False
