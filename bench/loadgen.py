@@ -1,12 +1,15 @@
 """An HTTP load generator on hface's connection layer, for HTTP/1.1, HTTP/2 and HTTP/3.
 
-h2load here cannot speak HTTP/3, so this holds ``-c`` connections, each
-with ``-m`` requests in flight (one on HTTP/1.1), for ``-d`` seconds after
-a warm-up, and reports requests/s, body MB/s and latency percentiles.
-Its HTTP/2 figures are checked against h2load's on the same server
-(``hatch run bench:run --only validate``) so that its HTTP/3 ones can be
-trusted. With ``--processes P`` the connections are split over P processes
-(worth it only with a core free for each).
+It holds ``-c`` connections, each with ``-m`` requests in flight (one on
+HTTP/1.1), for ``-d`` seconds after a warm-up, and reports requests/s,
+body MB/s, latency percentiles, its CPU use and the measured window
+(``time.monotonic()``, for the server's CPU time over it). Built on
+hface's client, it also measures how hface's client talks: the HTTP/3
+rows of bench/run.py use h3load.py (aioquic alone) instead, and the
+validate section puts loadgen beside h2load (HTTP/2) and h3load (HTTP/3)
+on the same server (``hatch run bench:run --only validate``). With
+``--processes P`` the connections are split over P processes sharing one
+measured window (worth it only with a core free for each).
 
 Usage (from the repository root)::
 
