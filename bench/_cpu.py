@@ -11,19 +11,24 @@ process tree from ``/proc`` every :data:`INTERVAL` seconds in a thread,
 with ``time.monotonic()`` stamps, while the load runs; the tools report
 their window on the same clock (``CLOCK_MONOTONIC`` is one clock for every
 process of the machine), and :meth:`CPUSampler.cpu_between` interpolates
-the CPU time at its two ends. The kernel counts CPU time in ticks (10 ms
-at ``CLK_TCK`` 100), so a 10-second window is exact to about 0.2 %.
+the CPU time at its two ends; :func:`with_server_cpu` turns that into the
+server's share of a core and its CPU time per request (or per MB). The
+kernel counts CPU time in ticks (10 ms at ``CLK_TCK`` 100), so a
+10-second window is exact to about 0.2 %.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import math
 import threading
 import time
 from types import TracebackType
 from typing import Final
 
 from _servers import tree_cpu
+from _tools import Measure, ToolError
 
 #: Seconds between two samples.
 INTERVAL: Final = 0.05
@@ -87,3 +92,23 @@ class CPUSampler:
         :raises ValueError: if the window is outside what was sampled.
         """
         return self.cpu_at(end) - self.cpu_at(start)
+
+
+def with_server_cpu(measure: Measure, sampler: CPUSampler, unit: str) -> Measure:
+    """``measure`` with the server's CPU use over its window, per second and per unit.
+
+    :param unit: ``req/s`` (CPU per request) or ``MB/s`` (CPU per MB).
+    :raises ToolError: if the tool reported no window.
+    :raises ValueError: if the window is outside what ``sampler`` sampled.
+    """
+    if measure.window is None:
+        raise ToolError("the load generator reported no measured window")
+    start, end = measure.window
+    seconds = end - start
+    cpu = sampler.cpu_between(start, end)
+    amount = (measure.rps if unit == "req/s" else measure.mbps) * seconds
+    return dataclasses.replace(
+        measure,
+        server_cpu=cpu / seconds if seconds > 0 else math.nan,
+        server_cpu_per_unit=cpu / amount if amount > 0 else math.nan,
+    )

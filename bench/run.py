@@ -40,29 +40,26 @@ Certificates are made afresh in a temporary directory each run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from _cpu import CPUSampler
+from _cpu import CPUSampler, with_server_cpu
+from _memory import held_rss
+from _proxy import curl_download, hface_download, start_proxy
 from _servers import (
-    BIN,
-    CLIENT_CORE,
     GRANIAN,
     HFACE,
     HFACE_HTTPTOOLS,
@@ -75,14 +72,10 @@ from _servers import (
     Certificates,
     Running,
     ServerKind,
-    free_port,
     gtlsserver_origin,
     h2o_origin,
     launch,
     make_certificates,
-    start_process,
-    tree_rss,
-    wait_until_listening,
 )
 from _table import Goal, Row, fill_ratios, render, set_goals
 from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, median_of, run_tool, wrk
@@ -189,7 +182,7 @@ class Bench:
                 return run()
             with CPUSampler(server.pid) as sampler:
                 measure = run()
-            return _with_server_cpu(measure, sampler, unit)
+            return with_server_cpu(measure, sampler, unit)
 
         try:
             measure = median_of([once() for _ in range(self.settings.runs)])
@@ -406,27 +399,23 @@ class Bench:
         rows: list[Row] = []
         curl_rows: list[Row] = []
         try:
-            with self._h2o() as origin, self._proxy_server() as (proxy, process):
+            proxy_server = start_proxy(self.certs, logs=self.logs)
+            with self._h2o() as origin, proxy_server as (proxy, process):
                 url = f"{origin}/{BIG_FILE}"
+                size = mib * 1024 * 1024
+                curl = partial(curl_download, url, cafile=self.certs.cafile, size=size)
+                hface = partial(hface_download, url, cafile=self.certs.cafile, size=size)
                 # curl is far faster than hface's client: these rows measure the proxy alone.
-                curl = partial(self._curl_download, url)
                 curl_rows.append(self._measure(curl_case, "direct", "MB/s", curl))
-                through = partial(self._curl_download, url, proxy)
+                through = partial(curl, proxy=proxy)
                 curl_rows.append(
                     self._measure(curl_case, "via hface proxy h1", "MB/s", through, server=process)
                 )
-                rows.append(self._measure(case, "direct", "MB/s", lambda: self._download(url)))
+                rows.append(self._measure(case, "direct", "MB/s", hface))
                 for version in ("1.1", "2", "3"):
                     subject = f"via hface proxy h{version[0]}"
-                    rows.append(
-                        self._measure(
-                            case,
-                            subject,
-                            "MB/s",
-                            partial(self._download, url, proxy, version),
-                            server=process,
-                        )
-                    )
+                    through = partial(hface, proxy=proxy, proxy_version=version)
+                    rows.append(self._measure(case, subject, "MB/s", through, server=process))
         except RuntimeError as error:
             rows.append(Row(case=case, subject="-", value=None, unit="MB/s", note=_short(error)))
         finally:
@@ -436,53 +425,6 @@ class Bench:
         self._add_case(rows, goals, reference_over_row=False)
         self._add_case(curl_rows, {"via hface proxy h1": ">=0.7"}, reference_over_row=False)
 
-    def _curl_download(self, url: str, proxy: str | None = None) -> Measure:
-        limit = 120
-        argv = ["curl", "--silent", "--show-error", "--output", "/dev/null"]
-        argv += ["--write-out", "%{size_download} %{time_total}", "--max-time", str(limit)]
-        argv += ["--cacert", self.certs.cafile, "--http1.1"]
-        if proxy is not None:
-            argv += ["--proxy", proxy, "--proxy-cacert", self.certs.cafile]
-        size, seconds = run_tool([*argv, url], time_limit=limit + MARGIN).split()
-        end = time.monotonic()  # curl exits as the download ends
-        expected = self.settings.proxy_mib * 1024 * 1024
-        if int(size) != expected:
-            raise ToolError(f"received {size} bytes of {expected}")
-        return Measure(
-            rps=1 / float(seconds),
-            mbps=int(size) / float(seconds) / 1e6,
-            window=(end - float(seconds), end),
-        )
-
-    def _download(self, url: str, proxy: str | None = None, version: str = "1.1") -> Measure:
-        limit = 120.0
-        argv = [sys.executable, str(ROOT / "bench" / "_clients.py"), "download", url]
-        argv += ["--cafile", self.certs.cafile, "--time-limit", str(limit)]
-        if proxy is not None:
-            argv += ["--proxy", proxy, "--proxy-version", version]
-        data = json.loads(run_tool(argv, time_limit=limit + MARGIN))
-        expected = self.settings.proxy_mib * 1024 * 1024
-        if data["bytes"] != expected:
-            raise ToolError(f"received {data['bytes']} bytes of {expected}")
-        start, end = data["window"]
-        return Measure(
-            rps=1 / data["seconds"],
-            mbps=data["bytes"] / data["seconds"] / 1e6,
-            window=(float(start), float(end)),
-        )
-
-    @contextmanager
-    def _proxy_server(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-        """``hface proxy`` on TLS and QUIC, on core 0, allowed to reach the loopback origin."""
-        port = free_port()
-        argv = [str(BIN / "hface"), "proxy", f"https://127.0.0.1:{port}"]
-        argv += ["--cert", self.certs.certfile, "--key", self.certs.keyfile]
-        argv += ["--allow-private-targets", "--log-level", "warning", "--graceful-timeout", "1"]
-        log_file = self.logs / "proxy.log"
-        with start_process(argv, log_file=log_file) as process:
-            wait_until_listening(process, port, udp=True, log_file=log_file)
-            yield f"https://127.0.0.1:{port}", process
-
     # -- memory ------------------------------------------------------------------
 
     def memory(self) -> None:
@@ -491,10 +433,11 @@ class Bench:
         streams_case = "memory: peak RSS, 1,000 h2 streams (10 conn x 100)"
         idle_case = "memory: RSS, 100 idle h2 connections"
         streams_rows, idle_rows = [], []
+        hold = partial(held_rss, cafile=self.certs.cafile)
         for kind in (HFACE, HYPERCORN):
-            streams = partial(self._hold, path=f"/sleep/{hold_ms}", connections=10, streams=100)
+            streams = partial(hold, path=f"/sleep/{hold_ms}", connections=10, streams=100)
             streams_rows.append(self._rss(streams_case, kind, streams))
-            idle = partial(self._hold, path="/", connections=100, streams=1, idle=True)
+            idle = partial(hold, path="/", connections=100, streams=1, idle=True)
             idle_rows.append(self._rss(idle_case, kind, idle))
         self._add_case(streams_rows, {HYPERCORN.name: "<=1.0"})
         self._add_case(idle_rows, {HYPERCORN.name: "<=1.0"})
@@ -509,50 +452,6 @@ class Bench:
         except (ToolError, RuntimeError, OSError) as error:
             return Row(case=case, subject=kind.name, value=None, unit="MiB", note=_short(error))
         return Row(case=case, subject=kind.name, value=rss / 2**20, unit="MiB")
-
-    def _hold(
-        self, running: Running, *, path: str, connections: int, streams: int, idle: bool = False
-    ) -> float:
-        """The server's RSS while a client holds ``connections`` x ``streams`` requests.
-
-        Idle: RSS once every response is in and the connections sit idle.
-        Otherwise: the peak RSS from the moment every request is sent until
-        the last response (``path`` should make the server wait).
-        """
-        limit = 60.0
-        argv = ["taskset", "-c", CLIENT_CORE, sys.executable]
-        argv += [str(ROOT / "bench" / "_clients.py"), "hold", running.url(path)]
-        argv += ["--connections", str(connections), "--streams", str(streams)]
-        argv += ["--hold", "3", "--cafile", self.certs.cafile, "--time-limit", str(limit)]
-        argv += ["--idle"] if idle else []
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        try:
-            assert process.stdout is not None
-            ready, _, _ = select.select([process.stdout], [], [], limit)
-            if not ready or process.stdout.readline().strip() != "ready":
-                raise ToolError(f"the client did not get ready: {_tail(process)}")
-            deadline = time.monotonic() + limit
-            peak = 0
-            if idle:
-                time.sleep(1.0)
-                peak = tree_rss(running.process.pid)
-            else:
-                while process.poll() is None and time.monotonic() < deadline:
-                    peak = max(peak, tree_rss(running.process.pid))
-                    time.sleep(0.05)
-            out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            if process.returncode != 0:
-                raise ToolError(f"the client failed: {err.strip()[-200:]}")
-            result = json.loads(out.strip().splitlines()[-1])
-            if result["completed"] != connections * streams:
-                raise ToolError(f"{result['completed']} of {connections * streams} responses")
-            return float(peak)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
     # -- validate ------------------------------------------------------------------
 
@@ -615,32 +514,6 @@ class Bench:
             rows.append(Row(case=case, subject="-", value=None, unit="req/s", note=_short(error)))
         finally:
             self.rows.extend(rows)  # no ratios: HTTP/3 against h2load's HTTP/2 would mislead
-
-
-def _with_server_cpu(measure: Measure, sampler: CPUSampler, unit: str) -> Measure:
-    """``measure`` with the server's CPU use over its window, per second and per unit.
-
-    :raises ToolError: if the tool reported no window.
-    """
-    if measure.window is None:
-        raise ToolError("the load generator reported no measured window")
-    start, end = measure.window
-    seconds = end - start
-    cpu = sampler.cpu_between(start, end)
-    amount = (measure.rps if unit == "req/s" else measure.mbps) * seconds
-    return dataclasses.replace(
-        measure,
-        server_cpu=cpu / seconds if seconds > 0 else math.nan,
-        server_cpu_per_unit=cpu / amount if amount > 0 else math.nan,
-    )
-
-
-def _tail(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.kill()
-    _, err = process.communicate(timeout=10)
-    lines = err.strip().splitlines()
-    return lines[-1] if lines else f"exit status {process.returncode}"
 
 
 def _short(error: BaseException) -> str:
