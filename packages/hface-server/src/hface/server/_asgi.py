@@ -44,6 +44,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Coroutine, Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -51,7 +52,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 
 from hface.common import AddressType
-from hface.connections import HTTPConnection, HTTPListener, HTTPOverQUICListener
+from hface.connections import ConnectionOptions, HTTPConnection, HTTPListener, HTTPOverQUICListener
 from hface.events import (
     ConnectionTerminated,
     DataReceived,
@@ -192,8 +193,8 @@ class ASGIServer(BaseServer):
             return None
         return self._alt_svc_value
 
-    def _connection_options(self) -> dict[str, Any]:
-        return {**super()._connection_options(), "auto_acknowledge": False}
+    def _connection_options(self) -> ConnectionOptions:
+        return replace(super()._connection_options(), auto_acknowledge=False)
 
     def _goaway_sent(self, connection: HTTPConnection) -> None:
         handler = self._handlers.get(connection)

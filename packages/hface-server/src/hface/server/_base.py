@@ -31,6 +31,8 @@ from anyio.abc import TaskStatus
 
 from hface.common import AddressType, ServerTLSConfig
 from hface.connections import (
+    DEFAULT_LINGER_TIMEOUT,
+    ConnectionOptions,
     HTTPConnection,
     HTTPListener,
     HTTPMultiListener,
@@ -337,7 +339,7 @@ class BaseServer(ABC):
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
                     networking=SystemNetworking(tls_handshake_timeout=self.timeouts.tls_handshake),
-                    **self._connection_options(),
+                    options=self._connection_options(),
                 )
             )
         quic = self.protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3)
@@ -351,8 +353,7 @@ class BaseServer(ABC):
                         http3,
                         local_address=address,
                         tls_config=self.tls_config,
-                        handshake_timeout=self.timeouts.tls_handshake,
-                        **self._connection_options(),
+                        options=self._connection_options(),
                     )
                 )
             except BaseException:
@@ -377,6 +378,12 @@ class BaseServer(ABC):
         expired, and may return as soon as its streams are done.
         """
 
-    def _connection_options(self) -> dict[str, Any]:
-        """Options for every HTTPConnection this server makes (overridable)."""
-        return {}
+    def _connection_options(self) -> ConnectionOptions:
+        """Options for every HTTPConnection this server makes (overridable).
+
+        TCP connections linger on close (:data:`~hface.connections.DEFAULT_LINGER_TIMEOUT`);
+        the QUIC handshake is bounded by :attr:`ServerTimeouts.tls_handshake`.
+        """
+        return ConnectionOptions(
+            linger_timeout=DEFAULT_LINGER_TIMEOUT, handshake_timeout=self.timeouts.tls_handshake
+        )

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hface.common import AddressType
-from hface.connections import HTTPConnection
+from hface.connections import ConnectionOptions, HTTPConnection
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamEvent
 from hface.networking import ClientNetworking, SystemNetworking
@@ -128,9 +128,9 @@ class ProxyServer(BaseServer):
         )
         await _ProxyConnection(connection, policy, self._idle_timeout).run()
 
-    def _connection_options(self) -> dict[str, Any]:
+    def _connection_options(self) -> ConnectionOptions:
         # Tunnels acknowledge data once the target has taken it.
-        return {**super()._connection_options(), "auto_acknowledge": False}
+        return replace(super()._connection_options(), auto_acknowledge=False)
 
 
 class _ProxyConnection:
