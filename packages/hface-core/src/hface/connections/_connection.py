@@ -252,7 +252,12 @@ class HTTPConnection(ConnectionCore["HTTPStream"], TypedAttributeProvider):
             events are read with :meth:`receive_event` or :meth:`open_stream`.
         """
         self._check_opened()
-        return await self._router.accept(idle_timeout)
+        router = self._router
+        if router.mode is RoutingMode.ACCEPTING and router.ready():
+            # One there already: taken without a trip through the event loop.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return router.take_accepted()
+        return await router.accept(idle_timeout)
 
     def open_stream(self) -> HTTPStream:
         """Open the stream of the next stream ID (clients); send its request next.

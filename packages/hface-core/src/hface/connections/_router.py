@@ -377,6 +377,8 @@ class StreamRouter(Generic[S]):
         stream._observer = observer
         if observer is None:
             return
+        if not stream._queued() and self.end_event is None:
+            return  # the common case: nothing to show it yet
         kept: list[Event] = []
         for event in stream._take_all():
             if observer(event):
@@ -451,6 +453,14 @@ class StreamRouter(Generic[S]):
             if self._protocol.has_expired():
                 self.wake_acceptors()  # no stream left: the connection is done
         return unread
+
+    def ready(self) -> bool:
+        """True if :meth:`accept` would return a stream at once."""
+        return bool(self._accepted) and not self._closed
+
+    def take_accepted(self) -> S:
+        """The next stream waiting to be accepted (:meth:`ready` must be true)."""
+        return self._accepted.popleft()
 
     async def accept(self, idle_timeout: float | None) -> S | None:
         """The next stream the peer opened; see :meth:`HTTPConnection.accept_stream`."""
