@@ -50,7 +50,7 @@ import anyio.abc
 from hface.connections import HTTPConnection, HTTPStream
 from hface.events import HeadersReceived
 
-from ._asgi_scope import connection_addresses
+from ._asgi_heads import connection_addresses
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
 from ._asgi_types import ASGIApp, Receive, Scope, Send

@@ -27,7 +27,8 @@ import anyio
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 
-from ._asgi_fields import DefaultHeaders, check_fields, status_bytes
+from ._asgi_heads import check_fields, status_bytes
+from ._asgi_settings import DefaultHeaders
 from ._asgi_types import ClientDisconnected, Message
 
 logger = logging.getLogger("hface.server")

@@ -11,11 +11,12 @@ requests, and the request modules import nothing of the server's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
-from ._asgi_fields import DefaultHeaders
 from ._asgi_types import ASGIApp
 
 #: The HTTP versions a server answers on, as ASGI spells them.
@@ -75,3 +76,47 @@ class ASGISettings:
     def idle_timeout(self, served: int) -> float | None:
         """Seconds a connection that served ``served`` requests may wait for the next."""
         return self.header_read if not served else self.keep_alive
+
+
+class DefaultHeaders:
+    """The fields every response on one HTTP version gets unless the application sets them.
+
+    ``server``, ``date`` (formatted once a second) and ``alt-svc``, as bytes.
+    """
+
+    __slots__ = ("alt_svc", "date", "http_version", "server")
+
+    def __init__(
+        self, http_version: str, *, server: bytes | None, date: bool, alt_svc: bytes | None
+    ) -> None:
+        #: The HTTP version (``"1.1"``, ``"2"``, ``"3"``).
+        self.http_version = http_version
+        #: The ``server`` value, or None for none.
+        self.server = server
+        #: Whether to add ``date``.
+        self.date = date
+        #: The ``alt-svc`` value, or None for none.
+        self.alt_svc = alt_svc
+
+    def add_to(self, headers: list[tuple[bytes, bytes]], names: set[bytes]) -> None:
+        """Append the defaults to ``headers`` whose names are not in ``names``."""
+        if self.server is not None and b"server" not in names:
+            headers.append((b"server", self.server))
+        if self.date and b"date" not in names:
+            headers.append((b"date", _date_header()))
+        if self.alt_svc is not None and b"alt-svc" not in names:
+            headers.append((b"alt-svc", self.alt_svc))
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date_header() -> bytes:
+    """The ``date`` header value for now, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    second, value = _date_cache
+    if second != now:
+        value = formatdate(now, usegmt=True).encode()
+        _date_cache = (now, value)
+    return value

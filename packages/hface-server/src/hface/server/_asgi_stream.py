@@ -32,7 +32,7 @@ from hface.common import HeadersType
 from hface.connections import HTTPStream
 from hface.events import DataReceived, Event, HeadersReceived
 
-from ._asgi_scope import Addresses, make_scope
+from ._asgi_heads import Addresses, make_scope
 from ._asgi_send import ResponseSender
 from ._asgi_settings import ASGISettings
 from ._asgi_types import ASGIApp, ClientDisconnected, Message

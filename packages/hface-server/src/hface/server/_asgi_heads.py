@@ -1,17 +1,24 @@
-"""The ASGI ``http`` scope of a request, made from its header block in one pass.
+"""The heads of an ASGI request and response: the scope in, checked fields out.
 
-The fields come lowercase with the pseudo-headers first (hface's events
-say so for every version), so no name is lowercased here; the
-pseudo-headers give the method, scheme, target and authority, and the
-authority becomes ``host`` when the request has none (HTTP/2 and HTTP/3
-requests mostly do not). ``path`` is percent-decoded, ``raw_path`` not;
-both get the server's ``root_path`` in front. What the server itself
+A request's header block becomes its ASGI ``http`` scope in one pass
+(:func:`make_scope`). The fields come lowercase with the pseudo-headers
+first (hface's events say so for every version), so no name is lowercased
+here; the pseudo-headers give the method, scheme, target and authority,
+and the authority becomes ``host`` when the request has none (HTTP/2 and
+HTTP/3 requests mostly do not). ``path`` is percent-decoded, ``raw_path``
+not; both get the server's ``root_path`` in front. What the server itself
 checks of a request (its method, target, declared length, field count)
 comes back beside the scope.
+
+An application's response header names and values are checked before
+they go on the wire (:func:`check_fields`): on HTTP/1.1 a CR or LF in a
+value could inject other fields. The names applications use again and
+again are remembered once checked.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -116,3 +123,53 @@ def _address(connection: HTTPConnection, *, remote: bool) -> AddressType | None:
         return connection.remote_address if remote else connection.local_address
     except Exception:  # no such attribute on this transport
         return None
+
+
+#: A field name (RFC 9110 §5.1: a token), lowercase as HTTP/2 and HTTP/3 want it.
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+#: A field value (RFC 9110 §5.5): no control characters but HTAB, so no CR or LF.
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+#: Field names as applications spell them, mapped to their checked lowercase
+#: form: applications send the same few names on every response.
+_CHECKED_NAMES: dict[bytes, bytes] = {}
+#: At most this many names are remembered (an application that makes names
+#: up must not grow the cache without bound).
+_MAX_CHECKED_NAMES = 512
+
+
+def check_fields(fields: Any, what: str) -> list[tuple[bytes, bytes]]:
+    """The application's ``(name, value)`` pairs as lowercase bytes, checked.
+
+    :raises RuntimeError: for a name or value that could not go on the wire
+        as it is (which on HTTP/1.1 could inject other fields).
+    """
+    checked: list[tuple[bytes, bytes]] = []
+    names = _CHECKED_NAMES
+    try:
+        for raw_name, value in fields:
+            is_bytes = type(raw_name) is bytes
+            name = names.get(raw_name) if is_bytes else None
+            if name is None:
+                name = bytes(raw_name).lower()
+                if not _FIELD_NAME.fullmatch(name):
+                    raise RuntimeError(f"invalid {what} name {name!r}")
+                if is_bytes and len(names) < _MAX_CHECKED_NAMES:
+                    names[raw_name] = name
+            if type(value) is not bytes:
+                value = bytes(value)
+            if not _FIELD_VALUE.fullmatch(value):
+                raise RuntimeError(f"invalid {what} value {value!r} for {name!r}")
+            checked.append((name, value))
+    except (TypeError, ValueError) as error:
+        raise RuntimeError(f"invalid {what}s {fields!r}: {error}") from None
+    return checked
+
+
+def status_bytes(status: int) -> bytes:
+    """``status`` as the bytes of a ``:status`` field."""
+    return _STATUS_BYTES.get(status) or str(status).encode()
+
+
+#: ``:status`` values, encoded once.
+_STATUS_BYTES = {status: str(status).encode() for status in range(100, 1000)}
