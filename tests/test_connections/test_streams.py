@@ -7,11 +7,17 @@ and Trio. Each test is bounded by ``anyio.fail_after``.
 from __future__ import annotations
 
 import contextlib
+import ssl
+import time
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import StreamType
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 
 from hface.common import AddressType, ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.connections import (
@@ -31,6 +37,7 @@ from hface.events import (
 )
 from hface.protocols.http2 import HTTP2ClientFactory
 from hface.protocols.http3 import HTTP3ClientFactory
+from tests.helpers.h3_raw import REQUEST, headers_frame, settings_frame
 from tests.helpers.pairs import HTTP_VERSIONS
 
 from .conftest import connect, create_listener, serving, serving_on
@@ -314,6 +321,8 @@ async def test_the_in_flight_count(
                     await read_response(stream)
                     stream.close()
                 assert connection.in_flight == 0
+                with pytest.raises(LocalProtocolError, match="the stream was closed"):
+                    await streams[0].receive_event()
     assert seen == [0, count, *range(count - 1, -1, -1)]
 
 
@@ -531,3 +540,51 @@ async def test_no_task_outlives_a_connection_read_per_stream(
     await anyio.lowlevel.checkpoint()
     after = {task.id for task in anyio.get_running_tasks()}
     assert after <= before, [t for t in anyio.get_running_tasks() if t.id not in before]
+
+
+async def test_http3_requests_that_arrive_out_of_order_are_all_accepted(
+    server_tls_config: ServerTLSConfig,
+) -> None:
+    """Stream 4's request may come before stream 0's (QUIC does not order streams)."""
+    accepted: list[int] = []
+    both = anyio.Event()
+
+    async def handler(connection: HTTPConnection) -> None:
+        while (stream := await connection.accept_stream()) is not None:
+            accepted.append(stream.stream_id)
+            if len(accepted) == 2:
+                both.set()
+            await stream.send_headers([(b":status", b"204")], end_stream=True)
+            await stream.aclose()
+
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=["h3"], server_name="localhost", verify_mode=ssl.CERT_NONE
+    )
+    quic = QuicConnection(configuration=configuration)
+    with anyio.fail_after(20):
+        async with serving("3", server_tls_config, handler) as address:
+            async with await anyio.create_connected_udp_socket(*address) as udp:
+
+                async def exchange_datagrams(seconds: float) -> None:
+                    for data, _ in quic.datagrams_to_send(now=time.monotonic()):
+                        await udp.send(data)
+                    with anyio.move_on_after(seconds):
+                        while True:
+                            datagram = await udp.receive()
+                            quic.receive_datagram(datagram, address, now=time.monotonic())
+                            for data, _ in quic.datagrams_to_send(now=time.monotonic()):
+                                await udp.send(data)
+
+                quic.connect(address, now=time.monotonic())
+                await exchange_datagrams(0.5)  # the handshake
+                control = quic.get_next_available_stream_id(is_unidirectional=True)
+                settings = encode_uint_var(StreamType.CONTROL) + settings_frame()
+                quic.send_stream_data(control, settings)
+                quic.send_stream_data(0, b"")  # opened first (aioquic wants that), sent later
+                quic.send_stream_data(4, headers_frame(REQUEST, 4), end_stream=True)
+                await exchange_datagrams(0.3)
+                assert accepted == [4]
+                quic.send_stream_data(0, headers_frame(REQUEST, 0), end_stream=True)
+                await exchange_datagrams(0.3)
+                await both.wait()
+    assert accepted == [4, 0]

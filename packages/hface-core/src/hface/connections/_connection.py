@@ -434,6 +434,8 @@ class HTTPStream(RoutedStream):
         Once the connection has ended, every call returns its
         ``ConnectionTerminated`` (after the events queued before it).
         Data is acknowledged as it is returned, with ``auto_acknowledge``.
+
+        :raises LocalProtocolError: once the stream is closed.
         """
         return await self.connection._router.receive(self)
 

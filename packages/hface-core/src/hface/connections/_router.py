@@ -11,9 +11,11 @@ and kept for the connection's life:
   <hface.connections.HTTPConnection.receive_event>`): every event goes to
   the connection's one queue, as it came.
 - ``ACCEPTING`` (servers, :meth:`~hface.connections.HTTPConnection.accept_stream`):
-  a request's ``HeadersReceived`` on a stream ID above every one seen makes
-  an :class:`~hface.connections.HTTPStream` whose first event it is, queued
-  for acceptance; later events go to their stream's queue.
+  a request's ``HeadersReceived`` (pseudo-headers first: not trailers) on
+  a stream nobody holds makes an :class:`~hface.connections.HTTPStream`
+  whose first event it is, queued for acceptance; later events go to
+  their stream's queue. (Not "an ID above every one seen": HTTP/3 requests
+  may arrive out of order.)
 - ``OPENING`` (clients, :meth:`~hface.connections.HTTPConnection.open_stream`):
   streams are registered before their request goes out; events go to
   their stream's queue.
@@ -96,7 +98,7 @@ class EventQueue:
     is one per stream in flight); the waiter is made only when a reader waits.
     """
 
-    __slots__ = ("_buffered", "_events", "_head", "_observer", "_waiter")
+    __slots__ = ("_buffered", "_events", "_head", "_observer", "_released", "_waiter")
 
     def __init__(self) -> None:
         self._events: list[Event] = []
@@ -104,6 +106,7 @@ class EventQueue:
         self._waiter: anyio.Event | None = None
         self._buffered = 0  # bytes of the queued DataReceived events
         self._observer: Observer | None = None
+        self._released = False  # a stream closed by its holder: nothing comes any more
 
     @property
     def buffered_data(self) -> int:
@@ -195,7 +198,6 @@ class StreamRouter(Generic[S]):
         self._room: anyio.Event | None = None
         self._accepted: deque[S] = deque()
         self._acceptors: list[anyio.Event] = []
-        self._highest_id = -1  # the highest stream ID the peer opened
         #: The event that ended the connection; None while it runs.
         self.end_event: ConnectionTerminated | None = None
         self._ended: anyio.Event | None = None  # made by wait_ended()
@@ -265,10 +267,10 @@ class StreamRouter(Generic[S]):
         if stream is None:
             if (
                 mode is RoutingMode.ACCEPTING
-                and stream_id > self._highest_id
                 and type(event) is HeadersReceived
+                and event.headers
+                and event.headers[0][0][:1] == b":"  # a request, not trailers
             ):
-                self._highest_id = stream_id
                 stream = self._make_stream(stream_id)
                 self.streams[stream_id] = stream
                 stream._put(event)
@@ -333,6 +335,8 @@ class StreamRouter(Generic[S]):
         while not queue._queued():
             if self.end_event is not None:
                 return self.end_event
+            if queue._released:
+                raise LocalProtocolError("the stream was closed: no event comes any more")
             await queue._wait()
         event = self._taken(queue, queue._pop())
         if self._auto_acknowledge and type(event) is DataReceived and self._acknowledge(event):
@@ -437,7 +441,9 @@ class StreamRouter(Generic[S]):
         if self.streams.get(stream.stream_id) is not stream:
             return 0
         del self.streams[stream.stream_id]
+        stream._released = True
         stream._observer = None
+        stream._wake()  # a reader still waiting learns it
         unread = stream._buffered
         if stream._queued():
             stream._take_all()
