@@ -52,7 +52,7 @@ from hface.events import HeadersReceived
 
 from ._asgi_heads import connection_addresses
 from ._asgi_settings import ASGISettings
-from ._asgi_stream import ASGIStream
+from ._asgi_stream import ASGIStream, Spawn
 from ._asgi_types import ASGIApp, Receive, Scope, Send
 from ._base import close_after_waiting
 
@@ -88,6 +88,7 @@ class _ConnectionHandler:
         self._idle_closed = False
         self._workers: set[_Worker] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._spawn: Spawn = _no_task
         # On asyncio, workers are asyncio tasks of their own, not tasks of the
         # task group: anyio's costs some 2.5 KB more per task, and a server
         # may have thousands of requests in flight; with no cancel scope
@@ -105,6 +106,7 @@ class _ConnectionHandler:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
+                self._spawn = task_group.start_soon  # one bound method, not one per request
                 try:
                     with anyio.CancelScope() as self._abort_scope:
                         self._start_worker()
@@ -138,7 +140,7 @@ class _ConnectionHandler:
         try:
             with anyio.CancelScope() as scope:
                 worker.scope = scope
-                while True:
+                while not self._closing:  # (a worker started as they were being stopped)
                     self._accepting += 1
                     try:
                         stream = await connection.accept_stream(
@@ -176,7 +178,7 @@ class _ConnectionHandler:
                         break  # a late cancellation: not for the next request
                     if self._accepting >= _MAX_IDLE_WORKERS or self._closing:
                         return
-            # Here only once a request cancelled the scope.
+            # Here once a request cancelled the scope (or the workers are stopping).
             if not (self._done or self._closing or self._accepting):
                 self._start_worker()  # nobody would wait for the next request
         finally:
@@ -187,17 +189,14 @@ class _ConnectionHandler:
     def _start_request(self, stream: HTTPStream) -> ASGIStream:
         event = stream.receive_event_nowait()
         assert isinstance(event, HeadersReceived)  # a stream's first event
-        assert self._task_group is not None
         request = ASGIStream(
-            self._settings,
-            stream,
-            event.headers,
-            addresses=self._addresses,
-            spawn=self._task_group.start_soon,
+            self._settings, stream, event.headers, addresses=self._addresses, spawn=self._spawn
         )
         if event.end_stream:
             request.end_request()
-        stream.observe(request.on_event)  # what came meanwhile, then each event as it comes
+        # What came meanwhile, then each event as it comes (the request is
+        # its own observer: no bound method to make per request).
+        stream.observe(request)
         self._served += 1
         return request
 
@@ -297,6 +296,11 @@ class _InContext:
             except BaseException as exc:
                 error = exc
                 value = None
+
+
+def _no_task(*args: Any) -> None:
+    """What ``_ConnectionHandler._spawn`` is before its task group runs: never called."""
+    raise RuntimeError("the connection handler is not running")
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:

@@ -115,7 +115,7 @@ class ASGIStream(ResponseSender):
         self._cancel_requested = False  # see cancel()
         self._abandoned = False  # see abandon()
 
-    # -- what the connection says (HTTPStream.observe) ---------------------------
+    # -- what the connection says (HTTPStream.observe) ----------------------------
 
     def on_event(self, event: Event) -> bool:
         """See one event of the stream as it arrives; True to queue it for ``receive()``.
@@ -151,6 +151,9 @@ class ASGIStream(ResponseSender):
             self._wake()
             self._spawn(self._cancel_later)
         return False
+
+    #: The request is its stream's observer itself (no bound method per request).
+    __call__ = on_event
 
     def end_request(self) -> None:
         """The request has ended (trailers, or headers with ``end_stream``)."""
