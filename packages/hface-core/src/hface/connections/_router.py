@@ -25,7 +25,7 @@ queue, and are routed to streams if the connection turns to them.
 
 Credit for unread data. An event for a stream nobody holds (closed, or
 never opened) is dropped, and its data acknowledged at once; so is what a
-stream's observer (:meth:`EventQueue.observe`) turns away. A stream closed
+stream's observer (:meth:`StreamRouter.observe`) turns away. A stream closed
 with data still queued acknowledges that data. Received data otherwise is
 acknowledged as it is taken (``auto_acknowledge``), or by the consumer.
 HTTP/1.1, which has no windows, stops reading while more than
