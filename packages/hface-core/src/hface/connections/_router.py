@@ -482,8 +482,12 @@ class StreamRouter(Generic[S]):
                 if self._protocol.has_expired():
                     await anyio.lowlevel.checkpoint_if_cancelled()
                     return None
+                # While the clock runs with this timeout or a shorter one, the
+                # time has not come (the clock would have woken us and ended):
+                # no need to read the time on every call.
                 if (
                     idle_timeout is not None
+                    and (not self._clock_running or idle_timeout < self._idle_timeout)
                     and anyio.current_time() >= self.idle_since + idle_timeout
                 ):
                     raise TimeoutError(f"no stream for {idle_timeout:g} s")

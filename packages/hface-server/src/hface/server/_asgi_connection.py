@@ -142,10 +142,10 @@ class _ConnectionHandler:
                 worker.scope = scope
                 while not self._closing:  # (a worker started as they were being stopped)
                     self._accepting += 1
+                    # The idle rule: header_read before the first request, keep_alive after.
+                    limit = settings.keep_alive if self._served else settings.header_read
                     try:
-                        stream = await connection.accept_stream(
-                            idle_timeout=settings.idle_timeout(self._served)
-                        )
+                        stream = await connection.accept_stream(idle_timeout=limit)
                     except TimeoutError:
                         self._close_idle()
                         stream = None
