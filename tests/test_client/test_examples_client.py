@@ -25,6 +25,7 @@ from typing import Final
 import pytest
 
 from hface.server.examples.hello import GREETING
+from tests.helpers.network import wait_until_port_is_free
 
 EXAMPLES: Final = Path(__file__).resolve().parents[2] / "examples"
 
@@ -68,19 +69,6 @@ def _python(script: str) -> list[str]:
     return [sys.executable, path]
 
 
-def _port_is_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            if kind == socket.SOCK_STREAM:
-                # As the servers do: connections in TIME-WAIT do not block the port.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def _accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -94,11 +82,8 @@ def example_server(script: str, port: int, workdir: Path) -> Iterator[Path]:
     """Run ``script`` in ``workdir`` until it accepts on ``port``; yield its log; kill it after."""
     if not (EXAMPLES / script).exists():
         pytest.skip(f"examples/{script} does not exist yet")
+    wait_until_port_is_free(port, timeout=STARTUP_TIMEOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _port_is_free(port):  # a previous run may still be closing its sockets
-        if time.monotonic() > deadline:
-            pytest.fail(f"port {port}, which the examples use, is taken by another process")
-        time.sleep(0.1)
     log_file = workdir / f"{script}.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
