@@ -26,8 +26,9 @@ the others for private access.
   the datagram size becomes the smaller of ``largest_datagram_size`` and
   the peer's limit, congestion control and pacing following.
 - :class:`AioquicH3Connection` is aioquic's ``H3Connection`` told which
-  responses carry no content, enforcing what aioquic 1.7 lets through, and
-  advertising hface's QPACK and field section limits (see its docstring).
+  responses carry no content, enforcing what aioquic 1.7 lets through,
+  advertising hface's QPACK and field section limits, and keeping a
+  malformed message to its stream (see its docstring).
 
 The import fails with :class:`ImportError` unless the installed aioquic is a
 release these overrides were verified on (:data:`VERIFIED_AIOQUIC`).
@@ -352,6 +353,21 @@ def field_section_size(headers: list[tuple[bytes, bytes]]) -> int:
     return sum(len(name) + len(value) for name, value in headers) + 32 * len(headers)
 
 
+class _MessageAborted(Exception):
+    """Unwinds aioquic's parsing of a stream whose message is malformed (internal)."""
+
+
+class MessageErrorReport(NamedTuple):
+    """A malformed message (RFC 9114 §4.1.2), for the protocol to reset its stream."""
+
+    stream_id: int
+    """The request stream."""
+    reason: str
+    """What was wrong, for people."""
+    receiving_ended: bool
+    """True if the peer has sent all of the stream already (nothing to stop)."""
+
+
 class AioquicH3Connection(H3Connection):
     """aioquic's ``H3Connection``, told which responses carry no content, and stricter.
 
@@ -372,9 +388,23 @@ class AioquicH3Connection(H3Connection):
     keeps the header sections (decoded whole, so that the QPACK state
     stays in step) that exceed it, for :meth:`take_oversized`: the
     protocol then answers or discards the message (RFC 9114 §4.2.2).
-    This overrides five private methods (``_init_connection``,
+
+    A malformed message (RFC 9114 §4.1.2: bad pseudo-headers or field
+    names, connection-specific fields, a ``content-length`` that the DATA
+    contradicts, ...) is a stream error, not the connection error aioquic
+    makes of every ``MessageError``: the stream's parsing stops there (its
+    events not yet returned are dropped with it), the QPACK decoder abandons
+    the stream (a Stream Cancellation, RFC 9204 §4.4.2), what the peer still
+    sends on it is dropped until it ends or resets the stream, and
+    :meth:`take_message_errors` reports it for the protocol to reset the
+    stream with H3_MESSAGE_ERROR. Frames in the wrong place stay connection
+    errors (H3_FRAME_UNEXPECTED, RFC 9114 §4.1), as do QPACK errors.
+
+    This overrides nine private methods (``_init_connection``,
     ``_get_local_settings``, ``_decode_headers``, ``_check_content_length``,
-    ``_receive_stream_data_uni``) of aioquic 1.7.
+    ``_receive_stream_data_uni``, ``_receive_request_or_push_data``,
+    ``_handle_request_or_push_frame``, ``_handle_request_or_push_end``,
+    ``_receive_stream_reset``) of aioquic 1.7.
     """
 
     def __init__(
@@ -389,6 +419,11 @@ class AioquicH3Connection(H3Connection):
         self._max_field_section_size = max_field_section_size
         # Header sections over the limit, per stream, until their events are handled.
         self._oversized: dict[int, list[list[tuple[bytes, bytes]]]] = {}
+        # Streams whose message was malformed and that the peer has not
+        # ended yet: what still arrives on them is dropped.
+        self._discarding: set[int] = set()
+        # Malformed messages not yet taken by the protocol.
+        self._message_errors: list[MessageErrorReport] = []
         super().__init__(quic)
         self._no_content: weakref.WeakSet[H3Stream] = weakref.WeakSet()
 
@@ -424,6 +459,13 @@ class AioquicH3Connection(H3Connection):
                     del self._oversized[stream_id]
                 return True
         return False
+
+    def take_message_errors(self) -> list[MessageErrorReport]:
+        """The malformed messages found since the last call (usually none)."""
+        errors = self._message_errors
+        if errors:
+            self._message_errors = []
+        return errors
 
     def expect_no_content(self, stream_id: int) -> None:
         """The response on ``stream_id`` will have no content (a HEAD request's)."""
@@ -479,6 +521,66 @@ class AioquicH3Connection(H3Connection):
     def _check_content_length(self, stream: H3Stream) -> None:
         if stream not in self._no_content:
             super()._check_content_length(stream)
+
+    # --- overrides: a malformed message is a stream error -----------------------
+
+    def _receive_request_or_push_data(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[h3_events.H3Event]:
+        if stream.stream_id in self._discarding:
+            if stream_ended:
+                self._discarding.discard(stream.stream_id)
+                stream.receiving_ended = True  # aioquic may forget the stream
+            return []
+        try:
+            return super()._receive_request_or_push_data(stream, data, stream_ended)
+        except _MessageAborted:
+            return []
+
+    def _handle_request_or_push_frame(
+        self, frame_type: int, frame_data: bytes | None, stream: H3Stream, stream_ended: bool
+    ) -> list[h3_events.H3Event]:
+        if stream.stream_id in self._discarding:
+            return []
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended
+            )
+        except MessageError as exc:
+            self._message_error(stream, exc)
+            if frame_data is None:
+                # A header section the encoder stream unblocked: aioquic goes
+                # on with the other streams it unblocked.
+                return []
+            raise _MessageAborted from exc
+
+    def _handle_request_or_push_end(self, stream: H3Stream) -> list[h3_events.H3Event]:
+        try:
+            return super()._handle_request_or_push_end(stream)
+        except MessageError as exc:
+            self._message_error(stream, exc)
+            raise _MessageAborted from exc
+
+    def _receive_stream_reset(self, stream_id: int) -> None:
+        self._discarding.discard(stream_id)
+        super()._receive_stream_reset(stream_id)
+
+    def _message_error(self, stream: H3Stream, exc: MessageError) -> None:
+        """Stop reading a stream whose message is malformed, and report it."""
+        stream_id = stream.stream_id
+        self._oversized.pop(stream_id, None)
+        stream.buffer = b""
+        stream.frame_type = stream.frame_size = None
+        stream.sending_ended = True  # the protocol resets our side
+        if not stream.receiving_ended:
+            self._discarding.add(stream_id)
+        self._message_errors.append(
+            MessageErrorReport(stream_id, exc.reason_phrase, stream.receiving_ended)
+        )
+        # RFC 9204 §4.4.2: the stream's field sections will not be decoded.
+        decoder_stream_id = self._local_decoder_stream_id
+        assert decoder_stream_id is not None  # opened when the connection was made
+        self._quic.send_stream_data(decoder_stream_id, self._decoder.cancel_stream(stream_id))
 
 
 def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:

@@ -242,6 +242,8 @@ class _HTTP3Protocol(HTTP3Streams):
                 continue
             for h3_event in h3.handle_event(event):
                 self._on_h3_event(h3_event)
+            for report in h3.take_message_errors():
+                self._on_message_error(report)
         self._check_closed()
 
 
