@@ -25,8 +25,10 @@ import pytest
 import trustme
 
 from hface.cli._main import LIMIT_DEFAULTS, apply_limit_options, build_parser
+from hface.cli._options import QUIC_RETRY_CHOICES, QUIC_RETRY_DEFAULT
 from hface.client import Client, ClientProtocol, Request
 from hface.common import ClientTLSConfig
+from hface.networking import QUICHandshakeLimits, QUICRetry
 from hface.server import ASGIServer, ServerLimits, ServerTimeouts
 from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port, udp_port_is_bound
@@ -377,6 +379,24 @@ def test_limit_option_defaults_are_the_servers() -> None:
     assert {
         name: "none" if value is None else f"{value:g}" for name, value in actual.items()
     } == LIMIT_DEFAULTS
+
+
+def test_quic_retry_choices_are_the_networking_layers() -> None:
+    """``--quic-retry`` offers QUICRetry's values; its default is QUICHandshakeLimits'."""
+    assert tuple(retry.value for retry in QUICRetry) == QUIC_RETRY_CHOICES
+    assert QUICHandshakeLimits().retry.value == QUIC_RETRY_DEFAULT
+    server = ASGIServer(_no_app)
+    apply_limit_options(server, build_parser().parse_args(["server"]))
+    assert server.quic_handshake_limits == QUICHandshakeLimits()
+
+
+@pytest.mark.parametrize("command", ["server", "proxy"])
+@pytest.mark.parametrize("retry", list(QUICRetry), ids=lambda retry: retry.value)
+def test_quic_retry_option_sets_the_handshake_limits(command: str, retry: QUICRetry) -> None:
+    server = ASGIServer(_no_app)
+    args = build_parser().parse_args([command, "--quic-retry", retry.value])
+    apply_limit_options(server, args)
+    assert server.quic_handshake_limits == QUICHandshakeLimits(retry=retry)
 
 
 @pytest.mark.parametrize(

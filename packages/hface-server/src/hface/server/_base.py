@@ -9,9 +9,10 @@ stop accepting, ask every connection to finish (GOAWAY, or
 for the streams in flight, and only then cancel what is left.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
-applied here where they concern whole connections: the TLS handshake
-(by the listener), the number of connections (:meth:`BaseServer._handle`)
-and the time a connection may wait for a request (:meth:`BaseServer._idle_timeout`,
+applied here where they concern whole connections: the TLS handshake (by
+the listener, and on QUIC :attr:`BaseServer.quic_handshake_limits` too),
+the number of connections (:meth:`BaseServer._handle`) and the time a
+connection may wait for a request (:meth:`BaseServer._idle_timeout`,
 which the handlers of the subclasses apply); the protocol limits by the
 factories the server makes from them (:meth:`BaseServer._limited_factories`);
 the rest per request, by the subclasses.
@@ -39,7 +40,7 @@ from hface.connections import (
 )
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, HeadersReceived
-from hface.networking import SystemNetworking
+from hface.networking import QUICHandshakeLimits, SystemNetworking
 from hface.protocols import (
     ALPNHTTPFactory,
     HTTPOverQUICServerFactory,
@@ -101,6 +102,10 @@ class BaseServer(ABC):
     limits: ServerLimits
     #: How long the server waits for clients (handshake, headers, body, writes).
     timeouts: ServerTimeouts
+    #: What HTTP/3 allows of QUIC handshakes not yet complete: when new
+    #: clients must prove their address with a Retry, and how many may be
+    #: half-open (a flood of spoofed Initials; see the class for the defaults).
+    quic_handshake_limits: QUICHandshakeLimits
     #: Stop gracefully on SIGINT and SIGTERM (when run in the main thread).
     handle_signals: bool
 
@@ -118,6 +123,7 @@ class BaseServer(ABC):
         self._serving_factories: _Factories | None = None  # set as listening begins
         self.limits = ServerLimits()
         self.timeouts = ServerTimeouts()
+        self.quic_handshake_limits = QUICHandshakeLimits()
         self.handle_signals = True
         self._connections: set[HTTPConnection] = set()
         self._all_closed: anyio.Event | None = None  # made when shutting down
@@ -346,6 +352,7 @@ class BaseServer(ABC):
                         http3,
                         local_address=address,
                         tls_config=self.tls_config,
+                        handshake_limits=self.quic_handshake_limits,
                         handshake_timeout=self.timeouts.tls_handshake,
                         **self._connection_options(),
                     )

@@ -24,7 +24,9 @@ the others for private access.
   aioquic parses and ignores: once the peer's parameters arrive (a server
   reads them in the ClientHello, a client in the server's first flight)
   the datagram size becomes the smaller of ``largest_datagram_size`` and
-  the peer's limit, congestion control and pacing following.
+  the peer's limit, congestion control and pacing following. Its log
+  lines at INFO (protocol version, ALPN, close) go out at DEBUG: a server
+  must not write lines per connection, least of all per half-open one.
 - :class:`AioquicH3Connection` is aioquic's ``H3Connection`` told which
   responses carry no content, enforcing what aioquic 1.7 lets through,
   advertising hface's QPACK and field section limits, and keeping a
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import aioquic
 import pylsqpack
@@ -59,7 +61,12 @@ from aioquic.h3.connection import (
 )
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
-from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionState
+from aioquic.quic.connection import (
+    Limit,
+    QuicConnection,
+    QuicConnectionAdapter,
+    QuicConnectionState,
+)
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -112,6 +119,13 @@ def has_data_to_send(stream: QuicStream) -> bool:
     return len(sender._pending) > 0 or sender._pending_eof
 
 
+class _QuietLogger(QuicConnectionAdapter):
+    """aioquic's connection log with its INFO lines (a few per connection) at DEBUG."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
 class AioquicConnection(QuicConnection):
     """aioquic's ``QuicConnection`` with the internals hface needs behind methods.
 
@@ -137,6 +151,7 @@ class AioquicConnection(QuicConnection):
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )
+        self._logger = _QuietLogger(self._logger.logger, self._logger.extra)
         self._hface_largest_datagram_size = largest_datagram_size or self._max_datagram_size
         # RFC 9000 §4.6: the initial number of streams the peer may open.
         self._local_max_streams_bidi.value = max_concurrent_streams
@@ -358,14 +373,12 @@ class _MessageAborted(Exception):
 
 
 class MessageErrorReport(NamedTuple):
-    """A malformed message (RFC 9114 §4.1.2), for the protocol to reset its stream."""
+    """A malformed message (RFC 9114 §4.1.2): its stream, why (for people), and
+    whether the peer has sent all of the stream already (nothing to stop)."""
 
     stream_id: int
-    """The request stream."""
     reason: str
-    """What was wrong, for people."""
     receiving_ended: bool
-    """True if the peer has sent all of the stream already (nothing to stop)."""
 
 
 class AioquicH3Connection(H3Connection):
@@ -389,22 +402,16 @@ class AioquicH3Connection(H3Connection):
     stays in step) that exceed it, for :meth:`take_oversized`: the
     protocol then answers or discards the message (RFC 9114 §4.2.2).
 
-    A malformed message (RFC 9114 §4.1.2: bad pseudo-headers or field
-    names, connection-specific fields, a ``content-length`` that the DATA
-    contradicts, ...) is a stream error, not the connection error aioquic
-    makes of every ``MessageError``: the stream's parsing stops there (its
-    events not yet returned are dropped with it), the QPACK decoder abandons
-    the stream (a Stream Cancellation, RFC 9204 §4.4.2), what the peer still
-    sends on it is dropped until it ends or resets the stream, and
-    :meth:`take_message_errors` reports it for the protocol to reset the
-    stream with H3_MESSAGE_ERROR. Frames in the wrong place stay connection
-    errors (H3_FRAME_UNEXPECTED, RFC 9114 §4.1), as do QPACK errors.
-
-    This overrides nine private methods (``_init_connection``,
+    A malformed message (RFC 9114 §4.1.2) is a stream error, not the
+    connection error aioquic makes of every ``MessageError``: the stream's
+    parsing stops (with its events not returned yet), the QPACK decoder
+    abandons it (Stream Cancellation, RFC 9204 §4.4.2), what the peer still
+    sends on it is dropped until it ends or resets it, and
+    :meth:`take_message_errors` reports it to the protocol, which resets it.
+    This overrides nine private methods of aioquic 1.7: ``_init_connection``,
     ``_get_local_settings``, ``_decode_headers``, ``_check_content_length``,
-    ``_receive_stream_data_uni``, ``_receive_request_or_push_data``,
-    ``_handle_request_or_push_frame``, ``_handle_request_or_push_end``,
-    ``_receive_stream_reset``) of aioquic 1.7.
+    ``_receive_stream_data_uni``, ``_receive_stream_reset`` and the three
+    ``_*request_or_push*`` methods that read request streams.
     """
 
     def __init__(
@@ -419,10 +426,9 @@ class AioquicH3Connection(H3Connection):
         self._max_field_section_size = max_field_section_size
         # Header sections over the limit, per stream, until their events are handled.
         self._oversized: dict[int, list[list[tuple[bytes, bytes]]]] = {}
-        # Streams whose message was malformed and that the peer has not
-        # ended yet: what still arrives on them is dropped.
+        # Streams of malformed messages, until the peer ends them (dropping
+        # what arrives), and the reports the protocol has not taken yet.
         self._discarding: set[int] = set()
-        # Malformed messages not yet taken by the protocol.
         self._message_errors: list[MessageErrorReport] = []
         super().__init__(quic)
         self._no_content: weakref.WeakSet[H3Stream] = weakref.WeakSet()
@@ -548,9 +554,7 @@ class AioquicH3Connection(H3Connection):
             )
         except MessageError as exc:
             self._message_error(stream, exc)
-            if frame_data is None:
-                # A header section the encoder stream unblocked: aioquic goes
-                # on with the other streams it unblocked.
+            if frame_data is None:  # unblocked by the encoder stream: on to the next one
                 return []
             raise _MessageAborted from exc
 
@@ -574,9 +578,8 @@ class AioquicH3Connection(H3Connection):
         stream.sending_ended = True  # the protocol resets our side
         if not stream.receiving_ended:
             self._discarding.add(stream_id)
-        self._message_errors.append(
-            MessageErrorReport(stream_id, exc.reason_phrase, stream.receiving_ended)
-        )
+        report = MessageErrorReport(stream_id, exc.reason_phrase, stream.receiving_ended)
+        self._message_errors.append(report)
         # RFC 9204 §4.4.2: the stream's field sections will not be decoded.
         decoder_stream_id = self._local_decoder_stream_id
         assert decoder_stream_id is not None  # opened when the connection was made
