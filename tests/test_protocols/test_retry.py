@@ -60,7 +60,7 @@ def _retry(client: QuicConnection, info: QUICPacketInfo, tokens: RetryTokens) ->
 
 
 def test_a_client_follows_the_retry_with_the_token() -> None:
-    tokens = RetryTokens()
+    tokens = RetryTokens(lifetime=10.0)
     client, _, first = _client()
     second = sniff_quic_packet(_retry(client, first, tokens), connection_id_length=8)
     assert second.is_initial
@@ -78,7 +78,7 @@ def test_a_client_follows_the_retry_with_the_token() -> None:
 def test_a_retry_with_a_bad_integrity_tag_is_ignored() -> None:
     """The harness itself: aioquic checks the tag, so the test above means something."""
     client, _, info = _client()
-    token = RetryTokens().issue(
+    token = RetryTokens(lifetime=10.0).issue(
         address=CLIENT_ADDRESS,
         original_destination_connection_id=info.destination_connection_id,
         retry_source_connection_id=b"\x01" * 8,
@@ -95,7 +95,7 @@ def test_a_retry_with_a_bad_integrity_tag_is_ignored() -> None:
 
 def test_the_server_echoes_both_connection_ids_after_a_retry() -> None:
     """RFC 9000 §7.3: the handshake completes only if the server says what the Retry was."""
-    tokens = RetryTokens()
+    tokens = RetryTokens(lifetime=10.0)
     client, _, first = _client()
     second = _retry(client, first, tokens)
     info = sniff_quic_packet(second, connection_id_length=8)
@@ -158,7 +158,7 @@ def test_a_token_is_valid_only_where_and_when_it_was_meant(
 
 @pytest.mark.parametrize("where", [0, 1, 9, 12, -1])
 def test_a_tampered_token_is_refused(where: int) -> None:
-    tokens = RetryTokens()
+    tokens = RetryTokens(lifetime=10.0)
     token = bytearray(_token(tokens))
     token[where] ^= 0x40
     assert (
@@ -170,10 +170,10 @@ def test_a_tampered_token_is_refused(where: int) -> None:
 
 
 def test_a_token_of_another_key_is_refused_though_well_formed() -> None:
-    forged = _token(RetryTokens())
+    forged = _token(RetryTokens(lifetime=10.0))
     assert RetryTokens.is_retry_token(forged)
     assert (
-        RetryTokens().validate(
+        RetryTokens(lifetime=10.0).validate(
             forged, address=CLIENT_ADDRESS, destination_connection_id=b"\x07" * 8, now=NOW
         )
         is None
@@ -182,8 +182,8 @@ def test_a_token_of_another_key_is_refused_though_well_formed() -> None:
 
 def test_servers_sharing_a_key_accept_each_others_tokens() -> None:
     key = os.urandom(32)
-    token = _token(RetryTokens(key=key))
-    original = RetryTokens(key=key).validate(
+    token = _token(RetryTokens(lifetime=10.0, key=key))
+    original = RetryTokens(lifetime=10.0, key=key).validate(
         token, address=CLIENT_ADDRESS, destination_connection_id=b"\x07" * 8, now=NOW
     )
     assert original == b"\x05" * 8
@@ -199,7 +199,7 @@ def test_tokens_of_other_formats_are_not_retry_tokens(token: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"lifetime": 0}, "lifetime"), ({"key": b"short"}, "16 bytes")],
+    [({"lifetime": 0}, "lifetime"), ({"lifetime": 1, "key": b"short"}, "16 bytes")],
 )
 def test_bad_token_options_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -216,7 +216,8 @@ def test_the_retry_must_give_a_new_connection_id() -> None:
 def test_an_invalid_token_closes_the_attempt_with_invalid_token() -> None:
     """RFC 9000 §8.1.2: an Initial the client can decrypt, closing with INVALID_TOKEN."""
     client, _, first = _client()
-    second = sniff_quic_packet(_retry(client, first, RetryTokens()), connection_id_length=8)
+    again = _retry(client, first, RetryTokens(lifetime=10.0))
+    second = sniff_quic_packet(again, connection_id_length=8)
     close = build_invalid_token_close(second)
     assert len(close) < 1200  # not padded: smaller than the client's Initial
     client.receive_datagram(close, SERVER_ADDRESS, now=0.2)

@@ -6,9 +6,8 @@ protocols; :func:`sniff_quic_packet`, :func:`build_version_negotiation_packet`,
 :func:`build_invalid_token_close` help the networking layer route and
 answer datagrams before a connection exists. See :mod:`._protocol` for the
 theory of operation, :mod:`._quic` for flow control and :mod:`._retry` for
-address validation. Every use of aioquic's
-internals is in :mod:`._aioquic`, which refuses to import with an aioquic
-release it was not verified on (1.7).
+address validation. Every use of aioquic's internals is in :mod:`._aioquic`,
+which refuses to import with an aioquic release it was not verified on (1.7).
 """
 
 from ._factories import HTTP3ClientFactory as HTTP3ClientFactory
@@ -19,14 +18,12 @@ from ._packets import build_version_negotiation_packet as build_version_negotiat
 from ._packets import sniff_quic_packet as sniff_quic_packet
 from ._protocol import HTTP3ClientProtocol as HTTP3ClientProtocol
 from ._protocol import HTTP3ServerProtocol as HTTP3ServerProtocol
-from ._retry import DEFAULT_RETRY_TOKEN_LIFETIME as DEFAULT_RETRY_TOKEN_LIFETIME
 from ._retry import RetryTokens as RetryTokens
 from ._retry import build_invalid_token_close as build_invalid_token_close
 from ._retry import build_retry_packet as build_retry_packet
 from ._settings import HTTP3Settings as HTTP3Settings
 
 __all__ = (
-    "DEFAULT_RETRY_TOKEN_LIFETIME",
     "HTTP3ClientFactory",
     "HTTP3ClientProtocol",
     "HTTP3ServerFactory",

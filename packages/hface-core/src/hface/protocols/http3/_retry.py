@@ -65,9 +65,6 @@ from hface.common import AddressType
 
 from ._packets import QUICPacketInfo
 
-#: Seconds a Retry token is valid by default: a client returns it after one round trip.
-DEFAULT_RETRY_TOKEN_LIFETIME: Final = 10.0
-
 #: The first byte of hface's Retry tokens (a format version).
 _MARKER: Final = 0xA7
 _TAG_SIZE: Final = 16
@@ -89,16 +86,15 @@ def _address_bytes(address: AddressType) -> bytes:
 class RetryTokens:
     """Issues and validates the tokens of Retry packets (see the module's docstring).
 
-    :param lifetime: seconds a token is valid after it was issued.
+    :param lifetime: seconds a token is valid after it was issued (a client
+        returns it after one round trip).
     :param key: the secret the tokens are signed with, at least 16 bytes;
         servers that must accept each other's tokens share it (and a clock).
         By default a random key made now: only this object accepts its tokens.
     :raises ValueError: if ``lifetime`` is not positive or ``key`` too short.
     """
 
-    def __init__(
-        self, *, lifetime: float = DEFAULT_RETRY_TOKEN_LIFETIME, key: bytes | None = None
-    ) -> None:
+    def __init__(self, *, lifetime: float, key: bytes | None = None) -> None:
         if not lifetime > 0:
             raise ValueError(f"a Retry token lifetime must be positive, not {lifetime!r}")
         if key is not None and len(key) < 16:
