@@ -32,6 +32,7 @@ from hface.networking import QUICHandshakeLimits, QUICRetry
 from hface.server import ASGIServer, ServerLimits, ServerTimeouts
 from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port, udp_port_is_bound
+from tests.helpers.quic_flood import make_initials
 
 #: Seconds ``hface`` may take to start listening.
 STARTUP_TIMEOUT = 20.0
@@ -241,6 +242,31 @@ def test_protocol_chooses_the_sockets_and_versions(
         else:
             status, version, body = fetch_http3(port, tls_files.ca_file)
             assert (status, version, body) == (200, "3", b"Hello from hface! (HTTP/3)\n")
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("retry", ["always", "auto"])
+def test_quic_retry_reaches_the_quic_listener(
+    retry: str, tmp_path: Path, env: dict[str, str], tls_files: TLSFiles
+) -> None:
+    """``--quic-retry always`` answers a new client's Initial with a Retry; ``auto`` does not.
+
+    (Below the threshold: ``auto`` answers with the server's handshake.)
+    The good client follows the Retry.
+    """
+    port = free_port()
+    args = ["server", "--cert", tls_files.server_cert_file, "--key", tls_files.server_key_file]
+    args += ["--protocol", "http3", f"https://127.0.0.1:{port}", "--quic-retry", retry]
+    with hface_process(args, env=env, port=port, log_file=tmp_path / "log", udp=True) as server:
+        [initial] = make_initials(1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(10)
+            udp.sendto(initial, ("127.0.0.1", port))
+            answer = udp.recv(65536)
+        kind = ("initial", "0-rtt", "handshake", "retry")[(answer[0] & 0x30) >> 4]
+        assert kind == ("retry" if retry == "always" else "initial")
+        status, version, _ = fetch_http3(port, tls_files.ca_file)
+        assert (status, version) == (200, "3")
         assert server.stop() == 0
 
 
