@@ -1,8 +1,10 @@
 """Starting and stopping the servers under test, pinned to core 0.
 
 Every server serves ``bench.app:app`` (the same ASGI application) on
-127.0.0.1, one process (no worker pool where the server allows it), with
-access logs off and the asyncio event loop where there is a choice.
+127.0.0.1, one process (no worker pool where the server allows it), at
+the settings its own documentation gives for a benchmark (see
+:meth:`ServerKind.argv`): access logs off, keep-alive unlimited, and the
+same event loop for all (uvloop by default, or asyncio).
 Processes start in their own session so that stopping one also stops any
 worker it spawned; :func:`launch` stops them when its block ends, also on
 an error or Ctrl-C.
@@ -38,6 +40,10 @@ STARTUP_TIMEOUT: Final = 20.0
 STOP_TIMEOUT: Final = 5.0
 
 APP: Final = "bench.app:app"
+#: hypercorn's settings that have no command-line option (see the file).
+HYPERCORN_CONFIG: Final = ROOT / "bench" / "hypercorn.toml"
+#: The event loops every server can run on; the first is the default.
+LOOPS: Final = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,32 +105,44 @@ class ServerKind:
     #: Whether it serves HTTP/1.1 in cleartext.
     cleartext: bool = True
 
-    def argv(self, *, port: int, tls: bool, certs: Certificates) -> list[str]:
-        """The command that serves ``bench.app:app`` on 127.0.0.1:``port``."""
+    def argv(self, *, port: int, tls: bool, certs: Certificates, loop: str) -> list[str]:
+        """The command that serves ``bench.app:app`` on 127.0.0.1:``port``.
+
+        Each server at the settings its own documentation gives for a
+        benchmark (bench/README.md, "The servers' settings", cites them):
+        one process, no access log, connections kept open for as many
+        requests as the client sends, and the event loop ``loop``
+        (``uvloop`` or ``asyncio``) for every one of them.
+        """
         host = f"127.0.0.1:{port}"
         if self.name.startswith("hface"):
             scheme = "https" if tls else "http"
             argv = [str(BIN / "hface"), "server", APP, f"{scheme}://{host}"]
-            argv += ["--no-access-log", "--log-level", "warning"]
+            argv += ["--no-access-log", "--log-level", "warning", "--backend", loop]
             # "hface" is h11; "hface (httptools)" the faster HTTP/1.1 server.
             argv += ["--http1", "httptools" if "httptools" in self.name else "h11"]
             return argv + (["--cert", certs.certfile, "--key", certs.keyfile] if tls else [])
         if self.name == "hypercorn":
-            argv = [str(BIN / "hypercorn"), APP, "--workers", "0", "--log-level", "warning"]
+            # The configuration file lifts keep_alive_max_requests (1,000 by default).
+            argv = [str(BIN / "hypercorn"), APP, "--config", str(HYPERCORN_CONFIG)]
+            argv += ["--workers", "0", "--worker-class", loop, "--log-level", "warning"]
             if not tls:
                 return [*argv, "--bind", host]
             tls_args = ["--certfile", certs.certfile, "--keyfile", certs.keyfile]
             return [*argv, "--bind", host, "--quic-bind", host, *tls_args]
         if self.name.startswith("uvicorn"):
             argv = [str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port)]
-            argv += ["--http", self.name.split("-")[1], "--loop", "asyncio", "--lifespan", "on"]
+            argv += ["--http", self.name.split("-")[1], "--loop", loop, "--lifespan", "on"]
             argv += ["--no-access-log", "--log-level", "warning"]
             tls_args = ["--ssl-certfile", certs.certfile, "--ssl-keyfile", certs.keyfile]
             return argv + (tls_args if tls else [])
         if self.name == "granian":
+            # The options of granian's own benchmarks (benchmarks/benchmarks.py there).
             argv = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1"]
-            argv += ["--port", str(port), "--workers", "1", "--no-access-log"]
-            argv += ["--log-level", "warning", "--http", "auto" if tls else "1"]
+            argv += ["--port", str(port), "--workers", "1", "--runtime-threads", "1"]
+            argv += ["--runtime-mode", "auto", "--loop", loop, "--task-impl", "asyncio"]
+            argv += ["--no-ws", "--backlog", "2048", "--no-access-log", "--log-level", "warning"]
+            argv += ["--http", "auto" if tls else "1"]
             tls_args = ["--ssl-certificate", certs.certfile, "--ssl-keyfile", certs.keyfile]
             return [*argv, *(tls_args if tls else []), APP]
         raise ValueError(f"unknown server {self.name!r}")
@@ -231,11 +249,13 @@ def _udp_bound(port: int) -> bool:
 
 
 @contextmanager
-def launch(kind: ServerKind, *, tls: bool, certs: Certificates, logs: Path) -> Iterator[Running]:
-    """Start ``kind`` serving the benchmark app; stop it when the block ends."""
+def launch(
+    kind: ServerKind, *, tls: bool, certs: Certificates, logs: Path, loop: str = LOOPS[0]
+) -> Iterator[Running]:
+    """Start ``kind`` serving the benchmark app on ``loop``; stop it when the block ends."""
     port = free_port()
     log_file = logs / f"{kind.name}-{'tls' if tls else 'clear'}.log"
-    argv = kind.argv(port=port, tls=tls, certs=certs)
+    argv = kind.argv(port=port, tls=tls, certs=certs, loop=loop)
     with start_process(argv, log_file=log_file) as process:
         udp = tls and "3" in kind.tls_versions
         wait_until_listening(process, port, udp=udp, log_file=log_file)

@@ -1,7 +1,13 @@
-"""Running the load generators (wrk, h2load, bench/loadgen.py) on core 1 and reading their output.
+"""Running the load generators on core 1 and reading their output.
 
-Each returns a :class:`Measure`. Every run has a time limit; a tool that
-overruns it is killed and the cell reports the failure.
+wrk (HTTP/1.1), h2load (HTTP/2), bench/h3load.py (HTTP/3 on aioquic alone)
+and bench/loadgen.py (hface's client, any version). Each returns a
+:class:`Measure` with the measured window (``time.monotonic()``) so that
+the server's CPU time can be read over that window only (see
+:mod:`_cpu`): h3load and loadgen report theirs; for wrk and h2load it is
+the last ``duration`` seconds before they exit (both stop the moment it
+ends). Every run has a time limit; a tool that overruns it is killed and
+the cell reports the failure.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +57,12 @@ class Measure:
     errors: int = 0
     #: A remark for the table (e.g. that the load generator saturated).
     note: str = ""
-    #: The server's CPU time / wall time during the run (NaN where not measured).
+    #: The server's CPU time / the window's wall time (NaN where not measured).
     server_cpu: float = math.nan
+    #: The server's CPU seconds per request, or per MB for MB/s figures (NaN: not measured).
+    server_cpu_per_unit: float = math.nan
+    #: The measured window, ``time.monotonic()`` at its start and end (None: unknown).
+    window: tuple[float, float] | None = None
 
 
 def median_of(measures: Sequence[Measure]) -> Measure:
@@ -64,12 +75,19 @@ def median_of(measures: Sequence[Measure]) -> Measure:
         errors=sum(m.errors for m in measures),
         note=next((m.note for m in measures if m.note), ""),
         server_cpu=statistics.median(m.server_cpu for m in measures),
+        server_cpu_per_unit=statistics.median(m.server_cpu_per_unit for m in measures),
     )
 
 
 def repeat(runs: int, measure: Callable[[], Measure]) -> Measure:
     """Measure ``runs`` times; the median."""
     return median_of([measure() for _ in range(runs)])
+
+
+def _window_ending_now(seconds: float) -> tuple[float, float]:
+    """The last ``seconds`` before now, for a tool that just exited at the end of its run."""
+    end = time.monotonic()
+    return (end - seconds, end)
 
 
 def run_tool(argv: Sequence[str], *, time_limit: float) -> str:
@@ -107,6 +125,7 @@ def wrk(url: str, *, connections: int, duration: float) -> Measure:
     seconds = max(1, round(duration))
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     out = run_tool(argv, time_limit=seconds + MARGIN)
+    window = _window_ending_now(seconds)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
@@ -122,6 +141,7 @@ def wrk(url: str, *, connections: int, duration: float) -> Measure:
         p50=_duration(p50[1]),
         p99=_duration(p99[1]),
         errors=errors,
+        window=window,
     )
 
 
@@ -134,10 +154,12 @@ def h2load(
     """
     with tempfile.TemporaryDirectory(prefix="hface-bench-") as directory:
         log = Path(directory) / "h2load.log"
+        seconds = max(1, round(duration))
         argv = ["h2load", "-t1", f"-c{connections}", f"-m{streams}"]
-        argv += [f"-D{max(1, round(duration))}", f"--warm-up-time={max(1, round(warmup))}"]
+        argv += [f"-D{seconds}", f"--warm-up-time={max(1, round(warmup))}"]
         argv += [f"--log-file={log}", url]
         out = run_tool(argv, time_limit=duration + warmup + MARGIN)
+        window = _window_ending_now(seconds)
         latencies = sorted(
             int(line.split()[2]) / 1e6 for line in log.read_text().splitlines() if line.strip()
         )
@@ -153,6 +175,7 @@ def h2load(
         p50=_percentile(latencies, 0.5),
         p99=_percentile(latencies, 0.99),
         errors=errors,
+        window=window,
     )
 
 
@@ -171,25 +194,49 @@ def loadgen(
     argv = [sys.executable, str(ROOT / "bench" / "loadgen.py"), url, "--http", http_version]
     argv += [f"-c{connections}", f"-m{streams}", f"-d{duration}", f"--warmup={warmup}"]
     argv += [f"--processes={processes}", "--cafile", cafile, "--json"]
-    out = run_tool(argv, time_limit=duration + warmup + MARGIN + 10)
+    return _read_load(run_tool(argv, time_limit=duration + warmup + MARGIN + 10), "loadgen")
+
+
+def h3load(
+    url: str,
+    *,
+    connections: int,
+    streams: int,
+    duration: float,
+    cafile: str,
+    warmup: float = 1.0,
+    processes: int = 1,
+    options: Sequence[str] = (),
+) -> Measure:
+    """bench/h3load.py: HTTP/3 on aioquic alone, independent of hface (``options``: more)."""
+    argv = [sys.executable, str(ROOT / "bench" / "h3load.py"), url, *options]
+    argv += [f"-c{connections}", f"-m{streams}", f"-d{duration}", f"--warmup={warmup}"]
+    argv += [f"--processes={processes}", "--cafile", cafile, "--json"]
+    return _read_load(run_tool(argv, time_limit=duration + warmup + MARGIN + 10), "h3load")
+
+
+def _read_load(out: str, name: str) -> Measure:
+    """A :class:`Measure` from the JSON of loadgen.py or h3load.py."""
     data = json.loads(out)
     if not data["requests"]:
-        raise ToolError(f"no request completed in {duration:g} s ({data['errors']} errors)")
+        raise ToolError(f"no request completed ({data['errors']} errors)")
+    start, end = data["window"]
     return Measure(
         rps=float(data["requests_per_second"]),
         mbps=float(data["megabytes_per_second"]),
         p50=float(data["p50"]),
         p99=float(data["p99"]),
         errors=int(data["errors"]),
-        note=_saturation(float(data["cpu_fraction"])),
+        note=_saturation(name, float(data["cpu_fraction"])),
+        window=(float(start), float(end)),
     )
 
 
-def _saturation(cpu_fraction: float) -> str:
+def _saturation(name: str, cpu_fraction: float) -> str:
     """A remark when the load generator itself used (nearly) all of its core."""
     if cpu_fraction < SATURATED:
         return ""
-    return f"loadgen at {cpu_fraction:.0%} CPU: a lower bound"
+    return f"{name} at {cpu_fraction:.0%} CPU: a lower bound"
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:

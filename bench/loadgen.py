@@ -1,12 +1,15 @@
 """An HTTP load generator on hface's connection layer, for HTTP/1.1, HTTP/2 and HTTP/3.
 
-h2load here cannot speak HTTP/3, so this holds ``-c`` connections, each
-with ``-m`` requests in flight (one on HTTP/1.1), for ``-d`` seconds after
-a warm-up, and reports requests/s, body MB/s and latency percentiles.
-Its HTTP/2 figures are checked against h2load's on the same server
-(``hatch run bench:run --only validate``) so that its HTTP/3 ones can be
-trusted. With ``--processes P`` the connections are split over P processes
-(worth it only with a core free for each).
+It holds ``-c`` connections, each with ``-m`` requests in flight (one on
+HTTP/1.1), for ``-d`` seconds after a warm-up, and reports requests/s,
+body MB/s, latency percentiles, its CPU use and the measured window
+(``time.monotonic()``, for the server's CPU time over it). Built on
+hface's client, it also measures how hface's client talks: the HTTP/3
+rows of bench/run.py use h3load.py (aioquic alone) instead, and the
+validate section puts loadgen beside h2load (HTTP/2) and h3load (HTTP/3)
+on the same server (``hatch run bench:run --only validate``). With
+``--processes P`` the connections are split over P processes sharing one
+measured window (worth it only with a core free for each).
 
 Usage (from the repository root)::
 
@@ -23,15 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
 
 import anyio
+from _loadstats import Clock, Result, run_processes
 
 from hface.common import ClientTLSConfig
 from hface.connections import HTTPConnection, HTTPOpener, HTTPOverQUICOpener, HTTPOverTCPOpener
@@ -41,104 +44,14 @@ from hface.protocols.http1 import HTTP1ClientFactory
 from hface.protocols.http2 import HTTP2ClientFactory
 from hface.protocols.http3 import HTTP3ClientFactory
 
-#: Latencies are counted in buckets 2 % wide (log scale, in microseconds).
-BUCKET_BASE: Final = math.log(1.02)
 #: Seconds to connect (TCP and TLS, or the QUIC handshake).
 CONNECT_TIMEOUT: Final = 5.0
 #: Seconds that requests in flight at the deadline get to finish.
 GRACE: Final = 5.0
 #: Seconds past the deadline after which the run is abandoned as hung.
 HARD_LIMIT_MARGIN: Final = 30.0
-
-
-@dataclass
-class Result:
-    """What a run measured; results of several processes merge."""
-
-    #: Requests completed inside the measured window.
-    requests: int = 0
-    #: Requests that failed (reset, connection lost, status >= 400).
-    errors: int = 0
-    #: Response body bytes received inside the measured window.
-    body_bytes: int = 0
-    #: Seconds in the measured window.
-    seconds: float = 0.0
-    #: Connections opened (more than ``-c`` when servers close them).
-    connections: int = 0
-    #: Latency histogram: bucket number → count (see :data:`BUCKET_BASE`).
-    histogram: dict[int, int] = field(default_factory=dict)
-    #: CPU time / wall time of the busiest process: near 1.0, the load
-    #: generator (not the server) was the bottleneck, and the figures are lower bounds.
-    cpu_fraction: float = 0.0
-
-    def record(self, latency: float, body_bytes: int) -> None:
-        """Count one completed request that took ``latency`` seconds."""
-        self.requests += 1
-        self.body_bytes += body_bytes
-        bucket = int(math.log(max(latency * 1e6, 1.0)) / BUCKET_BASE)
-        self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
-
-    @property
-    def requests_per_second(self) -> float:
-        """Completed requests per second."""
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def megabytes_per_second(self) -> float:
-        """Response body MB (10⁶ bytes) per second."""
-        return self.body_bytes / self.seconds / 1e6 if self.seconds else 0.0
-
-    def percentile(self, fraction: float) -> float:
-        """The latency (seconds) below which ``fraction`` of the requests completed."""
-        if not self.requests:
-            return math.nan
-        wanted = fraction * self.requests
-        seen = 0
-        for bucket in sorted(self.histogram):
-            seen += self.histogram[bucket]
-            if seen >= wanted:
-                return math.exp((bucket + 0.5) * BUCKET_BASE) / 1e6
-        return math.nan  # pragma: no cover - the loop always reaches ``requests``
-
-    def merge(self, other: Result) -> None:
-        """Add ``other`` (from a process that ran alongside) to this result."""
-        self.requests += other.requests
-        self.errors += other.errors
-        self.body_bytes += other.body_bytes
-        self.seconds = max(self.seconds, other.seconds)
-        self.connections += other.connections
-        self.cpu_fraction = max(self.cpu_fraction, other.cpu_fraction)
-        for bucket, count in other.histogram.items():
-            self.histogram[bucket] = self.histogram.get(bucket, 0) + count
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the derived figures too."""
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "body_bytes": self.body_bytes,
-            "seconds": self.seconds,
-            "connections": self.connections,
-            "histogram": {str(bucket): count for bucket, count in self.histogram.items()},
-            "cpu_fraction": self.cpu_fraction,
-            "requests_per_second": self.requests_per_second,
-            "megabytes_per_second": self.megabytes_per_second,
-            "p50": self.percentile(0.5),
-            "p99": self.percentile(0.99),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Result:
-        """The inverse of :meth:`to_json`."""
-        return cls(
-            requests=int(data["requests"]),
-            errors=int(data["errors"]),
-            body_bytes=int(data["body_bytes"]),
-            seconds=float(data["seconds"]),
-            connections=int(data["connections"]),
-            histogram={int(bucket): int(count) for bucket, count in data["histogram"].items()},
-            cpu_fraction=float(data["cpu_fraction"]),
-        )
+#: Seconds a copy started by ``--processes`` may take to import and start.
+STARTUP: Final = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,19 +162,17 @@ class LoadGenerator:
         tls_config: ClientTLSConfig,
         connections: int,
         streams: int,
-        duration: float,
-        warmup: float,
+        clock: Clock,
     ) -> None:
         self.target = target
         self.opener = make_opener(target, tls_config)
         self.connections = connections
         # HTTP/1.1 has one exchange at a time per connection (no pipelining).
         self.streams = 1 if target.http_version == "1.1" else streams
-        self.duration = duration
-        self.warmup = warmup
+        self.clock = clock
         self.result = Result()
-        self._measure_from = 0.0
-        self._stop_at = 0.0
+        self._measure_from = clock.measure_from
+        self._stop_at = clock.stop_at
         self._failures: list[str] = []
 
     async def run(self) -> Result:
@@ -269,23 +180,17 @@ class LoadGenerator:
 
         :raises RuntimeError: if no connection could be made at all.
         """
-        now, cpu = time.perf_counter(), time.process_time()
-        self._measure_from = now + self.warmup
-        self._stop_at = self._measure_from + self.duration
-        with anyio.fail_after(self.warmup + self.duration + HARD_LIMIT_MARGIN):
+        with anyio.fail_after(self._stop_at - time.monotonic() + HARD_LIMIT_MARGIN):
             async with anyio.create_task_group() as task_group:
                 for _ in range(self.connections):
                     task_group.start_soon(self._keep_connection)
-        self.result.seconds = self.duration
-        wall = time.perf_counter() - now
-        self.result.cpu_fraction = (time.process_time() - cpu) / wall if wall > 0 else 0.0
         if self.result.connections == 0 and self._failures:
             raise RuntimeError(f"cannot connect: {self._failures[0]}")
-        return self.result
+        return self.clock.finish(self.result)
 
     async def _keep_connection(self) -> None:
         """Open connections one after another until the deadline."""
-        while time.perf_counter() < self._stop_at:
+        while time.monotonic() < self._stop_at:
             try:
                 # The deadline covers connecting and the handshake only.
                 with anyio.CancelScope(deadline=anyio.current_time() + CONNECT_TIMEOUT) as scope:
@@ -311,7 +216,7 @@ class LoadGenerator:
         state = _ConnectionState(connection)
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._dispatch, state)
-            with anyio.move_on_after(self._stop_at - time.perf_counter() + GRACE):
+            with anyio.move_on_after(self._stop_at - time.monotonic() + GRACE):
                 async with anyio.create_task_group() as workers:
                     for _ in range(self.streams):
                         workers.start_soon(self._worker, state)
@@ -343,7 +248,7 @@ class LoadGenerator:
     async def _worker(self, state: _ConnectionState) -> None:
         connection = state.connection
         while not state.dead:
-            now = time.perf_counter()
+            now = time.monotonic()
             if now >= self._stop_at:
                 return
             if not connection.is_available():
@@ -366,7 +271,7 @@ class LoadGenerator:
             finished = time.perf_counter()
             if pending.failed:
                 self.result.errors += 1
-            elif self._measure_from <= finished <= self._stop_at:
+            elif self._measure_from <= time.monotonic() <= self._stop_at:
                 self.result.record(finished - started, pending.body_bytes)
 
 
@@ -386,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-name", help="name for SNI and verification (default: host)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--measure-from", type=float, help=argparse.SUPPRESS)
     return parser
 
 
@@ -396,41 +302,6 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--processes cannot exceed -c (each process needs a connection)")
     if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("-d must be in (0, 3600] and --warmup in [0, 600]")
-
-
-def _run_processes(args: argparse.Namespace, argv: Sequence[str]) -> Result:
-    """Split the connections over ``args.processes`` copies of this script."""
-    base = [arg for arg in argv if not arg.startswith("--processes")]
-    shares = [args.connections // args.processes] * args.processes
-    for index in range(args.connections % args.processes):
-        shares[index] += 1
-    children = [
-        subprocess.Popen(
-            [sys.executable, __file__, *base, "--processes=1", f"-c{share}", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for share in shares
-    ]
-    limit = args.warmup + args.duration + HARD_LIMIT_MARGIN + 10
-    result = Result()
-    problems = []
-    try:
-        for child in children:
-            out, err = child.communicate(timeout=limit)
-            if child.returncode != 0:
-                problems.append(err.strip().splitlines()[-1] if err.strip() else "failed")
-                continue
-            result.merge(Result.from_json(json.loads(out)))
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    if problems:
-        raise RuntimeError(problems[0])
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,15 +317,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     tls_config = ClientTLSConfig(insecure=args.insecure, cafile=args.cafile)
     try:
         if args.processes > 1:
-            result = _run_processes(args, argv)
+            result = run_processes(
+                __file__,
+                argv,
+                processes=args.processes,
+                connections=args.connections,
+                warmup=args.warmup,
+                startup=STARTUP,
+                time_limit=STARTUP + args.warmup + args.duration + HARD_LIMIT_MARGIN + 10,
+            )
         else:
+            clock = Clock(
+                duration=args.duration, warmup=args.warmup, measure_from=args.measure_from
+            )
             generator = LoadGenerator(
                 target,
                 tls_config=tls_config,
                 connections=args.connections,
                 streams=args.streams,
-                duration=args.duration,
-                warmup=args.warmup,
+                clock=clock,
             )
             result = anyio.run(generator.run, backend=args.backend)
     except (RuntimeError, TimeoutError, OSError, HTTPError) as error:
@@ -462,17 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(
-            f"{result.requests_per_second:.0f} req/s, {result.megabytes_per_second:.1f} MB/s, "
-            f"p50 {result.percentile(0.5) * 1e3:.2f} ms, "
-            f"p99 {result.percentile(0.99) * 1e3:.2f} ms, "
-            f"{result.requests} requests, {result.errors} errors, "
-            f"{result.connections} connections in {result.seconds:.1f} s, "
-            f"loadgen CPU {result.cpu_fraction:.0%}"
-        )
+    print(json.dumps(result.to_json()) if args.json else result.summary("loadgen"))
     return 0
 
 
