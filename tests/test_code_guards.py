@@ -29,22 +29,10 @@ from tests.helpers.source import Module, product_modules
 MAX_LINES: Final = 600
 
 #: Modules over MAX_LINES, being split by concern (issue 13).
-OVERSIZED: Final = {
-    "hface.connections._connection": "per-stream routing is moving into a stream object",
-    "hface.server._asgi_stream": "ASGIStream alone is 610 lines",
-}
+OVERSIZED: Final[dict[str, str]] = {}
 
 #: Public signatures that still take ``**options: Any`` (typed settings replace them).
-UNTYPED_OPTIONS: Final = {
-    "hface.connections._connection.HTTPOverTCPConnection.__init__",
-    "hface.connections._connection.HTTPOverQUICConnection.__init__",
-    "hface.connections._listeners.HTTPOverTCPListener.__init__",
-    "hface.connections._listeners.HTTPOverTCPListener.create",
-    "hface.connections._listeners.HTTPOverQUICListener.__init__",
-    "hface.connections._listeners.HTTPOverQUICListener.create",
-    "hface.connections._openers.HTTPOverTCPOpener.__init__",
-    "hface.connections._openers.HTTPOverQUICOpener.__init__",
-}
+UNTYPED_OPTIONS: Final[frozenset[str]] = frozenset()
 
 #: Where a message is read, by ``module.function``: only where the layer
 #: that wrote it (or that calls the library that did) translates it.

@@ -40,12 +40,7 @@ APART: Final = (frozenset({"server", "client"}),)
 
 #: Import cycles known, and being cut elsewhere: the list only shrinks.
 #: Once a cycle is cut, test_known_cycles_are_still_there says to remove it.
-KNOWN_CYCLES: Final = {
-    frozenset({"hface.server._asgi", "hface.server._asgi_lifespan", "hface.server._asgi_stream"}): (
-        "streams are handed the whole server to read a few settings (issue 13; the streams "
-        "work gives them a frozen settings object instead)"
-    ),
-}
+KNOWN_CYCLES: Final[dict[frozenset[str], str]] = {}
 
 Graph = dict[str, dict[str, int]]
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
 
 from hface.common import AddressType, ClientTLSConfig, HeadersType, ServerTLSConfig
 from hface.connections import (
+    ConnectionOptions,
     HTTPConnection,
     HTTPListener,
     HTTPOverQUICListener,
@@ -48,24 +49,37 @@ async def request_headers(connection: HTTPConnection) -> int:
 
 
 async def create_listener(
-    http_version: str, tls_config: ServerTLSConfig, **options: object
+    http_version: str,
+    tls_config: ServerTLSConfig,
+    *,
+    connection_options: ConnectionOptions | None = None,
+    factory_options: Mapping[str, object] | None = None,
 ) -> HTTPListener:
-    """A TLS listener of one HTTP version on a free port of 127.0.0.1."""
+    """A TLS listener of one HTTP version on a free port of 127.0.0.1.
+
+    ``factory_options`` go to the protocol factory, ``connection_options`` to the listener.
+    """
     address = ("127.0.0.1", 0)
+    options = dict(factory_options or {})
     if http_version == "1.1":
         return await HTTPOverTCPListener.create(
-            HTTP1ServerFactory(), local_address=address, tls_config=tls_config
+            HTTP1ServerFactory(),
+            local_address=address,
+            tls_config=tls_config,
+            options=connection_options,
         )
     if http_version == "2":
         return await HTTPOverTCPListener.create(
             HTTP2ServerFactory(**options),  # type: ignore[arg-type]  # factory options
             local_address=address,
             tls_config=tls_config,
+            options=connection_options,
         )
     return await HTTPOverQUICListener.create(
         HTTP3ServerFactory(**options),  # type: ignore[arg-type]  # factory options
         local_address=address,
         tls_config=tls_config,
+        options=connection_options,
     )
 
 
@@ -74,7 +88,14 @@ async def serving(
     http_version: str, tls_config: ServerTLSConfig, handler: Handler, **options: object
 ) -> AsyncIterator[AddressType]:
     """Serve ``handler`` on a free port while the block runs; yield the address."""
-    listener = await create_listener(http_version, tls_config, **options)
+    listener = await create_listener(http_version, tls_config, factory_options=options)
+    async with serving_on(listener, handler) as address:
+        yield address
+
+
+@asynccontextmanager
+async def serving_on(listener: HTTPListener, handler: Handler) -> AsyncIterator[AddressType]:
+    """Serve ``handler`` with ``listener`` while the block runs; yield its address."""
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(listener.serve, handler)
         try:

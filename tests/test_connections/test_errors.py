@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from hface.common import ClientTLSConfig, ServerTLSConfig
-from hface.connections import HTTPConnection, HTTPOverQUICOpener
+from hface.connections import ConnectionOptions, HTTPConnection, HTTPOverQUICOpener
 from hface.errors import TerminationReason, TransportError, TransportErrorKind
 from hface.events import ConnectionTerminated, HeadersReceived
 from hface.protocols.http3 import HTTP3ClientFactory
@@ -76,7 +76,9 @@ async def test_quic_handshake_that_never_completes() -> None:
     # A UDP socket that never answers.
     async with await anyio.create_udp_socket(local_host="127.0.0.1") as silent:
         address = ("127.0.0.1", silent.extra(SocketAttribute.local_port))
-        opener = HTTPOverQUICOpener(HTTP3ClientFactory(), handshake_timeout=0.3)
+        opener = HTTPOverQUICOpener(
+            HTTP3ClientFactory(), options=ConnectionOptions(handshake_timeout=0.3)
+        )
         connection = await opener(address, tls=True, server_name="localhost")
         with anyio.fail_after(10), pytest.raises(TransportError) as info:
             async with connection:

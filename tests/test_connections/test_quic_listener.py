@@ -12,7 +12,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from hface.common import ClientTLSConfig, DatagramType, ServerTLSConfig
-from hface.connections import HTTPConnection, HTTPOverQUICConnection, HTTPOverQUICListener
+from hface.connections import (
+    ConnectionOptions,
+    HTTPConnection,
+    HTTPOverQUICConnection,
+    HTTPOverQUICListener,
+)
 from hface.events import ConnectionTerminated, HeadersReceived
 from hface.networking import DatagramStream, QUICAttribute, QUICHandshakeLimits, QUICRetry
 from hface.protocols.http3 import HTTP3ServerFactory
@@ -75,7 +80,7 @@ async def test_a_client_silent_after_its_initial_is_dropped(
         HTTP3ServerFactory(),
         local_address=("127.0.0.1", 0),
         tls_config=server_tls_config,
-        handshake_timeout=0.5,
+        options=ConnectionOptions(handshake_timeout=0.5),
     )
     host, port = listener.local_addresses[0]
     handled: list[HTTPConnection] = []
@@ -154,7 +159,7 @@ async def test_handshake_timeout_must_be_positive(server_tls_config: ServerTLSCo
         stream = _UDPStream(udp)
         protocol = HTTP3ServerFactory()(tls_config=server_tls_config)
         with pytest.raises(ValueError, match="handshake_timeout must be positive, not 0"):
-            HTTPOverQUICConnection(protocol, stream, handshake_timeout=0)
+            HTTPOverQUICConnection(protocol, stream, options=ConnectionOptions(handshake_timeout=0))
 
 
 class _UDPStream(DatagramStream):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hface.server import _asgi_stream
-from hface.server._asgi_stream import _fields
+from hface.server import _asgi_heads
+from hface.server._asgi_heads import check_fields as _fields
 
 
 def test_names_are_lowercased_alike_from_the_cache() -> None:
@@ -33,7 +33,7 @@ def test_invalid_fields_are_refused_every_time(fields: list[tuple[object, ...]])
 
 
 def test_the_cache_of_names_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_asgi_stream, "_CHECKED_NAMES", {})
-    many = [(f"x-name-{i}".encode(), b"v") for i in range(_asgi_stream._MAX_CHECKED_NAMES * 2)]
+    monkeypatch.setattr(_asgi_heads, "_CHECKED_NAMES", {})
+    many = [(f"x-name-{i}".encode(), b"v") for i in range(_asgi_heads._MAX_CHECKED_NAMES * 2)]
     assert _fields(many, "response header") == many
-    assert len(_asgi_stream._CHECKED_NAMES) == _asgi_stream._MAX_CHECKED_NAMES
+    assert len(_asgi_heads._CHECKED_NAMES) == _asgi_heads._MAX_CHECKED_NAMES

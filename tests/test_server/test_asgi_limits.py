@@ -39,11 +39,7 @@ CHUNK = b"u" * 65536
 
 def held_bytes(server: ASGIServer) -> int:
     """Request body bytes the server holds for applications that did not take them."""
-    return sum(
-        stream._buffered
-        for handler in server._handlers.values()
-        for stream in handler._streams.values()
-    )
+    return sum(connection.buffered_data for connection in server.connections)
 
 
 class NonReadingApp:
@@ -157,7 +153,7 @@ async def test_an_upload_is_held_back_by_the_window(
                 assert response.status == 200
         with anyio.fail_after(5):
             # The connection's handler ends, and with it all that it held.
-            while server._handlers:  # noqa: ASYNC110 (polls the server's state)
+            while server.connections:  # noqa: ASYNC110 (polls the server's state)
                 await anyio.sleep(0.05)
 
 

@@ -57,7 +57,7 @@ async def test_a_client_leaving_mid_response_is_no_error(
                     await connection.send_stream_reset(stream_id, connection.error_codes.cancel)
             # Let the server notice, cancel the application and log what it logs.
             with anyio.fail_after(5):
-                while server._handlers:  # noqa: ASYNC110 (polls the server's state)
+                while server.connections:  # noqa: ASYNC110 (polls the server's state)
                     await anyio.sleep(0.05)
     assert not problems(caplog), problems(caplog)
     access = [r for r in caplog.records if r.name == "hface.server.access"]

@@ -19,7 +19,7 @@ from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.connections import HTTPConnection
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 from hface.server import ASGIServer
-from hface.server._asgi import _InContext
+from hface.server._asgi_connection import _InContext
 from tests.test_server.conftest import client, read_response, running, send_request
 
 pytestmark = pytest.mark.anyio

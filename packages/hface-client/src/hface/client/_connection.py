@@ -2,49 +2,35 @@
 
 Theory of operation. ``HTTPConnection.open()`` and ``aclose()`` must run in
 one task, so every connection gets an *owner task* in the session's task
-group (:meth:`PooledConnection.run`). The owner opens the connection, then:
+group (:meth:`PooledConnection.run`). The owner opens the connection, then
+waits for its end (or to be told to close it). It reads no event: each
+exchange opens a stream of its own (``HTTPConnection.open_stream``), whose
+events the connection's transport task queues for it, and whose unread
+data is credited back when the exchange releases it.
 
-- on HTTP/2 and HTTP/3 it is the connection's only reader: it takes every
-  event from ``receive_event()`` and routes stream events to the queue of
-  their exchange (:meth:`register`). Queues are unbounded, which is safe
-  because received data is acknowledged (``auto_acknowledge=False``) only as
-  the consumer takes it: the flow-control windows bound what can queue up.
-- on HTTP/1.1 there is one exchange at a time, which reads the connection
-  itself (so the connection's own read backpressure applies); the owner
-  only waits to be told to close.
-
-``GoawayReceived`` retires the connection (no new exchange; those in flight
-go on). ``ConnectionTerminated`` ends every exchange: each queue gets the
-event and closes. When the owner ends, for whatever reason, the connection
-is closed and the pool forgets it. The owner never raises once started, so
-a dying connection never cancels the session's other tasks.
+GOAWAY (or ``Connection: close``) from the server expires the connection
+(``has_expired()``): no new exchange; those in flight go on. When the
+owner ends, for whatever reason, the connection is closed and the pool
+forgets it. The owner never raises once started, so a dying connection
+never cancels the session's other tasks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hface.connections import HTTPConnection
-from hface.errors import HTTPError
-from hface.events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    GoawayReceived,
-    StreamEvent,
-)
+from hface.events import ConnectionTerminated
 
 from ._models import Origin
 
 
 class PooledConnection:
-    """An :class:`HTTPConnection` in a pool, with its exchanges' event queues."""
+    """An :class:`HTTPConnection` in a pool, and the state of its owner task."""
 
     def __init__(
         self,
@@ -58,10 +44,9 @@ class PooledConnection:
         self.origin = origin
         self._on_closed = on_closed
         self._on_idle = on_idle
-        self._queues: dict[int, MemoryObjectSendStream[Event]] = {}
         self._close_requested = anyio.Event()
         self._scope: anyio.CancelScope | None = None
-        #: Set once the peer sent GOAWAY or the pool gave up on the connection.
+        #: Set once the pool gave up on the connection (GOAWAY: ``has_expired()``).
         self.retired = False
         #: The event that ended the connection, once it ended.
         self.terminated: ConnectionTerminated | None = None
@@ -121,10 +106,9 @@ class PooledConnection:
                 task_status.started()
                 if self._close_requested.is_set():
                     return
-                if self.connection.multiplexed:
-                    await self._read_events()
-                else:
-                    await self._close_requested.wait()
+                # RFC 9113 §6.8 / RFC 9114 §5.2: after GOAWAY the connection
+                # has expired (no new streams), and ends once its streams are done.
+                self._finish(await self.connection.wait_terminated())
             finally:
                 # Not under a scope of ours: it leaves the connection's task
                 # group, and shields its own polite close (GOAWAY) itself.
@@ -133,56 +117,14 @@ class PooledConnection:
         if not started:
             raise TimeoutError
 
-    async def _read_events(self) -> None:
-        connection = self.connection
-        while True:
-            event = await connection.receive_event()
-            if isinstance(event, ConnectionTerminated):
-                self._finish(event)
-                return
-            if isinstance(event, GoawayReceived):
-                # RFC 9113 §6.8 / RFC 9114 §5.2: no new streams; streams the
-                # server refused get a reset with the refused-stream code.
-                self.retired = True
-                continue
-            if isinstance(event, StreamEvent):
-                queue = self._queues.get(event.stream_id)
-                delivered = False
-                if queue is not None:
-                    try:
-                        queue.send_nowait(event)
-                        delivered = True
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        self._queues.pop(event.stream_id, None)
-                if not delivered and isinstance(event, DataReceived) and event.data:
-                    # Nobody will read it: give the connection window back.
-                    with contextlib.suppress(HTTPError):
-                        await connection.acknowledge_received_data(event.stream_id, len(event.data))
-
     def _finish(self, event: ConnectionTerminated) -> None:
         if self.terminated is None:
             self.terminated = event
-        queues, self._queues = self._queues, {}
-        for queue in queues.values():
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                queue.send_nowait(self.terminated)
-            queue.close()
         if not self.closed:
             self.closed = True
             self._on_closed(self)
 
     # -- used by exchanges and the pool ---------------------------------------------
-
-    def register(self, stream_id: int) -> MemoryObjectReceiveStream[Event]:
-        """Make the queue of a new exchange's events (HTTP/2 and HTTP/3)."""
-        sender, receiver = anyio.create_memory_object_stream[Event](math.inf)
-        self._queues[stream_id] = sender
-        return receiver
-
-    def unregister(self, stream_id: int) -> None:
-        queue = self._queues.pop(stream_id, None)
-        if queue is not None:
-            queue.close()
 
     def release(self) -> None:
         """End one exchange; the pool decides whether to keep the connection."""

@@ -1,7 +1,9 @@
 """One request/response exchange on a pooled connection.
 
-An exchange is made by :meth:`ConnectionPool.open_exchange` once the request
-headers are sent. It then uploads the body (from a task in the session's task
+An exchange is made by :meth:`ConnectionPool.open_exchange` once the
+request headers are sent on a stream of its own (an
+:class:`~hface.connections.HTTPStream`, whose events the connection queues
+for it). It then uploads the body (from a task in the session's task
 group, so that a server that answers while the upload is in progress never
 deadlocks with us), receives the response headers, yields the body as it
 arrives, and finally releases its stream: with a reset if either direction
@@ -17,9 +19,9 @@ from collections.abc import AsyncGenerator, AsyncIterable
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hface.common import HeaderType
+from hface.connections import HTTPStream
 from hface.errors import HTTPError, TerminationReason
 from hface.events import (
     ConnectionTerminated,
@@ -51,15 +53,15 @@ class Exchange:
     def __init__(
         self,
         pooled: PooledConnection,
-        stream_id: int,
-        queue: MemoryObjectReceiveStream[Event] | None,
+        stream: HTTPStream,
         *,
         request_complete: bool,
         reused: bool,
     ) -> None:
         self.pooled = pooled
-        self.stream_id = stream_id
-        self._queue = queue
+        #: The exchange's stream, and its ID.
+        self.stream = stream
+        self.stream_id = stream.stream_id
         self.request_complete = request_complete
         self.response_complete = False
         self.reused = reused
@@ -90,7 +92,7 @@ class Exchange:
 
     async def _upload(self, body: bytes | AsyncIterable[bytes]) -> None:
         assert self._upload_done is not None
-        connection = self.pooled.connection
+        stream = self.stream
         try:
             with anyio.CancelScope() as self._upload_scope:
                 if self._upload_cancelled:
@@ -100,12 +102,10 @@ class Exchange:
                         # send_data may not reach a checkpoint (a write that
                         # never blocks, or one shielded from cancellation).
                         await anyio.lowlevel.checkpoint_if_cancelled()
-                        await connection.send_data(
-                            self.stream_id, body[start : start + _CHUNK_SIZE]
-                        )
+                        await stream.send_data(body[start : start + _CHUNK_SIZE])
                 else:
                     await self._upload_iterable(body)
-                await connection.send_data(self.stream_id, b"", end_stream=True)
+                await stream.send_data(b"", end_stream=True)
                 self.request_complete = True
         except Exception as exc:
             # Reported to whoever waits for the response, never to the task group.
@@ -116,7 +116,7 @@ class Exchange:
             self._upload_done.set()
 
     async def _upload_iterable(self, body: AsyncIterable[bytes]) -> None:
-        connection = self.pooled.connection
+        stream = self.stream
         iterator = aiter(body)
         try:
             async for chunk in iterator:
@@ -124,7 +124,7 @@ class Exchange:
                 # without this, a cancelled upload to a reading peer never ends.
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 if chunk:
-                    await connection.send_data(self.stream_id, bytes(chunk))
+                    await stream.send_data(bytes(chunk))
         finally:
             # A body left unfinished (cancelled, or the send failed) is
             # finished here: nobody else will resume its generator.
@@ -154,12 +154,7 @@ class Exchange:
         timeout = read_timeout
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             with anyio.CancelScope() as self._wait_scope:
-                if self._queue is not None:
-                    try:
-                        return await self._queue.receive()
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return self.pooled.terminated or ConnectionTerminated()
-                return await self.pooled.connection.receive_event()
+                return await self.stream.receive_event()
             self._wait_scope = None
         self._wait_scope = None
         self._raise_upload_error()
@@ -170,17 +165,11 @@ class Exchange:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def next_event_nowait(self) -> Event | None:
-        """The next event of this stream if it is queued already, else None.
-
-        Only a multiplexed connection queues events per stream; on HTTP/1.1
-        this returns None (use :meth:`next_event`).
-        """
-        if self._queue is None:
-            return None
-        try:
-            return self._queue.receive_nowait()
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+        """The next event of this stream if it is queued already, else None."""
+        event = self.stream.receive_event_nowait()
+        if isinstance(event, ConnectionTerminated):
             return None  # next_event() reports the end
+        return event
 
     async def receive_response_headers(
         self, read_timeout: float | None
@@ -305,7 +294,6 @@ class Exchange:
 
     async def iter_body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
         """Yield the response body; acknowledge each chunk as it is taken."""
-        connection = self.pooled.connection
         while not self.response_complete:
             event = await self.next_event(read_timeout, "response body")
             if isinstance(event, DataReceived):
@@ -313,7 +301,7 @@ class Exchange:
                     self.response_complete = True
                 if event.data:
                     with contextlib.suppress(HTTPError):
-                        await connection.acknowledge_received_data(self.stream_id, len(event.data))
+                        await self.stream.acknowledge(len(event.data))
                     yield event.data
             elif isinstance(event, HeadersReceived):
                 # Trailers (RFC 9110 §6.5): kept, not interpreted.
@@ -341,18 +329,13 @@ class Exchange:
                 self._upload_cancelled = True
                 if self._upload_scope is not None:
                     self._upload_scope.cancel()
-            connection = self.pooled.connection
             # The reset goes first: a cancelled upload may be blocked in a
             # (shielded) write to a server that never reads, and only the
             # reset (on HTTP/1.1, closing the connection) ends that write.
             if not (self.request_complete and self.response_complete):
                 with contextlib.suppress(HTTPError):
-                    await connection.send_stream_reset(
-                        self.stream_id, connection.error_codes.cancel
-                    )
+                    await self.stream.send_reset()
             if self._upload_done is not None:
                 await self._upload_done.wait()
-            if self._queue is not None:
-                self.pooled.unregister(self.stream_id)
-                self._queue.close()
+            await self.stream.aclose()  # what is left unread is credited back
             self.pooled.release()

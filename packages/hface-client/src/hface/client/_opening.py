@@ -8,7 +8,12 @@ for that protocol and starts the pool with its task group.
 from __future__ import annotations
 
 from hface.common import ClientTLSConfig
-from hface.connections import HTTPConnection, HTTPOverQUICOpener, HTTPOverTCPOpener
+from hface.connections import (
+    ConnectionOptions,
+    HTTPConnection,
+    HTTPOverQUICOpener,
+    HTTPOverTCPOpener,
+)
 from hface.networking import ClientNetworking
 from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http2 import HTTP2ClientFactory
@@ -86,14 +91,13 @@ def make_opener(
     networking: ClientNetworking,
 ) -> HTTPOverTCPOpener | HTTPOverQUICOpener:
     """An opener of client connections; data is acknowledged as it is consumed."""
+    options = ConnectionOptions(auto_acknowledge=False)
     if protocol is ClientProtocol.HTTP3:
         return HTTPOverQUICOpener(
-            http3_factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
+            http3_factory, tls_config=tls_config, networking=networking, options=options
         )
     factory = make_tcp_factory(protocol, http1_factory, http2_factory)
-    return HTTPOverTCPOpener(
-        factory, tls_config=tls_config, networking=networking, auto_acknowledge=False
-    )
+    return HTTPOverTCPOpener(factory, tls_config=tls_config, networking=networking, options=options)
 
 
 async def start_pool(

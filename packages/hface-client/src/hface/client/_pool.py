@@ -27,7 +27,7 @@ import anyio.abc
 from anyio.abc import TaskGroup
 
 from hface.common import HeadersType
-from hface.connections import HTTPConnection
+from hface.connections import HTTPConnection, HTTPStream
 from hface.errors import LocalProtocolError, TransportError, TransportErrorKind
 
 from . import errors
@@ -160,22 +160,19 @@ class ConnectionPool:
         for attempt in range(3):
             pooled = await self._get_connection(origin, purpose)
             connection = pooled.connection
-            queue = None
+            stream: HTTPStream | None = None
             pooled.active += 1
             try:
-                # No await between choosing the stream ID and submitting the
+                # No await between opening the stream and submitting the
                 # headers: concurrent exchanges never pick the same ID.
-                stream_id = connection.get_available_stream_id()
-                if pooled.multiplexed:
-                    queue = pooled.register(stream_id)
+                stream = connection.open_stream()
                 reused = pooled.exchanges_started > 0
                 pooled.exchanges_started += 1
-                await connection.send_headers(stream_id, headers, end_stream)
+                await stream.send_headers(headers, end_stream)
             except BaseException as exc:
                 pooled.active -= 1
-                if queue is not None:
-                    pooled.unregister(stream_id)
-                    queue.close()
+                if stream is not None:
+                    stream.close()
                 stale = isinstance(exc, (TransportError, LocalProtocolError)) and (
                     pooled.is_dead() or not pooled.is_usable()
                 )
@@ -189,7 +186,7 @@ class ConnectionPool:
                         f"cannot send a request to {origin}: {exc}", origin=str(origin)
                     ) from exc
                 continue
-            return Exchange(pooled, stream_id, queue, request_complete=end_stream, reused=reused)
+            return Exchange(pooled, stream, request_complete=end_stream, reused=reused)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _get_connection(self, origin: Origin, purpose: str | None) -> PooledConnection:

@@ -105,7 +105,7 @@ class TunnelStream(ByteStream):
                 chunks.append(event.data)
                 size += len(event.data)
         with contextlib.suppress(HTTPError):
-            await exchange.pooled.connection.acknowledge_received_data(exchange.stream_id, size)
+            await exchange.stream.acknowledge(size)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _receive_one(self) -> bytes:
@@ -142,7 +142,7 @@ class TunnelStream(ByteStream):
         if exchange.request_complete:
             raise anyio.ClosedResourceError
         try:
-            await exchange.pooled.connection.send_data(exchange.stream_id, item)
+            await exchange.stream.send_data(item)
         except HTTPError as exc:
             raise anyio.BrokenResourceError(str(exc)) from exc
 
@@ -152,7 +152,7 @@ class TunnelStream(ByteStream):
             return
         exchange.request_complete = True
         try:
-            await exchange.pooled.connection.send_data(exchange.stream_id, b"", end_stream=True)
+            await exchange.stream.send_data(b"", end_stream=True)
         except HTTPError as exc:
             raise anyio.BrokenResourceError(str(exc)) from exc
 

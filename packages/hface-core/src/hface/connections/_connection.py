@@ -1,15 +1,18 @@
-"""``HTTPConnection``: one sans-IO protocol joined to one network stream.
+"""``HTTPConnection``: one sans-IO protocol joined to one network stream; ``HTTPStream``.
 
 Theory of operation. A connection owns a task group with one background
-task, the *transport task*, which is the only reader of the network stream:
-it feeds what arrives to the protocol (and, on QUIC, fires the protocol's
-timers), queues the events the protocol produces, and writes what the
-protocol has to send. Application tasks call ``send_*`` (which submit to the
-protocol and write its output) and ``receive_event`` (which takes the next
-queued event). Writes from every task go through one lock, so bytes leave in
-the order the protocol produced them. On TCP a write can wait on the peer:
+task, the *transport task*, the only reader of the network stream: it
+feeds what arrives to the protocol (and, on QUIC, fires its timers), hands
+the events the protocol produces to the connection's router
+(:mod:`hface.connections._router`), which queues each where it will be
+read (the connection's one queue, or its :class:`HTTPStream`'s: the task
+serving a stream is woken by the transport task itself), and writes what
+the protocol has to send. Application tasks call ``send_*`` (which
+submit to the protocol and write its output) and take events from their
+queue. Writes from every task go through one lock, so bytes leave in the
+order the protocol produced them. On TCP a write can wait on the peer:
 there the transport task never waits for another writer, and writes are
-shielded from cancellation (see :class:`HTTPOverTCPConnection`).
+shielded from cancellation (see ``_tcp.py``; QUIC's is ``_quic.py``).
 
 Backpressure, both ways:
 
@@ -17,145 +20,54 @@ Backpressure, both ways:
   ``max_pending_data`` bytes of the stream (data beyond the peer's
   flow-control window), so a slow peer slows the sender. On HTTP/1.1 the
   socket write itself blocks.
-- Receiving: received data is acknowledged to the protocol only when the
-  application takes it from ``receive_event`` (or calls
-  ``acknowledge_received_data`` itself when ``auto_acknowledge`` is off),
-  so HTTP/2 and HTTP/3 windows reopen only as data is consumed. HTTP/1.1
-  has no windows: the transport task stops reading while more than
-  ``max_buffered_data`` bytes of received data wait in the queue.
+- Receiving: received data is acknowledged to the protocol only when it
+  is taken from a queue (or when the consumer acknowledges it, with
+  ``auto_acknowledge`` off), so HTTP/2 and HTTP/3 windows reopen only as
+  data is consumed. HTTP/1.1 has no windows: the transport task stops
+  reading while more than ``max_buffered_data`` bytes of received data
+  wait in the queues.
 
 Once the protocol reports ``ConnectionTerminated`` the transport task
-flushes, closes the stream and ends; ``receive_event`` then returns that
-same event on every call.
+flushes, closes the stream and ends; ``receive_event`` (and every
+stream's) then returns that same event on every call.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio import TypedAttributeProvider
-from anyio.abc import SocketAttribute, TaskStatus
+from anyio.abc import SocketAttribute
 
 from hface.common import AddressType, HeadersType, HTTPErrorCodes
-from hface.errors import (
-    LocalProtocolError,
-    TerminationReason,
-    TransportError,
-    TransportErrorKind,
-)
-from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
-from hface.networking import ByteStream, DatagramStream, NowaitByteStream, QUICStream
-from hface.protocols import HTTPOverQUICProtocol, HTTPOverTCPProtocol, HTTPProtocol
+from hface.errors import LocalProtocolError, TransportError
+from hface.events import ConnectionTerminated, Event
+from hface.protocols import HTTPProtocol
 
-#: Bytes read from a TCP stream at once.
-_READ_SIZE = 65536
-
-#: Seconds a writer cancelled by a deadline may still take to finish its write.
-_WRITE_GRACE = 1.0
-
-#: Seconds a QUIC handshake may take by default (as a TLS handshake on a server).
-DEFAULT_QUIC_HANDSHAKE_TIMEOUT = 10.0
-
-#: Seconds the last flush before closing a TCP stream may wait for the peer.
-_CLOSE_FLUSH_TIMEOUT = 1.0
-#: Seconds a server's TCP connection lingers at most after its last write,
-#: reading and discarding what the client still sends (nginx's ``lingering_time``).
-DEFAULT_LINGER_TIMEOUT = 2.0
-#: Seconds of silence from the peer that end a linger before its time (nginx's
-#: ``lingering_timeout``, shorter: TLS cannot tell the peer that we are done).
-_LINGER_IDLE_TIMEOUT = 0.5
-#: Bytes a lingering TCP connection reads and discards at most before it closes.
-DEFAULT_LINGER_MAX_BYTES = 1024 * 1024
-#: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
-#: that lingers for acknowledgements (the protocol gives up sooner itself).
-_QUIC_CLOSE_TIMEOUT = 5.0
-
-_TRANSPORT_ERRORS = (
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-    OSError,
-)
+from ._core import ConnectionCore
+from ._options import ConnectionOptions
+from ._router import Observer, RoutedStream, RoutingMode
 
 
-def ended_error(
-    ended: ConnectionTerminated | None,
-    default: str,
-    kind: TransportErrorKind = TransportErrorKind.CLOSED,
-) -> TransportError:
-    """The error for using a connection that has ended: the end's message and fields.
-
-    :param ended: the protocol's ``ConnectionTerminated``, if it gave one.
-    :param default: the message if the end gave none.
-    """
-    if ended is None:
-        return TransportError(default, kind=kind)
-    return TransportError(
-        ended.message or default,
-        kind=kind,
-        termination=ended.reason,
-        transport_error_code=ended.transport_error_code,
-    )
-
-
-class HTTPConnection(TypedAttributeProvider, ABC):
+class HTTPConnection(ConnectionCore["HTTPStream"], TypedAttributeProvider):
     """An HTTP connection of any version, client or server side.
 
     Connections come from an :class:`~hface.connections.HTTPListener` (servers)
     or an :class:`~hface.connections.HTTPOpener` (clients), not opened yet:
     use ``async with connection:`` (or :meth:`open` and :meth:`aclose` from
-    one task). Events for every stream come from :meth:`receive_event`.
+    one task). Events are read per stream (:meth:`accept_stream` on
+    servers, :meth:`open_stream` on clients: :class:`HTTPStream` objects)
+    or all at once (:meth:`receive_event`), as the first call chooses; the
+    other way then raises :class:`~hface.errors.LocalProtocolError`.
 
-    :param max_pending_data: :meth:`send_data` waits while the protocol holds
-        more than this many bytes of the stream (flow control).
-    :param max_buffered_data: HTTP/1.1 stops reading the socket while more
-        than this many received bytes wait to be taken.
-    :param auto_acknowledge: acknowledge received data as
-        :meth:`receive_event` returns it; turn off to acknowledge with
-        :meth:`acknowledge_received_data` as the data is really consumed.
+    :param options: how the connection buffers, acknowledges and closes.
     """
 
-    #: The network stream underneath (set by the subclasses).
-    _stream: anyio.abc.AsyncResource
-
-    def __init__(
-        self,
-        protocol: HTTPProtocol,
-        *,
-        max_pending_data: int = 256 * 1024,
-        max_buffered_data: int = 1024 * 1024,
-        auto_acknowledge: bool = True,
-    ) -> None:
-        self._protocol = protocol
-        self._max_pending_data = max_pending_data
-        self._max_buffered_data = max_buffered_data
-        self._auto_acknowledge = auto_acknowledge
-        # The events for receive_event(); a deque and an event made only when
-        # a reader waits, lighter than a memory object stream (which makes a
-        # trip through the event loop on every receive).
-        self._events: deque[Event] = deque()
-        self._events_waiter: anyio.Event | None = None
-        self._events_ended = False  # terminated or closed: no event comes anymore
-        self._buffered_data = 0
-        self._room = anyio.Event()
-        # Made by _wait_for_progress() only: _wake_all() runs on every read and write.
-        self._progress: anyio.Event | None = None
-        self._send_lock = anyio.Lock()
-        self._terminated: ConnectionTerminated | None = None
-        # HTTP/1.1: whether the last message received has ended (a server
-        # closing before the request's end lingers; see HTTPOverTCPConnection).
-        self._request_ended = True
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._closed = False
+    def _make_stream(self, stream_id: int) -> HTTPStream:
+        return HTTPStream(self, stream_id)
 
     # -- properties ---------------------------------------------------------
 
@@ -193,6 +105,21 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """The sans-IO protocol underneath (for inspection; don't feed it)."""
         return self._protocol
 
+    @property
+    def options(self) -> ConnectionOptions:
+        """The options the connection was made with."""
+        return self._options
+
+    @property
+    def in_flight(self) -> int:
+        """Streams in flight: accepted (or waiting to be) or opened, and not yet closed."""
+        return len(self._router.streams)
+
+    @property
+    def buffered_data(self) -> int:
+        """Bytes of received data waiting in the queues, not yet taken."""
+        return self._router.buffered
+
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
@@ -205,6 +132,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        self._router.start(task_group)
         try:
             await task_group.start(self._run_transport)
             await self._opened()
@@ -229,6 +157,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             self._protocol.submit_goaway()
         else:
             self._protocol.submit_close(error_code)
+        self._router.wake_acceptors()  # the connection has expired
 
     async def aclose(self, error_code: int | None = None) -> None:
         """Close the connection the way its version does, and end its tasks.
@@ -266,20 +195,6 @@ class HTTPConnection(TypedAttributeProvider, ABC):
                 await self._close_transport()
             await self._end_tasks()
 
-    async def _end_tasks(self) -> None:
-        """The end of :meth:`aclose`: cancel the transport task and wait for it."""
-        self._wake_all()
-        task_group, self._task_group = self._task_group, None
-        try:
-            if task_group is not None:
-                # Exited here, outside any scope of ours: anyio wants scopes closed in order.
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(None, None, None)
-        finally:
-            self._events.clear()
-            self._events_ended = True
-            self._wake_receiver()
-
     async def __aenter__(self) -> HTTPConnection:
         await self.open()
         return self
@@ -292,6 +207,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     ) -> None:
         await self.aclose()
 
+    async def wait_terminated(self) -> ConnectionTerminated:
+        """Wait until the connection has ended; return the event that ended it.
+
+        Whatever ended it: the peer, a failure, or :meth:`aclose` (then a
+        ``ConnectionTerminated`` with no message). Needs no reader of events.
+        """
+        return await self._router.wait_ended()
+
     # -- the HTTP interface -----------------------------------------------------
 
     def is_available(self) -> bool:
@@ -301,14 +224,55 @@ class HTTPConnection(TypedAttributeProvider, ABC):
     def has_expired(self) -> bool:
         """Return True once the connection is closing or closed: no new streams.
 
-        A server whose connection has expired returns from its handler as
-        soon as the streams in flight are done.
+        So it is once GOAWAY was sent or received (HTTP/2, HTTP/3), or
+        ``Connection: close`` (HTTP/1.1). A server whose connection has
+        expired returns from its handler as soon as the streams in flight
+        are done (:meth:`accept_stream` returns None then).
         """
         return self._terminated is not None or self._protocol.has_expired()
 
     def get_available_stream_id(self) -> int:
         """Return the ID for the next stream (clients); see ``HTTPProtocol``."""
         return self._protocol.get_available_stream_id()
+
+    async def accept_stream(self, *, idle_timeout: float | None = None) -> HTTPStream | None:
+        """Return the next stream the peer opened (servers), once its request's headers came.
+
+        Its first event is the request's ``HeadersReceived``. Streams that
+        came before the connection ended are still returned. Any number of
+        tasks may wait here at once; each stream goes to one of them.
+
+        :param idle_timeout: raise ``TimeoutError`` once this many seconds
+            passed with no stream in flight, counted from :meth:`open` or
+            from the close of the last stream (see :attr:`in_flight`).
+        :returns: the stream; None once the connection has ended, or has
+            expired (:meth:`has_expired`) with no stream in flight.
+        :raises TimeoutError: as ``idle_timeout`` says.
+        :raises LocalProtocolError: if the connection is not open, or its
+            events are read with :meth:`receive_event` or :meth:`open_stream`.
+        """
+        self._check_opened()
+        router = self._router
+        if router.mode is RoutingMode.ACCEPTING and router.ready():
+            # One there already: taken without a trip through the event loop.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return router.take_accepted()
+        return await router.accept(idle_timeout)
+
+    def open_stream(self) -> HTTPStream:
+        """Open the stream of the next stream ID (clients); send its request next.
+
+        It is registered at once, so that no event of its response is missed.
+
+        :raises LocalProtocolError: if no stream can be opened now (see
+            :meth:`is_available`), or the connection's events are read
+            with :meth:`receive_event` or :meth:`accept_stream`.
+        :raises TransportError: if the connection is gone.
+        """
+        self._check_opened()
+        self._router.claim(RoutingMode.OPENING)
+        self._check_open()
+        return self._router.open()
 
     async def send_headers(
         self,
@@ -402,6 +366,7 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         if self._terminated is not None or self._protocol.has_expired():
             return
         self._protocol.submit_goaway()
+        self._router.wake_acceptors()  # the connection has expired
         await self._flush_quietly()
 
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
@@ -422,31 +387,14 @@ class HTTPConnection(TypedAttributeProvider, ABC):
         """Return the next event of any stream; waits until there is one.
 
         After ``ConnectionTerminated`` every call returns that same event.
+
+        :raises LocalProtocolError: if the connection is not open, or its
+            events are read per stream (:meth:`accept_stream`, :meth:`open_stream`).
         """
-        if self._task_group is None and not self._closed:
-            raise LocalProtocolError("open the connection first (async with connection: ...)")
-        events = self._events
-        if events or self._events_ended or self._closed:
-            # An event already queued (or the end) is taken without a trip
-            # through the event loop; otherwise the wait below is the
-            # cancellation point.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        while not events:
-            if self._events_ended or self._closed:
-                return self._terminated or ConnectionTerminated()
-            if self._events_waiter is None:
-                self._events_waiter = anyio.Event()
-            await self._events_waiter.wait()
-        event = events.popleft()
-        if isinstance(event, DataReceived) and event.data:
-            size = len(event.data)
-            self._buffered_data -= size
-            if self._buffered_data <= self._max_buffered_data:
-                self._room.set()
-            if self._auto_acknowledge and self._terminated is None:
-                self._protocol.acknowledge_received_data(event.stream_id, size)
-                await self._flush_quietly()
-        return event
+        self._check_opened()
+        router = self._router
+        router.claim(RoutingMode.EVENTS)
+        return await router.receive(router.queue)
 
     async def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         """Credit consumed data back to the peer (only with ``auto_acknowledge`` off)."""
@@ -454,634 +402,113 @@ class HTTPConnection(TypedAttributeProvider, ABC):
             self._protocol.acknowledge_received_data(stream_id, amount)
             await self._flush_quietly()
 
-    # -- internals shared by both transports ------------------------------------
 
-    def _check_open(self) -> None:
-        if self._terminated is not None or self._closed:
-            raise ended_error(self._terminated, "the connection was closed")
+class HTTPStream(RoutedStream):
+    """One stream of an :class:`HTTPConnection`: its own events, and the sends of its ID.
 
-    async def _check_terminated_meanwhile(self) -> None:
-        """Raise TransportError if the protocol is ending the connection by itself.
+    Made by :meth:`HTTPConnection.accept_stream` (a request the peer sent)
+    or :meth:`HTTPConnection.open_stream` (a request to send); the transport
+    task queues its events here as they arrive. It is in flight until
+    closed (:meth:`aclose`, :meth:`close`, the end of ``async with``),
+    which credits back the data still queued and all that comes later.
+    Closing does not reset it: call :meth:`send_reset` first if unfinished.
 
-        The protocol may have begun closing the connection (a flood, an
-        internal error) with its close not yet sent and its events not yet
-        processed: a send then fails as "not open", which is the
-        connection's end, not a misuse. Sending what is pending lets the
-        protocol report the end.
-        """
-        if self._protocol.has_expired():
-            await self._flush_quietly()
-            self._process_events()
-        self._check_open()
-
-    def _process_events(self) -> None:
-        """Move the protocol's events to the queue; note termination."""
-        protocol = self._protocol
-        events = self._events
-        while (event := protocol.next_event()) is not None:
-            if isinstance(event, ConnectionTerminated):
-                self._terminate(event)
-                continue
-            if self._events_ended:
-                continue  # after the end: nobody may see it
-            if isinstance(event, DataReceived):
-                self._buffered_data += len(event.data)
-                self._request_ended = event.end_stream
-            elif isinstance(event, HeadersReceived):
-                self._request_ended = event.end_stream
-            events.append(event)
-        self._wake_receiver()
-        self._wake_all()
-
-    def _terminate(self, event: ConnectionTerminated) -> None:
-        """Queue the last event: later ``receive_event`` calls return it again."""
-        if self._terminated is None:
-            self._terminated = event
-            if not self._events_ended:
-                self._events.append(event)
-                self._events_ended = True
-            self._wake_receiver()
-
-    def _wake_receiver(self) -> None:
-        """Wake the tasks waiting in :meth:`receive_event`, if any."""
-        waiter = self._events_waiter
-        if waiter is not None:
-            self._events_waiter = None
-            waiter.set()
-
-    def _wake_all(self) -> None:
-        progress = self._progress
-        if progress is not None:
-            self._progress = None
-            progress.set()
-        if self._terminated is not None or self._closed:
-            self._room.set()
-
-    async def _wait_for_progress(self) -> None:
-        """Wait for the next :meth:`_wake_all` (events processed, data sent, the end)."""
-        if self._progress is None:
-            self._progress = anyio.Event()
-        await self._progress.wait()
-
-    async def _wait_for_room(self) -> None:
-        """HTTP/1.1 backpressure: wait until the application has taken enough data."""
-        while self._buffered_data > self._max_buffered_data and self._terminated is None:
-            self._room = anyio.Event()
-            await self._room.wait()
-
-    async def _flush_quietly(self) -> None:
-        with contextlib.suppress(TransportError):
-            await self._flush()
-
-    def _fail(self, message: str) -> None:
-        """The transport failed: tell the protocol and queue what it says."""
-        self._protocol_connection_lost()
-        self._process_events()
-        error_code = self._protocol.error_codes.internal_error
-        reason = TerminationReason.TRANSPORT_LOST
-        self._terminate(ConnectionTerminated(error_code=error_code, message=message, reason=reason))
-        self._wake_all()
-
-    @abstractmethod
-    def _protocol_connection_lost(self) -> None: ...
-
-    @abstractmethod
-    async def _run_transport(self, *, task_status: TaskStatus[None]) -> None: ...
-
-    @abstractmethod
-    async def _flush(self) -> None:
-        """Write what the protocol has to send. Raises TransportError if it cannot."""
-
-    def _flush_nowait(self) -> bool:
-        """Write what the protocol has to send if that needs no wait; return whether it did.
-
-        False leaves the rest to :meth:`_flush` (in its order); the caller
-        has checked for its own cancellation first, as :meth:`_flush` does.
-        """
-        return False
-
-    async def _flush_before_close(self) -> None:
-        """The last flush of :meth:`aclose` (TCP bounds how long it may wait)."""
-        await self._flush()
-
-    async def _wait_for_linger(self) -> None:
-        """Part of :meth:`aclose`: wait while the transport task lingers (TCP servers)."""
-
-    async def _close_transport(self) -> None:
-        with anyio.CancelScope(shield=True), contextlib.suppress(*_TRANSPORT_ERRORS):
-            await self._stream.aclose()
-
-    async def _opened(self) -> None:
-        """Called once the transport task runs; HTTP/3 clients wait for the handshake."""
-
-
-class HTTPOverTCPConnection(HTTPConnection):
-    """:class:`HTTPConnection` for HTTP/1.1 and HTTP/2 over a TCP or TLS byte stream.
-
-    Writes, unlike QUIC's, can wait on the peer: a socket write blocks
-    while the peer does not read. Hence three rules.
-
-    - One task writes at a time (a flag and an event, not the send lock),
-      and it writes until the protocol has nothing left, including what
-      other tasks produced meanwhile; those wait for it to finish, all at
-      once. A task that must not wait for a writer (the transport task,
-      acknowledgements, GOAWAY) leaves its output to the writer: were the
-      transport task to wait, it would stop reading, and a peer blocked in
-      its own write would never read ours.
-    - Writes are shielded from cancellation: a writer cancelled halfway
-      would cut a TLS record or an HTTP/2 frame and break every stream.
-      A writer cancelled by a deadline gets :data:`_WRITE_GRACE` more
-      seconds; a write still not done then is cut, and the connection fails.
-    - Events are processed before each write, so that a close that starts
-      on our side (an HTTP/1.1 reset) is reported at once, and the
-      transport task, woken, closes the stream without waiting for the peer.
-
-    Lingering close (servers; RFC 9112 §9.6, nginx's ``lingering_close``).
-    Closing a socket with unread bytes in its receive buffer, or bytes
-    still coming, makes the kernel send a TCP RST, which can destroy our
-    last bytes before the client reads them: the 413 answering a body
-    still being uploaded, the 400 of a malformed request, HTTP/2's GOAWAY
-    for a flood. With ``linger_timeout`` set (:class:`HTTPOverTCPListener`
-    sets it), a connection that closes while the peer may still be sending
-    writes what is pending, shuts down its sending side (plain TCP: a FIN;
-    TLS cannot half-close, so it goes on to read), then the transport task
-    reads and discards until the peer's EOF, ``linger_timeout`` seconds,
-    ``linger_max_bytes`` bytes or half a second without a byte, whichever
-    comes first, and only then closes. "May still be sending" means: no
-    EOF from the peer, no broken transport, and either an HTTP/1.1 request
-    not received to its end when :meth:`aclose` is called (a body answered
-    early, a CONNECT tunnel), an HTTP/2 close with an error code
-    (:meth:`begin_close`, :meth:`aclose`), or an end the protocol reported
-    with an error code (400, 431, a flood's GOAWAY). Any other close (an
-    idle connection, a graceful GOAWAY) is at once. :meth:`aclose` waits
-    for the linger without shielding it: a cancelled caller ends it.
-
-    :param linger_timeout: seconds a lingering close may read at most;
-        ``None`` (the default) never lingers, as clients should not.
-    :param linger_max_bytes: bytes a lingering close reads at most.
+    ``stream.stream_id`` is its ID; ``stream.connection`` its connection.
     """
 
-    _stream: ByteStream
+    __slots__ = ("connection",)
 
-    def __init__(
-        self,
-        protocol: HTTPOverTCPProtocol,
-        stream: ByteStream,
-        *,
-        linger_timeout: float | None = None,
-        linger_max_bytes: int = DEFAULT_LINGER_MAX_BYTES,
-        **options: Any,
-    ) -> None:
-        super().__init__(protocol, **options)
-        if linger_timeout is not None and not linger_timeout >= 0:
-            raise ValueError(f"linger_timeout must be 0 or more, not {linger_timeout!r}")
-        if not linger_max_bytes >= 0:
-            raise ValueError(f"linger_max_bytes must be 0 or more, not {linger_max_bytes!r}")
-        self._tcp_protocol = protocol
-        self._stream = stream
-        self._linger_timeout = linger_timeout
-        self._linger_max_bytes = linger_max_bytes
-        # Set by aclose() and begin_close(): whether the peer may still be
-        # sending; None leaves it to the protocol's end (an error lingers).
-        self._linger_wanted: bool | None = None
-        self._eof = False  # the peer's end of stream has come
-        self._lost = False  # the transport failed
-        # Set once the transport task has closed the stream (after any linger).
-        self._transport_ended = False
-        self._transport_end: anyio.Event | None = None
-        # Writes that cannot wait need no shielded scope (see _flush()).
-        self._send_nowait = stream.send_nowait if isinstance(stream, NowaitByteStream) else None
-        # The transport task's loop of reads (and its wait after the peer's
-        # EOF); cancelled once the connection has ended, to close the stream at once.
-        self._read_scope: anyio.CancelScope | None = None
-        # One writer at a time (see _flush()), and the waiters' wake-up.
-        self._writing = False
-        self._written: anyio.Event | None = None
-        # Set once a write was cut halfway: nothing more may be written.
-        self._broken = False
-        # Taken from the protocol by _flush_nowait() but not written: first out.
-        self._unsent = b""
+    def __init__(self, connection: HTTPConnection, stream_id: int) -> None:
+        super().__init__(stream_id)
+        #: The connection the stream belongs to.
+        self.connection = connection
 
     @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        """The stream's typed attributes (``anyio.abc.SocketAttribute``, ``TLSAttribute``)."""
-        return self._stream.extra_attributes
+    def buffered_data(self) -> int:
+        """Bytes of received data queued for this stream, not yet taken."""
+        return self._buffered
 
-    def _protocol_connection_lost(self) -> None:
-        self._lost = True
-        self._tcp_protocol.connection_lost()
+    async def receive_event(self) -> Event:
+        """Return the next event of this stream; waits until there is one.
 
-    def begin_close(self, error_code: int) -> None:
-        """Close with ``error_code`` (one of :attr:`error_codes`) when :meth:`aclose` is called.
+        Once the connection has ended, every call returns its
+        ``ConnectionTerminated`` (after the events queued before it).
+        Data is acknowledged as it is returned, with ``auto_acknowledge``.
 
-        As :meth:`HTTPConnection.begin_close`; on HTTP/2 a code other than
-        ``no_error`` makes a server's close linger (see the class's docstring).
+        :raises LocalProtocolError: once the stream is closed.
         """
-        if self._closed or self._terminated is not None:
-            return
-        protocol = self._protocol
-        if protocol.multiplexed:
-            if error_code != protocol.error_codes.no_error:
-                self._linger_wanted = True
-        elif self._request_ended and protocol.is_available():
-            # HTTP/1.1's codes are statuses, and an idle connection ends
-            # with one too (408, without a word), which must not linger.
-            self._linger_wanted = False
-        super().begin_close(error_code)
+        return await self.connection._router.receive(self)
 
-    async def aclose(self, error_code: int | None = None) -> None:
-        """Close the connection, lingering first if the peer may still send.
+    def receive_event_nowait(self) -> Event | None:
+        """Return the next event of this stream if one is queued (or the end), else None.
 
-        As :meth:`HTTPConnection.aclose`; see the class's docstring for
-        when a server's connection lingers.
+        With ``auto_acknowledge`` its data is acknowledged to the protocol,
+        and the credit goes out with the connection's next write.
         """
-        if not self._closed and not self._request_ended and not self._protocol.multiplexed:
-            # A request whose body may still come (answered early, e.g.
-            # 413), or a CONNECT tunnel the client still writes to.
-            self._linger_wanted = True
-        await super().aclose(error_code)
+        return self.connection._router.receive_nowait(self)
 
-    def _must_linger(self) -> bool:
-        """Return True if closing now should linger: the peer may still be sending."""
-        if self._linger_timeout is None or self._eof or self._lost or self._broken:
-            return False
-        if self._linger_wanted is not None:
-            return self._linger_wanted
-        terminated = self._terminated
-        return terminated is not None and terminated.error_code != self.error_codes.no_error
+    def observe(self, observer: Observer | None) -> None:
+        """Have ``observer`` see each event of this stream as it arrives (None: stop).
 
-    async def _wait_for_linger(self) -> None:
-        if not self._must_linger() or self._transport_ended:
-            return
-        self._wake_all()  # the transport task leaves its loop of reads, to linger
-        if self._transport_end is None:
-            self._transport_end = anyio.Event()
-        # Bounded: the transport task may be stuck in a write to a peer
-        # that does not read, which only closing the stream ends.
-        assert self._linger_timeout is not None
-        with anyio.move_on_after(self._linger_timeout + _CLOSE_FLUSH_TIMEOUT + _WRITE_GRACE):
-            await self._transport_end.wait()
-
-    async def _linger(self) -> None:
-        """Shut down our sending side, then read and discard for a bounded time."""
-        stream = self._stream
-        with contextlib.suppress(NotImplementedError, *_TRANSPORT_ERRORS):
-            await stream.send_eof()  # TCP's FIN; TLS cannot half-close (NotImplementedError)
-        budget = self._linger_max_bytes
-        # A deadline for the whole linger, not only per read: a client
-        # sending a byte now and then must not keep the connection any longer.
-        with anyio.move_on_after(self._linger_timeout or 0.0):
-            while budget > 0:
-                # A peer silent for a while has nothing more in flight: TLS
-                # sent no EOF, and a peer waiting for ours would wait in vain.
-                with anyio.move_on_after(_LINGER_IDLE_TIMEOUT) as idle:
-                    try:
-                        data = await stream.receive(min(_READ_SIZE, budget))
-                    except _TRANSPORT_ERRORS:
-                        return  # the peer's EOF (or its reset): done
-                if idle.cancelled_caught:
-                    return
-                budget -= len(data)
-
-    async def _run_transport(self, *, task_status: TaskStatus[None]) -> None:
-        try:
-            await self._serve_bytes(task_status=task_status)
-        finally:
-            self._transport_ended = True
-            if self._transport_end is not None:
-                self._transport_end.set()
-
-    async def _serve_bytes(self, *, task_status: TaskStatus[None]) -> None:
-        protocol = self._tcp_protocol
-        stream = self._stream
-        multiplexed = protocol.multiplexed
-        await self._flush_quietly()  # an HTTP/2 preface and SETTINGS
-        task_status.started()
-        eof = False
-        # One scope for the whole loop, not one per read (a scope costs as
-        # much as a small read): cancelled only once the connection has
-        # ended, when the loop is done anyway. Writes in it are shielded.
-        with anyio.CancelScope() as self._read_scope:
-            while not self._finished():
-                if not multiplexed and self._buffered_data > self._max_buffered_data:
-                    await self._wait_for_room()
-                    continue
-                if eof:
-                    # Nothing more will come; the exchange in progress may
-                    # still answer. Wait for the end, without spinning.
-                    await anyio.sleep_forever()
-                data: bytes | None = None
-                try:
-                    data = await stream.receive(_READ_SIZE)
-                except anyio.EndOfStream:
-                    eof = self._eof = True
-                except _TRANSPORT_ERRORS as error:
-                    self._fail(f"connection lost: {error!r}")
-                if self._finished():
-                    break  # failed, or ended by another task
-                if data is None:
-                    protocol.eof_received()
-                else:
-                    protocol.bytes_received(data)
-                self._process_events()
-                if not self._flush_nowait():  # most often nothing to write
-                    await self._flush_quietly()
-        self._read_scope = None
-        await self._flush_before_close()
-        if self._must_linger():
-            await self._linger()
-        await self._close_transport()
-
-    def _finished(self) -> bool:
-        # A method, not the attributes: mypy would keep what the loop's
-        # condition found across the awaits in which other tasks change them.
-        return self._terminated is not None or self._closed
-
-    def _wake_all(self) -> None:
-        super()._wake_all()
-        if self._read_scope is not None and self._finished():
-            self._read_scope.cancel()
-
-    async def _flush_quietly(self) -> None:
-        """Write what there is, unless another task is writing: that task writes it too."""
-        with contextlib.suppress(TransportError):
-            await self._flush(wait=False)
-
-    async def _flush_before_close(self) -> None:
-        """Flush for at most :data:`_CLOSE_FLUSH_TIMEOUT` s: a peer may never read."""
-        with anyio.move_on_after(_CLOSE_FLUSH_TIMEOUT), contextlib.suppress(TransportError):
-            await self._flush()
-
-    async def _flush(self, *, wait: bool = True) -> None:
-        """Write what the protocol has to send; see the class's docstring.
-
-        :param wait: wait for the send lock if another task holds it;
-            otherwise leave the output to that task and return.
-        :raises TransportError: if the stream cannot take the bytes.
+        For consumers that must react to a reset while they do not read (a
+        server cancels the application). ``observer(event)`` returns True to
+        queue the event, False to drop it (its data credited back at once).
+        It sees the events queued already first, and the connection's
+        ``ConnectionTerminated``. It runs in the transport task (or whichever
+        task writes): it must return at once, raise nothing, and not call
+        the connection (setting events and starting tasks is fine).
         """
-        if wait:
-            # The writes are shielded and a free turn is taken at once: without
-            # this, a cancelled task that keeps sending would never notice.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        while self._writing:
-            if not wait:
-                return
-            # The writer writes until the protocol has nothing left, what we
-            # produced included. Every task waiting wakes when it is done, not
-            # one after another as on a lock, which on a busy HTTP/2
-            # connection would make a convoy of tasks with nothing to write.
-            if self._written is None:
-                self._written = anyio.Event()
-            await self._written.wait()
-        self._writing = True
-        try:
-            if self._terminated is None:
-                self._process_events()
-            deadline: float | None = None  # looked up only if a write may wait
-            protocol = self._tcp_protocol
-            send_nowait = self._send_nowait
-            while not self._broken and (data := self._unsent or protocol.bytes_to_send()):
-                self._unsent = b""
-                if send_nowait is not None and send_nowait(data):
-                    # Taken at once, as send() would have (no wait for the
-                    # peer), without the cost of a scope per write.
-                    continue
-                if deadline is None:
-                    deadline = anyio.current_effective_deadline()
-                    if deadline != math.inf:
-                        deadline = max(deadline, anyio.current_time()) + _WRITE_GRACE
-                with anyio.CancelScope(shield=True, deadline=deadline) as scope:
-                    try:
-                        await self._stream.send(data)
-                    except _TRANSPORT_ERRORS as error:
-                        if self._terminated is None:
-                            self._fail(f"cannot send: {error!r}")
-                        raise TransportError(f"cannot send: {error!r}") from error
-                if scope.cancelled_caught:
-                    # Cut halfway: the stream is broken from here on.
-                    self._broken = True
-                    if self._terminated is None:
-                        self._fail("a write was cancelled halfway")
-        finally:
-            self._writing = False
-            written, self._written = self._written, None
-            if written is not None:
-                written.set()
-        if self._broken:
-            await anyio.lowlevel.checkpoint_if_cancelled()  # the caller's cancellation
-            raise TransportError("a write was cancelled halfway")
+        self.connection._router.observe(self, observer)
 
-    def _flush_nowait(self) -> bool:
-        """:meth:`_flush` without an ``await``, where no write has to wait.
-
-        Only on a stream that can write without an ``await``
-        (:class:`~hface.networking.NowaitByteStream`), with no other writer
-        in the way. Bytes the stream does not take at once are kept for
-        :meth:`_flush`, which writes them first.
-        """
-        send_nowait = self._send_nowait
-        if send_nowait is None or self._writing or self._broken:
-            return False
-        if self._terminated is None:
-            self._process_events()
-        protocol = self._tcp_protocol
-        while data := self._unsent or protocol.bytes_to_send():
-            if not send_nowait(data):
-                self._unsent = data
-                return False
-            self._unsent = b""
-        return True
-
-
-class HTTPOverQUICConnection(HTTPConnection):
-    """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside).
-
-    :param handshake_timeout: seconds from :meth:`open` for the QUIC
-        handshake to complete; after that the connection fails
-        (``ConnectionTerminated``; :meth:`open` raises on a client). Without
-        it a server would wait for a peer gone silent after its Initial
-        until QUIC's idle timeout. ``None``: no limit of its own.
-    """
-
-    _stream: DatagramStream
-
-    def __init__(
+    async def send_headers(
         self,
-        protocol: HTTPOverQUICProtocol,
-        stream: DatagramStream,
+        headers: HeadersType,
+        end_stream: bool = False,
         *,
-        handshake_timeout: float | None = DEFAULT_QUIC_HANDSHAKE_TIMEOUT,
-        **options: Any,
+        flush: bool = True,
+        max_wait: float | None = None,
     ) -> None:
-        super().__init__(protocol, **options)
-        if handshake_timeout is not None and not handshake_timeout > 0:
-            raise ValueError(f"handshake_timeout must be positive, not {handshake_timeout!r}")
-        self._handshake_timeout = handshake_timeout
-        self._quic_protocol = protocol
-        self._stream = stream
-        self._connection_ids: frozenset[bytes] = frozenset()
-        # The transport task's wait for a datagram; cancelled once the
-        # connection has ended, so that the task closes the stream at once.
-        self._wait_scope: anyio.CancelScope | None = None
-        # Sending a datagram never waits for the peer, so the lock is rarely
-        # contended: taking it free must not cost a trip through the event
-        # loop, as it would on every flush (a few per request) otherwise.
-        self._send_lock = anyio.Lock(fast_acquire=True)
-        # True while the transport task reads datagrams (and acknowledgements).
-        self._transport_running = False
+        """Send headers on this stream; see :meth:`HTTPConnection.send_headers`."""
+        await self.connection.send_headers(
+            self.stream_id, headers, end_stream, flush=flush, max_wait=max_wait
+        )
 
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        """The socket's typed attributes, plus TLS ones (QUIC does its own TLS)."""
-        from anyio.streams.tls import TLSAttribute
+    async def send_data(
+        self, data: bytes, end_stream: bool = False, *, max_wait: float | None = None
+    ) -> None:
+        """Send body data on this stream; see :meth:`HTTPConnection.send_data`."""
+        await self.connection.send_data(self.stream_id, data, end_stream, max_wait=max_wait)
 
-        return {
-            **self._stream.extra_attributes,
-            TLSAttribute.alpn_protocol: lambda: "h3",
-            TLSAttribute.tls_version: lambda: "TLSv1.3",
-        }
+    async def send_reset(self, error_code: int | None = None) -> None:
+        """Reset this stream (HTTP/1.1: close the connection); ``cancel`` by default.
 
-    def _protocol_connection_lost(self) -> None:
-        self._quic_protocol.connection_lost()
-
-    async def _opened(self) -> None:
-        while not self._quic_protocol.handshake_completed:
-            ended = self._terminated
-            if ended is not None:
-                # The handshake failed, unless no datagram got through at all.
-                lost = ended.reason is TerminationReason.TRANSPORT_LOST
-                kind = TransportErrorKind.CONNECT if lost else TransportErrorKind.TLS_HANDSHAKE
-                raise ended_error(ended, "the QUIC handshake failed", kind)
-            await self._wait_for_progress()
-
-    def _route(self) -> None:
-        if isinstance(self._stream, QUICStream):
-            connection_ids = frozenset(self._quic_protocol.connection_ids)
-            if connection_ids != self._connection_ids:
-                self._connection_ids = connection_ids
-                self._stream.update_connection_ids(list(connection_ids))
-
-    async def _run_transport(self, *, task_status: TaskStatus[None]) -> None:
-        self._transport_running = True
-        try:
-            await self._serve_datagrams(task_status=task_status)
-        finally:
-            # Cancelled (its task group, or an outer scope) or ended: a close
-            # lingering for acknowledgements stops waiting for them.
-            self._transport_running = False
-            self._wake_all()
-
-    async def _serve_datagrams(self, *, task_status: TaskStatus[None]) -> None:
-        protocol = self._quic_protocol
-        stream = self._stream
-        protocol.clock(anyio.current_time())
-        self._route()
-        await self._flush_quietly()  # a client's Initial
-        task_status.started()
-        timeout = self._handshake_timeout
-        handshake_deadline = math.inf if timeout is None else anyio.current_time() + timeout
-        while self._terminated is None:
-            if handshake_deadline != math.inf:
-                if protocol.handshake_completed:
-                    handshake_deadline = math.inf
-                elif anyio.current_time() >= handshake_deadline:
-                    # Reported before the protocol's own "connection lost".
-                    message = f"the QUIC handshake did not complete within {timeout} s"
-                    error_code = protocol.error_codes.internal_error
-                    self._terminate(
-                        ConnectionTerminated(
-                            error_code=error_code, message=message, reason=TerminationReason.TIMEOUT
-                        )
-                    )
-                    self._protocol_connection_lost()
-                    self._wake_all()
-                    break
-            timer = protocol.get_timer()
-            if handshake_deadline != math.inf and (timer is None or timer > handshake_deadline):
-                timer = handshake_deadline
-            delay = math.inf if timer is None else timer - anyio.current_time()
-            datagram = None
-            if delay > 0:
-                with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
-                    self._wait_scope = scope
-                    try:
-                        datagram = await stream.receive()
-                    except _TRANSPORT_ERRORS as error:
-                        self._fail(f"connection lost: {error!r}")
-                        break
-                    finally:
-                        self._wait_scope = None
-                if self._ended():
-                    break  # by another task's flush
-            else:
-                # Only a timer fired: yield anyway, so that a timer aioquic
-                # leaves in the past cannot starve every other task.
-                await anyio.lowlevel.checkpoint()
-            protocol.clock(anyio.current_time())
-            if datagram is not None:
-                protocol.datagram_received(datagram)
-            self._route()
-            self._process_events()
-            await self._flush_quietly()  # which queues what sending produced
-        await self._close_transport()
-
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            protocol = self._quic_protocol
-            datagrams = protocol.datagrams_to_send()
-            if datagrams:
-                try:
-                    # Shielded: the protocol counts these as sent (a close it
-                    # took as sent reports ConnectionTerminated at once), so a
-                    # task cancelled on seeing that event must not lose them.
-                    with anyio.CancelScope(shield=True):
-                        for datagram in datagrams:
-                            await self._stream.send(datagram)
-                except _TRANSPORT_ERRORS as error:
-                    if self._terminated is None:
-                        self._fail(f"cannot send: {error!r}")
-                    self._stop_waiting()
-                    raise TransportError(f"cannot send: {error!r}") from error
-            if self._terminated is None and protocol.has_expired():
-                # Sending can end the connection: a close that was pending
-                # (a local error, a certificate aioquic rejected, the end of
-                # a graceful close) is reported only once it went out, and
-                # no timer or datagram may come to report it later. Sending
-                # adds no other event, so an open connection needs no look.
-                self._process_events()
-                if self._ended():
-                    self._stop_waiting()
-
-    async def _flush_before_close(self) -> None:
-        """Flush, then wait while the protocol's graceful close lingers.
-
-        The HTTP/3 protocol sends its QUIC close only once the peer has
-        acknowledged what was sent (or a linger time passed without
-        progress); meanwhile the transport task reads the acknowledgements.
-        Not if that task was cancelled (a cancelled owner or server): then
-        nothing can arrive, and the close goes out at once, as it does
-        after :data:`_QUIC_CLOSE_TIMEOUT` seconds.
+        See :meth:`HTTPConnection.send_stream_reset`.
         """
-        await self._flush_quietly()
-        with anyio.move_on_after(_QUIC_CLOSE_TIMEOUT):
-            while self._transport_running and not self._ended():
-                await self._wait_for_progress()
-        if not self._ended():
-            self._quic_protocol.submit_close()
-            self._quic_protocol.abandon_linger()  # at once
-            await self._flush_quietly()
+        connection = self.connection
+        code = connection.error_codes.cancel if error_code is None else error_code
+        await connection.send_stream_reset(self.stream_id, code)
 
-    async def _close_transport(self) -> None:
-        with anyio.CancelScope(shield=True):
-            async with self._send_lock:  # after the datagrams another task is sending
-                await super()._close_transport()
+    async def acknowledge(self, amount: int) -> None:
+        """Credit ``amount`` consumed bytes back to the peer (``auto_acknowledge`` off)."""
+        await self.connection.acknowledge_received_data(self.stream_id, amount)
 
-    def _ended(self) -> bool:
-        # A method, not the attribute: mypy would take the attribute to be
-        # what the enclosing check found, across awaits and calls.
-        return self._terminated is not None
+    def close(self) -> None:
+        """Release the stream; its unread data's credit goes with the next write."""
+        self.connection._router.release(self)
 
-    def _stop_waiting(self) -> None:
-        """Have the transport task stop waiting for datagrams: the connection ended."""
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+    async def aclose(self) -> None:
+        """Release the stream, and write the credit for its unread data at once."""
+        if self.connection._router.release(self):
+            with anyio.CancelScope(shield=True):
+                await self.connection._flush_quietly()
+
+    async def __aenter__(self) -> HTTPStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -31,12 +31,10 @@ from hface.networking import (
 )
 from hface.protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 
-from ._connection import (
-    DEFAULT_LINGER_TIMEOUT,
-    HTTPConnection,
-    HTTPOverQUICConnection,
-    HTTPOverTCPConnection,
-)
+from ._connection import HTTPConnection
+from ._options import SERVER_TCP_OPTIONS, ConnectionOptions
+from ._quic import HTTPOverQUICConnection
+from ._tcp import HTTPOverTCPConnection
 
 #: What a server does with each connection: handle it until it ends.
 HandlerType = Callable[[HTTPConnection], Awaitable[None]]
@@ -128,20 +126,22 @@ def _address_of(listener: anyio.abc.Listener[Any]) -> AddressType:
 class HTTPOverTCPListener(HTTPListener):
     """Accepts HTTP/1.1 and HTTP/2 connections over TCP or TLS. Use :meth:`create`.
 
-    Its connections close lingering (see :class:`HTTPOverTCPConnection`)
-    for :data:`DEFAULT_LINGER_TIMEOUT` seconds at most unless the
-    ``linger_timeout`` connection option says otherwise (``None``: never).
+    :param options: for every connection; by default its connections
+        close lingering (see :class:`HTTPOverTCPConnection`) for
+        :data:`DEFAULT_LINGER_TIMEOUT` seconds at most. Options given
+        replace that whole: set their ``linger_timeout`` to linger.
     """
 
     def __init__(
         self,
         listener: anyio.abc.Listener[ByteStream],
         factory: HTTPOverTCPFactory,
-        **connection_options: Any,
+        *,
+        options: ConnectionOptions | None = None,
     ) -> None:
         self._listener = listener
         self._factory = factory
-        self._connection_options = {"linger_timeout": DEFAULT_LINGER_TIMEOUT, **connection_options}
+        self._options = SERVER_TCP_OPTIONS if options is None else options
 
     @classmethod
     async def create(
@@ -151,13 +151,13 @@ class HTTPOverTCPListener(HTTPListener):
         local_address: AddressType,
         tls_config: ServerTLSConfig | None = None,
         networking: ServerNetworking | None = None,
-        **connection_options: Any,
+        options: ConnectionOptions | None = None,
     ) -> HTTPOverTCPListener:
         """Listen on ``local_address``; with ``tls_config``, over TLS with ALPN.
 
         :param factory: makes the protocol of each connection (an
             :class:`~hface.protocols.ALPNHTTPFactory` serves several versions).
-        :param connection_options: passed to :class:`HTTPConnection`.
+        :param options: for every connection (see the class's docstring).
         :raises OSError: if the address cannot be bound.
         """
         networking = networking or SystemNetworking()
@@ -168,7 +168,7 @@ class HTTPOverTCPListener(HTTPListener):
             listener = await networking.listen_tcp_tls(
                 local_address, tls_config=tls_config, alpn_protocols=factory.alpn_protocols
             )
-        return cls(listener, factory, **connection_options)
+        return cls(listener, factory, options=options)
 
     @property
     def local_addresses(self) -> Sequence[AddressType]:
@@ -180,7 +180,7 @@ class HTTPOverTCPListener(HTTPListener):
                 tls_version=stream.extra(TLSAttribute.tls_version, None),
                 alpn_protocol=stream.extra(TLSAttribute.alpn_protocol, None),
             )
-            connection = HTTPOverTCPConnection(protocol, stream, **self._connection_options)
+            connection = HTTPOverTCPConnection(protocol, stream, options=self._options)
             await _run_handler(handler, connection)
 
         with suppress(anyio.ClosedResourceError):  # aclose() was called
@@ -204,6 +204,8 @@ class HTTPOverQUICListener(HTTPListener):
     a flood, as :class:`~hface.networking.QUICHandshakeLimits` says; a
     handshake that fails or times out is logged at DEBUG only (a flood of
     them is summed up at INFO by the networking layer).
+
+    :param options: for every connection.
     """
 
     def __init__(
@@ -211,12 +213,13 @@ class HTTPOverQUICListener(HTTPListener):
         listener: anyio.abc.Listener[QUICStream],
         factory: HTTPOverQUICServerFactory,
         tls_config: ServerTLSConfig,
-        **connection_options: Any,
+        *,
+        options: ConnectionOptions | None = None,
     ) -> None:
         self._listener = listener
         self._factory = factory
         self._tls_config = tls_config
-        self._connection_options = connection_options
+        self._options = options
         self._closing = False
         self._handlers = 0  # connections in progress
 
@@ -228,17 +231,17 @@ class HTTPOverQUICListener(HTTPListener):
         local_address: AddressType,
         tls_config: ServerTLSConfig,
         networking: ServerNetworking | None = None,
+        options: ConnectionOptions | None = None,
         handshake_limits: QUICHandshakeLimits | None = None,
         connection_id_generator: Callable[[], bytes] | None = None,
-        **connection_options: Any,
     ) -> HTTPOverQUICListener:
         """Listen for QUIC on ``local_address`` (UDP).
 
+        :param options: for every connection.
         :param handshake_limits: Retry and the cap on half-open handshakes
             (:class:`~hface.networking.QUICHandshakeLimits`' defaults if not given).
         :param connection_id_generator: makes the connection IDs of Retry
             packets: the server's own scheme; random by default.
-        :param connection_options: passed to :class:`HTTPOverQUICConnection`.
         :raises OSError: if the address cannot be bound.
         """
         networking = networking or SystemNetworking()
@@ -249,7 +252,7 @@ class HTTPOverQUICListener(HTTPListener):
             quic_handshake_limits=handshake_limits,
             quic_connection_id_generator=connection_id_generator,
         )
-        return cls(listener, factory, tls_config, **connection_options)
+        return cls(listener, factory, tls_config, options=options)
 
     @property
     def local_addresses(self) -> Sequence[AddressType]:
@@ -271,7 +274,7 @@ class HTTPOverQUICListener(HTTPListener):
                         QUICAttribute.retry_source_connection_id, None
                     ),
                 )
-                connection = HTTPOverQUICConnection(protocol, stream, **self._connection_options)
+                connection = HTTPOverQUICConnection(protocol, stream, options=self._options)
 
                 async def established(connection: HTTPConnection) -> None:
                     # open() returned: the handshake is complete.

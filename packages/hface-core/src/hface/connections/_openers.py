@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
@@ -12,7 +11,10 @@ from hface.common import AddressType, ClientTLSConfig
 from hface.networking import ClientNetworking, SystemNetworking
 from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
 
-from ._connection import HTTPConnection, HTTPOverQUICConnection, HTTPOverTCPConnection
+from ._connection import HTTPConnection
+from ._options import ConnectionOptions
+from ._quic import HTTPOverQUICConnection
+from ._tcp import HTTPOverTCPConnection
 
 
 class HTTPOpener(ABC):
@@ -44,7 +46,7 @@ class HTTPOverTCPOpener(HTTPOpener):
     :param factory: makes the protocols; by default HTTP/2 or HTTP/1.1 as
         ALPN chooses (HTTP/1.1 on cleartext).
     :param tls_config: how servers are verified.
-    :param connection_options: passed to :class:`HTTPConnection`.
+    :param options: for every connection.
     """
 
     def __init__(
@@ -53,12 +55,13 @@ class HTTPOverTCPOpener(HTTPOpener):
         *,
         tls_config: ClientTLSConfig | None = None,
         networking: ClientNetworking | None = None,
-        **connection_options: Any,
+        options: ConnectionOptions | None = None,
     ) -> None:
         self.factory = factory or _default_tcp_factory()
         self.tls_config = tls_config or ClientTLSConfig()
         self.networking = networking or SystemNetworking()
-        self._connection_options = connection_options
+        #: The options of every connection.
+        self.options = options
 
     async def __call__(
         self, remote_address: AddressType, *, tls: bool = False, server_name: str | None = None
@@ -77,7 +80,7 @@ class HTTPOverTCPOpener(HTTPOpener):
         else:
             stream = await self.networking.connect_tcp(remote_address)
             protocol = self.factory()
-        return HTTPOverTCPConnection(protocol, stream, **self._connection_options)
+        return HTTPOverTCPConnection(protocol, stream, options=self.options)
 
 
 class HTTPOverQUICOpener(HTTPOpener):
@@ -85,6 +88,7 @@ class HTTPOverQUICOpener(HTTPOpener):
 
     :param factory: makes the protocols; :class:`HTTP3ClientFactory` by default.
     :param tls_config: how servers are verified.
+    :param options: for every connection.
     """
 
     def __init__(
@@ -93,7 +97,7 @@ class HTTPOverQUICOpener(HTTPOpener):
         *,
         tls_config: ClientTLSConfig | None = None,
         networking: ClientNetworking | None = None,
-        **connection_options: Any,
+        options: ConnectionOptions | None = None,
     ) -> None:
         if factory is None:
             from hface.protocols.http3 import HTTP3ClientFactory
@@ -102,7 +106,8 @@ class HTTPOverQUICOpener(HTTPOpener):
         self.factory = factory
         self.tls_config = tls_config or ClientTLSConfig()
         self.networking = networking or SystemNetworking()
-        self._connection_options = connection_options
+        #: The options of every connection.
+        self.options = options
 
     async def __call__(
         self, remote_address: AddressType, *, tls: bool = True, server_name: str | None = None
@@ -117,4 +122,4 @@ class HTTPOverQUICOpener(HTTPOpener):
             server_name=server_name or remote_address[0],
             tls_config=self.tls_config,
         )
-        return HTTPOverQUICConnection(protocol, stream, **self._connection_options)
+        return HTTPOverQUICConnection(protocol, stream, options=self.options)

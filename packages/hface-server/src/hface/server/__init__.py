@@ -8,7 +8,7 @@ within the :class:`ServerLimits` and :class:`ServerTimeouts` they are given.
 from hface.common import ServerTLSConfig as ServerTLSConfig
 
 from ._asgi import ASGIServer as ASGIServer
-from ._asgi_stream import ClientDisconnected as ClientDisconnected
+from ._asgi_types import ClientDisconnected as ClientDisconnected
 from ._base import BaseServer as BaseServer
 from ._config import ServerLimits as ServerLimits
 from ._config import ServerTimeouts as ServerTimeouts

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._asgi_stream import ASGI_VERSIONS, ASGIApp, Message
+from ._asgi_types import ASGI_VERSIONS, ASGIApp, Message
 
 logger = logging.getLogger("hface.server")
 

@@ -11,11 +11,13 @@ for the streams in flight, and only then cancel what is left.
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake (by
 the listener, and on QUIC :attr:`BaseServer.quic_handshake_limits` too),
-the number of connections (:meth:`BaseServer._handle`) and the time a
-connection may wait for a request (:meth:`BaseServer._idle_timeout`,
-which the handlers of the subclasses apply); the protocol limits by the
-factories the server makes from them (:meth:`BaseServer._limited_factories`);
-the rest per request, by the subclasses.
+the number of connections (:meth:`BaseServer._handle`);
+the protocol limits by the factories the server makes from them
+(:meth:`BaseServer._limited_factories`); the time a connection may wait
+for a request by the handlers of the subclasses, through the idle clock of
+:meth:`HTTPConnection.accept_stream <hface.connections.HTTPConnection.accept_stream>`
+(:func:`close_after_waiting` closes it then); the rest per request, by the
+subclasses.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from hface.common import AddressType, ServerTLSConfig
 from hface.connections import (
+    DEFAULT_LINGER_TIMEOUT,
+    ConnectionOptions,
     HTTPConnection,
     HTTPListener,
     HTTPMultiListener,
@@ -39,7 +42,6 @@ from hface.connections import (
     HTTPOverTCPListener,
 )
 from hface.errors import LocalProtocolError, TransportError
-from hface.events import ConnectionTerminated, HeadersReceived
 from hface.networking import QUICHandshakeLimits, SystemNetworking
 from hface.protocols import (
     ALPNHTTPFactory,
@@ -162,13 +164,10 @@ class BaseServer(ABC):
     def graceful_timeout(self, seconds: float) -> None:
         self.timeouts.graceful_shutdown = seconds
 
-    def _idle_timeout(self, served: int) -> float | None:
-        """Seconds a connection with no request in flight waits for the next one.
-
-        :param served: requests the connection has had so far: none means
-            :attr:`ServerTimeouts.header_read`, else :attr:`ServerTimeouts.keep_alive`.
-        """
-        return self.timeouts.header_read if not served else self.timeouts.keep_alive
+    @property
+    def connections(self) -> frozenset[HTTPConnection]:
+        """The connections being served now (for monitoring; a snapshot)."""
+        return frozenset(self._connections)
 
     @abstractmethod
     async def handle_connection(self, connection: HTTPConnection) -> None:
@@ -241,12 +240,9 @@ class BaseServer(ABC):
             return  # closing it sends GOAWAY
         wait = min(self.timeouts.header_read or _REFUSAL_WAIT, _REFUSAL_WAIT)
         with anyio.move_on_after(wait):
-            while True:
-                event = await connection.receive_event()
-                if isinstance(event, ConnectionTerminated):
-                    return
-                if isinstance(event, HeadersReceived):
-                    break
+            stream = await connection.accept_stream()
+            if stream is None:
+                return
             headers = [
                 (b":status", b"503"),
                 (b"retry-after", b"1"),
@@ -254,11 +250,12 @@ class BaseServer(ABC):
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(_SERVICE_UNAVAILABLE)).encode()),
             ]
-            try:
-                await connection.send_headers(event.stream_id, headers)
-                await connection.send_data(event.stream_id, _SERVICE_UNAVAILABLE, end_stream=True)
-            except (TransportError, LocalProtocolError):
-                pass
+            async with stream:
+                try:
+                    await stream.send_headers(headers)
+                    await stream.send_data(_SERVICE_UNAVAILABLE, end_stream=True)
+                except (TransportError, LocalProtocolError):
+                    pass
 
     async def _wait_for_signal(
         self, stopping: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -273,8 +270,8 @@ class BaseServer(ABC):
     async def _shut_down(self, listener: HTTPListener, serving_scope: anyio.CancelScope) -> None:
         await listener.aclose()
         for connection in list(self._connections):
+            # Handlers waiting for a stream learn that it expired (accept_stream).
             await connection.send_goaway()
-            self._goaway_sent(connection)
         if self._connections:
             self._all_closed = anyio.Event()
             with anyio.move_on_after(self.timeouts.graceful_shutdown):
@@ -338,7 +335,7 @@ class BaseServer(ABC):
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
                     networking=SystemNetworking(tls_handshake_timeout=self.timeouts.tls_handshake),
-                    **self._connection_options(),
+                    options=self._connection_options(),
                 )
             )
         quic = self.protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3)
@@ -352,9 +349,8 @@ class BaseServer(ABC):
                         http3,
                         local_address=address,
                         tls_config=self.tls_config,
+                        options=self._connection_options(),
                         handshake_limits=self.quic_handshake_limits,
-                        handshake_timeout=self.timeouts.tls_handshake,
-                        **self._connection_options(),
                     )
                 )
             except BaseException:
@@ -372,13 +368,12 @@ class BaseServer(ABC):
         # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
         return PriorKnowledgeHTTPFactory(http1, http2)
 
-    def _goaway_sent(self, connection: HTTPConnection) -> None:  # noqa: B027 (an optional hook)
-        """Called once shutdown has asked ``connection`` to finish (overridable).
+    def _connection_options(self) -> ConnectionOptions:
+        """Options for every HTTPConnection this server makes (overridable).
 
-        A handler waiting for events learns here that the connection has
-        expired, and may return as soon as its streams are done.
+        TCP connections linger on close (:data:`~hface.connections.DEFAULT_LINGER_TIMEOUT`);
+        the QUIC handshake is bounded by :attr:`ServerTimeouts.tls_handshake`.
         """
-
-    def _connection_options(self) -> dict[str, Any]:
-        """Options for every HTTPConnection this server makes (overridable)."""
-        return {}
+        return ConnectionOptions(
+            linger_timeout=DEFAULT_LINGER_TIMEOUT, handshake_timeout=self.timeouts.tls_handshake
+        )

@@ -1,46 +1,43 @@
 """``ProxyServer``: an HTTP forward proxy in tunnelling mode (CONNECT only).
 
-Theory of operation. Each connection has one *dispatcher* loop, the only
-caller of ``receive_event``: a request's headers start a stream task
-(``_proxy_tunnel.serve_stream``) with a queue of that stream's events, and
-later events of the stream go to its queue. The dispatcher never waits on
-one stream on HTTP/2 and HTTP/3 (the queues are unbounded in items, but a
-tunnel acknowledges data only once its target took it, so flow control
-bounds them in bytes); on HTTP/1.1 the queue holds nothing and the
-dispatcher waits for the tunnel, so the connection stops reading.
+Theory of operation. Each connection's handler (:class:`_ProxyConnection`)
+is a loop over :meth:`HTTPConnection.accept_stream
+<hface.connections.HTTPConnection.accept_stream>`: each request stream,
+which the connection's transport task fills with that stream's events,
+gets a task running ``_proxy_tunnel.serve_stream``. The queues are
+bounded in bytes by flow control (a tunnel acknowledges data only once
+its target took it) on HTTP/2 and HTTP/3, and on HTTP/1.1 by the
+connection, which stops reading while a stream holds too much.
 
-Every task belongs to the connection's task group: when the connection
+Every task belongs to the handler's task group: when the connection
 ends, or its handler is cancelled, tunnels and target sockets go with it.
 Once the connection has expired (GOAWAY sent or received, or HTTP/1.1
-closing) and no stream is left, the handler returns; so it does when the
-connection has waited for a request longer than
-:attr:`ServerTimeouts.header_read` (before its first) or
-:attr:`ServerTimeouts.keep_alive` (after it).
+closing) and no stream is left, ``accept_stream`` returns None and the
+handler returns; it closes the connection when it has waited for a
+request longer than :attr:`ServerTimeouts.header_read` (before its first)
+or :attr:`ServerTimeouts.keep_alive` (after it). What the handler and
+the tunnels use of the server is a snapshot taken when :meth:`ProxyServer.run`
+starts (:class:`~hface.server._proxy_tunnel.TunnelPolicy`, the timeouts).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import TaskStatus
 
 from hface.common import AddressType
-from hface.connections import HTTPConnection
+from hface.connections import ConnectionOptions, HTTPConnection, HTTPStream
 from hface.errors import LocalProtocolError, TransportError
-from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamEvent
 from hface.networking import ClientNetworking, SystemNetworking
 
 from ._base import BaseServer, close_after_waiting
+from ._config import ServerTimeouts
 from ._models import Endpoint
 from ._proxy_target import is_loopback_host
 from ._proxy_tunnel import _READ_SIZE, TunnelPolicy, serve_stream
-
-#: Seconds between checks whether an idle, expired connection can be let go.
-_EXPIRY_POLL_INTERVAL = 0.5
 
 
 class ProxyServer(BaseServer):
@@ -87,6 +84,9 @@ class ProxyServer(BaseServer):
         self.networking = SystemNetworking()
         self.max_buffered_data = _READ_SIZE
         self._loopback_only = False
+        # The snapshot run() takes (see the module docstring).
+        self._policy: TunnelPolicy | None = None
+        self._serving_timeouts: ServerTimeouts | None = None
 
     async def run(
         self,
@@ -111,14 +111,18 @@ class ProxyServer(BaseServer):
             raise ValueError(f"max_buffered_data must be a positive integer, not {size!r}")
         loopback = [await is_loopback_host(endpoint.host) for endpoint in endpoints]
         self._loopback_only = bool(loopback) and all(loopback)
-        await super().run(endpoints, task_status=task_status)
+        self._policy = self._make_policy()
+        self._serving_timeouts = replace(self.timeouts)
+        try:
+            await super().run(endpoints, task_status=task_status)
+        finally:
+            self._policy = self._serving_timeouts = None
 
-    async def handle_connection(self, connection: HTTPConnection) -> None:
-        """Serve CONNECT requests on one connection until it ends."""
+    def _make_policy(self) -> TunnelPolicy:
         allow_private = self.allow_private_targets
         if allow_private is None:
             allow_private = self._loopback_only
-        policy = TunnelPolicy(
+        return TunnelPolicy(
             credentials=self.credentials,
             allow_private=allow_private,
             connect_timeout=self.connect_timeout,
@@ -126,101 +130,58 @@ class ProxyServer(BaseServer):
             networking=self.networking,
             read_size=self.max_buffered_data,
         )
-        await _ProxyConnection(connection, policy, self._idle_timeout).run()
 
-    def _connection_options(self) -> dict[str, Any]:
+    async def handle_connection(self, connection: HTTPConnection) -> None:
+        """Serve CONNECT requests on one connection until it ends."""
+        policy = self._policy or self._make_policy()  # not through run(): as set now
+        timeouts = self._serving_timeouts or self.timeouts
+        await _ProxyConnection(
+            connection, policy, header_read=timeouts.header_read, keep_alive=timeouts.keep_alive
+        ).run()
+
+    def _connection_options(self) -> ConnectionOptions:
         # Tunnels acknowledge data once the target has taken it.
-        return {**super()._connection_options(), "auto_acknowledge": False}
+        return replace(super()._connection_options(), auto_acknowledge=False)
 
 
 class _ProxyConnection:
-    """The dispatcher and the streams of one connection."""
+    """The handler of one connection: a task per request stream."""
 
     def __init__(
         self,
         connection: HTTPConnection,
         policy: TunnelPolicy,
-        idle_timeout: Callable[[int], float | None],
+        *,
+        header_read: float | None,
+        keep_alive: float | None,
     ) -> None:
         self._connection = connection
         self._policy = policy
-        self._idle_timeout = idle_timeout
-        self._served = 0  # requests so far
-        self._idle_since = anyio.current_time()
-        self._streams: dict[int, MemoryObjectSendStream[StreamEvent]] = {}
-        self._receivers: set[MemoryObjectReceiveStream[StreamEvent]] = set()
-        self._stream_ended = anyio.Event()
+        self._header_read = header_read
+        self._keep_alive = keep_alive
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(self._watch_expiry, task_group.cancel_scope)
-            try:
-                await self._dispatch(task_group)
-            finally:
-                task_group.cancel_scope.cancel()
-                for queue in self._streams.values():
-                    queue.close()
-                for events in self._receivers:  # of tasks cancelled before they ran
-                    events.close()
-
-    async def _dispatch(self, task_group: TaskGroup) -> None:
         connection = self._connection
-        buffer_size = math.inf if connection.multiplexed else 0
-        while True:
-            event = await connection.receive_event()
-            if isinstance(event, ConnectionTerminated):
-                return
-            if not isinstance(event, StreamEvent):
-                continue  # GOAWAY: streams in flight go on; _watch_expiry ends the rest
-            queue = self._streams.get(event.stream_id)
-            if queue is None and isinstance(event, HeadersReceived):
-                queue, events = anyio.create_memory_object_stream[StreamEvent](buffer_size)
-                self._streams[event.stream_id] = queue
-                self._served += 1
-                self._receivers.add(events)
-                task_group.start_soon(self._serve_stream, event, events)
-                continue
-            if queue is not None:
-                try:
-                    await queue.send(event)
-                    continue
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
-            if isinstance(event, DataReceived) and event.data:
-                # Nobody reads this stream any more: free the window all the same.
-                await connection.acknowledge_received_data(event.stream_id, len(event.data))
+        served = 0  # requests so far
+        async with anyio.create_task_group() as task_group:
+            try:
+                while True:
+                    limit = self._header_read if not served else self._keep_alive
+                    try:
+                        stream = await connection.accept_stream(idle_timeout=limit)
+                    except TimeoutError:
+                        close_after_waiting(connection)  # 408 for a partial HTTP/1.1 request
+                        return  # closing the connection sends GOAWAY (HTTP/2, HTTP/3)
+                    if stream is None:
+                        return  # ended, or expired with no stream left
+                    served += 1
+                    task_group.start_soon(self._serve_stream, stream)
+            finally:
+                task_group.cancel_scope.cancel()  # the connection is gone: its tunnels too
 
-    async def _serve_stream(
-        self, request: HeadersReceived, events: MemoryObjectReceiveStream[StreamEvent]
-    ) -> None:
-        stream_id = request.stream_id
+    async def _serve_stream(self, stream: HTTPStream) -> None:
         try:
-            await serve_stream(self._connection, request, events, self._policy)
+            async with stream:
+                await serve_stream(stream, self._policy)
         except (TransportError, LocalProtocolError):
             pass  # the connection or the stream is gone: nothing left to tell
-        finally:
-            queue = self._streams.pop(stream_id, None)
-            if queue is not None:
-                queue.close()
-            if not self._streams:
-                self._idle_since = anyio.current_time()
-            events.close()
-            self._receivers.discard(events)
-            self._stream_ended.set()
-
-    async def _watch_expiry(self, scope: anyio.CancelScope) -> None:
-        """End the handler once the connection has expired, or waited too long,
-        and no stream is left."""
-        while not (self._connection.has_expired() and not self._streams):
-            wait = _EXPIRY_POLL_INTERVAL
-            limit = self._idle_timeout(self._served)
-            if not self._streams and limit is not None:
-                left = self._idle_since + limit - anyio.current_time()
-                if left <= 0:
-                    close_after_waiting(self._connection)  # 408 for a partial HTTP/1.1 request
-                    break  # closing the connection sends GOAWAY (HTTP/2, HTTP/3)
-                wait = min(wait, left)
-            with anyio.move_on_after(wait):
-                await self._stream_ended.wait()
-            self._stream_ended = anyio.Event()
-        scope.cancel()

@@ -1,16 +1,17 @@
 """One CONNECT stream: check the request, open the tunnel, relay bytes both ways.
 
-Theory of operation. The connection's dispatcher (``_proxy.py``) gives
-each request stream a queue of its events and runs :func:`serve_stream`
-in a task. A request that is not granted gets a short text response. A
-granted one gets ``200`` once the target's TCP connection is open; then
-two tasks relay:
+Theory of operation. The connection's handler (``_proxy.py``) accepts
+each request stream (an :class:`~hface.connections.HTTPStream`, which the
+connection's transport task fills with the stream's events) and runs
+:func:`serve_stream` on it in a task. A request that is not granted gets
+a short text response. A granted one gets ``200`` once the target's TCP
+connection is open; then two tasks relay:
 
 - *upstream*, client → target: each ``DataReceived`` is written to the
   target, and only then acknowledged to the HTTP connection, so HTTP/2 and
   HTTP/3 flow control holds the client back while the target is slow
-  (HTTP/1.1: the dispatcher waits for the queue, and the connection stops
-  reading). The client's ``end_stream`` half-closes the target (``send_eof``).
+  (HTTP/1.1: the connection stops reading while the stream holds too
+  much). The client's ``end_stream`` half-closes the target (``send_eof``).
 - *downstream*, target → client: what the target sends goes out with
   ``send_data``, which waits on the client's flow control; the target's EOF
   becomes ``end_stream``.
@@ -34,12 +35,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hface.common import HeadersType
-from hface.connections import HTTPConnection
+from hface.connections import HTTPConnection, HTTPStream
 from hface.errors import LocalProtocolError, TransportError
-from hface.events import DataReceived, HeadersReceived, StreamEvent, StreamReset
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
 from hface.networking import ByteStream, ClientNetworking
 
 from ._proxy_target import (
@@ -83,13 +83,7 @@ class TunnelPolicy:
     read_size: int = _READ_SIZE
 
 
-async def respond(
-    connection: HTTPConnection,
-    stream_id: int,
-    status: int,
-    message: str,
-    extra: HeadersType = (),
-) -> None:
+async def respond(stream: HTTPStream, status: int, message: str, extra: HeadersType = ()) -> None:
     """Send a complete text response."""
     body = (message + "\n").encode()
     headers = [
@@ -98,8 +92,8 @@ async def respond(
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
     ]
-    await connection.send_headers(stream_id, headers)
-    await connection.send_data(stream_id, body, end_stream=True)
+    await stream.send_headers(headers)
+    await stream.send_data(body, end_stream=True)
 
 
 def _check_request(headers: HeadersType, policy: TunnelPolicy) -> None:
@@ -113,57 +107,52 @@ def _check_request(headers: HeadersType, policy: TunnelPolicy) -> None:
         raise TargetRefused(407, "proxy authentication required")
 
 
-async def serve_stream(
-    connection: HTTPConnection,
-    request: HeadersReceived,
-    events: MemoryObjectReceiveStream[StreamEvent],
-    policy: TunnelPolicy,
-) -> None:
-    """Answer one request stream; for a granted CONNECT, relay until the tunnel ends."""
-    stream_id = request.stream_id
-    with events:
-        try:
-            _check_request(request.headers, policy)
-            target = parse_target(header_value(request.headers, b":authority"))
-            description = _describe(target)
-            with anyio.fail_after(policy.connect_timeout):
-                addresses = await resolve_target(target, allow_private=policy.allow_private)
-                stream = await connect_target(policy.networking, addresses, description=description)
-        except TimeoutError:
-            message = f"cannot reach the target: timed out after {policy.connect_timeout:g}s"
-            await _refuse(connection, request, 502, message)
-            return
-        except TargetRefused as refusal:
-            await _refuse(connection, request, refusal.status, refusal.message)
-            return
-        async with stream:
-            await connection.send_headers(stream_id, [(b":status", b"200")])
-            logger.info("tunnel to %s for %s", description, _peer(connection))
-            await _relay(
-                connection, stream_id, events, stream, policy.idle_timeout, policy.read_size
+async def serve_stream(stream: HTTPStream, policy: TunnelPolicy) -> None:
+    """Answer one request stream; for a granted CONNECT, relay until the tunnel ends.
+
+    :param stream: the request's stream, its first event (the request) not yet taken.
+    """
+    request = stream.receive_event_nowait()
+    assert isinstance(request, HeadersReceived)  # a stream's first event
+    try:
+        _check_request(request.headers, policy)
+        target = parse_target(header_value(request.headers, b":authority"))
+        description = _describe(target)
+        with anyio.fail_after(policy.connect_timeout):
+            addresses = await resolve_target(target, allow_private=policy.allow_private)
+            target_stream = await connect_target(
+                policy.networking, addresses, description=description
             )
-            logger.debug("tunnel to %s closed", description)
+    except TimeoutError:
+        message = f"cannot reach the target: timed out after {policy.connect_timeout:g}s"
+        await _refuse(stream, request, 502, message)
+        return
+    except TargetRefused as refusal:
+        await _refuse(stream, request, refusal.status, refusal.message)
+        return
+    async with target_stream:
+        await stream.send_headers([(b":status", b"200")])
+        logger.info("tunnel to %s for %s", description, _peer(stream.connection))
+        await _relay(stream, target_stream, policy.idle_timeout, policy.read_size)
+        logger.debug("tunnel to %s closed", description)
 
 
-async def _refuse(
-    connection: HTTPConnection, request: HeadersReceived, status: int, message: str
-) -> None:
+async def _refuse(stream: HTTPStream, request: HeadersReceived, status: int, message: str) -> None:
     extra: HeadersType = ()
     if status == 405:
         extra = [(b"allow", b"CONNECT")]
     elif status == 407:
         extra = [(b"proxy-authenticate", b'Basic realm="hface"')]
-    logger.info("refused %s for %s: %s", status, _peer(connection), message)
-    await respond(connection, request.stream_id, status, message, extra)
+    logger.info("refused %s for %s: %s", status, _peer(stream.connection), message)
+    await respond(stream, status, message, extra)
+    connection = stream.connection
     if connection.multiplexed and not request.end_stream:
         # RFC 9113 §8.1: the response is complete; the client need not send more.
-        await connection.send_stream_reset(request.stream_id, connection.error_codes.no_error)
+        await stream.send_reset(connection.error_codes.no_error)
 
 
 async def _relay(
-    connection: HTTPConnection,
-    stream_id: int,
-    events: MemoryObjectReceiveStream[StreamEvent],
+    stream: HTTPStream,
     target: ByteStream,
     idle_timeout: float | None,
     read_size: int = _READ_SIZE,
@@ -174,6 +163,8 @@ async def _relay(
     # acknowledgements are shielded, and downstream (the task that calls
     # send_data) is stopped by closing the target under it, or cancelled
     # only by itself or with the connection.
+    connection = stream.connection
+    stream_id = stream.stream_id
     stopping = False
     last_activity = anyio.current_time()
     upstream_scope = anyio.CancelScope()
@@ -183,7 +174,7 @@ async def _relay(
             anyio.CancelScope(shield=True),
             contextlib.suppress(TransportError, LocalProtocolError),
         ):
-            await connection.send_stream_reset(stream_id, connection.error_codes.connect_error)
+            await stream.send_reset(connection.error_codes.connect_error)
 
     async def stop_downstream() -> None:
         nonlocal stopping
@@ -199,7 +190,7 @@ async def _relay(
 
         async def _upstream() -> None:
             nonlocal last_activity
-            async for event in events:
+            while not isinstance(event := await stream.receive_event(), ConnectionTerminated):
                 if isinstance(event, StreamReset):
                     await stop_downstream()  # the client gave up
                     return
@@ -213,7 +204,7 @@ async def _relay(
                         return
                     last_activity = anyio.current_time()
                     with anyio.CancelScope(shield=True):
-                        await connection.acknowledge_received_data(stream_id, len(event.data))
+                        await stream.acknowledge(len(event.data))
                 if isinstance(event, DataReceived | HeadersReceived) and event.end_stream:
                     # If the target closed already, downstream sees it.
                     with contextlib.suppress(*_TARGET_ERRORS):
@@ -230,13 +221,11 @@ async def _relay(
                 except anyio.EndOfStream:
                     if stopping:
                         return
-                    await connection.send_data(stream_id, b"", end_stream=True)
+                    await stream.send_data(b"", end_stream=True)
                     if not connection.multiplexed:
                         # An HTTP/1.1 connection cannot pass on a half-close
                         # (TLS has no half-close): the target is done, so is the tunnel.
-                        await connection.send_stream_reset(
-                            stream_id, connection.error_codes.no_error
-                        )
+                        await stream.send_reset(connection.error_codes.no_error)
                         task_group.cancel_scope.cancel()
                     return
                 except _TARGET_ERRORS as error:
@@ -246,7 +235,7 @@ async def _relay(
                     await reset()
                     task_group.cancel_scope.cancel()  # upstream: shielded where it writes
                     return
-                await connection.send_data(stream_id, data)
+                await stream.send_data(data)
 
         running = 2
         watch_scope = anyio.CancelScope()

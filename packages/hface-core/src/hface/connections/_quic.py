@@ -1,0 +1,219 @@
+"""``HTTPOverQUICConnection``: HTTP/3 over a datagram stream (QUIC inside).
+
+Theory of operation: see :class:`HTTPOverQUICConnection` and, for what
+every connection shares, :mod:`hface.connections._connection`. The
+transport task waits for the next datagram or the protocol's next timer,
+whichever comes first; sending a datagram never waits for the peer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+from hface.errors import TerminationReason, TransportError, TransportErrorKind
+from hface.events import ConnectionTerminated
+from hface.networking import DatagramStream, QUICStream
+from hface.protocols import HTTPOverQUICProtocol
+
+from ._connection import HTTPConnection
+from ._core import TRANSPORT_ERRORS, ended_error
+from ._options import ConnectionOptions
+
+#: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
+#: that lingers for acknowledgements (the protocol gives up sooner itself).
+_QUIC_CLOSE_TIMEOUT = 5.0
+
+
+class HTTPOverQUICConnection(HTTPConnection):
+    """:class:`HTTPConnection` for HTTP/3 over a datagram stream (QUIC inside).
+
+    The options' ``handshake_timeout`` bounds the QUIC handshake, from
+    :meth:`open`: after it the connection fails (``ConnectionTerminated``;
+    :meth:`open` raises on a client).
+    """
+
+    _stream: DatagramStream
+
+    def __init__(
+        self,
+        protocol: HTTPOverQUICProtocol,
+        stream: DatagramStream,
+        *,
+        options: ConnectionOptions | None = None,
+    ) -> None:
+        super().__init__(protocol, options=options)
+        self._handshake_timeout = self._options.handshake_timeout
+        self._quic_protocol = protocol
+        self._stream = stream
+        self._connection_ids: frozenset[bytes] = frozenset()
+        # The transport task's wait for a datagram; cancelled once the
+        # connection has ended, so that the task closes the stream at once.
+        self._wait_scope: anyio.CancelScope | None = None
+        # Sending a datagram never waits for the peer, so the lock is rarely
+        # contended: taking it free must not cost a trip through the event
+        # loop, as it would on every flush (a few per request) otherwise.
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        # True while the transport task reads datagrams (and acknowledgements).
+        self._transport_running = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """The socket's typed attributes, plus TLS ones (QUIC does its own TLS)."""
+        from anyio.streams.tls import TLSAttribute
+
+        return {
+            **self._stream.extra_attributes,
+            TLSAttribute.alpn_protocol: lambda: "h3",
+            TLSAttribute.tls_version: lambda: "TLSv1.3",
+        }
+
+    def _protocol_connection_lost(self) -> None:
+        self._quic_protocol.connection_lost()
+
+    async def _opened(self) -> None:
+        while not self._quic_protocol.handshake_completed:
+            ended = self._terminated
+            if ended is not None:
+                # The handshake failed, unless no datagram got through at all.
+                lost = ended.reason is TerminationReason.TRANSPORT_LOST
+                kind = TransportErrorKind.CONNECT if lost else TransportErrorKind.TLS_HANDSHAKE
+                raise ended_error(ended, "the QUIC handshake failed", kind)
+            await self._wait_for_progress()
+
+    def _route(self) -> None:
+        if isinstance(self._stream, QUICStream):
+            connection_ids = frozenset(self._quic_protocol.connection_ids)
+            if connection_ids != self._connection_ids:
+                self._connection_ids = connection_ids
+                self._stream.update_connection_ids(list(connection_ids))
+
+    async def _run_transport(self, *, task_status: TaskStatus[None]) -> None:
+        self._transport_running = True
+        try:
+            await self._serve_datagrams(task_status=task_status)
+        finally:
+            # Cancelled (its task group, or an outer scope) or ended: a close
+            # lingering for acknowledgements stops waiting for them.
+            self._transport_running = False
+            self._wake_all()
+
+    async def _serve_datagrams(self, *, task_status: TaskStatus[None]) -> None:
+        protocol = self._quic_protocol
+        stream = self._stream
+        protocol.clock(anyio.current_time())
+        self._route()
+        await self._flush_quietly()  # a client's Initial
+        task_status.started()
+        timeout = self._handshake_timeout
+        handshake_deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        while self._terminated is None:
+            if handshake_deadline != math.inf:
+                if protocol.handshake_completed:
+                    handshake_deadline = math.inf
+                elif anyio.current_time() >= handshake_deadline:
+                    # Reported before the protocol's own "connection lost".
+                    message = f"the QUIC handshake did not complete within {timeout} s"
+                    error_code = protocol.error_codes.internal_error
+                    self._terminate(
+                        ConnectionTerminated(
+                            error_code=error_code, message=message, reason=TerminationReason.TIMEOUT
+                        )
+                    )
+                    self._protocol_connection_lost()
+                    self._wake_all()
+                    break
+            timer = protocol.get_timer()
+            if handshake_deadline != math.inf and (timer is None or timer > handshake_deadline):
+                timer = handshake_deadline
+            delay = math.inf if timer is None else timer - anyio.current_time()
+            datagram = None
+            if delay > 0:
+                with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
+                    self._wait_scope = scope
+                    try:
+                        datagram = await stream.receive()
+                    except TRANSPORT_ERRORS as error:
+                        self._fail(f"connection lost: {error!r}")
+                        break
+                    finally:
+                        self._wait_scope = None
+                if self._ended():
+                    break  # by another task's flush
+            else:
+                # Only a timer fired: yield anyway, so that a timer aioquic
+                # leaves in the past cannot starve every other task.
+                await anyio.lowlevel.checkpoint()
+            protocol.clock(anyio.current_time())
+            if datagram is not None:
+                protocol.datagram_received(datagram)
+            self._route()
+            self._process_events()
+            await self._flush_quietly()  # which queues what sending produced
+        await self._close_transport()
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            protocol = self._quic_protocol
+            datagrams = protocol.datagrams_to_send()
+            if datagrams:
+                try:
+                    # Shielded: the protocol counts these as sent (a close it
+                    # took as sent reports ConnectionTerminated at once), so a
+                    # task cancelled on seeing that event must not lose them.
+                    with anyio.CancelScope(shield=True):
+                        for datagram in datagrams:
+                            await self._stream.send(datagram)
+                except TRANSPORT_ERRORS as error:
+                    if self._terminated is None:
+                        self._fail(f"cannot send: {error!r}")
+                    self._stop_waiting()
+                    raise TransportError(f"cannot send: {error!r}") from error
+            if self._terminated is None and protocol.has_expired():
+                # Sending can end the connection: a close that was pending
+                # (a local error, a certificate aioquic rejected, the end of
+                # a graceful close) is reported only once it went out, and
+                # no timer or datagram may come to report it later. Sending
+                # adds no other event, so an open connection needs no look.
+                self._process_events()
+                if self._ended():
+                    self._stop_waiting()
+
+    async def _flush_before_close(self) -> None:
+        """Flush, then wait while the protocol's graceful close lingers.
+
+        The HTTP/3 protocol sends its QUIC close only once the peer has
+        acknowledged what was sent (or a linger time passed without
+        progress); meanwhile the transport task reads the acknowledgements.
+        Not if that task was cancelled (a cancelled owner or server): then
+        nothing can arrive, and the close goes out at once, as it does
+        after :data:`_QUIC_CLOSE_TIMEOUT` seconds.
+        """
+        await self._flush_quietly()
+        with anyio.move_on_after(_QUIC_CLOSE_TIMEOUT):
+            while self._transport_running and not self._ended():
+                await self._wait_for_progress()
+        if not self._ended():
+            self._quic_protocol.submit_close()
+            self._quic_protocol.abandon_linger()  # at once
+            await self._flush_quietly()
+
+    async def _close_transport(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._send_lock:  # after the datagrams another task is sending
+                await super()._close_transport()
+
+    def _ended(self) -> bool:
+        # A method, not the attribute: mypy would take the attribute to be
+        # what the enclosing check found, across awaits and calls.
+        return self._terminated is not None
+
+    def _stop_waiting(self) -> None:
+        """Have the transport task stop waiting for datagrams: the connection ended."""
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
