@@ -189,7 +189,7 @@ def test_servers_sharing_a_key_accept_each_others_tokens() -> None:
     assert original == b"\x05" * 8
 
 
-@pytest.mark.parametrize("token", [b"", b"\xa7", os.urandom(40), b"\xa7" + bytes(45)])
+@pytest.mark.parametrize("token", [b"", b"\xa7", bytes(range(1, 41)), b"\xa7" + bytes(45)])
 def test_tokens_of_other_formats_are_not_retry_tokens(token: bytes) -> None:
     """RFC 9000 §8.1.3: a token not from a Retry of ours leaves its bearer unvalidated."""
     if token[:1] == b"\xa7" and len(token) == 46:
