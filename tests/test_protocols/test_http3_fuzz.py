@@ -15,7 +15,13 @@ from aioquic.h3.connection import StreamType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetReceived
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+)
 from tests.helpers.h3_raw import REQUEST, connect, headers_frame, settings_frame
 
 #: HTTP/3 (RFC 9114 §8.1) and QPACK (RFC 9204 §6) error codes.
@@ -49,7 +55,12 @@ def _check_outcome(client_closed: int | None, events: list[object]) -> None:
         assert not terminated
     for event in events:
         assert isinstance(
-            event, HeadersReceived | DataReceived | StreamResetReceived | ConnectionTerminated
+            event,
+            HeadersReceived
+            | DataReceived
+            | StreamResetReceived
+            | GoawayReceived  # a client's GOAWAY (a push ID) on its control stream
+            | ConnectionTerminated,
         )
 
 
@@ -68,7 +79,7 @@ def test_request_stream_data(data: bytes, end_stream: bool) -> None:
 @_FUZZ
 @given(data=_stream_data)
 def test_control_stream_data(data: bytes) -> None:
-    """Any bytes after SETTINGS on the control stream are ignored or close the connection."""
+    """Any bytes after SETTINGS on the control stream are ignored, a GOAWAY, or a close."""
     client = connect()
     client.open_control(settings_frame() + data)
     stream_id = client.request_stream(headers_frame(REQUEST))
