@@ -4,8 +4,9 @@ A request's header block becomes its ASGI ``http`` scope in one pass
 (:func:`make_scope`). The fields come lowercase with the pseudo-headers
 first (hface's events say so for every version), so no name is lowercased
 here; the pseudo-headers give the method, scheme, target and authority,
-and the authority becomes ``host`` when the request has none (HTTP/2 and
-HTTP/3 requests mostly do not). ``path`` is percent-decoded, ``raw_path``
+and the authority becomes the first field, ``host``, in place of any
+``host`` the request had (the ASGI specification says so; HTTP/1.1's
+``Host`` reaches the server as ``:authority``). ``path`` is percent-decoded, ``raw_path``
 not; both get the server's ``root_path`` in front. What the server itself
 checks of a request (its method, target, declared length, field count)
 comes back beside the scope.
@@ -71,7 +72,10 @@ def make_scope(
             elif name == b"content-length":
                 content_length = value
             fields.append([name, value])
-    if authority is not None and not has_host:
+    if authority is not None:
+        # ASGI: ":authority" becomes "host", first, replacing any "host" field.
+        if has_host:
+            fields = [field for field in fields if field[0] != b"host"]
         fields.insert(0, [b"host", authority])
     raw_path, _, query_string = target.partition(b"?")
     if b"%" in raw_path:

@@ -255,6 +255,13 @@ class ASGIStream(ResponseSender):
             self._bytes_sent,
         )
 
+    def _client_takes_trailers(self) -> bool:
+        # Read only when an application sends trailers: no cost per request.
+        for name, value in self.scope["headers"]:
+            if name == b"te" and b"trailers" in value.lower():
+                return True
+        return False
+
     # -- receive ------------------------------------------------------------------
 
     async def receive(self) -> Message:
