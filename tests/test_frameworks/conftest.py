@@ -113,6 +113,9 @@ class Browser:
     http_version: str
     served: Served
     cookies: dict[str, str] = field(default_factory=dict)
+    #: Send each cookie as a field of its own, as browsers may on HTTP/2 and
+    #: HTTP/3 (RFC 9113 §8.2.3): the server must join them.
+    split_cookies: bool = False
 
     def request(
         self,
@@ -131,8 +134,11 @@ class Browser:
             for name, value in built.headers.raw
             if name.lower() not in (b"host", b"cookie")
         ]
-        if self.cookies:
-            fields.append(("cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items())))
+        crumbs = [f"{name}={value}" for name, value in self.cookies.items()]
+        if self.split_cookies:
+            fields.extend(("cookie", crumb) for crumb in crumbs)
+        elif crumbs:
+            fields.append(("cookie", "; ".join(crumbs)))
         if self.http_version == "3":
             reply = anyio.run(self._request_h3, method, url, fields, content)
         else:

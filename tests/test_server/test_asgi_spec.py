@@ -287,6 +287,30 @@ async def test_authority_replaces_host(
     assert fields == [(b"host", b"localhost"), (b"accept", b"*/*")]
 
 
+async def test_cookie_crumbs_are_joined(
+    http_version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
+) -> None:
+    """Several ``cookie`` fields become one, joined with ``"; "`` (RFC 9113 §8.2.3).
+
+    HTTP/2 and HTTP/3 clients may send a cookie per field; frameworks read
+    one field (Starlette the first, Django all of them joined with commas).
+    """
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scopes.append(scope)
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body"})
+
+    headers = [(b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"b=2; c=3")]
+    async with running(make_server(app, server_tls_config)) as address:
+        await fetch(http_version, address, client_tls_config, headers=headers)
+    fields = [tuple(field) for field in scopes[0]["headers"]]
+    assert [field for field in fields if field[0] == b"cookie"] == [(b"cookie", b"a=1; b=2; c=3")]
+    assert (b"accept", b"*/*") in fields
+
+
 async def test_http1_header_names_come_lowercase() -> None:
     """Field names as a client spells them (``X-Mixed-Case``) reach the scope lowercase."""
     scopes: list[Scope] = []
