@@ -59,18 +59,21 @@ class Served:
 
 
 @contextmanager
-def serve(app: Any, tls_files: TLSFiles, *, root_path: str = "") -> Iterator[Served]:
+def serve(
+    app: Any, tls_files: TLSFiles, *, backend: str = "asyncio", root_path: str = ""
+) -> Iterator[Served]:
     """Serve ``app`` on a free port of 127.0.0.1 (TLS and QUIC) while the block runs.
 
-    The server runs on asyncio in a thread of its own, with its lifespan;
-    leaving the block shuts it down (lifespan shutdown included) and waits.
+    The server runs on ``backend`` (``"asyncio"`` or ``"trio"``) in a
+    thread of its own, with its lifespan; leaving the block shuts it down
+    (lifespan shutdown included) and waits.
     """
     server = ASGIServer(app)
     server.tls_config = tls_files.server_config()
     server.handle_signals = False
     server.access_log = False
     server.root_path = root_path
-    with start_blocking_portal("asyncio") as portal:
+    with start_blocking_portal(backend) as portal:
         future, addresses = portal.start_task(
             server.run, [Endpoint("https", "127.0.0.1", 0)], name="ASGIServer.run"
         )
@@ -113,6 +116,8 @@ class Browser:
     http_version: str
     served: Served
     cookies: dict[str, str] = field(default_factory=dict)
+    #: Use hface's own client on every version (HTTP/3 always uses it).
+    hface_client: bool = False
     #: Send each cookie as a field of its own, as browsers may on HTTP/2 and
     #: HTTP/3 (RFC 9113 §8.2.3): the server must join them.
     split_cookies: bool = False
@@ -139,8 +144,8 @@ class Browser:
             fields.extend(("cookie", crumb) for crumb in crumbs)
         elif crumbs:
             fields.append(("cookie", "; ".join(crumbs)))
-        if self.http_version == "3":
-            reply = anyio.run(self._request_h3, method, url, fields, content)
+        if self.http_version == "3" or self.hface_client:
+            reply = anyio.run(self._request_hface, method, url, fields, content)
         else:
             reply = self._request_httpx(method, url, fields, content)
         for value in reply.header_list("set-cookie"):
@@ -168,12 +173,15 @@ class Browser:
         headers = [(k.decode().lower(), v.decode()) for k, v in response.headers.raw]
         return Reply(response.status_code, headers, response.content, version)
 
-    async def _request_h3(
+    async def _request_hface(
         self, method: str, url: str, fields: list[tuple[str, str]], content: bytes
     ) -> Reply:
-        client = Client(
-            tls_config=self.served.tls_files.client_config(), protocol=ClientProtocol.HTTP3
-        )
+        protocol = {
+            "1.1": ClientProtocol.HTTP1,
+            "2": ClientProtocol.HTTP2,
+            "3": ClientProtocol.HTTP3,
+        }[self.http_version]
+        client = Client(tls_config=self.served.tls_files.client_config(), protocol=protocol)
         async with client.session() as session:
             response = await session.dispatch(
                 Request(method, url, headers=fields, content=content or None)

@@ -28,6 +28,13 @@ FRAMEWORKS = {
     "quart": "quart_app",
     "litestar": "litestar_app",
 }
+#: The event loops each runs on (Quart runs on asyncio only).
+SERVED = [
+    pytest.param((name, backend), id=f"{name}-{backend}")
+    for name in FRAMEWORKS
+    for backend in ("asyncio", "trio")
+    if not (name == "quart" and backend == "trio")
+]
 
 MIB = 1024 * 1024
 
@@ -44,13 +51,13 @@ class Running:
         return Browser(http_version, self.served)
 
 
-@pytest.fixture(scope="module", params=list(FRAMEWORKS))
+@pytest.fixture(scope="module", params=SERVED)
 def running(request: pytest.FixtureRequest, tls_files: TLSFiles) -> Iterator[Running]:
     """Each framework's application, served for the module's tests; lifespan checked at the end."""
-    name: str = request.param
+    name, backend = request.param
     module = load_example(FRAMEWORKS[name])
     events: list[str] = []
-    with serve(module.make_app(events), tls_files) as served:
+    with serve(module.make_app(events), tls_files, backend=backend) as served:
         assert events == ["startup"]  # before the first request
         yield Running(name, served, events)
     assert events == ["startup", "shutdown"]  # once each
@@ -115,6 +122,16 @@ def test_server_sent_events(running: Running, http_version: str) -> None:
         if fields:
             events.append((fields.get("event"), fields.get("data")))
     assert events == [("tick", str(number)) for number in range(3)]
+
+
+def test_hface_client_on_every_version(running: Running, http_version: str) -> None:
+    """hface's own client, not only on HTTP/3: a query, a JSON post and a stream."""
+    browser = Browser(http_version, running.served, hface_client=True)
+    reply = browser.get("/items?name=x")
+    assert reply.http_version == http_version
+    assert reply.json()["http_version"] == http_version
+    assert browser.post("/json", json={"a": [1, 2]}).json() == {"received": {"a": [1, 2]}}
+    assert browser.get("/stream").text.count("line") == 10
 
 
 def test_unknown_route_is_404(running: Running, http_version: str) -> None:
