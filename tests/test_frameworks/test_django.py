@@ -4,7 +4,8 @@ The project is examples/frameworks/django_app.py, its SQLite database in a
 temporary directory, migrated and given a superuser at setup; one server
 for the whole module. Every request with a body failed with 500 before
 ``receive()`` stopped handing out an empty ``http.request`` after the body
-(test_asgi_spec.py), which Django refuses.
+(test_asgi_spec.py), which Django refuses. Django serves no WebSockets
+(Channels does): there is no WebSocket test here.
 """
 
 from __future__ import annotations
