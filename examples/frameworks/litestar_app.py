@@ -15,7 +15,6 @@ from typing import Any
 
 from litestar import Litestar, Request, WebSocket, get, post, websocket
 from litestar.datastructures import State, UploadFile
-from litestar.exceptions import WebSocketDisconnect
 from litestar.response import ServerSentEvent, Stream
 
 AnyRequest = Request[Any, Any, State]
@@ -82,12 +81,15 @@ def make_app(events: list[str]) -> Litestar:
     @websocket("/ws")
     async def echo(socket: WebSocket[Any, Any, State]) -> None:
         await socket.accept()
-        try:
-            while True:
-                message = await socket.receive_data(mode="binary")
-                await socket.send_data(message)
-        except WebSocketDisconnect:
-            return
+        while True:
+            # The ASGI message itself: text stays text and bytes stay bytes.
+            message: dict[str, Any] = dict(await socket.receive())
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await socket.send_data(message["text"])
+            else:
+                await socket.send_data(message["bytes"], mode="binary")
 
     return Litestar(
         route_handlers=[items, post_json, post_form, upload, stream, events_stream, echo],
