@@ -62,4 +62,14 @@ nitpick_ignore = [
     # hface.server's private alias for ASGI 3 applications, Callable[..., Awaitable[None]]:
     # the ASGIServer docstring says what it is.
     ("py:class", "ASGIApp"),
+    # hface.client's private aliases for the argument types of ClientSession.request
+    # (HeadersInput: a Headers, a mapping or pairs; ParamsInput: a mapping or pairs;
+    # AuthInput: a BasicAuth or a pair; TimeoutInput: a number or a Timeout): the
+    # docstrings say what each takes.
+    ("py:class", "HeadersInput"),
+    ("py:class", "ParamsInput"),
+    ("py:class", "AuthInput"),
+    ("py:class", "TimeoutInput"),
+    # The standard library's contextlib, in ClientSession.stream's signature.
+    ("py:class", "AbstractAsyncContextManager"),
 ]

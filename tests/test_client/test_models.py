@@ -19,6 +19,11 @@ from hface.client import URL, Origin, Request
         ("https://h/a%20b?q=%2F&r", URL("https", "h", 443, "/a%20b?q=%2F&r")),
         ("https://h/p#fragment", URL("https", "h", 443, "/p")),
         ("http://127.0.0.1:5443", URL("http", "127.0.0.1", 5443, "/")),
+        ("https://h/a b?q=x y", URL("https", "h", 443, "/a%20b?q=x%20y")),
+        ("https://h/é/%7e?ü=%", URL("https", "h", 443, "/%C3%A9/%7e?%C3%BC=%25")),
+        ('https://h/a<b>"', URL("https", "h", 443, "/a%3Cb%3E%22")),
+        ("https://Bücher.example/", URL("https", "xn--bcher-kva.example", 443, "/")),
+        ("https://straße.de/", URL("https", "xn--strae-oqa.de", 443, "/")),
     ],
 )
 def test_url_parse(text: str, expected: URL) -> None:
@@ -45,7 +50,8 @@ def test_url_properties() -> None:
         ("https://example.com:abc/", "invalid URL"),
         ("https://[::zz]/", "invalid URL"),
         ("https://user:pw@example.com/", "credentials"),
-        ("https://example.com/a b", "percent-encode"),
+        ("https://example.com/a\nb", "control characters"),
+        ("https://bad_idn_ü.example/", "bad host"),
         ("https://example.com:0/", "port 0"),
     ],
 )

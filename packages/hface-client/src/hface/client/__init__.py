@@ -1,8 +1,11 @@
 """The client facade: HTTP/1.1, HTTP/2 and HTTP/3 requests, directly or through a proxy.
 
 Make a :class:`Client`, enter :meth:`Client.session`, and call
-:meth:`ClientSession.dispatch` (or :meth:`ClientSession.stream` for large
-bodies). :class:`ProxyClient` opens raw TCP tunnels through an HTTP proxy.
+:meth:`ClientSession.get` (``post``, ... or :meth:`ClientSession.request`:
+query parameters, JSON and form bodies, redirects, Basic authentication,
+per-request timeouts), :meth:`ClientSession.dispatch` with a
+:class:`Request` (the request as it is), or :meth:`ClientSession.stream`
+for large bodies. :class:`ProxyClient` opens raw TCP tunnels through an HTTP proxy.
 Exceptions are in :mod:`hface.client.errors`; timeouts raise :exc:`TimeoutError`.
 """
 
@@ -10,6 +13,9 @@ from hface.common import ClientTLSConfig as ClientTLSConfig
 
 from ._client import Client as Client
 from ._client import ClientSession as ClientSession
+from ._conveniences import BasicAuth as BasicAuth
+from ._conveniences import Timeout as Timeout
+from ._headers import Headers as Headers
 from ._models import URL as URL
 from ._models import ClientProtocol as ClientProtocol
 from ._models import Origin as Origin
@@ -24,9 +30,12 @@ __all__ = (
     "ClientProtocol",
     "ClientSession",
     "ClientTLSConfig",
+    "BasicAuth",
+    "Headers",
     "Origin",
     "ProxyClient",
     "ProxyClientSession",
     "Request",
     "Response",
+    "Timeout",
 )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import anyio
 
@@ -15,11 +15,24 @@ from hface.networking import ClientNetworking, SystemNetworking
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 
+from . import errors
+from ._conveniences import (
+    AuthInput,
+    BasicAuth,
+    ParamsInput,
+    Timeout,
+    TimeoutInput,
+    auth_of,
+    build_request,
+    redirect_request,
+)
 from ._exchange import Exchange, RetryableError
-from ._models import ClientProtocol, Origin, Request, Response
+from ._headers import HeadersInput
+from ._models import URL, ClientProtocol, Origin, Request, Response
 from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
+from ._shortcuts import RequestShortcuts
 
 #: Seconds to wait for a connection (TCP, TLS or QUIC handshake) by default.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -29,6 +42,10 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 DEFAULT_MAX_IDLE_CONNECTIONS: Final = 8
 #: Bytes of a response's header block accepted by default (curl's is 100 KiB).
 DEFAULT_MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
+#: Redirects followed in a row by default before :exc:`~.errors.TooManyRedirects`.
+DEFAULT_MAX_REDIRECTS: Final = 20
+#: Bytes of a redirect's body read (and dropped) to keep its connection; past it, reset.
+_REDIRECT_BODY_KEPT: Final = 64 * 1024
 
 
 class Client:
@@ -112,6 +129,15 @@ class Client:
         #: Bytes of a response's header block accepted (HTTP/1.1, 2 and 3;
         #: applied to the client's own factories, not to one set in their place).
         self.max_response_header_size: int = DEFAULT_MAX_RESPONSE_HEADER_SIZE
+        #: Whether :meth:`ClientSession.request` and its shortcuts follow
+        #: redirects (``follow_redirects=`` of a request says it for one).
+        self.follow_redirects: bool = False
+        #: Redirects followed in a row before :exc:`~.errors.TooManyRedirects`.
+        self.max_redirects: int = DEFAULT_MAX_REDIRECTS
+        #: Credentials for :meth:`ClientSession.request` and its shortcuts
+        #: (``auth=`` of a request overrides them): a :class:`BasicAuth` or
+        #: a ``(user, password)`` pair.
+        self.auth: AuthInput = None
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -123,7 +149,7 @@ class Client:
         return ClientSession(self)
 
 
-class ClientSession:
+class ClientSession(RequestShortcuts):
     """Makes requests; returned by :meth:`Client.session`.
 
     Enter and leave it in the same task. The connections live as long as the session.
@@ -136,6 +162,9 @@ class ClientSession:
         self._connect_timeout = client.connect_timeout
         self._read_timeout = client.read_timeout
         self._timeout = client.timeout
+        self._follow_redirects = client.follow_redirects
+        self._max_redirects = client.max_redirects
+        self._auth = auth_of(client.auth)
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
@@ -244,13 +273,7 @@ class ClientSession:
         )
 
     @asynccontextmanager
-    async def stream(self, request: Request) -> AsyncIterator[Response]:
-        """Send ``request``; give the response once its headers are in.
-
-        An async context manager: ``async with session.stream(request) as
-        response: ...``. Read the body with ``async for chunk in response.aiter_bytes()``;
-        the block's end releases the stream (resetting it if unread).
-        """
+    async def _stream(self, request: Request) -> AsyncIterator[Response]:
         timeout = self._timeout
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             exchange, response = await self._start(request)
@@ -265,7 +288,144 @@ class ClientSession:
                 await response.aclose()
                 await exchange.aclose()
 
-    async def _start(self, request: Request) -> tuple[Exchange, Response]:
+    def stream(
+        self,
+        method: str | Request,
+        url: URL | str | None = None,
+        *,
+        params: ParamsInput | None = None,
+        headers: HeadersInput | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        auth: AuthInput = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutInput = None,
+    ) -> AbstractAsyncContextManager[Response]:
+        """Send a request; give the response once its headers are in.
+
+        An async context manager: ``async with session.stream(request) as
+        response: ...``, or with the arguments of :meth:`request`:
+        ``async with session.stream("GET", url) as response: ...``. Read the
+        body with ``async for chunk in response.aiter_bytes()``; the block's
+        end releases the stream (resetting it if unread). A :class:`Request`
+        alone goes as it is, as with :meth:`dispatch`.
+        """
+        if isinstance(method, Request):
+            if url is not None:
+                raise TypeError("give a Request or a method and a URL, not both")
+            if (auth, follow_redirects, timeout) == (None, None, None):
+                return self._stream(method)
+            request = method
+        else:
+            if url is None:
+                raise TypeError("stream() needs a URL after the method")
+            request = build_request(
+                method, url, params=params, headers=headers, content=content, data=data, json=json
+            )
+        limits = Timeout.of(timeout)
+        return self._send(request, auth=auth, follow_redirects=follow_redirects, limits=limits)
+
+    async def request(
+        self,
+        method: str,
+        url: URL | str,
+        *,
+        params: ParamsInput | None = None,
+        headers: HeadersInput | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        auth: AuthInput = None,
+        follow_redirects: bool | None = None,
+        timeout: TimeoutInput = None,  # noqa: ASYNC109  # httpx's per-request keyword
+    ) -> Response:
+        """Send a request made of these arguments; return the response, its body read.
+
+        :param params: query parameters, added to the URL's.
+        :param headers: header fields: a :class:`Headers`, a ``dict`` or pairs.
+        :param content: the body as ``bytes`` or an async iterable of ``bytes``;
+            or ``data``, a form (``application/x-www-form-urlencoded``);
+            or ``json``, any value ``json.dumps()`` takes (``application/json``).
+        :param auth: a :class:`BasicAuth` or a ``(user, password)`` pair
+            (default: :attr:`Client.auth`).
+        :param follow_redirects: follow 301, 302, 303, 307 and 308 (default:
+            :attr:`Client.follow_redirects`); :attr:`Response.history` holds
+            the redirects followed.
+        :param timeout: seconds for the whole request, or a :class:`Timeout`
+            (default: the client's timeouts).
+        :raises TimeoutError: if a timeout expired.
+        :raises hface.client.errors.TooManyRedirects: past :attr:`Client.max_redirects`.
+        :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
+        """
+        request = build_request(
+            method, url, params=params, headers=headers, content=content, data=data, json=json
+        )
+        limits = Timeout.of(timeout)
+        total = self._timeout if limits.total is None else limits.total
+        with anyio.move_on_after(math.inf if total is None else total) as scope:
+            context = self._send(
+                request, auth=auth, follow_redirects=follow_redirects, limits=limits
+            )
+            async with context as response:
+                await response.aread()
+                return response
+        assert scope.cancelled_caught
+        raise TimeoutError(f"timed out after {total} s waiting for {method} {request.url}")
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        request: Request,
+        *,
+        auth: AuthInput,
+        follow_redirects: bool | None,
+        limits: Timeout,
+    ) -> AsyncIterator[Response]:
+        """The request, with its authentication and redirects; the last response."""
+        credentials = self._auth if auth is None else auth_of(auth)
+        follow = self._follow_redirects if follow_redirects is None else follow_redirects
+        total = self._timeout if limits.total is None else limits.total
+        first_origin = request.url.origin
+        history: list[Response] = []
+        while True:
+            if credentials is not None and request.url.origin == first_origin:
+                _authorize(request, credentials)
+            with anyio.move_on_after(math.inf if total is None else total) as scope:
+                exchange, response = await self._start(request, limits)
+            if scope.cancelled_caught:
+                raise TimeoutError(
+                    f"timed out after {total} s waiting for {request.method} {request.url}"
+                )
+            response.request = request
+            try:
+                next_request = redirect_request(request, response) if follow else None
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await exchange.aclose()
+                raise
+            if next_request is None:
+                response.history = tuple(history)
+                try:
+                    yield response
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                        await exchange.aclose()
+                return
+            await _discard(response, exchange)
+            history.append(response)
+            if len(history) > self._max_redirects:
+                raise errors.TooManyRedirects(
+                    f"more than {self._max_redirects} redirects, the last to {next_request.url}",
+                    origin=str(request.url.origin),
+                    response=response,
+                )
+            request = next_request
+
+    async def _start(
+        self, request: Request, limits: Timeout | None = None
+    ) -> tuple[Exchange, Response]:
         if self._pool is None or self._closed:
             raise RuntimeError("enter the session first: async with client.session() as session")
         origin = request.url.origin
@@ -273,13 +433,24 @@ class ClientSession:
         body = request.content
         has_body = not isinstance(body, bytes) or bool(body)
         replayable = isinstance(body, bytes)
+        read_timeout = self._read_timeout
+        if limits is not None and limits.read is not None:
+            read_timeout = limits.read
         for attempt in range(2):
-            exchange = await self._pool.open_exchange(origin, headers, end_stream=not has_body)
+            if limits is None or limits.connect is None:
+                exchange = await self._pool.open_exchange(origin, headers, end_stream=not has_body)
+            else:
+                with anyio.move_on_after(limits.connect) as scope:
+                    exchange = await self._pool.open_exchange(
+                        origin, headers, end_stream=not has_body
+                    )
+                if scope.cancelled_caught:
+                    raise TimeoutError(f"timed out after {limits.connect} s connecting to {origin}")
             try:
                 if has_body:
                     exchange.start_upload(self._pool.task_group, body)
                 status, response_headers, complete = await exchange.receive_response_headers(
-                    self._read_timeout
+                    read_timeout
                 )
             except RetryableError as exc:
                 await exchange.aclose()
@@ -293,7 +464,7 @@ class ClientSession:
                 status=status, headers=response_headers, http_version=exchange.http_version
             )
             if not complete:
-                response._body = exchange.iter_body(self._read_timeout)
+                response._body = exchange.iter_body(read_timeout)
             return exchange, response
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -308,3 +479,25 @@ class ClientSession:
         if b"user-agent" not in names:
             headers.append((b"user-agent", b"hface"))
         return headers
+
+
+def _authorize(request: Request, credentials: BasicAuth) -> None:
+    """Add ``Authorization`` to ``request`` unless it has one."""
+    if all(name != b"authorization" for name, _ in request.headers):
+        request.headers.append((b"authorization", credentials.authorization))
+
+
+async def _discard(response: Response, exchange: Exchange) -> None:
+    """Read a little of a body nobody wants (a redirect's), then release the stream."""
+    try:
+        read = 0
+        async for chunk in response.aiter_bytes():
+            read += len(chunk)
+            if read > _REDIRECT_BODY_KEPT:
+                break
+    except errors.ClientError:
+        pass  # the redirect is all that counts
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+            await exchange.aclose()

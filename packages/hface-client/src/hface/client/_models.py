@@ -2,27 +2,56 @@
 
 from __future__ import annotations
 
+import codecs
 import enum
 import ipaddress
+import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, Final, NamedTuple
+from urllib.parse import quote, urlsplit
 
-from hface.common import AddressType, HeadersType, HeaderType
+import idna
 
+from hface.common import AddressType, HeaderType
+
+from ._headers import Headers, HeadersInput, header_pairs
+from .errors import HTTPStatusError
+
+#: The statuses that redirect (RFC 9110 §15.4), when a ``Location`` comes with them.
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 #: The port of each supported scheme when the URL gives none.
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
-# RFC 3986 §3.2.2 reg-name characters (percent-encoded octets allowed); IDNs are
-# expected already encoded (punycode), as httpx does for ``URL`` objects.
+# RFC 3986 §3.2.2 reg-name characters (percent-encoded octets allowed); a
+# non-ASCII name (an IDN) is first encoded by IDNA 2008 with UTS #46 mapping.
 _REG_NAME = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$")
 # RFC 9110 §5.6.2 token characters, for request methods.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# RFC 3986 §3.3/§3.4: what may appear in a path or query; anything else (spaces,
-# control characters, non-ASCII) is rejected rather than silently re-encoded.
-_PATH_QUERY = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$")
+# RFC 3986 §3.3/§3.4: what stays as it is in a path or query; anything else
+# (a space, non-ASCII as UTF-8, a lone ``%``) is percent-encoded.
+_PATH_SAFE: Final = "-._~!$&'()*+,;=:@/%"
+_QUERY_SAFE: Final = _PATH_SAFE + "?"
+_PLAIN = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# C0 controls and DEL: never part of a URL (urlsplit would drop some silently).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _encode(text: str, safe: str) -> str:
+    """Percent-encode what RFC 3986 does not allow in ``text``, keeping ``%XX`` as given."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return quote(_LONE_PERCENT.sub("%25", text), safe=safe)
+
+
+def _idna(host: str, value: str, what: str) -> str:
+    """The ASCII form of a host name that is not (IDNA 2008, UTS #46 mapping)."""
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"invalid {what} {value!r}: bad host {host!r} ({exc})") from None
 
 
 class ClientProtocol(enum.Enum):
@@ -45,6 +74,8 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
     text = value.strip()
     if not text:
         raise ValueError(f"empty {what}")
+    if _CONTROL.search(text):
+        raise ValueError(f"invalid {what} {value!r}: control characters")
     if "://" not in text:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:(?!\d)", text) and not text.startswith("["):
             scheme = text.split(":", 1)[0]
@@ -69,7 +100,9 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             raise ValueError(f"invalid {what} {value!r}: bad IPv6 address {host!r}") from None
-    elif not _REG_NAME.fullmatch(host):
+    elif not host.isascii():
+        host = _idna(host, value, what)
+    if "[" not in parts.netloc and not _REG_NAME.fullmatch(host):
         raise ValueError(f"invalid {what} {value!r}: bad host {host!r}")
     if port == 0:
         raise ValueError(f"invalid {what} {value!r}: port 0")
@@ -77,12 +110,8 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
         raise ValueError(f"invalid {what} {value!r}: empty port")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"invalid {what} {value!r}: credentials are not allowed here")
-    if not _PATH_QUERY.fullmatch(parts.path) or not _PATH_QUERY.fullmatch(parts.query):
-        raise ValueError(
-            f"invalid {what} {value!r}: characters not allowed in a path or query "
-            "(percent-encode them)"
-        )
-    return scheme, host, DEFAULT_PORTS[scheme] if port is None else port, parts.path, parts.query
+    path, query = _encode(parts.path, _PATH_SAFE), _encode(parts.query, _QUERY_SAFE)
+    return scheme, host, DEFAULT_PORTS[scheme] if port is None else port, path, query
 
 
 def _format_host(host: str) -> str:
@@ -181,9 +210,9 @@ class URL(NamedTuple):
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 
-def _clean_headers(headers: HeadersType | Sequence[tuple[str, str]]) -> list[HeaderType]:
+def _clean_headers(headers: HeadersInput) -> list[HeaderType]:
     cleaned: list[HeaderType] = []
-    for name, value in headers:
+    for name, value in header_pairs(headers):
         try:
             raw_name = name.encode("ascii") if isinstance(name, str) else bytes(name)
             raw_value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
@@ -216,8 +245,8 @@ class Request:
 
     :param method: the method, e.g. ``"GET"``.
     :param url: a :class:`URL` or text to parse with :meth:`URL.parse`.
-    :param headers: extra header fields (names are lower-cased); ``str``
-        or ``bytes`` pairs.
+    :param headers: extra header fields (names are lower-cased): a
+        :class:`Headers`, a ``dict``, or ``str`` or ``bytes`` pairs.
     :param content: the body: ``bytes``, or an async iterable of ``bytes``
         for a streamed upload (sent as it is produced, with backpressure).
     """
@@ -229,7 +258,7 @@ class Request:
         method: str,
         url: URL | str,
         *,
-        headers: HeadersType | Sequence[tuple[str, str]] | None = None,
+        headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
     ) -> None:
         if not _TOKEN.fullmatch(method):
@@ -279,6 +308,11 @@ class Response:
     http_version: str
     #: The body, once read.
     content: bytes = b""
+    #: The request this answers (set by the session; ``None`` if made by hand).
+    request: Request | None = field(default=None, repr=False)
+    #: The redirect responses followed to get here, first first
+    #: (:meth:`ClientSession.request` with ``follow_redirects``).
+    history: tuple[Response, ...] = field(default=(), repr=False)
     _body: AsyncGenerator[bytes, None] | None = field(default=None, repr=False)
     _consumed: bool = field(default=False, repr=False)
 
@@ -289,6 +323,65 @@ class Response:
         """The first value of the header field ``name`` (any case), or ``None``."""
         raw = (name.encode("ascii") if isinstance(name, str) else name).lower()
         return next((value for key, value in self.headers if key == raw), None)
+
+    @property
+    def header_map(self) -> Headers:
+        """:attr:`headers` as a case-insensitive :class:`Headers` mapping (a view: changes show)."""
+        view = Headers()
+        view._raw = self.headers
+        return view
+
+    @property
+    def url(self) -> URL | None:
+        """The URL of :attr:`request` (after redirects, the last one's)."""
+        return None if self.request is None else self.request.url
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    @property
+    def is_redirect(self) -> bool:
+        """Whether the status is a redirect with a ``Location`` to follow."""
+        return self.status in REDIRECT_STATUSES and self.get_header(b"location") is not None
+
+    @property
+    def encoding(self) -> str:
+        """The ``charset`` of ``Content-Type``, else ``utf-8`` (for :attr:`text`)."""
+        content_type = self.get_header(b"content-type") or b""
+        for parameter in content_type.decode("latin-1").split(";")[1:]:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+                try:
+                    return codecs.lookup(charset).name
+                except LookupError:
+                    break
+        return "utf-8"
+
+    @property
+    def text(self) -> str:
+        """:attr:`content` decoded with :attr:`encoding` (undecodable bytes replaced)."""
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        """:attr:`content` parsed as JSON.
+
+        :raises ValueError: if it is not JSON (``json.JSONDecodeError``).
+        """
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> Response:
+        """Return the response if its status is 1xx, 2xx or 3xx; raise if 4xx or 5xx.
+
+        :raises hface.client.errors.HTTPStatusError: for a 4xx or 5xx status.
+        """
+        if self.status < 400:
+            return self
+        kind = "client error" if self.status < 500 else "server error"
+        where = "" if self.request is None else f" for {self.request.method} {self.request.url}"
+        raise HTTPStatusError(f"{self.status} ({kind}){where}", response=self)
 
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         """Yield the body as it arrives (streamed responses; once only).

@@ -9,7 +9,9 @@
           ├── ConnectionLostError       (+ TransportError: gone mid-request)
           ├── RemoteProtocolError       (+ errors.RemoteProtocolError: bad response)
           ├── StreamResetError          (+ errors.StreamError: the peer reset the stream)
-          └── ProxyError                (the proxy refused the CONNECT tunnel)
+          ├── ProxyError                (the proxy refused the CONNECT tunnel)
+          ├── HTTPStatusError           (raise_for_status(): a 4xx or 5xx response)
+          └── TooManyRedirects          (more redirects than allowed)
 
 Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
 a message naming the origin and the phase (connect, read, whole request).
@@ -26,6 +28,8 @@ for HTTP/2 and HTTP/3. Invalid input (a bad URL, header or body type) raises
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hface import errors as _core
 from hface import networking as _networking
@@ -118,12 +122,42 @@ class ProxyError(ClientError):
         self.status = status
 
 
+class HTTPStatusError(ClientError):
+    """A 4xx or 5xx response, raised by :meth:`~hface.client.Response.raise_for_status`.
+
+    :param response: the :class:`~hface.client.Response` (its body read if it was).
+    """
+
+    # Typed Any: this module is below the models (they raise it), so it cannot name them.
+    def __init__(self, message: str, *, response: Any) -> None:
+        request = response.request
+        super().__init__(message, origin="" if request is None else str(request.url.origin))
+        #: The :class:`~hface.client.Response`.
+        self.response: Any = response
+        #: Its status code.
+        self.status: int = response.status
+
+
+class TooManyRedirects(ClientError):
+    """More redirects than :attr:`~hface.client.Client.max_redirects` in a row.
+
+    :param response: the last redirect :class:`~hface.client.Response` (body not read).
+    """
+
+    def __init__(self, message: str, *, origin: str, response: Any) -> None:
+        super().__init__(message, origin=origin)
+        #: The last redirect :class:`~hface.client.Response`.
+        self.response: Any = response
+
+
 __all__ = (
     "ClientError",
     "ConnectError",
     "ConnectionLostError",
+    "HTTPStatusError",
     "ProxyError",
     "RemoteProtocolError",
     "StreamResetError",
     "TLSVerificationError",
+    "TooManyRedirects",
 )

@@ -1,0 +1,199 @@
+"""What :meth:`ClientSession.request` adds to ``dispatch``: bodies, timeouts, auth, redirects.
+
+Each concern is a plain value or a pure function here; the session's
+request loop (:mod:`._client`) applies them in order:
+
+1. :func:`build_request` makes a :class:`Request` of ``params`` (added to
+   the URL's query), ``headers`` (any :data:`HeadersInput`) and one body:
+   ``content`` (bytes or an async iterable), ``data`` (a form, sent
+   ``application/x-www-form-urlencoded``) or ``json``.
+2. :class:`Timeout` bounds the request: ``total`` the whole (up to the
+   last byte of the body, or for a stream up to the response headers),
+   ``connect`` getting a stream (a pooled or new connection, and the
+   request headers sent), ``read`` each wait for the response.
+3. :class:`BasicAuth` (or a ``(user, password)`` pair) adds
+   ``Authorization`` to every request to the first request's origin.
+4. :func:`redirect_request` is the request a redirect response asks for,
+   by RFC 9110 §15.4: 303 turns every method but HEAD into GET, 301 and
+   302 turn POST into GET (as every browser does), 307 and 308 keep the
+   method and the body; a body dropped takes its ``Content-*`` fields
+   with it, and a new origin loses ``Authorization`` and ``Cookie``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json as json_module
+from collections.abc import AsyncIterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import urlencode, urljoin
+
+from ._headers import HeadersInput, header_pairs
+from ._models import URL, Request, Response
+
+#: Query parameters: a mapping (a value may be a list of values) or pairs.
+ParamsInput: TypeAlias = (
+    "Mapping[str, str | int | float | Sequence[str | int | float]]"
+    " | Sequence[tuple[str, str | int | float]]"
+)
+
+#: A ``timeout=`` argument: seconds for the whole request, or a :class:`Timeout`.
+TimeoutInput: TypeAlias = "float | Timeout | None"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeout:
+    """Per-request time limits, in seconds; ``None`` leaves the session's.
+
+    >>> Timeout(total=10, read=2)
+    Timeout(total=10, connect=None, read=2)
+    """
+
+    #: The whole request: up to the last byte of the body (redirects
+    #: included); for :meth:`ClientSession.stream`, up to the response headers.
+    total: float | None = None
+    #: Getting a stream: waiting for a pooled connection or making one
+    #: (TCP + TLS, or QUIC), then sending the request headers.
+    connect: float | None = None
+    #: Each wait for the response: its headers, then every body chunk.
+    read: float | None = None
+
+    @classmethod
+    def of(cls, value: TimeoutInput) -> Timeout:
+        """A :class:`Timeout` from a ``timeout=`` argument (a number is ``total``)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Timeout):
+            return value
+        number: object = value  # from users: any type may come
+        if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+            raise ValueError(f"timeout must be a positive number or a Timeout, not {value!r}")
+        return cls(total=float(number))
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """HTTP Basic authentication (RFC 7617): the credentials go with every request.
+
+    Sent to the origin of the first request only, never to another one a
+    redirect leads to. A ``(user, password)`` pair given as ``auth=`` is this.
+    """
+
+    #: The user name.
+    user: str
+    #: The password.
+    password: str
+
+    @property
+    def authorization(self) -> bytes:
+        """The ``Authorization`` value (UTF-8, RFC 7617 §2.1)."""
+        token = base64.b64encode(f"{self.user}:{self.password}".encode())
+        return b"Basic " + token
+
+
+#: An ``auth=`` argument.
+AuthInput: TypeAlias = "BasicAuth | tuple[str, str] | None"
+
+
+def auth_of(value: AuthInput) -> BasicAuth | None:
+    """The authentication an ``auth=`` argument asks for."""
+    if value is None or isinstance(value, BasicAuth):
+        return value
+    pair: object = value  # from users: any type may come
+    if isinstance(pair, tuple) and len(pair) == 2:
+        return BasicAuth(str(pair[0]), str(pair[1]))
+    raise TypeError(f"auth must be a BasicAuth or a (user, password) pair, not {value!r}")
+
+
+def _query(params: ParamsInput) -> str:
+    items = params.items() if isinstance(params, Mapping) else params
+    pairs: list[tuple[str, str]] = []
+    for key, value in items:
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((str(key), _text(item)) for item in values)
+    return urlencode(pairs)
+
+
+def _text(value: object) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def build_request(
+    method: str,
+    url: URL | str,
+    *,
+    params: ParamsInput | None = None,
+    headers: HeadersInput | None = None,
+    content: bytes | AsyncIterable[bytes] | None = None,
+    data: Mapping[str, Any] | None = None,
+    json: Any = None,
+) -> Request:
+    """A :class:`Request` with ``params``, ``headers`` and a body of one kind.
+
+    :raises TypeError: if more than one of ``content``, ``data`` and ``json`` is given.
+    """
+    if params:
+        parsed = url if isinstance(url, URL) else URL.parse(url)
+        query = _query(params)
+        separator = "&" if "?" in parsed.path else "?"
+        url = parsed._replace(path=f"{parsed.path}{separator}{query}") if query else parsed
+    bodies = [name for name, given in (("content", content), ("data", data)) if given is not None]
+    if json is not None:
+        bodies.append("json")
+    if len(bodies) > 1:
+        raise TypeError(f"give one body, not {' and '.join(bodies)}")
+    fields = list(header_pairs(headers)) if headers is not None else []
+    names = {name.lower() for name, _ in fields if isinstance(name, str)}
+    names |= {name.decode("latin-1").lower() for name, _ in fields if isinstance(name, bytes)}
+    content_type: str | None = None
+    if data is not None:
+        content = _query(data).encode()
+        content_type = "application/x-www-form-urlencoded"
+    elif json is not None:
+        content = json_module.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+        content_type = "application/json"
+    if content_type is not None and "content-type" not in names:
+        fields.append(("content-type", content_type))
+    return Request(method, url, headers=fields, content=content)
+
+
+#: Fields that describe a body: dropped with it when a redirect turns a request into a GET.
+_BODY_FIELDS = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"content-encoding",
+        b"content-language",
+        b"content-location",
+        b"transfer-encoding",
+    }
+)
+#: Fields never sent on to another origin.
+_CREDENTIAL_FIELDS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
+
+
+def redirect_request(request: Request, response: Response) -> Request | None:
+    """The request ``response`` redirects ``request`` to, or ``None`` if it is no redirect.
+
+    :raises ValueError: if the ``Location`` is not an http(s) URL, or a 307/308
+        asks to send again a body that was streamed.
+    """
+    location = response.get_header(b"location")
+    if not response.is_redirect or location is None:
+        return None
+    target = URL.parse(urljoin(str(request.url), location.decode("latin-1")))
+    method, content = request.method, request.content
+    status = response.status
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, content = "GET", b""
+    headers = request.headers
+    if method != request.method:
+        headers = [(name, value) for name, value in headers if name not in _BODY_FIELDS]
+    elif not isinstance(content, bytes):
+        raise ValueError(f"cannot send a streamed body again to follow a {status} redirect")
+    if target.origin != request.url.origin:
+        headers = [(name, value) for name, value in headers if name not in _CREDENTIAL_FIELDS]
+    return Request(method, target, headers=headers, content=content)

@@ -1,0 +1,97 @@
+"""An ASGI application for the client's conveniences (and the six-task scripts).
+
+- ``/get``: the request as JSON: method, path, query (parsed), headers
+  (lower-case names, each value list), body (text).
+- ``/echo`` and ``/post``: the same, for any method.
+- ``/redirect/STATUS?to=URL``: a ``STATUS`` redirect to ``URL`` (default ``/get``).
+- ``/redirect-loop``: a 302 to itself, forever.
+- ``/basic-auth/USER/PASSWORD``: 200 with ``{"user": USER}`` for those Basic
+  credentials, else 401 with ``WWW-Authenticate: Basic``.
+- ``/status/N``: an empty response of status N.
+- ``/latin1``: ``café`` in ISO-8859-1, said by ``Content-Type``.
+- ``/bytes/N``: N bytes (``pattern``), as one ``Content-Length`` body.
+- ``/delay/MS``: ``/get`` after MS milliseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+
+from .asgi_app import pattern
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _answer(
+    send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    fields = [*(headers or []), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": fields})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _described(scope: Scope, body: bytes) -> bytes:
+    headers: dict[str, list[str]] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    query = scope["query_string"].decode("latin-1")
+    description = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "query": parse_qs(query, keep_blank_values=True),
+        "headers": headers,
+        "body": body.decode("utf-8", "replace"),
+        "http_version": scope["http_version"],
+    }
+    return json.dumps(description).encode()
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    path: str = scope["path"]
+    json_type = [(b"content-type", b"application/json")]
+    if path.startswith("/delay/"):
+        await anyio.sleep(int(path.removeprefix("/delay/")) / 1000)
+        path = "/get"
+    if path in ("/get", "/echo", "/post") or path.startswith("/anything"):
+        await _answer(send, 200, _described(scope, body), json_type)
+    elif path.startswith("/redirect/"):
+        status = int(path.removeprefix("/redirect/"))
+        target = parse_qs(scope["query_string"].decode()).get("to", ["/get"])[0]
+        await _answer(send, status, b"moved", [(b"location", target.encode())])
+    elif path == "/redirect-loop":
+        await _answer(send, 302, b"", [(b"location", b"/redirect-loop")])
+    elif path.startswith("/basic-auth/"):
+        user, password = path.removeprefix("/basic-auth/").split("/", 1)
+        expected = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+        if any(tuple(field) == (b"authorization", expected) for field in scope["headers"]):
+            await _answer(send, 200, json.dumps({"user": user}).encode(), json_type)
+        else:
+            await _answer(send, 401, b"", [(b"www-authenticate", b'Basic realm="test"')])
+    elif path.startswith("/status/"):
+        await _answer(send, int(path.removeprefix("/status/")))
+    elif path == "/latin1":
+        content_type = (b"content-type", b"text/plain; charset=ISO-8859-1")
+        await _answer(send, 200, "café".encode("latin-1"), [content_type])
+    elif path.startswith("/bytes/"):
+        size = int(path.removeprefix("/bytes/"))
+        await _answer(send, 200, pattern(size))
+    else:
+        await _answer(send, 404, b"not found")
