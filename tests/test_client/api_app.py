@@ -7,16 +7,29 @@
 - ``/redirect-loop``: a 302 to itself, forever.
 - ``/basic-auth/USER/PASSWORD``: 200 with ``{"user": USER}`` for those Basic
   credentials, else 401 with ``WWW-Authenticate: Basic``.
+- ``/digest-auth/ALGORITHM/USER/PASSWORD``: 200 with ``{"user": USER}``
+  for a right RFC 7616 answer (``qop=auth``), else 401 with a Basic and a
+  Digest challenge (two ``WWW-Authenticate`` fields).
 - ``/status/N``: an empty response of status N.
 - ``/latin1``: ``café`` in ISO-8859-1, said by ``Content-Type``.
 - ``/bytes/N``: N bytes (``pattern``), as one ``Content-Length`` body.
 - ``/delay/MS``: ``/get`` after MS milliseconds.
+- ``/compressed/CODINGS``: ``pattern(100000)`` encoded by each coding of
+  CODINGS (``gzip,deflate``...), in order, with ``Content-Encoding`` saying so.
+- ``/bomb``: 64 MiB of zeros, gzip-encoded (about 64 KiB).
+- ``/corrupt``: ``Content-Encoding: gzip`` on bytes that are not.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
+import hashlib
+import importlib
 import json
+import re
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,12 +44,60 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+def _encode(data: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "br":
+        brotli: Any = importlib.import_module("brotli")  # optional
+        return bytes(brotli.compress(data))
+    if coding == "zstd":
+        zstandard: Any = importlib.import_module("zstandard")  # optional
+        return bytes(zstandard.ZstdCompressor().compress(data))
+    raise ValueError(coding)
+
+
+@functools.cache
+def _bomb() -> bytes:
+    return gzip.compress(bytes(64 * 1024 * 1024), compresslevel=9)
+
+
 async def _answer(
     send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     fields = [*(headers or []), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": fields})
     await send({"type": "http.response.body", "body": body})
+
+
+_DIGEST_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def _digest_ok(scope: Scope, algorithm: str, user: str, password: str) -> bool:
+    """Whether the request's ``Authorization`` answers the challenge (computed here anew)."""
+    fields = dict(scope["headers"])
+    value = fields.get(b"authorization", b"").decode()
+    if not value.startswith("Digest "):
+        return False
+    given = {key: a or b for key, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', value)}
+
+    def digest(text: str) -> str:
+        return _DIGEST_HASHES[algorithm](text.encode()).hexdigest()
+
+    target = scope["raw_path"].decode() + (
+        "?" + scope["query_string"].decode() if scope["query_string"] else ""
+    )
+    ha1 = digest(f"{user}:test:{password}")
+    ha2 = digest(f"{scope['method']}:{target}")
+    expected = digest(f"{ha1}:n0nce:{given.get('nc')}:{given.get('cnonce')}:auth:{ha2}")
+    return (
+        given.get("username") == user
+        and given.get("uri") == target
+        and given.get("qop") == "auth"
+        and given.get("opaque") == "0paque"
+        and given.get("response") == expected
+    )
 
 
 def _described(scope: Scope, body: bytes) -> bytes:
@@ -85,11 +146,35 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await _answer(send, 200, json.dumps({"user": user}).encode(), json_type)
         else:
             await _answer(send, 401, b"", [(b"www-authenticate", b'Basic realm="test"')])
+    elif path.startswith("/digest-auth/"):
+        algorithm, user, password = path.removeprefix("/digest-auth/").split("/", 2)
+        if _digest_ok(scope, algorithm, user, password):
+            await _answer(send, 200, json.dumps({"user": user}).encode(), json_type)
+        else:
+            challenge = (
+                f'Digest realm="test", qop="auth", nonce="n0nce", opaque="0paque", '
+                f"algorithm={algorithm}"
+            )
+            challenges = [
+                (b"www-authenticate", b'Basic realm="test"'),
+                (b"www-authenticate", challenge.encode()),
+            ]
+            await _answer(send, 401, b"", challenges)
     elif path.startswith("/status/"):
         await _answer(send, int(path.removeprefix("/status/")))
     elif path == "/latin1":
         content_type = (b"content-type", b"text/plain; charset=ISO-8859-1")
         await _answer(send, 200, "café".encode("latin-1"), [content_type])
+    elif path.startswith("/compressed/"):
+        codings = path.removeprefix("/compressed/")
+        body = pattern(100000)
+        for coding in codings.split(","):
+            body = _encode(body, coding)
+        await _answer(send, 200, body, [(b"content-encoding", codings.encode())])
+    elif path == "/bomb":
+        await _answer(send, 200, _bomb(), [(b"content-encoding", b"gzip")])
+    elif path == "/corrupt":
+        await _answer(send, 200, b"not gzip at all", [(b"content-encoding", b"gzip")])
     elif path.startswith("/bytes/"):
         size = int(path.removeprefix("/bytes/"))
         await _answer(send, 200, pattern(size))

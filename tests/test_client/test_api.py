@@ -6,12 +6,13 @@ HTTP/3, on asyncio and Trio.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 
 import pytest
 
-from hface.client import BasicAuth, Client, ClientProtocol, Headers, Request, Timeout
-from hface.client.errors import HTTPStatusError, TooManyRedirects
+from hface.client import BasicAuth, Client, ClientProtocol, DigestAuth, Headers, Request, Timeout
+from hface.client.errors import DecodingError, HTTPStatusError, TooManyRedirects
 from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.server import ASGIServer
 from tests.test_server.conftest import running
@@ -216,6 +217,22 @@ async def test_basic_auth(client: Client, base_url: str) -> None:
     assert response.json() == {"user": "ann"}, response.content
 
 
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+async def test_digest_auth(client: Client, base_url: str, algorithm: str) -> None:
+    url = base_url + f"/digest-auth/{algorithm}/ann/s3cret?x=1"
+    async with client.session() as session:
+        refused = await session.get(url, auth=DigestAuth("ann", "wrong"))
+        response = await session.post(url, auth=DigestAuth("ann", "s3cret"), json={"a": 1})
+        redirected = await session.get(
+            base_url + f"/redirect/302?to=/digest-auth/{algorithm}/ann/s3cret",
+            auth=DigestAuth("ann", "s3cret"),
+            follow_redirects=True,
+        )
+    assert refused.status == 401  # answered once, then given up
+    assert (response.status, response.json()) == (200, {"user": "ann"})
+    assert redirected.status == 200
+
+
 async def test_basic_auth_of_the_client_follows_redirects(
     http1_client: Client, base_url: str
 ) -> None:
@@ -273,3 +290,61 @@ def test_headers_mapping() -> None:
     request = Request("GET", "https://h/", headers=pairs)
     assert request.headers == [(b"a", b"1"), (b"a", b"2")]
     assert Request("GET", "https://h/", headers={"X-A": "b"}).headers == [(b"x-a", b"b")]
+
+
+def _installed(*modules: str) -> bool:
+    return any(importlib.util.find_spec(module) is not None for module in modules)
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        "gzip",
+        "deflate",
+        "gzip,deflate",
+        pytest.param(
+            "br",
+            marks=pytest.mark.skipif(not _installed("brotli"), reason="brotli is not installed"),
+        ),
+        pytest.param(
+            "zstd",
+            marks=pytest.mark.skipif(
+                not _installed("zstandard"), reason="zstandard is not installed"
+            ),
+        ),
+    ],
+)
+async def test_decompression(client: Client, base_url: str, codings: str) -> None:
+    async with client.session() as session:
+        asked = (await session.get(base_url + "/get")).json()["headers"]["accept-encoding"]
+        response = await session.get(base_url + f"/compressed/{codings}")
+        async with session.stream("GET", base_url + f"/compressed/{codings}") as streamed:
+            chunks = [chunk async for chunk in streamed.aiter_bytes()]
+        async with session.stream(Request("GET", base_url + f"/compressed/{codings}")) as raw:
+            encoded = await raw.aread()
+    assert asked[0].startswith("deflate, gzip")
+    assert response.content == pattern(100000)
+    assert b"".join(chunks) == pattern(100000)
+    assert encoded != pattern(100000)  # a Request alone goes as it is: nothing decoded
+
+
+async def test_decompression_off(http1_client: Client, base_url: str) -> None:
+    http1_client.decompress = False
+    async with http1_client.session() as session:
+        seen = (await session.get(base_url + "/get")).json()["headers"]
+        response = await session.get(base_url + "/compressed/gzip")
+    assert "accept-encoding" not in seen
+    assert response.content[:2] == b"\x1f\x8b"
+
+
+async def test_decompression_bomb_refused(client: Client, base_url: str) -> None:
+    async with client.session() as session:
+        with pytest.raises(DecodingError, match="refused as a bomb"):
+            await session.get(base_url + "/bomb")
+        with pytest.raises(DecodingError, match="does not decode"):
+            await session.get(base_url + "/corrupt")
+        # The session goes on.
+        assert (await session.get(base_url + "/get")).status == 200
+    client.max_decompression_ratio = None
+    async with client.session() as session:
+        assert len((await session.get(base_url + "/bomb")).content) == 64 * 1024 * 1024

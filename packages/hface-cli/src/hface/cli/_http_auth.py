@@ -7,30 +7,16 @@ an ``Authorization`` computed from it (MD5, SHA-256 and their ``-sess``
 variants, ``qop=auth``), once, as curl does (curl counts that second
 request in ``%{num_redirects}``).
 
-Kept apart from the rest of the command so that it can give way to the
-client library's authentication when it has its own.
+The Digest computation is the client library's (:class:`hface.client.DigestAuth`);
+this module keeps curl's side: ``-u``, ``--digest``, one answer per request.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
-#: Digest algorithms and their hash functions (RFC 7616 §3.2).
-_HASHES: Final[dict[str, Callable[[bytes], str]]] = {
-    "MD5": lambda data: hashlib.md5(data).hexdigest(),
-    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
-}
-
-#: ``name=value`` or ``name="quoted value"`` in a challenge.
-_PARAMETER: Final = re.compile(
-    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)'
-)
+from hface.client import DigestAuth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,33 +36,9 @@ class Credentials:
 def parse_challenges(value: str) -> dict[str, dict[str, str]]:
     """The parameters of each scheme in a ``WWW-Authenticate`` value, by lower-case scheme.
 
-    Only one challenge per scheme is kept (the first); token68 forms are skipped.
+    The library's parsing (:meth:`hface.client.DigestAuth.parse_challenges`).
     """
-    challenges: dict[str, dict[str, str]] = {}
-    scheme: str | None = None
-    position = 0
-    while position < len(value):
-        match = _PARAMETER.match(value, position)
-        if match is not None and scheme is not None:
-            raw = match.group(2).strip()
-            if raw.startswith('"'):
-                raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-            challenges[scheme].setdefault(match.group(1).lower(), raw)
-            position = match.end()
-        else:
-            word = re.match(r"\s*([^\s,]+)\s*", value[position:])
-            if word is None:
-                position += 1
-                continue
-            position += word.end()
-            scheme = word.group(1).lower()
-            if scheme in challenges:
-                scheme = None  # a second challenge of a scheme: its parameters are skipped
-            else:
-                challenges[scheme] = {}
-        while position < len(value) and value[position] in ", ":
-            position += 1
-    return {name: params for name, params in challenges.items() if name}
+    return DigestAuth.parse_challenges(value)
 
 
 def digest_authorization(
@@ -89,44 +51,7 @@ def digest_authorization(
 ) -> bytes | None:
     """The ``Authorization`` value answering a Digest challenge, or None if it cannot.
 
-    :param challenge: the parameters of the Digest challenge (:func:`parse_challenges`).
-    :param uri: the request target, as sent (path and query).
-    :param cnonce: the client nonce; a random one by default.
+    The library's computation (:meth:`hface.client.DigestAuth.authorization`).
     """
-    algorithm = challenge.get("algorithm", "MD5")
-    session = algorithm.upper().endswith("-SESS")
-    hash_ = _HASHES.get(algorithm.upper().removesuffix("-SESS"))
-    realm, nonce = challenge.get("realm"), challenge.get("nonce")
-    if hash_ is None or realm is None or nonce is None:
-        return None
-    qops = [qop.strip() for qop in challenge.get("qop", "").split(",") if qop.strip()]
-    if qops and "auth" not in qops:
-        return None  # auth-int only
-    cnonce = cnonce or os.urandom(16).hex()
-    nc = "00000001"
-    ha1 = hash_(f"{credentials.user}:{realm}:{credentials.password}".encode())
-    if session:
-        ha1 = hash_(f"{ha1}:{nonce}:{cnonce}".encode())
-    ha2 = hash_(f"{method}:{uri}".encode())
-    if qops:
-        response = hash_(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
-    else:
-        response = hash_(f"{ha1}:{nonce}:{ha2}".encode())  # RFC 2069
-    fields = [
-        f'username="{_quote(credentials.user)}"',
-        f'realm="{_quote(realm)}"',
-        f'nonce="{_quote(nonce)}"',
-        f'uri="{_quote(uri)}"',
-    ]
-    if qops:
-        fields += [f'cnonce="{cnonce}"', f"nc={nc}", "qop=auth"]
-    fields.append(f'response="{response}"')
-    if "opaque" in challenge:
-        fields.append(f'opaque="{_quote(challenge["opaque"])}"')
-    if "algorithm" in challenge:
-        fields.append(f"algorithm={algorithm}")
-    return ("Digest " + ", ".join(fields)).encode()
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    digest = DigestAuth(credentials.user, credentials.password)
+    return digest.authorization(challenge, method=method, uri=uri, cnonce=cnonce)

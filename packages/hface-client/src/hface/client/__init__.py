@@ -11,9 +11,10 @@ Exceptions are in :mod:`hface.client.errors`; timeouts raise :exc:`TimeoutError`
 
 from hface.common import ClientTLSConfig as ClientTLSConfig
 
+from ._auth import BasicAuth as BasicAuth
+from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
 from ._client import ClientSession as ClientSession
-from ._conveniences import BasicAuth as BasicAuth
 from ._conveniences import Timeout as Timeout
 from ._headers import Headers as Headers
 from ._models import URL as URL
@@ -30,6 +31,7 @@ __all__ = (
     "ClientProtocol",
     "ClientSession",
     "ClientTLSConfig",
+    "DigestAuth",
     "BasicAuth",
     "Headers",
     "Origin",

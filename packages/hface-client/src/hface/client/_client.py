@@ -16,16 +16,9 @@ from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 
 from . import errors
-from ._conveniences import (
-    AuthInput,
-    BasicAuth,
-    ParamsInput,
-    Timeout,
-    TimeoutInput,
-    auth_of,
-    build_request,
-    redirect_request,
-)
+from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of
+from ._conveniences import ParamsInput, Timeout, TimeoutInput, build_request, redirect_request
+from ._decoding import accept_encoding, decoded
 from ._exchange import Exchange, RetryableError
 from ._headers import HeadersInput
 from ._models import URL, ClientProtocol, Origin, Request, Response
@@ -42,6 +35,8 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 DEFAULT_MAX_IDLE_CONNECTIONS: Final = 8
 #: Bytes of a response's header block accepted by default (curl's is 100 KiB).
 DEFAULT_MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
+#: Decoded bytes per encoded byte allowed by default (past the first MiB).
+DEFAULT_MAX_DECOMPRESSION_RATIO: Final = 200.0
 #: Redirects followed in a row by default before :exc:`~.errors.TooManyRedirects`.
 DEFAULT_MAX_REDIRECTS: Final = 20
 #: Bytes of a redirect's body read (and dropped) to keep its connection; past it, reset.
@@ -135,9 +130,17 @@ class Client:
         #: Redirects followed in a row before :exc:`~.errors.TooManyRedirects`.
         self.max_redirects: int = DEFAULT_MAX_REDIRECTS
         #: Credentials for :meth:`ClientSession.request` and its shortcuts
-        #: (``auth=`` of a request overrides them): a :class:`BasicAuth` or
-        #: a ``(user, password)`` pair.
+        #: (``auth=`` of a request overrides them): a :class:`BasicAuth`, a
+        #: :class:`DigestAuth` or a ``(user, password)`` pair (Basic).
         self.auth: AuthInput = None
+        #: Whether :meth:`ClientSession.request` and its shortcuts ask for
+        #: compressed responses (``Accept-Encoding``: gzip, deflate, and br
+        #: and zstd where installed) and decompress them as they stream.
+        self.decompress: bool = True
+        #: Decoded bytes allowed per encoded byte received, past the first
+        #: MiB, before :exc:`~.errors.DecodingError` (a decompression bomb);
+        #: ``None``: no limit.
+        self.max_decompression_ratio: float | None = DEFAULT_MAX_DECOMPRESSION_RATIO
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -165,6 +168,8 @@ class ClientSession(RequestShortcuts):
         self._follow_redirects = client.follow_redirects
         self._max_redirects = client.max_redirects
         self._auth = auth_of(client.auth)
+        self._accept_encoding = accept_encoding() if client.decompress else None
+        self._max_decompression_ratio = client.max_decompression_ratio
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
@@ -347,8 +352,8 @@ class ClientSession(RequestShortcuts):
         :param content: the body as ``bytes`` or an async iterable of ``bytes``;
             or ``data``, a form (``application/x-www-form-urlencoded``);
             or ``json``, any value ``json.dumps()`` takes (``application/json``).
-        :param auth: a :class:`BasicAuth` or a ``(user, password)`` pair
-            (default: :attr:`Client.auth`).
+        :param auth: a :class:`BasicAuth`, a :class:`DigestAuth` or a
+            ``(user, password)`` pair (Basic) (default: :attr:`Client.auth`).
         :param follow_redirects: follow 301, 302, 303, 307 and 308 (default:
             :attr:`Client.follow_redirects`); :attr:`Response.history` holds
             the redirects followed.
@@ -389,8 +394,10 @@ class ClientSession(RequestShortcuts):
         first_origin = request.url.origin
         history: list[Response] = []
         while True:
-            if credentials is not None and request.url.origin == first_origin:
-                _authorize(request, credentials)
+            if isinstance(credentials, BasicAuth) and request.url.origin == first_origin:
+                _authorize(request, credentials.authorization)
+            if self._accept_encoding is not None:
+                _accept(request, self._accept_encoding)
             with anyio.move_on_after(math.inf if total is None else total) as scope:
                 exchange, response = await self._start(request, limits)
             if scope.cancelled_caught:
@@ -398,6 +405,12 @@ class ClientSession(RequestShortcuts):
                     f"timed out after {total} s waiting for {request.method} {request.url}"
                 )
             response.request = request
+            if isinstance(credentials, DigestAuth) and request.url.origin == first_origin:
+                answer = _digest_answer(request, response, credentials)
+                if answer is not None:
+                    await _discard(response, exchange)
+                    _authorize(request, answer)
+                    continue
             try:
                 next_request = redirect_request(request, response) if follow else None
             except BaseException:
@@ -406,6 +419,7 @@ class ClientSession(RequestShortcuts):
                 raise
             if next_request is None:
                 response.history = tuple(history)
+                self._decode(response)
                 try:
                     yield response
                 finally:
@@ -421,7 +435,23 @@ class ClientSession(RequestShortcuts):
                     origin=str(request.url.origin),
                     response=response,
                 )
+            if isinstance(credentials, DigestAuth):  # a new challenge for the new target
+                kept = [field for field in next_request.headers if field[0] != b"authorization"]
+                next_request.headers = kept
             request = next_request
+
+    def _decode(self, response: Response) -> None:
+        """Make ``response``'s body undo its ``Content-Encoding`` as it streams."""
+        coding = response.get_header(b"content-encoding")
+        if coding is None or response._body is None or self._accept_encoding is None:
+            return
+        assert response.request is not None
+        response._body = decoded(
+            response._body,
+            coding.decode("latin-1"),
+            max_ratio=self._max_decompression_ratio,
+            origin=str(response.request.url.origin),
+        )
 
     async def _start(
         self, request: Request, limits: Timeout | None = None
@@ -481,10 +511,33 @@ class ClientSession(RequestShortcuts):
         return headers
 
 
-def _authorize(request: Request, credentials: BasicAuth) -> None:
-    """Add ``Authorization`` to ``request`` unless it has one."""
+def _authorize(request: Request, value: bytes) -> None:
+    """Add ``Authorization: value`` to ``request`` unless it has one."""
     if all(name != b"authorization" for name, _ in request.headers):
-        request.headers.append((b"authorization", credentials.authorization))
+        request.headers.append((b"authorization", value))
+
+
+def _digest_answer(request: Request, response: Response, credentials: DigestAuth) -> bytes | None:
+    """The ``Authorization`` answering ``response``'s Digest challenge, if it is one to answer.
+
+    Once per request: not if it already carries credentials, nor if its
+    body cannot be sent again.
+    """
+    if response.status != 401 or not isinstance(request.content, bytes):
+        return None
+    if any(name == b"authorization" for name, _ in request.headers):
+        return None
+    values = [value for name, value in response.headers if name == b"www-authenticate"]
+    challenge = DigestAuth.parse_challenges(b", ".join(values).decode("latin-1")).get("digest")
+    if challenge is None:
+        return None
+    return credentials.authorization(challenge, method=request.method, uri=request.url.path)
+
+
+def _accept(request: Request, codings: bytes) -> None:
+    """Add ``Accept-Encoding`` to ``request`` unless it has one."""
+    if all(name != b"accept-encoding" for name, _ in request.headers):
+        request.headers.append((b"accept-encoding", codings))
 
 
 async def _discard(response: Response, exchange: Exchange) -> None:

@@ -12,7 +12,9 @@ request loop (:mod:`._client`) applies them in order:
    ``connect`` getting a stream (a pooled or new connection, and the
    request headers sent), ``read`` each wait for the response.
 3. :class:`BasicAuth` (or a ``(user, password)`` pair) adds
-   ``Authorization`` to every request to the first request's origin.
+   ``Authorization`` to every request to the first request's origin;
+   :class:`DigestAuth` answers that origin's 401 Digest challenges
+   (:mod:`._auth`).
 4. :func:`redirect_request` is the request a redirect response asks for,
    by RFC 9110 §15.4: 303 turns every method but HEAD into GET, 301 and
    302 turn POST into GET (as every browser does), 307 and 308 keep the
@@ -22,7 +24,6 @@ request loop (:mod:`._client`) applies them in order:
 
 from __future__ import annotations
 
-import base64
 import json as json_module
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,40 +71,6 @@ class Timeout:
         if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
             raise ValueError(f"timeout must be a positive number or a Timeout, not {value!r}")
         return cls(total=float(number))
-
-
-@dataclass(frozen=True)
-class BasicAuth:
-    """HTTP Basic authentication (RFC 7617): the credentials go with every request.
-
-    Sent to the origin of the first request only, never to another one a
-    redirect leads to. A ``(user, password)`` pair given as ``auth=`` is this.
-    """
-
-    #: The user name.
-    user: str
-    #: The password.
-    password: str
-
-    @property
-    def authorization(self) -> bytes:
-        """The ``Authorization`` value (UTF-8, RFC 7617 §2.1)."""
-        token = base64.b64encode(f"{self.user}:{self.password}".encode())
-        return b"Basic " + token
-
-
-#: An ``auth=`` argument.
-AuthInput: TypeAlias = "BasicAuth | tuple[str, str] | None"
-
-
-def auth_of(value: AuthInput) -> BasicAuth | None:
-    """The authentication an ``auth=`` argument asks for."""
-    if value is None or isinstance(value, BasicAuth):
-        return value
-    pair: object = value  # from users: any type may come
-    if isinstance(pair, tuple) and len(pair) == 2:
-        return BasicAuth(str(pair[0]), str(pair[1]))
-    raise TypeError(f"auth must be a BasicAuth or a (user, password) pair, not {value!r}")
 
 
 def _query(params: ParamsInput) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
-from ._conveniences import AuthInput, ParamsInput, TimeoutInput
+from ._auth import AuthInput
+from ._conveniences import ParamsInput, TimeoutInput
 from ._headers import HeadersInput
 from ._models import URL, Response
 

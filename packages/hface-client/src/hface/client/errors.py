@@ -11,6 +11,7 @@
           ├── StreamResetError          (+ errors.StreamError: the peer reset the stream)
           ├── ProxyError                (the proxy refused the CONNECT tunnel)
           ├── HTTPStatusError           (raise_for_status(): a 4xx or 5xx response)
+          ├── DecodingError             (a Content-Encoding not undone, or a bomb)
           └── TooManyRedirects          (more redirects than allowed)
 
 Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
@@ -138,6 +139,14 @@ class HTTPStatusError(ClientError):
         self.status: int = response.status
 
 
+class DecodingError(ClientError):
+    """A response body's ``Content-Encoding`` cannot be undone, or decodes to too much.
+
+    An unknown coding, corrupt data, or a body past
+    :attr:`~hface.client.Client.max_decompression_ratio` (a decompression bomb).
+    """
+
+
 class TooManyRedirects(ClientError):
     """More redirects than :attr:`~hface.client.Client.max_redirects` in a row.
 
@@ -154,6 +163,7 @@ __all__ = (
     "ClientError",
     "ConnectError",
     "ConnectionLostError",
+    "DecodingError",
     "HTTPStatusError",
     "ProxyError",
     "RemoteProtocolError",
