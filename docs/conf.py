@@ -70,6 +70,9 @@ nitpick_ignore = [
     ("py:class", "ParamsInput"),
     ("py:class", "AuthInput"),
     ("py:class", "TimeoutInput"),
-    # The standard library's contextlib, in ClientSession.stream's signature.
+    # The standard library's contextlib, in ClientSession.stream's signature, and its
+    # http.cookiejar, the type of Client.cookies and ClientSession.cookies.
     ("py:class", "AbstractAsyncContextManager"),
+    ("py:class", "CookieJar"),
+    ("py:class", "http.cookiejar.CookieJar"),
 ]

@@ -10,6 +10,8 @@
 - ``/digest-auth/ALGORITHM/USER/PASSWORD``: 200 with ``{"user": USER}``
   for a right RFC 7616 answer (``qop=auth``), else 401 with a Basic and a
   Digest challenge (two ``WWW-Authenticate`` fields).
+- ``/cookies/set?NAME=VALUE...``: sets each cookie (``Path=/``), answers as ``/get``;
+  ``/cookies/redirect?NAME=VALUE``: sets it and redirects (302) to ``/get``.
 - ``/status/N``: an empty response of status N.
 - ``/latin1``: ``café`` in ISO-8859-1, said by ``Content-Type``.
 - ``/bytes/N``: N bytes (``pattern``), as one ``Content-Length`` body.
@@ -133,6 +135,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = "/get"
     if path in ("/get", "/echo", "/post") or path.startswith("/anything"):
         await _answer(send, 200, _described(scope, body), json_type)
+    elif path in ("/cookies/set", "/cookies/redirect"):
+        cookies = [
+            (b"set-cookie", f"{name}={values[0]}; Path=/".encode())
+            for name, values in parse_qs(scope["query_string"].decode()).items()
+        ]
+        if path == "/cookies/set":
+            await _answer(send, 200, _described(scope, body), json_type + cookies)
+        else:
+            await _answer(send, 302, b"", [(b"location", b"/get"), *cookies])
     elif path.startswith("/redirect/"):
         status = int(path.removeprefix("/redirect/"))
         target = parse_qs(scope["query_string"].decode()).get("to", ["/get"])[0]

@@ -348,3 +348,20 @@ async def test_decompression_bomb_refused(client: Client, base_url: str) -> None
     client.max_decompression_ratio = None
     async with client.session() as session:
         assert len((await session.get(base_url + "/bomb")).content) == 64 * 1024 * 1024
+
+
+async def test_cookies(client: Client, base_url: str) -> None:
+    other = base_url.replace("localhost", "127.0.0.1")
+    async with client.session() as session:
+        await session.get(base_url + "/cookies/set?a=1&b=2")
+        seen = (await session.get(base_url + "/get")).json()["headers"]
+        redirected = await session.get(base_url + "/cookies/redirect?c=3", follow_redirects=True)
+        elsewhere = (await session.get(other + "/get")).json()["headers"]
+        own = (await session.get(base_url + "/get", headers={"Cookie": "mine=1"})).json()
+        assert sorted(cookie.name for cookie in session.cookies) == ["a", "b", "c"]
+    assert seen["cookie"] == ["a=1; b=2"]
+    assert redirected.json()["headers"]["cookie"] == ["a=1; b=2; c=3"]
+    assert "cookie" not in elsewhere
+    assert own["headers"]["cookie"] == ["mine=1"]
+    async with client.session() as session:  # a new session, a new jar
+        assert "cookie" not in (await session.get(base_url + "/get")).json()["headers"]

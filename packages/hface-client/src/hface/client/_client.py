@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http.cookiejar import CookieJar
 from types import TracebackType
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ from hface.protocols.http1 import HTTP1ClientFactory
 from . import errors
 from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of
 from ._conveniences import ParamsInput, Timeout, TimeoutInput, build_request, redirect_request
+from ._cookies import add_cookies, take_cookies
 from ._decoding import accept_encoding, decoded
 from ._exchange import Exchange, RetryableError
 from ._headers import HeadersInput
@@ -141,6 +143,9 @@ class Client:
         #: MiB, before :exc:`~.errors.DecodingError` (a decompression bomb);
         #: ``None``: no limit.
         self.max_decompression_ratio: float | None = DEFAULT_MAX_DECOMPRESSION_RATIO
+        #: The cookie jar of every session, if they should share one;
+        #: ``None``: each session keeps its own (:attr:`ClientSession.cookies`).
+        self.cookies: CookieJar | None = None
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -170,6 +175,9 @@ class ClientSession(RequestShortcuts):
         self._auth = auth_of(client.auth)
         self._accept_encoding = accept_encoding() if client.decompress else None
         self._max_decompression_ratio = client.max_decompression_ratio
+        #: The cookies :meth:`request` and its shortcuts send and keep
+        #: (an ``http.cookiejar.CookieJar``), across the session's requests.
+        self.cookies: CookieJar = CookieJar() if client.cookies is None else client.cookies
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
@@ -398,6 +406,7 @@ class ClientSession(RequestShortcuts):
                 _authorize(request, credentials.authorization)
             if self._accept_encoding is not None:
                 _accept(request, self._accept_encoding)
+            jar_cookie = add_cookies(self.cookies, request)
             with anyio.move_on_after(math.inf if total is None else total) as scope:
                 exchange, response = await self._start(request, limits)
             if scope.cancelled_caught:
@@ -405,11 +414,13 @@ class ClientSession(RequestShortcuts):
                     f"timed out after {total} s waiting for {request.method} {request.url}"
                 )
             response.request = request
+            take_cookies(self.cookies, request, response)
             if isinstance(credentials, DigestAuth) and request.url.origin == first_origin:
                 answer = _digest_answer(request, response, credentials)
                 if answer is not None:
                     await _discard(response, exchange)
                     _authorize(request, answer)
+                    _drop(request, (b"cookie", jar_cookie))  # the jar's may have changed
                     continue
             try:
                 next_request = redirect_request(request, response) if follow else None
@@ -438,6 +449,7 @@ class ClientSession(RequestShortcuts):
             if isinstance(credentials, DigestAuth):  # a new challenge for the new target
                 kept = [field for field in next_request.headers if field[0] != b"authorization"]
                 next_request.headers = kept
+            _drop(next_request, (b"cookie", jar_cookie))  # the jar says anew for the new target
             request = next_request
 
     def _decode(self, response: Response) -> None:
@@ -532,6 +544,12 @@ def _digest_answer(request: Request, response: Response, credentials: DigestAuth
     if challenge is None:
         return None
     return credentials.authorization(challenge, method=request.method, uri=request.url.path)
+
+
+def _drop(request: Request, field: tuple[bytes, bytes | None]) -> None:
+    """Remove ``field`` from ``request``'s headers, if there (nothing if its value is None)."""
+    if field[1] is not None:
+        request.headers = [old for old in request.headers if old != field]
 
 
 def _accept(request: Request, codings: bytes) -> None:
