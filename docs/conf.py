@@ -64,12 +64,14 @@ nitpick_ignore = [
     ("py:class", "ASGIApp"),
     # hface.client's private aliases for the argument types of ClientSession.request
     # (HeadersInput: a Headers, a mapping or pairs; ParamsInput: a mapping or pairs;
-    # AuthInput: a BasicAuth or a pair; TimeoutInput: a number or a Timeout): the
+    # AuthInput: a BasicAuth, a DigestAuth or a pair; TimeoutInput: a number or a Timeout;
+    # FilesInput: contents or (filename, content[, type]) by field name): the
     # docstrings say what each takes.
     ("py:class", "HeadersInput"),
     ("py:class", "ParamsInput"),
     ("py:class", "AuthInput"),
     ("py:class", "TimeoutInput"),
+    ("py:class", "FilesInput"),
     # The standard library's contextlib, in ClientSession.stream's signature, and its
     # http.cookiejar, the type of Client.cookies and ClientSession.cookies.
     ("py:class", "AbstractAsyncContextManager"),

@@ -6,6 +6,8 @@ HTTP/3, on asyncio and Trio.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import importlib.util
 from collections.abc import AsyncIterator
 
@@ -80,6 +82,35 @@ async def test_form_body(client: Client, base_url: str) -> None:
     seen = response.json()
     assert seen["headers"]["content-type"] == ["application/x-www-form-urlencoded"]
     assert seen["body"] == "a=1+2&b=x&b=y"
+
+
+async def test_multipart_body(client: Client, base_url: str) -> None:
+    files: dict[str, bytes | tuple[str, bytes, str]] = {
+        "upload": ('a "b".txt', b"line 1\r\nline 2", "text/plain"),
+        "raw": b"\x00\x01",
+    }
+    async with client.session() as session:
+        response = await session.post(base_url + "/post", data={"field": "é"}, files=files)
+    seen = response.json()
+    (content_type,) = seen["headers"]["content-type"]
+    assert content_type.startswith("multipart/form-data; boundary=")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + seen["body"].encode()
+    )
+    parts = [
+        (
+            part.get_param("name", header="content-disposition"),
+            part.get_filename(),
+            part.get_content_type(),
+            part.get_payload(decode=True),
+        )
+        for part in message.iter_parts()
+    ]
+    assert parts == [
+        ("field", None, "text/plain", "é".encode()),
+        ("upload", "a %22b%22.txt", "text/plain", b"line 1\r\nline 2"),
+        ("raw", "raw", "application/octet-stream", b"\x00\x01"),
+    ]
 
 
 @pytest.mark.parametrize("method", ["delete", "head", "options"])

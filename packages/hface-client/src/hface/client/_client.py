@@ -18,7 +18,14 @@ from hface.protocols.http1 import HTTP1ClientFactory
 
 from . import errors
 from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of
-from ._conveniences import ParamsInput, Timeout, TimeoutInput, build_request, redirect_request
+from ._conveniences import (
+    FilesInput,
+    ParamsInput,
+    Timeout,
+    TimeoutInput,
+    build_request,
+    redirect_request,
+)
 from ._cookies import add_cookies, take_cookies
 from ._decoding import accept_encoding, decoded
 from ._exchange import Exchange, RetryableError
@@ -310,6 +317,7 @@ class ClientSession(RequestShortcuts):
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -334,7 +342,14 @@ class ClientSession(RequestShortcuts):
             if url is None:
                 raise TypeError("stream() needs a URL after the method")
             request = build_request(
-                method, url, params=params, headers=headers, content=content, data=data, json=json
+                method,
+                url,
+                params=params,
+                headers=headers,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
             )
         limits = Timeout.of(timeout)
         return self._send(request, auth=auth, follow_redirects=follow_redirects, limits=limits)
@@ -348,6 +363,7 @@ class ClientSession(RequestShortcuts):
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -359,6 +375,9 @@ class ClientSession(RequestShortcuts):
         :param headers: header fields: a :class:`Headers`, a ``dict`` or pairs.
         :param content: the body as ``bytes`` or an async iterable of ``bytes``;
             or ``data``, a form (``application/x-www-form-urlencoded``);
+            or ``files`` (``{"name": content}``, ``(filename, content)`` or
+            ``(filename, content, content_type)``), with ``data``'s fields,
+            as ``multipart/form-data``;
             or ``json``, any value ``json.dumps()`` takes (``application/json``).
         :param auth: a :class:`BasicAuth`, a :class:`DigestAuth` or a
             ``(user, password)`` pair (Basic) (default: :attr:`Client.auth`).
@@ -372,7 +391,14 @@ class ClientSession(RequestShortcuts):
         :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
         """
         request = build_request(
-            method, url, params=params, headers=headers, content=content, data=data, json=json
+            method,
+            url,
+            params=params,
+            headers=headers,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
         )
         limits = Timeout.of(timeout)
         total = self._timeout if limits.total is None else limits.total

@@ -6,7 +6,8 @@ request loop (:mod:`._client`) applies them in order:
 1. :func:`build_request` makes a :class:`Request` of ``params`` (added to
    the URL's query), ``headers`` (any :data:`HeadersInput`) and one body:
    ``content`` (bytes or an async iterable), ``data`` (a form, sent
-   ``application/x-www-form-urlencoded``) or ``json``.
+   ``application/x-www-form-urlencoded``), ``files`` (with ``data``'s
+   fields, ``multipart/form-data``, RFC 7578) or ``json``.
 2. :class:`Timeout` bounds the request: ``total`` the whole (up to the
    last byte of the body, or for a stream up to the response headers),
    ``connect`` getting a stream (a pooled or new connection, and the
@@ -25,6 +26,7 @@ request loop (:mod:`._client`) applies them in order:
 from __future__ import annotations
 
 import json as json_module
+import secrets
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -38,6 +40,10 @@ ParamsInput: TypeAlias = (
     "Mapping[str, str | int | float | Sequence[str | int | float]]"
     " | Sequence[tuple[str, str | int | float]]"
 )
+
+#: A ``files=`` argument: by field name, the file's content, or
+#: ``(filename, content)``, or ``(filename, content, content_type)``.
+FilesInput: TypeAlias = "Mapping[str, bytes | tuple[str, bytes] | tuple[str, bytes, str]]"
 
 #: A ``timeout=`` argument: seconds for the whole request, or a :class:`Timeout`.
 TimeoutInput: TypeAlias = "float | Timeout | None"
@@ -88,6 +94,37 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _quoted(text: str) -> str:
+    """A name or file name in a ``Content-Disposition`` (RFC 7578 §4.2, as browsers do)."""
+    return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _multipart(data: Mapping[str, Any] | None, files: FilesInput) -> tuple[bytes, str]:
+    """``(body, content_type)``: ``data``'s fields, then ``files``, as ``multipart/form-data``."""
+    boundary = secrets.token_hex(16)
+    parts: list[tuple[str, str | None, bytes, str | None]] = []
+    for name, value in (data or {}).items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            parts.append((str(name), None, _text(item).encode(), None))
+    for name, file in files.items():
+        if isinstance(file, bytes | bytearray | memoryview):
+            parts.append((name, name, bytes(file), "application/octet-stream"))
+        else:
+            filename, content, *rest = file
+            kind = rest[0] if rest else "application/octet-stream"
+            parts.append((name, filename, bytes(content), kind))
+    chunks: list[bytes] = []
+    for field, sent_name, octets, sent_type in parts:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(field)}"'
+        if sent_name is not None:
+            head += f'; filename="{_quoted(sent_name)}"'
+        if sent_type is not None:
+            head += f"\r\nContent-Type: {sent_type}"
+        chunks.append(head.encode() + b"\r\n\r\n" + octets + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
 def build_request(
     method: str,
     url: URL | str,
@@ -96,11 +133,13 @@ def build_request(
     headers: HeadersInput | None = None,
     content: bytes | AsyncIterable[bytes] | None = None,
     data: Mapping[str, Any] | None = None,
+    files: FilesInput | None = None,
     json: Any = None,
 ) -> Request:
     """A :class:`Request` with ``params``, ``headers`` and a body of one kind.
 
-    :raises TypeError: if more than one of ``content``, ``data`` and ``json`` is given.
+    :raises TypeError: if more than one of ``content``, ``data`` (or
+        ``files``, which ``data`` may come with) and ``json`` is given.
     """
     if params:
         parsed = url if isinstance(url, URL) else URL.parse(url)
@@ -116,7 +155,11 @@ def build_request(
     names = {name.lower() for name, _ in fields if isinstance(name, str)}
     names |= {name.decode("latin-1").lower() for name, _ in fields if isinstance(name, bytes)}
     content_type: str | None = None
-    if data is not None:
+    if files is not None:
+        if content is not None or json is not None:
+            raise TypeError("give one body, not files and content or json")
+        content, content_type = _multipart(data, files)
+    elif data is not None:
         content = _query(data).encode()
         content_type = "application/x-www-form-urlencoded"
     elif json is not None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 from ._auth import AuthInput
-from ._conveniences import ParamsInput, TimeoutInput
+from ._conveniences import FilesInput, ParamsInput, TimeoutInput
 from ._headers import HeadersInput
 from ._models import URL, Response
 
@@ -28,6 +28,7 @@ class RequestShortcuts:
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -128,6 +129,7 @@ class RequestShortcuts:
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -141,6 +143,7 @@ class RequestShortcuts:
             headers=headers,
             content=content,
             data=data,
+            files=files,
             json=json,
             auth=auth,
             follow_redirects=follow_redirects,
@@ -155,6 +158,7 @@ class RequestShortcuts:
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -168,6 +172,7 @@ class RequestShortcuts:
             headers=headers,
             content=content,
             data=data,
+            files=files,
             json=json,
             auth=auth,
             follow_redirects=follow_redirects,
@@ -182,6 +187,7 @@ class RequestShortcuts:
         headers: HeadersInput | None = None,
         content: bytes | AsyncIterable[bytes] | None = None,
         data: Mapping[str, Any] | None = None,
+        files: FilesInput | None = None,
         json: Any = None,
         auth: AuthInput = None,
         follow_redirects: bool | None = None,
@@ -195,6 +201,7 @@ class RequestShortcuts:
             headers=headers,
             content=content,
             data=data,
+            files=files,
             json=json,
             auth=auth,
             follow_redirects=follow_redirects,
