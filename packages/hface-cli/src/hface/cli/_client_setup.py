@@ -176,6 +176,10 @@ def _parse_url(text: str) -> tuple[URL, Credentials | None]:
         user, _, password = userinfo.partition(":")
         credentials = Credentials(user=unquote(user), password=unquote(password))
         text = urlunsplit(parts._replace(netloc=host))
+    if any(character.isspace() for character in parts.path + parts.query):
+        # curl refuses them (exit 3); the library would percent-encode them.
+        message = "characters not allowed in a path or query (percent-encode them)"
+        raise usage(f"invalid URL {text!r}: {message}")
     try:
         return URL.parse(text), credentials
     except ValueError as error:
