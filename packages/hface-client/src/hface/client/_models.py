@@ -41,8 +41,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _encode(text: str, safe: str) -> str:
     """Percent-encode what RFC 3986 does not allow in ``text``, keeping ``%XX`` as given."""
-    if _PLAIN.fullmatch(text):
-        return text
     return quote(_LONE_PERCENT.sub("%25", text), safe=safe)
 
 
@@ -74,7 +72,7 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
     text = value.strip()
     if not text:
         raise ValueError(f"empty {what}")
-    if _CONTROL.search(text):
+    if not text.isprintable() and _CONTROL.search(text):
         raise ValueError(f"invalid {what} {value!r}: control characters")
     if "://" not in text:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:(?!\d)", text) and not text.startswith("["):
@@ -110,7 +108,11 @@ def _split(value: str, what: str, default_scheme: str) -> tuple[str, str, int, s
         raise ValueError(f"invalid {what} {value!r}: empty port")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"invalid {what} {value!r}: credentials are not allowed here")
-    path, query = _encode(parts.path, _PATH_SAFE), _encode(parts.query, _QUERY_SAFE)
+    path, query = parts.path, parts.query
+    if not _PLAIN.fullmatch(path):
+        path = _encode(path, _PATH_SAFE)
+    if query and not _PLAIN.fullmatch(query):
+        query = _encode(query, _QUERY_SAFE)
     return scheme, host, DEFAULT_PORTS[scheme] if port is None else port, path, query
 
 
@@ -212,7 +214,8 @@ _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 def _clean_headers(headers: HeadersInput) -> list[HeaderType]:
     cleaned: list[HeaderType] = []
-    for name, value in header_pairs(headers):
+    pairs = headers if isinstance(headers, list) else header_pairs(headers)
+    for name, value in pairs:
         try:
             raw_name = name.encode("ascii") if isinstance(name, str) else bytes(name)
             raw_value = value.encode("latin-1") if isinstance(value, str) else bytes(value)
