@@ -16,8 +16,10 @@ caller reset, or one refused after our GOAWAY) are dropped; their data is
 credited back to the connection at once, since nobody will acknowledge it.
 Padding (RFC 9113 §6.1) is credited at once too: the caller never sees it.
 
-Errors. Bad input never raises out of ``bytes_received``. An h2
-``ProtocolError`` is a connection error (RFC 9113 §5.4.1): h2 has queued
+Errors. Bad input never raises out of ``bytes_received``. A stream error
+(RFC 9113 §5.4.2: a malformed request, say) resets its stream only (see
+:mod:`._h2`); a request already reported ends with ``StreamResetSent``.
+Any other h2 ``ProtocolError`` is a connection error (§5.4.1): h2 has queued
 GOAWAY with its code (we queue it when h2 has not, as for a bad preface)
 and we emit ``ConnectionTerminated`` with that code; any other exception
 sends GOAWAY(INTERNAL_ERROR). A peer's first frame must be SETTINGS (RFC
