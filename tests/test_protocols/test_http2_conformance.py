@@ -44,6 +44,7 @@ from hface.events import (
     StreamResetReceived,
     StreamResetSent,
 )
+from hface.protocols import ConnectionState
 from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory, HTTP2ServerProtocol
 from tests.helpers.pairs import Chunker, one_byte, random_chunks
 
@@ -965,22 +966,55 @@ def test_max_concurrent_streams() -> None:
     assert not peer.server.has_expired()
 
 
-def test_refused_streams_spend_the_reset_budget() -> None:
-    """RFC 9113 §10.5: a peer that keeps opening streams past the limit gets ENHANCE_YOUR_CALM."""
-    peer = Peer(max_concurrent_streams=1, max_reset_streams=20)
-    peer.send(peer.headers(1, end_stream=False))
-    frames: list[Frame] = []
-    stream_id = 3
-    while stream_id < 400 and not peer.server.has_expired():
-        peer.send(peer.headers(stream_id, end_stream=False))
-        stream_id += 2
-        frames += peer.frames()
+def test_burst_past_max_concurrent_streams() -> None:
+    """RFC 9113 §5.1.2: 1,000 streams at once, limit 100: the excess refused, the rest answered.
+
+    As h2o does: RST_STREAM(REFUSED_STREAM) for the 900 (the client may
+    retry them), no GOAWAY, and the 100 accepted get their responses.
+    """
+    peer = Peer(max_concurrent_streams=100)
+    peer.send(*(peer.headers(2 * index + 1) for index in range(1000)))
+    accepted = [e.stream_id for e in peer.events() if isinstance(e, HeadersReceived)]
+    assert accepted == list(range(1, 201, 2))
+    frames = peer.frames()
+    assert not [f for f in frames if isinstance(f, GoAwayFrame)]
+    refused = [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)]
+    assert refused == [(stream_id, REFUSED_STREAM) for stream_id in range(201, 2001, 2)]
+    for stream_id in accepted:
+        peer.server.submit_headers(stream_id, RESPONSE, end_stream=True)
+    answered = [f.stream_id for f in peer.frames() if isinstance(f, HeadersFrame)]
+    assert answered == accepted
+    assert not peer.server.has_expired()
+    expect_alive(peer)
+
+
+def test_refusal_flood_calms_the_peer_and_answers_the_accepted() -> None:
+    """RFC 9113 §10.5, §6.8: refusals past their budget get GOAWAY(ENHANCE_YOUR_CALM).
+
+    The GOAWAY names the last stream accepted, whose response still goes
+    out; a peer that floods on past twice the budget is cut off.
+    """
+    peer = Peer(max_concurrent_streams=2)  # a budget of 20 refusals
+    peer.send(peer.headers(1), peer.headers(3))
+    assert len(peer.events()) == 2
+    peer.send(*(peer.headers(2 * index + 5) for index in range(21)))
+    frames = peer.frames()
     refused = [f for f in frames if isinstance(f, RstStreamFrame)]
-    goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
-    assert [f.error_code for f in goaway] == [ENHANCE_YOUR_CALM]
     assert {f.error_code for f in refused} == {REFUSED_STREAM}
-    assert len(refused) == 21  # the budget, then the one that overdrew it
-    assert stream_id == 3 + 2 * 21
+    assert len(refused) == 21
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert [(g.error_code, g.last_stream_id) for g in goaways] == [(ENHANCE_YOUR_CALM, 3)]
+    assert peer.events() == []
+    # The accepted streams are answered.
+    peer.server.submit_headers(1, RESPONSE, end_stream=True)
+    peer.server.submit_headers(3, RESPONSE, end_stream=True)
+    assert [f.stream_id for f in peer.frames() if isinstance(f, HeadersFrame)] == [1, 3]
+    # Flooding on ends the connection.
+    stream_id = 47
+    while stream_id < 400 and peer.server.state is not ConnectionState.CLOSED:
+        peer.send(peer.headers(stream_id))
+        stream_id += 2
+    assert stream_id == 47 + 2 * 22  # the two completed streams earned two back
     terminated = [e for e in peer.events() if isinstance(e, ConnectionTerminated)]
     assert [e.error_code for e in terminated] == [ENHANCE_YOUR_CALM]
 
