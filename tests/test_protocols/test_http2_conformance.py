@@ -1189,6 +1189,48 @@ def test_requests_earn_control_frames_back() -> None:
     expect_alive(peer)
 
 
+def test_paced_pings_on_a_long_request_live_for_ever() -> None:
+    """RFC 9113 §10.5: the flood budget comes back with time (a controlled clock).
+
+    A client holds one long request and sends a PING every 3 seconds,
+    waiting for each ACK (a stream of server-sent events with keep-alive
+    PINGs): 5,000 PINGs, ten times the budget, over some four hours, and
+    never a GOAWAY.
+    """
+    peer = Peer(max_control_frames=500)
+    peer.open(1, end_stream=True)
+    peer.server.submit_headers(1, RESPONSE)
+    peer.frames()
+    now = 1000.0
+    for index in range(5000):
+        now += 3.0
+        peer.server.clock(now)
+        peer.send(ping(b"%08d" % index))
+        frames = peer.frames()
+        assert [type(f) for f in frames] == [PingFrame]
+        assert isinstance(frames[0], PingFrame)
+        assert frames[0].opaque_data == b"%08d" % index
+    assert not peer.server.has_expired()
+    peer.server.submit_data(1, b"still here", end_stream=True)
+    assert [f.data for f in peer.frames() if isinstance(f, DataFrame)] == [b"still here"]
+
+
+@pytest.mark.parametrize("make", CONTROL_FLOODS)
+def test_control_frame_flood_with_a_clock(make: Callable[[int], bytes]) -> None:
+    """RFC 9113 §10.5: with the time told, a flood within a window is still cut."""
+    peer = Peer(max_control_frames=500)
+    peer.open(1, end_stream=True)
+    now = 1000.0
+    peer.server.clock(now)
+
+    def paced(index: int) -> bytes:
+        peer.server.clock(now + index * 0.001)  # 1,000 frames a second
+        return make(index)
+
+    sent, frames, events = flood(peer, paced)
+    assert_calmed(sent, frames, events)
+
+
 def test_continuation_flood() -> None:
     """RFC 9113 §10.5 (CVE-2024-27316 and kin): an endless header block is cut short."""
     peer = Peer()

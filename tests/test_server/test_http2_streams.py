@@ -16,9 +16,18 @@ from typing import Any
 import anyio
 import pytest
 from hpack import Encoder
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+)
 
 from hface.common import AddressType, HeadersType
+from hface.protocols._flood import FLOOD_WINDOW
+from hface.protocols.http2 import HTTP2ServerFactory
 from hface.server import ASGIServer, Endpoint
 from tests.test_server.conftest import running
 
@@ -36,9 +45,15 @@ PROTOCOL_ERROR = 0x1
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``ok``; on ``/long``, streams until the client goes away."""
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
+    if scope["path"] == "/long":
+        await send({"type": "http.response.body", "body": b"event\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        return
     await send({"type": "http.response.body", "body": b"ok"})
 
 
@@ -124,3 +139,32 @@ async def test_burst_past_max_concurrent_streams() -> None:
     assert {f.error_code for f in frames if isinstance(f, RstStreamFrame)} == {REFUSED_STREAM}
     assert len(refused) == 900
     assert answered(frames) == set(range(1, 2001, 2)) - refused
+
+
+@pytest.mark.slow
+async def test_paced_pings_refill_the_flood_budget() -> None:
+    """RFC 9113 §10.5: the connection layer tells HTTP/2 the time, so the budget refills.
+
+    A budget of 5 control frames; 5 PINGs, then 5 more after the 10-second
+    window: all acknowledged, no GOAWAY.
+    """
+    server = ASGIServer(app)
+    server.http2_factory = HTTP2ServerFactory(max_control_frames=5)
+    encoder = Encoder()
+    async with running(server, [Endpoint("http", "127.0.0.1", 0)]) as address:
+        buffer = bytearray()
+        frames: list[Frame] = []
+        async with await anyio.connect_tcp(*address) as stream:
+            await stream.send(PREFACE + h2_frame(0x4, 0, 0))
+            long_request = [*REQUEST[:3], (b":path", b"/long")]
+            await stream.send(h2_frame(0x1, 0x5, 1, encoder.encode(long_request)))
+            for round_ in range(2):
+                if round_:
+                    await anyio.sleep(FLOOD_WINDOW + 0.5)
+                for index in range(5):
+                    await stream.send(h2_frame(0x6, 0, 0, b"%08d" % (10 * round_ + index)))
+                with anyio.fail_after(5):
+                    while sum(isinstance(f, PingFrame) for f in frames) < 5 * (round_ + 1):
+                        buffer += await stream.receive()
+                        frames += parse_frames(buffer)
+                        assert not [f for f in frames if isinstance(f, GoAwayFrame)]

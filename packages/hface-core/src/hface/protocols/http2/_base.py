@@ -171,6 +171,9 @@ class HTTP2Base(HTTP2Protocol):
     def bytes_to_send(self) -> bytes:
         return self._conn.data_to_send()
 
+    def clock(self, now: float) -> None:
+        self._guard.refill(now)
+
     # -- held data ----------------------------------------------------------
 
     def _flush(self) -> None:
