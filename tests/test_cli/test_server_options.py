@@ -369,6 +369,7 @@ def test_limit_option_defaults_are_the_servers() -> None:
         "max_connections": limits.max_connections,
         "max_body_size": limits.max_body_size,
         "max_header_size": limits.max_header_size,
+        "max_header_count": limits.max_header_count,
         "max_concurrent_streams": limits.max_concurrent_streams,
         "header_table_size": limits.header_table_size,
         "header_read": timeouts.header_read,
@@ -403,12 +404,14 @@ def test_limit_options_not_given_leave_the_defaults() -> None:
 
 @pytest.mark.parametrize("command", ["server", "proxy"])
 def test_protocol_limit_options_set_the_limits(command: str) -> None:
-    """--max-header-size, --max-concurrent-streams and --header-table-size set ServerLimits."""
+    """--max-header-size, --max-header-count, --max-concurrent-streams, --header-table-size."""
     server = ASGIServer(_no_app)
     options = ["--max-header-size", "8K", "--max-concurrent-streams", "7"]
+    options += ["--max-header-count", "20"]
     args = build_parser().parse_args([command, *options, "--header-table-size", "8192"])
     apply_limit_options(server, args)
     assert server.limits.max_header_size == 8192
+    assert server.limits.max_header_count == 20
     assert server.limits.max_concurrent_streams == 7
     assert server.limits.header_table_size == 8192
 

@@ -386,7 +386,7 @@ async def test_a_streamed_body_over_the_limit_gets_413(
 @pytest.mark.parametrize(
     ("settings", "extra", "status"),
     [
-        ({"max_header_count": 10}, [(b"x-field", b"1")] * 10, 431),
+        ({"max_header_count": 10}, [(b"x-field", b"1")] * 11, 431),
         ({"max_path_length": 64}, [], 414),
     ],
     ids=["header-count", "path-length"],
@@ -407,6 +407,20 @@ async def test_requests_over_header_limits_are_refused(
             response = await read_response(c, await send_request(c, path=path, headers=extra))
     assert response.status == status
     assert app.calls == 0
+
+
+async def test_header_count_counts_the_fields_the_client_sent(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """98 fields (and Host on HTTP/1.1) pass a limit of 100: pseudo-headers do not count."""
+    app = App()
+    server = make_server(app, server_tls_config, max_header_count=100)
+    extra = [(b"x-field-%d" % index, b"1") for index in range(98)]
+    async with running(server) as address, client(http_version, address, client_tls_config) as c:
+        with anyio.fail_after(PATIENCE):
+            response = await read_response(c, await send_request(c, headers=extra))
+    assert response.status == 200
+    assert app.calls == 1
 
 
 async def test_connections_over_the_limit_are_refused(

@@ -114,8 +114,13 @@ class ASGIStream(ResponseSender):
         self.content_length = content_length
         #: True for extended CONNECT (a ``:protocol`` pseudo-header).
         self.extended_connect = extended_connect
-        #: How many fields the request had (pseudo-headers included).
-        self.field_count = len(headers)
+        #: How many fields the client sent (pseudo-headers, which come first, not counted).
+        pseudo = 0
+        for name, _ in headers:
+            if name[:1] != b":":
+                break
+            pseudo += 1
+        self.field_count = len(headers) - pseudo
         #: Request body bytes received so far.
         self.body_received = 0
         self._request_delivered = False

@@ -49,7 +49,8 @@ class ServerLimits:
     #: GOAWAY at once, so clients retry elsewhere or later.
     max_connections: int | None = 1000
 
-    #: Header fields in one request (pseudo-headers included); beyond it, ``431``.
+    #: Header fields the client sent in one request (pseudo-headers, which
+    #: HTTP/1.1 does not send, not counted); beyond it, ``431``.
     max_header_count: int | None = 100
 
     #: Bytes of the request target (``:path``); beyond it, ``414``
