@@ -10,7 +10,11 @@ for the streams in flight, and only then cancel what is left.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake
-(by the listener), the number of connections (:meth:`BaseServer._handle`);
+(by the listener), the number of connections (:meth:`BaseServer._handle`:
+at the limit, the connection open longest among those with no request in
+flight gives way to the new one, as nginx frees its reusable connections,
+and past half of it new connections get a tenth of the header timeout, so
+that silent connections cannot lock clients out);
 the protocol limits by the factories the server makes from them
 (:meth:`BaseServer._limited_factories`); the time a connection may wait
 for a request by the handlers of the subclasses, through the idle clock of
@@ -70,6 +74,10 @@ _Factories = tuple[HTTPOverTCPFactory, HTTPOverTCPFactory, HTTPOverQUICServerFac
 #: RFC 9110 §15.5.9; on HTTP/1.1 error codes are statuses.
 _REQUEST_TIMEOUT = 408
 
+#: The part of the header timeout a connection gets when more than half of
+#: :attr:`ServerLimits.max_connections` are taken (see :meth:`BaseServer._header_read`).
+_PRESSED_HEADER_READ = 0.1
+
 
 def close_after_waiting(connection: HTTPConnection) -> None:
     """Begin closing a connection that waited too long for a request.
@@ -121,7 +129,8 @@ class BaseServer(ABC):
         self.limits = ServerLimits()
         self.timeouts = ServerTimeouts()
         self.handle_signals = True
-        self._connections: set[HTTPConnection] = set()
+        # Oldest first (a dict keeps the order): see _make_room().
+        self._connections: dict[HTTPConnection, None] = {}
         self._all_closed: anyio.Event | None = None  # made when shutting down
 
     @property
@@ -209,16 +218,47 @@ class BaseServer(ABC):
 
     async def _handle(self, connection: HTTPConnection) -> None:
         limit = self.limits.max_connections
-        if limit is not None and len(self._connections) >= limit:
+        if limit is not None and len(self._connections) >= limit and not self._make_room():
             await self._refuse(connection)
             return
-        self._connections.add(connection)
+        self._connections[connection] = None
         try:
             await self.handle_connection(connection)
         finally:
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
             if not self._connections and self._all_closed is not None:
                 self._all_closed.set()
+
+    def _make_room(self) -> bool:
+        """Close the connection open longest with no request in flight; False if none.
+
+        It stops counting at once; on HTTP/1.1 it closes without a word (or
+        with 408 if a request has begun to arrive), on HTTP/2 and HTTP/3
+        with GOAWAY, as when it waits too long for a request.
+        """
+        for idle in self._connections:
+            if not idle.in_flight and not idle.has_expired():
+                break
+        else:
+            return False
+        del self._connections[idle]
+        logger.debug("closed an idle connection to make room for a new one (max_connections)")
+        if idle.multiplexed:
+            idle.begin_close(idle.error_codes.no_error)
+        else:
+            close_after_waiting(idle)
+        return True
+
+    def _header_read(self, header_read: float | None) -> float | None:
+        """The header timeout of a connection accepted now: a tenth under pressure.
+
+        Under pressure means more than half of :attr:`ServerLimits.max_connections`
+        taken; ``header_read`` is the configured timeout (None: no limit, kept).
+        """
+        limit = self.limits.max_connections
+        if header_read is None or limit is None or 2 * len(self._connections) <= limit:
+            return header_read
+        return header_read * _PRESSED_HEADER_READ
 
     async def _refuse(self, connection: HTTPConnection) -> None:
         """Turn away a connection over :attr:`ServerLimits.max_connections`.
