@@ -12,7 +12,15 @@ at info level in a file), then for ``--duration`` seconds runs at once:
   rapid reset, CONTINUATION, SETTINGS, PING, PRIORITY and empty-DATA
   floods, HPACK bomb, zero-window stall and too many streams; HTTP/3 rapid
   reset, reserved-frame flood, too many streams and QPACK blocked streams;
-- a sample of the server's resident memory (process tree, /proc) each second.
+- a sample of the server's resident memory (process tree, /proc) each second;
+- a long-lived HTTP/2 connection that holds a long request and sends a
+  PING every ``--ping-interval`` seconds, waiting for each ACK
+  (:mod:`_tcp_floods`: it must live on past the flood budget).
+
+Then, as a phase of its own, a connection flood (:mod:`_tcp_floods`:
+``--connection-flood`` silent TCP connections to the server's cleartext
+endpoint, past its ``--max-connections``): good HTTP/1.1 requests during
+it, and the RSS before, at the peak and after (within 10 MiB of before).
 
 It prints a table: good requests per version, each attack's attempts and
 outcomes, the peak RSS against the bound (the RSS after warm-up plus
@@ -58,6 +66,12 @@ from _servers import (
     stop_process,
     tree_rss,
     wait_until_listening,
+)
+from _tcp_floods import (
+    append_phase,
+    raise_file_limit,
+    run_connection_flood,
+    start_paced_pings,
 )
 
 from hface.client import (
@@ -282,12 +296,15 @@ class Soak:
         return "\n".join(lines), passed
 
 
-def _server_argv(port: int, certs_dir: Path, header_timeout: float) -> list[str]:
+def _server_argv(
+    port: int, certs_dir: Path, header_timeout: float, cleartext_port: int
+) -> list[str]:
     return [
         str(BIN / "hface"),
         "server",
         APP,
         f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{cleartext_port}",  # the connection flood's (_tcp_floods)
         "--cert",
         str(certs_dir / "cert.pem"),
         "--key",
@@ -338,19 +355,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="the server's --header-timeout, which ends slowloris (5)",
     )
+    parser.add_argument(
+        "--connection-flood",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="silent TCP connections in the connection flood phase, 0 for none (2000)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
+        help="PING pace on the long-lived HTTP/2 connection, 0 for none (0.005)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep the server log in DIR")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600 or not 1 <= args.concurrency <= 50:
         parser.error("--duration must be in [1, 3600] and --concurrency in [1, 50]")
     if not 0 <= args.tolerance < 1 or not 1 <= args.header_timeout <= 60:
         parser.error("--tolerance must be in [0, 1) and --header-timeout in [1, 60]")
+    if not 0 <= args.connection_flood <= 20_000 or not 0 <= args.ping_interval <= 10:
+        parser.error("--connection-flood must be in [0, 20000] and --ping-interval in [0, 10]")
+    raise_file_limit(args.connection_flood + 1024)  # the server inherits it
     signal.signal(signal.SIGTERM, _on_sigterm)
     with tempfile.TemporaryDirectory(prefix="hface-soak-") as directory:
         work = Path(directory)
         certs = make_certificates(work / "certs")
         log_file = work / "server.log"
         port = free_port()
-        argv = _server_argv(port, work / "certs", args.header_timeout)
+        cleartext_port = free_port()
+        argv = _server_argv(port, work / "certs", args.header_timeout, cleartext_port)
         interrupted = False
         with log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -371,10 +406,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             soak.good = {version: GoodStats() for version in VERSIONS}  # warm-up not counted
             soak.started = time.monotonic()
             threads = soak.start_threads()
+            pings = start_paced_pings(target, args.ping_interval) if args.ping_interval else None
             try:
                 anyio.run(soak.good_traffic, args.duration)
             finally:
                 soak.stop(threads)
+                if pings is not None:
+                    pings[1]()  # stop them
+            connections = None
+            if args.connection_flood and process.poll() is None:
+                connections = run_connection_flood(
+                    cleartext_port, process.pid, count=args.connection_flood
+                )
             alive = process.poll() is None
         except KeyboardInterrupt:
             interrupted = True
@@ -390,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, passed = soak.report(
             rss_margin=args.rss_margin * MIB, tolerance=args.tolerance, log=text
         )
+        for phase in (pings[0] if pings else None, connections):
+            if phase is not None:
+                report, passed = append_phase(report, passed, *phase.report())
         print(
             f"hface soak: {args.duration:g} s, {len(ATTACKS)} attacks against"
             f" hface server (HTTP/1.1, HTTP/2, HTTP/3 on 127.0.0.1:{port})"

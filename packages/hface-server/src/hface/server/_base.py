@@ -25,13 +25,20 @@ subclasses.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import enum
+import functools
+import gc
 import logging
 import signal
+import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 
 from hface.common import AddressType, ServerTLSConfig
@@ -77,6 +84,55 @@ _REQUEST_TIMEOUT = 408
 #: The part of the header timeout a connection gets when more than half of
 #: :attr:`ServerLimits.max_connections` are taken (see :meth:`BaseServer._header_read`).
 _PRESSED_HEADER_READ = 0.1
+
+
+#: Seconds after a flood of connections before its memory is released: the
+#: time their teardown takes (they still hold it when they stop counting).
+_RELEASE_DELAY = 2.0
+
+
+class _Pressure(enum.Enum):
+    """How full :attr:`ServerLimits.max_connections` is (see :meth:`BaseServer._handle`)."""
+
+    #: Until more than half of the limit is taken.
+    CALM = "calm"
+    #: From then until less than a quarter is: new connections wait less.
+    PRESSED = "pressed"
+    #: From then until almost none is (a sixteenth), when the memory the
+    #: flood took is released (:func:`release_memory`); pressed again past half.
+    EASING = "easing"
+
+
+_CALM = _Pressure.CALM
+_PRESSED = _Pressure.PRESSED
+_EASING = _Pressure.EASING
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, if the C library has it."""
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return function
+
+
+def release_memory() -> None:
+    """Free what a flood of connections left, and give the heap back to the system.
+
+    A full collection frees the connections' reference cycles at once;
+    clearing CPython's type attribute cache frees the names it pins (and
+    with them the arenas of small objects they keep); glibc's
+    ``malloc_trim`` returns the free pages of its heap, which ``free`` keeps.
+    """
+    gc.collect()
+    clear = getattr(sys, "_clear_internal_caches", None) or getattr(sys, "_clear_type_cache", None)
+    if clear is not None:  # CPython's (3.13 renamed it)
+        clear()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def close_after_waiting(connection: HTTPConnection) -> None:
@@ -131,6 +187,8 @@ class BaseServer(ABC):
         self.handle_signals = True
         # Oldest first (a dict keeps the order): see _make_room().
         self._connections: dict[HTTPConnection, None] = {}
+        self._pressure = _CALM
+        self._background: anyio.abc.TaskGroup | None = None  # run()'s, for _release_later()
         self._all_closed: anyio.Event | None = None  # made when shutting down
 
     @property
@@ -197,6 +255,7 @@ class BaseServer(ABC):
         self.timeouts.check()
         listener = await self._create_listener(endpoints)
         async with listener, anyio.create_task_group() as outer:
+            self._background = outer
             serving_scope = anyio.CancelScope(shield=True)
             outer.start_soon(self._serve, listener, serving_scope)
             stopping = anyio.Event()
@@ -221,23 +280,49 @@ class BaseServer(ABC):
         if limit is not None and len(self._connections) >= limit and not self._make_room():
             await self._refuse(connection)
             return
-        self._connections[connection] = None
+        connections = self._connections
+        connections[connection] = None
+        if self._pressure is not _PRESSED and limit is not None and 2 * len(connections) > limit:
+            self._pressure = _PRESSED
         try:
             await self.handle_connection(connection)
         finally:
-            self._connections.pop(connection, None)
-            if not self._connections and self._all_closed is not None:
+            connections.pop(connection, None)
+            if not connections and self._all_closed is not None:
                 self._all_closed.set()
+            self._ease(limit or 0)
+
+    def _ease(self, limit: int) -> None:
+        """Move :class:`_Pressure` on as connections end; release the memory at the end."""
+        pressure = self._pressure
+        if pressure is _CALM:
+            return
+        count = len(self._connections)
+        if pressure is _PRESSED and 4 * count < limit:
+            self._pressure = _EASING
+        elif pressure is _EASING and 16 * count < limit:
+            self._pressure = _CALM
+            if self._background is not None:
+                self._background.start_soon(self._release_later)
+
+    async def _release_later(self) -> None:
+        """The flood is over: once its connections are torn down, release what they took."""
+        await anyio.sleep(_RELEASE_DELAY)
+        release_memory()
 
     def _make_room(self) -> bool:
         """Close the connection open longest with no request in flight; False if none.
+
+        True at once if a connection is closing already (it is on its way out).
 
         It stops counting at once; on HTTP/1.1 it closes without a word (or
         with 408 if a request has begun to arrive), on HTTP/2 and HTTP/3
         with GOAWAY, as when it waits too long for a request.
         """
         for idle in self._connections:
-            if not idle.in_flight and not idle.has_expired():
+            if idle.has_expired():
+                return True  # closing already: its place is as good as free
+            if not idle.in_flight:
                 break
         else:
             return False
@@ -252,11 +337,11 @@ class BaseServer(ABC):
     def _header_read(self, header_read: float | None) -> float | None:
         """The header timeout of a connection accepted now: a tenth under pressure.
 
-        Under pressure means more than half of :attr:`ServerLimits.max_connections`
-        taken; ``header_read`` is the configured timeout (None: no limit, kept).
+        Under pressure (:class:`_Pressure`): from more than half of
+        :attr:`ServerLimits.max_connections` taken until less than a quarter is.
+        ``header_read`` is the configured timeout (None: no limit, kept).
         """
-        limit = self.limits.max_connections
-        if header_read is None or limit is None or 2 * len(self._connections) <= limit:
+        if header_read is None or self._pressure is not _PRESSED:
             return header_read
         return header_read * _PRESSED_HEADER_READ
 
