@@ -218,4 +218,7 @@ class ASGIServer(BaseServer):
         settings = self._settings
         if settings is None:  # not through run()
             settings = self._settings = self._snapshot()
+        header_read = self._header_read(settings.header_read)
+        if header_read != settings.header_read:  # under pressure (see BaseServer)
+            settings = replace(settings, header_read=header_read)
         await _ConnectionHandler(settings, connection).run()
