@@ -102,7 +102,7 @@ class ASGIStream(ResponseSender):
         self.raw_target = target
         #: The ``content-length`` field of the request, as received (None if absent).
         self.content_length = content_length
-        #: True for extended CONNECT (a ``:protocol`` pseudo-header).
+        #: The ``:protocol`` of an extended CONNECT (e.g. ``b"websocket"``), else None.
         self.extended_connect = extended_connect
         #: How many fields the request had (pseudo-headers included).
         self.field_count = len(headers)
@@ -114,6 +114,11 @@ class ASGIStream(ResponseSender):
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancel_requested = False  # see cancel()
         self._abandoned = False  # see abandon()
+
+    @property
+    def stream(self) -> HTTPStream:
+        """The request's stream."""
+        return self._stream
 
     # -- what the connection says (HTTPStream.observe) ----------------------------
 
