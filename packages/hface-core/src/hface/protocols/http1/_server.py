@@ -118,16 +118,20 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
     def _on_head(self, head: RequestHead) -> list[HeaderType] | None:
         method = self._method = head.method
         checked = check_request(head)
-        if isinstance(checked, tuple):
+        key: bytes | ParseError | None = None
+        if type(checked) is bool:  # the common case, told apart at once
+            self._keep_alive = checked
+        elif isinstance(checked, tuple):
             self._keep_alive = keeps_alive(head)  # for the spelling of the close
             self._on_parse_error(ParseError(*checked, method))
             return None
-        key = websocket_key(head) if method == b"GET" else None
-        if type(key) is ParseError:
-            self._keep_alive = checked
-            self._on_parse_error(key)
-            return None
-        self._keep_alive = checked
+        else:  # UpgradeAsked: to WebSocket (RFC 6455 §4), or ignored
+            self._keep_alive = checked.keep_alive
+            if method == b"GET":
+                key = websocket_key(head)
+            if type(key) is ParseError:
+                self._on_parse_error(key)
+                return None
         stream_id = self._next_stream_id
         self._next_stream_id = stream_id + 2
         self._stream_id = stream_id
@@ -136,7 +140,7 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         self._http11 = head.http_version >= b"1.1"
         if method == b"CONNECT":
             self._mode = CONNECT
-        elif key is not None:
+        elif type(key) is bytes:
             self._mode = UPGRADE
             self._websocket_key = key
             return websocket_request_headers(request_headers(head, self._scheme))
