@@ -18,11 +18,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from wsproto.events import CloseConnection
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.server import ASGIServer, Endpoint
 from tests.helpers.ws_client import websocket
+from tests.helpers.ws_h3_client import h3_websocket
 from tests.test_server.conftest import running
 
 pytestmark = pytest.mark.anyio
@@ -156,6 +157,40 @@ async def test_websockets_library_over_http1(server_tls_config: ServerTLSConfig)
     async with serving(ECHO, "1.1", server_tls_config) as address:
         got = await anyio.to_thread.run_sync(talk, address[1])
     assert got == ["version 1.1", "text", b"\x00" * (1024 * 1024)]
+
+
+async def test_aioquic_client_over_http3(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """An independent client (aioquic's HTTP/3 and wsproto, RFC 9220): the app sees "3"."""
+    assert client_tls_config.cafile is not None
+    async with (
+        serving(ECHO, "3", server_tls_config) as address,
+        h3_websocket(address, client_tls_config.cafile, "/ws") as ws,
+    ):
+        assert ws.status == 200
+        with anyio.fail_after(10):
+            assert await ws.receive() == "version 3"
+            await ws.send(TextMessage(data="over QUIC"))
+            assert await ws.receive() == "over QUIC"
+            big = bytes(range(256)) * 4096  # 1 MiB
+            await ws.send(BytesMessage(data=big))
+            assert await ws.receive() == big
+            await ws.send(CloseConnection(code=1000))
+            close = await ws.receive()
+        assert isinstance(close, CloseConnection)
+        assert close.code == 1000
+
+
+async def test_aioquic_client_denied(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    assert client_tls_config.cafile is not None
+    async with (
+        serving(ECHO, "3", server_tls_config) as address,
+        h3_websocket(address, client_tls_config.cafile, "/deny") as ws,
+    ):
+        assert ws.status == 403
 
 
 @pytest.mark.parametrize("http_version", VERSIONS)
@@ -426,3 +461,62 @@ async def test_http_requests_still_served(
     ):
         await ws.send_text("x")
         assert await ws.receive() == "x"
+
+
+class Flood:
+    """Accepts; on /flood sends 64 KiB messages while it can; on /sink never receives."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        if scope["path"] == "/flood":
+            chunk = b"x" * 65536
+            with anyio.move_on_after(30):
+                while True:
+                    await send({"type": "websocket.send", "bytes": chunk})
+                    self.sent += len(chunk)
+        else:
+            await anyio.sleep(30)
+
+
+#: More than the windows, buffers and queues hold on any version.
+_BOUND = 24 * 1024 * 1024
+
+
+@pytest.mark.parametrize("http_version", VERSIONS)
+async def test_a_client_that_does_not_read_makes_send_wait(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    app = Flood()
+    async with (
+        serving(app, http_version, server_tls_config) as address,
+        websocket(http_version, address, client_tls_config, "/flood"),
+    ):
+        await anyio.sleep(1.5)  # the client reads nothing
+        sent = app.sent
+        await anyio.sleep(0.5)
+        assert app.sent == sent  # send() waits
+        assert 0 < sent < _BOUND
+
+
+@pytest.mark.parametrize("http_version", VERSIONS)
+async def test_an_app_that_does_not_receive_stops_the_reads(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    app = Flood()
+    sent = 0
+    async with (
+        serving(app, http_version, server_tls_config) as address,
+        websocket(http_version, address, client_tls_config, "/sink") as ws,
+    ):
+        chunk = b"y" * 65536
+        with anyio.move_on_after(2):
+            while sent < 4 * _BOUND:
+                await ws.send_bytes(chunk)
+                sent += len(chunk)
+    assert 0 < sent < _BOUND

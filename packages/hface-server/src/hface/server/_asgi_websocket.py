@@ -40,7 +40,9 @@ Closing. The close handshake (RFC 6455 §7) is wsproto's: a close from the
 client is echoed and the application receives ``websocket.disconnect``
 with its code; a close from the application (or the server's 1001 at
 shutdown, :meth:`WebSocketSession.going_away`) waits up to
-:data:`_CLOSE_TIMEOUT` seconds for the client's. The stream then ends:
+:data:`_CLOSE_TIMEOUT` seconds for the client's. Once the WebSocket is
+over the application has ``disconnect_grace`` seconds to return before it
+is cancelled, as after an HTTP client went away. The stream then ends:
 HTTP/2 and HTTP/3 end it (and reset it if the client does not end its
 side), HTTP/1.1 closes the connection. A reset or a lost connection is
 ``websocket.disconnect`` with 1006. The access log has one line per
@@ -254,10 +256,19 @@ class WebSocketSession:
         await self._changed.wait()
 
     def _disconnect(self, code: int) -> None:
-        """Tell the application the WebSocket is over, with ``code``."""
+        """Tell the application the WebSocket is over, with ``code``.
+
+        It then has ``disconnect_grace`` seconds to return before it is cancelled.
+        """
         if self._close_code is None:
             self._close_code = int(code)
+            if self._task_group is not None:
+                self._task_group.start_soon(self._cancel_later)
         self._wake()
+
+    async def _cancel_later(self) -> None:
+        await anyio.sleep(self._settings.disconnect_grace)
+        self._app_scope.cancel()
 
     # -- send ---------------------------------------------------------------------------
 
