@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class WSClient:
         self.ws = Connection(ConnectionType.CLIENT, extensions)
         self._events: list[Event] = []
         self._stream: HTTPStream | None = None
-        self._socket: anyio.abc.SocketStream | None = None
+        self._socket: anyio.abc.ByteStream | None = None
         self.eof = False
 
     async def send_raw(self, data: bytes) -> None:
@@ -161,11 +162,24 @@ async def websocket(
     subprotocols: tuple[str, ...] = (),
     deflate: bool = False,
     extra: list[tuple[bytes, bytes]] | None = None,
+    h1_tls: bool = False,
 ) -> AsyncIterator[WSClient]:
-    """Open a WebSocket on ``http_version`` (HTTP/1.1: cleartext; else TLS)."""
+    """Open a WebSocket on ``http_version`` (HTTP/1.1: cleartext unless ``h1_tls``; else TLS)."""
     fields = _request_fields(subprotocols, deflate) + (extra or [])
     if http_version == "1.1":
-        socket = await anyio.connect_tcp(*address)
+        if h1_tls:
+            assert tls_config is not None
+            context = ssl.create_default_context(cafile=tls_config.cafile)
+            context.set_alpn_protocols(["http/1.1"])
+            socket: anyio.abc.ByteStream = await anyio.connect_tcp(
+                *address,
+                tls=True,
+                ssl_context=context,
+                tls_hostname="localhost",
+                tls_standard_compatible=False,
+            )
+        else:
+            socket = await anyio.connect_tcp(*address)
         async with socket:
             key = base64.b64encode(os.urandom(16))
             lines = [
