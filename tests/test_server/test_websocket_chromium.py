@@ -99,18 +99,20 @@ async def test_chromium_websocket_over_http2(
             f"--user-data-dir={tmp_path / 'profile'}",
             f"https://localhost:{address[1]}/",
         ]
-        process = subprocess.Popen(
+        process = await anyio.open_process(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             with anyio.fail_after(30):
                 await browser.reported.wait()
         finally:
-            process.terminate()
-            try:
-                await anyio.to_thread.run_sync(process.wait, 10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await anyio.to_thread.run_sync(process.wait)
+            with anyio.CancelScope(shield=True):
+                process.terminate()
+                with anyio.move_on_after(10):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await process.aclose()
     assert browser.reports == ["hello from the browser (HTTP/2)"]
     assert browser.versions == ["2"]
