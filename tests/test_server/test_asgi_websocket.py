@@ -520,3 +520,29 @@ async def test_an_app_that_does_not_receive_stops_the_reads(
                 await ws.send_bytes(chunk)
                 sent += len(chunk)
     assert 0 < sent < _BOUND
+
+
+@pytest.mark.parametrize("http_version", VERSIONS)
+async def test_access_log_has_one_line_per_websocket(
+    http_version: str,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "hface.server.access")
+    app = Recorder()
+    async with (
+        serving(app, http_version, server_tls_config) as address,
+        websocket(http_version, address, client_tls_config, "/chat?room=1") as ws,
+    ):
+        await ws.send_text("one")
+        assert await ws.receive() == "one"
+        await ws.close(4001)
+        with anyio.fail_after(5):
+            await app.done.wait()
+            while not [r for r in caplog.records if r.name == "hface.server.access"]:
+                await anyio.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hface.server.access"]
+    status = 101 if http_version == "1.1" else 200
+    assert len(lines) == 1
+    assert f'"WEBSOCKET /chat?room=1 HTTP/{http_version}" {status} 4001' in lines[0]
