@@ -132,7 +132,8 @@ class WebSocketSession:
         self._assembler = MessageAssembler(settings.ws_max_size)
         self._queue: deque[Message] = deque()
         self._queued_bytes = 0
-        self._changed = anyio.Event()  # set when the queue or the phase changes
+        # Set when the queue or the phase changes; made only by a waiter.
+        self._changed: anyio.Event | None = None
         self._send_lock = anyio.Lock()
         self._pong: anyio.Event | None = None
         self._close_code: int | None = None  # the code the application is told
@@ -249,10 +250,13 @@ class WebSocketSession:
 
     def _wake(self) -> None:
         changed = self._changed
-        self._changed = anyio.Event()
-        changed.set()
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
         await self._changed.wait()
 
     def _disconnect(self, code: int) -> None:
@@ -404,6 +408,8 @@ class WebSocketSession:
     async def _read(self) -> None:
         """Take the stream's data into wsproto and queue the messages (see the docstring)."""
         stream = self._stream
+        # HTTP/1.1 has no window to reopen: its connection reads again as the stream is read.
+        credit = stream.connection.multiplexed
         while True:
             while self._queued_bytes >= _QUEUE_BYTES and self._phase is _OPEN:
                 await self._wait()  # backpressure: the application does not receive
@@ -415,7 +421,8 @@ class WebSocketSession:
                     if self._ws is not None and self._phase is not _CLOSED:
                         self._ws.receive_data(event.data)
                         await self._handle_frames()
-                    await stream.acknowledge(len(event.data))
+                    if credit:
+                        await stream.acknowledge(len(event.data))
                 if event.end_stream:
                     self._remote_ended = True
                     if self._phase is not _CLOSED:
