@@ -14,6 +14,11 @@ at info level in a file), then for ``--duration`` seconds runs at once:
   reset, reserved-frame flood, too many streams and QPACK blocked streams;
 - a sample of the server's resident memory (process tree, /proc) each second.
 
+Then, as a phase of its own, a QUIC handshake flood (:mod:`_handshake_flood`:
+``--handshake-flood-rate`` Initials a second for 2 s, never followed up):
+good HTTP/3 handshakes during it, and the RSS before, at the peak and after
+(once the server has logged the flood's end: within 10 MiB of before).
+
 It prints a table: good requests per version, each attack's attempts and
 outcomes, the peak RSS against the bound (the RSS after warm-up plus
 ``--rss-margin``), and the server log's tracebacks and ERROR lines. The
@@ -49,6 +54,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _attacks import ATTACKS, ATTEMPT_LIMIT, Attack, Target
+from _handshake_flood import run_handshake_flood
 from _servers import (
     APP,
     BIN,
@@ -306,6 +312,15 @@ async def _warm_up(soak: Soak) -> None:
     await soak.good_traffic(WARM_UP, progress=False)
 
 
+def _with_phase(
+    report: str, passed: bool, lines: list[str], phase_passed: bool
+) -> tuple[str, bool]:
+    """``report`` with a phase's ``lines`` before its last line, the verdict, made anew."""
+    head, _ = report.rsplit("\n", 1)
+    passed = passed and phase_passed
+    return "\n".join([head, *lines, f"soak: {'PASS' if passed else 'FAIL'}"]), passed
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -338,12 +353,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="the server's --header-timeout, which ends slowloris (5)",
     )
+    parser.add_argument(
+        "--handshake-flood-rate",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="QUIC Initials a second in the handshake flood phase, 0 for none (1000)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep the server log in DIR")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600 or not 1 <= args.concurrency <= 50:
         parser.error("--duration must be in [1, 3600] and --concurrency in [1, 50]")
     if not 0 <= args.tolerance < 1 or not 1 <= args.header_timeout <= 60:
         parser.error("--tolerance must be in [0, 1) and --header-timeout in [1, 60]")
+    if not 0 <= args.handshake_flood_rate <= 10_000:
+        parser.error("--handshake-flood-rate must be in [0, 10000]")
     signal.signal(signal.SIGTERM, _on_sigterm)
     with tempfile.TemporaryDirectory(prefix="hface-soak-") as directory:
         work = Path(directory)
@@ -375,6 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 anyio.run(soak.good_traffic, args.duration)
             finally:
                 soak.stop(threads)
+            flood = None
+            if args.handshake_flood_rate and process.poll() is None:
+                flood = run_handshake_flood(
+                    target, process.pid, log_file, rate=args.handshake_flood_rate, seconds=2.0
+                )
             alive = process.poll() is None
         except KeyboardInterrupt:
             interrupted = True
@@ -390,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, passed = soak.report(
             rss_margin=args.rss_margin * MIB, tolerance=args.tolerance, log=text
         )
+        if flood is not None:
+            report, passed = _with_phase(report, passed, *flood.report())
         print(
             f"hface soak: {args.duration:g} s, {len(ATTACKS)} attacks against"
             f" hface server (HTTP/1.1, HTTP/2, HTTP/3 on 127.0.0.1:{port})"

@@ -8,7 +8,6 @@ tests run one server at a time and wait for it to say "Serving on".
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import Final
 
 import pytest
 import trustme
+
+from tests.helpers.network import wait_until_port_is_free
 
 EXAMPLES: Final = Path(__file__).resolve().parents[1] / "examples"
 
@@ -62,22 +63,6 @@ def _python(script: str) -> list[str]:
     return [sys.executable, path]
 
 
-def _port_is_free() -> bool:
-    for family, kind in [
-        (socket.AF_INET, socket.SOCK_STREAM),
-        (socket.AF_INET, socket.SOCK_DGRAM),
-    ]:
-        with socket.socket(family, kind) as sock:
-            if kind == socket.SOCK_STREAM:
-                # As the server binds: connections in TIME-WAIT do not hold the port.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", PORT))
-            except OSError:
-                return False
-    return True
-
-
 @dataclass(kw_only=True)
 class Server:
     """The example server process and where its output goes."""
@@ -108,11 +93,8 @@ class Server:
 @contextmanager
 def example_server(workdir: Path) -> Iterator[Server]:
     """Run ``custom_server.py`` in ``workdir`` until it says "Serving on"; kill it afterwards."""
+    wait_until_port_is_free(PORT, timeout=STARTUP_TIMEOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _port_is_free():  # a previous run may still be closing its sockets
-        if time.monotonic() > deadline:
-            pytest.fail(f"port {PORT}, which the examples use, is taken by another process")
-        time.sleep(0.1)
     log_file = workdir / "server.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(

@@ -1,10 +1,11 @@
 """``bench/soak.py`` runs end to end: good traffic survives every attack (issue 8).
 
 A short soak (5 s) as a subprocess, the way ``hatch run soak`` runs it:
-the real ``hface server`` CLI, good traffic on HTTP/1.1, 2 and 3, and every
-attack of ``bench/_attacks.py``. The script's own verdict is the exit
-status; the test also reads its summary, so that a soak that silently
-skipped a version or an attack fails here.
+the real ``hface server`` CLI, good traffic on HTTP/1.1, 2 and 3, every
+attack of ``bench/_attacks.py``, then a QUIC handshake flood (issue 18).
+The script's own verdict is the exit status; the test also reads its
+summary, so that a soak that silently skipped a version or an attack fails
+here.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def test_five_second_soak_passes() -> None:
         assert match is not None, f"{name} missing:\n{out}"
         assert int(match[1]) >= 1, out
     assert re.search(r"^server RSS: .*: ok$", out, re.MULTILINE), out
+    # The QUIC handshake flood phase (issue 18): good handshakes under a
+    # second, and the memory back within 10 MiB once the flood is over.
+    assert re.search(r"^handshake flood \(.*: [1-9]\d* sent\):$", out, re.MULTILINE), out
+    assert re.search(r"^  good HTTP/3 connections during it: [1-9].*: ok$", out, re.MULTILINE), out
+    assert re.search(r"^  server RSS: before .*flood end logged.*: ok$", out, re.MULTILINE), out
     assert re.search(r"^server log: \d+ lines, 0 with Traceback or ERROR$", out, re.MULTILINE), out
     assert out.rstrip().endswith("soak: PASS"), out
 

@@ -70,6 +70,9 @@ class RawH3Client:
     closed_code: int | None = None
     resets: dict[int, int] = field(default_factory=dict)
     server_events: list[Event] = field(default_factory=list)
+    #: The bytes the server sent on each stream, and the streams it ended.
+    received: dict[int, bytes] = field(default_factory=dict)
+    ended: set[int] = field(default_factory=set)
 
     def transfer(self, rounds: int = 200) -> None:
         """Exchange datagrams until both sides are quiet (bounded in rounds)."""
@@ -107,6 +110,11 @@ class RawH3Client:
                 self.resets[event.stream_id] = event.error_code
             elif isinstance(event, quic_events.StopSendingReceived):
                 self.resets.setdefault(event.stream_id, event.error_code)
+            elif isinstance(event, quic_events.StreamDataReceived):
+                stream_id = event.stream_id
+                self.received[stream_id] = self.received.get(stream_id, b"") + event.data
+                if event.end_stream:
+                    self.ended.add(stream_id)
 
     def uni_stream(self, stream_type: int, data: bytes = b"", end_stream: bool = False) -> int:
         """Open a unidirectional stream of ``stream_type`` and send ``data`` on it."""
@@ -123,6 +131,14 @@ class RawH3Client:
     def open_control(self, data: bytes | None = None) -> int:
         """Open the client's control stream; SETTINGS first unless ``data`` is given."""
         return self.uni_stream(StreamType.CONTROL, settings_frame() if data is None else data)
+
+    def server_uni_stream(self, stream_type: int) -> bytes:
+        """What the server sent on its unidirectional stream of ``stream_type`` (type excluded)."""
+        prefix = encode_uint_var(stream_type)
+        for stream_id, data in self.received.items():
+            if stream_id % 4 == 3 and data.startswith(prefix):
+                return data[len(prefix) :]
+        return b""
 
     def error_code(self, stream_id: int | None = None) -> int | None:
         """The connection's close code, or else the reset code of ``stream_id``."""

@@ -25,11 +25,14 @@ import pytest
 import trustme
 
 from hface.cli._main import LIMIT_DEFAULTS, apply_limit_options, build_parser
+from hface.cli._options import QUIC_RETRY_CHOICES, QUIC_RETRY_DEFAULT
 from hface.client import Client, ClientProtocol, Request
 from hface.common import ClientTLSConfig
+from hface.networking import QUICHandshakeLimits, QUICRetry
 from hface.server import ASGIServer, ServerLimits, ServerTimeouts
 from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port, udp_port_is_bound
+from tests.helpers.quic_flood import make_initials
 
 #: Seconds ``hface`` may take to start listening.
 STARTUP_TIMEOUT = 20.0
@@ -242,6 +245,31 @@ def test_protocol_chooses_the_sockets_and_versions(
         assert server.stop() == 0
 
 
+@pytest.mark.parametrize("retry", ["always", "auto"])
+def test_quic_retry_reaches_the_quic_listener(
+    retry: str, tmp_path: Path, env: dict[str, str], tls_files: TLSFiles
+) -> None:
+    """``--quic-retry always`` answers a new client's Initial with a Retry; ``auto`` does not.
+
+    (Below the threshold: ``auto`` answers with the server's handshake.)
+    The good client follows the Retry.
+    """
+    port = free_port()
+    args = ["server", "--cert", tls_files.server_cert_file, "--key", tls_files.server_key_file]
+    args += ["--protocol", "http3", f"https://127.0.0.1:{port}", "--quic-retry", retry]
+    with hface_process(args, env=env, port=port, log_file=tmp_path / "log", udp=True) as server:
+        [initial] = make_initials(1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(10)
+            udp.sendto(initial, ("127.0.0.1", port))
+            answer = udp.recv(65536)
+        kind = ("initial", "0-rtt", "handshake", "retry")[(answer[0] & 0x30) >> 4]
+        assert kind == ("retry" if retry == "always" else "initial")
+        status, version, _ = fetch_http3(port, tls_files.ca_file)
+        assert (status, version) == (200, "3")
+        assert server.stop() == 0
+
+
 @pytest.mark.parametrize("no_access_log", [False, True])
 def test_no_access_log_silences_the_access_log(
     no_access_log: bool, tmp_path: Path, env: dict[str, str]
@@ -377,6 +405,24 @@ def test_limit_option_defaults_are_the_servers() -> None:
     assert {
         name: "none" if value is None else f"{value:g}" for name, value in actual.items()
     } == LIMIT_DEFAULTS
+
+
+def test_quic_retry_choices_are_the_networking_layers() -> None:
+    """``--quic-retry`` offers QUICRetry's values; its default is QUICHandshakeLimits'."""
+    assert tuple(retry.value for retry in QUICRetry) == QUIC_RETRY_CHOICES
+    assert QUICHandshakeLimits().retry.value == QUIC_RETRY_DEFAULT
+    server = ASGIServer(_no_app)
+    apply_limit_options(server, build_parser().parse_args(["server"]))
+    assert server.quic_handshake_limits == QUICHandshakeLimits()
+
+
+@pytest.mark.parametrize("command", ["server", "proxy"])
+@pytest.mark.parametrize("retry", list(QUICRetry), ids=lambda retry: retry.value)
+def test_quic_retry_option_sets_the_handshake_limits(command: str, retry: QUICRetry) -> None:
+    server = ASGIServer(_no_app)
+    args = build_parser().parse_args([command, "--quic-retry", retry.value])
+    apply_limit_options(server, args)
+    assert server.quic_handshake_limits == QUICHandshakeLimits(retry=retry)
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ Each example runs as a subprocess in a temporary directory holding the
 ``certs/`` the example servers read (made by ``hface certs certs``, as the
 README says), against
 ``examples/server.py`` (port 5443) and ``examples/proxy_server.py`` (port
-6443). The client examples use the default ``ClientTLSConfig`` (the system's
-CAs), so they run with ``SSL_CERT_FILE`` naming the test CA. The ports are
+6443). The client examples trust ``certs/cacert.pem`` through their
+``tls_config.cafile``, as the seed page has them, and run with no
+environment variable set. The ports are
 fixed: servers run one test at a time and each waits until its port is free.
 """
 
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+import trustme
 
 from hface.server.examples.hello import GREETING
+from tests.helpers.network import wait_until_port_is_free
 
 EXAMPLES: Final = Path(__file__).resolve().parents[2] / "examples"
 
@@ -34,6 +37,9 @@ PROXY_PORT: Final = 6443
 
 #: Seconds a server may take to start (or a previous one to free its port).
 STARTUP_TIMEOUT: Final = 15.0
+#: OpenSSL's variables, which could make the examples trust the test CA without asking.
+_TLS_VARIABLES: Final = frozenset({"SSL_CERT_FILE", "SSL_CERT_DIR"})
+
 #: Seconds a client example may run.
 CLIENT_TIMEOUT: Final = 30.0
 
@@ -68,19 +74,6 @@ def _python(script: str) -> list[str]:
     return [sys.executable, path]
 
 
-def _port_is_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            if kind == socket.SOCK_STREAM:
-                # As the servers do: connections in TIME-WAIT do not block the port.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def _accepts(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -94,11 +87,8 @@ def example_server(script: str, port: int, workdir: Path) -> Iterator[Path]:
     """Run ``script`` in ``workdir`` until it accepts on ``port``; yield its log; kill it after."""
     if not (EXAMPLES / script).exists():
         pytest.skip(f"examples/{script} does not exist yet")
+    wait_until_port_is_free(port, timeout=STARTUP_TIMEOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _port_is_free(port):  # a previous run may still be closing its sockets
-        if time.monotonic() > deadline:
-            pytest.fail(f"port {port}, which the examples use, is taken by another process")
-        time.sleep(0.1)
     log_file = workdir / f"{script}.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
@@ -126,9 +116,13 @@ def example_server(script: str, port: int, workdir: Path) -> Iterator[Path]:
 
 
 def run_client(script: str, workdir: Path) -> subprocess.CompletedProcess[str]:
-    """Run a client example in ``workdir``, trusting the test CA through ``SSL_CERT_FILE``."""
-    env = {**os.environ, "SSL_CERT_FILE": str(workdir / "certs" / "cacert.pem")}
-    env.pop("SSL_CERT_DIR", None)
+    """Run a client example in ``workdir`` as a user would: no environment variable set.
+
+    The examples trust ``certs/cacert.pem`` themselves (``tls_config.cafile``);
+    OpenSSL's variables are removed, so that the system's CAs are all they
+    would find without it.
+    """
+    env = {name: value for name, value in os.environ.items() if name not in _TLS_VARIABLES}
     return subprocess.run(
         _python(script),
         cwd=workdir,
@@ -169,20 +163,10 @@ def test_proxy_client_example(workdir: Path) -> None:
 
 
 def test_client_example_without_trusted_ca(workdir: Path) -> None:
-    # The system CAs do not know the test CA: a clear verification error.
+    # certs/cacert.pem names another CA than the server's: a clear verification error.
     with example_server("server.py", SERVER_PORT, workdir) as server_log:
-        env = {**os.environ, "SSL_CERT_FILE": os.devnull}
-        env.pop("SSL_CERT_DIR", None)
-        client = subprocess.run(
-            _python("client.py"),
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLIENT_TIMEOUT,
-            check=False,
-        )
+        trustme.CA().cert_pem.write_to_path(str(workdir / "certs" / "cacert.pem"))
+        client = run_client("client.py", workdir)
     assert client.returncode != 0, _report(client, server_log)
     assert "TLSVerificationError: cannot verify the TLS certificate of https://localhost:5443" in (
         client.stderr

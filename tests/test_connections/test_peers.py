@@ -34,6 +34,7 @@ from hface.connections import (
     HTTPOverTCPOpener,
 )
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetReceived
+from hface.networking import QUICHandshakeLimits, QUICRetry
 from hface.protocols import ALPNHTTPFactory
 from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
@@ -63,7 +64,9 @@ FILE_SIZE = 1024 * 1024
 # -- hface serves, the peers fetch ------------------------------------------------
 
 
-async def _create_example_listener(tls_config: ServerTLSConfig) -> HTTPListener:
+async def _create_example_listener(
+    tls_config: ServerTLSConfig, quic_limits: QUICHandshakeLimits | None = None
+) -> HTTPListener:
     """TLS (HTTP/2 or HTTP/1.1 by ALPN) and QUIC (HTTP/3) on one free port of 127.0.0.1."""
     for _ in range(10):
         tcp = await HTTPOverTCPListener.create(
@@ -74,7 +77,10 @@ async def _create_example_listener(tls_config: ServerTLSConfig) -> HTTPListener:
         port = tcp.local_addresses[0][1]
         try:
             quic = await HTTPOverQUICListener.create(
-                HTTP3ServerFactory(), local_address=("127.0.0.1", port), tls_config=tls_config
+                HTTP3ServerFactory(),
+                local_address=("127.0.0.1", port),
+                tls_config=tls_config,
+                handshake_limits=quic_limits,
             )
         except OSError:  # the UDP port is taken: try another
             await tcp.aclose()
@@ -84,9 +90,11 @@ async def _create_example_listener(tls_config: ServerTLSConfig) -> HTTPListener:
 
 
 @asynccontextmanager
-async def _serving_example(tls_config: ServerTLSConfig) -> AsyncIterator[int]:
+async def _serving_example(
+    tls_config: ServerTLSConfig, quic_limits: QUICHandshakeLimits | None = None
+) -> AsyncIterator[int]:
     """Serve the example handler while the block runs; yield the port."""
-    listener = await _create_example_listener(tls_config)
+    listener = await _create_example_listener(tls_config, quic_limits)
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(listener.serve, example_handler)
         try:
@@ -150,19 +158,22 @@ async def test_nghttp_fetches_from_listener(tls_files: TLSFiles) -> None:
 
 
 @needs_peer("gtlsclient")
+@pytest.mark.parametrize("retry", [QUICRetry.AUTO, QUICRetry.ALWAYS], ids=lambda r: r.value)
 async def test_gtlsclient_fetches_from_listener_over_http3(
-    tls_files: TLSFiles, tmp_path: Path
+    retry: QUICRetry, tls_files: TLSFiles, tmp_path: Path
 ) -> None:
+    """ngtcp2 follows a Retry too (RFC 9000 §8.1.2), and checks what the server echoes."""
     gtlsclient = require_peer("gtlsclient")
     download = tmp_path / "download"
     download.mkdir()
-    async with _serving_example(tls_files.server_config()) as port:
+    limits = QUICHandshakeLimits(retry=retry)
+    async with _serving_example(tls_files.server_config(), quic_limits=limits) as port:
         # ngtcp2's example client has no CA option and does not verify the
         # server certificate; --download saves the body of "/" as index.html.
+        # Not --quiet: its trace says whether a Retry came.
         result = await run_peer_in_thread(
             [
                 gtlsclient,
-                "--quiet",
                 "--exit-on-first-stream-close",
                 "--timeout=20s",
                 "--sni=localhost",
@@ -176,6 +187,8 @@ async def test_gtlsclient_fetches_from_listener_over_http3(
     body_file = download / "index.html"
     assert body_file.exists(), describe(result)
     assert body_file.read_bytes() == EXAMPLE_BODY, describe(result)
+    retried = "type=Retry" in result.stdout + result.stderr
+    assert retried == (retry is QUICRetry.ALWAYS), describe(result)
 
 
 # -- the peers serve, hface fetches -----------------------------------------------

@@ -19,10 +19,10 @@ from hface.connections import (
     HTTPOverQUICListener,
 )
 from hface.events import ConnectionTerminated, HeadersReceived
-from hface.networking import DatagramStream
+from hface.networking import DatagramStream, QUICAttribute, QUICHandshakeLimits, QUICRetry
 from hface.protocols.http3 import HTTP3ServerFactory
 
-from .conftest import REQUEST, connect, create_listener
+from .conftest import REQUEST, connect, create_listener, request_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,11 @@ async def test_aclose_lets_connections_in_progress_finish(
 async def test_a_client_silent_after_its_initial_is_dropped(
     server_tls_config: ServerTLSConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The server gives up on a handshake after ``handshake_timeout``, not QUIC's idle 60 s."""
+    """The server gives up on a handshake after ``handshake_timeout``, not QUIC's idle 60 s.
+
+    One line at DEBUG says so: a flood of half-open handshakes must not
+    write a line each at INFO.
+    """
     listener = await HTTPOverQUICListener.create(
         HTTP3ServerFactory(),
         local_address=("127.0.0.1", 0),
@@ -93,7 +97,7 @@ async def test_a_client_silent_after_its_initial_is_dropped(
     quic.connect((host, port), now=time.monotonic())
     initials = quic.datagrams_to_send(now=time.monotonic())
     assert initials
-    caplog.set_level(logging.INFO, logger="hface.connections")
+    caplog.set_level(logging.DEBUG)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(listener.serve, handler)
@@ -109,7 +113,45 @@ async def test_a_client_silent_after_its_initial_is_dropped(
     assert not handled
     [record] = [r for r in caplog.records if "failed to open" in r.getMessage()]
     assert record.getMessage().endswith(": the QUIC handshake did not complete within 0.5 s")
+    assert record.levelno == logging.DEBUG
     assert record.exc_info is None  # a line, not a traceback
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+@pytest.mark.parametrize("retry", list(QUICRetry), ids=lambda retry: retry.value)
+async def test_hface_client_served_with_and_without_retry(
+    retry: QUICRetry, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """RFC 9000 §8.1.2: hface's client follows a Retry; the server echoes both IDs (§7.3)."""
+    listener = await HTTPOverQUICListener.create(
+        HTTP3ServerFactory(),
+        local_address=("127.0.0.1", 0),
+        tls_config=server_tls_config,
+        handshake_limits=QUICHandshakeLimits(retry=retry),
+    )
+    validated: list[bool] = []
+
+    async def handler(connection: HTTPConnection) -> None:
+        original = connection.extra(QUICAttribute.original_destination_connection_id, None)
+        source = connection.extra(QUICAttribute.retry_source_connection_id, None)
+        validated.append(original is not None and source is not None)
+        stream_id = await request_headers(connection)
+        await connection.send_headers(stream_id, [(b":status", b"204")], end_stream=True)
+        while not isinstance(await connection.receive_event(), ConnectionTerminated):
+            pass
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(listener.serve, handler)
+            address = listener.local_addresses[0]
+            async with await connect("3", address, client_tls_config) as connection:
+                stream_id = connection.get_available_stream_id()
+                await connection.send_headers(stream_id, REQUEST, end_stream=True)
+                while not isinstance(event := await connection.receive_event(), HeadersReceived):
+                    pass
+                assert event.headers == [(b":status", b"204")]
+            await listener.aclose()
+    assert validated == [retry is QUICRetry.ALWAYS]
 
 
 async def test_handshake_timeout_must_be_positive(server_tls_config: ServerTLSConfig) -> None:

@@ -524,6 +524,8 @@ def test_content_length_without_content(method: bytes, status: bytes) -> None:
 
 
 def test_content_length_is_checked_on_other_responses() -> None:
+    # RFC 9114 §4.1.2: a malformed response is a stream error; the
+    # connection serves the next request.
     pair = make_quic_pair()
     stream_id = _request(pair, GET)
     pair.server_events()
@@ -531,10 +533,14 @@ def test_content_length_is_checked_on_other_responses() -> None:
     pair.server.submit_data(stream_id, b"abc", end_stream=True)
     pair.transfer()
     assert pair.client_events() == [
-        ConnectionTerminated(
-            error_code=CODES.message_error, message="content-length does not match data size"
-        )
+        StreamResetSent(stream_id=stream_id, error_code=CODES.message_error)
     ]
+    stream_id = _request(pair, GET)
+    pair.server_events()
+    pair.server.submit_headers(stream_id, OK, end_stream=True)
+    pair.transfer()
+    events = pair.client_events()
+    assert events == [HeadersReceived(stream_id=stream_id, headers=OK, end_stream=True)]
 
 
 class _PeerWithPayloadLimit(QuicConnection):

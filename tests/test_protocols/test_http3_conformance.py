@@ -2,10 +2,11 @@
 
 Each case drives hface's sans-IO HTTP/3 server with a raw QUIC client
 (aioquic's ``QuicConnection``) that writes HTTP/3 frames straight onto QUIC
-streams, sends one violation and checks the error code the RFC asks for:
-the code of the server's CONNECTION_CLOSE, or, for a stream error, the
-code of the RESET_STREAM / STOP_SENDING (a stream error may also be raised
-to a connection error, RFC 9114 §8). Case ids name the RFC section.
+streams, sends one violation and checks what the RFC asks for: a
+connection error (the code of the server's CONNECTION_CLOSE), or, where it
+asks for a stream error (RFC 9114 §4.1.2: a malformed message), the code of
+the RESET_STREAM / STOP_SENDING on that stream only, with the connection
+still serving requests. Case ids name the RFC section.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import pylsqpack
 import pytest
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import FrameType, StreamType, encode_frame
 
-from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
+from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetSent
 from hface.protocols.http3 import (
     HTTP3ClientFactory,
     HTTP3ClientProtocol,
@@ -55,6 +57,7 @@ class Case:
     id: str
     send: Callable[[RawH3Client], int | None]
     codes: frozenset[int]
+    #: The RFC asks for a stream error (else a connection error).
     stream_error: bool = False
 
 
@@ -255,19 +258,18 @@ CASES = [
         frozenset({H3_ID_ERROR}),
     ),
     # --- RFC 9114 §4.1 / §7.2: request stream frames -----------------------------
+    # RFC 9114 §4.1: an invalid sequence of frames is a connection error.
     Case(
         "RFC9114-4.1-data-before-headers",
         _request(encode_frame(FrameType.DATA, b"x")),
         _UNEXPECTED,
-        stream_error=True,
     ),
-    Case("RFC9114-4.1-data-after-trailers", _data_after_trailers, _UNEXPECTED, stream_error=True),
+    Case("RFC9114-4.1-data-after-trailers", _data_after_trailers, _UNEXPECTED),
     *[
         Case(
             f"RFC9114-7.2-{name}-on-request-stream",
             _request(encode_frame(t, encode_uint_var(0))),
             _UNEXPECTED,
-            stream_error=True,
         )
         for name, t in (
             ("cancel-push", FrameType.CANCEL_PUSH),
@@ -282,7 +284,6 @@ CASES = [
             f"RFC9114-7.2.8-h2-frame-{t:#x}-on-request-stream",
             _request(encode_frame(t, b"")),
             _UNEXPECTED,
-            stream_error=True,
         )
         for t in (0x2, 0x6, 0x8, 0x9)
     ],
@@ -290,9 +291,8 @@ CASES = [
         "RFC9114-7.1-truncated-frame",
         _truncated_frame,
         frozenset({H3_FRAME_ERROR}),
-        stream_error=True,
     ),
-    # --- RFC 9114 §4.1.2 / §4.2 / §4.3: malformed messages ----------------------
+    # --- RFC 9114 §4.1.2 / §4.2 / §4.3: malformed messages, stream errors -------
     Case("RFC9114-4.3.1-missing-method", _request_headers(REQUEST[1:]), _MESSAGE, True),
     Case(
         "RFC9114-4.3.1-missing-scheme", _request_headers([REQUEST[0], *REQUEST[2:]]), _MESSAGE, True
@@ -371,7 +371,6 @@ CASES = [
         "RFC9204-4.5.1.1-required-insert-count-too-large",
         _bad_field_section,
         frozenset({QPACK_DECOMPRESSION_FAILED}),
-        stream_error=True,
     ),
     Case(
         "RFC9204-2.1.2-blocked-streams-exceeded",
@@ -383,23 +382,33 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_violation_gets_the_rfc_error(case: Case) -> None:
-    """The server answers each violation with the error code its RFC section names."""
+    """The server answers each violation with the error its RFC section names."""
     client = connect()
     stream_id = case.send(client)
     client.transfer()
-    code = client.error_code(stream_id)
     wanted = sorted(map(hex, case.codes))
-    assert code in case.codes, f"{case.id}: got {code!r}, want one of {wanted}"
-    if case.stream_error and client.closed_code is None:
-        # A stream error leaves the connection usable (RFC 9114 §8).
-        assert stream_id is not None
-        next_id = client.request_stream(headers_frame(REQUEST))
-        client.transfer()
-        assert any(
-            isinstance(e, HeadersReceived) and e.stream_id == next_id for e in client.server_events
-        )
-    if client.closed_code is not None:
+    if not case.stream_error:
+        code = client.closed_code
+        assert code in case.codes, f"{case.id}: got {code!r}, want a close with one of {wanted}"
         assert any(isinstance(e, ConnectionTerminated) for e in client.server_events)
+        return
+    # RFC 9114 §4.1.2, §8: the stream is reset, and only the stream.
+    assert stream_id is not None
+    code = client.resets.get(stream_id)
+    assert client.closed_code is None, f"{case.id}: closed with {client.closed_code:#x}"
+    assert code in case.codes, f"{case.id}: stream reset with {code!r}, want one of {wanted}"
+    # The application never saw the malformed request...
+    assert not any(getattr(e, "stream_id", None) == stream_id for e in client.server_events)
+    # ... and the next request on the same connection is answered.
+    next_id = client.request_stream(headers_frame(REQUEST))
+    client.transfer()
+    assert HeadersReceived(stream_id=next_id, headers=REQUEST, end_stream=True) in (
+        client.server_events
+    )
+    client.server.submit_headers(next_id, [(b":status", b"204")], end_stream=True)
+    client.transfer()
+    assert next_id in client.ended
+    assert client.closed_code is None
 
 
 def test_valid_request_is_accepted() -> None:
@@ -412,6 +421,109 @@ def test_valid_request_is_accepted() -> None:
     assert [e for e in client.server_events if isinstance(e, HeadersReceived)] == [
         HeadersReceived(stream_id=stream_id, headers=REQUEST, end_stream=True)
     ]
+
+
+# --- Stream errors (RFC 9114 §4.1.2, RFC 9204 §4.4.2) ---------------------------------
+
+
+def test_malformed_request_seen_by_the_application_is_reset() -> None:
+    """A content-length the DATA contradicts, found after the application saw the request.
+
+    The application gets ``StreamResetSent`` with H3_MESSAGE_ERROR; the
+    stream's halves are reset and stopped; the connection goes on.
+    """
+    client = connect()
+    client.open_control()
+    headers = [*REQUEST, (b"content-length", b"5")]
+    stream_id = client.request_stream(
+        headers_frame(headers) + encode_frame(FrameType.DATA, b"x"), end_stream=False
+    )
+    client.transfer()
+    assert client.server_events == [
+        HeadersReceived(stream_id=stream_id, headers=headers),
+        DataReceived(stream_id=stream_id, data=b"x"),
+    ]
+    client.server_events.clear()
+    client.quic.send_stream_data(stream_id, b"", end_stream=True)  # 1 byte of 5
+    client.transfer()
+    reset = StreamResetSent(stream_id=stream_id, error_code=H3_MESSAGE_ERROR)
+    assert client.server_events == [reset]
+    assert client.resets[stream_id] == H3_MESSAGE_ERROR
+    assert client.closed_code is None
+    next_id = client.request_stream(headers_frame(REQUEST))
+    client.transfer()
+    assert client.server_events[-1] == HeadersReceived(
+        stream_id=next_id, headers=REQUEST, end_stream=True
+    )
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["same-packet", "later-packet"])
+def test_what_follows_a_malformed_request_on_its_stream_is_dropped(together: bool) -> None:
+    """The client goes on sending on the stream: no event, no connection error."""
+    client = connect()
+    client.open_control()
+    bad = [*REQUEST, (b"connection", b"close")]
+    # DATA after a rejected HEADERS would be a frame error if it were parsed.
+    body = encode_frame(FrameType.DATA, b"y" * 100) * 3
+    stream_id = client.request_stream(headers_frame(bad) + (body if together else b""), False)
+    if not together:
+        # The HEADERS reach the server alone, the DATA in later datagrams.
+        for data, _ in client.quic.datagrams_to_send(now=client.now):
+            client.server.datagram_received((data, CLIENT_ADDRESS))
+        client.quic.send_stream_data(stream_id, body, end_stream=True)
+    client.transfer()
+    assert client.resets[stream_id] == H3_MESSAGE_ERROR
+    assert client.closed_code is None
+    assert client.server_events == []
+
+
+def test_malformed_request_cancels_its_qpack_stream_state() -> None:
+    """RFC 9204 §4.4.2: the abandoned stream gets a Stream Cancellation on the decoder stream."""
+    client = connect()
+    client.open_control()
+    stream_id = client.request_stream(headers_frame([*REQUEST, (b"X-Upper", b"1")]))
+    client.transfer()
+    assert client.resets[stream_id] == H3_MESSAGE_ERROR
+    # Stream Cancellation: 01 and the stream ID as a 6-bit prefix integer.
+    assert client.server_uni_stream(StreamType.QPACK_DECODER) == bytes([0x40 | stream_id])
+
+
+def test_malformed_request_unblocked_by_the_encoder_stream() -> None:
+    """Two header sections blocked on one insert: the malformed one is reset, the other served."""
+    client = connect()
+    client.open_control()
+    encoder = pylsqpack.Encoder()
+    setup = encoder.apply_settings(max_table_capacity=4096, blocked_streams=16)
+    good_id = client.quic.get_next_available_stream_id()
+    bad_id = good_id + 4
+    shared = [*REQUEST, (b"x-shared", b"v" * 40)]
+    encoder.encode(1000, shared)  # never sent: pylsqpack inserts what it saw before
+    inserts, good = encoder.encode(good_id, shared)
+    more, bad = encoder.encode(bad_id, [*shared, (b"X-Bad", b"1")])
+    assert inserts  # the sections refer to entries the server does not have yet
+    client.request_stream(encode_frame(FrameType.HEADERS, good))
+    client.request_stream(encode_frame(FrameType.HEADERS, bad))
+    client.transfer()
+    assert client.server_events == []  # both blocked
+    client.uni_stream(StreamType.QPACK_ENCODER, setup + inserts + more)
+    client.transfer()
+    assert client.closed_code is None
+    assert client.resets.get(bad_id) == H3_MESSAGE_ERROR
+    assert [e.stream_id for e in client.server_events if isinstance(e, HeadersReceived)] == [
+        good_id
+    ]
+
+
+def test_malformed_requests_spend_the_reset_budget() -> None:
+    """A client that sends nothing but malformed requests is a flood (RFC 9114 §10.5)."""
+    client = connect(max_reset_streams=20)
+    client.open_control()
+    for index in range(60):
+        client.request_stream(headers_frame(REQUEST[1:]))  # no :method
+        if index % 10 == 9:
+            client.transfer()
+    client.transfer()
+    assert client.closed_code == H3_EXCESSIVE_LOAD
 
 
 # --- Attack bounds (RFC 9114 §10.5, RFC 9000 §4.6) ------------------------------------

@@ -341,7 +341,9 @@ async def test_trailers(
             await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
 
     async with running(make_server(app, server_tls_config)) as address:
-        response = await fetch(http_version, address, client_tls_config)
+        # Trailers go to clients that ask for them (test_asgi_spec.py).
+        headers = [(b"te", b"trailers")]
+        response = await fetch(http_version, address, client_tls_config, headers=headers)
     assert response.status == 200
     assert response.body == b"data"
     assert response.trailers == [(b"x-checksum", b"abc")]

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from hface.errors import TransportError
 from hface.events import HeadersReceived
 from hface.protocols.http2 import HTTP2ClientFactory
 from hface.server import ASGIServer, Endpoint
+from tests.helpers.network import port_is_free
 from tests.test_server.conftest import client, read_response, running, send_request
 
 pytestmark = pytest.mark.anyio
@@ -164,19 +164,10 @@ async def test_send_blocks_while_the_client_does_not_read(
             assert sent < 64 * 1024 * 1024
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 async def test_example_server_runs_as_it_is(tmp_path: Path, anyio_backend: str) -> None:
     if anyio_backend != "asyncio":
         pytest.skip("the example runs its own asyncio loop; once is enough")
-    if not _port_is_free(5443):
+    if not port_is_free(5443):
         pytest.skip("port 5443 is in use")
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")

@@ -262,6 +262,56 @@ async def test_connect_never_reaches_the_application(
     assert not problems(caplog), problems(caplog)
 
 
+async def test_http3_malformed_request_resets_only_its_stream(
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RFC 9114 §4.1.2: a body that contradicts its content-length is a stream error.
+
+    The stream is reset with H3_MESSAGE_ERROR and the next request on the
+    same connection is answered.
+    """
+    bodies: list[bytes] = []
+
+    async def application(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                bodies.append(b"disconnected")
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        bodies.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    server = ASGIServer(application)
+    server.tls_config = server_tls_config
+    async with (
+        running(server) as address,
+        client("3", address, client_tls_config) as connection,
+    ):
+        stream_id = connection.get_available_stream_id()
+        lying = [*REQUEST, (b"content-length", b"5")]
+        lying[0] = (b":method", b"POST")
+        await connection.send_headers(stream_id, lying)
+        await connection.send_data(stream_id, b"x", end_stream=True)
+        with anyio.fail_after(5):
+            response = await read_response(connection, stream_id)
+        assert response.reset is not None
+        assert response.reset.error_code == 0x10E  # H3_MESSAGE_ERROR
+        with anyio.fail_after(5):
+            after = await read_response(connection, await send_request(connection, path=b"/next"))
+        assert (after.status, after.body) == (200, b"/next")
+    assert b"x" not in bodies  # the application never took the lie for a body
+    assert not problems(caplog), problems(caplog)
+
+
 #: (name, request headers) of malformed HTTP/2 requests (RFC 9113 §8.2, §8.3).
 H2_MALFORMED: list[tuple[str, HeadersType]] = [
     ("upper-case name", [*REQUEST, (b"X-Upper", b"1")]),

@@ -23,6 +23,7 @@ from anyio.streams.tls import TLSStream
 
 from hface.common import ClientTLSConfig, ServerTLSConfig
 from tests.helpers.certs import TLSFiles
+from tests.helpers.network import wait_until_port_is_free
 from tests.test_server.test_proxy import (
     echo,
     proxy_client,
@@ -185,6 +186,7 @@ async def test_the_example_runs_as_it_is(
     tls_config = ClientTLSConfig(cafile=str(tmp_path / "ca.pem"))
     log = tmp_path / "example.log"
     script = REPOSITORY / "examples" / "proxy_server.py"
+    wait_until_port_is_free(6443, udp=False)
     process = _spawn([sys.executable, str(script)], log, cwd=tmp_path)
     try:
         await _wait_for_tcp("localhost", 6443, process, log)

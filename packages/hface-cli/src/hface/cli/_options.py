@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ LIMIT_DEFAULTS: Final[dict[str, str]] = {
     "header_read": "60",
     "keep_alive": "5",
 }
+
+#: ``--quic-retry``'s choices and default: QUICRetry's values and the default
+#: of QUICHandshakeLimits (a test keeps them equal).
+QUIC_RETRY_CHOICES: Final = ("auto", "always", "never")
+QUIC_RETRY_DEFAULT: Final = "auto"
 
 _OFF: Final = ("none", "off")
 _SIZE_UNITS: Final = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -208,16 +214,31 @@ def add_limit_options(parser: argparse.ArgumentParser, *, body_size: bool = True
         help="time an idle connection is kept open for another request "
         f"(default: {LIMIT_DEFAULTS['keep_alive']})",
     )
+    group.add_argument(
+        "--quic-retry",
+        choices=QUIC_RETRY_CHOICES,
+        default=argparse.SUPPRESS,
+        help="when new HTTP/3 clients must prove their address with a QUIC Retry: auto "
+        "(during a flood of handshakes), always, never "
+        f"(default: {QUIC_RETRY_DEFAULT})",
+    )
 
 
 def apply_limit_options(server: BaseServer, args: argparse.Namespace) -> None:
     """Set on ``server`` the limits and timeouts given with :func:`add_limit_options` options.
+
+    ``--quic-retry`` sets the ``retry`` of ``server.quic_handshake_limits``.
 
     Options not given leave the server's defaults (they are absent from ``args``).
     """
     for option, (target, field) in _LIMIT_OPTIONS.items():
         if hasattr(args, option):
             setattr(getattr(server, target), field, getattr(args, option))
+    if hasattr(args, "quic_retry"):
+        from hface.networking import QUICRetry
+
+        limits = server.quic_handshake_limits
+        server.quic_handshake_limits = replace(limits, retry=QUICRetry(args.quic_retry))
 
 
 #: Option (as argparse names it) -> (server attribute, field).

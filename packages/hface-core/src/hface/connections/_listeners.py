@@ -21,7 +21,14 @@ from anyio.streams.tls import TLSAttribute
 
 from hface.common import AddressType, ServerTLSConfig
 from hface.errors import TransportError
-from hface.networking import ByteStream, QUICStream, ServerNetworking, SystemNetworking
+from hface.networking import (
+    ByteStream,
+    QUICAttribute,
+    QUICHandshakeLimits,
+    QUICStream,
+    ServerNetworking,
+    SystemNetworking,
+)
 from hface.protocols import HTTPOverQUICServerFactory, HTTPOverTCPFactory
 
 from ._connection import HTTPConnection
@@ -35,14 +42,21 @@ HandlerType = Callable[[HTTPConnection], Awaitable[None]]
 logger = logging.getLogger("hface.connections")
 
 
-async def _run_handler(handler: HandlerType, connection: HTTPConnection) -> None:
+async def _run_handler(
+    handler: HandlerType, connection: HTTPConnection, *, open_failure_level: int = logging.INFO
+) -> None:
     try:
         try:
             await connection.open()
         except TransportError as exc:
             # The peer's doing (a handshake failed, timed out or abandoned):
             # worth a line, not a traceback. open() has closed the connection.
-            logger.info("a connection from %s failed to open: %s", _peer(connection), exc)
+            logger.log(
+                open_failure_level,
+                "a connection from %s failed to open: %s",
+                _peer(connection),
+                exc,
+            )
             return
         try:
             await handler(connection)
@@ -186,6 +200,11 @@ class HTTPOverQUICListener(HTTPListener):
     its GOAWAY and the rest of its responses out. Cancelling :meth:`serve`
     ends everything at once.
 
+    Handshakes not yet complete are limited, and answered with Retry under
+    a flood, as :class:`~hface.networking.QUICHandshakeLimits` says; a
+    handshake that fails or times out is logged at DEBUG only (a flood of
+    them is summed up at INFO by the networking layer).
+
     :param options: for every connection.
     """
 
@@ -213,10 +232,16 @@ class HTTPOverQUICListener(HTTPListener):
         tls_config: ServerTLSConfig,
         networking: ServerNetworking | None = None,
         options: ConnectionOptions | None = None,
+        handshake_limits: QUICHandshakeLimits | None = None,
+        connection_id_generator: Callable[[], bytes] | None = None,
     ) -> HTTPOverQUICListener:
         """Listen for QUIC on ``local_address`` (UDP).
 
         :param options: for every connection.
+        :param handshake_limits: Retry and the cap on half-open handshakes
+            (:class:`~hface.networking.QUICHandshakeLimits`' defaults if not given).
+        :param connection_id_generator: makes the connection IDs of Retry
+            packets: the server's own scheme; random by default.
         :raises OSError: if the address cannot be bound.
         """
         networking = networking or SystemNetworking()
@@ -224,6 +249,8 @@ class HTTPOverQUICListener(HTTPListener):
             local_address,
             quic_connection_id_length=factory.quic_connection_id_length,
             quic_supported_versions=factory.quic_supported_versions,
+            quic_handshake_limits=handshake_limits,
+            quic_connection_id_generator=connection_id_generator,
         )
         return cls(listener, factory, tls_config, options=options)
 
@@ -237,9 +264,24 @@ class HTTPOverQUICListener(HTTPListener):
                 return  # not accepted: the client's Initial goes unanswered
             self._handlers += 1
             try:
-                protocol = self._factory(tls_config=self._tls_config)
+                # After a Retry, the protocol echoes both IDs (RFC 9000 §7.3).
+                protocol = self._factory(
+                    tls_config=self._tls_config,
+                    original_destination_connection_id=stream.extra(
+                        QUICAttribute.original_destination_connection_id, None
+                    ),
+                    retry_source_connection_id=stream.extra(
+                        QUICAttribute.retry_source_connection_id, None
+                    ),
+                )
                 connection = HTTPOverQUICConnection(protocol, stream, options=self._options)
-                await _run_handler(handler, connection)
+
+                async def established(connection: HTTPConnection) -> None:
+                    # open() returned: the handshake is complete.
+                    stream.mark_handshake_complete()
+                    await handler(connection)
+
+                await _run_handler(established, connection, open_failure_level=logging.DEBUG)
             finally:
                 self._handlers -= 1
                 await self._close_when_idle()

@@ -7,16 +7,20 @@ interfaces: :data:`ByteStream` for TCP and TLS (on asyncio built on the
 event loop's own transports and TLS, elsewhere anyio's socket and TLS
 streams), :data:`DatagramStream` for UDP, and
 :class:`QUICStream` for one QUIC connection on a server's shared UDP
-socket (see :class:`QUICListener` for how datagrams are routed).
+socket (see :class:`QUICListener` for how datagrams are routed, and
+:class:`QUICHandshakeLimits` for how handshake floods are held off).
 """
 
 from ._base import ClientNetworking as ClientNetworking
 from ._base import ServerNetworking as ServerNetworking
 from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
 from ._quic import QUICListener as QUICListener
+from ._quic_admission import QUICHandshakeLimits as QUICHandshakeLimits
+from ._quic_admission import QUICRetry as QUICRetry
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
 from ._streams import NowaitByteStream as NowaitByteStream
+from ._streams import QUICAttribute as QUICAttribute
 from ._streams import QUICStream as QUICStream
 from ._system import SystemNetworking as SystemNetworking
 from ._tcp import TCPListener as TCPListener
@@ -34,7 +38,10 @@ __all__ = (
     "ClientNetworking",
     "DatagramStream",
     "NowaitByteStream",
+    "QUICAttribute",
+    "QUICHandshakeLimits",
     "QUICListener",
+    "QUICRetry",
     "QUICStream",
     "ServerNetworking",
     "SystemNetworking",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from anyio.abc import Listener
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 
+from ._quic_admission import QUICHandshakeLimits
 from ._streams import ByteStream, DatagramStream, QUICStream
 
 
@@ -58,6 +59,8 @@ class ServerNetworking(ABC):
         *,
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
+        quic_handshake_limits: QUICHandshakeLimits | None = None,
+        quic_connection_id_generator: Callable[[], bytes] | None = None,
     ) -> Listener[QUICStream]:
         """Listen for QUIC connections on one UDP socket.
 
@@ -66,6 +69,10 @@ class ServerNetworking(ABC):
             the server issues.
         :param quic_supported_versions: the QUIC versions accepted; other
             versions get a Version Negotiation packet.
+        :param quic_handshake_limits: when new clients get a Retry, and how
+            many handshakes may be half-open (the defaults if not given).
+        :param quic_connection_id_generator: makes the connection IDs of
+            Retry packets (the server's own scheme); random ones by default.
         :returns: a listener of one :class:`QUICStream` per connection.
         :raises TransportError: if the address cannot be bound.
         """

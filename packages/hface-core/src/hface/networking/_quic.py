@@ -17,15 +17,34 @@ and decides where it goes:
 2. **Unknown ID, Initial packet of a supported version** in a datagram of
    at least 1200 bytes (RFC 9000 §14.1: smaller ones must be discarded,
    which also limits what a spoofed source can make us do) → a new
-   connection: a new stream, routed by the Initial's destination
-   connection ID, is handed to the handler in a task of its own.
+   connection, if :mod:`._quic_admission` admits it: a new stream, routed
+   by the Initial's destination connection ID, is handed to the handler in
+   a task of its own. Else a Retry packet (RFC 9000 §8.1.2) with a token
+   and a new connection ID, or nothing (past the cap on half-open
+   handshakes). An Initial carrying one of our Retry tokens is admitted
+   as validated if the token is valid (the stream then has
+   :class:`~hface.networking.QUICAttribute` attributes), else answered with
+   a close with INVALID_TOKEN (see :mod:`hface.protocols.http3._retry`).
 3. **Unknown ID, long header of an unsupported version**, in a datagram
    of at least 1200 bytes → a Version Negotiation packet listing the
    supported versions is sent back (RFC 9000 §6.1). Version 0 is itself
    Version Negotiation and is never answered (RFC 9000 §6.1).
 4. **Anything else** (unparsable, short header for an unknown ID, a
-   non-Initial long header packet) is dropped. Stateless resets and Retry
-   are not sent.
+   non-Initial long header packet) is dropped. Stateless resets are not sent.
+
+The new connection IDs of Retry packets come from the listener's
+``connection_id_generator``: the one the server issues its IDs with, so
+that an ID-aware load balancer or the kernel's steering
+(:mod:`._quic_steering`) routes the client's next Initial back to this
+socket, whose token key alone accepts the token.
+
+Each stream is HALF_OPEN until its owner reports the handshake complete
+(:meth:`~hface.networking.QUICStream.mark_handshake_complete`), then
+ESTABLISHED, then CLOSED; the half-open ones are what the admission counts.
+When a handshake flood ends, the listener gives back the memory the
+abandoned connections took (:func:`release_memory`): it collects their
+reference cycles, frees what CPython's caches still pin, and returns the
+freed heap to the system where the C library can.
 
 After the handshake, the peer addresses the connection by the IDs the
 server issued (RFC 9000 §5.1), and issues and retires more over time. The
@@ -47,9 +66,17 @@ return once its handlers have returned.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import enum
+import functools
+import gc
+import os
+import sys
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -58,13 +85,66 @@ from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
 from hface.common import AddressType, DatagramType
 from hface.errors import TransportError
 
-from ._streams import QUICStream
+from ._quic_admission import Admission, HandshakeAdmission, QUICHandshakeLimits
+from ._streams import QUICAttribute, QUICStream
+
+if TYPE_CHECKING:
+    from hface.protocols.http3 import QUICPacketInfo, RetryTokens
 
 #: How many datagrams may wait for one connection before newer ones are dropped.
 QUIC_RECEIVE_QUEUE_SIZE: Final = 256
 
 #: RFC 9000 §14.1: servers discard Initial packets in smaller UDP datagrams.
 MIN_INITIAL_DATAGRAM_SIZE: Final = 1200
+
+#: Seconds between two looks at whether a handshake flood has ended.
+_TICK: Final = 1.0
+
+
+class _StreamState(enum.Enum):
+    """Where a listener's stream is in its life."""
+
+    HALF_OPEN = "half-open"  # the handshake has not completed
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+_HALF_OPEN: Final = _StreamState.HALF_OPEN
+_ESTABLISHED: Final = _StreamState.ESTABLISHED
+_CLOSED: Final = _StreamState.CLOSED
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, if the C library has it."""
+    name = ctypes.util.find_library("c")
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return function
+
+
+def release_memory() -> None:
+    """Free what a flood of abandoned connections left, and give the heap back to the system.
+
+    A full collection frees the connections' reference cycles at once (not
+    whenever the oldest generation is next collected). CPython returns an
+    arena of small objects (1 MiB) only once it is empty, and its type
+    attribute cache keeps a reference to the last name looked up in each
+    slot: the names aioquic builds for each connection (``"initial_" +
+    param``) outlive the connection there and pin, scattered, most of the
+    arenas a flood filled. Clearing the cache frees them and so the arenas.
+    glibc's ``malloc_trim`` then returns the free pages of its heap (the
+    larger blocks: packet buffers, TLS state), which ``free`` keeps.
+    """
+    gc.collect()
+    clear = getattr(sys, "_clear_internal_caches", None) or getattr(sys, "_clear_type_cache", None)
+    if clear is not None:  # CPython's (3.13 renamed it)
+        clear()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class _QUICListenerStream(QUICStream):
@@ -77,17 +157,19 @@ class _QUICListenerStream(QUICStream):
         remote_address: AddressType,
         original_connection_id: bytes,
         queue_size: int,
+        retry: tuple[bytes, bytes] | None,
     ) -> None:
         self._listener = listener
         self._remote_address = remote_address
         self._original_connection_id = original_connection_id
+        self._retry = retry  # (original destination ID, Retry's source ID) after a Retry
         self._inbound, self._queue = anyio.create_memory_object_stream[DatagramType](queue_size)
         self._connection_ids: frozenset[bytes] = frozenset()
-        self._closed = False
+        self._state = _HALF_OPEN
         self._handled = False  # set once a handler task has taken the stream
 
     def update_connection_ids(self, connection_ids: Sequence[bytes]) -> None:
-        if self._closed:
+        if self._state is _CLOSED:
             return
         new_ids = frozenset(connection_ids)
         self._listener._unroute(self, self._connection_ids - new_ids)
@@ -117,29 +199,43 @@ class _QUICListenerStream(QUICStream):
         :raises anyio.ClosedResourceError: if this stream was closed.
         :raises anyio.BrokenResourceError: if the listener was closed.
         """
-        if self._closed:
+        if self._state is _CLOSED:
             raise anyio.ClosedResourceError
         await self._listener._send(item)
+
+    def mark_handshake_complete(self) -> None:
+        if self._state is _HALF_OPEN:
+            self._state = _ESTABLISHED
+            self._listener._settled(completed=True)
 
     async def aclose(self) -> None:
         self._close_now()
         await anyio.lowlevel.checkpoint()
 
     def _close_now(self) -> None:
-        if not self._closed:
-            self._closed = True
+        state = self._state
+        if state is not _CLOSED:
+            self._state = _CLOSED
             self._inbound.close()
             self._queue.close()
             self._listener._forget(self, self._connection_ids | {self._original_connection_id})
             self._connection_ids = frozenset()
+            if state is _HALF_OPEN:
+                self._listener._settled(completed=False)
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {
+        attributes = {
             **self._listener.extra_attributes,
             SocketAttribute.remote_address: lambda: self._remote_address,
             SocketAttribute.remote_port: lambda: self._remote_address[1],
         }
+        retry = self._retry
+        if retry is not None:
+            original, source = retry
+            attributes[QUICAttribute.original_destination_connection_id] = lambda: original
+            attributes[QUICAttribute.retry_source_connection_id] = lambda: source
+        return attributes
 
 
 class QUICListener(Listener[QUICStream]):
@@ -155,6 +251,13 @@ class QUICListener(Listener[QUICStream]):
     :param supported_versions: the QUIC versions accepted for new connections.
     :param receive_queue_size: how many datagrams may wait for one
         connection before newer ones are dropped.
+    :param handshake_limits: when to answer new clients with Retry, and
+        how many handshakes may be half-open (:class:`QUICHandshakeLimits`'
+        defaults if not given).
+    :param connection_id_generator: makes the connection IDs of Retry
+        packets; the server's own scheme, so that the client's next Initial
+        is routed back here. Random IDs of ``connection_id_length`` bytes
+        by default.
     """
 
     def __init__(
@@ -164,6 +267,8 @@ class QUICListener(Listener[QUICStream]):
         connection_id_length: int,
         supported_versions: Sequence[int],
         receive_queue_size: int = QUIC_RECEIVE_QUEUE_SIZE,
+        handshake_limits: QUICHandshakeLimits | None = None,
+        connection_id_generator: Callable[[], bytes] | None = None,
     ) -> None:
         self._socket = socket
         self._connection_id_length = connection_id_length
@@ -173,6 +278,20 @@ class QUICListener(Listener[QUICStream]):
         self._streams: set[_QUICListenerStream] = set()
         self._send_lock = anyio.Lock()
         self._closed = False
+        self._new_connection_id = connection_id_generator or functools.partial(
+            os.urandom, connection_id_length
+        )
+        limits = handshake_limits or QUICHandshakeLimits()
+        local = socket.extra(SocketAttribute.local_address)
+        host, port = (local[0], local[1]) if isinstance(local, tuple) else (local, 0)
+        name = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        self._admission = HandshakeAdmission(limits, name=name, now=time.monotonic())
+        self._tokens: RetryTokens | None = None  # made in serve(): it imports aioquic
+
+    @property
+    def half_open_handshakes(self) -> int:
+        """Handshakes begun and not complete yet (see :class:`QUICHandshakeLimits`)."""
+        return self._admission.half_open
 
     async def serve(
         self,
@@ -207,13 +326,19 @@ class QUICListener(Listener[QUICStream]):
         # below and importing it pulls in aioquic, which TCP-only users never need.
         from hface.protocols.http3 import (
             InvalidQUICPacket,
+            RetryTokens,
             build_version_negotiation_packet,
             sniff_quic_packet,
         )
 
+        if self._tokens is None:
+            self._tokens = RetryTokens(lifetime=self._admission.limits.retry_token_lifetime)
         async with AsyncExitStack() as stack:
             if task_group is None:
                 task_group = await stack.enter_async_context(anyio.create_task_group())
+            ticker = await stack.enter_async_context(anyio.create_task_group())
+            ticker.start_soon(self._tick, name="QUIC listener's flood watch")
+            stack.callback(ticker.cancel_scope.cancel)
             while True:
                 try:
                     datagram = await self._socket.receive()
@@ -240,11 +365,12 @@ class QUICListener(Listener[QUICStream]):
                         packet = build_version_negotiation_packet(info, self._supported_versions)
                         await self._send_quietly((packet, address))
                 elif info.is_initial:
-                    stream = self._open_stream(info.destination_connection_id, address)
-                    stream._deliver(datagram)
-                    task_group.start_soon(
-                        self._handle, handler, stream, name=f"QUIC connection from {address}"
-                    )
+                    stream = await self._admit(info, address)
+                    if stream is not None:
+                        stream._deliver(datagram)
+                        task_group.start_soon(
+                            self._handle, handler, stream, name=f"QUIC connection from {address}"
+                        )
 
     async def aclose(self) -> None:
         """Close the socket and end every connection's inbound queue; :meth:`serve` returns."""
@@ -267,16 +393,64 @@ class QUICListener(Listener[QUICStream]):
         async with stream:
             await handler(stream)
 
-    def _open_stream(self, connection_id: bytes, address: AddressType) -> _QUICListenerStream:
+    async def _admit(
+        self, info: QUICPacketInfo, address: AddressType
+    ) -> _QUICListenerStream | None:
+        """A stream for the connection the Initial ``info`` opens, if admitted (else None)."""
+        from hface.protocols.http3 import build_invalid_token_close, build_retry_packet
+
+        tokens = self._tokens
+        assert tokens is not None
+        admission = self._admission
+        destination = info.destination_connection_id
+        retry = None
+        if info.token and tokens.is_retry_token(info.token):
+            original = tokens.validate(
+                info.token, address=address, destination_connection_id=destination, now=time.time()
+            )
+            if original is None:
+                # RFC 9000 §8.1.2: the client will not take another Retry.
+                admission.token_refused()
+                await self._send_quietly((build_invalid_token_close(info), address))
+                return None
+            retry = (original, destination)
+        decision = admission.decide(validated=retry is not None, now=time.monotonic())
+        if decision is Admission.RETRY:
+            source = self._new_connection_id()
+            while source == destination:  # RFC 9000 §17.2.5.1
+                source = self._new_connection_id()
+            token = tokens.issue(
+                address=address,
+                original_destination_connection_id=destination,
+                retry_source_connection_id=source,
+                now=time.time(),
+            )
+            packet = build_retry_packet(info, source_connection_id=source, token=token)
+            await self._send_quietly((packet, address))
+            return None
+        if decision is Admission.DROP:
+            return None
         stream = _QUICListenerStream(
             listener=self,
             remote_address=address,
-            original_connection_id=connection_id,
+            original_connection_id=destination,
             queue_size=self._receive_queue_size,
+            retry=retry,
         )
+        admission.opened()
         self._streams.add(stream)
-        self._routes[connection_id] = stream
+        self._routes[destination] = stream
         return stream
+
+    async def _tick(self) -> None:
+        """Have the admission judge its windows, and give memory back after a flood."""
+        admission = self._admission
+        while True:
+            await anyio.sleep(_TICK)
+            admission.tick(time.monotonic())
+            if admission.flood_ended:
+                admission.flood_ended = False
+                release_memory()
 
     # The methods below are the listener's side of _QUICListenerStream.
 
@@ -295,6 +469,9 @@ class QUICListener(Listener[QUICStream]):
                 self._routes.get(connection_id) is stream
             ):
                 del self._routes[connection_id]
+
+    def _settled(self, *, completed: bool) -> None:
+        self._admission.settled(completed=completed)
 
     def _forget(self, stream: _QUICListenerStream, connection_ids: frozenset[bytes]) -> None:
         self._streams.discard(stream)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeAlias, runtime_checkable
 
 import anyio.abc
+from anyio import TypedAttributeSet, typed_attribute
 
 from hface.common import DatagramType
 
@@ -50,7 +51,9 @@ class QUICStream(DatagramStream):
     The connection IDs of a connection change over its life (RFC 9000
     §5.1): the owner of the stream reports its current set with
     :meth:`update_connection_ids` so that the listener keeps routing the
-    peer's packets here.
+    peer's packets here, and reports the end of the handshake with
+    :meth:`mark_handshake_complete`. A client whose address the listener
+    validated with Retry has :class:`QUICAttribute` attributes.
     """
 
     @abstractmethod
@@ -64,3 +67,27 @@ class QUICStream(DatagramStream):
         :param connection_ids: every connection ID this endpoint has issued
             and not yet retired for the connection.
         """
+
+    def mark_handshake_complete(self) -> None:
+        """Declare that the connection's handshake has completed.
+
+        The listener stops counting the connection as a half-open handshake
+        (see :class:`~hface.networking.QUICHandshakeLimits`). Calls after the
+        first do nothing; so does this default implementation.
+        """
+
+
+class QUICAttribute(TypedAttributeSet):
+    """Typed attributes of a :class:`QUICStream` whose client proved its address with Retry.
+
+    A listener that answered the client's first Initial with a Retry
+    (RFC 9000 §8.1.2) validated the address with the token the client
+    returned; the server's transport parameters must then carry both IDs
+    (RFC 9000 §7.3). Absent (``stream.extra(...)`` raises, or returns its
+    default) for a connection opened without Retry.
+    """
+
+    #: The destination connection ID of the client's first Initial, the one the Retry answered.
+    original_destination_connection_id: bytes = typed_attribute()
+    #: The source connection ID of the Retry packet, where the client sent its next Initial.
+    retry_source_connection_id: bytes = typed_attribute()

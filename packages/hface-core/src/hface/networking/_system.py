@@ -18,6 +18,7 @@ from ._asyncio_streams import AsyncioByteStream, AsyncioListener, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
 from ._base import ClientNetworking, ServerNetworking
 from ._quic import QUICListener
+from ._quic_admission import QUICHandshakeLimits
 from ._streams import ByteStream, DatagramStream, QUICStream
 from ._tcp import TCPListener
 from ._tls import (
@@ -161,6 +162,8 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         *,
         quic_connection_id_length: int,
         quic_supported_versions: Sequence[int],
+        quic_handshake_limits: QUICHandshakeLimits | None = None,
+        quic_connection_id_generator: Callable[[], bytes] | None = None,
     ) -> Listener[QUICStream]:
         host, port = local_address
         with _map_errors(TransportErrorKind.LISTEN, local_address):
@@ -170,6 +173,8 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
             socket,
             connection_id_length=quic_connection_id_length,
             supported_versions=quic_supported_versions,
+            handshake_limits=quic_handshake_limits,
+            connection_id_generator=quic_connection_id_generator,
         )
 
     async def connect_tcp(self, remote_address: AddressType) -> ByteStream:

@@ -4,11 +4,16 @@ A request's header block becomes its ASGI ``http`` scope in one pass
 (:func:`make_scope`). The fields come lowercase with the pseudo-headers
 first (hface's events say so for every version), so no name is lowercased
 here; the pseudo-headers give the method, scheme, target and authority,
-and the authority becomes ``host`` when the request has none (HTTP/2 and
-HTTP/3 requests mostly do not). ``path`` is percent-decoded, ``raw_path``
-not; both get the server's ``root_path`` in front. What the server itself
-checks of a request (its method, target, declared length, field count)
-comes back beside the scope.
+and the authority becomes the first field, ``host``, in place of any
+``host`` the request had (the ASGI specification says so; HTTP/1.1's
+``Host`` reaches the server as ``:authority``). HTTP/2 and HTTP/3 clients
+may split ``cookie`` into several fields (RFC 9113 §8.2.3, RFC 9114
+§4.2.1): they are joined with ``"; "`` into one, as those RFCs ask before
+a request goes to a generic application (frameworks read one ``cookie``
+field: Starlette the first, Django all of them joined with commas).
+``path`` is percent-decoded, ``raw_path`` not; both get the server's
+``root_path`` in front. What the server itself checks of a request (its
+method, target, declared length, field count) comes back beside the scope.
 
 An application's response header names and values are checked before
 they go on the wire (:func:`check_fields`): on HTTP/1.1 a CR or LF in a
@@ -53,6 +58,7 @@ def make_scope(
     protocol: bytes | None = None
     fields: list[list[bytes]] = []
     has_host = False
+    cookie: list[bytes] | None = None  # the first cookie field, which takes the others
     for name, value in headers:
         if name[:1] == b":":
             if name == b":method":
@@ -70,8 +76,18 @@ def make_scope(
                 has_host = True
             elif name == b"content-length":
                 content_length = value
+            elif name == b"cookie":
+                if cookie is not None:  # a crumb (RFC 9113 §8.2.3): joined to the first
+                    cookie[1] += b"; " + value
+                    continue
+                cookie = [name, value]
+                fields.append(cookie)
+                continue
             fields.append([name, value])
-    if authority is not None and not has_host:
+    if authority is not None:
+        # ASGI: ":authority" becomes "host", first, replacing any "host" field.
+        if has_host:
+            fields = [field for field in fields if field[0] != b"host"]
         fields.insert(0, [b"host", authority])
     raw_path, _, query_string = target.partition(b"?")
     if b"%" in raw_path:

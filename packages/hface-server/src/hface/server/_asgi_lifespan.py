@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._asgi_types import ASGI_VERSIONS, ASGIApp, Message
+from ._asgi_types import LIFESPAN_VERSIONS, ASGIApp, Message
 
 logger = logging.getLogger("hface.server")
 
@@ -101,7 +101,7 @@ class Lifespan:
         self._reply(message)
 
     async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": dict(ASGI_VERSIONS), "state": self._state}
+        scope = {"type": "lifespan", "asgi": dict(LIFESPAN_VERSIONS), "state": self._state}
         try:
             with self._scope:
                 await self._app(scope, self._receive, self._send)

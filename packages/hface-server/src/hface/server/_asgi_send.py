@@ -5,10 +5,15 @@ Theory of operation. The application's messages are checked in order
 is false, then trailers if announced); the response headers are held
 until the first body message, so that a one-message body gets a
 ``content-length`` and an application that fails before any body still
-gets a clean 500. Everything is written through the request's
-:class:`~hface.connections.HTTPStream`, and so waits while the client is
-slow; a ``send()`` the client does not let through within the write
-timeout resets the stream.
+gets a clean 500. Once the response is complete, further messages are
+ignored, as the specification says (the pieces of a streamed answer to
+``HEAD``, complete at the first). Announced trailers (the
+``http.response.trailers`` extension) are gathered until
+``more_trailers`` is false, and sent only to a client that asked for them
+with ``TE: trailers``; the others get the body's end alone. Everything
+is written through the request's :class:`~hface.connections.HTTPStream`,
+and so waits while the client is slow; a ``send()`` the client does not
+let through within the write timeout resets the stream.
 
 The server may answer for the application (:meth:`ResponseSender.abort`:
 413 for a body too large, 408 for one that stopped coming, 500 for an
@@ -63,6 +68,7 @@ class ResponseSender:
         "_start_names",
         "_status",
         "_stream",
+        "_trailers",
         "_trailers_expected",
         "_write_timeout",
         "disconnected",
@@ -96,6 +102,7 @@ class ResponseSender:
         self._headers_sent = False
         self._body_done = False
         self._trailers_expected = False
+        self._trailers: list[tuple[bytes, bytes]] = _NO_HEADERS  # replaced, never changed
         self._response_complete = False
         self._status = 0
         self._bytes_sent = 0
@@ -301,8 +308,10 @@ class ResponseSender:
     async def _on_body(self, message: Message) -> None:
         if self._start is None:
             raise RuntimeError("http.response.body before http.response.start")
-        if self._response_complete or (self._headers_sent and self._body_done):
-            raise RuntimeError("http.response.body after the response body ended")
+        if self._response_complete:
+            return  # ASGI: "any further messages on the channel will be ignored"
+        if self._headers_sent and self._body_done:
+            raise RuntimeError("http.response.body after the body ended, before its trailers")
         body = bytes(message.get("body", b""))
         more_body = bool(message.get("more_body", False))
         if self._head:
@@ -339,20 +348,32 @@ class ResponseSender:
                 self._wake()
 
     async def _on_trailers(self, message: Message) -> None:
+        if self._response_complete:  # HEAD, or after the last trailers: ignored
+            return
         if not self._trailers_expected or not self._body_done:
             raise RuntimeError("http.response.trailers not announced or before the body ended")
-        if message.get("more_trailers", False):
-            raise RuntimeError("more_trailers is not supported")
-        if self._response_complete:  # HEAD
-            return
         trailers = check_fields(message.get("headers", ()), "trailer")
-        try:
-            await self._stream.send_headers(trailers, end_stream=True)
-        except LocalProtocolError:
-            # HTTP/1.1 with a content-length cannot carry trailers: just end.
+        if self._trailers:
+            trailers = self._trailers + trailers
+        if message.get("more_trailers", False):
+            self._trailers = trailers
+            return
+        self._trailers = _NO_HEADERS
+        sent = False
+        if trailers and self._client_takes_trailers():
+            try:
+                await self._stream.send_headers(trailers, end_stream=True)
+                sent = True
+            except LocalProtocolError:
+                pass  # HTTP/1.1 with a content-length cannot carry trailers: just end
+        if not sent:
             await self._stream.send_data(b"", end_stream=True)
         self._response_complete = True
         self._wake()
+
+    def _client_takes_trailers(self) -> bool:
+        """Whether the request said ``TE: trailers`` (the trailers extension asks for it)."""
+        return True
 
     async def _on_early_hint(self, message: Message) -> None:
         if self._headers_sent:

@@ -260,10 +260,23 @@ class ASGIStream(ResponseSender):
             self._bytes_sent,
         )
 
+    def _client_takes_trailers(self) -> bool:
+        # Read only when an application sends trailers: no cost per request.
+        for name, value in self.scope["headers"]:
+            if name == b"te" and b"trailers" in value.lower():
+                return True
+        return False
+
     # -- receive ------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        """The ASGI ``receive``: body chunks, then ``http.disconnect`` when it is over."""
+        """The ASGI ``receive``: body chunks, then ``http.disconnect`` when it is over.
+
+        One ``http.request`` with ``more_body: False`` ends the body (empty
+        if the body's end came apart from its last chunk); after it,
+        ``receive()`` waits until the response has ended or the client has
+        gone, then returns ``http.disconnect`` (every time it is called).
+        """
         while True:
             if self.disconnected or self._response_complete:
                 return {"type": "http.disconnect"}
@@ -277,6 +290,11 @@ class ASGIStream(ResponseSender):
                         chunks.append(event.data)
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 more_body = not self._request_complete
+                if not more_body:
+                    # The last http.request: what follows is http.disconnect
+                    # (once the response ended or the client went), never
+                    # an empty http.request (Django refuses one).
+                    self._request_delivered = True
                 await stream.acknowledge(len(body))
                 return {"type": "http.request", "body": body, "more_body": more_body}
             if self._request_complete and not self._request_delivered:

@@ -20,8 +20,10 @@ Send = Callable[[Message], Awaitable[None]]
 #: An ASGI 3.0 application: ``await app(scope, receive, send)``.
 ASGIApp = Callable[..., Awaitable[None]]
 
-#: The ``asgi`` key of every scope.
+#: The ``asgi`` key of every ``http`` scope (the HTTP spec's version).
 ASGI_VERSIONS: Final = {"version": "3.0", "spec_version": "2.4"}
+#: The ``asgi`` key of the ``lifespan`` scope (the lifespan spec's version).
+LIFESPAN_VERSIONS: Final = {"version": "3.0", "spec_version": "2.0"}
 
 
 class ClientDisconnected(OSError):

@@ -9,8 +9,9 @@ stop accepting, ask every connection to finish (GOAWAY, or
 for the streams in flight, and only then cancel what is left.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
-applied here where they concern whole connections: the TLS handshake
-(by the listener), the number of connections (:meth:`BaseServer._handle`);
+applied here where they concern whole connections: the TLS handshake (by
+the listener, and on QUIC :attr:`BaseServer.quic_handshake_limits` too),
+the number of connections (:meth:`BaseServer._handle`);
 the protocol limits by the factories the server makes from them
 (:meth:`BaseServer._limited_factories`); the time a connection may wait
 for a request by the handlers of the subclasses, through the idle clock of
@@ -41,7 +42,7 @@ from hface.connections import (
     HTTPOverTCPListener,
 )
 from hface.errors import LocalProtocolError, TransportError
-from hface.networking import SystemNetworking
+from hface.networking import QUICHandshakeLimits, SystemNetworking
 from hface.protocols import (
     ALPNHTTPFactory,
     HTTPOverQUICServerFactory,
@@ -103,6 +104,10 @@ class BaseServer(ABC):
     limits: ServerLimits
     #: How long the server waits for clients (handshake, headers, body, writes).
     timeouts: ServerTimeouts
+    #: What HTTP/3 allows of QUIC handshakes not yet complete: when new
+    #: clients must prove their address with a Retry, and how many may be
+    #: half-open (a flood of spoofed Initials; see the class for the defaults).
+    quic_handshake_limits: QUICHandshakeLimits
     #: Stop gracefully on SIGINT and SIGTERM (when run in the main thread).
     handle_signals: bool
 
@@ -120,6 +125,7 @@ class BaseServer(ABC):
         self._serving_factories: _Factories | None = None  # set as listening begins
         self.limits = ServerLimits()
         self.timeouts = ServerTimeouts()
+        self.quic_handshake_limits = QUICHandshakeLimits()
         self.handle_signals = True
         self._connections: set[HTTPConnection] = set()
         self._all_closed: anyio.Event | None = None  # made when shutting down
@@ -344,6 +350,7 @@ class BaseServer(ABC):
                         local_address=address,
                         tls_config=self.tls_config,
                         options=self._connection_options(),
+                        handshake_limits=self.quic_handshake_limits,
                     )
                 )
             except BaseException:

@@ -115,11 +115,7 @@ class HTTP2ServerFactory(_HTTP2Factory):
     :raises ValueError: if an option is out of the range HTTP/2 allows.
 
     Each field of both can also be given alone, as a keyword argument that
-    replaces it: ``max_concurrent_streams``, ``max_header_list_size``
-    (:attr:`~hface.protocols.ProtocolLimits.max_header_size`),
-    ``header_table_size``, ``max_reset_streams``, ``max_control_frames``,
-    ``initial_window_size``, ``connection_window_size`` and
-    ``max_frame_size``.
+    replaces it, as for :class:`HTTP2ClientFactory`.
     """
 
     def __call__(

@@ -24,10 +24,13 @@ the others for private access.
   aioquic parses and ignores: once the peer's parameters arrive (a server
   reads them in the ClientHello, a client in the server's first flight)
   the datagram size becomes the smaller of ``largest_datagram_size`` and
-  the peer's limit, congestion control and pacing following.
+  the peer's limit, congestion control and pacing following. Its log
+  lines at INFO (protocol version, ALPN, close) go out at DEBUG: a server
+  must not write lines per connection, least of all per half-open one.
 - :class:`AioquicH3Connection` is aioquic's ``H3Connection`` told which
-  responses carry no content, enforcing what aioquic 1.7 lets through, and
-  advertising hface's QPACK and field section limits (see its docstring).
+  responses carry no content, enforcing what aioquic 1.7 lets through,
+  advertising hface's QPACK and field section limits, and keeping a
+  malformed message to its stream (see its docstring).
 
 The import fails with :class:`ImportError` unless the installed aioquic is a
 release these overrides were verified on (:data:`VERIFIED_AIOQUIC`).
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import aioquic
 import pylsqpack
@@ -58,7 +61,12 @@ from aioquic.h3.connection import (
 )
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import K_INITIAL_WINDOW
-from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionState
+from aioquic.quic.connection import (
+    Limit,
+    QuicConnection,
+    QuicConnectionAdapter,
+    QuicConnectionState,
+)
 from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -111,6 +119,13 @@ def has_data_to_send(stream: QuicStream) -> bool:
     return len(sender._pending) > 0 or sender._pending_eof
 
 
+class _QuietLogger(QuicConnectionAdapter):
+    """aioquic's connection log with its INFO lines (a few per connection) at DEBUG."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
 class AioquicConnection(QuicConnection):
     """aioquic's ``QuicConnection`` with the internals hface needs behind methods.
 
@@ -136,6 +151,7 @@ class AioquicConnection(QuicConnection):
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )
+        self._logger = _QuietLogger(self._logger.logger, self._logger.extra)
         self._hface_largest_datagram_size = largest_datagram_size or self._max_datagram_size
         # RFC 9000 §4.6: the initial number of streams the peer may open.
         self._local_max_streams_bidi.value = max_concurrent_streams
@@ -352,6 +368,19 @@ def field_section_size(headers: list[tuple[bytes, bytes]]) -> int:
     return sum(len(name) + len(value) for name, value in headers) + 32 * len(headers)
 
 
+class _MessageAborted(Exception):
+    """Unwinds aioquic's parsing of a stream whose message is malformed (internal)."""
+
+
+class MessageErrorReport(NamedTuple):
+    """A malformed message (RFC 9114 §4.1.2): its stream, why (for people), and
+    whether the peer has sent all of the stream already (nothing to stop)."""
+
+    stream_id: int
+    reason: str
+    receiving_ended: bool
+
+
 class AioquicH3Connection(H3Connection):
     """aioquic's ``H3Connection``, told which responses carry no content, and stricter.
 
@@ -373,9 +402,17 @@ class AioquicH3Connection(H3Connection):
     keeps the header sections (decoded whole, so that the QPACK state
     stays in step) that exceed it, for :meth:`take_oversized`: the
     protocol then answers or discards the message (RFC 9114 §4.2.2).
-    This overrides five private methods (``_init_connection``,
+
+    A malformed message (RFC 9114 §4.1.2) is a stream error, not the
+    connection error aioquic makes of every ``MessageError``: the stream's
+    parsing stops (with its events not returned yet), the QPACK decoder
+    abandons it (Stream Cancellation, RFC 9204 §4.4.2), what the peer still
+    sends on it is dropped until it ends or resets it, and
+    :meth:`take_message_errors` reports it to the protocol, which resets it.
+    This overrides nine private methods of aioquic 1.7: ``_init_connection``,
     ``_get_local_settings``, ``_decode_headers``, ``_check_content_length``,
-    ``_receive_stream_data_uni``) of aioquic 1.7.
+    ``_receive_stream_data_uni``, ``_receive_stream_reset`` and the three
+    ``_*request_or_push*`` methods that read request streams.
     """
 
     def __init__(
@@ -390,6 +427,10 @@ class AioquicH3Connection(H3Connection):
         self._max_field_section_size = max_field_section_size
         # Header sections over the limit, per stream, until their events are handled.
         self._oversized: dict[int, list[list[tuple[bytes, bytes]]]] = {}
+        # Streams of malformed messages, until the peer ends them (dropping
+        # what arrives), and the reports the protocol has not taken yet.
+        self._discarding: set[int] = set()
+        self._message_errors: list[MessageErrorReport] = []
         super().__init__(quic)
         self._no_content: weakref.WeakSet[H3Stream] = weakref.WeakSet()
 
@@ -425,6 +466,13 @@ class AioquicH3Connection(H3Connection):
                     del self._oversized[stream_id]
                 return True
         return False
+
+    def take_message_errors(self) -> list[MessageErrorReport]:
+        """The malformed messages found since the last call (usually none)."""
+        errors = self._message_errors
+        if errors:
+            self._message_errors = []
+        return errors
 
     def expect_no_content(self, stream_id: int) -> None:
         """The response on ``stream_id`` will have no content (a HEAD request's)."""
@@ -480,6 +528,63 @@ class AioquicH3Connection(H3Connection):
     def _check_content_length(self, stream: H3Stream) -> None:
         if stream not in self._no_content:
             super()._check_content_length(stream)
+
+    # --- overrides: a malformed message is a stream error -----------------------
+
+    def _receive_request_or_push_data(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[h3_events.H3Event]:
+        if stream.stream_id in self._discarding:
+            if stream_ended:
+                self._discarding.discard(stream.stream_id)
+                stream.receiving_ended = True  # aioquic may forget the stream
+            return []
+        try:
+            return super()._receive_request_or_push_data(stream, data, stream_ended)
+        except _MessageAborted:
+            return []
+
+    def _handle_request_or_push_frame(
+        self, frame_type: int, frame_data: bytes | None, stream: H3Stream, stream_ended: bool
+    ) -> list[h3_events.H3Event]:
+        if stream.stream_id in self._discarding:
+            return []
+        try:
+            return super()._handle_request_or_push_frame(
+                frame_type, frame_data, stream, stream_ended
+            )
+        except MessageError as exc:
+            self._message_error(stream, exc)
+            if frame_data is None:  # unblocked by the encoder stream: on to the next one
+                return []
+            raise _MessageAborted from exc
+
+    def _handle_request_or_push_end(self, stream: H3Stream) -> list[h3_events.H3Event]:
+        try:
+            return super()._handle_request_or_push_end(stream)
+        except MessageError as exc:
+            self._message_error(stream, exc)
+            raise _MessageAborted from exc
+
+    def _receive_stream_reset(self, stream_id: int) -> None:
+        self._discarding.discard(stream_id)
+        super()._receive_stream_reset(stream_id)
+
+    def _message_error(self, stream: H3Stream, exc: MessageError) -> None:
+        """Stop reading a stream whose message is malformed, and report it."""
+        stream_id = stream.stream_id
+        self._oversized.pop(stream_id, None)
+        stream.buffer = b""
+        stream.frame_type = stream.frame_size = None
+        stream.sending_ended = True  # the protocol resets our side
+        if not stream.receiving_ended:
+            self._discarding.add(stream_id)
+        report = MessageErrorReport(stream_id, exc.reason_phrase, stream.receiving_ended)
+        self._message_errors.append(report)
+        # RFC 9204 §4.4.2: the stream's field sections will not be decoded.
+        decoder_stream_id = self._local_decoder_stream_id
+        assert decoder_stream_id is not None  # opened when the connection was made
+        self._quic.send_stream_data(decoder_stream_id, self._decoder.cancel_stream(stream_id))
 
 
 def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:

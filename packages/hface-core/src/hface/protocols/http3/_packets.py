@@ -3,7 +3,8 @@
 Theory of operation: a server receives every client's datagrams on one UDP
 socket and must find the connection each belongs to from the destination
 connection ID in its header (RFC 9000 §5.2). Long headers (RFC 9000 §17.2)
-carry the version and both connection IDs with their lengths; short headers
+carry the version and both connection IDs with their lengths (an Initial
+also its address validation token, see :mod:`._retry`); short headers
 (§17.3) carry only the destination ID, whose length the server chose, so the
 caller passes it. A long-header packet of a version the server does not
 support is answered with a Version Negotiation packet (§6, §17.2.1), which
@@ -52,6 +53,9 @@ class QUICPacketInfo:
     is_long_header: bool
     """True for long-header packets (handshake), False for short (1-RTT)."""
 
+    token: bytes = b""
+    """An Initial's address validation token (RFC 9000 §17.2.2); ``b""`` if none."""
+
 
 class InvalidQUICPacket(ValueError):
     """The datagram does not start with a QUIC packet header we can read."""
@@ -99,6 +103,7 @@ def sniff_quic_packet(data: bytes, *, connection_id_length: int) -> QUICPacketIn
         version=header.version,
         is_initial=header.packet_type == QuicPacketType.INITIAL,
         is_long_header=header.version is not None,
+        token=header.token if header.packet_type == QuicPacketType.INITIAL else b"",
     )
 
 

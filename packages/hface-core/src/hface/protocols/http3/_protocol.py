@@ -72,12 +72,7 @@ class _HTTP3Protocol(HTTP3Streams):
     @property
     def connection_ids(self) -> Sequence[bytes]:
         quic = self._quic
-        if quic is None:
-            return []
-        ids = quic.host_connection_ids()
-        if not self._is_client:
-            ids.append(quic.original_destination_connection_id)
-        return ids
+        return [] if quic is None else quic.host_connection_ids()
 
     @property
     def handshake_completed(self) -> bool:
@@ -242,6 +237,8 @@ class _HTTP3Protocol(HTTP3Streams):
                 continue
             for h3_event in h3.handle_event(event):
                 self._on_h3_event(h3_event)
+            for report in h3.take_message_errors():
+                self._on_message_error(report)
         self._check_closed()
 
 
@@ -289,10 +286,13 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
     """The server side of an HTTP/3 connection (aioquic).
 
     Made by :class:`~hface.protocols.http3.HTTP3ServerFactory`. The QUIC
-    connection is created by the first datagram, which gives the original
-    destination connection ID unless the factory was given one. If that
-    datagram came from a loopback address, datagrams of up to the settings'
-    ``loopback_max_datagram_size`` are sent (see :mod:`._settings`).
+    connection is created by the first datagram (an Initial), which gives
+    the original destination connection ID unless the factory was given one:
+    after a Retry (RFC 9000 §8.1.2), the ID of the Initial the Retry
+    answered, and the Retry's source connection ID, both echoed in the
+    transport parameters (§7.3). If that datagram came from a loopback
+    address, datagrams of up to the settings' ``loopback_max_datagram_size``
+    are sent (see :mod:`._settings`).
     """
 
     _is_client = False
@@ -307,19 +307,16 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         retry_source_connection_id: bytes | None = None,
     ) -> None:
         super().__init__(configuration=configuration, limits=limits, settings=settings)
+        self._original_dcid = original_destination_connection_id
         self._retry_scid = retry_source_connection_id
-        if original_destination_connection_id is not None:
-            self._create(original_destination_connection_id)
+        # The destination connection ID of the Initial that made the
+        # connection: the client's retransmissions of it still use it.
+        self._initial_dcid = b""
 
-    def _create(self, original_dcid: bytes) -> None:
-        self._attach(
-            FlowControlledQuicConnection(
-                configuration=self._configuration,
-                max_concurrent_streams=self._limits.max_concurrent_streams,
-                original_destination_connection_id=original_dcid,
-                retry_source_connection_id=self._retry_scid,
-            )
-        )
+    @property
+    def connection_ids(self) -> Sequence[bytes]:
+        quic = self._quic
+        return [] if quic is None else [*quic.host_connection_ids(), self._initial_dcid]
 
     def _start_server(self, data: bytes, address: AddressType) -> bool:
         try:
@@ -333,7 +330,16 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         if is_loopback(address[0]):
             self._configuration.max_datagram_size = self._settings.loopback_max_datagram_size
         try:
-            self._create(info.destination_connection_id)
+            quic = FlowControlledQuicConnection(
+                configuration=self._configuration,
+                max_concurrent_streams=self._limits.max_concurrent_streams,
+                original_destination_connection_id=(
+                    self._original_dcid or info.destination_connection_id
+                ),
+                retry_source_connection_id=self._retry_scid,
+            )
         except Exception:
             return False
+        self._initial_dcid = info.destination_connection_id
+        self._attach(quic)
         return True

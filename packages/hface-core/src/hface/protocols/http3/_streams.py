@@ -21,10 +21,18 @@ answers the request with 431 itself and drops the rest of it, and a client
 resets the stream with H3_EXCESSIVE_LOAD (``StreamResetSent``); trailers
 over it reset the stream on either side.
 
+Malformed messages (RFC 9114 §4.1.2: bad pseudo-headers or field names,
+connection-specific fields, a ``content-length`` the DATA contradicts) are
+stream errors: aioquic's HTTP/3 layer stops reading the stream (see
+:class:`~._aioquic.AioquicH3Connection`), and the protocol resets both of
+its halves with H3_MESSAGE_ERROR (``StreamResetSent`` if the application
+saw the stream); the other streams and the connection go on. Frames out of
+place and QPACK errors stay connection errors (§4.1, §7.1; RFC 9204 §2.2).
+
 Rapid reset (RFC 9114 §10.5, CVE-2023-44487): a server spends one unit of a
 budget of ``max_reset_streams`` for each request stream the client resets
-and earns one back, up to the budget, for each exchange that completes;
-a client out of budget gets H3_EXCESSIVE_LOAD. Reserved frames and empty
+or sends malformed, and earns one back, up to the budget, for each
+exchange that completes; a client out of budget gets H3_EXCESSIVE_LOAD. Reserved frames and empty
 DATA frames cost neither events nor buffered bytes: aioquic skips them as
 they arrive. They, tiny DATA frames, control frames and streams of unknown
 types spend a second budget, ``max_control_frames``, refilled by progress
@@ -59,7 +67,7 @@ from hface.events import DataReceived, HeadersReceived, StreamResetReceived, Str
 from hface.protocols import ConnectionState
 
 from .._headers import CONNECTION_SPECIFIC_HEADERS
-from ._aioquic import AioquicH3Connection
+from ._aioquic import AioquicH3Connection, MessageErrorReport
 from ._base import HTTP3Base, RequestStream
 
 _CODES: Final = HTTP3_ERROR_CODES
@@ -168,25 +176,31 @@ class HTTP3Streams(HTTP3Base):
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         self._output_pending = True
         stream = self._streams.get(stream_id)
-        quic = self._quic
-        if stream is None or stream.reset or quic is None or self._lifecycle.state is _CLOSED:
+        if stream is None or stream.reset or self._quic is None or self._lifecycle.state is _CLOSED:
             return
         code = error_code or _CODES.no_error
         stream.reset = True
+        send, stop = not stream.send_ended, not stream.recv_ended
+        self._reset_quic_stream(stream_id, code, send=send, stop=stop)
+        stream.send_ended = True
+        if stream.recv_ended:
+            del self._streams[stream_id]
+        self._push(StreamResetSent(stream_id=stream_id, error_code=code))
+
+    def _reset_quic_stream(self, stream_id: int, code: int, *, send: bool, stop: bool) -> None:
+        """Reset our side of a stream (``send``) and ask the peer to stop its own (``stop``)."""
+        quic = self._quic
+        assert quic is not None
         try:
-            if not stream.send_ended:
+            if send:
                 quic.reset_stream(stream_id, code)
-            if not stream.recv_ended and quic.stream_exists(stream_id):
+            if stop and quic.stream_exists(stream_id):
                 quic.stop_stream(stream_id, code)
         except ValueError:
             pass  # the QUIC stream is already gone
         quic.forget(stream_id)
         if self._h3 is not None:
             self._h3.sending_reset(stream_id)
-        stream.send_ended = True
-        if stream.recv_ended:
-            del self._streams[stream_id]
-        self._push(StreamResetSent(stream_id=stream_id, error_code=code))
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         quic = self._quic
@@ -298,6 +312,34 @@ class HTTP3Streams(HTTP3Base):
         stream.headers_sent = stream.final_headers_sent = stream.send_ended = True
         if ended:
             del self._streams[stream_id]
+
+    def _on_message_error(self, report: MessageErrorReport) -> None:
+        """Reset the stream of a malformed message (RFC 9114 §4.1.2); the connection goes on.
+
+        The stream error is H3_MESSAGE_ERROR, on both halves of the stream.
+        The application learns of it (``StreamResetSent``) only if it saw the
+        stream; aioquic drops what the peer still sends on it. On a server
+        it spends the reset budget, as a request the client reset does.
+        """
+        stream_id = report.stream_id
+        code = _CODES.message_error
+        self._output_pending = True
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            if not self._is_client:
+                self._max_peer_stream_id = max(self._max_peer_stream_id, stream_id)
+            self._reset_quic_stream(stream_id, code, send=True, stop=not report.receiving_ended)
+        else:
+            self._reset_quic_stream(
+                stream_id,
+                code,
+                send=not (stream.send_ended or stream.reset),
+                stop=not (report.receiving_ended or stream.recv_ended),
+            )
+            if not (stream.reset or stream.refused):  # else never reported, or already
+                self._push(StreamResetSent(stream_id=stream_id, error_code=code))
+        if not self._is_client:
+            self._on_request_stream_reset()
 
     def _on_peer_reset(self, stream_id: int, error_code: int, *, finished: bool) -> None:
         stream = self._streams.get(stream_id)
