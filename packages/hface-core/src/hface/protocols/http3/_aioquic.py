@@ -588,17 +588,12 @@ class AioquicH3Connection(H3Connection):
 
 
 def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Raise ``MessageError`` unless a request but CONNECT has :scheme and :path.
-
-    ``:protocol`` is for CONNECT alone (extended CONNECT, RFC 9220 §3 and
-    RFC 8441 §4), which then has :scheme and :path too.
-    """
+    """Raise ``MessageError`` unless a request but CONNECT (and extended CONNECT) has them all."""
     names = {name for name, _ in headers if name.startswith(b":")}
     connect = (b":method", b"CONNECT") in headers
-    if b":protocol" in names:
-        if not connect:
-            raise MessageError("Pseudo-header b':protocol' is for CONNECT only")
-    elif connect:
+    if b":protocol" in names and not connect:  # RFC 9220 §3, RFC 8441 §4
+        raise MessageError("Pseudo-header b':protocol' is for CONNECT only")
+    if connect and b":protocol" not in names:
         return
     missing = {b":scheme", b":path"} - names
     if missing and b":method" in names:
