@@ -15,7 +15,13 @@ from aioquic.h3.connection import StreamType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamResetReceived
+from hface.events import (
+    ConnectionTerminated,
+    DataReceived,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+)
 from tests.helpers.h3_raw import REQUEST, connect, headers_frame, settings_frame
 
 #: HTTP/3 (RFC 9114 §8.1) and QPACK (RFC 9204 §6) error codes.
@@ -48,8 +54,14 @@ def _check_outcome(client_closed: int | None, events: list[object]) -> None:
     else:
         assert not terminated
     for event in events:
+        # A client may send GOAWAY on its control stream (RFC 9114 §5.2).
         assert isinstance(
-            event, HeadersReceived | DataReceived | StreamResetReceived | ConnectionTerminated
+            event,
+            HeadersReceived
+            | DataReceived
+            | StreamResetReceived
+            | GoawayReceived
+            | ConnectionTerminated,
         )
 
 
