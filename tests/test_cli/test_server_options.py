@@ -617,3 +617,33 @@ def test_the_proxy_has_no_max_body_size(env: dict[str, str]) -> None:
     result = run_hface("proxy", "--max-body-size", "1M", env=env)
     assert result.returncode == 2
     assert "unrecognized arguments: --max-body-size" in one_line_error(result)
+
+
+def test_websocket_options_set_the_servers_attributes() -> None:
+    from hface.cli._server_command import apply_websocket_options
+
+    server = ASGIServer(_no_app)
+    defaults = ASGIServer(_no_app)
+    apply_websocket_options(server, build_parser().parse_args(["server"]))
+    assert (server.ws_max_size, server.ws_ping_interval, server.ws_per_message_deflate) == (
+        defaults.ws_max_size,
+        defaults.ws_ping_interval,
+        defaults.ws_per_message_deflate,
+    )
+    args = build_parser().parse_args(
+        [
+            "server",
+            "--ws-max-size",
+            "1M",
+            "--ws-ping-interval",
+            "none",
+            "--ws-ping-timeout",
+            "5",
+            "--no-ws-per-message-deflate",
+        ]
+    )
+    apply_websocket_options(server, args)
+    assert server.ws_max_size == 1024 * 1024
+    assert server.ws_ping_interval is None
+    assert server.ws_ping_timeout == 5.0
+    assert server.ws_per_message_deflate is False

@@ -112,7 +112,7 @@ class ASGIStream(ResponseSender):
         self.raw_target = target
         #: The ``content-length`` field of the request, as received (None if absent).
         self.content_length = content_length
-        #: True for extended CONNECT (a ``:protocol`` pseudo-header).
+        #: The ``:protocol`` of an extended CONNECT (e.g. ``b"websocket"``), else None.
         self.extended_connect = extended_connect
         #: How many fields the client sent (pseudo-headers, which come first, not counted).
         pseudo = 0
@@ -130,6 +130,11 @@ class ASGIStream(ResponseSender):
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancel_requested = False  # see cancel()
         self._abandoned = False  # see abandon()
+
+    @property
+    def stream(self) -> HTTPStream:
+        """The request's stream."""
+        return self._stream
 
     # -- what the connection says (HTTPStream.observe) ----------------------------
 

@@ -359,6 +359,10 @@ def make_connection(
         # We do not support server push (RFC 9113 §8.4): a PUSH_PROMISE is
         # then a connection error.
         initial[SettingCodes.ENABLE_PUSH] = 0
+    else:
+        # RFC 8441 §3: a server takes extended CONNECT (``:protocol``, e.g.
+        # WebSockets); the layer above answers the protocols it does not serve.
+        initial[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
     # Our SETTINGS is the first frame the peer reads, so it never sends us
     # stream frames under the old values: h2 may apply ours at once.
     conn.local_settings = LocalSettings(client=client_side, initial_values=initial)
