@@ -12,7 +12,15 @@ at info level in a file), then for ``--duration`` seconds runs at once:
   rapid reset, CONTINUATION, SETTINGS, PING, PRIORITY and empty-DATA
   floods, HPACK bomb, zero-window stall and too many streams; HTTP/3 rapid
   reset, reserved-frame flood, too many streams and QPACK blocked streams;
-- a sample of the server's resident memory (process tree, /proc) each second.
+- a sample of the server's resident memory (process tree, /proc) each second;
+- a long-lived HTTP/2 connection that holds a long request and sends a
+  PING every ``--ping-interval`` seconds, waiting for each ACK
+  (:mod:`_tcp_floods`: it must live on past the flood budget).
+
+Then, as a phase of its own, a connection flood (:mod:`_tcp_floods`:
+``--connection-flood`` silent TCP connections to the server's cleartext
+endpoint, past its ``--max-connections``): good HTTP/1.1 requests during
+it, and the RSS before, at the peak and after (within 10 MiB of before).
 
 Then, as a phase of its own, a QUIC handshake flood (:mod:`_handshake_flood`:
 ``--handshake-flood-rate`` Initials a second for 2 s, never followed up):
@@ -64,6 +72,12 @@ from _servers import (
     stop_process,
     tree_rss,
     wait_until_listening,
+)
+from _tcp_floods import (
+    append_phase,
+    raise_file_limit,
+    run_connection_flood,
+    start_paced_pings,
 )
 
 from hface.client import (
@@ -288,12 +302,15 @@ class Soak:
         return "\n".join(lines), passed
 
 
-def _server_argv(port: int, certs_dir: Path, header_timeout: float) -> list[str]:
+def _server_argv(
+    port: int, certs_dir: Path, header_timeout: float, cleartext_port: int
+) -> list[str]:
     return [
         str(BIN / "hface"),
         "server",
         APP,
         f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{cleartext_port}",  # the connection flood's (_tcp_floods)
         "--cert",
         str(certs_dir / "cert.pem"),
         "--key",
@@ -310,15 +327,6 @@ def _server_argv(port: int, certs_dir: Path, header_timeout: float) -> list[str]
 
 async def _warm_up(soak: Soak) -> None:
     await soak.good_traffic(WARM_UP, progress=False)
-
-
-def _with_phase(
-    report: str, passed: bool, lines: list[str], phase_passed: bool
-) -> tuple[str, bool]:
-    """``report`` with a phase's ``lines`` before its last line, the verdict, made anew."""
-    head, _ = report.rsplit("\n", 1)
-    passed = passed and phase_passed
-    return "\n".join([head, *lines, f"soak: {'PASS' if passed else 'FAIL'}"]), passed
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -360,6 +368,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="QUIC Initials a second in the handshake flood phase, 0 for none (1000)",
     )
+    parser.add_argument(
+        "--connection-flood",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="silent TCP connections in the connection flood phase, 0 for none (2000)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=0.005,
+        metavar="SECONDS",
+        help="PING pace on the long-lived HTTP/2 connection, 0 for none (0.005)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="keep the server log in DIR")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600 or not 1 <= args.concurrency <= 50:
@@ -368,13 +390,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tolerance must be in [0, 1) and --header-timeout in [1, 60]")
     if not 0 <= args.handshake_flood_rate <= 10_000:
         parser.error("--handshake-flood-rate must be in [0, 10000]")
+    if not 0 <= args.connection_flood <= 20_000 or not 0 <= args.ping_interval <= 10:
+        parser.error("--connection-flood must be in [0, 20000] and --ping-interval in [0, 10]")
+    raise_file_limit(args.connection_flood + 1024)  # the server inherits it
     signal.signal(signal.SIGTERM, _on_sigterm)
     with tempfile.TemporaryDirectory(prefix="hface-soak-") as directory:
         work = Path(directory)
         certs = make_certificates(work / "certs")
         log_file = work / "server.log"
         port = free_port()
-        argv = _server_argv(port, work / "certs", args.header_timeout)
+        cleartext_port = free_port()
+        argv = _server_argv(port, work / "certs", args.header_timeout, cleartext_port)
         interrupted = False
         with log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -395,10 +421,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             soak.good = {version: GoodStats() for version in VERSIONS}  # warm-up not counted
             soak.started = time.monotonic()
             threads = soak.start_threads()
+            pings = start_paced_pings(target, args.ping_interval) if args.ping_interval else None
             try:
                 anyio.run(soak.good_traffic, args.duration)
             finally:
                 soak.stop(threads)
+                if pings is not None:
+                    pings[1]()  # stop them
+            connections = None
+            if args.connection_flood and process.poll() is None:
+                connections = run_connection_flood(
+                    cleartext_port, process.pid, count=args.connection_flood
+                )
             flood = None
             if args.handshake_flood_rate and process.poll() is None:
                 flood = run_handshake_flood(
@@ -419,8 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, passed = soak.report(
             rss_margin=args.rss_margin * MIB, tolerance=args.tolerance, log=text
         )
-        if flood is not None:
-            report, passed = _with_phase(report, passed, *flood.report())
+        for phase in (pings[0] if pings else None, connections, flood):
+            if phase is not None:
+                report, passed = append_phase(report, passed, *phase.report())
         print(
             f"hface soak: {args.duration:g} s, {len(ATTACKS)} attacks against"
             f" hface server (HTTP/1.1, HTTP/2, HTTP/3 on 127.0.0.1:{port})"

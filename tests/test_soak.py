@@ -57,6 +57,7 @@ def test_five_second_soak_passes() -> None:
         match = re.search(rf"^  HTTP/{re.escape(version)}\s+(\d+)\s+(\d+)\s", out, re.MULTILINE)
         assert match is not None, out
         assert int(match[1]) > 0, out
+    check_tcp_phases(out)
     for name in ATTACK_NAMES:
         match = re.search(rf"^  {re.escape(name)}\s+(\d+)\s+(.*)$", out, re.MULTILINE)
         assert match is not None, f"{name} missing:\n{out}"
@@ -69,6 +70,15 @@ def test_five_second_soak_passes() -> None:
     assert re.search(r"^  server RSS: before .*flood end logged.*: ok$", out, re.MULTILINE), out
     assert re.search(r"^server log: \d+ lines, 0 with Traceback or ERROR$", out, re.MULTILINE), out
     assert out.rstrip().endswith("soak: PASS"), out
+
+
+def check_tcp_phases(out: str) -> None:
+    """Issue 18: the paced PINGs lived, and the connection flood locked no one out."""
+    assert re.search(r"^  [1-9]\d* PINGs, .* alive at the end: ok$", out, re.MULTILINE), out
+    assert re.search(r"^connection flood \(.*: [1-9]\d* of \d+ opened\):$", out, re.MULTILINE), out
+    held = r"^  good HTTP/1.1 requests while they were held: [1-9].*: ok$"
+    assert re.search(held, out, re.MULTILINE), out
+    assert re.search(r"^  server RSS: before .* of before\): ok$", out, re.MULTILINE), out
 
 
 def test_soak_refuses_bad_arguments() -> None:

@@ -84,15 +84,16 @@ async def test_read_timeout_names_origin(
     version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
 ) -> None:
     async with hface_server(version, server_tls_config) as server:
-        client = Client(tls_config=client_tls_config, protocol=PROTOCOLS[version], read_timeout=0.3)
+        client = Client(tls_config=client_tls_config, protocol=PROTOCOLS[version], read_timeout=0.6)
         async with client.session() as session:
             with pytest.raises(
-                TimeoutError, match=f"after 0.3 s waiting for the response of {server.url}$"
+                TimeoutError, match=f"after 0.6 s waiting for the response of {server.url}$"
             ):
                 await session.dispatch(Request("GET", server.url + "/slow"))
-            # Each read of a trickled body is quick: the read timeout does not fire.
-            response = await session.dispatch(Request("GET", server.url + "/trickle/5"))
-            assert response.content == b"ttttt"
+            # Each read of a trickled body is quick (0.1 s) though the whole
+            # (1 s) is not: the read timeout does not fire.
+            response = await session.dispatch(Request("GET", server.url + "/trickle/10"))
+            assert response.content == b"t" * 10
 
 
 @pytest.mark.parametrize("version", VERSIONS)

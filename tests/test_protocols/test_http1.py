@@ -1080,9 +1080,10 @@ def test_pipelined_request_after_connection_close(
 
 
 def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """An upgrade to another protocol than WebSocket is an ordinary request."""
     _pair, _client, server = new_pair(server_factory=http1_server_factory)
     server.bytes_received(
-        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: example/1\r\n\r\n"
     )
     assert drain(server) == [
         HeadersReceived(
@@ -1096,7 +1097,7 @@ def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFac
             end_stream=True,
         )
     ]
-    server.submit_headers(1, [(b":status", b"426"), (b"upgrade", b"websocket")], end_stream=True)
+    server.submit_headers(1, [(b":status", b"426"), (b"upgrade", b"example/2")], end_stream=True)
     assert server.bytes_to_send() == b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n"
     assert server.is_available()
 
@@ -1104,7 +1105,7 @@ def test_upgrade_request_is_a_plain_request(http1_server_factory: HTTP1ServerFac
 # -- one state machine, whichever parser -------------------------------------
 
 
-UPGRADE = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+UPGRADE = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: example/1\r\n\r\n"
 
 
 def streams(events: list[Event]) -> list[tuple[type[Event], int | None]]:

@@ -57,7 +57,7 @@ def test_an_upgrade_request_is_a_request_and_parsing_goes_on() -> None:
     """llhttp stops at ``Connection: upgrade``; the server does not switch, so it resumes."""
     server = HTTPToolsServerProtocol()
     server.bytes_received(
-        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: example/1\r\n\r\n"
         b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
     )
     assert paths(drain(server)) == [b"/chat"]

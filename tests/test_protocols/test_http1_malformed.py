@@ -314,6 +314,59 @@ def test_a_body_on_an_upgrade_request_without_the_option_is_a_body(
     assert body == b"hello"
 
 
+@pytest.mark.parametrize("size", [b"1" + b"0" * 16, b"f" * 18, b"0" + b"f" * 19])
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one-byte"])
+@pytest.mark.parametrize("data_follows", [True, False], ids=["with-data", "size-only"])
+def test_chunk_size_over_the_largest_is_refused_at_once(
+    size: bytes,
+    chunker: Chunker,
+    data_follows: bool,
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    """RFC 9112 §7.1: a chunk of 2**64 bytes or more gets 400 at once, on either parser.
+
+    (h11 took up to 20 hex digits and waited for the body timeout.)
+    """
+    data = CHUNKED + size + b"\r\n" + (b"x" if data_follows else b"")
+    sent, events = feed(data, chunker, factory=http1_server_factory)
+    assert_refused(sent, events, 400)
+
+
+def test_the_largest_chunk_size_is_taken(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """2**64 - 1 is a chunk size like any other: the request waits for its data."""
+    sent, events = feed(CHUNKED + b"f" * 16 + b"\r\nx", factory=http1_server_factory)
+    assert sent == b""
+    assert [type(e) for e in events] == [HeadersReceived, DataReceived]
+
+
+@pytest.mark.parametrize("method", [b"FOO", b"get", b"X-CUSTOM.1~"])
+@pytest.mark.parametrize("chunker", [whole, one_byte], ids=["whole", "one-byte"])
+def test_unknown_method_token_reaches_the_application(
+    method: bytes, chunker: Chunker, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """RFC 9110 §9.1: any token is a method; the application may answer 501 (h11 and llhttp)."""
+    data = request(b"Content-Length: 5", line=method + b" /x HTTP/1.1", body=b"hello")
+    sent, events = feed(data, chunker, factory=http1_server_factory)
+    assert sent == b""
+    heads = [e for e in events if isinstance(e, HeadersReceived)]
+    assert [dict(e.headers)[b":method"] for e in heads] == [method]
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"hello"
+
+
+def test_unknown_method_after_a_request(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    """The next request on a kept-alive connection may have any method too."""
+    server = http1_server_factory()()
+    server.bytes_received(request(line=b"GET /1 HTTP/1.1"))
+    first = server.next_event()
+    assert isinstance(first, HeadersReceived)
+    server.submit_headers(first.stream_id, [(b":status", b"200")], end_stream=True)
+    server.bytes_to_send()
+    server.bytes_received(request(line=b"FOO /2 HTTP/1.1"))
+    second = server.next_event()
+    assert isinstance(second, HeadersReceived)
+    assert dict(second.headers)[b":method"] == b"FOO"
+
+
 # -- accepted, with one meaning ----------------------------------------------
 
 

@@ -11,7 +11,7 @@ flight get :data:`GRACE` seconds) and exits with status 0.
 The application answers ``/small`` with ``ok``; ``/slow`` with
 ``tick`` four times half a second apart, then ``done`` (2 seconds in all);
 and every other path with an endless body of 64 KiB chunks, sent as fast as
-the client takes them.
+the client takes them. A WebSocket gets 200 MiB of 64 KiB messages.
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ GRACE = 5.0
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/small``: ``ok``; ``/slow``: 2 seconds of ticks; anything else: a body that never ends."""
+    """``/small``: ``ok``; ``/slow``: 2 seconds of ticks; anything else: a body that never ends.
+
+    A WebSocket is accepted and sent 64 KiB messages, 200 MiB in all.
+    """
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        for _ in range(200 * 16):
+            await send({"type": "websocket.send", "bytes": CHUNK})
+        return
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -90,3 +90,31 @@ async def test_a_slow_reader_keeps_memory_bounded(
     assert 3 * MiB <= received <= READ_SECONDS * READ_RATE + MiB, received
     growth = peak - baseline
     assert growth < MAX_GROWTH, f"RSS grew by {growth / MiB:.1f} MiB"
+
+
+async def test_a_websocket_client_that_never_reads_keeps_memory_bounded(
+    http_version: str, anyio_backend: str, tls_files: TLSFiles
+) -> None:
+    """The application sends 200 MiB on a WebSocket whose client reads nothing."""
+    from tests.helpers.ws_client import websocket
+
+    certfile, keyfile = tls_files.server_cert_file, tls_files.server_key_file
+    with server_process(anyio_backend, certfile, keyfile) as process:
+        port = await read_port(process)
+        address = ("127.0.0.1", port)
+        config = tls_files.client_config()
+        # Warm up this version's code paths before taking the baseline.
+        async with websocket(http_version, address, config, h1_tls=True) as ws:
+            assert ws.handshake.status in (101, 200)
+            message = await ws.receive()
+            assert isinstance(message, bytes)
+            assert len(message) == 65536
+        baseline = resident_memory(process.pid)
+        peak = baseline
+        async with websocket(http_version, address, config, h1_tls=True):
+            for _ in range(30):  # 3 seconds of the application sending, nobody reading
+                peak = max(peak, resident_memory(process.pid))
+                await anyio.sleep(0.1)
+        assert process.poll() is None, "the memory server died"
+    growth = peak - baseline
+    assert growth < MAX_GROWTH, f"RSS grew by {growth / MiB:.1f} MiB"

@@ -386,7 +386,7 @@ async def test_a_streamed_body_over_the_limit_gets_413(
 @pytest.mark.parametrize(
     ("settings", "extra", "status"),
     [
-        ({"max_header_count": 10}, [(b"x-field", b"1")] * 10, 431),
+        ({"max_header_count": 10}, [(b"x-field", b"1")] * 11, 431),
         ({"max_path_length": 64}, [], 414),
     ],
     ids=["header-count", "path-length"],
@@ -409,15 +409,39 @@ async def test_requests_over_header_limits_are_refused(
     assert app.calls == 0
 
 
+async def test_header_count_counts_the_fields_the_client_sent(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """98 fields (and Host on HTTP/1.1) pass a limit of 100: pseudo-headers do not count."""
+    app = App()
+    server = make_server(app, server_tls_config, max_header_count=100)
+    extra = [(b"x-field-%d" % index, b"1") for index in range(98)]
+    async with running(server) as address, client(http_version, address, client_tls_config) as c:
+        with anyio.fail_after(PATIENCE):
+            response = await read_response(c, await send_request(c, headers=extra))
+    assert response.status == 200
+    assert app.calls == 1
+
+
 async def test_connections_over_the_limit_are_refused(
     http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
 ) -> None:
+    """At the limit with every connection busy, one more is refused (503, GOAWAY)."""
     app = App()
     server = make_server(app, server_tls_config, max_connections=1)
     async with running(server) as address:
         async with client(http_version, address, client_tls_config) as first:
-            response = await read_response(first, await send_request(first))
-            assert response.status == 200
+            # A request in flight: the rest of its body is still to come.
+            stream_id = first.get_available_stream_id()
+            head = [
+                (b":method", b"POST"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", b"/"),
+                (b"content-length", b"8"),
+            ]
+            await first.send_headers(stream_id, head)
+            await first.send_data(stream_id, b"part")
             async with client(http_version, address, client_tls_config) as second:
                 with anyio.fail_after(PATIENCE):
                     try:
@@ -432,7 +456,8 @@ async def test_connections_over_the_limit_are_refused(
                         if http_version == "2":
                             assert goaway  # HTTP/3 may close before its GOAWAY is read
             # The first connection goes on.
-            response = await read_response(first, await send_request(first))
+            await first.send_data(stream_id, b"more", end_stream=True)
+            response = await read_response(first, stream_id)
             assert response.status == 200
         # Once it has gone (the server notices soon), another connection is served.
         with anyio.fail_after(PATIENCE):
@@ -442,7 +467,27 @@ async def test_connections_over_the_limit_are_refused(
                     async with client(http_version, address, client_tls_config) as third:
                         response = await read_response(third, await send_request(third))
                 await anyio.sleep(0.05)
-    assert app.calls == 3
+    assert app.calls == 2
+
+
+async def test_idle_connection_gives_way_at_the_limit(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """At the limit, a connection idle between requests is closed for a new one."""
+    app = App()
+    server = make_server(app, server_tls_config, max_connections=1)
+    async with running(server) as address:
+        async with client(http_version, address, client_tls_config) as first:
+            response = await read_response(first, await send_request(first))
+            assert response.status == 200  # and now idle
+            async with client(http_version, address, client_tls_config) as second:
+                with anyio.fail_after(PATIENCE):
+                    response = await read_response(second, await send_request(second))
+                    assert response.status == 200
+                    _, goaway = await wait_for_close(first)
+            if http_version == "2":
+                assert goaway
+    assert app.calls == 2
 
 
 # -- graceful shutdown ----------------------------------------------------------

@@ -226,14 +226,14 @@ async def test_connect_never_reaches_the_application(
     client_tls_config: ClientTLSConfig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """CONNECT, and extended CONNECT (RFC 8441, RFC 9220), get 501 on every version."""
+    """CONNECT, and extended CONNECT (RFC 8441, RFC 9220) but for WebSocket, get 501."""
     app = App()
     server = ASGIServer(app)
     server.tls_config = server_tls_config
     if extended:
         request: HeadersType = [
             (b":method", b"CONNECT"),
-            (b":protocol", b"websocket"),
+            (b":protocol", b"connect-udp"),
             (b":scheme", b"https"),
             (b":authority", b"localhost"),
             (b":path", b"/chat"),

@@ -44,6 +44,7 @@ LIMIT_DEFAULTS: Final[dict[str, str]] = {
     "max_connections": "1000",
     "max_body_size": "none",
     "max_header_size": "16384",
+    "max_header_count": "100",
     "max_concurrent_streams": "100",
     "header_table_size": "4096",
     "header_read": "60",
@@ -183,6 +184,14 @@ def add_limit_options(parser: argparse.ArgumentParser, *, body_size: bool = True
         f"or GOAWAY (HTTP/2) (default: {LIMIT_DEFAULTS['max_header_size']})",
     )
     group.add_argument(
+        "--max-header-count",
+        type=limit_count,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="header fields in a request; more get 431 "
+        f"(default: {LIMIT_DEFAULTS['max_header_count']})",
+    )
+    group.add_argument(
         "--max-concurrent-streams",
         type=protocol_count,
         default=argparse.SUPPRESS,
@@ -246,6 +255,7 @@ _LIMIT_OPTIONS: Final = {
     "max_connections": ("limits", "max_connections"),
     "max_body_size": ("limits", "max_body_size"),
     "max_header_size": ("limits", "max_header_size"),
+    "max_header_count": ("limits", "max_header_count"),
     "max_concurrent_streams": ("limits", "max_concurrent_streams"),
     "header_table_size": ("limits", "header_table_size"),
     "header_timeout": ("timeouts", "header_read"),

@@ -20,6 +20,8 @@ from ._options import (
     add_serving_options,
     apply_limit_options,
     endpoint_versions,
+    limit_seconds,
+    limit_size,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +66,47 @@ def add_server_parser(commands: Any) -> None:
         help="HTTP/1.1 implementation (default: httptools if installed, else h11)",
     )
     add_limit_options(server)
+    add_websocket_options(server)
+
+
+def add_websocket_options(parser: argparse.ArgumentParser) -> None:
+    """Add the WebSocket options (``ASGIServer.ws_*``; not given: the server's default)."""
+    group = parser.add_argument_group("WebSockets ('none' for no limit)")
+    group.add_argument(
+        "--ws-max-size",
+        type=limit_size,
+        default=argparse.SUPPRESS,
+        metavar="BYTES",
+        help="largest WebSocket message received, e.g. 1M; larger ones close with 1009 "
+        "(default: 16M)",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=limit_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="seconds between keep-alive pings (default: 20)",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=limit_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="seconds a client has to answer a ping, else 1011 (default: 20)",
+    )
+    group.add_argument(
+        "--ws-per-message-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help="negotiate permessage-deflate with clients that offer it (default: on)",
+    )
+
+
+def apply_websocket_options(server: BaseServer, args: argparse.Namespace) -> None:
+    """Set the ``ws_*`` attributes of an ``ASGIServer`` from the options given."""
+    for name in ("ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate"):
+        if hasattr(args, name) and hasattr(server, name):
+            setattr(server, name, getattr(args, name))
 
 
 def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverTCPFactory:
@@ -125,6 +168,7 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
 
     def configure(server: BaseServer) -> None:
         apply_limit_options(server, args)
+        apply_websocket_options(server, args)
         if args.http1 is not None:
             server.http1_factory = http1_factory(
                 args.http1, max_header_size=server.limits.max_header_size

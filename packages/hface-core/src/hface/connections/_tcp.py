@@ -240,6 +240,8 @@ class HTTPOverTCPConnection(HTTPConnection):
                 if data is None:
                     protocol.eof_received()
                 else:
+                    if protocol.multiplexed:  # HTTP/2's budgets refill with time
+                        protocol.clock(anyio.current_time())
                     protocol.bytes_received(data)
                 self._process_events()
                 if not self._flush_nowait():  # most often nothing to write

@@ -13,6 +13,7 @@ socket (see :class:`QUICListener` for how datagrams are routed, and
 
 from ._base import ClientNetworking as ClientNetworking
 from ._base import ServerNetworking as ServerNetworking
+from ._memory import release_memory as release_memory
 from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
 from ._quic import QUICListener as QUICListener
 from ._quic_admission import QUICHandshakeLimits as QUICHandshakeLimits
@@ -51,4 +52,5 @@ __all__ = (
     "TLSVerificationError",
     "make_client_ssl_context",
     "make_server_ssl_context",
+    "release_memory",
 )

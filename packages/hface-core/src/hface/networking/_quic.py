@@ -66,13 +66,9 @@ return once its handlers have returned.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import enum
 import functools
-import gc
 import os
-import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
@@ -85,6 +81,7 @@ from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
 from hface.common import AddressType, DatagramType
 from hface.errors import TransportError
 
+from ._memory import release_memory
 from ._quic_admission import Admission, HandshakeAdmission, QUICHandshakeLimits
 from ._streams import QUICAttribute, QUICStream
 
@@ -112,39 +109,6 @@ class _StreamState(enum.Enum):
 _HALF_OPEN: Final = _StreamState.HALF_OPEN
 _ESTABLISHED: Final = _StreamState.ESTABLISHED
 _CLOSED: Final = _StreamState.CLOSED
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, if the C library has it."""
-    name = ctypes.util.find_library("c")
-    try:
-        function: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-    return function
-
-
-def release_memory() -> None:
-    """Free what a flood of abandoned connections left, and give the heap back to the system.
-
-    A full collection frees the connections' reference cycles at once (not
-    whenever the oldest generation is next collected). CPython returns an
-    arena of small objects (1 MiB) only once it is empty, and its type
-    attribute cache keeps a reference to the last name looked up in each
-    slot: the names aioquic builds for each connection (``"initial_" +
-    param``) outlive the connection there and pin, scattered, most of the
-    arenas a flood filled. Clearing the cache frees them and so the arenas.
-    glibc's ``malloc_trim`` then returns the free pages of its heap (the
-    larger blocks: packet buffers, TLS state), which ``free`` keeps.
-    """
-    gc.collect()
-    clear = getattr(sys, "_clear_internal_caches", None) or getattr(sys, "_clear_type_cache", None)
-    if clear is not None:  # CPython's (3.13 renamed it)
-        clear()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 class _QUICListenerStream(QUICStream):

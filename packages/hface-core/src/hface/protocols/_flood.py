@@ -9,13 +9,21 @@ one back, up to the limit. A peer that makes requests never runs dry; one
 that floods runs dry after ``limit`` units, and the protocol then ends the
 connection with its version's code (ENHANCE_YOUR_CALM, H3_EXCESSIVE_LOAD).
 
-Where the protocol has a clock (HTTP/3) the budget is also refilled once
-per ``window`` seconds, so that a long-lived connection may send the odd
-control frame (a PRIORITY_UPDATE, say) however little it sends otherwise:
-the cost stays bounded by ``limit`` units per window.
+The budget is also refilled once per ``window`` seconds (:data:`FLOOD_WINDOW`),
+so that a long-lived connection may send the odd control frame (a PING
+every few seconds on a stream of server-sent events, a PRIORITY_UPDATE)
+however little it sends otherwise: the cost stays bounded by ``limit``
+units per window. The protocols read no clock: HTTP/3's is told the time
+by QUIC's timers, HTTP/2's by the connection layer before each read (both
+through ``clock``), and they pass it to :meth:`FloodBudget.refill`.
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+#: Seconds after which a flood budget is whole again (HTTP/2 and HTTP/3).
+FLOOD_WINDOW: Final = 10.0
 
 
 class FloodBudget:

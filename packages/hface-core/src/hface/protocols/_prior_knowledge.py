@@ -163,6 +163,10 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
             return b""
         return self._delegate.bytes_to_send()
 
+    def clock(self, now: float) -> None:
+        if self._delegate is not None:
+            self._delegate.clock(now)
+
     # -- the HTTP interface -----------------------------------------------------------
 
     def is_available(self) -> bool:

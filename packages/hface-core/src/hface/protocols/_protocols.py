@@ -201,6 +201,17 @@ class HTTPOverTCPProtocol(HTTPProtocol):
     def connection_lost(self) -> None:
         """Tell the protocol the transport is gone; a ``ConnectionTerminated`` follows."""
 
+    def clock(self, now: float) -> None:
+        """Tell the protocol the current time (it reads no clock itself).
+
+        The connection layer calls it before each :meth:`bytes_received` of
+        a :attr:`multiplexed` protocol, so that budgets counted per unit of
+        time may refill (HTTP/2's flood budget comes back every 10
+        seconds). Does nothing by default (HTTP/1.1 counts nothing so).
+
+        :param now: seconds on a monotonic clock (the event loop's).
+        """
+
 
 class HTTPOverQUICProtocol(HTTPProtocol):
     """An HTTP protocol that runs over QUIC, handling UDP datagrams: HTTP/3."""

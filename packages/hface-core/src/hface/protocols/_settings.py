@@ -171,7 +171,9 @@ class ProtocolLimits(Settings):
     How many frames (and, on HTTP/3, unidirectional streams) that carry no
     request and no data the peer may send beyond one per request, response
     or DATA frame it sent: control frames, frames of unknown types, empty or
-    tiny DATA frames. On HTTP/3 the whole budget also comes back every 10
-    seconds. Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM) on HTTP/2 and
+    tiny DATA frames. The whole budget also comes back every 10 seconds
+    (on HTTP/2 when the protocol is told the time: the connection layer does
+    it), so that a long-lived connection sending the odd PING lives on.
+    Past it the peer gets GOAWAY(ENHANCE_YOUR_CALM) on HTTP/2 and
     H3_EXCESSIVE_LOAD on HTTP/3. From 1 to 2**31-1.
     """

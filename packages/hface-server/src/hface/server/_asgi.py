@@ -54,7 +54,7 @@ from ._models import Endpoint
 
 
 class ASGIServer(BaseServer):
-    """Serves an ASGI 3.0 application (``http`` and ``lifespan`` scopes).
+    """Serves an ASGI 3.0 application (``http``, ``websocket`` and ``lifespan`` scopes).
 
     ::
 
@@ -92,6 +92,19 @@ class ASGIServer(BaseServer):
     #: given as the scope's ``root_path`` and prefixed to ``path`` and
     #: ``raw_path`` (as uvicorn's ``--root-path``); ``""`` for none.
     root_path: str
+    #: The largest WebSocket message received, in bytes; a larger one closes
+    #: the WebSocket with 1009 (None: no limit). Default 16 MiB.
+    ws_max_size: int | None
+    #: Seconds between the keep-alive pings sent on each WebSocket (None: none).
+    ws_ping_interval: float | None
+    #: Seconds a WebSocket client has to answer a keep-alive ping before it is
+    #: closed with 1011 (None: forever).
+    ws_ping_timeout: float | None
+    #: Negotiate ``permessage-deflate`` (RFC 7692) with WebSocket clients that offer it.
+    ws_per_message_deflate: bool
+    #: Seconds an application has to accept or deny a WebSocket before the
+    #: client gets 500 (None: forever).
+    ws_handshake_timeout: float | None
 
     def __init__(self, app: ASGIApp) -> None:
         super().__init__()
@@ -104,6 +117,11 @@ class ASGIServer(BaseServer):
         self.max_buffered_data = 1024 * 1024
         self.lifespan_timeout = 30.0
         self.root_path = ""
+        self.ws_max_size = 16 * 1024 * 1024
+        self.ws_ping_interval = 20.0
+        self.ws_ping_timeout = 20.0
+        self.ws_per_message_deflate = True
+        self.ws_handshake_timeout = 10.0
         self._h3_ports: list[int] = []
         self._alt_svc_value: str | None = None
         self._state: dict[str, Any] = {}
@@ -182,6 +200,11 @@ class ASGIServer(BaseServer):
             max_header_count=limits.max_header_count,
             max_path_length=limits.max_path_length,
             max_body_size=limits.max_body_size,
+            ws_max_size=self.ws_max_size,
+            ws_ping_interval=self.ws_ping_interval,
+            ws_ping_timeout=self.ws_ping_timeout,
+            ws_per_message_deflate=self.ws_per_message_deflate,
+            ws_handshake_timeout=self.ws_handshake_timeout,
             default_headers=ASGISettings.make_default_headers(
                 server=self.server_header,
                 date=self.date_header,
@@ -213,9 +236,18 @@ class ASGIServer(BaseServer):
             max_buffered_data=self.max_buffered_data,
         )
 
+    async def _shut_down(self, listener: HTTPListener, serving_scope: anyio.CancelScope) -> None:
+        if self._settings is not None:
+            for session in list(self._settings.websockets):
+                session.going_away()  # 1001, within the grace period
+        await super()._shut_down(listener, serving_scope)
+
     async def handle_connection(self, connection: HTTPConnection) -> None:
         """Serve one connection: its requests, until it ends or expires."""
         settings = self._settings
         if settings is None:  # not through run()
             settings = self._settings = self._snapshot()
+        header_read = self._header_read(settings.header_read)
+        if header_read != settings.header_read:  # under pressure (see BaseServer)
+            settings = replace(settings, header_read=header_read)
         await _ConnectionHandler(settings, connection).run()

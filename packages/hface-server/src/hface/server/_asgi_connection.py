@@ -31,9 +31,12 @@ longer than ``header_read`` (before its first request) or ``keep_alive``
 HTTP/2 and HTTP/3, and on HTTP/1.1 ``408`` if part of a request came
 (:func:`~hface.server._base.close_after_waiting`).
 
-CONNECT requests (extended CONNECT included) and requests over the
-header-count, path-length or declared body-size limit are answered (501,
-431, 414, 413) without running the application.
+An extended CONNECT with ``:protocol websocket`` (every version's
+WebSocket request) runs the application with the ``websocket`` scope
+(:class:`~hface.server._asgi_websocket.WebSocketSession`). Other CONNECT
+requests (extended CONNECT for other protocols included) and requests over
+the header-count, path-length or declared body-size limit are answered
+(501, 431, 414, 413) without running the application.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from ._asgi_heads import connection_addresses
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream, Spawn
 from ._asgi_types import ASGIApp, Receive, Scope, Send
+from ._asgi_websocket import WebSocketSession
 from ._base import close_after_waiting
 
 logger = logging.getLogger("hface.server")
@@ -69,7 +73,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self.scope: anyio.CancelScope | None = None
-        self.request: ASGIStream | None = None
+        self.request: ASGIStream | WebSocketSession | None = None
 
 
 class _ConnectionHandler:
@@ -156,13 +160,16 @@ class _ConnectionHandler:
                         return
                     if connection.multiplexed and not self._accepting and not self._closing:
                         self._start_worker()  # one waits for the next request
-                    request = self._start_request(stream)
+                    http_request = self._start_request(stream)
+                    request: ASGIStream | WebSocketSession = http_request
+                    app: ASGIApp = settings.app
+                    refusal = _refusal(http_request, settings)
+                    if refusal is not None:
+                        app = _Refuse(http_request, *refusal)
+                    elif http_request.extended_connect:  # a WebSocket (see _refusal())
+                        request = WebSocketSession(http_request, settings)
                     worker.request = request
                     request.bind_cancel_scope(scope)
-                    app: ASGIApp = settings.app
-                    refusal = _refusal(request, settings)
-                    if refusal is not None:
-                        app = _Refuse(request, *refusal)
                     try:
                         # Awaited here, not through a coroutine of ours that
                         # would stay on the stack (and in memory) with every request.
@@ -324,10 +331,12 @@ def _refusal(request: ASGIStream, settings: ASGISettings) -> tuple[int, str] | N
         # does not make (the ASGI application would be asked to, and over
         # HTTP/1.1 a 2xx from it would turn the connection into one). 501 as
         # for any method the server does not implement (RFC 9110 §15.6.2);
-        # extended CONNECT (RFC 8441, RFC 9220: WebSockets) likewise.
-        if request.extended_connect:
-            return 501, "extended CONNECT (e.g. WebSockets over HTTP/2 or HTTP/3) is not supported"
-        return 501, "CONNECT is not supported: this is an origin server, not a proxy"
+        # extended CONNECT (RFC 8441, RFC 9220) for any protocol but WebSocket likewise.
+        protocol = request.extended_connect
+        if protocol is None:
+            return 501, "CONNECT is not supported: this is an origin server, not a proxy"
+        if protocol != b"websocket":
+            return 501, f"extended CONNECT for {protocol.decode('latin-1')!r} is not supported"
     limit = settings.max_header_count
     if limit is not None and request.field_count > limit:
         return 431, f"more than {limit} header fields"

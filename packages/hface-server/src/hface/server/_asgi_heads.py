@@ -43,19 +43,19 @@ def make_scope(
     root_path: str,
     addresses: Addresses,
     state: dict[str, Any],
-) -> tuple[Scope, bytes, bytes, bytes | None, bool]:
+) -> tuple[Scope, bytes, bytes, bytes | None, bytes | None]:
     """The scope of a request; with its method, target, ``content-length`` and ``:protocol``.
 
-    :returns: ``(scope, raw_method, raw_target, content_length, extended_connect)``:
+    :returns: ``(scope, raw_method, raw_target, content_length, protocol)``:
         the method and target as received, the ``content-length`` field as
-        received (None if absent), whether there was a ``:protocol``.
+        received (None if absent), the ``:protocol`` (None if absent).
     """
     method = b"GET"
     scheme = b"http"
     target = b"/"
     authority: bytes | None = None
     content_length: bytes | None = None
-    extended_connect = False
+    protocol: bytes | None = None
     fields: list[list[bytes]] = []
     has_host = False
     cookie: list[bytes] | None = None  # the first cookie field, which takes the others
@@ -70,7 +70,7 @@ def make_scope(
             elif name == b":authority":
                 authority = value
             elif name == b":protocol":
-                extended_connect = True
+                protocol = value
         else:
             if name == b"host":
                 has_host = True
@@ -114,7 +114,7 @@ def make_scope(
         "state": state.copy(),
         "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
     }
-    return scope, method, target, content_length, extended_connect
+    return scope, method, target, content_length, protocol
 
 
 def _ascii(value: bytes) -> str:

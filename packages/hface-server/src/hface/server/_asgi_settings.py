@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-from ._asgi_types import ASGIApp
+from ._asgi_types import ASGIApp, GoingAway
 
 #: The HTTP versions a server answers on, as ASGI spells them.
 _VERSIONS = ("1.1", "2", "3")
@@ -55,6 +55,18 @@ class ASGISettings:
     max_body_size: int | None = None
     #: The fields each version's responses get unless the application sets them.
     default_headers: Mapping[str, DefaultHeaders] = field(default_factory=dict)
+    #: The largest WebSocket message received, in bytes (None: no limit).
+    ws_max_size: int | None = 16 * 1024 * 1024
+    #: Seconds between keep-alive pings on a WebSocket (None: none).
+    ws_ping_interval: float | None = 20.0
+    #: Seconds a WebSocket client has to answer a ping (None: forever).
+    ws_ping_timeout: float | None = 20.0
+    #: Whether ``permessage-deflate`` is negotiated with WebSocket clients that offer it.
+    ws_per_message_deflate: bool = True
+    #: Seconds an application has to accept or deny a WebSocket (None: forever).
+    ws_handshake_timeout: float | None = 10.0
+    #: The WebSocket sessions open now (shutdown closes them with 1001).
+    websockets: set[GoingAway] = field(default_factory=set)
 
     @staticmethod
     def make_default_headers(

@@ -14,7 +14,11 @@ seconds later), and that its body grew over the size limit (413). The
 application pulls the body with ``receive()``, which takes everything
 queued at once; it is acknowledged to the peer only then, so a client can
 send no more than the flow-control window ahead of the application (on
-HTTP/1.1, the connection stops reading instead).
+HTTP/1.1, the connection stops reading instead). A request with ``expect:
+100-continue`` (RFC 9110 §10.1.1) gets ``100 Continue`` when the
+application first waits in ``receive()`` for a body that has not begun to
+arrive (as hypercorn and uvicorn send it), on every version: never when
+it answers without reading, so that a client may spare the upload.
 
 The response side (``send()``, the server's own answers) is
 :class:`~hface.server._asgi_send.ResponseSender`.
@@ -22,14 +26,16 @@ The response side (``send()``, the server's own answers) is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 
 from hface.common import HeadersType
 from hface.connections import HTTPStream
+from hface.errors import LocalProtocolError, TransportError
 from hface.events import DataReceived, Event, HeadersReceived
 
 from ._asgi_heads import Addresses, make_scope
@@ -42,6 +48,9 @@ access_logger = logging.getLogger("hface.server.access")
 
 #: Starts a task in the connection handler's task group (``TaskGroup.start_soon``).
 Spawn = Callable[..., Any]
+
+#: The interim response to ``expect: 100-continue`` (RFC 9110 §15.2.1).
+_CONTINUE: Final = [(b":status", b"100")]
 
 
 class ASGIStream(ResponseSender):
@@ -60,6 +69,7 @@ class ASGIStream(ResponseSender):
         "_body_timeout",
         "_cancel_requested",
         "_cancel_scope",
+        "_continue_checked",
         "_request_delivered",
         "_settings",
         "_spawn",
@@ -102,18 +112,29 @@ class ASGIStream(ResponseSender):
         self.raw_target = target
         #: The ``content-length`` field of the request, as received (None if absent).
         self.content_length = content_length
-        #: True for extended CONNECT (a ``:protocol`` pseudo-header).
+        #: The ``:protocol`` of an extended CONNECT (e.g. ``b"websocket"``), else None.
         self.extended_connect = extended_connect
-        #: How many fields the request had (pseudo-headers included).
-        self.field_count = len(headers)
+        #: How many fields the client sent (pseudo-headers, which come first, not counted).
+        pseudo = 0
+        for name, _ in headers:
+            if name[:1] != b":":
+                break
+            pseudo += 1
+        self.field_count = len(headers) - pseudo
         #: Request body bytes received so far.
         self.body_received = 0
         self._request_delivered = False
+        self._continue_checked = False  # see _send_continue()
         # The scope the application runs in: its worker task's, shared by the
         # requests the worker runs one after another (see bind_cancel_scope()).
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancel_requested = False  # see cancel()
         self._abandoned = False  # see abandon()
+
+    @property
+    def stream(self) -> HTTPStream:
+        """The request's stream."""
+        return self._stream
 
     # -- what the connection says (HTTPStream.observe) ----------------------------
 
@@ -298,6 +319,10 @@ class ASGIStream(ResponseSender):
             if self._request_complete:
                 await self._wait()  # for the response to end, or the client to go
                 continue
+            if not self._continue_checked:
+                self._continue_checked = True
+                await self._send_continue()
+                continue
             with anyio.move_on_after(self._body_timeout) as scope:  # None: no deadline
                 await self._wait()
             if scope.cancelled_caught:
@@ -307,3 +332,24 @@ class ASGIStream(ResponseSender):
                     self._body_timeout,
                 )
                 await self.abort(408, "the request body stopped arriving")
+
+    async def _send_continue(self) -> None:
+        """Send ``100 Continue`` if the client waits for it (RFC 9110 §10.1.1).
+
+        Only before any body arrived and any response went out, and never
+        to an HTTP/1.0 client (§15.2.1).
+        """
+        if self.body_received or self.scope["http_version"] == "1.0":
+            return
+        if not any(
+            name == b"expect" and value.lower() == b"100-continue"
+            for name, value in self.scope["headers"]
+        ):
+            return
+        await self._acquire_send()  # the application may be sending (an early hint)
+        try:
+            if not self._headers_sent and not self.finished:
+                with contextlib.suppress(TransportError, LocalProtocolError):
+                    await self._stream.send_headers(_CONTINUE)
+        finally:
+            self._release_send()

@@ -7,7 +7,7 @@ the modules which use these types import nothing of each other for them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 #: An ASGI connection scope (``http`` or ``lifespan``).
 Scope = MutableMapping[str, Any]
@@ -28,3 +28,10 @@ LIFESPAN_VERSIONS: Final = {"version": "3.0", "spec_version": "2.0"}
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone away (ASGI spec 2.4)."""
+
+
+class GoingAway(Protocol):
+    """What the server tells an open WebSocket at shutdown."""
+
+    def going_away(self) -> None:
+        """Close with 1001 (going away)."""

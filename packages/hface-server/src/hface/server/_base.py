@@ -11,7 +11,11 @@ for the streams in flight, and only then cancel what is left.
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake (by
 the listener, and on QUIC :attr:`BaseServer.quic_handshake_limits` too),
-the number of connections (:meth:`BaseServer._handle`);
+the number of connections (:meth:`BaseServer._handle`: at the limit, the
+connection open longest among those with no request in flight gives way
+to the new one, as nginx frees its reusable connections, and past half of
+it new connections get a tenth of the header timeout, so that silent
+connections cannot lock clients out);
 the protocol limits by the factories the server makes from them
 (:meth:`BaseServer._limited_factories`); the time a connection may wait
 for a request by the handlers of the subclasses, through the idle clock of
@@ -22,6 +26,7 @@ subclasses.
 
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import threading
@@ -29,6 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 
 from hface.common import AddressType, ServerTLSConfig
@@ -42,7 +48,7 @@ from hface.connections import (
     HTTPOverTCPListener,
 )
 from hface.errors import LocalProtocolError, TransportError
-from hface.networking import QUICHandshakeLimits, SystemNetworking
+from hface.networking import QUICHandshakeLimits, SystemNetworking, release_memory
 from hface.protocols import (
     ALPNHTTPFactory,
     HTTPOverQUICServerFactory,
@@ -70,6 +76,32 @@ _Factories = tuple[HTTPOverTCPFactory, HTTPOverTCPFactory, HTTPOverQUICServerFac
 
 #: RFC 9110 §15.5.9; on HTTP/1.1 error codes are statuses.
 _REQUEST_TIMEOUT = 408
+
+#: The part of the header timeout a connection gets when more than half of
+#: :attr:`ServerLimits.max_connections` are taken (see :meth:`BaseServer._header_read`).
+_PRESSED_HEADER_READ = 0.1
+
+
+#: Seconds after a flood of connections before its memory is released: the
+#: time their teardown takes (they still hold it when they stop counting).
+_RELEASE_DELAY = 2.0
+
+
+class _Pressure(enum.Enum):
+    """How full :attr:`ServerLimits.max_connections` is (see :meth:`BaseServer._handle`)."""
+
+    #: Until more than half of the limit is taken.
+    CALM = "calm"
+    #: From then until less than a quarter is: new connections wait less.
+    PRESSED = "pressed"
+    #: From then until almost none is (a sixteenth), when the memory the
+    #: flood took is released (:func:`release_memory`); pressed again past half.
+    EASING = "easing"
+
+
+_CALM = _Pressure.CALM
+_PRESSED = _Pressure.PRESSED
+_EASING = _Pressure.EASING
 
 
 def close_after_waiting(connection: HTTPConnection) -> None:
@@ -127,7 +159,10 @@ class BaseServer(ABC):
         self.timeouts = ServerTimeouts()
         self.quic_handshake_limits = QUICHandshakeLimits()
         self.handle_signals = True
-        self._connections: set[HTTPConnection] = set()
+        # Oldest first (a dict keeps the order): see _make_room().
+        self._connections: dict[HTTPConnection, None] = {}
+        self._pressure = _CALM
+        self._background: anyio.abc.TaskGroup | None = None  # run()'s, for _release_later()
         self._all_closed: anyio.Event | None = None  # made when shutting down
 
     @property
@@ -194,6 +229,7 @@ class BaseServer(ABC):
         self.timeouts.check()
         listener = await self._create_listener(endpoints)
         async with listener, anyio.create_task_group() as outer:
+            self._background = outer
             serving_scope = anyio.CancelScope(shield=True)
             outer.start_soon(self._serve, listener, serving_scope)
             stopping = anyio.Event()
@@ -215,16 +251,73 @@ class BaseServer(ABC):
 
     async def _handle(self, connection: HTTPConnection) -> None:
         limit = self.limits.max_connections
-        if limit is not None and len(self._connections) >= limit:
+        if limit is not None and len(self._connections) >= limit and not self._make_room():
             await self._refuse(connection)
             return
-        self._connections.add(connection)
+        connections = self._connections
+        connections[connection] = None
+        if self._pressure is not _PRESSED and limit is not None and 2 * len(connections) > limit:
+            self._pressure = _PRESSED
         try:
             await self.handle_connection(connection)
         finally:
-            self._connections.discard(connection)
-            if not self._connections and self._all_closed is not None:
+            connections.pop(connection, None)
+            if not connections and self._all_closed is not None:
                 self._all_closed.set()
+            self._ease(limit or 0)
+
+    def _ease(self, limit: int) -> None:
+        """Move :class:`_Pressure` on as connections end; release the memory at the end."""
+        pressure = self._pressure
+        if pressure is _CALM:
+            return
+        count = len(self._connections)
+        if pressure is _PRESSED and 4 * count < limit:
+            self._pressure = _EASING
+        elif pressure is _EASING and 16 * count < limit:
+            self._pressure = _CALM
+            if self._background is not None:
+                self._background.start_soon(self._release_later)
+
+    async def _release_later(self) -> None:
+        """The flood is over: once its connections are torn down, release what they took."""
+        await anyio.sleep(_RELEASE_DELAY)
+        release_memory()
+
+    def _make_room(self) -> bool:
+        """Close the connection open longest with no request in flight; False if none.
+
+        True at once if a connection is closing already (it is on its way out).
+
+        It stops counting at once; on HTTP/1.1 it closes without a word (or
+        with 408 if a request has begun to arrive), on HTTP/2 and HTTP/3
+        with GOAWAY, as when it waits too long for a request.
+        """
+        for idle in self._connections:
+            if idle.has_expired():
+                return True  # closing already: its place is as good as free
+            if not idle.in_flight:
+                break
+        else:
+            return False
+        del self._connections[idle]
+        logger.debug("closed an idle connection to make room for a new one (max_connections)")
+        if idle.multiplexed:
+            idle.begin_close(idle.error_codes.no_error)
+        else:
+            close_after_waiting(idle)
+        return True
+
+    def _header_read(self, header_read: float | None) -> float | None:
+        """The header timeout of a connection accepted now: a tenth under pressure.
+
+        Under pressure (:class:`_Pressure`): from more than half of
+        :attr:`ServerLimits.max_connections` taken until less than a quarter is.
+        ``header_read`` is the configured timeout (None: no limit, kept).
+        """
+        if header_read is None or self._pressure is not _PRESSED:
+            return header_read
+        return header_read * _PRESSED_HEADER_READ
 
     async def _refuse(self, connection: HTTPConnection) -> None:
         """Turn away a connection over :attr:`ServerLimits.max_connections`.

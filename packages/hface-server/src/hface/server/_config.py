@@ -44,12 +44,17 @@ class ServerLimits:
     """
 
     #: Connections served at once (uvicorn's ``limit_concurrency``, nginx's
-    #: ``worker_connections``). One more is not served: an HTTP/1.1 request
-    #: on it gets ``503`` and the connection closes; HTTP/2 and HTTP/3 get
-    #: GOAWAY at once, so clients retry elsewhere or later.
+    #: ``worker_connections``). At the limit, the connection open longest
+    #: among those with no request in flight (silent, or idle between
+    #: requests) is closed to make room, as nginx frees its reusable
+    #: connections; only if every one has a request in flight is one more
+    #: not served: an HTTP/1.1 request on it gets ``503`` and the connection
+    #: closes; HTTP/2 and HTTP/3 get GOAWAY at once, so clients retry
+    #: elsewhere or later.
     max_connections: int | None = 1000
 
-    #: Header fields in one request (pseudo-headers included); beyond it, ``431``.
+    #: Header fields the client sent in one request (pseudo-headers, which
+    #: HTTP/1.1 does not send, not counted); beyond it, ``431``.
     max_header_count: int | None = 100
 
     #: Bytes of the request target (``:path``); beyond it, ``414``
@@ -132,7 +137,9 @@ class ServerTimeouts:
     #: From the connection's start to the first request's complete headers
     #: (slowloris; nginx's ``client_header_timeout``, 60 s). The connection
     #: then closes: HTTP/2 and HTTP/3 with GOAWAY, HTTP/1.1 with ``408`` if
-    #: part of a request has arrived (a silent connection just closes).
+    #: part of a request has arrived (a silent connection just closes). A
+    #: connection accepted while more than half of
+    #: :attr:`ServerLimits.max_connections` are taken gets a tenth of it.
     header_read: float | None = 60.0
 
     #: A connection with no request in flight after its first one (hypercorn's

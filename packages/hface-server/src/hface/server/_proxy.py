@@ -136,7 +136,10 @@ class ProxyServer(BaseServer):
         policy = self._policy or self._make_policy()  # not through run(): as set now
         timeouts = self._serving_timeouts or self.timeouts
         await _ProxyConnection(
-            connection, policy, header_read=timeouts.header_read, keep_alive=timeouts.keep_alive
+            connection,
+            policy,
+            header_read=self._header_read(timeouts.header_read),
+            keep_alive=timeouts.keep_alive,
         ).run()
 
     def _connection_options(self) -> ConnectionOptions:

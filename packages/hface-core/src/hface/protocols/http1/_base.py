@@ -36,7 +36,8 @@ answered, up to :data:`MAX_PIPELINED` bytes: beyond them the answer in
 progress says ``connection: close`` and the rest is dropped.
 
 A CONNECT exchange whose response is 2xx becomes a tunnel (RFC 9110
-§9.3.6): the parser hands over the bytes that followed the request
+§9.3.6), and so does a WebSocket upgrade (:mod:`._upgrade`): the
+parser hands over the bytes that followed the request
 (``take_raw``), and from then on bytes flow raw, as ``DataReceived`` and
 ``submit_data`` on the CONNECT stream, until both sides have ended.
 
@@ -70,7 +71,6 @@ from ._states import (
     CHUNKED,
     CLOSED,
     CLOSING,
-    CONNECT,
     CONNECTION_OPEN,
     CONTENT_LENGTH,
     DONE,
@@ -215,9 +215,9 @@ class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
             elif type(item) is End:
                 stream_id = self._stream_id
                 assert stream_id is not None
-                if self._mode is CONNECT:
-                    # The end of a CONNECT request: the response decides
-                    # whether a tunnel follows.
+                if self._mode is not MESSAGE:
+                    # The end of a CONNECT or upgrade request: the response
+                    # decides whether a tunnel follows.
                     if pending is not None:
                         events.append(self._pending_event(pending))
                     return
@@ -295,8 +295,8 @@ class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
                 if self._remote is DONE:
                     self._terminate(0, None, reason=TerminationReason.CLOSED_BY_US)
             return
-        if mode is CONNECT:
-            raise LocalProtocolError("the CONNECT tunnel is not established yet")
+        if mode is not MESSAGE:
+            raise LocalProtocolError("the tunnel is not established yet")
         # Checked here, before the parser or the peer could see too much.
         self._local_remaining = count_body_bytes(self._local_remaining, len(data), end_stream)
         self._send_body(data, end_stream)
@@ -387,7 +387,7 @@ class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
     # -- CONNECT tunnels -----------------------------------------------------
 
     def _enter_tunnel(self) -> None:
-        """Switch to raw bytes after a 2xx response to CONNECT (RFC 9110 §9.3.6)."""
+        """Switch to raw bytes after a 2xx response to CONNECT (RFC 9110 §9.3.6) or an upgrade."""
         self._mode = TUNNEL
         self._remote = OPEN
         raw = self._parser.take_raw()

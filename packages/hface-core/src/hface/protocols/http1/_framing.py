@@ -127,16 +127,25 @@ def last_chunk(trailers: Sequence[HeaderType]) -> bytes:
     return b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in trailers) + b"\r\n"
 
 
-def error_response(status: int, explanation: str, *, head: bool, keep_alive: bool) -> bytes:
+def error_response(
+    status: int,
+    explanation: str,
+    *,
+    head: bool,
+    keep_alive: bool,
+    extra: Sequence[HeaderType] = (),
+) -> bytes:
     """Return an error response: ``status``, ``connection: close`` and ``explanation``.
 
     The body is the explanation in one line of text (RFC 9110 §15.5: "an
     explanation of the error situation"); a response to HEAD gets the
     head alone (``head``). ``keep_alive`` False spells the close as h11
-    does for a request that ended keep-alive.
+    does for a request that ended keep-alive. ``extra`` fields go first
+    (a 426's ``upgrade``).
     """
     body = (explanation[:MAX_EXPLANATION] + "\n").encode("ascii", "replace")
     fields: list[HeaderType] = [
+        *extra,
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", b"%d" % len(body)),
         (b"connection", b"close") if keep_alive else (b"Connection", b"close"),

@@ -13,7 +13,12 @@ h11 bounds a head only while it is incomplete, so the request parser
 keeps the raw bytes of a head in progress and measures a head that arrived
 whole against ``max_header_size`` (431). It also finds obs-folds there
 (a field line starting with SP or HTAB, RFC 9112 §5.2), which h11 would
-quietly join to the line before: the server refuses them.
+quietly join to the line before: the server refuses them. h11 takes chunk
+sizes of up to 20 hex digits, so a chunk announced over :data:`MAX_CHUNK_SIZE`
+bytes (llhttp's bound) is refused with 400 as its first bytes come, as
+llhttp refuses it, rather than waited for until the body timeout (h11
+keeps the size in its chunked reader, which is read there: an h11
+without it leaves the check out).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ from ._parser import (
 
 #: The end of a request head (h11's own pattern: bare LF line ends are allowed).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
+
+#: The largest chunk size taken (RFC 9112 §7.1): 2**64 - 1, as llhttp.
+MAX_CHUNK_SIZE: Final = 2**64 - 1
 
 #: What a client's parser hands out as heads.
 ResponseHead = h11.Response | h11.InformationalResponse
@@ -79,6 +87,8 @@ class _H11Parser(MessageParser[HeadT], Generic[HeadT]):
             self.stop()
             return self._error(exc)
         if isinstance(event, h11.Data):
+            if event.chunk_start and self._chunk_too_large(len(event.data)):
+                return self._chunk_error()
             return bytes(event.data)
         if isinstance(event, h11.EndOfMessage):
             self._delivery = Delivery.BETWEEN
@@ -88,7 +98,18 @@ class _H11Parser(MessageParser[HeadT], Generic[HeadT]):
         if isinstance(event, h11.ConnectionClosed):
             self._delivery = Delivery.ENDED
             return EOF
+        if event is h11.NEED_DATA and self._chunk_too_large(0):
+            return self._chunk_error()  # announced, none of it here yet
         return None  # h11.NEED_DATA, h11.PAUSED
+
+    def _chunk_error(self) -> ParseError:
+        self.stop()
+        return ParseError(400, "a chunk size is over 2**64-1 bytes")
+
+    def _chunk_too_large(self, taken: int) -> bool:
+        """True if the chunk that just began announced more than the largest length."""
+        left = getattr(self._conn._reader, "_bytes_in_chunk", 0)  # h11's ChunkedReader
+        return isinstance(left, int) and left + taken > MAX_CHUNK_SIZE
 
     @abstractmethod
     def _on_head(

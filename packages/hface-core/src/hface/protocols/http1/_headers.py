@@ -76,8 +76,24 @@ class RequestHead(MessageHead, Protocol):
         """The request target, as received."""
 
 
-def check_request(event: RequestHead) -> tuple[int, str] | bool:
+class UpgradeAsked:
+    """What :func:`check_request` returns for a request that asks to switch protocols.
+
+    (``Upgrade`` with the ``upgrade`` connection option: rare, so the
+    common requests pay nothing for telling them apart.)
+    """
+
+    __slots__ = ("keep_alive",)
+
+    def __init__(self, keep_alive: bool) -> None:
+        #: What :func:`keeps_alive` says of the request.
+        self.keep_alive = keep_alive
+
+
+def check_request(event: RequestHead) -> tuple[int, str] | bool | UpgradeAsked:
     """Return ``(status, reason)`` if a parsed request must be refused, else :func:`keeps_alive`.
+
+    A request that asks to switch protocols gets :class:`UpgradeAsked` instead.
 
     Every parser parses the syntax; this refuses, once for all of them,
     what one of them lets through and what would let a request be read
@@ -158,7 +174,10 @@ def check_request(event: RequestHead) -> tuple[int, str] | bool:
         # RFC 9110 §4.2.1, §4.2.4: a host is required, and userinfo is an error.
         elif not absolute[2] or not _HOST.fullmatch(absolute[2]):
             return 400, "invalid authority in the request target"
-    return version >= b"1.1" and not (options and _closes(options))
+    keep_alive = version >= b"1.1" and not (options and _closes(options))
+    if upgrade and b"upgrade" in comma_tokens(options):
+        return UpgradeAsked(keep_alive)
+    return keep_alive
 
 
 def keeps_alive(head: MessageHead) -> bool:

@@ -27,6 +27,14 @@ queue is bounded: a client that pipelines more than :data:`MAX_PIPELINED`
 bytes while a request is answered gets that answer with ``connection:
 close``, and the rest is dropped (as with h11).
 
+llhttp knows a fixed list of methods and refuses any other token; h11
+passes any token on, and so does the adapter: a request that starts a
+piece of received bytes (or whose start is kept while its method comes in
+pieces) with an unknown method is parsed again with a stand-in method
+(its framing does not depend on the method) and handed on with its own.
+(One pipelined behind another in the same piece is still refused with
+400: llhttp does not say where it stopped.)
+
 llhttp is stricter than h11 in two ways, neither of which can be read two
 ways: a head with bare LF line ends and a request with two identical
 ``Content-Length`` fields are refused with 400, where h11 takes them.
@@ -42,6 +50,7 @@ held raw until the state machine knows what they are: a tunnel's, after a
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from typing import Final
 
@@ -86,6 +95,16 @@ _BAD_VALUE_CHAR: Final = "Invalid header value char"
 #: The versions llhttp reports, as bytes.
 _VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0"}
 
+#: A method token (RFC 9110 §9.1, §5.6.2) at the start of a request line,
+#: after the empty lines a server ignores there (RFC 9112 §2.2).
+_METHOD: Final = re.compile(rb"(?:\r?\n)*([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ")
+#: The start of a request line whose method is not all there yet.
+_METHOD_START: Final = re.compile(rb"(?:\r?\n)*\r?[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+#: The method llhttp parses in the place of one it does not know.
+_STAND_IN: Final = b"POST"
+#: The bytes of a request line in its method kept for that (a longer method is refused).
+_MAX_LINE: Final = 256
+
 
 class Head:
     """A parsed request head: what :func:`~._headers.check_request` reads, and its size."""
@@ -123,6 +142,7 @@ class Reader:
         "in_message",
         "items",
         "keep_alive",
+        "method",
         "parser",
         "size",
         "trailers",
@@ -148,6 +168,8 @@ class Reader:
         self.keep_alive = True
         # Messages begun, to tell one head from the next.
         self.begun = 0
+        # The method of the next head, where llhttp parses a stand-in.
+        self.method = b""
 
     def on_message_begin(self) -> None:
         self.begun += 1
@@ -180,7 +202,8 @@ class Reader:
     def on_headers_complete(self) -> None:
         self.head_done = True
         parser = self.parser
-        method = parser.get_method()
+        method = self.method or parser.get_method()
+        self.method = b""
         version = parser.get_http_version()
         http_version = _VERSIONS.get(version) or version.encode("ascii")
         if self.close or http_version < b"1.1":
@@ -233,11 +256,13 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         "_head_bytes",
         "_input",
         "_items",
+        "_line",
         "_max_header_size",
         "_parsing",
         "_raw",
         "_raw_size",
         "_reader",
+        "_withheld",
     )
 
     def __init__(self, max_header_size: int) -> None:
@@ -253,12 +278,23 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         # Raw bytes after a CONNECT or upgrade request.
         self._raw: list[bytes] = []
         self._raw_size = 0
+        self._line = b""
+        self._withheld = b""
 
     def feed(self, data: bytes) -> None:
         parsing = self._parsing
         if parsing is _PARSING:
+            if self._withheld:  # an unknown method coming in pieces
+                data = self._withheld + data
+                self._withheld = b""
             reader = self._reader
             begun = reader.begun if reader.in_message and not reader.head_done else -1
+            # For an unknown method: the bytes of a request still in its
+            # method, and whether one starts the data (see _parse_unknown_method).
+            line = self._line
+            self._line = b""
+            fresh = not reader.in_message
+            count = len(self._items)
             try:
                 reader.parser.feed_data(data)
             except httptools.HttpParserUpgrade as upgrade:
@@ -268,10 +304,17 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
                 if rest:
                     self._raw.append(rest)
                     self._raw_size += len(rest)
+            except httptools.HttpParserInvalidMethodError as exc:
+                fresh = fresh and len(self._items) == count
+                if not ((line or fresh) and self._parse_unknown_method(line + data)):
+                    self._on_parse_error(exc)
             except httptools.HttpParserError as exc:
                 self._on_parse_error(exc)
             else:
                 if reader.in_message and not reader.head_done:
+                    if not reader.url and (line or (fresh and len(self._items) == count)):
+                        line += data  # in the method still
+                        self._line = line if len(line) <= _MAX_LINE else b""
                     # llhttp keeps the field in progress to itself: count the bytes.
                     if reader.begun == begun:
                         self._head_bytes += len(data)
@@ -298,7 +341,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
 
     def feed_eof(self) -> None:
         self._input = ENDED
-        if self._parsing is _PARSING and self._reader.in_message:
+        if self._parsing is _PARSING and (self._reader.in_message or self._withheld):
             self._refuse(400, "peer unexpectedly closed the connection")
 
     def next_item(self) -> RequestHead | bytes | End | ParseError | Eof | None:
@@ -346,6 +389,7 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         return data
 
     def stop(self) -> None:
+        self._withheld = b""
         self._parsing = _DROPPING
         self._delivery = STOPPED
         self._items.clear()
@@ -353,7 +397,9 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
         self._raw_size = self.held = 0
 
     def in_message(self) -> bool:
-        return self._parsing is not _DROPPING and (self._reader.in_message or bool(self._items))
+        return self._parsing is not _DROPPING and (
+            self._reader.in_message or bool(self._items) or bool(self._withheld)
+        )
 
     # -- parsing -------------------------------------------------------------
 
@@ -369,6 +415,23 @@ class LLHTTPRequestParser(MessageParser[RequestHead]):
             if start >= 0:
                 return len(data) - start + 8
         return reader.size
+
+    def _parse_unknown_method(self, data: bytes) -> bool:
+        """Parse ``data`` again with a stand-in for its first method; False if not a token."""
+        if not self._reader.keep_alive:
+            return False
+        match = _METHOD.match(data)
+        if match is None:
+            if len(data) > _MAX_LINE or not _METHOD_START.fullmatch(data):
+                return False
+            # The method is still coming: its bytes wait for the rest of it.
+            self._reader = Reader(self._items)
+            self._withheld = data
+            return True
+        reader = self._reader = Reader(self._items)
+        reader.method = match.group(1)
+        self.feed(data[: match.start(1)] + _STAND_IN + data[match.end(1) :])
+        return True
 
     def _on_parse_error(self, exc: httptools.HttpParserError) -> None:
         reader = self._reader

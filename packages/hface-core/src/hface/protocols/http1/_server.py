@@ -31,6 +31,12 @@ CONNECT request (and its Host, which is dropped) is left to the
 application, as it is on HTTP/2 and HTTP/3, so that a proxy explains a
 bad target the same way on every version.
 
+A WebSocket upgrade request (RFC 6455 §4) is presented as HTTP/2 and
+HTTP/3 present theirs, as an extended CONNECT with ``:protocol
+websocket``; a 2xx response to it goes out as ``101 Switching Protocols``
+and the connection becomes a tunnel, as after CONNECT; a malformed one is
+answered 400 or 426 (see :mod:`._upgrade`).
+
 :meth:`HTTP1ServerProtocol.submit_close` with an error code (HTTP/1.1 error
 codes are statuses) answers a request that is owed a response with that
 status before closing: ``submit_close(408)`` is how a server that timed
@@ -67,8 +73,10 @@ from ._states import (
     MESSAGE,
     OPEN,
     TUNNEL,
+    UPGRADE,
     Input,
 )
+from ._upgrade import VERSION_FIELDS, switching_protocols, websocket_key, websocket_request_headers
 
 
 class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
@@ -87,6 +95,8 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         # HTTP/1.1 (so that a body of unknown length can be chunked).
         self._method = b""
         self._http11 = True
+        # The Sec-WebSocket-Key of a WebSocket upgrade request in progress.
+        self._websocket_key = b""
 
     @staticmethod
     def _make_parser(max_header_size: int) -> MessageParser[RequestHead]:
@@ -108,11 +118,20 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
     def _on_head(self, head: RequestHead) -> list[HeaderType] | None:
         method = self._method = head.method
         checked = check_request(head)
-        if isinstance(checked, tuple):
+        key: bytes | ParseError | None = None
+        if type(checked) is bool:  # the common case, told apart at once
+            self._keep_alive = checked
+        elif isinstance(checked, tuple):
             self._keep_alive = keeps_alive(head)  # for the spelling of the close
             self._on_parse_error(ParseError(*checked, method))
             return None
-        self._keep_alive = checked
+        else:  # UpgradeAsked: to WebSocket (RFC 6455 §4), or ignored
+            self._keep_alive = checked.keep_alive
+            if method == b"GET":
+                key = websocket_key(head)
+            if type(key) is ParseError:
+                self._on_parse_error(key)
+                return None
         stream_id = self._next_stream_id
         self._next_stream_id = stream_id + 2
         self._stream_id = stream_id
@@ -121,6 +140,10 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         self._http11 = head.http_version >= b"1.1"
         if method == b"CONNECT":
             self._mode = CONNECT
+        elif type(key) is bytes:
+            self._mode = UPGRADE
+            self._websocket_key = key
+            return websocket_request_headers(request_headers(head, self._scheme))
         return request_headers(head, self._scheme)
 
     def _answer_parse_error(self, error: ParseError) -> None:
@@ -138,7 +161,13 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         if not method and self._stream_id is not None:
             method = self._method
         self._out.append(
-            error_response(status, explanation, head=method == b"HEAD", keep_alive=self._keep_alive)
+            error_response(
+                status,
+                explanation,
+                head=method == b"HEAD",
+                keep_alive=self._keep_alive,
+                extra=VERSION_FIELDS if status == 426 else (),
+            )
         )
 
     # -- responses -----------------------------------------------------------
@@ -151,8 +180,8 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         :raises LocalProtocolError: for a stream that is not the request in
             progress, a response already sent, a missing or invalid
             ``:status``, an interim response with ``end_stream``, a 101
-            (switching protocols is not supported), or trailers on a
-            response that has a ``content-length``.
+            (a 2xx response to a WebSocket upgrade goes out as 101), or
+            trailers on a response that has a ``content-length``.
         """
         if stream_id != self._stream_id or self._mode is TUNNEL:
             raise LocalProtocolError(f"stream {stream_id} is not open for a response")
@@ -174,14 +203,18 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
             return
         if outgoing.close:
             self._lifecycle.handle(LifecycleInput.SUBMIT_GOAWAY)
-        if self._mode is CONNECT:
+        mode = self._mode
+        if mode is not MESSAGE:
             if code < 300:
-                self._out.append(head_bytes(code, outgoing.fields))
+                if mode is UPGRADE:  # RFC 6455 §4.2.2: 101, and the tunnel
+                    self._out.append(switching_protocols(self._websocket_key, outgoing.fields))
+                else:
+                    self._out.append(head_bytes(code, outgoing.fields))
                 self._local = DONE if end_stream else OPEN
                 self._enter_tunnel()
                 return
-            # Refused: the CONNECT request itself has ended, and what
-            # followed it is read as requests once this response is done.
+            # Refused: the request itself has ended, and what followed
+            # it is read as requests once this response is done.
             self._mode = MESSAGE
             self._remote = DONE
         fields, self._framing, self._local_remaining = frame_response(

@@ -10,7 +10,8 @@ the connection's own life moves only through :data:`HTTP1_LIFECYCLE`:
   (head done, body going) or :attr:`~Half.DONE`;
 - the bytes of the exchange are in a :class:`Mode`: HTTP messages,
   a CONNECT request waiting for the response that decides (a 2xx makes a
-  tunnel, RFC 9110 §9.3.6), or the tunnel, raw bytes each way;
+  tunnel, RFC 9110 §9.3.6), a WebSocket upgrade request likewise (a 2xx
+  goes out as 101, RFC 6455 §4), or the tunnel, raw bytes each way;
 - a response body is framed one :class:`Framing` way (RFC 9112 §6);
 - the byte stream from the peer is an :class:`Input`: open, or ended by
   its EOF (a half-close: our side may still be sending).
@@ -57,7 +58,10 @@ class Mode(enum.Enum):
     #: A CONNECT request waits for its response: a 2xx makes a tunnel, and
     #: the bytes after the request are held until then.
     CONNECT = "connect"
-    #: Raw bytes each way, after a 2xx response to CONNECT.
+    #: A WebSocket upgrade request (presented as an extended CONNECT) waits
+    #: for its response: a 2xx goes out as 101 and makes a tunnel.
+    UPGRADE = "upgrade"
+    #: Raw bytes each way, after a 2xx response to CONNECT or an upgrade.
     TUNNEL = "tunnel"
 
 
@@ -89,6 +93,7 @@ OPEN: Final = Half.OPEN
 DONE: Final = Half.DONE
 MESSAGE: Final = Mode.MESSAGE
 CONNECT: Final = Mode.CONNECT
+UPGRADE: Final = Mode.UPGRADE
 TUNNEL: Final = Mode.TUNNEL
 CONTENT_LENGTH: Final = Framing.CONTENT_LENGTH
 CHUNKED: Final = Framing.CHUNKED

@@ -38,7 +38,9 @@ them itself (rapid reset, CVE-2023-44487) or by breaking the rules on them,
 and the RST_STREAM frames h2 sends for frames on closed streams, spend a
 budget of ``max_reset_streams``; each stream that completes
 normally earns one back. A peer out of either budget gets
-GOAWAY(ENHANCE_YOUR_CALM).
+GOAWAY(ENHANCE_YOUR_CALM). Streams refused beyond
+SETTINGS_MAX_CONCURRENT_STREAMS spend a budget of their own (see
+:mod:`._protocol`).
 
 Lifecycle. The state moves only through :data:`TRANSITIONS` (see
 :mod:`hface.protocols._lifecycle`): a GOAWAY sent or received makes the
@@ -68,6 +70,10 @@ from ._guard import FrameGuard
 from ._h2 import make_connection
 from ._settings import HTTP2Settings
 from ._stream import StreamRecord
+
+#: Streams beyond SETTINGS_MAX_CONCURRENT_STREAMS that may be refused, per
+#: stream of that limit, beyond one per completed stream (see :mod:`._protocol`).
+REFUSALS_PER_STREAM: Final = 10
 
 _NO_ERROR: Final = HTTP2_ERROR_CODES.no_error
 _INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
@@ -126,6 +132,11 @@ class HTTP2Base(HTTP2Protocol):
             max_control_frames=limits.max_control_frames,
         )
         self._max_reset_streams = self._resets_left = limits.max_reset_streams
+        self._max_refusals = self._refusals_left = (
+            REFUSALS_PER_STREAM * limits.max_concurrent_streams
+        )
+        # The highest peer stream accepted, which a GOAWAY for a flood names.
+        self._last_accepted = 0
         self._max_concurrent_streams = limits.max_concurrent_streams
         self._events: deque[Event] = deque()
         self._streams: dict[int, StreamRecord] = {}
@@ -159,6 +170,9 @@ class HTTP2Base(HTTP2Protocol):
 
     def bytes_to_send(self) -> bytes:
         return self._conn.data_to_send()
+
+    def clock(self, now: float) -> None:
+        self._guard.refill(now)
 
     # -- held data ----------------------------------------------------------
 
@@ -213,6 +227,8 @@ class HTTP2Base(HTTP2Protocol):
         self._drop(stream_id, record)
         if self._resets_left < self._max_reset_streams:
             self._resets_left += 1
+        if self._refusals_left < self._max_refusals:
+            self._refusals_left += 1
 
     def _drop(self, stream_id: int, record: StreamRecord) -> None:
         del self._streams[stream_id]

@@ -105,8 +105,10 @@ class HTTP2ServerFactory(_HTTP2Factory):
     Everything is sent to the client as SETTINGS (RFC 9113 §6.5.2), except
     the connection window (a WINDOW_UPDATE). A stream opened beyond
     ``max_concurrent_streams`` is refused with RST_STREAM(REFUSED_STREAM),
-    which the client may retry (RFC 9113 §5.1.2), and spends one unit of
-    ``max_reset_streams``.
+    which the client may retry (RFC 9113 §5.1.2); the streams accepted go
+    on. Refusals beyond ten times ``max_concurrent_streams`` (plus one per
+    completed stream) are a flood: GOAWAY(ENHANCE_YOUR_CALM) names the last
+    stream accepted, which is still answered.
 
     :param limits: the limits every version shares
         (:class:`~hface.protocols.ProtocolLimits`, whose fields document

@@ -26,9 +26,12 @@ DATA short enough to be all padding, and frames of unknown types. Each
 spends one unit of a :class:`~hface.protocols._flood.FloodBudget` of
 ``max_control_frames`` (shared with HTTP/3); each request or response h2
 accepts and each DATA frame that delivers data to a stream earns one back,
-up to the budget (the protocol calls :meth:`FrameGuard.earn`). A client
-that makes requests never runs dry; one that floods runs dry after
-``max_control_frames`` frames. WINDOW_UPDATE is not counted: a reader of a
+up to the budget (the protocol calls :meth:`FrameGuard.earn`), and the
+whole budget comes back once per :data:`~hface.protocols._flood.FLOOD_WINDOW`
+seconds (:meth:`FrameGuard.refill`, with the time the protocol is told).
+A client that makes requests, or holds one long request and sends a PING
+every few seconds, never runs dry; one that floods runs dry after
+``max_control_frames`` frames in a window. WINDOW_UPDATE is not counted: a reader of a
 long download sends many, and they bring no answer.
 
 Everything else (the frames' contents and their order) is left to h2.
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._flood import FloodBudget
+from .._flood import FLOOD_WINDOW, FloodBudget
 
 #: The client connection preface (RFC 9113 §3.4).
 PREFACE_LENGTH: Final = 24
@@ -135,7 +138,7 @@ class FrameGuard:
         self._in_block = False
         self._block_size = 0
         self._block_frames = 0
-        self._flood = FloodBudget(max_control_frames)
+        self._flood = FloodBudget(max_control_frames, window=FLOOD_WINDOW)
 
     def scan(self, data: bytes, start: int) -> tuple[int, tuple[int, str] | None]:
         """Walk the frame headers in ``data[start:]``.
@@ -248,6 +251,10 @@ class FrameGuard:
             return _ENHANCE_YOUR_CALM, "too many frames without requests or data (a flood)"
         flood.left = budget
         return None
+
+    def refill(self, now: float) -> None:
+        """Restore the whole flood budget if a window has passed (see the module docstring)."""
+        self._flood.refill(now)
 
     def earn(self) -> None:
         """Give one unit back to the flood budget: the peer made progress."""

@@ -1,6 +1,6 @@
 """How hface sets up and adapts h2 (internal).
 
-Four adaptations of h2 are made here:
+These adaptations of h2 are made here:
 
 - **GOAWAY does not close the connection at once.** h2's connection state
   machine moves to CLOSED as soon as a GOAWAY is sent or received, after
@@ -19,6 +19,19 @@ Four adaptations of h2 are made here:
   hides the limit from h2, which then opens the stream (decoding its header
   block, so that the HPACK state stays in step) and the protocol refuses it
   with RST_STREAM(REFUSED_STREAM), as nginx and h2o do.
+- **Stream errors stay stream errors** (RFC 9113 §5.4.2). h2 raises one
+  ``ProtocolError`` for a malformed request (§8.1.1: bad fields, trailers
+  without END_STREAM, a content-length the DATA disagrees with), a stream
+  depending on itself (§5.3.1), a PRIORITY frame of the wrong length (§6.3)
+  and a WINDOW_UPDATE of 0 on a stream (§6.9), and makes each a connection
+  error, which ends every request in flight. Here they are told apart by
+  where they arise, never by message: an error raised inside h2's stream
+  (:class:`StrictStream`), a self-dependency checked before h2 looks, a
+  frame that does not parse on a stream (:class:`StreamFrameBuffer` hands
+  on a :class:`MalformedStreamFrame` in its place). :class:`CountingConnection`
+  resets that stream with the code, gives its DATA back to the connection
+  window, and reports h2's ``StreamReset(remote_reset=False)``; the
+  connection goes on.
 - **RST_STREAM frames are counted** by :class:`CountingConnection`, so the
   protocol can bound the resets a peer provokes. h2 answers a frame on a
   closed stream with RST_STREAM and no event at all: a peer could have it
@@ -34,18 +47,20 @@ Four adaptations of h2 are made here:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
-from h2.events import Event
-from h2.exceptions import ProtocolError
+from h2.events import Event, StreamReset
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
+from h2.stream import H2Stream
 from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
-from hyperframe.frame import Frame, RstStreamFrame
+from hyperframe.frame import Frame, HeadersFrame, PriorityFrame, RstStreamFrame
 
 from hface.common import HeadersType
 
@@ -165,23 +180,156 @@ class LinearHuffmanEncoder(HuffmanEncoder):
         return bytes(out)
 
 
-class CountingConnection(H2Connection):
-    """h2's connection, counting the RST_STREAM frames it sends.
+class StreamError(ProtocolError):
+    """A stream error (RFC 9113 §5.4.2): reset this stream, keep the connection."""
 
-    (It hooks h2's ``_prepare_for_sending``, through which every frame goes;
-    a test floods DATA on a closed stream to catch a change of that internal.)
+    def __init__(
+        self, stream_id: int, error_code: ErrorCodes, flow_controlled_length: int = 0
+    ) -> None:
+        super().__init__(f"stream error {error_code} on stream {stream_id}")
+        self.stream_id = stream_id
+        self.error_code = error_code
+        #: DATA bytes the connection window counted and nobody will read.
+        self.flow_controlled_length = flow_controlled_length
+
+
+class StrictStream(H2Stream):
+    """h2's stream, whose errors in received headers and data are stream errors.
+
+    A ``StreamClosedError`` is left to h2, which answers it itself.
+    """
+
+    def receive_headers(
+        self, headers: Iterable[Any], end_stream: bool, header_encoding: bool | str | None
+    ) -> tuple[list[Frame], list[Event]]:
+        """Receive headers or trailers; a malformed block is a stream error."""
+        try:
+            return super().receive_headers(headers, end_stream, header_encoding)
+        except StreamClosedError:
+            raise
+        except ProtocolError as exc:
+            raise StreamError(self.stream_id, exc.error_code) from exc
+
+    def receive_data(
+        self, data: bytes, end_stream: bool, flow_control_len: int
+    ) -> tuple[list[Frame], list[Event]]:
+        """Receive data; a content-length it breaks is a stream error."""
+        try:
+            return super().receive_data(data, end_stream, flow_control_len)
+        except StreamClosedError:
+            raise
+        except ProtocolError as exc:
+            raise StreamError(self.stream_id, exc.error_code, flow_control_len) from exc
+
+
+class MalformedStreamFrame(Frame):
+    """Stands for a frame on a stream whose payload did not parse (a stream error)."""
+
+    def __init__(self, stream_id: int, error_code: ErrorCodes) -> None:
+        super().__init__(stream_id)
+        self.error_code = error_code
+
+    def _body_repr(self) -> str:
+        return f"error_code={self.error_code}"
+
+
+#: RFC 9113 frame types whose malformed payload on a stream is a stream error.
+_PRIORITY: Final = 0x2
+_WINDOW_UPDATE: Final = 0x8
+
+
+class StreamFrameBuffer(FrameBuffer):
+    """h2's frame buffer, handing on a malformed PRIORITY or WINDOW_UPDATE on a stream.
+
+    A PRIORITY frame of a length other than 5 (RFC 9113 §6.3) and a stream
+    WINDOW_UPDATE of 0 (§6.9) are stream errors; h2 makes them connection
+    errors as the frame fails to parse. Only that failure is looked at, so
+    frames that parse cost nothing more.
+    """
+
+    def __next__(self) -> Frame:
+        try:
+            return super().__next__()
+        except ProtocolError:
+            data = self._data
+            if len(data) < 9 or self._headers_buffer:
+                raise
+            length = int.from_bytes(data[:3], "big")
+            type_ = data[3]
+            stream_id = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+            if not stream_id or length > self.max_frame_size or len(data) < 9 + length:
+                raise
+            if type_ == _PRIORITY:
+                code = ErrorCodes.FRAME_SIZE_ERROR
+            elif type_ == _WINDOW_UPDATE and length == 4:
+                code = ErrorCodes.PROTOCOL_ERROR
+            else:
+                raise
+            del data[: 9 + length]
+            return MalformedStreamFrame(stream_id, code)
+
+
+class CountingConnection(H2Connection):
+    """h2's connection, counting the RST_STREAM frames it sends, with stream errors kept.
+
+    (It hooks h2's ``_prepare_for_sending``, through which every frame goes,
+    ``_receive_frame``, ``_begin_new_stream`` and the frame dispatch table;
+    a test floods DATA on a closed stream to catch a change of the first.)
     """
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
         #: How many RST_STREAM frames were queued so far.
         self.resets_sent = 0
+        self.incoming_buffer = StreamFrameBuffer(server=not config.client_side)
+        self._frame_dispatch_table[MalformedStreamFrame] = self._receive_malformed_frame
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
         for frame in frames:
             if type(frame) is RstStreamFrame:
                 self.resets_sent += 1
         super()._prepare_for_sending(frames)
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = StrictStream  # the same object, with stream errors kept
+        return stream
+
+    def _receive_frame(self, frame: Frame) -> list[Event]:
+        try:
+            return super()._receive_frame(frame)
+        except StreamError as exc:
+            return self._stream_error(exc)
+
+    def _receive_priority_frame(
+        self, frame: HeadersFrame | PriorityFrame
+    ) -> tuple[list[Frame], list[Event]]:
+        if frame.depends_on == frame.stream_id:
+            # RFC 9113 §5.3.1: a stream error, which h2 makes a connection error.
+            raise StreamError(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        return super()._receive_priority_frame(frame)
+
+    def _receive_malformed_frame(
+        self, frame: MalformedStreamFrame
+    ) -> tuple[list[Frame], list[Event]]:
+        raise StreamError(frame.stream_id, frame.error_code)
+
+    def _stream_error(self, exc: StreamError) -> list[Event]:
+        """Reset the stream of a stream error; return h2's event for a local reset."""
+        stream_id = exc.stream_id
+        if exc.flow_controlled_length:
+            # The connection window counted it; nobody will read it.
+            self.acknowledge_received_data(exc.flow_controlled_length, stream_id)
+        stream = self.streams.get(stream_id)
+        if stream is not None and not stream.closed:
+            self.reset_stream(stream_id, exc.error_code)
+        else:
+            # An idle or closed stream: h2 has no state to move (h2spec
+            # expects the RST_STREAM even so).
+            frame = RstStreamFrame(stream_id)
+            frame.error_code = exc.error_code
+            self._prepare_for_sending([frame])
+        return [StreamReset(stream_id=stream_id, error_code=exc.error_code, remote_reset=False)]
 
 
 def make_connection(
@@ -211,6 +359,10 @@ def make_connection(
         # We do not support server push (RFC 9113 §8.4): a PUSH_PROMISE is
         # then a connection error.
         initial[SettingCodes.ENABLE_PUSH] = 0
+    else:
+        # RFC 8441 §3: a server takes extended CONNECT (``:protocol``, e.g.
+        # WebSockets); the layer above answers the protocols it does not serve.
+        initial[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
     # Our SETTINGS is the first frame the peer reads, so it never sends us
     # stream frames under the old values: h2 may apply ours at once.
     conn.local_settings = LocalSettings(client=client_side, initial_values=initial)

@@ -16,8 +16,10 @@ caller reset, or one refused after our GOAWAY) are dropped; their data is
 credited back to the connection at once, since nobody will acknowledge it.
 Padding (RFC 9113 §6.1) is credited at once too: the caller never sees it.
 
-Errors. Bad input never raises out of ``bytes_received``. An h2
-``ProtocolError`` is a connection error (RFC 9113 §5.4.1): h2 has queued
+Errors. Bad input never raises out of ``bytes_received``. A stream error
+(RFC 9113 §5.4.2: a malformed request, say) resets its stream only (see
+:mod:`._h2`); a request already reported ends with ``StreamResetSent``.
+Any other h2 ``ProtocolError`` is a connection error (§5.4.1): h2 has queued
 GOAWAY with its code (we queue it when h2 has not, as for a bad preface)
 and we emit ``ConnectionTerminated`` with that code; any other exception
 sends GOAWAY(INTERNAL_ERROR). A peer's first frame must be SETTINGS (RFC
@@ -34,9 +36,13 @@ GOAWAY either way (see :mod:`._h2`). Our streams above the peer's last stream
 ID were not processed: they end with ``StreamResetReceived(REFUSED_STREAM)``
 so the layer above may retry them elsewhere. A peer stream beyond our
 SETTINGS_MAX_CONCURRENT_STREAMS is refused with RST_STREAM(REFUSED_STREAM)
-and not reported (RFC 9113 §5.1.2); each refusal spends the reset budget.
-After our own graceful GOAWAY (``submit_goaway``), new peer streams are
-refused with RST_STREAM(REFUSED_STREAM) and not reported. ``submit_close``
+and not reported (RFC 9113 §5.1.2), as h2o does; the streams accepted go
+on. After our own graceful GOAWAY (``submit_goaway``), new peer streams are
+refused likewise. Each refusal spends a budget of ten times
+SETTINGS_MAX_CONCURRENT_STREAMS (each completed stream earns one back), so
+that a burst at the start of a connection passes; past it the peer gets
+GOAWAY(ENHANCE_YOUR_CALM) naming the last stream accepted, whose answers
+still go out, and past it twice over the connection ends. ``submit_close``
 closes at once: GOAWAY with its code, then ``ConnectionTerminated`` with
 that code.
 
@@ -439,20 +445,38 @@ class _HTTP2Protocol(HTTP2Base):
         if last_stream_id is not None and stream_id > last_stream_id:
             # RFC 9113 §6.8: after our GOAWAY, newer streams are not processed.
             self._conn.reset_stream(stream_id, _REFUSED_STREAM)
+            self._refuse()
             return None
         if self._open_inbound >= self._max_concurrent_streams:
             # RFC 9113 §5.1.2: a stream error; REFUSED_STREAM tells the peer
-            # it may retry (§8.7). Each refusal spends the reset budget, so
-            # that a peer hammering the limit runs out of it.
+            # it may retry (§8.7). The streams accepted go on.
             self._conn.reset_stream(stream_id, _REFUSED_STREAM)
-            self._resets_left -= 1
-            if self._resets_left < 0:
-                self._abort(_ENHANCE_YOUR_CALM, "too many streams refused (a flood)")
+            self._refuse()
             return None
         record = StreamRecord(outbound=False, headers_sent=False)
         self._streams[stream_id] = record
         self._open_inbound += 1
+        self._last_accepted = stream_id
         return record
+
+    def _refuse(self) -> None:
+        """Spend the refusal budget; a flood of refusals calms the peer down.
+
+        Past the budget, GOAWAY(ENHANCE_YOUR_CALM) names the last stream
+        accepted, which is still answered (RFC 9113 §6.8); past it twice
+        over, the connection ends at once.
+        """
+        left = self._refusals_left = self._refusals_left - 1
+        if left >= 0:
+            return
+        if left < -self._max_refusals:
+            self._abort(_ENHANCE_YOUR_CALM, "too many streams refused (a flood)")
+        elif self._goaway_last_stream_id is None:
+            self._lifecycle.handle(_SUBMIT_GOAWAY)
+            last_stream_id = self._goaway_last_stream_id = self._last_accepted
+            self._conn.close_connection(
+                error_code=_ENHANCE_YOUR_CALM, last_stream_id=last_stream_id
+            )
 
     def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self._lifecycle.handle(_GOAWAY_RECEIVED)

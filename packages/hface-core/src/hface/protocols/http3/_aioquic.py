@@ -391,7 +391,8 @@ class AioquicH3Connection(H3Connection):
     204 and 304 are spotted as the headers are decoded. Marks live on
     aioquic's stream objects, so they go when aioquic forgets the stream.
     It also enforces what aioquic 1.7 lets through (RFC 9114 §4.3.1: a
-    request other than CONNECT has ``:scheme`` and ``:path``; RFC 9204
+    request other than CONNECT has ``:scheme`` and ``:path``, and only
+    CONNECT has ``:protocol``, RFC 9220 §3; RFC 9204
     §4.2: the QPACK encoder and decoder streams are never closed), and
     advertises the QPACK limits it is given (SETTINGS_QPACK_MAX_TABLE_CAPACITY
     and SETTINGS_QPACK_BLOCKED_STREAMS, RFC 9204 §5), which its decoder
@@ -587,9 +588,12 @@ class AioquicH3Connection(H3Connection):
 
 
 def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Raise ``MessageError`` unless a non-CONNECT request has :scheme and :path."""
+    """Raise ``MessageError`` unless a request but CONNECT (and extended CONNECT) has them all."""
     names = {name for name, _ in headers if name.startswith(b":")}
-    if (b":method", b"CONNECT") in headers and b":protocol" not in names:
+    connect = (b":method", b"CONNECT") in headers
+    if b":protocol" in names and not connect:  # RFC 9220 §3, RFC 8441 §4
+        raise MessageError("Pseudo-header b':protocol' is for CONNECT only")
+    if connect and b":protocol" not in names:
         return
     missing = {b":scheme", b":path"} - names
     if missing and b":method" in names:

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._flood import FloodBudget
+from .._flood import FLOOD_WINDOW, FloodBudget
+
+__all__ = ["DEFAULT_MAX_CONTROL_FRAMES", "FLOOD_WINDOW", "TINY_DATA", "RequestFrameCounter"]
 
 #: DATA frames shorter than this spend the flood budget; longer ones earn.
 TINY_DATA: Final = 16
-#: Seconds after which the flood budget is whole again.
-FLOOD_WINDOW: Final = 10.0
 #: The flood budget of each connection; see ``HTTP3ServerFactory``.
 DEFAULT_MAX_CONTROL_FRAMES: Final = 1000
 

@@ -1,0 +1,125 @@
+"""The WebSocket opening handshake of HTTP/1.1 (RFC 6455 §4), in the HTTP/2 style.
+
+Theory of operation. hface speaks the HTTP/2 style on every version, and
+HTTP/2 and HTTP/3 open a WebSocket with an extended CONNECT (``:method
+CONNECT`` and ``:protocol websocket``, RFC 8441 §4, RFC 9220). So the
+server state machine (:mod:`._server`) presents an HTTP/1.1 upgrade to
+WebSocket the same way, and the layer above writes one code path for
+three versions:
+
+- :func:`websocket_key` tells a request that asks for a WebSocket (a
+  ``GET`` of HTTP/1.1 or later with ``Upgrade: websocket`` and the
+  ``upgrade`` connection option) from an ordinary one, and checks it: a
+  ``Sec-WebSocket-Version`` other than 13 is refused with 426 (and
+  ``Sec-WebSocket-Version: 13``, RFC 6455 §4.4), a missing version or a
+  missing or malformed ``Sec-WebSocket-Key`` (not 16 bytes in base64,
+  §4.1) with 400; either closes the connection, as a request that does
+  not parse does;
+- :func:`websocket_request_headers` makes its header list an extended
+  CONNECT's: ``:method CONNECT``, ``:protocol websocket``, ``:scheme``,
+  ``:authority`` and ``:path``, without the ``Sec-WebSocket-Key`` (which
+  HTTP/2 and HTTP/3 do not have, RFC 8441 §5);
+- :func:`switching_protocols` writes the answer to a 2xx response: ``101
+  Switching Protocols`` with ``Upgrade``, ``Connection`` and the
+  ``Sec-WebSocket-Accept`` computed from the key (§4.2.2), and the fields
+  the application gave (a subprotocol, extensions). The connection is then
+  a byte tunnel, as after a 2xx response to CONNECT.
+
+A non-2xx response to such a request is an ordinary response to a ``GET``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from typing import Final
+
+from hface.common import HeaderType
+
+from ._framing import head_bytes
+from ._headers import RequestHead, comma_tokens
+from ._parser import ParseError
+
+#: RFC 6455 §1.3: appended to the key before it is hashed into the accept value.
+WEBSOCKET_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+#: The fields of a 426 answer to a WebSocket version we do not speak (RFC 6455 §4.4).
+VERSION_FIELDS: Final[tuple[HeaderType, ...]] = (
+    (b"upgrade", b"websocket"),
+    (b"sec-websocket-version", b"13"),
+)
+
+#: The fields of a 101 answer that the state machine writes itself.
+_OWN_FIELDS: Final = frozenset({b"content-length", b"sec-websocket-accept"})
+
+
+def websocket_key(head: RequestHead) -> bytes | ParseError | None:
+    """Return the key of a WebSocket upgrade request; None for another request.
+
+    :returns: the ``Sec-WebSocket-Key`` as sent; None if ``head`` does not
+        ask for a WebSocket; a :class:`ParseError` (426 or 400) if it asks
+        for one the wrong way.
+    """
+    if head.method != b"GET" or head.http_version < b"1.1":
+        return None
+    upgrades: list[bytes] = []
+    options: list[bytes] = []
+    keys: list[bytes] = []
+    versions: list[bytes] = []
+    for name, value in head.headers:
+        if name == b"upgrade":
+            upgrades.append(value)
+        elif name == b"connection":
+            options.append(value)
+        elif name == b"sec-websocket-key":
+            keys.append(value)
+        elif name == b"sec-websocket-version":
+            versions.append(value)
+    if not upgrades or b"websocket" not in comma_tokens(upgrades):
+        return None
+    if b"upgrade" not in comma_tokens(options):
+        return None
+    if not versions:
+        return ParseError(400, "missing Sec-WebSocket-Version", b"GET")
+    if versions != [b"13"]:
+        return ParseError(426, "only WebSocket version 13 is supported", b"GET")
+    if len(keys) != 1 or not _valid_key(keys[0]):
+        return ParseError(400, "invalid Sec-WebSocket-Key", b"GET")
+    return keys[0]
+
+
+def _valid_key(key: bytes) -> bool:
+    """Return True if ``key`` is 16 bytes in base64 (RFC 6455 §4.1)."""
+    try:
+        return len(base64.b64decode(key.strip(b" \t"), validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def websocket_request_headers(headers: list[HeaderType]) -> list[HeaderType]:
+    """Return a WebSocket upgrade request's header list as an extended CONNECT's."""
+    result: list[HeaderType] = [(b":method", b"CONNECT"), (b":protocol", b"websocket")]
+    for name, value in headers:
+        if name == b":method" or name == b"sec-websocket-key":
+            continue
+        result.append((name, value))
+    return result
+
+
+def accept_value(key: bytes) -> bytes:
+    """Return the ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 §4.2.2)."""
+    digest = hashlib.sha1(key.strip(b" \t") + WEBSOCKET_GUID).digest()
+    return base64.b64encode(digest)
+
+
+def switching_protocols(key: bytes, fields: Sequence[HeaderType]) -> bytes:
+    """Return the ``101 Switching Protocols`` head that accepts the upgrade with ``key``."""
+    own: list[HeaderType] = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", accept_value(key)),
+    ]
+    own += [(name, value) for name, value in fields if name not in _OWN_FIELDS]
+    return head_bytes(101, own)

@@ -1,0 +1,178 @@
+"""What a WebSocket session of an ``ASGIServer`` asks of wsproto: scope, extensions, limits.
+
+The session (:mod:`hface.server._asgi_websocket`) leaves frames to wsproto
+(``wsproto.connection.Connection``, made once the handshake is accepted).
+This module holds the parts of the handshake and the limits that are
+written around it:
+
+- :func:`websocket_scope` turns the ``http`` scope the request made into
+  the ASGI ``websocket`` scope (``ws``/``wss``, the offered subprotocols,
+  the ``websocket.http.response`` extension);
+- :func:`negotiate_extensions` answers a ``Sec-WebSocket-Extensions``
+  offer: ``permessage-deflate`` (RFC 7692) only, and only when the server
+  enables it;
+- :class:`BoundedDeflate` is wsproto's ``PerMessageDeflate`` that never
+  inflates a message past the maximum message size: each compressed piece
+  is inflated with ``max_length`` set to what the message may still grow
+  by, so a compression bomb costs at most that much memory before the
+  session closes with 1009 (message too big);
+- :class:`MessageAssembler` joins the pieces wsproto hands out into whole
+  messages and counts them against the same maximum.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+from wsproto.events import BytesMessage, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+from wsproto.handshake import server_extensions_handshake
+
+from ._asgi_types import Message, Scope
+
+#: The ``scheme`` of a WebSocket scope, by the request's.
+_SCHEMES: Final = {"http": "ws", "https": "wss"}
+
+
+def websocket_scope(http_scope: Scope) -> Scope:
+    """The ASGI ``websocket`` scope of an extended CONNECT whose ``http`` scope is given."""
+    scope = dict(http_scope)
+    scope["type"] = "websocket"
+    scope["scheme"] = _SCHEMES.get(http_scope["scheme"], "ws")
+    del scope["method"]
+    subprotocols: list[str] = []
+    for name, value in http_scope["headers"]:
+        if name == b"sec-websocket-protocol":
+            subprotocols += [
+                token for part in value.decode("latin-1").split(",") if (token := part.strip())
+            ]
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope
+
+
+def offered_extensions(http_scope: Scope) -> list[str]:
+    """The ``Sec-WebSocket-Extensions`` offers of the request, one string each."""
+    offers: list[str] = []
+    for name, value in http_scope["headers"]:
+        if name == b"sec-websocket-extensions":
+            offers += [part.strip() for part in value.decode("latin-1").split(",")]
+    return [offer for offer in offers if offer]
+
+
+def negotiate_extensions(
+    offers: list[str], *, deflate: bool, max_size: int | None
+) -> tuple[list[Extension], bytes | None]:
+    """The extensions to run and the ``Sec-WebSocket-Extensions`` answer (None: none)."""
+    if not deflate or not offers:
+        return [], None
+    extension = BoundedDeflate(max_size)
+    answer = server_extensions_handshake(offers, [extension])
+    if answer is None or not extension.enabled():
+        return [], None
+    return [extension], answer
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """``permessage-deflate`` that inflates a message only up to ``max_size`` bytes.
+
+    :param max_size: the largest message, inflated (None: no limit).
+    """
+
+    def __init__(self, max_size: int | None) -> None:
+        super().__init__()
+        self._max_size = max_size
+        self._inflated = 0  # bytes of the message in progress, inflated so far
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if opcode is not Opcode.CONTINUATION and not opcode.iscontrol():
+            self._inflated = 0  # the first frame of a message
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        decompressor = self._decompressor
+        assert decompressor is not None
+        limit = self._max_size
+        try:
+            if limit is None:
+                return decompressor.decompress(data)
+            room = limit - self._inflated
+            out = decompressor.decompress(data, room + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > limit or decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        return self._inflate(bytes(data))
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not fin or not self._inbound_is_compressible or not self._inbound_compressed:
+            return super().frame_inbound_complete(proto, fin)
+        # RFC 7692 §7.2.2: the tail the sender removed, inflated under the same bound.
+        data = self._inflate(b"\x00\x00\xff\xff")
+        if isinstance(data, CloseReason):
+            return data
+        if self.client_no_context_takeover:
+            self._decompressor = None
+        self._inbound_compressed = None
+        return data
+
+
+class MessageAssembler:
+    """Joins the pieces of each message wsproto hands out, up to ``max_size`` bytes.
+
+    :param max_size: the largest message (text counted in characters, as
+        wsproto decodes it as it comes; None: no limit).
+    """
+
+    __slots__ = ("_binary", "_max_size", "_size", "_text")
+
+    def __init__(self, max_size: int | None) -> None:
+        self._max_size = max_size
+        self._text: list[str] = []
+        self._binary: list[bytes] = []
+        self._size = 0
+
+    def add(self, event: TextMessage | BytesMessage) -> Message | CloseReason | None:
+        """Take a piece: the whole message once it ends, None before, or 1009 if too big."""
+        self._size += len(event.data)
+        if self._max_size is not None and self._size > self._max_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        if isinstance(event, TextMessage):
+            if not event.message_finished:
+                self._text.append(event.data)
+                return None
+            self._size = 0
+            if not self._text:
+                return {"type": "websocket.receive", "text": event.data}
+            self._text.append(event.data)
+            text = "".join(self._text)
+            self._text = []
+            return {"type": "websocket.receive", "text": text}
+        if not event.message_finished:
+            self._binary.append(bytes(event.data))
+            return None
+        self._size = 0
+        if not self._binary:
+            return {"type": "websocket.receive", "bytes": bytes(event.data)}
+        self._binary.append(bytes(event.data))
+        data = b"".join(self._binary)
+        self._binary = []
+        return {"type": "websocket.receive", "bytes": data}
