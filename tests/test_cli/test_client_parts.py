@@ -21,14 +21,14 @@ from anyio.abc import SocketAttribute
 
 from hface.cli._client_networking import ConnectTo, CurlNetworking, Resolve
 from hface.cli._cookies import CookieJar, parse_netscape_line
-from hface.cli._decoding import BodyDecoder, DecodingError, accept_encoding
 from hface.cli._errors import CommandError
 from hface.cli._http_auth import Credentials, digest_authorization, parse_challenges
 from hface.cli._request_bodies import FormPart, data_piece, multipart
 from hface.cli._retries import Outcome, Problem, RetryPolicy, retry_after, transient
 from hface.cli._transfer import CurlRequest
 from hface.cli._write_out import TransferInfo, WriteOutFormat
-from hface.client import URL, Response
+from hface.client import URL, BodyDecoder, Response, accept_encoding
+from hface.client.errors import DecodingError
 from hface.errors import TransportError
 from tests.helpers.network import needs_ipv6
 from tests.helpers.peers import free_port

@@ -39,13 +39,13 @@ from urllib.parse import urljoin, urlsplit
 
 import anyio
 
-from hface.client import URL, ClientSession, Origin, Request, Response
+from hface.client import URL, BodyDecoder, ClientSession, Origin, Request, Response, accept_encoding
+from hface.client.errors import DecodingError
 from hface.common import AddressType, HeaderType
 from hface.errors import HTTPError
 
 from ._client_networking import TRANSFER
 from ._cookies import CookieJar
-from ._decoding import BodyDecoder, DecodingError, accept_encoding
 from ._errors import CommandError, exit_code, message_of, report
 from ._http_auth import Credentials, digest_authorization, parse_challenges
 from ._output import Output, format_head, write_stdout

@@ -16,6 +16,8 @@ from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
 from ._client import ClientSession as ClientSession
 from ._conveniences import Timeout as Timeout
+from ._decoding import BodyDecoder as BodyDecoder
+from ._decoding import accept_encoding as accept_encoding
 from ._headers import Headers as Headers
 from ._models import URL as URL
 from ._models import ClientProtocol as ClientProtocol
@@ -33,6 +35,7 @@ __all__ = (
     "ClientTLSConfig",
     "DigestAuth",
     "BasicAuth",
+    "BodyDecoder",
     "Headers",
     "Origin",
     "ProxyClient",
@@ -40,4 +43,5 @@ __all__ = (
     "Request",
     "Response",
     "Timeout",
+    "accept_encoding",
 )

@@ -29,10 +29,6 @@ from typing import Any, Final, Protocol, cast
 from . import errors
 
 
-class _UndecodableError(Exception):
-    """The body cannot be decoded (an unknown coding, or corrupt data)."""
-
-
 class _Decoder(Protocol):
     def decompress(self, data: bytes) -> bytes: ...
 
@@ -74,9 +70,20 @@ def _brotli() -> _Decoder | None:
     if module is None:
         return None
     decoder: Any = module.Decompressor()
-    if not hasattr(decoder, "decompress"):  # brotlicffi's older name
-        decoder.decompress = decoder.process
-    return cast("_Decoder", decoder)
+    if hasattr(decoder, "decompress"):
+        return cast("_Decoder", decoder)
+    return _Process(decoder)  # Google's brotli (and older brotlicffi) call it process()
+
+
+class _Process:
+    """A decoder whose method is ``process``, as ``decompress``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def decompress(self, data: bytes) -> bytes:
+        result: bytes = self._inner.process(data)
+        return result
 
 
 def _zstd() -> _Decoder | None:
@@ -118,8 +125,13 @@ def _available(name: str) -> bool:
 class BodyDecoder:
     """Undoes a response's ``Content-Encoding``, chunk by chunk.
 
+    For a body read with :meth:`ClientSession.dispatch
+    <hface.client.ClientSession.dispatch>` or ``stream(request)``, which
+    decode nothing (``hface client --compressed`` uses it so).
+
     :param content_encoding: the field's value(s), joined with commas.
-    :raises _UndecodableError: if a coding is not one this installation decodes.
+    :raises hface.client.errors.DecodingError: if a coding is not one this
+        installation decodes (its ``origin`` is empty).
     """
 
     def __init__(self, content_encoding: str) -> None:
@@ -131,19 +143,21 @@ class BodyDecoder:
             make = _DECODERS.get(coding)
             decoder = make() if make is not None else None
             if decoder is None:
-                raise _UndecodableError(f"unrecognized content encoding {coding!r}")
+                raise errors.DecodingError(f"unrecognized content encoding {coding!r}", origin="")
             self._decoders.append(decoder)
 
     def decode(self, data: bytes) -> bytes:
         """Decode the next chunk; the result may be empty.
 
-        :raises _UndecodableError: if the data does not decode.
+        :raises hface.client.errors.DecodingError: if the data does not
+            decode (its ``origin`` is empty).
         """
         try:
             for decoder in self._decoders:
                 data = decoder.decompress(data)
         except Exception as error:  # each library has its own error class
-            raise _UndecodableError(f"the response body does not decode: {error}") from None
+            message = f"the response body does not decode: {error}"
+            raise errors.DecodingError(message, origin="") from None
         return data
 
 
@@ -178,7 +192,9 @@ async def decoded(
                 )
             if data:
                 yield data
-    except _UndecodableError as exc:
-        raise errors.DecodingError(str(exc) + f" (from {origin})", origin=origin) from None
+    except errors.DecodingError as exc:
+        if exc.origin:
+            raise
+        raise errors.DecodingError(f"{exc} (from {origin})", origin=origin) from None
     finally:
         await body.aclose()
