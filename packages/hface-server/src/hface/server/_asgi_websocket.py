@@ -313,12 +313,12 @@ class WebSocketSession:
             text = message.get("text")
             data = message.get("bytes")
             if text is not None:
-                event: TextMessage | BytesMessage = TextMessage(data=text)
+                payload: str | bytes = text
             elif data is not None:
-                event = BytesMessage(data=bytes(data))
+                payload = bytes(data)  # no copy of bytes; the application's bytearray copied
             else:
                 raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-            await self._send_event(event)
+            await self._send_event(payload)
         elif kind == "websocket.close":
             await self._close(message.get("code") or 1000, message.get("reason") or "", False)
         else:
@@ -381,11 +381,12 @@ class WebSocketSession:
             )
             await self._request.send({"type": "http.response.body", "body": b""})
 
-    async def _send_event(self, event: TextMessage | BytesMessage | Ping | Pong) -> None:
+    async def _send_event(self, event: str | bytes | Ping | Pong) -> None:
+        """Queue a message (text or bytes), a ping or a pong; wait while too much is queued."""
         ws = self._ws
         assert ws is not None
         try:
-            if isinstance(event, (TextMessage, BytesMessage)):
+            if isinstance(event, (str, bytes)):
                 chunks = frame_message(ws, event, self._plain)
             else:
                 chunks = [ws.send(event)]

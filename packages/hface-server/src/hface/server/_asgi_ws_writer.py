@@ -59,19 +59,20 @@ _HEADER_10: Final = struct.Struct("!BBQ")
 _WRITE_ERRORS: Final = (TransportError, LocalProtocolError)
 
 
-def frame_message(ws: Connection, event: TextMessage | BytesMessage, plain: bool) -> list[bytes]:
-    """The bytes of a whole message's frame: header and payload, or wsproto's frame.
+def frame_message(ws: Connection, data: str | bytes, plain: bool) -> list[bytes]:
+    """The bytes of a whole message's frame (text or binary): header and payload, or wsproto's.
 
     :param plain: no extension was negotiated (the payload goes as it is).
     :raises wsproto.utilities.LocalProtocolError: if the WebSocket is not open.
     """
-    if not plain or ws.state is not ConnectionState.OPEN or not event.message_finished:
+    if not plain or ws.state is not ConnectionState.OPEN:
+        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
         return [bytes(ws.send(event))]
-    if isinstance(event, TextMessage):
-        payload = event.data.encode()
+    if isinstance(data, str):
+        payload = data.encode()
         first = _FIN_TEXT
     else:
-        payload = bytes(event.data)  # no copy of bytes, as the session gives
+        payload = data
         first = _FIN_BINARY
     length = len(payload)
     if length <= _SHORT:
