@@ -3,8 +3,8 @@
 Usage (from the repository root; ``hatch`` installs the peers into the
 ``bench`` environment on first use)::
 
-    hatch run bench:run [--quick] [--only server|client|proxy|memory|validate]
-        [--loop uvloop|asyncio]
+    hatch run bench:run [--quick] [--loop uvloop|asyncio]
+        [--only server|client|proxy|memory|validate|websocket]
 
 Sections (all by default, in this order):
 
@@ -29,6 +29,7 @@ Sections (all by default, in this order):
   HTTP/2 and against h3load on HTTP/3, the same server and load, with
   what each costs the server per request; then the load generators'
   ceilings against native servers.
+- **websocket**: WebSocket echo, 1 KiB and 1 MiB, on HTTP/1.1 (bench/_websocket.py).
 
 Each cell runs ``--duration`` seconds (10) ``--runs`` times (3) and shows
 the medians; ``--quick`` is one run of 2 s (and fewer requests) for a smoke
@@ -56,6 +57,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+import _websocket
 from _cpu import CPUSampler, with_server_cpu
 from _memory import held_rss
 from _proxy import curl_download, hface_download, start_proxy
@@ -80,7 +82,7 @@ from _servers import (
 from _table import Goal, Row, fill_ratios, render, set_goals
 from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, median_of, run_tool, wrk
 
-SECTIONS: Final = ("server", "client", "proxy", "memory", "validate")
+SECTIONS: Final = ("server", "client", "proxy", "memory", "validate", "websocket")
 HELLO_FILE: Final = "hello.txt"
 BIG_FILE: Final = "big.bin"
 
@@ -514,6 +516,11 @@ class Bench:
             rows.append(Row(case=case, subject="-", value=None, unit="req/s", note=_short(error)))
         finally:
             self.rows.extend(rows)  # no ratios: HTTP/3 against h2load's HTTP/2 would mislead
+
+    def websocket(self) -> None:
+        """WebSocket echo on HTTP/1.1, 1 KiB and 1 MiB messages (bench/_websocket.py)."""
+        for rows in _websocket.websocket_rows(self._measure, self.settings, self.logs).values():
+            self._add_case(rows, _websocket.GOALS)
 
 
 def _short(error: BaseException) -> str:

@@ -12,9 +12,9 @@ message size it sends and reads echoes for ``--seconds`` after a warm-up,
 and reports messages per second, MB/s each way, and the server's CPU time
 per message (user + system of its process, read from ``/proc``).
 
-A first version of the issue 14 WebSocket bench: HTTP/1.1 only (uvicorn's
-only version); the HTTP/2 and HTTP/3 rows (hface and hypercorn) and the
-``run.py --only websocket`` table are not written yet.
+HTTP/1.1 only (uvicorn's only version); the HTTP/2 and HTTP/3 rows (hface
+and hypercorn) are not written yet. ``bench/run.py --only websocket`` puts
+the same measurement in the table (bench/_websocket.py).
 """
 
 from __future__ import annotations
@@ -91,8 +91,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, size: int, seconds: float, pid: int) -> tuple[float, float, float]:
-    """Return (messages per second, MB/s each way, server CPU µs per message)."""
+async def measure(
+    port: int, size: int, seconds: float, pid: int
+) -> tuple[float, float, float, tuple[float, float]]:
+    """Return (messages per second, MB/s each way, server CPU µs per message, window).
+
+    The window is the measured run's ``time.monotonic()`` at its start and end.
+    """
     from websockets.asyncio.client import connect
 
     payload = os.urandom(size)
@@ -100,7 +105,7 @@ async def measure(port: int, size: int, seconds: float, pid: int) -> tuple[float
         f"ws://127.0.0.1:{port}/", max_size=None, compression=None, ping_interval=None
     ) as ws:
 
-        async def run(duration: float) -> tuple[int, float, float]:
+        async def run(duration: float) -> tuple[int, float, float, float]:
             count = 0
             start = time.monotonic()
             cpu = cpu_seconds(pid)
@@ -114,12 +119,12 @@ async def measure(port: int, size: int, seconds: float, pid: int) -> tuple[float
             used = cpu_seconds(pid) - cpu
             for _ in range(WINDOW):
                 await ws.recv()
-            return count, elapsed, used
+            return count, start, elapsed, used
 
         await run(min(1.0, seconds))  # warm-up
-        count, elapsed, used = await run(seconds)
+        count, start, elapsed, used = await run(seconds)
     rate = count / elapsed
-    return rate, rate * size / 1e6, used / count * 1e6
+    return rate, rate * size / 1e6, used / count * 1e6, (start, start + elapsed)
 
 
 async def wait_for_port(port: int, timeout: float = 15) -> None:
@@ -154,7 +159,7 @@ def main() -> None:
         try:
             asyncio.run(wait_for_port(port))
             for size in SIZES:
-                rate, mbps, cpu = asyncio.run(measure(port, size, args.seconds, process.pid))
+                rate, mbps, cpu, _ = asyncio.run(measure(port, size, args.seconds, process.pid))
                 label = "1 KiB" if size == 1024 else "1 MiB"
                 print(f"{name:<10} {label:>8} {rate:>10.0f} {mbps:>8.1f} {cpu:>18.1f}")
         finally:

@@ -30,9 +30,13 @@ over ``ws_max_size`` (counted as it arrives, and inflated no further than
 that) closes the session with 1009; a protocol error with the code wsproto
 gives (1002, 1007).
 
-Writing. ``send()`` waits while the client does not read (the
-connection's ``send_data`` waits on the flow-control window or the
-socket). Keep-alive pings go out every ``ws_ping_interval`` seconds; a
+Writing. Every frame goes through a
+:class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` queues it,
+and a writer task writes each burst the application sent between two
+turns of the event loop as one write. ``send()`` waits while more than
+:data:`~hface.server._asgi_ws_writer.WRITE_BUFFER` bytes are queued and
+the client does not read (the connection's ``send_data`` waits on the
+flow-control window or the socket). Keep-alive pings go out every ``ws_ping_interval`` seconds; a
 client that does not answer one within ``ws_ping_timeout`` is closed with
 1011.
 
@@ -79,6 +83,7 @@ from ._asgi_ws_frames import (
     offered_extensions,
     websocket_scope,
 )
+from ._asgi_ws_writer import FrameWriter, frame_message
 
 logger = logging.getLogger("hface.server")
 access_logger = logging.getLogger("hface.server.access")
@@ -134,7 +139,8 @@ class WebSocketSession:
         self._queued_bytes = 0
         # Set when the queue or the phase changes; made only by a waiter.
         self._changed: anyio.Event | None = None
-        self._send_lock = anyio.Lock()
+        self._writer = FrameWriter(self._stream, self._lost)
+        self._plain = True  # no extension: frames are built without wsproto
         self._pong: anyio.Event | None = None
         self._close_code: int | None = None  # the code the application is told
         self._status = 0
@@ -307,12 +313,12 @@ class WebSocketSession:
             text = message.get("text")
             data = message.get("bytes")
             if text is not None:
-                event: TextMessage | BytesMessage = TextMessage(data=text)
+                payload: str | bytes = text
             elif data is not None:
-                event = BytesMessage(data=bytes(data))
+                payload = bytes(data)  # no copy of bytes; the application's bytearray copied
             else:
                 raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-            await self._send_event(event)
+            await self._send_event(payload)
         elif kind == "websocket.close":
             await self._close(message.get("code") or 1000, message.get("reason") or "", False)
         else:
@@ -349,6 +355,7 @@ class WebSocketSession:
         version = self._stream.connection.http_version
         settings.default_headers[version].add_to(headers, {name for name, _ in headers})
         self._ws = Connection(ConnectionType.SERVER, extensions)
+        self._plain = not extensions
         self._phase = _OPEN
         self._status = 101 if version == "1.1" else 200
         self._wake()
@@ -357,8 +364,10 @@ class WebSocketSession:
         except _SEND_ERRORS as error:
             self._lost()
             raise ClientDisconnected("the client has disconnected") from error
-        if settings.ws_ping_interval is not None and self._task_group is not None:
-            self._task_group.start_soon(self._keep_alive, settings.ws_ping_interval)
+        if self._task_group is not None:
+            self._writer.start(self._task_group)
+            if settings.ws_ping_interval is not None:
+                self._task_group.start_soon(self._keep_alive, settings.ws_ping_interval)
 
     async def _deny(self, status: int) -> None:
         """Refuse the handshake with an empty ``status`` response (403: a bare close)."""
@@ -372,16 +381,23 @@ class WebSocketSession:
             )
             await self._request.send({"type": "http.response.body", "body": b""})
 
-    async def _send_event(self, event: TextMessage | BytesMessage | Ping | Pong) -> None:
+    async def _send_event(self, event: str | bytes | Ping | Pong) -> None:
+        """Queue a message (text or bytes), a ping or a pong; wait while too much is queued."""
         ws = self._ws
         assert ws is not None
-        async with self._send_lock:
-            try:
-                data = ws.send(event)
-                await self._stream.send_data(data)
-            except _SEND_ERRORS as error:
-                self._lost()
-                raise ClientDisconnected("the client has disconnected") from error
+        try:
+            if isinstance(event, (str, bytes)):
+                chunks = frame_message(ws, event, self._plain)
+            else:
+                chunks = [ws.send(event)]
+        except WSLocalProtocolError as error:
+            self._lost()
+            raise ClientDisconnected("the client has disconnected") from error
+        writer = self._writer
+        writer.put(chunks)
+        await writer.wait_for_room()
+        if writer.ended:
+            raise ClientDisconnected("the client has disconnected")
 
     async def _close(self, code: int, reason: str, going_away: bool) -> None:
         """Send a close frame (once) and tell the application; the client's answer ends it."""
@@ -391,9 +407,7 @@ class WebSocketSession:
         remote_closing = ws.state is ConnectionState.REMOTE_CLOSING
         self._phase = _CLOSED if remote_closing else _CLOSING
         self._disconnect(code)
-        async with self._send_lock:
-            with contextlib.suppress(*_SEND_ERRORS):
-                await self._stream.send_data(ws.send(CloseConnection(code=code, reason=reason)))
+        self._writer.put([ws.send(CloseConnection(code=code, reason=reason))])
         if going_away:
             logger.debug("closed the WebSocket on stream %d: going away", self.stream_id)
         self._wake()
@@ -467,9 +481,7 @@ class WebSocketSession:
         if state is ConnectionState.REMOTE_CLOSING:
             # The client's close: echoed (RFC 6455 §5.5.1), then the application is told.
             self._disconnect(event.code)
-            async with self._send_lock:
-                with contextlib.suppress(*_SEND_ERRORS):
-                    await self._stream.send_data(ws.send(event.response()))
+            self._writer.put([ws.send(event.response())])
             self._phase = _CLOSED
         elif state is ConnectionState.CLOSED:
             self._phase = _CLOSED  # the answer to our close
@@ -510,6 +522,8 @@ class WebSocketSession:
         """End the stream: HTTP/2 and HTTP/3 end it, HTTP/1.1 closes the connection."""
         stream = self._stream
         connection = stream.connection
+        with anyio.move_on_after(_CLOSE_TIMEOUT):
+            await self._writer.flush()  # the close, and what the application sent before it
         with contextlib.suppress(TransportError, LocalProtocolError):
             if not connection.multiplexed:
                 if self._ws is not None:

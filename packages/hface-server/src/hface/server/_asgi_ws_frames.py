@@ -147,7 +147,7 @@ class MessageAssembler:
     def __init__(self, max_size: int | None) -> None:
         self._max_size = max_size
         self._text: list[str] = []
-        self._binary: list[bytes] = []
+        self._binary: list[bytes | bytearray] = []
         self._size = 0
 
     def add(self, event: TextMessage | BytesMessage) -> Message | CloseReason | None:
@@ -166,13 +166,15 @@ class MessageAssembler:
             text = "".join(self._text)
             self._text = []
             return {"type": "websocket.receive", "text": text}
+        # The pieces are wsproto's own (bytearrays it made for the event):
+        # kept as they are, and copied once, into the message.
         if not event.message_finished:
-            self._binary.append(bytes(event.data))
+            self._binary.append(event.data)
             return None
         self._size = 0
         if not self._binary:
             return {"type": "websocket.receive", "bytes": bytes(event.data)}
-        self._binary.append(bytes(event.data))
+        self._binary.append(event.data)
         data = b"".join(self._binary)
         self._binary = []
         return {"type": "websocket.receive", "bytes": data}

@@ -1,0 +1,229 @@
+"""What a WebSocket session of an ``ASGIServer`` sends: frames, written in bursts.
+
+Theory of operation. The session (:mod:`hface.server._asgi_websocket`)
+hands every frame it sends (the application's messages, pongs, keep-alive
+pings, the close) to a :class:`FrameWriter` as bytes. :meth:`FrameWriter.put`
+only queues them and wakes the writer task (:meth:`FrameWriter.run`), which
+writes everything queued by the time it runs as one ``send_data``: an
+application echoing a burst of messages sends each without a turn of the
+event loop, and the burst leaves in one write, not one per message.
+
+Backpressure. The bytes queued or being written count against
+:data:`WRITE_BUFFER`; above it, :meth:`FrameWriter.wait_for_room` waits
+until the writer has written them, and the writer's ``send_data`` waits
+while the client does not read (the flow-control window, or the socket).
+So a client that stops reading makes the application's ``send`` wait,
+with at most :data:`WRITE_BUFFER` bytes (plus the last message) held.
+
+Framing. :func:`frame_message` builds a whole data frame of an
+application's message itself when no extension applies: the server's
+frames are not masked, so a frame is a 2, 4 or 10-byte header and the
+payload, which is queued as it is (a large message is copied once, into
+the write, not as wsproto's ``send`` copies it). With ``permessage-deflate``
+negotiated, or once the WebSocket is no longer open, wsproto builds it (or
+raises its ``LocalProtocolError``).
+
+Failure and the end. A write that fails marks the writer failed, drops
+what is queued, and calls ``on_lost`` (the session's 1006). Before the
+stream ends, the session waits in :meth:`FrameWriter.flush` for the last
+frames (the close) to be written.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import anyio.abc
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import BytesMessage, TextMessage
+
+from hface.connections import HTTPStream
+from hface.errors import LocalProtocolError, TransportError
+
+#: Bytes queued or being written beyond which a sender waits for the writer.
+WRITE_BUFFER: Final = 64 * 1024
+#: The first header byte of a whole (FIN) text frame and of a binary one.
+_FIN_TEXT: Final = 0x81
+_FIN_BINARY: Final = 0x82
+#: The largest payload a one-byte length, and a two-byte one, describes (RFC 6455 §5.2).
+_SHORT: Final = 125
+_MEDIUM: Final = 0xFFFF
+_HEADER_2: Final = struct.Struct("!BB")
+_HEADER_4: Final = struct.Struct("!BBH")
+_HEADER_10: Final = struct.Struct("!BBQ")
+#: What a failed write raises.
+_WRITE_ERRORS: Final = (TransportError, LocalProtocolError)
+
+
+def frame_message(ws: Connection, data: str | bytes, plain: bool) -> list[bytes]:
+    """The bytes of a whole message's frame (text or binary): header and payload, or wsproto's.
+
+    :param plain: no extension was negotiated (the payload goes as it is).
+    :raises wsproto.utilities.LocalProtocolError: if the WebSocket is not open.
+    """
+    if not plain or ws.state is not ConnectionState.OPEN:
+        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        return [bytes(ws.send(event))]
+    if isinstance(data, str):
+        payload = data.encode()
+        first = _FIN_TEXT
+    else:
+        payload = data
+        first = _FIN_BINARY
+    length = len(payload)
+    if length <= _SHORT:
+        return [_HEADER_2.pack(first, length) + payload]
+    if length <= _MEDIUM:
+        header = _HEADER_4.pack(first, 126, length)
+    else:
+        header = _HEADER_10.pack(first, 127, length)
+    if length < WRITE_BUFFER:
+        return [header + payload]
+    return [header, payload]
+
+
+class WriterState(enum.Enum):
+    """Where a :class:`FrameWriter` is."""
+
+    #: Not started yet: bytes queue (the handshake's response is not sent yet).
+    PENDING = "pending"
+    #: The writer task runs.
+    RUNNING = "running"
+    #: A write failed, or the task ended: nothing more goes out.
+    ENDED = "ended"
+
+
+_PENDING: Final = WriterState.PENDING
+_RUNNING: Final = WriterState.RUNNING
+_ENDED: Final = WriterState.ENDED
+
+
+class FrameWriter:
+    """Writes a WebSocket's frames in bursts, with backpressure (see the module docstring).
+
+    :param stream: the stream the frames go on.
+    :param on_lost: called once, if a write fails.
+    """
+
+    __slots__ = (
+        "_in_flight",
+        "_on_lost",
+        "_progress",
+        "_queue",
+        "_queued",
+        "_ready",
+        "_state",
+        "_stream",
+    )
+
+    def __init__(self, stream: HTTPStream, on_lost: Callable[[], None]) -> None:
+        self._stream = stream
+        self._on_lost = on_lost
+        self._queue: list[bytes] = []
+        self._queued = 0  # bytes queued, and being written
+        self._in_flight = False
+        self._state = _PENDING
+        # Set when there is something to write; made only by the writer as it waits.
+        self._ready: anyio.Event | None = None
+        # Set when a write is done (or failed); made only by a waiter.
+        self._progress: anyio.Event | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether a write failed or the writer task ended: nothing more goes out."""
+        return self._state is _ENDED
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start the writer task in ``task_group``: what is queued goes out from now on."""
+        if self._state is _PENDING:
+            self._state = _RUNNING
+            task_group.start_soon(self._run)
+
+    def put(self, chunks: list[bytes]) -> None:
+        """Queue bytes for the writer (dropped once it has ended)."""
+        if self._state is _ENDED:
+            return
+        queue = self._queue
+        for chunk in chunks:
+            queue.append(chunk)
+            self._queued += len(chunk)
+        ready = self._ready
+        if ready is not None:
+            self._ready = None
+            ready.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait while more than :data:`WRITE_BUFFER` bytes are queued or being written."""
+        while self._queued > WRITE_BUFFER and self._state is not _ENDED:
+            await self._wait_for_progress()
+
+    async def flush(self) -> None:
+        """Wait until everything queued is written (or the writer ended, or never started)."""
+        while (self._queue or self._in_flight) and self._state is _RUNNING:
+            await self._wait_for_progress()
+
+    async def _wait_for_progress(self) -> None:
+        if self._progress is None:
+            self._progress = anyio.Event()
+        await self._progress.wait()
+
+    def _progressed(self) -> None:
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
+
+    async def _run(self) -> None:
+        """The writer task: write what is queued, in one ``send_data`` per burst."""
+        try:
+            await self._write_all()
+        finally:
+            self._state = _ENDED
+            self._queue = []
+            self._progressed()
+
+    async def _write_all(self) -> None:
+        stream = self._stream
+        while True:
+            queue = self._queue
+            if not queue:
+                self._ready = ready = anyio.Event()
+                await ready.wait()
+                continue
+            self._queue = []
+            self._in_flight = True
+            try:
+                for data in _bursts(queue):
+                    await stream.send_data(data)
+                    self._queued -= len(data)
+            except _WRITE_ERRORS:
+                self._state = _ENDED
+                self._queue = []
+                self._on_lost()
+                return
+            finally:
+                self._in_flight = False
+                self._progressed()
+
+
+def _bursts(queue: list[bytes]) -> list[bytes]:
+    """The writes of ``queue``: small pieces joined, a large payload on its own."""
+    if len(queue) == 1:
+        return queue
+    writes: list[bytes] = []
+    small: list[bytes] = []
+    for chunk in queue:
+        if len(chunk) < WRITE_BUFFER:
+            small.append(chunk)
+            continue
+        if small:
+            writes.append(b"".join(small))
+            small = []
+        writes.append(chunk)
+    if small:
+        writes.append(b"".join(small))
+    return writes
