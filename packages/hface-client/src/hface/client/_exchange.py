@@ -151,18 +151,22 @@ class Exchange:
     async def next_event(self, read_timeout: float | None, what: str = "response") -> Event:
         """The next event of this stream; raises TimeoutError after ``timeout`` seconds."""
         self._raise_upload_error()
-        timeout = read_timeout
-        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-            with anyio.CancelScope() as self._wait_scope:
-                return await self.stream.receive_event()
-            self._wait_scope = None
+        event = self.stream.receive_event_nowait()
+        if event is not None:
+            # Queued already (a body that came with its head): taken with no
+            # scope to enter, which costs more than the rest of the call.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return event
+        # One scope for both ends of the wait: the deadline, and the upload's
+        # failure (which cancels it: see _upload()).
+        deadline = math.inf if read_timeout is None else anyio.current_time() + read_timeout
+        with anyio.CancelScope(deadline=deadline) as self._wait_scope:
+            return await self.stream.receive_event()
         self._wait_scope = None
         self._raise_upload_error()
-        if scope.cancelled_caught:
-            raise TimeoutError(
-                f"timed out after {timeout} s waiting for the {what} of {self.origin}"
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise TimeoutError(
+            f"timed out after {read_timeout} s waiting for the {what} of {self.origin}"
+        )
 
     def next_event_nowait(self) -> Event | None:
         """The next event of this stream if it is queued already, else None."""

@@ -454,7 +454,8 @@ class StreamRouter(Generic[S]):
                 self.wake_room()
             if self.end_event is None:
                 self._protocol.acknowledge_received_data(stream.stream_id, unread)
-        if not self.streams:
+        if not self.streams and self.mode is RoutingMode.ACCEPTING:
+            # Only acceptors time idleness: a client's streams end unread by the clock.
             self.idle_since = anyio.current_time()
             if self._protocol.has_expired():
                 self.wake_acceptors()  # no stream left: the connection is done

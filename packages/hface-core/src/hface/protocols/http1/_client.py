@@ -24,7 +24,7 @@ from hface.protocols._lifecycle import LifecycleInput
 
 from ._base import PROTOCOL_ERROR, HTTP1Base
 from ._h11_parser import H11ResponseParser, ResponseHead
-from ._headers import OutgoingHeaders, keeps_alive, response_headers
+from ._headers import OutgoingHeaders, response_head, response_headers
 from ._states import Framing, Half, Input, Mode
 
 
@@ -195,18 +195,19 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
                 reason=TerminationReason.PEER_PROTOCOL_ERROR,
             )
             return None
-        headers = response_headers(head)
-        if isinstance(head, h11.Response):
-            self._remote = Half.OPEN
-            if not keeps_alive(head) and self._lifecycle.state is ConnectionState.OPEN:
-                # The server closes after this response (RFC 9112 §9.6).
-                self._lifecycle.handle(LifecycleInput.GOAWAY_RECEIVED)
-            if self._mode is Mode.CONNECT:
-                if 200 <= head.status_code < 300:
-                    self._events.append(HeadersReceived(stream_id=stream_id, headers=headers))
-                    self._enter_tunnel()
-                    return None
-                # Refused: no tunnel, and our side of the exchange is over.
-                self._mode = Mode.MESSAGE
-                self._local = Half.DONE
+        if not isinstance(head, h11.Response):
+            return response_headers(head)  # an interim response
+        headers, keep_alive = response_head(head)
+        self._remote = Half.OPEN
+        if not keep_alive and self._lifecycle.state is ConnectionState.OPEN:
+            # The server closes after this response (RFC 9112 §9.6).
+            self._lifecycle.handle(LifecycleInput.GOAWAY_RECEIVED)
+        if self._mode is Mode.CONNECT:
+            if 200 <= head.status_code < 300:
+                self._events.append(HeadersReceived(stream_id=stream_id, headers=headers))
+                self._enter_tunnel()
+                return None
+            # Refused: no tunnel, and our side of the exchange is over.
+            self._mode = Mode.MESSAGE
+            self._local = Half.DONE
         return headers

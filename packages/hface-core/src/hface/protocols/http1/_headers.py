@@ -264,6 +264,17 @@ def response_headers(event: h11.Response | h11.InformationalResponse) -> list[He
     return result
 
 
+def response_head(event: h11.Response) -> tuple[list[HeaderType], bool]:
+    """Return the header list of a final response, and :func:`keeps_alive` of it.
+
+    One pass over the fields for both, on every response a client receives.
+    """
+    result: list[HeaderType] = [(b":status", status_bytes(event.status_code))]
+    options = _copy_fields(event.headers, result)
+    keep_alive = event.http_version >= b"1.1" and not (options and _closes(options))
+    return result, keep_alive
+
+
 def trailer_headers(headers: Sequence[HeaderType]) -> list[HeaderType]:
     """Return the received trailer fields, connection-specific ones dropped."""
     result: list[HeaderType] = []
@@ -271,11 +282,22 @@ def trailer_headers(headers: Sequence[HeaderType]) -> list[HeaderType]:
     return result
 
 
-def _copy_fields(headers: Sequence[HeaderType], result: list[HeaderType]) -> None:
-    for name, value in headers:
-        if name in CONNECTION_SPECIFIC and not (name == b"te" and value.lower() == b"trailers"):
+def _copy_fields(headers: Sequence[HeaderType], result: list[HeaderType]) -> list[bytes]:
+    """Append the fields HTTP/2 allows to ``result``; return the ``Connection`` values."""
+    options: list[bytes] = []
+    # h11's Headers is a Sequence without __iter__: iterating it costs two
+    # calls a field (Sequence.__iter__, __getitem__); its list of
+    # (raw name, name, value) costs none.
+    full: list[tuple[bytes, bytes, bytes]] | None = getattr(headers, "_full_items", None)
+    for _, name, value in full if full is not None else [(n, n, v) for n, v in headers]:
+        if name in CONNECTION_SPECIFIC:
+            if name == b"connection":
+                options.append(value)
+            elif name == b"te" and value.lower() == b"trailers":
+                result.append((name, value))
             continue
         result.append((name, value))
+    return options
 
 
 class OutgoingHeaders:
