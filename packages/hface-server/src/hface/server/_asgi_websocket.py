@@ -81,6 +81,7 @@ from ._asgi_ws_frames import (
     MessageAssembler,
     negotiate_extensions,
     offered_extensions,
+    use_compiled_unmask,
     websocket_scope,
 )
 from ._asgi_ws_writer import FrameWriter, frame_message
@@ -354,6 +355,7 @@ class WebSocketSession:
                 headers.append((name, value))
         version = self._stream.connection.http_version
         settings.default_headers[version].add_to(headers, {name for name, _ in headers})
+        use_compiled_unmask()
         self._ws = Connection(ConnectionType.SERVER, extensions)
         self._plain = not extensions
         self._phase = _OPEN
