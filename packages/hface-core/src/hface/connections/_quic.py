@@ -8,6 +8,7 @@ whichever comes first; sending a datagram never waits for the peer.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +25,16 @@ from hface.protocols import HTTPOverQUICProtocol
 from ._connection import HTTPConnection
 from ._core import TRANSPORT_ERRORS, ended_error
 from ._options import ConnectionOptions
+
+
+class _Flush(enum.Enum):
+    """Whether a flush is about to build datagrams (see :meth:`HTTPOverQUICConnection._flush`)."""
+
+    #: Nobody is about to flush.
+    IDLE = "idle"
+    #: A flusher lets the tasks ready now run first; it sends what they produce too.
+    GATHERING = "gathering"
+
 
 #: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
 #: that lingers for acknowledgements (the protocol gives up sooner itself).
@@ -87,6 +98,12 @@ class HTTPOverQUICConnection(HTTPConnection):
         # say), and why that was, for people.
         self._socket_error: OSError | None = None
         self._socket_failure = ""
+        # One flusher at a time gathers the output of every task ready to
+        # run (see _flush()); the others wait for it, on this event.
+        self._flush_state = _Flush.IDLE
+        self._flushed: anyio.Event | None = None
+        # Once a send failed, every flush fails with it: the connection is gone.
+        self._flush_error: TransportError | None = None
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -198,6 +215,43 @@ class HTTPOverQUICConnection(HTTPConnection):
         await self._close_transport()
 
     async def _flush(self) -> None:
+        """Send what the protocol has, together with what the tasks ready now add.
+
+        Building datagrams costs far more than a turn of the event loop
+        (aioquic packs, encrypts and pads each), and the tasks of a server
+        answer their requests in the same turn: sent one by one, ten
+        responses make ten datagrams, where one flush after all of them
+        makes as few as their bytes fill. So the first flusher lets every
+        task ready to run go first (a checkpoint no cancellation cuts
+        short: it sends for the others too), and flushes that come
+        meanwhile wait for it and share its outcome, a
+        :exc:`~hface.errors.TransportError` included.
+        """
+        if self._flush_state is _Flush.GATHERING:
+            if self._flushed is None:
+                self._flushed = anyio.Event()
+            flushed = self._flushed
+            await flushed.wait()
+            if self._flush_error is not None:
+                raise self._flush_error
+            return
+        self._flush_state = _Flush.GATHERING
+        try:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            # The round is closed: later flushes gather a round of their own.
+            self._flush_state = _Flush.IDLE
+            waiting, self._flushed = self._flushed, None
+        try:
+            await self._send_datagrams()
+        except TransportError as error:
+            self._flush_error = error
+            raise
+        finally:
+            if waiting is not None:
+                waiting.set()
+
+    async def _send_datagrams(self) -> None:
         async with self._send_lock:
             protocol = self._quic_protocol
             datagrams = protocol.datagrams_to_send()
