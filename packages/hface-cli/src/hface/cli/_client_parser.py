@@ -375,6 +375,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
     )
+    group.add_argument(
+        "--qlog-dir",
+        metavar="DIR",
+        help="write a qlog file of each QUIC connection in DIR (default: $QLOGDIR, as curl)",
+    )
     group.add_argument("-E", "--cert", metavar="FILE", help="client certificate (PEM)")
     group.add_argument("--key", metavar="FILE", help="the key of --cert, if not in it")
     group.add_argument(

@@ -368,7 +368,13 @@ def _client(args: argparse.Namespace, protocol: ClientProtocol) -> Client:
         connect_to = [ConnectTo.parse(text) for text in args.connect_to]
     except ValueError as error:
         raise usage(f"invalid --connect-to {error}: expected HOST1:PORT1:HOST2:PORT2") from None
-    tls_config = ClientTLSConfig(insecure=args.insecure, certfile=args.cert, keyfile=args.key)
+    tls_config = ClientTLSConfig(
+        insecure=args.insecure,
+        certfile=args.cert,
+        keyfile=args.key,
+        # Wireshark's convention (curl, browsers): TCP and QUIC secrets alike.
+        keylog_filename=os.environ.get("SSLKEYLOGFILE") or None,
+    )
     try:
         client = Client(
             tls_config=tls_config,
@@ -388,6 +394,10 @@ def _client(args: argparse.Namespace, protocol: ClientProtocol) -> Client:
     for path in (args.cert, args.key):
         if path is not None and not Path(path).is_file():
             raise CommandError(f"cannot read {path}", 58)
+    qlog_dir = args.qlog_dir or os.environ.get("QLOGDIR") or None
+    if qlog_dir is not None and not Path(qlog_dir).is_dir():
+        raise CommandError(f"--qlog-dir: {qlog_dir} is not a directory", 26)
+    client.qlog_dir = qlog_dir
     client.networking = CurlNetworking(resolve=resolve, connect_to=connect_to)
     return client
 

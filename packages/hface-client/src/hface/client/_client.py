@@ -17,7 +17,7 @@ from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 
 from . import errors
-from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of
+from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of, authorize, digest_answer
 from ._conveniences import (
     FilesInput,
     ParamsInput,
@@ -153,6 +153,11 @@ class Client:
         #: The cookie jar of every session, if they should share one;
         #: ``None``: each session keeps its own (:attr:`ClientSession.cookies`).
         self.cookies: CookieJar | None = None
+        #: A directory to write a qlog file of each QUIC connection in (for
+        #: debugging; applied to the client's own HTTP/3 factory, as
+        #: ``qlog_dir`` of :class:`~hface.protocols.http3.HTTP3ClientFactory`).
+        #: TLS secrets go to :attr:`ClientTLSConfig.keylog_filename`.
+        self.qlog_dir: str | None = None
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -217,7 +222,7 @@ class ClientSession(RequestShortcuts):
             http2 = make_http2_factory(max_header_list_size=size)
         http3 = client.http3_factory
         if http3 is client._own_http3_factory:
-            http3 = make_http3_factory(max_field_section_size=size)
+            http3 = make_http3_factory(max_field_section_size=size, qlog_dir=client.qlog_dir)
         return http1, http2, http3
 
     async def _start_pools(self) -> None:
@@ -429,7 +434,7 @@ class ClientSession(RequestShortcuts):
         history: list[Response] = []
         while True:
             if isinstance(credentials, BasicAuth) and request.url.origin == first_origin:
-                _authorize(request, credentials.authorization)
+                authorize(request, credentials.authorization)
             if self._accept_encoding is not None:
                 _accept(request, self._accept_encoding)
             jar_cookie = add_cookies(self.cookies, request)
@@ -442,10 +447,10 @@ class ClientSession(RequestShortcuts):
             response.request = request
             take_cookies(self.cookies, request, response)
             if isinstance(credentials, DigestAuth) and request.url.origin == first_origin:
-                answer = _digest_answer(request, response, credentials)
+                answer = digest_answer(request, response, credentials)
                 if answer is not None:
                     await _discard(response, exchange)
-                    _authorize(request, answer)
+                    authorize(request, answer)
                     _drop(request, (b"cookie", jar_cookie))  # the jar's may have changed
                     continue
             try:
@@ -547,29 +552,6 @@ class ClientSession(RequestShortcuts):
         if b"user-agent" not in names:
             headers.append((b"user-agent", b"hface"))
         return headers
-
-
-def _authorize(request: Request, value: bytes) -> None:
-    """Add ``Authorization: value`` to ``request`` unless it has one."""
-    if all(name != b"authorization" for name, _ in request.headers):
-        request.headers.append((b"authorization", value))
-
-
-def _digest_answer(request: Request, response: Response, credentials: DigestAuth) -> bytes | None:
-    """The ``Authorization`` answering ``response``'s Digest challenge, if it is one to answer.
-
-    Once per request: not if it already carries credentials, nor if its
-    body cannot be sent again.
-    """
-    if response.status != 401 or not isinstance(request.content, bytes):
-        return None
-    if any(name == b"authorization" for name, _ in request.headers):
-        return None
-    values = [value for name, value in response.headers if name == b"www-authenticate"]
-    challenge = DigestAuth.parse_challenges(b", ".join(values).decode("latin-1")).get("digest")
-    if challenge is None:
-        return None
-    return credentials.authorization(challenge, method=request.method, uri=request.url.path)
 
 
 def _drop(request: Request, field: tuple[bytes, bytes | None]) -> None:

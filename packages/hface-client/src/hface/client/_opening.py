@@ -55,13 +55,17 @@ def make_http2_factory(*, max_header_list_size: int | None = None) -> HTTP2Clien
     )
 
 
-def make_http3_factory(*, max_field_section_size: int = 64 * 1024) -> HTTP3ClientFactory:
+def make_http3_factory(
+    *, max_field_section_size: int = 64 * 1024, qlog_dir: str | None = None
+) -> HTTP3ClientFactory:
     """The HTTP/3 factory clients use by default: the settings above, others as usual.
 
     :param max_field_section_size: the largest response header section accepted.
+    :param qlog_dir: write a qlog file of each connection there (for debugging).
     """
     return HTTP3ClientFactory(
         max_field_section_size=max_field_section_size,
+        qlog_dir=qlog_dir,
         stream_receive_window=CLIENT_STREAM_WINDOW,
         connection_receive_window=CLIENT_CONNECTION_WINDOW,
         qpack_max_table_capacity=CLIENT_HTTP3_QPACK_MAX_TABLE_CAPACITY,
