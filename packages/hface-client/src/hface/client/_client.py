@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar
 from types import TracebackType
@@ -23,7 +23,10 @@ from ._conveniences import (
     ParamsInput,
     Timeout,
     TimeoutInput,
+    accept_codings,
     build_request,
+    discard_response,
+    drop_field,
     redirect_request,
 )
 from ._cookies import add_cookies, take_cookies
@@ -35,6 +38,7 @@ from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
 from ._shortcuts import RequestShortcuts
+from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocket, open_websocket, websocket_url
 
 #: Seconds to wait for a connection (TCP, TLS or QUIC handshake) by default.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -48,8 +52,6 @@ DEFAULT_MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
 DEFAULT_MAX_DECOMPRESSION_RATIO: Final = 200.0
 #: Redirects followed in a row by default before :exc:`~.errors.TooManyRedirects`.
 DEFAULT_MAX_REDIRECTS: Final = 20
-#: Bytes of a redirect's body read (and dropped) to keep its connection; past it, reset.
-_REDIRECT_BODY_KEPT: Final = 64 * 1024
 
 
 class Client:
@@ -436,7 +438,7 @@ class ClientSession(RequestShortcuts):
             if isinstance(credentials, BasicAuth) and request.url.origin == first_origin:
                 authorize(request, credentials.authorization)
             if self._accept_encoding is not None:
-                _accept(request, self._accept_encoding)
+                accept_codings(request, self._accept_encoding)
             jar_cookie = add_cookies(self.cookies, request)
             with anyio.move_on_after(math.inf if total is None else total) as scope:
                 exchange, response = await self._start(request, limits)
@@ -449,9 +451,9 @@ class ClientSession(RequestShortcuts):
             if isinstance(credentials, DigestAuth) and request.url.origin == first_origin:
                 answer = digest_answer(request, response, credentials)
                 if answer is not None:
-                    await _discard(response, exchange)
+                    await discard_response(response, exchange)
                     authorize(request, answer)
-                    _drop(request, (b"cookie", jar_cookie))  # the jar's may have changed
+                    drop_field(request, (b"cookie", jar_cookie))  # the jar's may have changed
                     continue
             try:
                 next_request = redirect_request(request, response) if follow else None
@@ -469,7 +471,7 @@ class ClientSession(RequestShortcuts):
                         await response.aclose()
                         await exchange.aclose()
                 return
-            await _discard(response, exchange)
+            await discard_response(response, exchange)
             history.append(response)
             if len(history) > self._max_redirects:
                 raise errors.TooManyRedirects(
@@ -480,8 +482,42 @@ class ClientSession(RequestShortcuts):
             if isinstance(credentials, DigestAuth):  # a new challenge for the new target
                 kept = [field for field in next_request.headers if field[0] != b"authorization"]
                 next_request.headers = kept
-            _drop(next_request, (b"cookie", jar_cookie))  # the jar says anew for the new target
+            # The jar says anew for the new target.
+            drop_field(next_request, (b"cookie", jar_cookie))
             request = next_request
+
+    def websocket(
+        self,
+        url: URL | str,
+        *,
+        headers: HeadersInput | None = None,
+        subprotocols: Sequence[str] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> AbstractAsyncContextManager[WebSocket]:
+        """Open a WebSocket: ``async with session.websocket("wss://host/ws") as ws: ...``.
+
+        Over the session's HTTP version: HTTP/1.1's upgrade (RFC 6455), or an
+        extended CONNECT on HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220), which
+        the server must allow. The block's end closes it (code 1000).
+
+        :param url: ``ws://`` or ``wss://`` (``http(s)://`` too).
+        :param subprotocols: offered in ``Sec-WebSocket-Protocol``;
+            :attr:`WebSocket.subprotocol` says the server's choice.
+        :param max_message_size: the largest message received (bytes); past
+            it the WebSocket closes with 1009.
+        :raises hface.client.errors.WebSocketRejected: if the server refused.
+        :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
+        """
+        if self._pool is None or self._closed:
+            raise RuntimeError("enter the session first: async with client.session() as session")
+        return open_websocket(
+            self._pool,
+            websocket_url(url),
+            headers=headers,
+            subprotocols=tuple(subprotocols),
+            read_timeout=self._read_timeout,
+            max_message_size=max_message_size,
+        )
 
     def _decode(self, response: Response) -> None:
         """Make ``response``'s body undo its ``Content-Encoding`` as it streams."""
@@ -552,31 +588,3 @@ class ClientSession(RequestShortcuts):
         if b"user-agent" not in names:
             headers.append((b"user-agent", b"hface"))
         return headers
-
-
-def _drop(request: Request, field: tuple[bytes, bytes | None]) -> None:
-    """Remove ``field`` from ``request``'s headers, if there (nothing if its value is None)."""
-    if field[1] is not None:
-        request.headers = [old for old in request.headers if old != field]
-
-
-def _accept(request: Request, codings: bytes) -> None:
-    """Add ``Accept-Encoding`` to ``request`` unless it has one."""
-    if all(name != b"accept-encoding" for name, _ in request.headers):
-        request.headers.append((b"accept-encoding", codings))
-
-
-async def _discard(response: Response, exchange: Exchange) -> None:
-    """Read a little of a body nobody wants (a redirect's), then release the stream."""
-    try:
-        read = 0
-        async for chunk in response.aiter_bytes():
-            read += len(chunk)
-            if read > _REDIRECT_BODY_KEPT:
-                break
-    except errors.ClientError:
-        pass  # the redirect is all that counts
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-            await exchange.aclose()

@@ -33,7 +33,7 @@ class ClientTLSConfig:
     #: are appended in the NSS key log format, so that Wireshark can decrypt
     #: a capture (what ``SSLKEYLOGFILE`` names; ``hface client`` sets it from
     #: there). For debugging only: whoever reads the file reads the traffic.
-    #: Python's :mod:`ssl` also honours ``SSLKEYLOGFILE`` by itself on TCP.
+    #: Python's ``ssl`` module also honours ``SSLKEYLOGFILE`` by itself on TCP.
     keylog_filename: str | None = None
 
     def clone(self) -> ClientTLSConfig:
