@@ -6,7 +6,9 @@ transfers run, one after the other (each body written as it arrives) or,
 with ``-Z``, at once over one session, so that HTTP/2 and HTTP/3 carry
 them on one connection. Each transfer (:mod:`hface.cli._transfer`) follows
 redirects, retries and writes its output. ``-v`` writes every hface event
-to stderr as it happens (see :mod:`hface.cli._trace`).
+to stderr as it happens (see :mod:`hface.cli._trace`). A ``ws://`` or
+``wss://`` URL is a WebSocket between stdin and stdout instead
+(:mod:`hface.cli._websocket_command`).
 
 Errors are one line on stderr, ``hface: error: ...``, and the exit code
 says what went wrong, with curl's numbers (:data:`EXIT_CODES` and
@@ -34,6 +36,7 @@ from ._errors import exit_code as exit_code
 from ._output import Output, write_stdout
 from ._trace import Tracer
 from ._transfer import Transfer
+from ._websocket_command import is_websocket_url, run_websocket
 
 
 def run_client(args: argparse.Namespace) -> int:
@@ -48,6 +51,8 @@ def run_client(args: argparse.Namespace) -> int:
     # are dropped otherwise: the error line says what went wrong.
     root.addHandler(handler)
     try:
+        if any(is_websocket_url(text) for text in [*args.urls, *args.more_urls]):
+            return run_websocket(args, tracer)
         setup = prepare(args, tracer)
         code: int = anyio.run(_run, setup, backend=args.backend)
         return code

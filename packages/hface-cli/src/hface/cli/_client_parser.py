@@ -130,7 +130,12 @@ def add_client_parser(commands: Any) -> CommandParser:
         allow_abbrev=False,
     )
     parser.curl_errors = True
-    parser.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URL")
+    parser.add_argument(
+        "urls",
+        nargs="*",
+        metavar="URL",
+        help="http:// or https:// URL; or one ws:// or wss:// URL: a WebSocket on stdin/stdout",
+    )
     parser.add_argument(
         "--url", dest="more_urls", action="append", default=[], metavar="URL", help="one more URL"
     )

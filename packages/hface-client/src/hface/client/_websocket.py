@@ -120,6 +120,8 @@ class WebSocket:
         self.close_reason: str = ""
         self._parts: list[str | bytes] = []
         self._size = 0
+        # True while a task waits in receive() (close() then leaves the reading to it).
+        self._receiving = False
 
     @property
     def http_version(self) -> str:
@@ -175,14 +177,18 @@ class WebSocket:
         :raises hface.client.errors.WebSocketClosed: once the server closed
             (with its code and reason), or the connection ended (1006).
         """
-        while True:
-            for event in self._ws.events():
-                message = await self._on_event(event)
-                if message is not None:
-                    return message
-            if self.state is WebSocketState.CLOSED:
-                raise self._closed_error()
-            await self._read()
+        self._receiving = True
+        try:
+            while True:
+                for event in self._ws.events():
+                    message = await self._on_event(event)
+                    if message is not None:
+                        return message
+                if self.state is WebSocketState.CLOSED:
+                    raise self._closed_error()
+                await self._read()
+        finally:
+            self._receiving = False
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._iterate()
@@ -272,13 +278,19 @@ class WebSocket:
     # -- closing -------------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a Close and wait (up to 5 s) for the server's; messages until then are dropped."""
+        """Send a Close and wait (up to 5 s) for the server's; messages until then are dropped.
+
+        While another task waits in :meth:`receive`, only send the Close:
+        that task reads the rest, and ends with the server's Close.
+        """
         if self.state is WebSocketState.OPEN:
             self.state = WebSocketState.CLOSING
             try:
                 await self._write(CloseConnection(code=code, reason=reason))
             except errors.WebSocketClosed:
                 return
+        if self._receiving:
+            return
         with anyio.move_on_after(CLOSE_TIMEOUT):
             await self._close_for(None, "")
 
