@@ -12,6 +12,8 @@ Exceptions are in :mod:`hface.client.errors`; timeouts raise :exc:`TimeoutError`
 
 from hface.common import ClientTLSConfig as ClientTLSConfig
 
+from ._alt_svc import AltService as AltService
+from ._alt_svc import AltSvcCache as AltSvcCache
 from ._auth import BasicAuth as BasicAuth
 from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
@@ -32,6 +34,8 @@ from ._websocket import WebSocketState as WebSocketState
 
 __all__ = (
     "URL",
+    "AltService",
+    "AltSvcCache",
     "Client",
     "ClientProtocol",
     "ClientSession",

@@ -17,6 +17,7 @@ from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 
 from . import errors
+from ._alt_svc import AltSvcCache
 from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of, authorize, digest_answer
 from ._conveniences import (
     FilesInput,
@@ -160,6 +161,10 @@ class Client:
         #: ``qlog_dir`` of :class:`~hface.protocols.http3.HTTP3ClientFactory`).
         #: TLS secrets go to :attr:`ClientTLSConfig.keylog_filename`.
         self.qlog_dir: str | None = None
+        #: HTTP/3 discovery: with an :class:`AltSvcCache`, sessions speaking
+        #: :attr:`ClientProtocol.TCP` (without a proxy) keep the ``h3`` Alt-Svc
+        #: of servers and race QUIC against TCP to them; ``None``: no discovery.
+        self.alt_svc: AltSvcCache | None = None
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -192,6 +197,7 @@ class ClientSession(RequestShortcuts):
         #: The cookies :meth:`request` and its shortcuts send and keep
         #: (an ``http.cookiejar.CookieJar``), across the session's requests.
         self.cookies: CookieJar = CookieJar() if client.cookies is None else client.cookies
+        self._alt_svc = client.alt_svc if client.proxy_origin is None else None
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
@@ -256,6 +262,7 @@ class ClientSession(RequestShortcuts):
             networking=networking,
             connect_timeout=self._connect_timeout,
             max_idle_connections=client.max_idle_connections,
+            alt_svc=self._alt_svc,
         )
 
     async def __aexit__(
@@ -569,6 +576,9 @@ class ClientSession(RequestShortcuts):
             except BaseException:
                 await exchange.aclose()
                 raise
+            alt_svc, version = self._alt_svc, exchange.http_version
+            if alt_svc is not None and alt_svc.take(origin, response_headers, version):
+                self._pool.retire(origin)  # the next requests try the new alternative
             response = Response(
                 status=status, headers=response_headers, http_version=exchange.http_version
             )
