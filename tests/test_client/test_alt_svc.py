@@ -60,7 +60,7 @@ def test_curl_file_format() -> None:
     # curl's own line for it (lib/altsvc.c writes this format).
     assert 'h2 example.com 443 h3 alt.example.com 8443 "20270115 09:00:00" 0 0' in text
     loaded = AltSvcCache()
-    loaded.loads(text + "h2 a.example 443 h2 b.example 443 \"20270115 09:00:00\" 0 0\n", now=NOW)
+    loaded.loads(text + 'h2 a.example 443 h2 b.example 443 "20270115 09:00:00" 0 0\n', now=NOW)
     assert loaded.dumps(now=NOW) == text
     assert AltSvcCache().dumps(now=NOW).startswith("#")
     loaded.loads(text, now=NOW + 3600)  # expired: nothing more

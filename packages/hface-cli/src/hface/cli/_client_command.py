@@ -145,8 +145,15 @@ def _log_start(setup: Setup, job: Job) -> None:
 
 
 def _finish(setup: Setup) -> None:
-    """Write the cookie jar (``-c``) and close ``-D``'s file: the command's end."""
+    """Write the cookie jar (``-c``) and the Alt-Svc cache, close ``-D``'s file: the end."""
     plan = setup.plan
+    alt_svc = setup.client.alt_svc
+    if setup.alt_svc_file is not None and alt_svc is not None:
+        try:
+            alt_svc.save(setup.alt_svc_file)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise CommandError(f"cannot write {setup.alt_svc_file}: {reason}", 23) from None
     if plan.dump_header is not None:
         plan.dump_header.close()
     if setup.cookie_jar is not None and plan.cookies is not None:

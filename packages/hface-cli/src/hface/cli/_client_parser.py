@@ -381,6 +381,11 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
     )
     group.add_argument(
+        "--alt-svc",
+        metavar="FILE",
+        help="follow Alt-Svc to HTTP/3 (QUIC raced against TCP), cached in FILE as curl's",
+    )
+    group.add_argument(
         "--qlog-dir",
         metavar="DIR",
         help="write a qlog file of each QUIC connection in DIR (default: $QLOGDIR, as curl)",
