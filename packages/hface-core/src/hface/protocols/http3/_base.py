@@ -413,7 +413,7 @@ class HTTP3Base(HTTP3Protocol):
         )
         self._streams.clear()
         self._close_code = self._linger_deadline = None
-        logger = self._configuration.quic_logger
+        logger: object = self._configuration.quic_logger  # typed aioquic's; ours duck-types it
         if isinstance(logger, QlogFileLogger):
             logger.finish()  # see ._qlog: aioquic would write it too late
 

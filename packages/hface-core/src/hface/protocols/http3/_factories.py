@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Final, TextIO, TypeVar, cast
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.logger import QuicLogger
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory, ProtocolLimits
@@ -152,7 +153,12 @@ class _HTTP3Factory:
             max_stream_data=settings.stream_receive_window,
             max_datagram_size=settings.max_datagram_size,
             connection_id_length=settings.connection_id_length,
-            quic_logger=None if settings.qlog_dir is None else QlogFileLogger(settings.qlog_dir),
+            # Duck-typed: aioquic calls only start_trace() and end_trace().
+            quic_logger=(
+                None
+                if settings.qlog_dir is None
+                else cast(QuicLogger, QlogFileLogger(settings.qlog_dir))
+            ),
         )
 
 
