@@ -212,6 +212,8 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
     # -- responses -----------------------------------------------------------
 
     def _on_head(self, head: ResponseHead) -> list[HeaderType] | None:
+        if self._mode is Mode.UPGRADE and self._upgrade_answered(head):
+            return None
         stream_id = self._stream_id
         if stream_id is None:
             # h11 lets a server answer before any request (a 408, say):
@@ -223,8 +225,6 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             )
             return None
         headers = response_headers(head)
-        if self._mode is Mode.UPGRADE:
-            return self._on_upgrade_response(head, stream_id, headers)
         if isinstance(head, h11.Response):
             self._remote = Half.OPEN
             if not keeps_alive(head) and self._lifecycle.state is ConnectionState.OPEN:
@@ -240,39 +240,34 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
                 self._local = Half.DONE
         return headers
 
-    def _on_upgrade_response(
-        self, head: ResponseHead, stream_id: int, headers: list[HeaderType]
-    ) -> list[HeaderType] | None:
-        """Take the response to a WebSocket upgrade (see the module docstring)."""
+    def _upgrade_answered(self, head: ResponseHead) -> bool:
+        """Take a response to a WebSocket upgrade; False: it is an ordinary response.
+
+        See the module docstring: a 101 opens the tunnel (if it accepts our
+        key), a 2xx ends the connection; a refusal becomes an ordinary
+        response to the ``GET``, and an interim response stays one.
+        """
+        stream_id = self._stream_id
         key = self._websocket_key
+        assert stream_id is not None
         assert key is not None
-        if isinstance(head, h11.InformationalResponse) and head.status_code != 101:
-            return headers  # an interim response: the answer is still to come
+        status = head.status_code
+        if status != 101 and not 200 <= status < 300:
+            if isinstance(head, h11.Response):  # refused: our side of the exchange is over
+                self._websocket_key = None
+                self._mode = Mode.MESSAGE
+                self._local = Half.DONE
+            return False
         self._websocket_key = None
-        if head.status_code == 101:
+        if status == 101:
+            headers = response_headers(head)
             accepted = accepted_websocket_headers(key, head.headers, headers)
-            if accepted is None:
-                self._terminate(
-                    PROTOCOL_ERROR,
-                    "the server accepted the WebSocket upgrade without the right "
-                    "Sec-WebSocket-Accept",
-                    reason=TerminationReason.PEER_PROTOCOL_ERROR,
-                )
-                return None
-            self._events.append(HeadersReceived(stream_id=stream_id, headers=accepted))
-            self._enter_tunnel()
-            return None
-        if 200 <= head.status_code < 300:
-            self._terminate(
-                PROTOCOL_ERROR,
-                f"the server answered the WebSocket upgrade with {head.status_code}, not 101",
-                reason=TerminationReason.PEER_PROTOCOL_ERROR,
-            )
-            return None
-        # Refused: an ordinary response to the GET, and our side is over.
-        self._mode = Mode.MESSAGE
-        self._local = Half.DONE
-        self._remote = Half.OPEN
-        if not keeps_alive(head) and self._lifecycle.state is ConnectionState.OPEN:
-            self._lifecycle.handle(LifecycleInput.GOAWAY_RECEIVED)
-        return headers
+            if accepted is not None:
+                self._events.append(HeadersReceived(stream_id=stream_id, headers=accepted))
+                self._enter_tunnel()
+                return True
+            message = "the server accepted the WebSocket upgrade without the right key"
+        else:
+            message = f"the server answered the WebSocket upgrade with {status}, not 101"
+        self._terminate(PROTOCOL_ERROR, message, reason=TerminationReason.PEER_PROTOCOL_ERROR)
+        return True
