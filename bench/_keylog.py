@@ -6,8 +6,9 @@ Usage::
 
 aioquic writes a connection's secrets (NSS key log format, which
 Wireshark's ``tls.keylog_file`` reads) when its configuration has a
-``secrets_log_file``, but neither hypercorn nor hface (nor hface's
-client) offers an option for it. This runner sets it on every
+``secrets_log_file``, but hypercorn and hface's server offer no option
+for it (hface's client has ``ClientTLSConfig.keylog_filename`` and
+honours ``SSLKEYLOGFILE`` on the command line). This runner sets it on every
 ``QuicConnection`` made in the process, before the handshake installs any
 key, and then runs the program as ``python -m MODULE`` or ``python
 SCRIPT`` would. Used by bench/h3_wire.py, to decrypt a capture; nothing

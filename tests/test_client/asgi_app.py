@@ -2,6 +2,8 @@
 
 ``/`` answers ``hello``; ``/bytes/N`` answers N deterministic bytes (see
 :func:`pattern`); ``/echo`` answers the request body; ``/slow`` never answers.
+A WebSocket (:func:`websocket`) is accepted and echoed, except on
+``/deny`` (refused with 403) and ``/close-4000`` (closed at once).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path: str = scope["path"]
@@ -58,3 +63,26 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     headers.append((b"content-length", str(len(content)).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": content})
+
+
+async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Say ``version V`` (the HTTP version), then echo every message until the close."""
+    await receive()  # websocket.connect
+    path: str = scope["path"]
+    if path == "/deny":
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    subprotocol = "echo" if "echo" in scope.get("subprotocols", []) else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    if path == "/close-4000":
+        await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+        return
+    await send({"type": "websocket.send", "text": f"version {scope['http_version']}"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -25,6 +25,7 @@ from hface.events import (
     HeadersReceived,
 )
 from hface.protocols import HTTPOverTCPProtocol
+from hface.protocols.http1 import HTTP1ClientFactory
 from hface.protocols.http2 import HTTP2ServerFactory
 from tests.helpers.pairs import make_pair
 from tests.helpers.quic_pair import make_quic_pair
@@ -266,3 +267,69 @@ def test_http3_protocol_on_get_is_malformed() -> None:
     pair.client.submit_headers(stream_id, [(b":method", b"GET"), *EXTENDED_CONNECT[1:]])
     pair.transfer()
     assert not any(isinstance(event, HeadersReceived) for event in pair.server_events())
+
+
+# -- the client side of HTTP/1.1 ----------------------------------------------------
+
+
+def _client_upgrade() -> tuple[HTTPOverTCPProtocol, bytes]:
+    """An HTTP/1.1 client that sent EXTENDED_CONNECT; the key it chose."""
+    client = HTTP1ClientFactory()()
+    client.submit_headers(1, EXTENDED_CONNECT)
+    head = client.bytes_to_send()
+    request_line, *lines = head.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert request_line == b"GET /chat HTTP/1.1"
+    fields = {name.lower(): value.strip() for name, _, value in (x.partition(b":") for x in lines)}
+    assert fields[b"upgrade"] == b"websocket"
+    assert fields[b"connection"].lower() == b"upgrade"
+    assert fields[b"sec-websocket-version"] == b"13"
+    return client, fields[b"sec-websocket-key"]
+
+
+def _accept(key: bytes) -> bytes:
+    digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return base64.b64encode(digest)
+
+
+def test_http1_client_extended_connect_is_an_upgrade() -> None:
+    client, key = _client_upgrade()
+    client.bytes_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + _accept(key) + b"\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        b"\x81\x02hi"
+    )
+    assert drain(client) == [
+        HeadersReceived(
+            stream_id=1, headers=[(b":status", b"200"), (b"sec-websocket-protocol", b"chat")]
+        ),
+        DataReceived(stream_id=1, data=b"\x81\x02hi"),
+    ]
+    client.submit_data(1, b"frames")
+    assert client.bytes_to_send() == b"frames"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + ACCEPT + b"\r\n\r\n",  # not our key's
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",  # no switch
+    ],
+)
+def test_http1_client_upgrade_not_accepted_ends_the_connection(answer: bytes) -> None:
+    client, _key = _client_upgrade()
+    client.bytes_received(answer)
+    (event,) = drain(client)
+    assert isinstance(event, ConnectionTerminated)
+    assert event.message is not None
+    assert "WebSocket" in event.message
+
+
+def test_http1_client_upgrade_refused_is_an_ordinary_response() -> None:
+    client, _key = _client_upgrade()
+    client.bytes_received(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+    assert drain(client) == [
+        HeadersReceived(stream_id=1, headers=[(b":status", b"403"), (b"content-length", b"2")]),
+        DataReceived(stream_id=1, data=b"no", end_stream=True),
+    ]
+    assert client.is_available()

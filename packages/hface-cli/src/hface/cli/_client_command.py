@@ -6,7 +6,9 @@ transfers run, one after the other (each body written as it arrives) or,
 with ``-Z``, at once over one session, so that HTTP/2 and HTTP/3 carry
 them on one connection. Each transfer (:mod:`hface.cli._transfer`) follows
 redirects, retries and writes its output. ``-v`` writes every hface event
-to stderr as it happens (see :mod:`hface.cli._trace`).
+to stderr as it happens (see :mod:`hface.cli._trace`). A ``ws://`` or
+``wss://`` URL is a WebSocket between stdin and stdout instead
+(:mod:`hface.cli._websocket_command`).
 
 Errors are one line on stderr, ``hface: error: ...``, and the exit code
 says what went wrong, with curl's numbers (:data:`EXIT_CODES` and
@@ -34,6 +36,7 @@ from ._errors import exit_code as exit_code
 from ._output import Output, write_stdout
 from ._trace import Tracer
 from ._transfer import Transfer
+from ._websocket_command import is_websocket_url, run_websocket
 
 
 def run_client(args: argparse.Namespace) -> int:
@@ -48,6 +51,8 @@ def run_client(args: argparse.Namespace) -> int:
     # are dropped otherwise: the error line says what went wrong.
     root.addHandler(handler)
     try:
+        if any(is_websocket_url(text) for text in [*args.urls, *args.more_urls]):
+            return run_websocket(args, tracer)
         setup = prepare(args, tracer)
         code: int = anyio.run(_run, setup, backend=args.backend)
         return code
@@ -140,8 +145,15 @@ def _log_start(setup: Setup, job: Job) -> None:
 
 
 def _finish(setup: Setup) -> None:
-    """Write the cookie jar (``-c``) and close ``-D``'s file: the command's end."""
+    """Write the cookie jar (``-c``) and the Alt-Svc cache, close ``-D``'s file: the end."""
     plan = setup.plan
+    alt_svc = setup.client.alt_svc
+    if setup.alt_svc_file is not None and alt_svc is not None:
+        try:
+            alt_svc.save(setup.alt_svc_file)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise CommandError(f"cannot write {setup.alt_svc_file}: {reason}", 23) from None
     if plan.dump_header is not None:
         plan.dump_header.close()
     if setup.cookie_jar is not None and plan.cookies is not None:

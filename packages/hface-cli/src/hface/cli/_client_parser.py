@@ -130,7 +130,12 @@ def add_client_parser(commands: Any) -> CommandParser:
         allow_abbrev=False,
     )
     parser.curl_errors = True
-    parser.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URL")
+    parser.add_argument(
+        "urls",
+        nargs="*",
+        metavar="URL",
+        help="http:// or https:// URL; or one ws:// or wss:// URL: a WebSocket on stdin/stdout",
+    )
     parser.add_argument(
         "--url", dest="more_urls", action="append", default=[], metavar="URL", help="one more URL"
     )
@@ -374,6 +379,16 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     group.add_argument(
         "-k", "--insecure", action="store_true", help="do not verify the server's certificate"
+    )
+    group.add_argument(
+        "--alt-svc",
+        metavar="FILE",
+        help="follow Alt-Svc to HTTP/3 (QUIC raced against TCP), cached in FILE as curl's",
+    )
+    group.add_argument(
+        "--qlog-dir",
+        metavar="DIR",
+        help="write a qlog file of each QUIC connection in DIR (default: $QLOGDIR, as curl)",
     )
     group.add_argument("-E", "--cert", metavar="FILE", help="client certificate (PEM)")
     group.add_argument("--key", metavar="FILE", help="the key of --cert, if not in it")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from hface.client import URL, Client, ClientProtocol, ClientTLSConfig, Request
+from hface.client import URL, AltSvcCache, Client, ClientProtocol, ClientTLSConfig, Request
 from hface.common import HeaderType
 
 from ._client_networking import ConnectTo, CurlNetworking, HandshakeTimes, Resolve
@@ -68,6 +68,8 @@ class Setup:
     #: Whether ``-o`` files get a progress bar.
     progress: bool
     tracer: Tracer | None
+    #: ``--alt-svc FILE``: where the Alt-Svc cache is saved at the end.
+    alt_svc_file: str | None = None
 
 
 def usage(message: str) -> CommandError:
@@ -161,6 +163,7 @@ def prepare(args: argparse.Namespace, tracer: Tracer | None) -> Setup:
         create_dirs=args.create_dirs,
         progress=not args.verbose and not args.silent and sys.stderr.isatty(),
         tracer=tracer,
+        alt_svc_file=args.alt_svc or None,
     )
 
 
@@ -368,7 +371,13 @@ def _client(args: argparse.Namespace, protocol: ClientProtocol) -> Client:
         connect_to = [ConnectTo.parse(text) for text in args.connect_to]
     except ValueError as error:
         raise usage(f"invalid --connect-to {error}: expected HOST1:PORT1:HOST2:PORT2") from None
-    tls_config = ClientTLSConfig(insecure=args.insecure, certfile=args.cert, keyfile=args.key)
+    tls_config = ClientTLSConfig(
+        insecure=args.insecure,
+        certfile=args.cert,
+        keyfile=args.key,
+        # Wireshark's convention (curl, browsers): TCP and QUIC secrets alike.
+        keylog_filename=os.environ.get("SSLKEYLOGFILE") or None,
+    )
     try:
         client = Client(
             tls_config=tls_config,
@@ -388,6 +397,17 @@ def _client(args: argparse.Namespace, protocol: ClientProtocol) -> Client:
     for path in (args.cert, args.key):
         if path is not None and not Path(path).is_file():
             raise CommandError(f"cannot read {path}", 58)
+    qlog_dir = args.qlog_dir or os.environ.get("QLOGDIR") or None
+    if qlog_dir is not None and not Path(qlog_dir).is_dir():
+        raise CommandError(f"--qlog-dir: {qlog_dir} is not a directory", 26)
+    client.qlog_dir = qlog_dir
+    if args.alt_svc is not None:
+        if args.proxy:
+            raise usage("--alt-svc does not apply through a proxy (-x)")
+        try:  # curl's --alt-svc: "" is a cache in memory; a file missing is an empty one
+            client.alt_svc = AltSvcCache.load(args.alt_svc) if args.alt_svc else AltSvcCache()
+        except OSError as error:
+            raise CommandError(f"cannot read {args.alt_svc}: {error.strerror}", 26) from None
     client.networking = CurlNetworking(resolve=resolve, connect_to=connect_to)
     return client
 

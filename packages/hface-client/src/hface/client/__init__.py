@@ -5,12 +5,15 @@ Make a :class:`Client`, enter :meth:`Client.session`, and call
 query parameters, JSON and form bodies, redirects, Basic authentication,
 per-request timeouts), :meth:`ClientSession.dispatch` with a
 :class:`Request` (the request as it is), or :meth:`ClientSession.stream`
-for large bodies. :class:`ProxyClient` opens raw TCP tunnels through an HTTP proxy.
+for large bodies, :meth:`ClientSession.websocket` for a :class:`WebSocket`.
+:class:`ProxyClient` opens raw TCP tunnels through an HTTP proxy.
 Exceptions are in :mod:`hface.client.errors`; timeouts raise :exc:`TimeoutError`.
 """
 
 from hface.common import ClientTLSConfig as ClientTLSConfig
 
+from ._alt_svc import AltService as AltService
+from ._alt_svc import AltSvcCache as AltSvcCache
 from ._auth import BasicAuth as BasicAuth
 from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
@@ -26,9 +29,13 @@ from ._models import Request as Request
 from ._models import Response as Response
 from ._proxy import ProxyClient as ProxyClient
 from ._proxy import ProxyClientSession as ProxyClientSession
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketState as WebSocketState
 
 __all__ = (
     "URL",
+    "AltService",
+    "AltSvcCache",
     "Client",
     "ClientProtocol",
     "ClientSession",
@@ -43,5 +50,7 @@ __all__ = (
     "Request",
     "Response",
     "Timeout",
+    "WebSocket",
+    "WebSocketState",
     "accept_encoding",
 )

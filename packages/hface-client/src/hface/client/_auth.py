@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from ._models import Request, Response
+
 #: Digest algorithms and their hash functions (RFC 7616 §3.2).
 _HASHES: Final[dict[str, Callable[[bytes], str]]] = {
     "MD5": lambda data: hashlib.md5(data).hexdigest(),
@@ -185,3 +187,26 @@ def _digest(
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def authorize(request: Request, value: bytes) -> None:
+    """Add ``Authorization: value`` to ``request`` unless it has one."""
+    if all(name != b"authorization" for name, _ in request.headers):
+        request.headers.append((b"authorization", value))
+
+
+def digest_answer(request: Request, response: Response, credentials: DigestAuth) -> bytes | None:
+    """The ``Authorization`` answering ``response``'s Digest challenge, if it is one to answer.
+
+    Once per request: not if it already carries credentials, nor if its
+    body cannot be sent again.
+    """
+    if response.status != 401 or not isinstance(request.content, bytes):
+        return None
+    if any(name == b"authorization" for name, _ in request.headers):
+        return None
+    values = [value for name, value in response.headers if name == b"www-authenticate"]
+    challenge = DigestAuth.parse_challenges(b", ".join(values).decode("latin-1")).get("digest")
+    if challenge is None:
+        return None
+    return credentials.authorization(challenge, method=request.method, uri=request.url.path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar
 from types import TracebackType
@@ -17,13 +17,17 @@ from hface.protocols import HTTPOverQUICClientFactory, HTTPOverTCPFactory
 from hface.protocols.http1 import HTTP1ClientFactory
 
 from . import errors
-from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of
+from ._alt_svc import AltSvcCache
+from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of, authorize, digest_answer
 from ._conveniences import (
     FilesInput,
     ParamsInput,
     Timeout,
     TimeoutInput,
+    accept_codings,
     build_request,
+    discard_response,
+    drop_field,
     redirect_request,
 )
 from ._cookies import add_cookies, take_cookies
@@ -35,6 +39,7 @@ from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
 from ._shortcuts import RequestShortcuts
+from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocket, open_websocket, websocket_url
 
 #: Seconds to wait for a connection (TCP, TLS or QUIC handshake) by default.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -48,8 +53,6 @@ DEFAULT_MAX_RESPONSE_HEADER_SIZE: Final = 64 * 1024
 DEFAULT_MAX_DECOMPRESSION_RATIO: Final = 200.0
 #: Redirects followed in a row by default before :exc:`~.errors.TooManyRedirects`.
 DEFAULT_MAX_REDIRECTS: Final = 20
-#: Bytes of a redirect's body read (and dropped) to keep its connection; past it, reset.
-_REDIRECT_BODY_KEPT: Final = 64 * 1024
 
 
 class Client:
@@ -153,6 +156,15 @@ class Client:
         #: The cookie jar of every session, if they should share one;
         #: ``None``: each session keeps its own (:attr:`ClientSession.cookies`).
         self.cookies: CookieJar | None = None
+        #: A directory to write a qlog file of each QUIC connection in (for
+        #: debugging; applied to the client's own HTTP/3 factory, as
+        #: ``qlog_dir`` of :class:`~hface.protocols.http3.HTTP3ClientFactory`).
+        #: TLS secrets go to :attr:`ClientTLSConfig.keylog_filename`.
+        self.qlog_dir: str | None = None
+        #: HTTP/3 discovery: with an :class:`AltSvcCache`, sessions speaking
+        #: :attr:`ClientProtocol.TCP` (without a proxy) keep the ``h3`` Alt-Svc
+        #: of servers and race QUIC against TCP to them; ``None``: no discovery.
+        self.alt_svc: AltSvcCache | None = None
         self._own_factories = (self.http1_factory, self.http2_factory)
         self._own_http3_factory = self.http3_factory
 
@@ -185,6 +197,7 @@ class ClientSession(RequestShortcuts):
         #: The cookies :meth:`request` and its shortcuts send and keep
         #: (an ``http.cookiejar.CookieJar``), across the session's requests.
         self.cookies: CookieJar = CookieJar() if client.cookies is None else client.cookies
+        self._alt_svc = client.alt_svc if client.proxy_origin is None else None
         self._pool: ConnectionPool | None = None
         self._proxy_session: ProxyClientSession | None = None
         self._closed = False
@@ -217,7 +230,7 @@ class ClientSession(RequestShortcuts):
             http2 = make_http2_factory(max_header_list_size=size)
         http3 = client.http3_factory
         if http3 is client._own_http3_factory:
-            http3 = make_http3_factory(max_field_section_size=size)
+            http3 = make_http3_factory(max_field_section_size=size, qlog_dir=client.qlog_dir)
         return http1, http2, http3
 
     async def _start_pools(self) -> None:
@@ -249,6 +262,7 @@ class ClientSession(RequestShortcuts):
             networking=networking,
             connect_timeout=self._connect_timeout,
             max_idle_connections=client.max_idle_connections,
+            alt_svc=self._alt_svc,
         )
 
     async def __aexit__(
@@ -429,9 +443,9 @@ class ClientSession(RequestShortcuts):
         history: list[Response] = []
         while True:
             if isinstance(credentials, BasicAuth) and request.url.origin == first_origin:
-                _authorize(request, credentials.authorization)
+                authorize(request, credentials.authorization)
             if self._accept_encoding is not None:
-                _accept(request, self._accept_encoding)
+                accept_codings(request, self._accept_encoding)
             jar_cookie = add_cookies(self.cookies, request)
             with anyio.move_on_after(math.inf if total is None else total) as scope:
                 exchange, response = await self._start(request, limits)
@@ -442,11 +456,11 @@ class ClientSession(RequestShortcuts):
             response.request = request
             take_cookies(self.cookies, request, response)
             if isinstance(credentials, DigestAuth) and request.url.origin == first_origin:
-                answer = _digest_answer(request, response, credentials)
+                answer = digest_answer(request, response, credentials)
                 if answer is not None:
-                    await _discard(response, exchange)
-                    _authorize(request, answer)
-                    _drop(request, (b"cookie", jar_cookie))  # the jar's may have changed
+                    await discard_response(response, exchange)
+                    authorize(request, answer)
+                    drop_field(request, (b"cookie", jar_cookie))  # the jar's may have changed
                     continue
             try:
                 next_request = redirect_request(request, response) if follow else None
@@ -464,7 +478,7 @@ class ClientSession(RequestShortcuts):
                         await response.aclose()
                         await exchange.aclose()
                 return
-            await _discard(response, exchange)
+            await discard_response(response, exchange)
             history.append(response)
             if len(history) > self._max_redirects:
                 raise errors.TooManyRedirects(
@@ -475,8 +489,42 @@ class ClientSession(RequestShortcuts):
             if isinstance(credentials, DigestAuth):  # a new challenge for the new target
                 kept = [field for field in next_request.headers if field[0] != b"authorization"]
                 next_request.headers = kept
-            _drop(next_request, (b"cookie", jar_cookie))  # the jar says anew for the new target
+            # The jar says anew for the new target.
+            drop_field(next_request, (b"cookie", jar_cookie))
             request = next_request
+
+    def websocket(
+        self,
+        url: URL | str,
+        *,
+        headers: HeadersInput | None = None,
+        subprotocols: Sequence[str] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> AbstractAsyncContextManager[WebSocket]:
+        """Open a WebSocket: ``async with session.websocket("wss://host/ws") as ws: ...``.
+
+        Over the session's HTTP version: HTTP/1.1's upgrade (RFC 6455), or an
+        extended CONNECT on HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220), which
+        the server must allow. The block's end closes it (code 1000).
+
+        :param url: ``ws://`` or ``wss://`` (``http(s)://`` too).
+        :param subprotocols: offered in ``Sec-WebSocket-Protocol``;
+            :attr:`WebSocket.subprotocol` says the server's choice.
+        :param max_message_size: the largest message received (bytes); past
+            it the WebSocket closes with 1009.
+        :raises hface.client.errors.WebSocketRejected: if the server refused.
+        :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
+        """
+        if self._pool is None or self._closed:
+            raise RuntimeError("enter the session first: async with client.session() as session")
+        return open_websocket(
+            self._pool,
+            websocket_url(url),
+            headers=headers,
+            subprotocols=tuple(subprotocols),
+            read_timeout=self._read_timeout,
+            max_message_size=max_message_size,
+        )
 
     def _decode(self, response: Response) -> None:
         """Make ``response``'s body undo its ``Content-Encoding`` as it streams."""
@@ -528,6 +576,9 @@ class ClientSession(RequestShortcuts):
             except BaseException:
                 await exchange.aclose()
                 raise
+            alt_svc, version = self._alt_svc, exchange.http_version
+            if alt_svc is not None and alt_svc.take(origin, response_headers, version):
+                self._pool.retire(origin)  # the next requests try the new alternative
             response = Response(
                 status=status, headers=response_headers, http_version=exchange.http_version
             )
@@ -547,54 +598,3 @@ class ClientSession(RequestShortcuts):
         if b"user-agent" not in names:
             headers.append((b"user-agent", b"hface"))
         return headers
-
-
-def _authorize(request: Request, value: bytes) -> None:
-    """Add ``Authorization: value`` to ``request`` unless it has one."""
-    if all(name != b"authorization" for name, _ in request.headers):
-        request.headers.append((b"authorization", value))
-
-
-def _digest_answer(request: Request, response: Response, credentials: DigestAuth) -> bytes | None:
-    """The ``Authorization`` answering ``response``'s Digest challenge, if it is one to answer.
-
-    Once per request: not if it already carries credentials, nor if its
-    body cannot be sent again.
-    """
-    if response.status != 401 or not isinstance(request.content, bytes):
-        return None
-    if any(name == b"authorization" for name, _ in request.headers):
-        return None
-    values = [value for name, value in response.headers if name == b"www-authenticate"]
-    challenge = DigestAuth.parse_challenges(b", ".join(values).decode("latin-1")).get("digest")
-    if challenge is None:
-        return None
-    return credentials.authorization(challenge, method=request.method, uri=request.url.path)
-
-
-def _drop(request: Request, field: tuple[bytes, bytes | None]) -> None:
-    """Remove ``field`` from ``request``'s headers, if there (nothing if its value is None)."""
-    if field[1] is not None:
-        request.headers = [old for old in request.headers if old != field]
-
-
-def _accept(request: Request, codings: bytes) -> None:
-    """Add ``Accept-Encoding`` to ``request`` unless it has one."""
-    if all(name != b"accept-encoding" for name, _ in request.headers):
-        request.headers.append((b"accept-encoding", codings))
-
-
-async def _discard(response: Response, exchange: Exchange) -> None:
-    """Read a little of a body nobody wants (a redirect's), then release the stream."""
-    try:
-        read = 0
-        async for chunk in response.aiter_bytes():
-            read += len(chunk)
-            if read > _REDIRECT_BODY_KEPT:
-                break
-    except errors.ClientError:
-        pass  # the redirect is all that counts
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-            await exchange.aclose()

@@ -29,11 +29,18 @@ import json as json_module
 import secrets
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 from urllib.parse import urlencode, urljoin
 
+import anyio
+
+from . import errors
+from ._exchange import Exchange
 from ._headers import HeadersInput, header_pairs
 from ._models import URL, Request, Response
+
+#: Bytes of a redirect's body read (and dropped) to keep its connection; past it, reset.
+_REDIRECT_BODY_KEPT: Final = 64 * 1024
 
 #: Query parameters: a mapping (a value may be a list of values) or pairs.
 ParamsInput: TypeAlias = (
@@ -207,3 +214,31 @@ def redirect_request(request: Request, response: Response) -> Request | None:
     if target.origin != request.url.origin:
         headers = [(name, value) for name, value in headers if name not in _CREDENTIAL_FIELDS]
     return Request(method, target, headers=headers, content=content)
+
+
+def drop_field(request: Request, field: tuple[bytes, bytes | None]) -> None:
+    """Remove ``field`` from ``request``'s headers, if there (nothing if its value is None)."""
+    if field[1] is not None:
+        request.headers = [old for old in request.headers if old != field]
+
+
+def accept_codings(request: Request, codings: bytes) -> None:
+    """Add ``Accept-Encoding`` to ``request`` unless it has one."""
+    if all(name != b"accept-encoding" for name, _ in request.headers):
+        request.headers.append((b"accept-encoding", codings))
+
+
+async def discard_response(response: Response, exchange: Exchange) -> None:
+    """Read a little of a body nobody wants (a redirect's), then release the stream."""
+    try:
+        read = 0
+        async for chunk in response.aiter_bytes():
+            read += len(chunk)
+            if read > _REDIRECT_BODY_KEPT:
+                break
+    except errors.ClientError:
+        pass  # the redirect is all that counts
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+            await exchange.aclose()

@@ -8,7 +8,12 @@ connections carry one exchange at a time and stay open between exchanges
 
 Openings to one origin are serialised by a lock, so a burst of requests to
 a new HTTP/2 or HTTP/3 origin shares the first connection instead of each
-opening its own.
+opening its own. A *planner* may give an origin several ways to open a
+connection (:class:`Attempt`: HTTP/3 at an Alt-Svc alternative, then
+TCP): they race, each started after its delay or at once when the one
+before failed, and the first connection opened wins (:mod:`._racing`).
+:meth:`ConnectionPool.retire` sends an origin's next exchanges to a new
+connection (one the planner may open otherwise).
 
 The pool owns a task group (entered by :meth:`ConnectionPool.start`, left by
 :meth:`ConnectionPool.aclose`) holding the owner task of each connection
@@ -19,24 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import anyio.abc
 from anyio.abc import TaskGroup
 
 from hface.common import HeadersType
-from hface.connections import HTTPConnection, HTTPStream
+from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError, TransportErrorKind
 
 from . import errors
 from ._connection import PooledConnection
 from ._exchange import Exchange
 from ._models import Origin
-
-#: Opens (but does not start) a connection to an origin.
-Opener = Callable[[Origin], Coroutine[Any, Any, HTTPConnection]]
+from ._racing import Attempt as Attempt
+from ._racing import Opener as Opener
+from ._racing import Planner as Planner
+from ._racing import race
 
 #: QUIC CRYPTO_ERROR codes (RFC 9001 §4.8: 0x100 + TLS alert) of certificate
 #: alerts (RFC 8446 §6.2): bad_certificate, unsupported_certificate,
@@ -102,8 +107,10 @@ class ConnectionPool:
         connect_timeout: float | None,
         max_idle_connections: int,
         what: str = "origin",
+        planner: Planner | None = None,
     ) -> None:
         self._opener = opener
+        self._planner = planner
         #: How errors name the servers: ``"origin"`` (by URL alone) or ``"proxy"``.
         self.what = what
         self._task_group: TaskGroup | None = None
@@ -219,9 +226,10 @@ class ConnectionPool:
             named = f"{named} ({purpose})"
         timeout = self.connect_timeout
         timed_out = f"timed out after {timeout} s connecting to {named}"
-        try:
+
+        async def start(opener: Opener) -> PooledConnection:
             with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                connection = await self._opener(origin)
+                connection = await opener(origin)
             if scope.cancelled_caught:
                 raise TimeoutError(timed_out)
             pooled = PooledConnection(
@@ -231,6 +239,14 @@ class ConnectionPool:
                 await self.task_group.start(self._run_connection, pooled)
             except TimeoutError as exc:  # the owner's deadline: the rest of connect_timeout
                 raise TimeoutError(timed_out) from exc
+            return pooled
+
+        attempts = () if self._planner is None else self._planner(origin)
+        try:
+            if len(attempts) > 1:
+                pooled = await race(attempts, start)
+            else:
+                pooled = await start(attempts[0].opener if attempts else self._opener)
         except (errors.ClientError, TimeoutError):
             # Ours, or one from below that names its server (a proxy's).
             raise
@@ -260,6 +276,16 @@ class ConnectionPool:
         ]
         if len(idle) > self.max_idle_connections:
             pooled.close()
+
+    def retire(self, origin: Origin) -> None:
+        """Start no new exchange on the connections open to ``origin`` now.
+
+        The exchanges in flight go on; each connection closes once idle.
+        """
+        for pooled in list(self._connections.get(origin, [])):
+            pooled.retired = True
+            if pooled.active == 0:
+                pooled.close()
 
     def _forget(self, pooled: PooledConnection) -> None:
         connections = self._connections.get(pooled.origin)

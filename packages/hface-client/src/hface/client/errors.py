@@ -12,7 +12,9 @@
           ├── ProxyError                (the proxy refused the CONNECT tunnel)
           ├── HTTPStatusError           (raise_for_status(): a 4xx or 5xx response)
           ├── DecodingError             (a Content-Encoding not undone, or a bomb)
-          └── TooManyRedirects          (more redirects than allowed)
+          ├── TooManyRedirects          (more redirects than allowed)
+          ├── WebSocketRejected         (the server refused a WebSocket)
+          └── WebSocketClosed           (a WebSocket was closed, or ended)
 
 Timeouts are the builtin :exc:`TimeoutError` (from anyio cancel scopes), with
 a message naming the origin and the phase (connect, read, whole request).
@@ -159,6 +161,39 @@ class TooManyRedirects(ClientError):
         self.response: Any = response
 
 
+class WebSocketRejected(ClientError):
+    """The server answered a WebSocket's opening handshake with another status.
+
+    (On HTTP/1.1 anything but ``101``, on HTTP/2 and HTTP/3 anything but ``200``.)
+
+    :param status: the status code.
+    :param body: the first 64 KiB of the response's body.
+    """
+
+    def __init__(self, message: str, *, origin: str, status: int, body: bytes) -> None:
+        super().__init__(message, origin=origin)
+        #: The status code the server answered with.
+        self.status = status
+        #: The start of the response's body.
+        self.body = body
+
+
+class WebSocketClosed(ClientError):
+    """A WebSocket is closed: by the server, by us, or by the end of its connection.
+
+    :param code: the close code (RFC 6455 §7.4): the server's, or 1006 if
+        the connection ended without a Close.
+    :param reason: the close reason the server gave, or what happened.
+    """
+
+    def __init__(self, message: str, *, origin: str, code: int, reason: str) -> None:
+        super().__init__(message, origin=origin)
+        #: The close code.
+        self.code = code
+        #: The close reason.
+        self.reason = reason
+
+
 __all__ = (
     "ClientError",
     "ConnectError",
@@ -170,4 +205,6 @@ __all__ = (
     "StreamResetError",
     "TLSVerificationError",
     "TooManyRedirects",
+    "WebSocketClosed",
+    "WebSocketRejected",
 )

@@ -29,6 +29,13 @@ class ClientTLSConfig:
     #: The key of :attr:`certfile`; ``None`` if the key is inside ``certfile``.
     keyfile: str | None = None
 
+    #: A file to which the TLS secrets of every connection (TCP and QUIC)
+    #: are appended in the NSS key log format, so that Wireshark can decrypt
+    #: a capture (what ``SSLKEYLOGFILE`` names; ``hface client`` sets it from
+    #: there). For debugging only: whoever reads the file reads the traffic.
+    #: Python's ``ssl`` module also honours ``SSLKEYLOGFILE`` by itself on TCP.
+    keylog_filename: str | None = None
+
     def clone(self) -> ClientTLSConfig:
         """Return an independent copy of this configuration."""
         return dataclasses.replace(self)

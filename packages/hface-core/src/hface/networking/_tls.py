@@ -117,7 +117,8 @@ def make_client_ssl_context(
     certificate nor the name is checked; otherwise the server must present
     a certificate for the name it is reached by, chaining to ``cafile``,
     ``capath`` or ``cadata`` if any is set, else to the system's CAs.
-    ``certfile`` (and ``keyfile``) identify the client for mutual TLS.
+    ``certfile`` (and ``keyfile``) identify the client for mutual TLS;
+    with ``keylog_filename`` OpenSSL appends the secrets there (NSS key log).
 
     :param tls_config: how to verify servers and identify the client.
     :param alpn_protocols: the ALPN protocol IDs to offer, preferred first.
@@ -137,6 +138,8 @@ def make_client_ssl_context(
         context.verify_mode = ssl.CERT_NONE
     if tls_config.certfile is not None:
         context.load_cert_chain(tls_config.certfile, tls_config.keyfile)
+    if tls_config.keylog_filename is not None:
+        context.keylog_filename = tls_config.keylog_filename
     if alpn_protocols:
         context.set_alpn_protocols(list(alpn_protocols))
     return context

@@ -10,6 +10,17 @@ of the exchange, its events and its tunnels are the machinery every
 HTTP/1.1 side shares (:mod:`._base`). A CONNECT request (``:method`` and
 ``:authority`` only, RFC 9113 §8.5) turns into a raw tunnel when the
 response is 2xx.
+
+An extended CONNECT with ``:protocol websocket`` (RFC 8441 §4, RFC 9220:
+how HTTP/2 and HTTP/3 open a WebSocket) goes out as HTTP/1.1's upgrade
+instead (RFC 6455 §4.1; :mod:`._upgrade`): a ``GET`` of ``:path`` with
+``Upgrade: websocket``, ``Connection: Upgrade`` and a fresh
+``Sec-WebSocket-Key``. The ``101 Switching Protocols`` that accepts it,
+with the ``Sec-WebSocket-Accept`` of that key, is presented as a ``200``
+(without the upgrade fields) and makes the raw tunnel, so the layer above
+opens a WebSocket the same way on every version. Any other final response
+is an ordinary response to the ``GET``, except a 2xx, which did not switch
+protocols and would be taken for the tunnel: it ends the connection.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from ._base import PROTOCOL_ERROR, HTTP1Base
 from ._h11_parser import H11ResponseParser, ResponseHead
 from ._headers import OutgoingHeaders, response_head, response_headers
 from ._states import Framing, Half, Input, Mode
+from ._upgrade import accepted_websocket_headers, websocket_upgrade_fields
 
 
 class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
@@ -40,6 +52,8 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         super().__init__(H11ResponseParser(conn))
         self._h11 = conn
         self._max_header_size = max_header_size
+        # The Sec-WebSocket-Key of a WebSocket upgrade request in progress.
+        self._websocket_key: bytes | None = None
 
     def bytes_received(self, data: bytes) -> None:
         """Take bytes from the server; a head over ``max_header_size`` is an error.
@@ -117,7 +131,17 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             fields.append((b"connection", b"close"))
         connect = method == b"CONNECT"
         framing = Framing.CONTENT_LENGTH
-        if connect:
+        upgrade = pseudo.get(b":protocol")
+        if upgrade is not None:
+            if not connect or upgrade != b"websocket":
+                raise LocalProtocolError("only CONNECT with :protocol websocket is supported")
+            path = pseudo.get(b":path")
+            if path is None:
+                raise LocalProtocolError("an extended CONNECT needs :path")
+            key, upgrade_fields = websocket_upgrade_fields()
+            fields += upgrade_fields
+            method, target = b"GET", path
+        elif connect:
             if authority is None:
                 raise LocalProtocolError("a CONNECT request needs :authority")
             target = authority
@@ -148,6 +172,9 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             # The request has no body: the tunnel (if any) carries the data.
             self._send(h11.EndOfMessage())
             self._mode = Mode.CONNECT
+            if upgrade is not None:
+                self._mode = Mode.UPGRADE
+                self._websocket_key = key
             self._local = Half.DONE if end_stream else Half.OPEN
         elif end_stream:
             self._send(h11.EndOfMessage())
@@ -185,6 +212,8 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
     # -- responses -----------------------------------------------------------
 
     def _on_head(self, head: ResponseHead) -> list[HeaderType] | None:
+        if self._mode is Mode.UPGRADE and self._upgrade_answered(head):
+            return None
         stream_id = self._stream_id
         if stream_id is None:
             # h11 lets a server answer before any request (a 408, say):
@@ -211,3 +240,35 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
             self._mode = Mode.MESSAGE
             self._local = Half.DONE
         return headers
+
+    def _upgrade_answered(self, head: ResponseHead) -> bool:
+        """Take a response to a WebSocket upgrade; False: it is an ordinary response.
+
+        See the module docstring: a 101 opens the tunnel (if it accepts our
+        key), a 2xx ends the connection; a refusal becomes an ordinary
+        response to the ``GET``, and an interim response stays one.
+        """
+        stream_id = self._stream_id
+        key = self._websocket_key
+        assert stream_id is not None
+        assert key is not None
+        status = head.status_code
+        if status != 101 and not 200 <= status < 300:
+            if isinstance(head, h11.Response):  # refused: our side of the exchange is over
+                self._websocket_key = None
+                self._mode = Mode.MESSAGE
+                self._local = Half.DONE
+            return False
+        self._websocket_key = None
+        if status == 101:
+            headers = response_headers(head)
+            accepted = accepted_websocket_headers(key, head.headers, headers)
+            if accepted is not None:
+                self._events.append(HeadersReceived(stream_id=stream_id, headers=accepted))
+                self._enter_tunnel()
+                return True
+            message = "the server accepted the WebSocket upgrade without the right key"
+        else:
+            message = f"the server answered the WebSocket upgrade with {status}, not 101"
+        self._terminate(PROTOCOL_ERROR, message, reason=TerminationReason.PEER_PROTOCOL_ERROR)
+        return True

@@ -26,6 +26,12 @@ three versions:
   a byte tunnel, as after a 2xx response to CONNECT.
 
 A non-2xx response to such a request is an ordinary response to a ``GET``.
+
+The client state machine (:mod:`._client`) does the reverse:
+:func:`websocket_upgrade_fields` adds the upgrade's fields and a fresh key
+to an extended CONNECT sent as a ``GET``, and
+:func:`accepted_websocket_headers` checks the ``101`` against the key and
+presents it as the ``200`` of HTTP/2 and HTTP/3.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Final
 
@@ -123,3 +130,42 @@ def switching_protocols(key: bytes, fields: Sequence[HeaderType]) -> bytes:
     ]
     own += [(name, value) for name, value in fields if name not in _OWN_FIELDS]
     return head_bytes(101, own)
+
+
+def websocket_upgrade_fields() -> tuple[bytes, list[HeaderType]]:
+    """Return a fresh ``Sec-WebSocket-Key`` and the fields that ask for the upgrade with it."""
+    key = base64.b64encode(os.urandom(16))  # RFC 6455 §4.1: 16 random bytes
+    fields: list[HeaderType] = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", key),
+    ]
+    return key, fields
+
+
+def accepted_websocket_headers(
+    key: bytes, fields: Sequence[HeaderType], headers: Sequence[HeaderType]
+) -> list[HeaderType] | None:
+    """Return a ``101``'s header list as a ``200``'s; None if it does not accept ``key``.
+
+    RFC 6455 §4.1: the client fails the connection unless ``Upgrade`` is
+    ``websocket``, ``Connection`` has ``upgrade``, and
+    ``Sec-WebSocket-Accept`` is the key's.
+
+    :param fields: the response's fields as received.
+    :param headers: its header list (``:status`` first, hop-by-hop fields dropped).
+    """
+    upgrades = [value for name, value in fields if name == b"upgrade"]
+    options = [value for name, value in fields if name == b"connection"]
+    accepts = [value for name, value in fields if name == b"sec-websocket-accept"]
+    if b"websocket" not in comma_tokens(upgrades) or b"upgrade" not in comma_tokens(options):
+        return None
+    if accepts != [accept_value(key)]:
+        return None
+    result: list[HeaderType] = [(b":status", b"200")]
+    result += [
+        (name, value)
+        for name, value in headers
+        if name != b"sec-websocket-accept" and name[:1] != b":"
+    ]
+    return result

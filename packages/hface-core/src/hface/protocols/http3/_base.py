@@ -70,6 +70,7 @@ from .._lifecycle import Lifecycle, LifecycleInput, TransitionTable
 from ._aioquic import AioquicH3Connection
 from ._control import PeerControlStreamReader
 from ._guard import FLOOD_WINDOW, RequestFrameCounter
+from ._qlog import QlogFileLogger
 from ._quic import FlowControlledQuicConnection
 from ._settings import HTTP3Settings
 
@@ -412,6 +413,9 @@ class HTTP3Base(HTTP3Protocol):
         )
         self._streams.clear()
         self._close_code = self._linger_deadline = None
+        logger: object = self._configuration.quic_logger  # typed aioquic's; ours duck-types it
+        if isinstance(logger, QlogFileLogger):
+            logger.finish()  # see ._qlog: aioquic would write it too late
 
     # --- GOAWAY received ------------------------------------------------------
 

@@ -6,6 +6,12 @@ Theory of operation: each factory holds a
 sizes) and turns them and hface's TLS models into an aioquic
 ``QuicConfiguration`` per connection, offering only ALPN ``h3`` (RFC 9114
 §3.1).
+
+Two debugging aids write files, the one exception to the protocol layer's
+"no I/O": a client's ``tls_config.keylog_filename`` gets the TLS secrets
+aioquic derives (NSS key log lines, appended by :class:`_KeyLogFile` as
+the handshake makes them), and :attr:`HTTP3Settings.qlog_dir` gets one qlog
+file per connection (:mod:`._qlog`, written as the connection ends). Both are off unless asked for.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ from __future__ import annotations
 import copy
 import ssl
 from collections.abc import Sequence
-from typing import Final, TypeVar
+from typing import Final, TextIO, TypeVar, cast
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.logger import QuicLogger
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory, ProtocolLimits
 
 from .._settings import with_options
 from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol, is_loopback
+from ._qlog import QlogFileLogger
 from ._settings import HTTP3Settings
 
 #: The keyword arguments named otherwise than their field of ProtocolLimits.
@@ -59,6 +67,24 @@ def _load_default_verify_locations(configuration: QuicConfiguration) -> None:
         configuration.load_verify_locations(cadata=cadata.encode("ascii"))
 
 
+class _KeyLogFile:
+    """Appends aioquic's key log lines to a file, opening it for each write.
+
+    aioquic writes a few lines per handshake and flushes after each; the
+    file stays closed in between, so no connection holds it open.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def write(self, text: str) -> int:
+        with open(self._path, "a", encoding="ascii") as file:
+            return file.write(text)
+
+    def flush(self) -> None:
+        """Nothing to do: every write closed the file."""
+
+
 class _HTTP3Factory:
     """The options both sides take (see :class:`HTTP3ServerFactory`)."""
 
@@ -79,6 +105,7 @@ class _HTTP3Factory:
         max_field_section_size: int | None = None,
         max_reset_streams: int | None = None,
         connection_id_length: int | None = None,
+        qlog_dir: str | None = None,
     ) -> None:
         limit_options = {
             "max_concurrent_streams": max_concurrent_streams,
@@ -95,6 +122,7 @@ class _HTTP3Factory:
             "loopback_max_datagram_size": loopback_max_datagram_size,
             "qpack_blocked_streams": qpack_blocked_streams,
             "connection_id_length": connection_id_length,
+            "qlog_dir": qlog_dir,
         }
         self._limits = with_options(limits or ProtocolLimits(), limit_options, _LIMIT_NAMES)
         self._settings = with_options(settings or HTTP3Settings(), setting_options, {})
@@ -125,6 +153,12 @@ class _HTTP3Factory:
             max_stream_data=settings.stream_receive_window,
             max_datagram_size=settings.max_datagram_size,
             connection_id_length=settings.connection_id_length,
+            # Duck-typed: aioquic calls only start_trace() and end_trace().
+            quic_logger=(
+                None
+                if settings.qlog_dir is None
+                else cast(QuicLogger, QlogFileLogger(settings.qlog_dir))
+            ),
         )
 
 
@@ -151,7 +185,10 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     ``max_reset_streams``, ``max_control_frames``, ``idle_timeout``,
     ``stream_receive_window``, ``connection_receive_window``,
     ``max_datagram_size``, ``loopback_max_datagram_size``,
-    ``qpack_blocked_streams`` and ``connection_id_length``.
+    ``qpack_blocked_streams``, ``connection_id_length`` and ``qlog_dir``.
+
+    ``tls_config.keylog_filename``, if set, gets the connection's TLS
+    secrets (NSS key log format).
     """
 
     def __call__(
@@ -175,6 +212,9 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
             _load_default_verify_locations(configuration)
         if tls_config.certfile:
             configuration.load_cert_chain(tls_config.certfile, tls_config.keyfile)
+        if tls_config.keylog_filename is not None:
+            # aioquic calls only write() and flush() (typed TextIO for files).
+            configuration.secrets_log_file = cast(TextIO, _KeyLogFile(tls_config.keylog_filename))
         return HTTP3ClientProtocol(
             configuration=configuration,
             remote_address=remote_address,

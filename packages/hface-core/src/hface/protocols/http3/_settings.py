@@ -25,6 +25,13 @@ from typing import ClassVar, Final
 
 from .._settings import Check, Settings, int_between, positive
 
+
+def _directory(label: str, value: object) -> None:
+    """Check that a value is a directory's path (a string) or None."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{label} must be a directory's path, not {value!r}")
+
+
 #: aioquic encodes long-header packet lengths in two-byte varints.
 LARGEST_DATAGRAM_SIZE: Final = 16383
 #: ls-qpack's bound of the blocked streams (LSQPACK_MAX_MAX_RISKED_STREAMS).
@@ -40,6 +47,7 @@ _CHECKS: Final[Mapping[str, Check]] = {
     "qpack_blocked_streams": int_between(0, MAX_QPACK_BLOCKED_STREAMS),
     # RFC 9000 §17.2: connection IDs hface issues (aioquic's range).
     "connection_id_length": int_between(4, 20),
+    "qlog_dir": _directory,
 }
 
 
@@ -94,6 +102,14 @@ class HTTP3Settings(Settings):
     """The length of the connection IDs this endpoint issues, in bytes; default 8.
 
     A server's listener routes datagrams by them. From 4 to 20.
+    """
+
+    qlog_dir: str | None = None
+    """A directory to write a qlog file of each connection in; default None (none).
+
+    For debugging (qvis, aioquic's examples): aioquic's ``QuicFileLogger``
+    writes ``<original destination connection ID>.qlog``, JSON, as the
+    connection ends. The directory must exist.
     """
 
     def _check_together(self) -> None:
