@@ -155,6 +155,7 @@ class _HTTP2Protocol(HTTP2Base):
             self._reset_broken(stream_id, record)
             raise LocalProtocolError(f"cannot send headers on stream {stream_id}: {exc}") from exc
         record.headers_sent = True
+        self._capsules.headers_submitted(stream_id, block)
         if end_stream:
             record.local_ended = True
             if record.remote_ended:
@@ -178,6 +179,12 @@ class _HTTP2Protocol(HTTP2Base):
         record.local_ended = end
         self._streams[stream_id] = record
         self._open_outbound += 1
+        self._capsules.headers_submitted(stream_id, block)
+
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        # RFC 9297 §3.5: a DATAGRAM capsule in the stream's DATA (see .._capsules).
+        self.submit_data(stream_id, self._capsules.encode_datagram(stream_id, data))
+        return True
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         record = self._streams.get(stream_id)

@@ -79,6 +79,7 @@ class _HTTP3Factory:
         max_field_section_size: int | None = None,
         max_reset_streams: int | None = None,
         connection_id_length: int | None = None,
+        max_datagram_frame_size: int | None = None,
     ) -> None:
         limit_options = {
             "max_concurrent_streams": max_concurrent_streams,
@@ -95,6 +96,7 @@ class _HTTP3Factory:
             "loopback_max_datagram_size": loopback_max_datagram_size,
             "qpack_blocked_streams": qpack_blocked_streams,
             "connection_id_length": connection_id_length,
+            "max_datagram_frame_size": max_datagram_frame_size,
         }
         self._limits = with_options(limits or ProtocolLimits(), limit_options, _LIMIT_NAMES)
         self._settings = with_options(settings or HTTP3Settings(), setting_options, {})
@@ -125,6 +127,7 @@ class _HTTP3Factory:
             max_stream_data=settings.stream_receive_window,
             max_datagram_size=settings.max_datagram_size,
             connection_id_length=settings.connection_id_length,
+            max_datagram_frame_size=settings.max_datagram_frame_size or None,
         )
 
 
@@ -151,7 +154,8 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     ``max_reset_streams``, ``max_control_frames``, ``idle_timeout``,
     ``stream_receive_window``, ``connection_receive_window``,
     ``max_datagram_size``, ``loopback_max_datagram_size``,
-    ``qpack_blocked_streams`` and ``connection_id_length``.
+    ``qpack_blocked_streams``, ``connection_id_length`` and
+    ``max_datagram_frame_size``.
     """
 
     def __call__(
