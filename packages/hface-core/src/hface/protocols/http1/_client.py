@@ -113,6 +113,9 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         authority = pseudo.get(b":authority")
         if method is None:
             raise LocalProtocolError("a request needs :method")
+        if b":protocol" in pseudo:
+            # Not a plain CONNECT, which is what it would go out as.
+            raise LocalProtocolError("the HTTP/1.1 client sends no extended CONNECT (:protocol)")
         if authority is not None and not outgoing.has_host:
             fields.insert(0, (b"Host", authority))
         if outgoing.close:
