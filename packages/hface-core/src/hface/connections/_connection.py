@@ -27,6 +27,11 @@ Backpressure, both ways:
   reading while more than ``max_buffered_data`` bytes of received data
   wait in the queues.
 
+HTTP Datagrams (RFC 9297) are neither: ``send_datagram`` never waits
+(a datagram the protocol cannot queue, or one behind more than
+``max_pending_data`` held bytes, is dropped), and a stream's queue holds
+at most ``max_buffered_datagrams`` bytes of received ones, dropping the rest.
+
 Once the protocol reports ``ConnectionTerminated`` the transport task
 flushes, closes the stream and ends; ``receive_event`` (and every
 stream's) then returns that same event on every call.

@@ -39,7 +39,10 @@ A CONNECT exchange whose response is 2xx becomes a tunnel (RFC 9110
 §9.3.6), and so does a WebSocket upgrade (:mod:`._upgrade`): the
 parser hands over the bytes that followed the request
 (``take_raw``), and from then on bytes flow raw, as ``DataReceived`` and
-``submit_data`` on the CONNECT stream, until both sides have ended.
+``submit_data`` on the CONNECT stream, until both sides have ended. A
+CONNECT-UDP upgrade's tunnel carries capsules instead, read as they are
+taken from ``next_event`` (``DatagramReceived``) and written by
+``submit_datagram`` (see :mod:`hface.protocols._capsules`).
 
 Peer errors never raise: they become events. Misuse by the caller raises
 :class:`~hface.errors.LocalProtocolError`, checked before anything is

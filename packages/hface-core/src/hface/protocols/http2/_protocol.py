@@ -15,6 +15,10 @@ end_stream=True)``. Events h2 reports for a stream without a record (one the
 caller reset, or one refused after our GOAWAY) are dropped; their data is
 credited back to the connection at once, since nobody will acknowledge it.
 Padding (RFC 9113 §6.1) is credited at once too: the caller never sees it.
+The DATA of a stream switched to the Capsule Protocol (a 2xx answer to an
+extended CONNECT such as ``connect-udp``) is read as capsules as it is
+taken from ``next_event`` and becomes ``DatagramReceived``;
+``submit_datagram`` writes a DATAGRAM capsule (see :mod:`.._capsules`).
 
 Errors. Bad input never raises out of ``bytes_received``. A stream error
 (RFC 9113 §5.4.2: a malformed request, say) resets its stream only (see
