@@ -9,6 +9,8 @@ becomes ``DatagramReceived`` on the other, whatever the version.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hface.common import HeadersType
 from hface.errors import LocalProtocolError
@@ -21,10 +23,15 @@ from hface.events import (
     StreamResetSent,
 )
 from hface.protocols import HTTPOverTCPProtocol
-from hface.protocols._capsules import encode_datagram_capsule, encode_varint
-from hface.protocols.http1 import HTTP1ServerFactory
+from hface.protocols._capsules import (
+    CapsuleInput,
+    CapsuleStream,
+    encode_datagram_capsule,
+    encode_varint,
+)
 from tests.helpers.pairs import ProtocolPair, make_pair, one_byte
 from tests.helpers.quic_pair import make_quic_pair
+from tests.test_protocols.conftest import HTTP1ServerFactoryType
 
 CONNECT_UDP: HeadersType = [
     (b":method", b"CONNECT"),
@@ -237,8 +244,8 @@ def _drain(protocol: HTTPOverTCPProtocol) -> list[Event]:
     return events
 
 
-def test_http1_upgrade_to_connect_udp() -> None:
-    server = HTTP1ServerFactory()()
+def test_http1_upgrade_to_connect_udp(http1_server_factory: HTTP1ServerFactoryType) -> None:
+    server = http1_server_factory()()
     server.bytes_received(UPGRADE_REQUEST)
     (request,) = _drain(server)
     assert isinstance(request, HeadersReceived)
@@ -265,8 +272,10 @@ def test_http1_upgrade_to_connect_udp() -> None:
     assert server.bytes_to_send() == encode_datagram_capsule(b"back")
 
 
-def test_http1_upgrade_ending_inside_a_capsule_closes_the_connection() -> None:
-    server = HTTP1ServerFactory()()
+def test_http1_upgrade_ending_inside_a_capsule_closes_the_connection(
+    http1_server_factory: HTTP1ServerFactoryType,
+) -> None:
+    server = http1_server_factory()()
     server.bytes_received(UPGRADE_REQUEST)
     _drain(server)
     server.submit_headers(1, [(b":status", b"200")])
@@ -275,3 +284,26 @@ def test_http1_upgrade_ending_inside_a_capsule_closes_the_connection() -> None:
     events = _drain(server)
     assert any(isinstance(event, ConnectionTerminated) for event in events)
     assert not _datagrams(events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=12),
+)
+def test_capsules_split_anywhere_give_the_same_datagrams(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    # Unknown capsules between the DATAGRAM capsules are skipped wherever
+    # the data is cut (RFC 9297 §3.2).
+    unknown = encode_varint(0x1234) + encode_varint(5) + b"12345"
+    data = b"".join(unknown + encode_datagram_capsule(payload) for payload in payloads)
+    stream = CapsuleStream()
+    stream.move(CapsuleInput.ACCEPTED)
+    got: list[bytes] = []
+    start = 0
+    for cut in sorted({min(cut, len(data)) for cut in cuts} | {len(data)}):
+        got += stream.feed(data[start:cut])
+        start = cut
+    assert got == payloads
+    assert stream.complete()
