@@ -289,6 +289,22 @@ async def test_an_aioquic_client_exchanges_1000_datagrams_through_hface_proxy(
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_hface_proxy_no_connect_udp_refuses_with_501(
+    tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    port = free_port()
+    args = ["proxy", "--cert", tls_files.server_cert_file, "--key", tls_files.server_key_file]
+    args += ["--no-connect-udp", f"https://127.0.0.1:{port}"]
+    environment = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    log_file = tmp_path / "log"
+    with hface_process(args, env=environment, port=port, log_file=log_file, udp=True):
+        async with masque_connection("127.0.0.1", port, cafile=tls_files.ca_file) as protocol:
+            tunnel = await asyncio.wait_for(open_udp_tunnel(protocol, ("127.0.0.1", 9)), 10)
+    assert tunnel.status == 501
+    assert "hface proxy (CONNECT)" in log_file.read_text()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_an_aioquic_client_is_refused_a_private_target_when_denied(
     tmp_path: Path, tls_files: TLSFiles
 ) -> None:
