@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.h3.connection import H3Connection
 from aioquic.h3.events import DatagramReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent
 
 
@@ -42,8 +43,10 @@ class UDPTunnel:
 
 
 class MasqueProtocol(QuicConnectionProtocol):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # aioquic's own signature
+    def __init__(
+        self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None
+    ) -> None:
+        super().__init__(quic, stream_handler)
         # enable_webtransport makes aioquic send SETTINGS_H3_DATAGRAM=1.
         self.h3 = H3Connection(self._quic, enable_webtransport=True)
         self.responses: dict[int, asyncio.Future[list[tuple[bytes, bytes]]]] = {}
