@@ -3,7 +3,7 @@
 Run by bench/run.py on core 1, one process per measurement::
 
     python bench/_clients.py get CLIENT VERSION URL --count N --concurrency K --cafile CA
-    python bench/_clients.py download URL --cafile CA [--proxy URL --proxy-version V]
+    python bench/_clients.py download URL --cafile CA [--version V] [--proxy URL --proxy-version V]
     python bench/_clients.py hold URL --connections C --streams M [--idle] --cafile CA
 
 ``get``: N GETs, K at a time, with CLIENT (hface, httpx, aiohttp, niquests)
@@ -153,11 +153,12 @@ _CLIENTS = {
 
 async def _download(args: argparse.Namespace) -> dict[str, Any]:
     """One GET of ``args.url`` with hface's client, tunnelled through ``args.proxy`` if given."""
-    client = Client(tls_config=ClientTLSConfig(cafile=args.cafile), protocol=ClientProtocol.HTTP1)
+    protocol = _PROTOCOLS[args.version]  # to the origin (HTTP/3: through CONNECT-UDP)
+    client = Client(tls_config=ClientTLSConfig(cafile=args.cafile), protocol=protocol)
     if args.proxy:
         client = Client(
             tls_config=ClientTLSConfig(cafile=args.cafile),
-            protocol=ClientProtocol.HTTP1,
+            protocol=protocol,
             proxy_origin=args.proxy,
             proxy_protocol=_PROTOCOLS[args.proxy_version],
         )
@@ -242,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("url")
     download.add_argument("--proxy")
     download.add_argument("--proxy-version", choices=["1.1", "2", "3"], default="1.1")
+    download.add_argument("--version", choices=["1.1", "3"], default="1.1")
     hold = modes.add_parser("hold")
     hold.add_argument("url")
     hold.add_argument("--connections", type=int, default=100)

@@ -4,7 +4,7 @@ Usage (from the repository root; ``hatch`` installs the peers into the
 ``bench`` environment on first use)::
 
     hatch run bench:run [--quick] [--loop uvloop|asyncio]
-        [--only server|client|proxy|memory|validate|websocket]
+        [--only server|client|proxy|udp|memory|validate|websocket]
 
 Sections (all by default, in this order):
 
@@ -22,6 +22,8 @@ Sections (all by default, in this order):
   for HTTP/3): N sequential GETs on one connection, and N GETs 50 at a time.
 - **proxy**: a 100 MiB download from h2o through ``hface proxy`` over each
   HTTP version, against the same download made directly.
+- **udp**: a 100 MiB HTTP/3 download from gtlsserver through ``hface proxy``
+  (CONNECT-UDP, the proxy reached over HTTP/3 and HTTP/2), against direct.
 - **memory**: the server's RSS (process tree) at the peak of 1,000
   concurrent HTTP/2 streams, and with 100 idle HTTP/2 connections, hface
   against hypercorn.
@@ -60,7 +62,7 @@ from typing import Final
 import _websocket
 from _cpu import CPUSampler, with_server_cpu
 from _memory import held_rss
-from _proxy import curl_download, hface_download, start_proxy
+from _proxy import proxy_rows, udp_proxy_rows
 from _servers import (
     GRANIAN,
     HFACE,
@@ -82,9 +84,8 @@ from _servers import (
 from _table import Goal, Row, fill_ratios, render, set_goals
 from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, median_of, run_tool, wrk
 
-SECTIONS: Final = ("server", "client", "proxy", "memory", "validate", "websocket")
+SECTIONS: Final = ("server", "client", "proxy", "udp", "memory", "validate", "websocket")
 HELLO_FILE: Final = "hello.txt"
-BIG_FILE: Final = "big.bin"
 
 HELLO_H1_CLEAR: Final = "hello h1 cleartext (wrk -c50)"
 HELLO_H1_TLS: Final = "hello h1 TLS (wrk -c50)"
@@ -392,40 +393,17 @@ class Bench:
 
     def proxy(self) -> None:
         """A large download through hface's CONNECT proxy on each version, vs direct."""
-        mib = self.settings.proxy_mib
-        big = self.docroot / BIG_FILE
-        with big.open("wb") as file:
-            file.truncate(mib * 1024 * 1024)
-        case = f"proxy {mib} MiB download (h1 inside; srv: the proxy)"
-        curl_case = f"proxy {mib} MiB download with curl (h1 proxy)"
-        rows: list[Row] = []
-        curl_rows: list[Row] = []
-        try:
-            proxy_server = start_proxy(self.certs, logs=self.logs)
-            with self._h2o() as origin, proxy_server as (proxy, process):
-                url = f"{origin}/{BIG_FILE}"
-                size = mib * 1024 * 1024
-                curl = partial(curl_download, url, cafile=self.certs.cafile, size=size)
-                hface = partial(hface_download, url, cafile=self.certs.cafile, size=size)
-                # curl is far faster than hface's client: these rows measure the proxy alone.
-                curl_rows.append(self._measure(curl_case, "direct", "MB/s", curl))
-                through = partial(curl, proxy=proxy)
-                curl_rows.append(
-                    self._measure(curl_case, "via hface proxy h1", "MB/s", through, server=process)
-                )
-                rows.append(self._measure(case, "direct", "MB/s", hface))
-                for version in ("1.1", "2", "3"):
-                    subject = f"via hface proxy h{version[0]}"
-                    through = partial(hface, proxy=proxy, proxy_version=version)
-                    rows.append(self._measure(case, subject, "MB/s", through, server=process))
-        except RuntimeError as error:
-            rows.append(Row(case=case, subject="-", value=None, unit="MB/s", note=_short(error)))
-        finally:
-            big.unlink(missing_ok=True)
+        cells = (self._measure, self.settings.proxy_mib, self.docroot, self.certs, self.logs)
+        rows, curl_rows = proxy_rows(*cells, self._h2o)
         # Issue 19: >= 0.7 of the direct download over HTTP/1.1 and 2, >= 0.3 over 3.
         goals = {row.subject: ">=0.3" if row.subject.endswith("3") else ">=0.7" for row in rows[1:]}
         self._add_case(rows, goals, reference_over_row=False)
         self._add_case(curl_rows, {"via hface proxy h1": ">=0.7"}, reference_over_row=False)
+
+    def udp(self) -> None:
+        """A large HTTP/3 download through hface's CONNECT-UDP proxy (h3, h2 legs), vs direct."""
+        cells = (self._measure, self.settings.proxy_mib, self.docroot, self.certs, self.logs)
+        self._add_case(udp_proxy_rows(*cells, self._gtlsserver), {}, reference_over_row=False)
 
     # -- memory ------------------------------------------------------------------
 

@@ -553,7 +553,11 @@ MISTAKES: list[tuple[list[str], int, str]] = [
     (["--http1", "--http2", "http://example.com/"], 2, "not allowed with argument"),
     (["--proxy-http2", "http://example.com/"], 2, "need --proxy"),
     (["--proxy", "ftp://p:1", "http://example.com/"], 2, "unsupported scheme"),
-    (["--proxy", "http://p:1", "--http3", "https://example.com/"], 2, "cannot go through a proxy"),
+    (
+        ["--proxy", "http://p:1", "--proxy-http1", "--http3", "https://example.com/"],
+        2,
+        "needs CONNECT-UDP",
+    ),
     (["--proxy", "http://p:1", "--proxy-http3", "https://e/"], 2, "needs an https proxy"),
     (["-H", "no colon", "http://example.com/"], 2, "expected 'Name: value'"),
     (["--no-such", "value", "http://example.com/"], 2, "option --no-such: is unknown"),

@@ -356,11 +356,8 @@ def _client(args: argparse.Namespace, protocol: ClientProtocol) -> Client:
     proxy_protocol = ClientProtocol(args.proxy_protocol or ClientProtocol.TCP.value)
     if args.proxy_protocol is not None and not args.proxy:
         raise usage("--proxy-http1, --proxy-http2 and --proxy-http3 need --proxy")
-    if args.proxy and protocol is ClientProtocol.HTTP3:
-        raise usage(
-            "--http3 cannot go through a proxy (CONNECT-UDP is not supported); "
-            "--proxy-http3 speaks HTTP/3 to the proxy"
-        )
+    if args.proxy and protocol is ClientProtocol.HTTP3 and proxy_protocol is ClientProtocol.HTTP1:
+        raise usage("--http3 through a proxy needs CONNECT-UDP: --proxy-http2 or --proxy-http3")
     if args.proxy and (args.resolve or args.connect_to):
         raise usage("--resolve and --connect-to do not apply through a proxy (-x)")
     try:

@@ -157,6 +157,12 @@ class _ObservedProtocol(HTTPProtocol):
         self._inner.submit_data(stream_id, data, end_stream)
         self._observer.data_submitted(stream_id, len(data), end_stream)
 
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        queued = self._inner.submit_datagram(stream_id, data)
+        dropped = "" if queued else " dropped"
+        self._observer.note(f"submit_datagram stream_id={stream_id} size={len(data)}{dropped}")
+        return queued
+
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         self._inner.submit_stream_reset(stream_id, error_code)
         self._observer.note(f"submit_stream_reset stream_id={stream_id} error_code={error_code:#x}")

@@ -36,11 +36,11 @@ def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
     proxy: argparse.ArgumentParser = commands.add_parser(
         "proxy",
-        help="run an HTTP proxy (CONNECT tunnels)",
+        help="run an HTTP proxy (CONNECT and CONNECT-UDP tunnels)",
         description=(
-            "Run an HTTP proxy in tunnelling mode: CONNECT over HTTP/1.1, HTTP/2 and "
-            f"HTTP/3. With no arguments, listens on {' and '.join(DEFAULT_PROXY_ENDPOINTS)} "
-            "with a local development certificate."
+            "Run an HTTP proxy in tunnelling mode: CONNECT and CONNECT-UDP (RFC 9298) over "
+            "HTTP/1.1, HTTP/2 and HTTP/3. With no arguments, listens on "
+            f"{' and '.join(DEFAULT_PROXY_ENDPOINTS)} with a local development certificate."
         ),
         epilog=(
             f"Credentials may come from the environment variable {AUTH_ENV}=USER:PASSWORD "
@@ -92,6 +92,12 @@ def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
         default=300.0,
         metavar="SECONDS",
         help="close a tunnel idle this long; 0 never does (default: %(default)s)",
+    )
+    proxy.add_argument(
+        "--no-connect-udp",
+        dest="connect_udp",
+        action="store_false",
+        help="refuse CONNECT-UDP (RFC 9298) with 501; it is served by default",
     )
     add_limit_options(proxy, body_size=False)
     return proxy
@@ -146,6 +152,7 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     server.allow_private_targets = args.allow_private_targets
     server.connect_timeout = args.connect_timeout
     server.idle_timeout = args.idle_timeout or None
+    server.connect_udp = args.connect_udp
     server.graceful_timeout = args.graceful_timeout
     apply_limit_options(server, args)
     _print_banner(args, endpoints, certificate.cafile, credentials)
@@ -158,7 +165,8 @@ def _print_banner(
     cafile: Path | None,
     credentials: tuple[str, str] | None,
 ) -> None:
-    print("hface proxy (CONNECT only)")
+    kinds = "CONNECT and CONNECT-UDP" if args.connect_udp else "CONNECT"
+    print(f"hface proxy ({kinds})")
     for endpoint in endpoints:
         print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
     private = {

@@ -5,9 +5,10 @@
 a line when a connection is made (TCP: after the TLS handshake, with the
 TLS version and the ALPN protocol; QUIC: before its handshake, then once it
 completes), when the protocol produces an event (``HeadersReceived``,
-``DataReceived``, ``StreamReset...``, ``GoawayReceived``,
+``DataReceived``, ``DatagramReceived``, ``StreamReset...``, ``GoawayReceived``,
 ``ConnectionTerminated``), at the time it arrived, and when the client
-submits headers, data, a reset or a close.
+submits headers, data, a datagram (``submit_datagram``: through a
+CONNECT-UDP proxy), a reset or a close.
 
 Connections are numbered in the order they are made (``#1``, ``#2``):
 through a proxy, ``#1`` is the connection to the proxy and ``#2`` the one
@@ -23,6 +24,7 @@ from hface.client import Client
 from hface.common import AddressType, HeadersType
 from hface.events import (
     ConnectionTerminated,
+    DatagramReceived,
     DataReceived,
     Event,
     GoawayReceived,
@@ -53,6 +55,8 @@ def format_event(event: Event) -> str:
             f"{name} stream_id={event.stream_id} size={len(event.data)} "
             f"end_stream={event.end_stream}"
         )
+    if isinstance(event, DatagramReceived):
+        return f"{name} stream_id={event.stream_id} size={len(event.data)}"
     if isinstance(event, StreamReset):
         return f"{name} stream_id={event.stream_id} error_code={event.error_code:#x}"
     if isinstance(event, GoawayReceived):

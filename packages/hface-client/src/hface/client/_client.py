@@ -85,8 +85,8 @@ class Client:
       :class:`~hface.protocols.http2.HTTP2ClientFactory`, whose options
       apply through :attr:`http2_factory`).
 
-    :param proxy_origin: tunnel every request through this HTTP proxy
-        (CONNECT); ``https://user:password@proxy:port`` also sets Basic
+    :param proxy_origin: tunnel every request through this HTTP proxy (CONNECT;
+        HTTP/3: CONNECT-UDP); ``https://user:password@proxy:port`` also sets Basic
         proxy credentials (:attr:`proxy_auth`).
     """
 
@@ -251,8 +251,8 @@ class ClientSession(RequestShortcuts):
             proxy.http3_factory = http3_factory
             proxy_session = proxy.session()
             await proxy_session.__aenter__()
-            self._proxy_session = proxy_session
-            networking = proxy_session
+            self._proxy_session = networking = proxy_session
+            http3_factory = proxy_session.tunnelled_http3_factory(http3_factory)
         self._pool = await start_pool(
             self._protocol,
             tls_config=self._tls_config,

@@ -1,4 +1,4 @@
-"""``ProxyClient``: TCP (and TLS) connections tunnelled through an HTTP proxy.
+"""``ProxyClient``: TCP (and TLS) connections and UDP tunnelled through an HTTP proxy.
 
 A tunnel is a CONNECT exchange (RFC 9110 §9.3.6; RFC 9113 §8.5 and RFC 9114
 §4.4 on HTTP/2 and HTTP/3) on a pooled connection to the proxy: once the
@@ -6,6 +6,8 @@ proxy answers 2xx, the stream's DATA is the tunnelled byte stream. Several
 tunnels share one HTTP/2 or HTTP/3 connection to the proxy; over HTTP/1.1
 each tunnel takes a whole connection. TLS to the origin runs inside the
 tunnel (:class:`anyio.streams.tls.TLSStream` over the tunnel stream).
+UDP goes through CONNECT-UDP (RFC 9298, :mod:`._proxy_udp`), so HTTP/3
+runs through the proxy too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import anyio
 from anyio.streams.tls import TLSStream
 
 from hface.common import AddressType, ClientTLSConfig, HeaderType
-from hface.errors import HTTPError, TransportErrorKind
+from hface.errors import HTTPError, LocalProtocolError, TransportErrorKind
 from hface.events import ConnectionTerminated, DataReceived, Event, StreamReset
 from hface.networking import (
     ByteStream,
@@ -40,6 +42,7 @@ from ._exchange import Exchange, RetryableError
 from ._models import ClientProtocol, Origin
 from ._opening import make_http2_factory, make_http3_factory, start_pool
 from ._pool import ConnectionPool
+from ._proxy_udp import UDPTunnel, connect_udp_headers, tunnelled_http3_factory
 
 #: Idle HTTP/1.1 connections to the proxy kept (each ends up carrying one tunnel).
 MAX_IDLE_PROXY_CONNECTIONS = 4
@@ -321,10 +324,14 @@ class ProxyClientSession(ClientNetworking):
         :raises hface.client.errors.ConnectError: if the proxy cannot be reached.
         :raises TimeoutError: if the proxy does not answer in time.
         """
+        target = _format_authority(remote_address)
+        exchange = await self._open_tunnel(self._connect_headers(target), target)
+        return TunnelStream(exchange, target)
+
+    async def _open_tunnel(self, headers: list[HeaderType], target: str) -> Exchange:
+        """Send a CONNECT (or CONNECT-UDP) and return its exchange once the proxy said 2xx."""
         if self._pool is None or self._closed:
             raise RuntimeError("enter the session first: async with proxy_client.session() as s")
-        target = _format_authority(remote_address)
-        headers = self._connect_headers(target)
         label = str(self._proxy_origin)
         for attempt in range(2):
             # The pool's errors name the proxy, and where the tunnel was to go.
@@ -350,7 +357,7 @@ class ProxyClientSession(ClientNetworking):
                     origin=label,
                     status=status,
                 )
-            return TunnelStream(exchange, target)
+            return exchange
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def connect_tcp_tls(
@@ -395,13 +402,33 @@ class ProxyClientSession(ClientNetworking):
             ) from exc
         return TLSByteStream(tls_stream)
 
-    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
-        """Not supported: UDP through an HTTP proxy needs CONNECT-UDP (RFC 9298).
+    def tunnelled_http3_factory(
+        self, factory: HTTPOverQUICClientFactory
+    ) -> HTTPOverQUICClientFactory:
+        """``factory`` for HTTP/3 inside this session's UDP tunnels: datagrams that fit them."""
+        return tunnelled_http3_factory(factory, self._proxy_origin)
 
-        :raises NotImplementedError: always.
+    async def connect_udp(self, remote_address: AddressType) -> DatagramStream:
+        """Open a CONNECT-UDP tunnel (RFC 9298) to ``remote_address``: a datagram stream.
+
+        The proxy must speak HTTP/2 or HTTP/3 (extended CONNECT) and serve
+        CONNECT-UDP; see :mod:`hface.client._proxy_udp`. Datagrams are
+        unreliable: what the tunnel cannot carry at once is dropped.
+
+        :raises hface.client.errors.ProxyError: if the proxy refuses (non-2xx).
+        :raises NotImplementedError: if the connection to the proxy is HTTP/1.1
+            (hface's client does not upgrade to connect-udp).
+        :raises hface.client.errors.ConnectError: if the proxy cannot be reached.
+        :raises TimeoutError: if the proxy does not answer in time.
         """
-        raise NotImplementedError(
-            f"cannot tunnel UDP to {_format_authority(remote_address)} through the proxy "
-            f"{self._proxy_origin}: CONNECT-UDP (RFC 9298) is not supported, so HTTP/3 "
-            "cannot go through a proxy"
-        )
+        target = _format_authority(remote_address)
+        headers = connect_udp_headers(self._proxy_origin, remote_address)
+        headers += self._connect_headers(target)[2:]  # the credentials
+        try:
+            exchange = await self._open_tunnel(headers, f"{target} (UDP)")
+        except LocalProtocolError as exc:  # an HTTP/1.1 proxy connection
+            raise NotImplementedError(
+                f"cannot tunnel UDP to {target} through the proxy {self._proxy_origin} over "
+                "HTTP/1.1: speak HTTP/2 or HTTP/3 to the proxy for CONNECT-UDP"
+            ) from exc
+        return UDPTunnel(exchange, remote_address)

@@ -27,6 +27,11 @@ Backpressure, both ways:
   reading while more than ``max_buffered_data`` bytes of received data
   wait in the queues.
 
+HTTP Datagrams (RFC 9297) are neither: ``send_datagram`` never waits
+(a datagram the protocol cannot queue, or one behind more than
+``max_pending_data`` held bytes, is dropped), and a stream's queue holds
+at most ``max_buffered_datagrams`` bytes of received ones, dropping the rest.
+
 Once the protocol reports ``ConnectionTerminated`` the transport task
 flushes, closes the stream and ends; ``receive_event`` (and every
 stream's) then returns that same event on every call.
@@ -347,6 +352,34 @@ class HTTPConnection(ConnectionCore["HTTPStream"], TypedAttributeProvider):
             await self._flush()
             await self._wait_for_window(stream_id)
 
+    async def send_datagram(self, stream_id: int, data: bytes) -> bool:
+        """Send an HTTP Datagram (RFC 9297) on a stream; never waits for the peer.
+
+        HTTP/3 sends a QUIC DATAGRAM frame once both sides negotiated them;
+        a stream switched to the Capsule Protocol (a 2xx response to an
+        extended CONNECT such as ``connect-udp``) sends a DATAGRAM capsule
+        in its data (see :meth:`HTTPProtocol.submit_datagram
+        <hface.protocols.HTTPProtocol.submit_datagram>`). Datagrams are
+        unreliable: one the protocol cannot queue now, or that would go
+        behind more than ``max_pending_data`` bytes held by flow control,
+        is dropped.
+
+        :returns: True if it was sent (queued), False if it was dropped.
+        :raises LocalProtocolError: if the stream cannot carry datagrams.
+        :raises TransportError: if the connection is gone.
+        """
+        self._check_open()
+        protocol = self._protocol
+        if self._window_full(stream_id):
+            return False
+        try:
+            queued = protocol.submit_datagram(stream_id, data)
+        except LocalProtocolError:
+            await self._check_terminated_meanwhile()
+            raise
+        await self._flush()
+        return queued
+
     def _window_full(self, stream_id: int) -> bool:
         return self._protocol.get_pending_data_size(stream_id) > self._max_pending_data
 
@@ -478,6 +511,10 @@ class HTTPStream(RoutedStream):
     ) -> None:
         """Send body data on this stream; see :meth:`HTTPConnection.send_data`."""
         await self.connection.send_data(self.stream_id, data, end_stream, max_wait=max_wait)
+
+    async def send_datagram(self, data: bytes) -> bool:
+        """Send an HTTP Datagram on this stream; see :meth:`HTTPConnection.send_datagram`."""
+        return await self.connection.send_datagram(self.stream_id, data)
 
     async def send_reset(self, error_code: int | None = None) -> None:
         """Reset this stream (HTTP/1.1: close the connection); ``cancel`` by default.

@@ -25,6 +25,8 @@ DEFAULT_QUIC_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_MAX_PENDING_DATA: Final = 256 * 1024
 #: Received bytes waiting to be taken before an HTTP/1.1 connection stops reading.
 DEFAULT_MAX_BUFFERED_DATA: Final = 1024 * 1024
+#: Bytes of received HTTP Datagrams one stream queues; more are dropped.
+DEFAULT_MAX_BUFFERED_DATAGRAMS: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +60,12 @@ class ConnectionOptions:
     #: acknowledged either way.
     auto_acknowledge: bool = True
 
+    #: Bytes of received HTTP Datagrams (``DatagramReceived``) one stream's
+    #: queue holds; what arrives beyond is dropped (datagrams are
+    #: unreliable, and not flow controlled: a slow reader must not make
+    #: memory grow).
+    max_buffered_datagrams: int = DEFAULT_MAX_BUFFERED_DATAGRAMS
+
     #: TCP servers: seconds a closing connection may read and discard what
     #: the peer still sends (see :class:`HTTPOverTCPConnection
     #: <hface.connections.HTTPOverTCPConnection>`); None never lingers, as
@@ -78,7 +86,12 @@ class ConnectionOptions:
     handshake_timeout: float | None = DEFAULT_QUIC_HANDSHAKE_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_pending_data", "max_buffered_data", "linger_max_bytes"):
+        for name in (
+            "max_pending_data",
+            "max_buffered_data",
+            "max_buffered_datagrams",
+            "linger_max_bytes",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer, 0 or more, not {value!r}")

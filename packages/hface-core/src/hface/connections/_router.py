@@ -30,7 +30,9 @@ with data still queued acknowledges that data. Received data otherwise is
 acknowledged as it is taken (``auto_acknowledge``), or by the consumer.
 HTTP/1.1, which has no windows, stops reading while more than
 ``max_buffered_data`` bytes wait in all the queues together
-(:attr:`StreamRouter.buffered`).
+(:attr:`StreamRouter.buffered`). HTTP Datagrams (``DatagramReceived``)
+are neither acknowledged nor flow controlled: a stream's queue holds
+``max_buffered_datagrams`` bytes of them, and drops what comes beyond.
 
 In flight and idle. A stream is in flight from its creation until it is
 closed. :meth:`StreamRouter.accept` returns the next stream, or None once
@@ -57,6 +59,7 @@ import anyio.lowlevel
 from hface.errors import LocalProtocolError
 from hface.events import (
     ConnectionTerminated,
+    DatagramReceived,
     DataReceived,
     Event,
     HeadersReceived,
@@ -98,13 +101,22 @@ class EventQueue:
     is one per stream in flight); the waiter is made only when a reader waits.
     """
 
-    __slots__ = ("_buffered", "_events", "_head", "_observer", "_released", "_waiter")
+    __slots__ = (
+        "_buffered",
+        "_datagrams",
+        "_events",
+        "_head",
+        "_observer",
+        "_released",
+        "_waiter",
+    )
 
     def __init__(self) -> None:
         self._events: list[Event] = []
         self._head = 0
         self._waiter: anyio.Event | None = None
         self._buffered = 0  # bytes of the queued DataReceived events
+        self._datagrams = 0  # bytes of the queued DatagramReceived events
         self._observer: Observer | None = None
         self._released = False  # a stream closed by its holder: nothing comes any more
 
@@ -141,6 +153,7 @@ class EventQueue:
         events = self._events[self._head :]
         self._events = []
         self._head = 0
+        self._datagrams = 0
         return events
 
     def _wake(self) -> None:
@@ -186,6 +199,7 @@ class StreamRouter(Generic[S]):
         self._protocol = protocol
         self._auto_acknowledge = options.auto_acknowledge
         self._max_buffered = options.max_buffered_data
+        self._max_datagrams = options.max_buffered_datagrams
         self._make_stream = make_stream
         self._flush = flush
         self.mode = RoutingMode.UNDECIDED
@@ -291,6 +305,11 @@ class StreamRouter(Generic[S]):
             size = len(event.data)
             stream._buffered += size
             self.buffered += size
+        elif type(event) is DatagramReceived:
+            size = len(event.data)
+            if stream._datagrams + size > self._max_datagrams:
+                return  # unreliable and not flow controlled: dropped past the bound
+            stream._datagrams += size
         stream._put(event)
 
     def end(self, event: ConnectionTerminated | None) -> None:
@@ -370,6 +389,8 @@ class StreamRouter(Generic[S]):
             self.buffered -= size
             if self._room is not None and self.buffered <= self._max_buffered:
                 self.wake_room()
+        elif type(event) is DatagramReceived:
+            queue._datagrams -= len(event.data)
         return event
 
     def observe(self, stream: S, observer: Observer | None) -> None:

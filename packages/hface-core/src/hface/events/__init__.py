@@ -9,6 +9,7 @@ Sans-IO protocols return them from ``next_event()`` and connections from
      └── StreamEvent            about one stream (stream_id)
           ├── HeadersReceived   a header block: request, response or trailers
           ├── DataReceived      a piece of the body
+          ├── DatagramReceived  an HTTP Datagram (RFC 9297) of the stream
           └── StreamReset       the stream was cancelled
                ├── StreamResetReceived   by the peer
                └── StreamResetSent       by us
@@ -17,6 +18,7 @@ Trailers arrive as a second ``HeadersReceived`` with ``end_stream=True``.
 """
 
 from ._events import ConnectionTerminated as ConnectionTerminated
+from ._events import DatagramReceived as DatagramReceived
 from ._events import DataReceived as DataReceived
 from ._events import Event as Event
 from ._events import GoawayReceived as GoawayReceived
@@ -29,6 +31,7 @@ from ._events import StreamResetSent as StreamResetSent
 __all__ = (
     "ConnectionTerminated",
     "DataReceived",
+    "DatagramReceived",
     "Event",
     "GoawayReceived",
     "HeadersReceived",

@@ -81,6 +81,21 @@ class DataReceived(StreamEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DatagramReceived(StreamEvent):
+    """An HTTP Datagram (RFC 9297) associated with the stream.
+
+    Unreliable and unordered: HTTP/3 carries it in a QUIC DATAGRAM frame
+    (RFC 9221), HTTP/2 and HTTP/1.1 in a DATAGRAM capsule in the stream's
+    data once the stream has switched to the Capsule Protocol (a 2xx
+    response to an extended CONNECT, such as ``connect-udp``). It is not
+    flow controlled: nothing is acknowledged for it.
+    """
+
+    data: bytes
+    """The datagram's payload (possibly empty)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamReset(StreamEvent):
     """A stream was cancelled; nothing more is sent or received on it."""
 

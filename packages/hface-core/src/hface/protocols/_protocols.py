@@ -5,7 +5,8 @@ The layer above feeds it what arrived (``bytes_received`` or
 ``datagram_received``, and the time through ``clock``), pulls what to send
 (``bytes_to_send`` or ``datagrams_to_send``) and pulls what happened
 (``next_event``). It submits its own side of the exchange with
-``submit_headers``, ``submit_data`` and ``submit_stream_reset``, and ends
+``submit_headers``, ``submit_data``, ``submit_datagram`` (HTTP Datagrams, RFC 9297) and
+``submit_stream_reset``, and ends
 the connection with one method per intent: ``submit_goaway`` (graceful),
 ``submit_close`` (at once) and, on QUIC, ``abandon_linger``; its
 :attr:`~HTTPProtocol.state` says where it is in its life (see
@@ -38,6 +39,7 @@ from hface.common import (
     HeadersType,
     HTTPErrorCodes,
 )
+from hface.errors import LocalProtocolError
 from hface.events import Event
 
 from ._lifecycle import ConnectionState
@@ -114,6 +116,25 @@ class HTTPProtocol(ABC):
         :param end_stream: close the stream for sending after this data.
         :raises LocalProtocolError: if the stream is not open for sending.
         """
+
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        """Send an HTTP Datagram (RFC 9297) associated with a stream.
+
+        HTTP/3 sends a QUIC DATAGRAM frame (RFC 9221) once both sides have
+        SETTINGS_H3_DATAGRAM and the ``max_datagram_frame_size`` transport
+        parameter; every version sends a DATAGRAM capsule on a stream that
+        has switched to the Capsule Protocol (a 2xx response to an
+        extended CONNECT such as ``connect-udp``; see
+        :mod:`hface.protocols._capsules`). Datagrams are unreliable: one
+        that cannot go out now (too large for a QUIC packet, or the queue of
+        datagrams full) is dropped, and so is the data of a capsule the
+        layer above chooses not to wait for.
+
+        :returns: True if the datagram was queued, False if it was dropped.
+        :raises LocalProtocolError: if the stream cannot carry datagrams:
+            unknown, closed for sending, or neither negotiated nor switched.
+        """
+        raise LocalProtocolError(f"this protocol carries no HTTP Datagrams (stream {stream_id})")
 
     @abstractmethod
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:

@@ -1,4 +1,4 @@
-"""``ProxyServer``: an HTTP forward proxy in tunnelling mode (CONNECT only).
+"""``ProxyServer``: an HTTP forward proxy in tunnelling mode (CONNECT and CONNECT-UDP).
 
 Theory of operation. Each connection's handler (:class:`_ProxyConnection`)
 is a loop over :meth:`HTTPConnection.accept_stream
@@ -17,7 +17,7 @@ handler returns; it closes the connection when it has waited for a
 request longer than :attr:`ServerTimeouts.header_read` (before its first)
 or :attr:`ServerTimeouts.keep_alive` (after it). What the handler and
 the tunnels use of the server is a snapshot taken when :meth:`ProxyServer.run`
-starts (:class:`~hface.server._proxy_tunnel.TunnelPolicy`, the timeouts).
+starts (:class:`~hface.server._proxy_target.TunnelPolicy`, the timeouts).
 """
 
 from __future__ import annotations
@@ -36,18 +36,24 @@ from hface.networking import ClientNetworking, SystemNetworking
 from ._base import BaseServer, close_after_waiting
 from ._config import ServerTimeouts
 from ._models import Endpoint
-from ._proxy_target import is_loopback_host
-from ._proxy_tunnel import _READ_SIZE, TunnelPolicy, serve_stream
+from ._proxy_target import _READ_SIZE, TunnelPolicy, is_loopback_host
+from ._proxy_tunnel import serve_stream
 
 
 class ProxyServer(BaseServer):
-    """An HTTP proxy in tunnelling mode: CONNECT over HTTP/1.1, HTTP/2 and HTTP/3.
+    """An HTTP proxy in tunnelling mode: CONNECT and CONNECT-UDP over HTTP/1.1, HTTP/2 and HTTP/3.
 
     A CONNECT request for an authority-form target (``host:port``) gets a
     TCP connection to the target and ``200``; then bytes flow both ways,
-    with half-close, until both sides are done. Other requests get ``405``,
-    malformed targets ``400``, unreachable ones ``502``, refused ones
-    ``403``, and requests without the configured credentials ``407``.
+    with half-close, until both sides are done. A CONNECT-UDP request (RFC
+    9298: ``:protocol connect-udp`` and the path
+    ``/.well-known/masque/udp/{target_host}/{target_port}/``; on HTTP/1.1
+    ``Upgrade: connect-udp``) gets a UDP socket and ``200``; then UDP
+    payloads flow both ways as HTTP Datagrams (see :attr:`connect_udp`).
+    Other requests get ``405``, malformed targets ``400``, unreachable
+    ones ``502``, refused ones ``403``, and requests without the
+    configured credentials ``407``, each with a ``proxy-status`` field
+    (RFC 9209).
 
     Safe by default: a proxy listening on a non-loopback address refuses
     targets that resolve to loopback, private, link-local, unspecified or
@@ -74,6 +80,15 @@ class ProxyServer(BaseServer):
     #: 256 KiB; on HTTP/1.1, one socket read), since it is acknowledged only
     #: once the target took it.
     max_buffered_data: int
+    #: Whether CONNECT-UDP (RFC 9298: ``:protocol connect-udp``, and
+    #: ``Upgrade: connect-udp`` on HTTP/1.1) is served; True by default.
+    #: When False such requests get ``501``.
+    connect_udp: bool
+    #: Bytes of HTTP Datagrams a CONNECT-UDP tunnel holds from the client
+    #: before they reach the target; more are dropped (datagrams are
+    #: unreliable). 256 KiB. Toward the client a tunnel holds none: a
+    #: datagram the connection cannot take at once is dropped.
+    max_datagram_buffer: int
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,6 +98,8 @@ class ProxyServer(BaseServer):
         self.idle_timeout = 300.0
         self.networking = SystemNetworking()
         self.max_buffered_data = _READ_SIZE
+        self.connect_udp = True
+        self.max_datagram_buffer = 256 * 1024
         self._loopback_only = False
         # The snapshot run() takes (see the module docstring).
         self._policy: TunnelPolicy | None = None
@@ -106,9 +123,10 @@ class ProxyServer(BaseServer):
             a limit (:attr:`max_buffered_data` too) is out of range.
         :raises OSError: if an address cannot be bound.
         """
-        size: object = self.max_buffered_data  # set by users: any type may come
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"max_buffered_data must be a positive integer, not {size!r}")
+        for name in ("max_buffered_data", "max_datagram_buffer"):
+            size: object = getattr(self, name)  # set by users: any type may come
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"{name} must be a positive integer, not {size!r}")
         loopback = [await is_loopback_host(endpoint.host) for endpoint in endpoints]
         self._loopback_only = bool(loopback) and all(loopback)
         self._policy = self._make_policy()
@@ -129,6 +147,7 @@ class ProxyServer(BaseServer):
             idle_timeout=self.idle_timeout,
             networking=self.networking,
             read_size=self.max_buffered_data,
+            connect_udp=self.connect_udp,
         )
 
     async def handle_connection(self, connection: HTTPConnection) -> None:
@@ -143,8 +162,13 @@ class ProxyServer(BaseServer):
         ).run()
 
     def _connection_options(self) -> ConnectionOptions:
-        # Tunnels acknowledge data once the target has taken it.
-        return replace(super()._connection_options(), auto_acknowledge=False)
+        # Tunnels acknowledge data once the target has taken it; CONNECT-UDP
+        # tunnels hold their datagram budget (see _proxy_udp).
+        return replace(
+            super()._connection_options(),
+            auto_acknowledge=False,
+            max_buffered_datagrams=self.max_datagram_buffer,
+        )
 
 
 class _ProxyConnection:

@@ -1,4 +1,4 @@
-"""What a CONNECT request asks for, and whether the proxy grants it.
+"""What a CONNECT request asks for, and whether the proxy grants it (:class:`TunnelPolicy`).
 
 Pure functions and small coroutines, no HTTP: parse the authority-form
 target (RFC 9110 §9.3.6, RFC 3986 §3.2), check Basic proxy credentials
@@ -17,6 +17,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import anyio
@@ -25,21 +26,67 @@ from hface.common import AddressType, HeadersType
 from hface.errors import TransportError
 from hface.networking import ByteStream, ClientNetworking
 
+#: Bytes read from a TCP target at once.
+_READ_SIZE: Final = 262144
+
 #: A DNS name (letters, digits, ``-`` and ``_`` in dot-separated labels).
 _NAME: Final = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?:\.(?!-)[A-Za-z0-9_-]{1,63})*\.?")
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+#: The ``proxy-status`` error (RFC 9209 §2.3) of a refusal, by status, when
+#: the refusal names none itself.
+_PROXY_ERRORS: Final = {
+    400: "http_request_error",
+    403: "destination_ip_prohibited",
+    405: "http_request_error",
+    407: "http_request_denied",
+    501: "http_request_error",
+    502: "destination_unavailable",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunnelPolicy:
+    """What one connection's streams may do (taken from :class:`ProxyServer`)."""
+
+    #: Basic credentials the client must present, if any.
+    credentials: tuple[str, str] | None
+    #: Whether loopback, private and other non-public targets are allowed.
+    allow_private: bool
+    #: Seconds to resolve and connect to a target.
+    connect_timeout: float
+    #: Seconds a tunnel may pass no byte either way before it is closed.
+    idle_timeout: float | None
+    #: How targets are reached.
+    networking: ClientNetworking
+    #: Bytes read from the target at once (:attr:`ProxyServer.max_buffered_data
+    #: <hface.server.ProxyServer.max_buffered_data>`).
+    read_size: int = _READ_SIZE
+    #: Whether CONNECT-UDP (RFC 9298) is served (:attr:`ProxyServer.connect_udp
+    #: <hface.server.ProxyServer.connect_udp>`).
+    connect_udp: bool = True
+
+
 class TargetRefused(Exception):
     """The proxy refuses a target, or cannot reach it; carries the status to answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, proxy_error: str | None = None) -> None:
         super().__init__(message)
         #: The HTTP status of the response.
         self.status = status
         #: A short text for the response body.
         self.message = message
+        #: The error type of the ``proxy-status`` field (RFC 9209 §2.3).
+        self.proxy_error = proxy_error or _PROXY_ERRORS.get(status, "proxy_internal_error")
+
+
+def proxy_status(error: str, details: str) -> bytes:
+    """A ``proxy-status`` field value (RFC 9209 §2) naming this proxy, ``error`` and ``details``."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in details)
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'hface; error={error}; details="{quoted}"'.encode("ascii")
 
 
 def header_value(headers: HeadersType, name: bytes) -> bytes | None:
@@ -154,14 +201,16 @@ async def _resolve(host: str, port: int) -> list[AddressType]:
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
-        raise TargetRefused(502, f"cannot resolve {host}: {error}") from None
+        raise TargetRefused(
+            502, f"cannot resolve {host}: {error}", proxy_error="dns_error"
+        ) from None
     addresses: list[AddressType] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = (str(sockaddr[0]), port)
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise TargetRefused(502, f"cannot resolve {host}")
+        raise TargetRefused(502, f"cannot resolve {host}", proxy_error="dns_error")
     return addresses
 
 

@@ -4,7 +4,9 @@ Theory of operation. The connection's handler (``_proxy.py``) accepts
 each request stream (an :class:`~hface.connections.HTTPStream`, which the
 connection's transport task fills with the stream's events) and runs
 :func:`serve_stream` on it in a task. A request that is not granted gets
-a short text response. A granted one gets ``200`` once the target's TCP
+a short text response, with a ``proxy-status`` field (RFC 9209) naming
+the error. A CONNECT-UDP request (``:protocol connect-udp``, RFC 9298)
+goes to :func:`~._proxy_udp.serve_udp` instead. A granted one gets ``200`` once the target's TCP
 connection is open; then two tasks relay:
 
 - *upstream*, client → target: each ``DataReceived`` is written to the
@@ -32,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import anyio
 
@@ -40,21 +41,23 @@ from hface.common import HeadersType
 from hface.connections import HTTPConnection, HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived, StreamReset
-from hface.networking import ByteStream, ClientNetworking
+from hface.networking import ByteStream
 
 from ._proxy_target import (
+    _READ_SIZE,
     TargetRefused,
+    TunnelPolicy,
     check_credentials,
     connect_target,
     header_value,
     parse_target,
+    proxy_status,
     resolve_target,
 )
+from ._proxy_udp import serve_udp
 
 logger = logging.getLogger("hface.server")
 
-#: Bytes read from a target at once.
-_READ_SIZE = 262144
 
 #: What a target's stream raises when it fails.
 _TARGET_ERRORS = (
@@ -62,25 +65,6 @@ _TARGET_ERRORS = (
     anyio.ClosedResourceError,
     OSError,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TunnelPolicy:
-    """What one connection's streams may do (taken from :class:`ProxyServer`)."""
-
-    #: Basic credentials the client must present, if any.
-    credentials: tuple[str, str] | None
-    #: Whether loopback, private and other non-public targets are allowed.
-    allow_private: bool
-    #: Seconds to resolve and connect to a target.
-    connect_timeout: float
-    #: Seconds a tunnel may pass no byte either way before it is closed.
-    idle_timeout: float | None
-    #: How targets are reached.
-    networking: ClientNetworking
-    #: Bytes read from the target at once (:attr:`ProxyServer.max_buffered_data
-    #: <hface.server.ProxyServer.max_buffered_data>`).
-    read_size: int = _READ_SIZE
 
 
 async def respond(stream: HTTPStream, status: int, message: str, extra: HeadersType = ()) -> None:
@@ -102,7 +86,7 @@ def _check_request(headers: HeadersType, policy: TunnelPolicy) -> None:
     if method != b"CONNECT":
         raise TargetRefused(405, "this proxy only serves CONNECT")
     if header_value(headers, b":protocol") is not None:
-        raise TargetRefused(400, "extended CONNECT is not supported")
+        raise TargetRefused(400, "extended CONNECT is not supported but for connect-udp")
     if policy.credentials is not None and not check_credentials(headers, policy.credentials):
         raise TargetRefused(407, "proxy authentication required")
 
@@ -114,6 +98,12 @@ async def serve_stream(stream: HTTPStream, policy: TunnelPolicy) -> None:
     """
     request = stream.receive_event_nowait()
     assert isinstance(request, HeadersReceived)  # a stream's first event
+    if (b":protocol", b"connect-udp") in request.headers and (
+        b":method",
+        b"CONNECT",
+    ) in request.headers:
+        await serve_udp(stream, request, policy, _refuse)  # RFC 9298: see _proxy_udp
+        return
     try:
         _check_request(request.headers, policy)
         target = parse_target(header_value(request.headers, b":authority"))
@@ -125,10 +115,10 @@ async def serve_stream(stream: HTTPStream, policy: TunnelPolicy) -> None:
             )
     except TimeoutError:
         message = f"cannot reach the target: timed out after {policy.connect_timeout:g}s"
-        await _refuse(stream, request, 502, message)
+        await _refuse(stream, request, 502, message, "connection_timeout")
         return
     except TargetRefused as refusal:
-        await _refuse(stream, request, refusal.status, refusal.message)
+        await _refuse(stream, request, refusal.status, refusal.message, refusal.proxy_error)
         return
     async with target_stream:
         await stream.send_headers([(b":status", b"200")])
@@ -137,12 +127,14 @@ async def serve_stream(stream: HTTPStream, policy: TunnelPolicy) -> None:
         logger.debug("tunnel to %s closed", description)
 
 
-async def _refuse(stream: HTTPStream, request: HeadersReceived, status: int, message: str) -> None:
-    extra: HeadersType = ()
+async def _refuse(
+    stream: HTTPStream, request: HeadersReceived, status: int, message: str, proxy_error: str
+) -> None:
+    extra: list[tuple[bytes, bytes]] = [(b"proxy-status", proxy_status(proxy_error, message))]
     if status == 405:
-        extra = [(b"allow", b"CONNECT")]
+        extra.append((b"allow", b"CONNECT"))
     elif status == 407:
-        extra = [(b"proxy-authenticate", b'Basic realm="hface"')]
+        extra.append((b"proxy-authenticate", b'Basic realm="hface"'))
     logger.info("refused %s for %s: %s", status, _peer(stream.connection), message)
     await respond(stream, status, message, extra)
     connection = stream.connection

@@ -39,7 +39,10 @@ A CONNECT exchange whose response is 2xx becomes a tunnel (RFC 9110
 §9.3.6), and so does a WebSocket upgrade (:mod:`._upgrade`): the
 parser hands over the bytes that followed the request
 (``take_raw``), and from then on bytes flow raw, as ``DataReceived`` and
-``submit_data`` on the CONNECT stream, until both sides have ended.
+``submit_data`` on the CONNECT stream, until both sides have ended. A
+CONNECT-UDP upgrade's tunnel carries capsules instead, read as they are
+taken from ``next_event`` (``DatagramReceived``) and written by
+``submit_datagram`` (see :mod:`hface.protocols._capsules`).
 
 Peer errors never raise: they become events. Misuse by the caller raises
 :class:`~hface.errors.LocalProtocolError`, checked before anything is
@@ -63,6 +66,7 @@ from hface.events import (
     StreamResetSent,
 )
 from hface.protocols import ConnectionState, HTTP1Protocol
+from hface.protocols._capsules import CapsuleStreams
 from hface.protocols._lifecycle import Lifecycle, LifecycleInput
 
 from ._headers import OutgoingHeaders, count_body_bytes, trailer_headers
@@ -106,10 +110,14 @@ def remote_error_reason(eof: bool) -> TerminationReason:
 class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
     """The shared part of :class:`HTTP1ClientProtocol` and :class:`HTTP1ServerProtocol`."""
 
+    _client_side: bool
+
     def __init__(self, parser: MessageParser[HeadT]) -> None:
         self._parser = parser
         self._lifecycle = Lifecycle(HTTP1_LIFECYCLE)
         self._events: deque[Event] = deque()
+        # The exchange that switches to the Capsule Protocol (RFC 9297 §3), if any.
+        self._capsules = CapsuleStreams(self, client=self._client_side)
         self._out: list[bytes] = []
         self._next_stream_id = 1
         # The exchange in progress, or None between exchanges.
@@ -136,7 +144,18 @@ class HTTP1Base(HTTP1Protocol, Generic[HeadT]):
 
     def next_event(self) -> Event | None:
         events = self._events
-        return events.popleft() if events else None
+        if not events:
+            return None
+        event = events.popleft()
+        capsules = self._capsules
+        if capsules.streams or (not self._client_side and type(event) is HeadersReceived):
+            return capsules.translate(event, events)  # HTTP Datagrams (see .._capsules)
+        return event
+
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        # RFC 9297 §3.5, RFC 9298 §3.2: a DATAGRAM capsule in the upgraded connection.
+        self.submit_data(stream_id, self._capsules.encode_datagram(stream_id, data))
+        return True
 
     def acknowledge_received_data(self, stream_id: int, amount: int) -> None:
         """Do nothing: HTTP/1.1 has no flow-control windows."""

@@ -47,6 +47,8 @@ class HTTP1ClientProtocol(HTTP1Base[ResponseHead]):
         accepted from the server, in bytes.
     """
 
+    _client_side = True
+
     def __init__(self, *, max_header_size: int = 16384) -> None:
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
         super().__init__(H11ResponseParser(conn))

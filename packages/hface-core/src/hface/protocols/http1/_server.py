@@ -76,7 +76,14 @@ from ._states import (
     UPGRADE,
     Input,
 )
-from ._upgrade import VERSION_FIELDS, switching_protocols, websocket_key, websocket_request_headers
+from ._upgrade import (
+    VERSION_FIELDS,
+    switching_protocols,
+    upgrade_request_headers,
+    upgrade_token,
+    websocket_key,
+    websocket_request_headers,
+)
 
 
 class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
@@ -88,6 +95,8 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         accepted from the client, in bytes; beyond it the answer is 431.
     """
 
+    _client_side = False
+
     def __init__(self, *, tls: bool = False, max_header_size: int = 16384) -> None:
         super().__init__(self._make_parser(max_header_size))
         self._scheme = b"https" if tls else b"http"
@@ -95,8 +104,10 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         # HTTP/1.1 (so that a body of unknown length can be chunked).
         self._method = b""
         self._http11 = True
-        # The Sec-WebSocket-Key of a WebSocket upgrade request in progress.
+        # The Sec-WebSocket-Key of a WebSocket upgrade request in progress
+        # (empty for another upgrade), and its upgrade token.
         self._websocket_key = b""
+        self._upgrade = b"websocket"
 
     @staticmethod
     def _make_parser(max_header_size: int) -> MessageParser[RequestHead]:
@@ -129,6 +140,9 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
             self._keep_alive = checked.keep_alive
             if method == b"GET":
                 key = websocket_key(head)
+                if key is None and (token := upgrade_token(head)) is not None:
+                    key = b""  # an upgrade without a key: CONNECT-UDP
+                    self._upgrade = token
             if type(key) is ParseError:
                 self._on_parse_error(key)
                 return None
@@ -143,6 +157,9 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         elif type(key) is bytes:
             self._mode = UPGRADE
             self._websocket_key = key
+            if not key:
+                return upgrade_request_headers(request_headers(head, self._scheme), self._upgrade)
+            self._upgrade = b"websocket"
             return websocket_request_headers(request_headers(head, self._scheme))
         return request_headers(head, self._scheme)
 
@@ -206,11 +223,14 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         mode = self._mode
         if mode is not MESSAGE:
             if code < 300:
-                if mode is UPGRADE:  # RFC 6455 §4.2.2: 101, and the tunnel
-                    self._out.append(switching_protocols(self._websocket_key, outgoing.fields))
+                if mode is UPGRADE:  # RFC 6455 §4.2.2, RFC 9298 §3.3: 101, and the tunnel
+                    self._out.append(
+                        switching_protocols(self._websocket_key, outgoing.fields, self._upgrade)
+                    )
                 else:
                     self._out.append(head_bytes(code, outgoing.fields))
                 self._local = DONE if end_stream else OPEN
+                self._capsules.headers_submitted(stream_id, headers)
                 self._enter_tunnel()
                 return
             # Refused: the request itself has ended, and what followed

@@ -25,6 +25,11 @@ three versions:
   the application gave (a subprotocol, extensions). The connection is then
   a byte tunnel, as after a 2xx response to CONNECT.
 
+A CONNECT-UDP upgrade (``Upgrade: connect-udp``, RFC 9298 §3.2) is
+presented the same way (:func:`upgrade_token`, :func:`upgrade_request_headers`,
+``:protocol connect-udp``) and answered with a 101 without a key; the
+tunnel then carries capsules (:mod:`hface.protocols._capsules`).
+
 A non-2xx response to such a request is an ordinary response to a ``GET``.
 
 The client state machine (:mod:`._client`) does the reverse:
@@ -121,13 +126,16 @@ def accept_value(key: bytes) -> bytes:
     return base64.b64encode(digest)
 
 
-def switching_protocols(key: bytes, fields: Sequence[HeaderType]) -> bytes:
-    """Return the ``101 Switching Protocols`` head that accepts the upgrade with ``key``."""
-    own: list[HeaderType] = [
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-accept", accept_value(key)),
-    ]
+def switching_protocols(
+    key: bytes, fields: Sequence[HeaderType], token: bytes = b"websocket"
+) -> bytes:
+    """Return the ``101 Switching Protocols`` head that accepts the upgrade to ``token``.
+
+    :param key: the WebSocket key (empty for another upgrade token).
+    """
+    own: list[HeaderType] = [(b"upgrade", token), (b"connection", b"Upgrade")]
+    if key:
+        own.append((b"sec-websocket-accept", accept_value(key)))
     own += [(name, value) for name, value in fields if name not in _OWN_FIELDS]
     return head_bytes(101, own)
 
@@ -168,4 +176,31 @@ def accepted_websocket_headers(
         for name, value in headers
         if name != b"sec-websocket-accept" and name[:1] != b":"
     ]
+    return result
+
+
+#: The upgrade tokens other than WebSocket presented as extended CONNECT:
+#: CONNECT-UDP (RFC 9298 §3.2) switches the connection to capsules.
+OTHER_UPGRADES: Final = (b"connect-udp",)
+
+
+def upgrade_token(head: RequestHead) -> bytes | None:
+    """Return the upgrade token of a ``GET`` asking for one of :data:`OTHER_UPGRADES`, else None.
+
+    RFC 9298 §3.2: ``Upgrade: connect-udp`` with the ``upgrade`` connection option.
+    """
+    if head.method != b"GET" or head.http_version < b"1.1":
+        return None
+    upgrades = [value for name, value in head.headers if name == b"upgrade"]
+    options = [value for name, value in head.headers if name == b"connection"]
+    if b"upgrade" not in comma_tokens(options):
+        return None
+    tokens = comma_tokens(upgrades)
+    return next((token for token in OTHER_UPGRADES if token in tokens), None)
+
+
+def upgrade_request_headers(headers: list[HeaderType], token: bytes) -> list[HeaderType]:
+    """Return an upgrade request's header list as an extended CONNECT's for ``token``."""
+    result: list[HeaderType] = [(b":method", b"CONNECT"), (b":protocol", token)]
+    result += [(name, value) for name, value in headers if name != b":method"]
     return result

@@ -62,9 +62,10 @@ from h2.exceptions import H2Error
 
 from hface.common import HTTP2_ERROR_CODES
 from hface.errors import TerminationReason
-from hface.events import ConnectionTerminated, Event, StreamResetSent
+from hface.events import ConnectionTerminated, Event, HeadersReceived, StreamResetSent
 from hface.protocols import ConnectionState, HTTP2Protocol, ProtocolLimits
 
+from .._capsules import CapsuleStreams
 from .._lifecycle import Lifecycle, LifecycleInput, TransitionTable
 from ._guard import FrameGuard
 from ._h2 import make_connection
@@ -139,6 +140,8 @@ class HTTP2Base(HTTP2Protocol):
         self._last_accepted = 0
         self._max_concurrent_streams = limits.max_concurrent_streams
         self._events: deque[Event] = deque()
+        # The streams that switch to the Capsule Protocol (RFC 9297 §3).
+        self._capsules = CapsuleStreams(self, client=self._client_side)
         self._streams: dict[int, StreamRecord] = {}
         self._ready: dict[int, None] = {}
         self._unacked: dict[int, int] = {}
@@ -166,7 +169,13 @@ class HTTP2Base(HTTP2Protocol):
 
     def next_event(self) -> Event | None:
         events = self._events
-        return events.popleft() if events else None
+        if not events:
+            return None
+        event = events.popleft()
+        capsules = self._capsules
+        if capsules.streams or (not self._client_side and type(event) is HeadersReceived):
+            return capsules.translate(event, events)  # HTTP Datagrams (see .._capsules)
+        return event
 
     def bytes_to_send(self) -> bytes:
         return self._conn.data_to_send()

@@ -15,6 +15,10 @@ end_stream=True)``. Events h2 reports for a stream without a record (one the
 caller reset, or one refused after our GOAWAY) are dropped; their data is
 credited back to the connection at once, since nobody will acknowledge it.
 Padding (RFC 9113 §6.1) is credited at once too: the caller never sees it.
+The DATA of a stream switched to the Capsule Protocol (a 2xx answer to an
+extended CONNECT such as ``connect-udp``) is read as capsules as it is
+taken from ``next_event`` and becomes ``DatagramReceived``;
+``submit_datagram`` writes a DATAGRAM capsule (see :mod:`.._capsules`).
 
 Errors. Bad input never raises out of ``bytes_received``. A stream error
 (RFC 9113 §5.4.2: a malformed request, say) resets its stream only (see
@@ -155,6 +159,7 @@ class _HTTP2Protocol(HTTP2Base):
             self._reset_broken(stream_id, record)
             raise LocalProtocolError(f"cannot send headers on stream {stream_id}: {exc}") from exc
         record.headers_sent = True
+        self._capsules.headers_submitted(stream_id, block)
         if end_stream:
             record.local_ended = True
             if record.remote_ended:
@@ -178,6 +183,12 @@ class _HTTP2Protocol(HTTP2Base):
         record.local_ended = end
         self._streams[stream_id] = record
         self._open_outbound += 1
+        self._capsules.headers_submitted(stream_id, block)
+
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        # RFC 9297 §3.5: a DATAGRAM capsule in the stream's DATA (see .._capsules).
+        self.submit_data(stream_id, self._capsules.encode_datagram(stream_id, data))
+        return True
 
     def submit_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         record = self._streams.get(stream_id)

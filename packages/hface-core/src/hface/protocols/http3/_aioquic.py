@@ -29,7 +29,8 @@ the others for private access.
   must not write lines per connection, least of all per half-open one.
 - :class:`AioquicH3Connection` is aioquic's ``H3Connection`` told which
   responses carry no content, enforcing what aioquic 1.7 lets through,
-  advertising hface's QPACK and field section limits, and keeping a
+  advertising hface's QPACK and field section limits and SETTINGS_H3_DATAGRAM
+  (RFC 9297 §2.1.1, with a ``max_datagram_frame_size``), and keeping a
   malformed message to its stream (see its docstring).
 
 The import fails with :class:`ImportError` unless the installed aioquic is a
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import aioquic
 import pylsqpack
@@ -56,6 +57,7 @@ from aioquic.h3.connection import (
     H3Stream,
     HeadersState,
     MessageError,
+    Setting,
     StreamType,
     encode_frame,
 )
@@ -71,6 +73,10 @@ from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+
+from ._h3_messages import CloseReason as CloseReason
+from ._h3_messages import MessageErrorReport as MessageErrorReport
+from ._h3_messages import check_request_pseudo_headers, field_section_size
 
 #: The aioquic releases (major, minor) whose internals this module was verified on.
 VERIFIED_AIOQUIC: Final = ((1, 7),)
@@ -94,19 +100,11 @@ def check_aioquic_version(version: str) -> None:
 
 check_aioquic_version(aioquic.__version__)
 
+#: DATAGRAM frames (RFC 9221) queued while congestion control holds them; more are dropped.
+MAX_QUEUED_DATAGRAMS: Final = 512
+
 #: RFC 9000 §18.2: the peer's limit when it sends no ``max_udp_payload_size``.
 _DEFAULT_MAX_UDP_PAYLOAD_SIZE: Final = 65527
-
-
-class CloseReason(NamedTuple):
-    """Why a QUIC connection closes: its error code and reason, sent or received."""
-
-    error_code: int
-    """The QUIC or HTTP/3 error code."""
-    reason: str
-    """The reason phrase (possibly empty)."""
-    transport: bool
-    """True for a transport-level close (RFC 9000 §20.1), not an application's."""
 
 
 def has_data_to_send(stream: QuicStream) -> bool:
@@ -230,6 +228,25 @@ class AioquicConnection(QuicConnection):
                 continue
             backlog += sum(len(pending) for pending in sender._pending) + sender._pending_eof
         return backlog
+
+    # --- QUIC DATAGRAM frames (RFC 9221): bounded, and never one no packet carries -----
+
+    def queue_datagram_frame(self, data: bytes) -> bool:
+        """Queue a DATAGRAM frame's payload; False (dropped) if too large or too many wait."""
+        pending = self._datagrams_pending  # unbounded, and blocked by a frame too large
+        if len(data) > self.max_datagram_frame_payload() or len(pending) >= MAX_QUEUED_DATAGRAMS:
+            return False
+        pending.append(data)
+        return True
+
+    def max_datagram_frame_payload(self) -> int:
+        """The largest DATAGRAM frame payload that fits in one packet the peer accepts (0: none)."""
+        remote = self._remote_max_datagram_frame_size
+        if remote is None or self._configuration.max_datagram_frame_size is None:
+            return 0
+        # Flags, the peer's connection ID, a packet number, the AEAD tag; type and length.
+        overhead = 1 + len(self._peer_cid.cid) + 4 + 16 + 1 + 4
+        return max(min(self._max_datagram_size - overhead, remote - 5), 0)
 
     # --- the connection's receive limit (MAX_DATA) ---------------------------
 
@@ -363,22 +380,8 @@ _SETTINGS_MAX_FIELD_SECTION_SIZE: Final = 0x6
 _NO_CONTENT_STATUSES: Final = frozenset({(b":status", b"204"), (b":status", b"304")})
 
 
-def field_section_size(headers: list[tuple[bytes, bytes]]) -> int:
-    """The size of a field section as RFC 9114 §4.2.2 counts it (32 bytes per field)."""
-    return sum(len(name) + len(value) for name, value in headers) + 32 * len(headers)
-
-
 class _MessageAborted(Exception):
     """Unwinds aioquic's parsing of a stream whose message is malformed (internal)."""
-
-
-class MessageErrorReport(NamedTuple):
-    """A malformed message (RFC 9114 §4.1.2): its stream, why (for people), and
-    whether the peer has sent all of the stream already (nothing to stop)."""
-
-    stream_id: int
-    reason: str
-    receiving_ended: bool
 
 
 class AioquicH3Connection(H3Connection):
@@ -447,6 +450,10 @@ class AioquicH3Connection(H3Connection):
         if stream is not None:
             stream.sending_ended = True
 
+    def peer_accepts_datagrams(self) -> bool:
+        """Whether the peer's SETTINGS had SETTINGS_H3_DATAGRAM=1 (RFC 9297 §2.1.1)."""
+        return (self._received_settings or {}).get(Setting.H3_DATAGRAM) == 1
+
     def send_goaway(self, goaway_id: int) -> None:
         """Send GOAWAY with ``goaway_id`` on our control stream (RFC 9114 §5.2, §7.2.6)."""
         control_stream_id = self._local_control_stream_id
@@ -485,6 +492,9 @@ class AioquicH3Connection(H3Connection):
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
         settings[_SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
+        if self._quic._configuration.max_datagram_frame_size is not None:
+            # RFC 9297 §2.1.1: HTTP Datagrams, with the transport parameter.
+            settings[Setting.H3_DATAGRAM] = 1
         return settings
 
     def _init_connection(self) -> None:
@@ -511,7 +521,7 @@ class AioquicH3Connection(H3Connection):
             and stream.push_id is None
             and stream.headers_recv_state == HeadersState.INITIAL
         ):
-            _check_request_pseudo_headers(headers)
+            check_request_pseudo_headers(headers)
         return headers
 
     def _receive_stream_data_uni(
@@ -585,16 +595,3 @@ class AioquicH3Connection(H3Connection):
         decoder_stream_id = self._local_decoder_stream_id
         assert decoder_stream_id is not None  # opened when the connection was made
         self._quic.send_stream_data(decoder_stream_id, self._decoder.cancel_stream(stream_id))
-
-
-def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Raise ``MessageError`` unless a request but CONNECT (and extended CONNECT) has them all."""
-    names = {name for name, _ in headers if name.startswith(b":")}
-    connect = (b":method", b"CONNECT") in headers
-    if b":protocol" in names and not connect:  # RFC 9220 §3, RFC 8441 §4
-        raise MessageError("Pseudo-header b':protocol' is for CONNECT only")
-    if connect and b":protocol" not in names:
-        return
-    missing = {b":scheme", b":path"} - names
-    if missing and b":method" in names:
-        raise MessageError(f"Pseudo-headers {sorted(missing)} are missing")

@@ -62,9 +62,16 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from hface.common import HTTP3_ERROR_CODES, AddressType
 from hface.errors import TerminationReason
-from hface.events import ConnectionTerminated, Event, GoawayReceived, StreamResetReceived
+from hface.events import (
+    ConnectionTerminated,
+    Event,
+    GoawayReceived,
+    HeadersReceived,
+    StreamResetReceived,
+)
 from hface.protocols import ConnectionState, HTTP3Protocol, ProtocolLimits
 
+from .._capsules import CapsuleStreams
 from .._flood import FloodBudget
 from .._lifecycle import Lifecycle, LifecycleInput, TransitionTable
 from ._aioquic import AioquicH3Connection
@@ -160,6 +167,8 @@ class HTTP3Base(HTTP3Protocol):
         self._quic: FlowControlledQuicConnection | None = None
         self._h3: AioquicH3Connection | None = None
         self._events: deque[Event] = deque()
+        # The streams that switch to the Capsule Protocol (RFC 9297 §3).
+        self._capsules = CapsuleStreams(self, client=self._is_client)
         self._streams: dict[int, RequestStream] = {}
         self._control = PeerControlStreamReader()
         self._flood = FloodBudget(limits.max_control_frames, window=FLOOD_WINDOW)
@@ -206,10 +215,14 @@ class HTTP3Base(HTTP3Protocol):
         return self._lifecycle.state is not _OPEN
 
     def next_event(self) -> Event | None:
-        try:
-            return self._events.popleft()
-        except IndexError:
+        events = self._events
+        if not events:
             return None
+        event = events.popleft()
+        capsules = self._capsules
+        if capsules.streams or (not self._is_client and type(event) is HeadersReceived):
+            return capsules.translate(event, events)  # HTTP Datagrams (see .._capsules)
+        return event
 
     def _push(self, event: Event) -> None:
         if self._lifecycle.state is not _CLOSED:

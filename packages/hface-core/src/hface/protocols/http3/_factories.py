@@ -106,6 +106,7 @@ class _HTTP3Factory:
         max_reset_streams: int | None = None,
         connection_id_length: int | None = None,
         qlog_dir: str | None = None,
+        max_datagram_frame_size: int | None = None,
     ) -> None:
         limit_options = {
             "max_concurrent_streams": max_concurrent_streams,
@@ -123,6 +124,7 @@ class _HTTP3Factory:
             "qpack_blocked_streams": qpack_blocked_streams,
             "connection_id_length": connection_id_length,
             "qlog_dir": qlog_dir,
+            "max_datagram_frame_size": max_datagram_frame_size,
         }
         self._limits = with_options(limits or ProtocolLimits(), limit_options, _LIMIT_NAMES)
         self._settings = with_options(settings or HTTP3Settings(), setting_options, {})
@@ -159,6 +161,7 @@ class _HTTP3Factory:
                 if settings.qlog_dir is None
                 else cast(QuicLogger, QlogFileLogger(settings.qlog_dir))
             ),
+            max_datagram_frame_size=settings.max_datagram_frame_size or None,
         )
 
 
@@ -185,7 +188,8 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     ``max_reset_streams``, ``max_control_frames``, ``idle_timeout``,
     ``stream_receive_window``, ``connection_receive_window``,
     ``max_datagram_size``, ``loopback_max_datagram_size``,
-    ``qpack_blocked_streams``, ``connection_id_length`` and ``qlog_dir``.
+    ``qpack_blocked_streams``, ``connection_id_length``, ``qlog_dir`` and
+    ``max_datagram_frame_size``.
 
     ``tls_config.keylog_filename``, if set, gets the connection's TLS
     secrets (NSS key log format).

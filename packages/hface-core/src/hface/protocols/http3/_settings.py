@@ -48,6 +48,8 @@ _CHECKS: Final[Mapping[str, Check]] = {
     # RFC 9000 §17.2: connection IDs hface issues (aioquic's range).
     "connection_id_length": int_between(4, 20),
     "qlog_dir": _directory,
+    # RFC 9221 §3: 0 would forbid even empty frames; 65,536 carries any UDP payload.
+    "max_datagram_frame_size": int_between(0, 65536),
 }
 
 
@@ -110,6 +112,14 @@ class HTTP3Settings(Settings):
     For debugging (qvis, aioquic's examples): aioquic's ``QuicFileLogger``
     writes ``<original destination connection ID>.qlog``, JSON, as the
     connection ends. The directory must exist.
+    """
+
+    max_datagram_frame_size: int = 65536
+    """The largest QUIC DATAGRAM frame accepted (RFC 9221 §3); default 65,536; 0: none.
+
+    Above 0 the transport parameter goes out with SETTINGS_H3_DATAGRAM
+    (RFC 9297 §2.1.1): both sides may then send HTTP Datagrams in DATAGRAM
+    frames. 0 sends neither (datagrams then need the Capsule Protocol).
     """
 
     def _check_together(self) -> None:

@@ -39,6 +39,17 @@ types spend a second budget, ``max_control_frames``, refilled by progress
 and once per :data:`~._guard.FLOOD_WINDOW` seconds (see :mod:`._guard`);
 a peer (client or server) out of it gets H3_EXCESSIVE_LOAD too.
 
+HTTP Datagrams (RFC 9297 §2): ``submit_datagram`` sends a QUIC DATAGRAM
+frame (RFC 9221) carrying the quarter stream ID, once the peer's SETTINGS
+had SETTINGS_H3_DATAGRAM (both sides send it with the
+``max_datagram_frame_size`` transport parameter, see
+:class:`~._settings.HTTP3Settings`); a frame no packet could carry goes in
+a DATAGRAM capsule instead if the stream switched to the Capsule Protocol
+(:mod:`hface.protocols._capsules`, which reads capsules on every
+version), and is dropped otherwise. Received frames become
+``DatagramReceived`` for a stream whose receiving side is open, and are
+dropped otherwise (§2.1: they may arrive before the stream's HEADERS).
+
 Flow control: see :mod:`._quic`. Body bytes are counted as held when
 ``DataReceived`` is emitted and released by ``acknowledge_received_data``.
 Outbound, aioquic buffers everything submitted; ``get_pending_data_size``
@@ -63,15 +74,24 @@ from aioquic.h3.connection import (
 
 from hface.common import HTTP3_ERROR_CODES, HeadersType
 from hface.errors import LocalProtocolError
-from hface.events import DataReceived, HeadersReceived, StreamResetReceived, StreamResetSent
+from hface.events import (
+    DatagramReceived,
+    DataReceived,
+    HeadersReceived,
+    StreamResetReceived,
+    StreamResetSent,
+)
 from hface.protocols import ConnectionState
 
+from .._capsules import encode_varint
 from .._headers import CONNECTION_SPECIFIC_HEADERS
 from ._aioquic import AioquicH3Connection, MessageErrorReport
 from ._base import HTTP3Base, RequestStream
 
 _CODES: Final = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC: Final = CONNECTION_SPECIFIC_HEADERS
+#: RFC 9297 §2.1.1: H3_DATAGRAM_ERROR.
+_H3_DATAGRAM_ERROR: Final = 0x33
 _OPEN: Final = ConnectionState.OPEN
 _DRAINING: Final = ConnectionState.DRAINING
 _CLOSING: Final = ConnectionState.CLOSING
@@ -155,6 +175,7 @@ class HTTP3Streams(HTTP3Base):
         self._streams[stream_id] = stream
         stream.headers_sent = True
         stream.final_headers_sent = stream.final_headers_sent or not interim
+        self._capsules.headers_submitted(stream_id, cleaned)
         if end_stream:
             self._end_sending(stream_id, stream)
 
@@ -172,6 +193,30 @@ class HTTP3Streams(HTTP3Base):
             h3.send_data(stream_id, data, end_stream)
         if end_stream:
             self._end_sending(stream_id, stream)
+
+    def submit_datagram(self, stream_id: int, data: bytes) -> bool:
+        # RFC 9297 §2.1: a QUIC DATAGRAM frame, once both sides negotiated
+        # them, on a stream whose sending side is open; else (or too large
+        # for a packet) a DATAGRAM capsule if the stream switched to them.
+        self._output_pending = True
+        h3 = self._require_open()
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.send_ended or stream.reset:
+            raise LocalProtocolError(f"stream {stream_id} is not open for sending")
+        capsules = self._capsules.is_active(stream_id)
+        quic = self._quic
+        assert quic is not None
+        if h3.peer_accepts_datagrams():
+            frame = encode_varint(stream_id >> 2) + data  # the quarter stream ID
+            if len(frame) <= quic.max_datagram_frame_payload() or not capsules:
+                return quic.queue_datagram_frame(frame)
+        elif not capsules:
+            raise LocalProtocolError(
+                f"stream {stream_id} carries no HTTP Datagrams: the peer did not enable"
+                " SETTINGS_H3_DATAGRAM and the stream does not use the Capsule Protocol"
+            )
+        self.submit_data(stream_id, self._capsules.encode_datagram(stream_id, data))
+        return True
 
     def submit_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         self._output_pending = True
@@ -239,7 +284,23 @@ class HTTP3Streams(HTTP3Base):
         if self._resets_left < 0 and self._lifecycle.state is not _CLOSING:
             self._close_with_error(_CODES.excessive_load, "too many request streams reset")
 
+    def _on_datagram(self, event: h3_events.DatagramReceived) -> None:
+        """An HTTP/3 datagram (RFC 9297 §2.1): its stream's, or dropped."""
+        stream_id = event.stream_id
+        if stream_id >= 1 << 62:
+            # §2.1: a quarter stream ID beyond 2**60 is an H3_DATAGRAM_ERROR.
+            self._close_with_error(_H3_DATAGRAM_ERROR, "quarter stream ID out of range")
+            return
+        stream = self._streams.get(stream_id)
+        # A stream unknown (not opened yet, or forgotten) or whose receiving
+        # side is closed: dropped, as §2.1 allows.
+        if stream is not None and not (stream.reset or stream.recv_ended or stream.refused):
+            self._push(DatagramReceived(stream_id=stream_id, data=event.data))
+
     def _on_h3_event(self, event: h3_events.H3Event) -> None:
+        if isinstance(event, h3_events.DatagramReceived):
+            self._on_datagram(event)
+            return
         if isinstance(event, h3_events.HeadersReceived | h3_events.DataReceived):
             if event.push_id is not None:
                 return
