@@ -52,6 +52,8 @@ from anyio.streams.tls import TLSAttribute
 
 from hface.common import AddressType
 
+from ._proxy_listener import log_refused, receive_proxy_header
+from ._proxy_protocol import ProxyProtocolError
 from ._streams import ByteStream
 
 _logger = logging.getLogger("hface.networking")
@@ -137,10 +139,15 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
     ``loop.connect_accepted_socket()`` (with TLS, uvloop returns its own
     protocol object, not this one); :meth:`start_client_tls` upgrades a
     client connection. See the module's docstring for buffering and closing.
+
+    :param remote_address: reported as the ``remote_address`` in place of
+        the socket's peer (the client named by a PROXY protocol header).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, remote_address: AddressType | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        # The client a PROXY protocol header named, in place of the peer's own.
+        self._remote_address = remote_address
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._size = 0  # bytes in _chunks
@@ -432,14 +439,24 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
         if raw_socket is not None:
             attributes[SocketAttribute.raw_socket] = lambda: raw_socket
             attributes[SocketAttribute.family] = lambda: family
-        if sockname is not None:
-            local = _convert_address(sockname)
-            attributes[SocketAttribute.local_address] = lambda: local
-            attributes[SocketAttribute.local_port] = lambda: local[1]
-        if peername is not None:
-            remote = _convert_address(peername)
-            attributes[SocketAttribute.remote_address] = lambda: remote
-            attributes[SocketAttribute.remote_port] = lambda: remote[1]
+        if family == socket.AF_UNIX:
+            # Paths, as anyio reports them (the client's is usually "").
+            attributes[SocketAttribute.local_address] = lambda: sockname
+            if self._remote_address is None:
+                attributes[SocketAttribute.remote_address] = lambda: peername
+        else:
+            if sockname is not None:
+                local = _convert_address(sockname)
+                attributes[SocketAttribute.local_address] = lambda: local
+                attributes[SocketAttribute.local_port] = lambda: local[1]
+            if peername is not None and self._remote_address is None:
+                remote = _convert_address(peername)
+                attributes[SocketAttribute.remote_address] = lambda: remote
+                attributes[SocketAttribute.remote_port] = lambda: remote[1]
+        if self._remote_address is not None:
+            proxied = self._remote_address
+            attributes[SocketAttribute.remote_address] = lambda: proxied
+            attributes[SocketAttribute.remote_port] = lambda: proxied[1]
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             attributes.update(
@@ -483,8 +500,10 @@ class AsyncioListener(Listener[ByteStream]):
         *,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float | None = None,
+        proxy_header_timeout: float | None = None,
     ) -> None:
         self._listener = listener
+        self._proxy_header_timeout = proxy_header_timeout
         self._sockets: list[socket.socket] = [
             inner.extra(SocketAttribute.raw_socket) for inner in listener.listeners
         ]
@@ -529,7 +548,20 @@ class AsyncioListener(Listener[ByteStream]):
         # From here on the transport owns the socket: it closes it on failure too.
         # The stream is made here, not by the loop: with TLS, uvloop returns
         # its own SSL protocol where asyncio returns the application's.
-        stream = AsyncioByteStream()
+        client: AddressType | None = None
+        if self._proxy_header_timeout is not None:
+            try:
+                client = await receive_proxy_header(
+                    client_socket, timeout=self._proxy_header_timeout
+                )
+            except (ProxyProtocolError, OSError) as exc:
+                log_refused(_peer_of(client_socket), exc)
+                client_socket.close()
+                return
+            except BaseException:
+                client_socket.close()
+                raise
+        stream = AsyncioByteStream(remote_address=client)
         try:
             if self._ssl_context is None:
                 await loop.connect_accepted_socket(lambda: stream, client_socket)
@@ -555,6 +587,13 @@ class AsyncioListener(Listener[ByteStream]):
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         """The anyio listener's: ``local_address`` and ``local_port``."""
         return self._listener.extra_attributes
+
+
+def _peer_of(client_socket: socket.socket) -> object:
+    try:
+        return client_socket.getpeername()
+    except OSError:
+        return "an unknown peer"
 
 
 async def connect_tcp(remote_address: AddressType) -> AsyncioByteStream:
