@@ -50,9 +50,7 @@ def run_reloading(argv: Sequence[str], directories: Sequence[str]) -> int:
     try:
         watchfiles = importlib.import_module("watchfiles")
     except ImportError:
-        raise CommandError(
-            "--reload needs watchfiles: pip install 'hface-cli[reload]'"
-        ) from None
+        raise CommandError("--reload needs watchfiles: pip install 'hface-cli[reload]'") from None
     paths = [Path(directory) for directory in directories] or [Path.cwd()]
     for path in paths:
         if not path.is_dir():

@@ -216,7 +216,9 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
             if https.unix_path is None:
                 print(f"Try: curl --cacert {cafile} {https}/")
             else:
-                print(f"Try: curl --cacert {cafile} --unix-socket {https.unix_path} https://localhost/")
+                print(
+                    f"Try: curl --cacert {cafile} --unix-socket {https.unix_path} https://localhost/"
+                )
         sys.stdout.flush()
 
     return run_server(

@@ -551,9 +551,7 @@ class AsyncioListener(Listener[ByteStream]):
         client: AddressType | None = None
         if self._proxy_header_timeout is not None:
             try:
-                client = await receive_proxy_header(
-                    client_socket, timeout=self._proxy_header_timeout
-                )
+                client = await receive_proxy_header(client_socket, limit=self._proxy_header_timeout)
             except (ProxyProtocolError, OSError) as exc:
                 log_refused(_peer_of(client_socket), exc)
                 client_socket.close()

@@ -47,7 +47,7 @@ _logger = logging.getLogger("hface.networking")
 PROXY_HEADER_TIMEOUT: Final = 5.0
 
 
-async def receive_proxy_header(sock: socket.socket, *, timeout: float) -> AddressType | None:
+async def receive_proxy_header(sock: socket.socket, *, limit: float) -> AddressType | None:
     """Read the PROXY header off the non-blocking accepted ``sock``; return its source.
 
     No byte after the header is read: the socket can be handed to TLS or
@@ -56,16 +56,16 @@ async def receive_proxy_header(sock: socket.socket, *, timeout: float) -> Addres
     :returns: the client's address and port, or None when the header says
         to keep the socket's own peer (LOCAL, or no usable address).
     :raises ProxyProtocolError: if the bytes are not a valid header, or
-        the peer closes the connection, or ``timeout`` seconds pass first.
+        the peer closes the connection, or ``limit`` seconds pass first.
     :raises OSError: if the socket fails.
     """
     reader = ProxyHeaderReader()
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(limit):
             while (header := reader.read_from(sock)) is None:
                 await anyio.wait_readable(sock)
     except TimeoutError:
-        raise ProxyProtocolError(f"no PROXY protocol header within {timeout:g} s") from None
+        raise ProxyProtocolError(f"no PROXY protocol header within {limit:g} s") from None
     return header.source
 
 
@@ -132,7 +132,7 @@ class ProxyProtocolListener(Listener[ByteStream]):
         async def read_header_then_handle(stream: ByteStream) -> None:
             raw_socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
             try:
-                client = await receive_proxy_header(raw_socket, timeout=self._timeout)
+                client = await receive_proxy_header(raw_socket, limit=self._timeout)
             except (ProxyProtocolError, OSError) as exc:
                 log_refused(stream.extra(SocketAttribute.remote_address, "an unknown peer"), exc)
                 await anyio.aclose_forcefully(stream)

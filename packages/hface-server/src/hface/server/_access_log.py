@@ -29,7 +29,9 @@ ACCESS_LOG_FIELDS: Final = {
 }
 
 #: What the default line says, as a format (the server writes it without one).
-DEFAULT_ACCESS_LOG_FORMAT: Final = '%(client)s - "%(method)s %(path)s HTTP/%(version)s" %(status)s %(bytes)s'
+DEFAULT_ACCESS_LOG_FORMAT: Final = (
+    '%(client)s - "%(method)s %(path)s HTTP/%(version)s" %(status)s %(bytes)s'
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,9 +180,8 @@ class ASGIServer(BaseServer):
                 f"invalid root_path {root_path!r}: it must start with '/' and not end with one"
             )
         self._trusted_proxies = TrustedProxies.parse(self.forwarded_allow_ips)
-        self._access_log_format = (
-            None if self.access_log_format is None else AccessLogFormat.parse(self.access_log_format)
-        )
+        log_format = self.access_log_format
+        self._access_log_format = None if log_format is None else AccessLogFormat.parse(log_format)
         self._state = {}
         self._h3_ports = []
         self._alt_svc_value = None
@@ -223,8 +222,9 @@ class ASGIServer(BaseServer):
             root_path=self.root_path,
             access_log=self.access_log,
             access_log_format=self._access_log_format,
-            trusted_proxies=self._trusted_proxies if self._trusted_proxies.everyone
-            or self._trusted_proxies.networks else None,
+            trusted_proxies=self._trusted_proxies
+            if self._trusted_proxies.everyone or self._trusted_proxies.networks
+            else None,
             forwarded_style=self.forwarded_style,
             disconnect_grace=self.disconnect_grace,
             max_buffered_data=self.max_buffered_data,
