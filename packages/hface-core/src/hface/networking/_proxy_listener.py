@@ -19,7 +19,7 @@ on ``hface.networking``: a scanner must not fill the log.
 
 The reading happens in the connection's own task, so a slow client holds
 up no one else. On asyncio's own streams :class:`AsyncioListener
-<hface.networking._asyncio_streams.AsyncioListener>` calls
+<hface.networking._asyncio_listener.AsyncioListener>` calls
 :func:`receive_proxy_header` itself before it hands the socket to the
 event loop; elsewhere (Trio, and anyio's streams) :class:`ProxyProtocolListener`
 wraps the TCP listener, under the TLS one, and :class:`ProxiedStream` wraps

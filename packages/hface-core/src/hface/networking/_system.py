@@ -16,7 +16,8 @@ from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSCo
 from hface.errors import TransportError, TransportErrorKind
 
 from ._asyncio_datagrams import connect_udp as _asyncio_connect_udp
-from ._asyncio_streams import AsyncioByteStream, AsyncioListener, on_asyncio
+from ._asyncio_listener import AsyncioListener
+from ._asyncio_streams import AsyncioByteStream, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
 from ._base import ClientNetworking, ServerNetworking
 from ._proxy_listener import PROXY_HEADER_TIMEOUT, ProxyProtocolListener
