@@ -47,7 +47,7 @@ REQUEST = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 def exchange(
     address: AddressType, first: bytes, *, ca_file: str | None
 ) -> tuple[bytes, AddressType]:
-    """Send ``first`` then (over TLS if ``ca_file``) a request; return the answer and our address."""
+    """Send ``first``, then a request (over TLS if ``ca_file``); return the answer, our address."""
     with socket.create_connection(address, timeout=10) as raw:
         own = raw.getsockname()[:2]
         raw.sendall(first)
@@ -139,7 +139,8 @@ async def test_a_connection_without_a_valid_header_is_closed(
         answer, _ = await anyio.to_thread.run_sync(lambda: exchange(address, V1, ca_file=None))
     assert body(answer)["client"] == list(CLIENT)
     refused = [record for record in caplog.records if "closed a connection" in record.message]
-    assert refused and all(record.levelno == logging.DEBUG for record in refused)
+    assert refused
+    assert all(record.levelno == logging.DEBUG for record in refused)
     assert not [record for record in caplog.records if record.exc_info]
 
 

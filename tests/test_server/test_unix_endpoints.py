@@ -54,7 +54,7 @@ def test_parse_and_str() -> None:
 
 def curl_unix(path: Path, url: str, *options: str) -> dict[str, Any]:
     result = subprocess.run(
-        [require_peer("curl"), "-sS", "--max-time", "10", "--unix-socket", str(path), *options, url],
+        [require_peer("curl"), "-sS", "-m", "10", "--unix-socket", str(path), *options, url],
         capture_output=True,
         text=True,
         timeout=20,
