@@ -8,6 +8,8 @@ modules and runs the command asked for. Nothing imports it but
   ``_client_parser`` with ``_client_command``: one command each, its
   parser and its run;
 - ``_options``: the options ``hface server`` and ``hface proxy`` share;
+- ``_deploy_options``: their deployment options and logging set-up;
+- ``_reload``: ``hface server --reload``;
 - ``_run``: running a server (certificates, the event loop);
 - ``_errors``: one-line errors and exit codes.
 
