@@ -28,7 +28,6 @@ from tests.test_cli.test_cli import (
     Server,
     _fetch_every_version,
     _one_line_error,
-    env,  # noqa: F401  # a fixture
     hface,
     hface_server,
 )
@@ -36,6 +35,12 @@ from tests.test_cli.test_cli import (
 ROOT = Path(__file__).resolve().parents[2]
 SCOPE_APP = "tests.helpers.scope_app:app"
 STARTUP_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user whose data directory is empty."""
+    return {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
 
 
 def fetch_json(port: int, path: str = "/", headers: tuple[str, ...] = ()) -> dict[str, object]:
@@ -58,7 +63,7 @@ def stop(server: Server) -> str:
 @needs_peer("curl")
 def test_root_path_forwarded_and_access_log_format(
     tmp_path: Path,
-    env: dict[str, str],  # noqa: F811
+    env: dict[str, str],
 ) -> None:
     port = free_port()
     with hface_server(
@@ -92,11 +97,13 @@ def test_root_path_forwarded_and_access_log_format(
 
 
 @contextmanager
-def hface_on_unix_socket(path: Path, *args: str, env: dict[str, str], log: Path) -> Iterator[Server]:
+def hface_on_unix_socket(
+    path: Path, *args: str, environment: dict[str, str], log: Path
+) -> Iterator[Server]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "hface", "server", f"unix:{path}", *args],
-            env=env,
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -116,13 +123,12 @@ def hface_on_unix_socket(path: Path, *args: str, env: dict[str, str], log: Path)
 
 
 @needs_peer("curl")
-def test_unix_endpoint_answers_curl(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
+def test_unix_endpoint_answers_curl(tmp_path: Path, env: dict[str, str]) -> None:
     path = tmp_path / "hface.sock"
-    with hface_on_unix_socket(path, env=env, log=tmp_path / "server.log") as server:
+    with hface_on_unix_socket(path, environment=env, log=tmp_path / "server.log") as server:
         for option, version in (("--http1.1", "HTTP/1.1"), ("--http2-prior-knowledge", "HTTP/2")):
             result = subprocess.run(
-                [require_peer("curl"), "-sS", "-m", "10", "--unix-socket", str(path), option]
-                + ["http://localhost/"],
+                [require_peer("curl"), "-sS", "--unix-socket", str(path), option, "http://x/"],
                 capture_output=True,
                 text=True,
                 timeout=20,
@@ -134,7 +140,7 @@ def test_unix_endpoint_answers_curl(tmp_path: Path, env: dict[str, str]) -> None
     assert not path.exists()
 
 
-def test_banner_only_once_bound(env: dict[str, str]) -> None:  # noqa: F811
+def test_banner_only_once_bound(env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -145,7 +151,7 @@ def test_banner_only_once_bound(env: dict[str, str]) -> None:  # noqa: F811
     assert "serving" not in result.stdout
 
 
-def test_no_aioquic_lines_at_info(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
+def test_no_aioquic_lines_at_info(tmp_path: Path, env: dict[str, str]) -> None:
     port = free_port()
     with hface_server(
         f"https://127.0.0.1:{port}", env=env, port=port, log_file=tmp_path / "server.log"
@@ -184,7 +190,7 @@ handlers = ["file"]
 
 
 @pytest.mark.parametrize("kind", list(LOG_CONFIGS))
-def test_log_config(kind: str, tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
+def test_log_config(kind: str, tmp_path: Path, env: dict[str, str]) -> None:
     log_file = tmp_path / "app.log"
     text = LOG_CONFIGS[kind].replace("FILE", str(log_file))
     if kind == "json":  # the formatter, set the JSON way
@@ -225,7 +231,7 @@ BAD_VALUES = [
 def test_bad_values_get_one_line(
     args: list[str],
     message: str,
-    env: dict[str, str],  # noqa: F811
+    env: dict[str, str],
 ) -> None:
     result = hface("server", *args, f"http://127.0.0.1:{free_port()}", env=env)
     assert result.returncode in (1, 2), result.stderr
@@ -248,11 +254,10 @@ def test_missing_optional_dependency_is_one_line(
     module: str,
     args: list[str],
     message: str,
-    env: dict[str, str],  # noqa: F811
+    env: dict[str, str],
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT.format(module=module), "server", *args]
-        + [f"http://127.0.0.1:{free_port()}"],
+        [sys.executable, "-c", WITHOUT.format(module=module), "server", *args, "http://[::1]:0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -293,18 +298,18 @@ def wait_for_body(port: int, expected: bytes, server: Server) -> None:
         time.sleep(0.2)
 
 
-def test_reload_restarts_on_a_change(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811
+def test_reload_restarts_on_a_change(tmp_path: Path, env: dict[str, str]) -> None:
     pytest.importorskip("watchfiles")
     project = tmp_path / "project"
     project.mkdir()
     module = project / "reloaded_app.py"
     module.write_text(APP_SOURCE.replace("VERSION", "one"))
     port = free_port()
+    address = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hface", "server", "reloaded_app:app"]
-            + [f"http://127.0.0.1:{port}", "--reload"],
+            [sys.executable, "-m", "hface", "server", "reloaded_app:app", address, "--reload"],
             cwd=project,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -324,7 +329,7 @@ def test_reload_restarts_on_a_change(tmp_path: Path, env: dict[str, str]) -> Non
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    output = server.output()
-    assert "reloaded_app.py changed, restarting" in output
-    assert output.count("hface serving reloaded_app:app") == 2, output
+    printed = server.output()
+    assert "reloaded_app.py changed, restarting" in printed
+    assert printed.count("hface serving reloaded_app:app") == 2, printed
     assert get_body(port) is None  # the child is gone too

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import ssl
+import re
 import subprocess
 import sys
 import textwrap
@@ -101,6 +102,10 @@ def _tcp_accepts(port: int) -> bool:
 
 
 @contextmanager
+#: The first line of the banners of ``hface server`` and ``hface proxy``.
+_BANNERS = re.compile(r"^hface (serving|proxy) ", re.MULTILINE)
+
+
 def hface_process(
     args: Sequence[str],
     *,
@@ -123,7 +128,11 @@ def hface_process(
         process = Process(popen, log_file)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
-            while not (udp_port_is_bound("127.0.0.1", port) if udp else _tcp_accepts(port)):
+            # The banner comes once every endpoint is bound, at once (one flush).
+            while not (
+                (udp_port_is_bound("127.0.0.1", port) if udp else _tcp_accepts(port))
+                and _BANNERS.search(process.output())
+            ):
                 if popen.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"hface {' '.join(args)} did not start:\n{process.output()}")
                 time.sleep(0.05)
