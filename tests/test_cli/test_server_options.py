@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import ssl
-import re
 import subprocess
 import sys
 import textwrap
@@ -101,11 +101,11 @@ def _tcp_accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@contextmanager
 #: The first line of the banners of ``hface server`` and ``hface proxy``.
 _BANNERS = re.compile(r"^hface (serving|proxy) ", re.MULTILINE)
 
 
+@contextmanager
 def hface_process(
     args: Sequence[str],
     *,

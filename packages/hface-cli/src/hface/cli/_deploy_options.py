@@ -175,4 +175,6 @@ def _read_log_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CommandError(f"--log-config: {path} must hold a table (a JSON object)")
     config.setdefault("version", 1)
+    # hface's loggers exist by now: dictConfig's default would silence them.
+    config.setdefault("disable_existing_loggers", False)
     return config
