@@ -173,7 +173,11 @@ def _print_banner(
     print(f"Private targets: {private}")
     user = f"required (user {credentials[0]!r})" if credentials else "none"
     print(f"Credentials: {user}")
-    proxy = next((endpoint for endpoint in endpoints if endpoint.tls), endpoints[0])
+    tcp = [endpoint for endpoint in endpoints if endpoint.unix_path is None]
+    if not tcp:  # curl cannot reach a proxy on a Unix socket
+        sys.stdout.flush()
+        return
+    proxy = next((endpoint for endpoint in tcp if endpoint.tls), tcp[0])
     options = ["-p", "-x", str(proxy)]
     if cafile is not None:
         print(f"Development CA: {cafile}")
