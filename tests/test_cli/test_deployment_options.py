@@ -245,9 +245,11 @@ WITHOUT = "import sys; sys.modules[{module!r}] = None; from hface.cli import mai
 @pytest.mark.parametrize(
     ("module", "args", "message"),
     [
-        ("trio", ["--backend", "trio"], "--backend trio needs trio: pip install trio"),
-        ("watchfiles", ["--reload"], "--reload needs watchfiles: pip install 'hface-cli[reload]'"),
-        ("uvloop", ["--backend", "uvloop"], "--backend uvloop needs uvloop"),
+        ("trio", ["server", "--backend", "trio"], "--backend trio needs trio: pip install trio"),
+        ("trio", ["proxy", "--backend", "trio"], "--backend trio needs trio: pip install trio"),
+        ("trio", ["client", "--backend", "trio"], "--backend trio needs trio: pip install trio"),
+        ("watchfiles", ["server", "--reload"], "--reload needs watchfiles"),
+        ("uvloop", ["server", "--backend", "uvloop"], "--backend uvloop needs uvloop"),
     ],
 )
 def test_missing_optional_dependency_is_one_line(
@@ -257,7 +259,7 @@ def test_missing_optional_dependency_is_one_line(
     env: dict[str, str],
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT.format(module=module), "server", *args, "http://[::1]:0"],
+        [sys.executable, "-c", WITHOUT.format(module=module), *args, "http://127.0.0.1:1/"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,7 +17,7 @@ from hface.errors import TransportError
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
 
 from ._certs import default_directory, ensure_certificates
-from ._errors import CommandError
+from ._errors import TRIO_MISSING, CommandError, require_module
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,16 +164,8 @@ def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:
     :raises CommandError: for ``trio`` or ``uvloop`` when it is not installed.
     """
     if backend == "trio":
-        try:
-            import trio  # noqa: F401  # only whether it imports
-        except ImportError:
-            raise CommandError("--backend trio needs trio: pip install trio") from None
+        require_module("trio", TRIO_MISSING)
     if backend != "uvloop":
         return backend, None
-    try:
-        import uvloop  # noqa: F401  # only whether it imports
-    except ImportError:
-        raise CommandError(
-            "--backend uvloop needs uvloop: pip install 'hface-cli[uvloop]'"
-        ) from None
+    require_module("uvloop", "--backend uvloop needs uvloop: pip install 'hface-cli[uvloop]'")
     return "asyncio", {"use_uvloop": True}
