@@ -4,7 +4,8 @@ The command given with ``--reload`` does not serve: it runs the same
 command without ``--reload`` in a child process, watches the directories
 (the current one, or each ``--reload-dir``) with :mod:`watchfiles`, and on
 a change to a ``.py`` file stops the child (SIGINT: a graceful shutdown,
-killed after a few seconds) and starts a new one. watchfiles is an
+killed after a few seconds) and starts a new one. SIGINT or SIGTERM stop
+the watching and the child. watchfiles is an
 optional dependency: ``pip install 'hface-cli[reload]'``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +58,10 @@ def run_reloading(argv: Sequence[str], directories: Sequence[str]) -> int:
         if not path.is_dir():
             raise CommandError(f"--reload-dir: {path} is not a directory")
     command = shlex.join([sys.executable, "-m", "hface", *child_argv(argv)])
+    # SIGINT and SIGTERM stop the watching (and the child), even where the
+    # shell that started us in the background made SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     print(f"hface: watching {', '.join(str(path) for path in paths)} for .py changes")
     sys.stdout.flush()
     watchfiles.run_process(
@@ -66,6 +72,10 @@ def run_reloading(argv: Sequence[str], directories: Sequence[str]) -> int:
         callback=_changed,
     )
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _changed(changes: set[tuple[object, str]]) -> None:
