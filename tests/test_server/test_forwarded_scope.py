@@ -19,6 +19,7 @@ from hface.common import ClientTLSConfig
 from hface.server import ASGIServer, Endpoint, ForwardedStyle
 from tests.helpers.certs import TLSFiles
 from tests.helpers.scope_app import app
+from tests.helpers.ws_client import websocket
 from tests.test_server.conftest import fetch, running
 
 pytestmark = pytest.mark.anyio
@@ -94,3 +95,34 @@ async def test_a_bad_allow_list_is_refused_at_start() -> None:
     server.handle_signals = False
     with pytest.raises(ValueError, match="'localhost' is not an IP address"):
         await server.run([Endpoint("http", "127.0.0.1", 0)])
+
+
+async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts a WebSocket and says its scope's scheme and client."""
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": json.dumps([scope["scheme"], scope["client"]])})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+@pytest.mark.parametrize(("proto", "scheme"), [(b"http", "ws"), (b"https", "wss")])
+async def test_websocket_scheme_is_forwarded(
+    proto: bytes,
+    scheme: str,
+    http_version: str,
+    tls_files: TLSFiles,
+    client_tls_config: ClientTLSConfig,
+) -> None:
+    server = ASGIServer(websocket_app)
+    server.tls_config = tls_files.server_config()
+    server.forwarded_allow_ips = "127.0.0.1"
+    headers = [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", proto)]
+    async with running(server, [Endpoint("https", "127.0.0.1", 0)]) as address:
+        async with websocket(
+            http_version, address, client_tls_config, extra=headers, h1_tls=True
+        ) as ws:
+            message = await ws.receive()
+    assert isinstance(message, str), message
+    assert json.loads(message) == [scheme, ["203.0.113.9", 0]]

@@ -12,7 +12,10 @@ may split ``cookie`` into several fields (RFC 9113 §8.2.3, RFC 9114
 a request goes to a generic application (frameworks read one ``cookie``
 field: Starlette the first, Django all of them joined with commas).
 ``path`` is percent-decoded, ``raw_path`` not; both get the server's
-``root_path`` in front. What the server itself checks of a request (its
+``root_path`` in front. Behind a trusted reverse proxy the forwarding
+headers then replace the connection's client, the scheme, the ``host``
+field and the server (:func:`~hface.server._forwarded.resolve_forwarded`;
+nothing is read when no proxy is trusted). What the server itself checks of a request (its
 method, target, declared length, field count) comes back beside the scope.
 
 An application's response header names and values are checked before

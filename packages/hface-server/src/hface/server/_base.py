@@ -1,12 +1,15 @@
 """The machinery every server facade shares: endpoints, listeners, graceful shutdown.
 
 Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
-and version, then serves until it is cancelled or receives SIGINT or
-SIGTERM. Connection handlers run in a task group of their own, shielded
-from the cancellation of ``run()``, so that shutdown can be graceful:
-stop accepting, ask every connection to finish (GOAWAY, or
-``Connection: close``), wait up to :attr:`BaseServer.graceful_timeout`
-for the streams in flight, and only then cancel what is left.
+and version (TCP and, for ``https``, QUIC on the same port; a Unix socket
+endpoint has no QUIC), with the PROXY protocol read first on TCP and Unix
+connections when :attr:`BaseServer.proxy_protocol` says so, then serves
+until it is cancelled or receives SIGINT or SIGTERM. Connection handlers
+run in a task group of their own, shielded from the cancellation of
+``run()``, so that shutdown can be graceful: stop accepting, ask every
+connection to finish (GOAWAY, or ``Connection: close``), wait up to
+:attr:`BaseServer.graceful_timeout` for the streams in flight, and only
+then cancel what is left.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake (by
