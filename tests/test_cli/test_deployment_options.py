@@ -23,6 +23,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from hface.cli._deploy_options import PROXY_HEADER_TIMEOUT_DEFAULT
+from hface.server import ServerTimeouts
 from tests.helpers.peers import free_port, needs_peer, require_peer
 from tests.test_cli.test_cli import (
     Server,
@@ -138,6 +140,10 @@ def test_unix_endpoint_answers_curl(tmp_path: Path, env: dict[str, str]) -> None
         output = stop(server)
     assert f"unix:{path}  (HTTP/1.1, HTTP/2)" in output
     assert not path.exists()
+
+
+def test_proxy_protocol_timeout_default_is_the_servers() -> None:
+    assert float(PROXY_HEADER_TIMEOUT_DEFAULT) == ServerTimeouts().proxy_header
 
 
 def test_banner_only_once_bound(env: dict[str, str]) -> None:

@@ -29,6 +29,10 @@ from ._options import seconds
 if TYPE_CHECKING:
     from hface.server import BaseServer
 
+#: What ``--proxy-protocol-timeout`` says when not given: the default of
+#: ``ServerTimeouts.proxy_header`` (a test keeps them equal).
+PROXY_HEADER_TIMEOUT_DEFAULT = "5"
+
 #: The format of the log lines without ``--log-config``.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -48,7 +52,8 @@ def add_deployment_options(parser: argparse.ArgumentParser, *, asgi: bool) -> No
         type=seconds,
         default=argparse.SUPPRESS,
         metavar="SECONDS",
-        help="time a connection gets to send its PROXY header (default: 5)",
+        help="time a connection gets to send its PROXY header "
+        f"(default: {PROXY_HEADER_TIMEOUT_DEFAULT})",
     )
     if asgi:
         group.add_argument(
