@@ -78,7 +78,8 @@ def hface_server(*args: str, env: dict[str, str], port: int, log_file: Path) -> 
         server = Server(process=process, log_file=log_file)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
-            while not _accepts(port):
+            # The banner comes once every endpoint is bound, at once (one flush).
+            while not (_accepts(port) and "hface serving" in server.output()):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"hface server did not start:\n{server.output()}")
                 time.sleep(0.05)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import ssl
@@ -100,6 +101,10 @@ def _tcp_accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+#: The first line of the banners of ``hface server`` and ``hface proxy``.
+_BANNERS = re.compile(r"^hface (serving|proxy) ", re.MULTILINE)
+
+
 @contextmanager
 def hface_process(
     args: Sequence[str],
@@ -123,7 +128,11 @@ def hface_process(
         process = Process(popen, log_file)
         try:
             deadline = time.monotonic() + STARTUP_TIMEOUT
-            while not (udp_port_is_bound("127.0.0.1", port) if udp else _tcp_accepts(port)):
+            # The banner comes once every endpoint is bound, at once (one flush).
+            while not (
+                (udp_port_is_bound("127.0.0.1", port) if udp else _tcp_accepts(port))
+                and _BANNERS.search(process.output())
+            ):
                 if popen.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"hface {' '.join(args)} did not start:\n{process.output()}")
                 time.sleep(0.05)

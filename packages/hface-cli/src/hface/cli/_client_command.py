@@ -31,7 +31,7 @@ from hface.errors import HTTPError
 from ._client_parser import _PROTOCOL_NAMES
 from ._client_setup import Job, Setup, prepare
 from ._errors import EXIT_CODES as EXIT_CODES
-from ._errors import CommandError, message_of, report
+from ._errors import TRIO_MISSING, CommandError, message_of, report, require_module
 from ._errors import exit_code as exit_code
 from ._output import Output, write_stdout
 from ._trace import Tracer
@@ -51,6 +51,8 @@ def run_client(args: argparse.Namespace) -> int:
     # are dropped otherwise: the error line says what went wrong.
     root.addHandler(handler)
     try:
+        if args.backend == "trio":
+            require_module("trio", TRIO_MISSING)
         if any(is_websocket_url(text) for text in [*args.urls, *args.more_urls]):
             return run_websocket(args, tracer)
         setup = prepare(args, tracer)

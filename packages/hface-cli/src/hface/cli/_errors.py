@@ -14,6 +14,7 @@ finds from the type and fields of the exception, never from its message.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
@@ -62,6 +63,21 @@ class CommandError(Exception):
         super().__init__(message)
         #: The exit code.
         self.code = code
+
+
+#: The error for ``--backend trio`` where trio is not installed.
+TRIO_MISSING: Final = "--backend trio needs trio: pip install trio"
+
+
+def require_module(name: str, message: str) -> None:
+    """Check that the optional dependency ``name`` imports, before anything starts.
+
+    :raises CommandError: with ``message`` (saying what to install) if it does not.
+    """
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        raise CommandError(message) from None
 
 
 def message_of(error: BaseException) -> str:

@@ -8,6 +8,8 @@ modules and runs the command asked for. Nothing imports it but
   ``_client_parser`` with ``_client_command``: one command each, its
   parser and its run;
 - ``_options``: the options ``hface server`` and ``hface proxy`` share;
+- ``_deploy_options``: their deployment options and logging set-up;
+- ``_reload``: ``hface server --reload``;
 - ``_run``: running a server (certificates, the event loop);
 - ``_errors``: one-line errors and exit codes.
 
@@ -19,6 +21,7 @@ runs with when it runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --reload's child
     if extras:
         if args.command == "client":
             unknown_option(extras)

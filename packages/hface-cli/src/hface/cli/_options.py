@@ -265,6 +265,8 @@ _LIMIT_OPTIONS: Final = {
 
 def endpoint_versions(endpoint: Endpoint, protocol: str) -> str:
     """The HTTP versions served on ``endpoint`` with ``--protocol protocol``, for people."""
+    if endpoint.unix_path is not None and protocol in ("all", "http3"):  # no QUIC on Unix
+        return "nothing: HTTP/3 needs UDP" if protocol == "http3" else _VERSIONS["tcp"]
     if endpoint.tls:
         return _VERSIONS[protocol]
     if protocol == "http3":

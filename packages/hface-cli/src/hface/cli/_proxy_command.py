@@ -7,11 +7,11 @@ from the environment variable :data:`AUTH_ENV`.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
+from ._deploy_options import add_deployment_options, apply_deployment_options, configure_logging
 from ._options import (
     add_limit_options,
     add_serving_options,
@@ -100,6 +100,7 @@ def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
         help="refuse CONNECT-UDP (RFC 9298) with 501; it is served by default",
     )
     add_limit_options(proxy, body_size=False)
+    add_deployment_options(proxy, asgi=False)
     return proxy
 
 
@@ -137,9 +138,7 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         credentials = parse_credentials(os.environ[AUTH_ENV])
         if credentials is None:
             parser.error(f"{AUTH_ENV} needs USER:PASSWORD")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args)
     certificate = server_certificate(args.cert, args.key, endpoints)
     if certificate.made and certificate.cafile is not None:
         print(f"Made a development CA and a localhost certificate in {certificate.cafile.parent}")
@@ -155,8 +154,13 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     server.connect_udp = args.connect_udp
     server.graceful_timeout = args.graceful_timeout
     apply_limit_options(server, args)
-    _print_banner(args, endpoints, certificate.cafile, credentials)
-    return run(server, endpoints, backend=args.backend)
+    apply_deployment_options(server, args)
+    return run(
+        server,
+        endpoints,
+        backend=args.backend,
+        on_ready=lambda: _print_banner(args, endpoints, certificate.cafile, credentials),
+    )
 
 
 def _print_banner(
@@ -177,7 +181,11 @@ def _print_banner(
     print(f"Private targets: {private}")
     user = f"required (user {credentials[0]!r})" if credentials else "none"
     print(f"Credentials: {user}")
-    proxy = next((endpoint for endpoint in endpoints if endpoint.tls), endpoints[0])
+    tcp = [endpoint for endpoint in endpoints if endpoint.unix_path is None]
+    if not tcp:  # curl cannot reach a proxy on a Unix socket
+        sys.stdout.flush()
+        return
+    proxy = next((endpoint for endpoint in tcp if endpoint.tls), tcp[0])
     options = ["-p", "-x", str(proxy)]
     if cafile is not None:
         print(f"Development CA: {cafile}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hface.errors import TransportError
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
 
 from ._certs import default_directory, ensure_certificates
-from ._errors import CommandError
+from ._errors import TRIO_MISSING, CommandError, require_module
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,10 +102,12 @@ def run_server(
     access_log: bool,
     graceful_timeout: float,
     configure: Callable[[BaseServer], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; return the exit code.
 
     :param configure: called with the server before it runs, to set more options.
+    :param on_ready: called once every endpoint is bound (to print the banner).
     :raises CommandError: for failures to report in one line.
     """
     server = ASGIServer(app)
@@ -115,18 +118,28 @@ def run_server(
     server.graceful_timeout = graceful_timeout
     if configure is not None:
         configure(server)
-    return run(server, endpoints, backend=backend)
+    return run(server, endpoints, backend=backend, on_ready=on_ready)
 
 
-def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> int:
+def run(
+    server: BaseServer,
+    endpoints: Sequence[Endpoint],
+    *,
+    backend: str,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
     """Run a configured server until SIGINT or SIGTERM; return the exit code.
 
+    :param on_ready: called once every endpoint is bound: a banner printed
+        then is never followed by "address in use".
     :raises CommandError: for failures to report in one line (an address
         in use, a name that does not resolve, no endpoint for the protocol).
     """
     backend, backend_options = _event_loop(backend)
+    # Told directly, not through a task group: its errors would come in a group.
+    serve = partial(server.run, endpoints, task_status=_Ready(on_ready))
     try:
-        anyio.run(server.run, endpoints, backend=backend, backend_options=backend_options)
+        anyio.run(serve, backend=backend, backend_options=backend_options)
     except (OSError, TransportError) as error:
         raise CommandError(str(error)) from None
     except (ValueError, RuntimeError) as error:
@@ -134,17 +147,25 @@ def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> i
     return 0
 
 
+class _Ready:
+    """The ``task_status`` of a server run from here: calls ``on_ready`` once it is bound."""
+
+    def __init__(self, on_ready: Callable[[], None] | None) -> None:
+        self._on_ready = on_ready
+
+    def started(self, value: object = None) -> None:
+        if self._on_ready is not None:
+            self._on_ready()
+
+
 def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:
     """anyio's backend and its options for ``--backend`` (``uvloop``: asyncio on uvloop).
 
-    :raises CommandError: for ``uvloop`` when uvloop is not installed.
+    :raises CommandError: for ``trio`` or ``uvloop`` when it is not installed.
     """
+    if backend == "trio":
+        require_module("trio", TRIO_MISSING)
     if backend != "uvloop":
         return backend, None
-    try:
-        import uvloop  # noqa: F401  # only whether it imports
-    except ImportError:
-        raise CommandError(
-            "--backend uvloop needs uvloop: pip install 'hface-cli[uvloop]'"
-        ) from None
+    require_module("uvloop", "--backend uvloop needs uvloop: pip install 'hface-cli[uvloop]'")
     return "asyncio", {"use_uvloop": True}

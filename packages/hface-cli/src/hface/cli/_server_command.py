@@ -10,10 +10,10 @@ imported only if it is the one named.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
+from ._deploy_options import add_deployment_options, apply_deployment_options, configure_logging
 from ._errors import CommandError
 from ._options import (
     add_limit_options,
@@ -56,9 +56,24 @@ def add_server_parser(commands: Any) -> None:
         "endpoints",
         nargs="*",
         metavar="ENDPOINT",
-        help=f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_ENDPOINTS)})",
+        help="https://HOST:PORT, http://HOST:PORT, or a Unix socket: unix:PATH (cleartext) "
+        f"or https+unix:PATH (TLS) (default: {' '.join(DEFAULT_ENDPOINTS)})",
     )
     add_serving_options(server, in_flight="requests")
+    server.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a .py file changes under the current directory or --reload-dir "
+        "(development; needs watchfiles: pip install 'hface-cli[reload]')",
+    )
+    server.add_argument(
+        "--reload-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory --reload watches (repeatable; default: the current one)",
+    )
+    add_deployment_options(server, asgi=True)
     server.add_argument("--no-access-log", action="store_true", help="no line per request")
     server.add_argument(
         "--http1",
@@ -134,6 +149,11 @@ def http1_factory(name: str, *, max_header_size: int | None = None) -> HTTPOverT
     return factory
 
 
+def _is_endpoint(value: str) -> bool:
+    """Whether the first argument is an endpoint (``https://...``, ``unix:/...``), not an app."""
+    return "://" in value or value.startswith(("unix:/", "http+unix:", "https+unix:"))
+
+
 def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``hface server`` with parsed ``args`` until SIGINT or SIGTERM; return the exit code.
 
@@ -146,7 +166,7 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
     from ._app import AppImportError, import_app
     from ._run import run_server, server_certificate
 
-    if "://" in args.app:  # `hface server https://...`: an endpoint, and the default app
+    if _is_endpoint(args.app):  # `hface server https://...`: an endpoint, and the default app
         args.endpoints.insert(0, args.app)
         args.app = DEFAULT_APP
     try:
@@ -155,9 +175,13 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         parser.error(str(error))
     if args.key and not args.cert:
         parser.error("--key needs --cert")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.reload_dir and not args.reload:
+        parser.error("--reload-dir needs --reload")
+    if args.reload:
+        from ._reload import run_reloading
+
+        return run_reloading(args.argv, args.reload_dir)
+    configure_logging(args)
     try:
         app = import_app(args.app)
     except AppImportError as error:
@@ -169,6 +193,7 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
     def configure(server: BaseServer) -> None:
         apply_limit_options(server, args)
         apply_websocket_options(server, args)
+        apply_deployment_options(server, args)
         if args.http1 is not None:
             server.http1_factory = http1_factory(
                 args.http1, max_header_size=server.limits.max_header_size
@@ -180,14 +205,22 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         print(f"Made a development CA and a localhost certificate in {cafile.parent}")
 
     protocol = ServerProtocol(args.protocol)
-    print(f"hface serving {args.app}")
-    for endpoint in endpoints:
-        print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
-    if cafile is not None:
-        https = next(endpoint for endpoint in endpoints if endpoint.tls)
-        print(f"Development CA: {cafile}")
-        print(f"Try: curl --cacert {cafile} {https}/")
-    sys.stdout.flush()
+
+    def banner() -> None:  # once every endpoint is bound
+        print(f"hface serving {args.app}")
+        for endpoint in endpoints:
+            print(f"  {endpoint}  ({endpoint_versions(endpoint, args.protocol)})")
+        if cafile is not None:
+            https = next(endpoint for endpoint in endpoints if endpoint.tls)
+            print(f"Development CA: {cafile}")
+            if https.unix_path is None:
+                print(f"Try: curl --cacert {cafile} {https}/")
+            else:
+                print(
+                    f"Try: curl --cacert {cafile} --unix-socket {https.unix_path} https://localhost/"
+                )
+        sys.stdout.flush()
+
     return run_server(
         app,
         endpoints,
@@ -198,4 +231,5 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         access_log=not args.no_access_log,
         graceful_timeout=args.graceful_timeout,
         configure=configure,
+        on_ready=banner,
     )

@@ -103,7 +103,10 @@ class HTTPListener(ABC):
     @property
     @abstractmethod
     def local_addresses(self) -> Sequence[AddressType]:
-        """The addresses actually bound (useful after listening on port 0)."""
+        """The addresses actually bound (useful after listening on port 0).
+
+        A Unix socket's is ``(path, 0)``.
+        """
 
     async def __aenter__(self) -> HTTPListener:
         return self
@@ -119,6 +122,8 @@ class HTTPListener(ABC):
 
 def _address_of(listener: anyio.abc.Listener[Any]) -> AddressType:
     address = listener.extra(SocketAttribute.local_address)
+    if isinstance(address, str):  # a Unix socket: its path, and port 0 (as Endpoint.unix)
+        return (address, 0)
     assert isinstance(address, tuple)
     return (str(address[0]), int(address[1]))
 

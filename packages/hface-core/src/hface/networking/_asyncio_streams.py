@@ -35,19 +35,17 @@ anyio's :class:`~anyio.abc.SocketAttribute` and
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack, suppress
+from contextlib import suppress
 from typing import Any, Final, cast
 
 import anyio
-from anyio.abc import Listener, SocketAttribute, TaskGroup
-from anyio.streams.stapled import MultiListener
+from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
 from hface.common import AddressType
@@ -73,13 +71,6 @@ CLOSE_WAIT: Final = 1.0
 
 #: asyncio wants a number of seconds for a TLS handshake: "no limit" is this many.
 _NO_LIMIT: Final = 10.0 * 365 * 24 * 3600
-
-#: accept() errors that say the process is out of resources, not that the listener is done.
-_ACCEPT_RETRY_ERRNOS: Final = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED}
-)
-#: Seconds the accept loop waits after running out of file descriptors.
-_ACCEPT_RETRY_DELAY: Final = 0.1
 
 
 def on_asyncio() -> bool:
@@ -137,10 +128,15 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
     ``loop.connect_accepted_socket()`` (with TLS, uvloop returns its own
     protocol object, not this one); :meth:`start_client_tls` upgrades a
     client connection. See the module's docstring for buffering and closing.
+
+    :param remote_address: reported as the ``remote_address`` in place of
+        the socket's peer (the client named by a PROXY protocol header).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, remote_address: AddressType | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        # The client a PROXY protocol header named, in place of the peer's own.
+        self._remote_address = remote_address
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._size = 0  # bytes in _chunks
@@ -432,14 +428,24 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
         if raw_socket is not None:
             attributes[SocketAttribute.raw_socket] = lambda: raw_socket
             attributes[SocketAttribute.family] = lambda: family
-        if sockname is not None:
-            local = _convert_address(sockname)
-            attributes[SocketAttribute.local_address] = lambda: local
-            attributes[SocketAttribute.local_port] = lambda: local[1]
-        if peername is not None:
-            remote = _convert_address(peername)
-            attributes[SocketAttribute.remote_address] = lambda: remote
-            attributes[SocketAttribute.remote_port] = lambda: remote[1]
+        if family == socket.AF_UNIX:
+            # Paths, as anyio reports them (the client's is usually "").
+            attributes[SocketAttribute.local_address] = lambda: sockname
+            if self._remote_address is None:
+                attributes[SocketAttribute.remote_address] = lambda: peername
+        else:
+            if sockname is not None:
+                local = _convert_address(sockname)
+                attributes[SocketAttribute.local_address] = lambda: local
+                attributes[SocketAttribute.local_port] = lambda: local[1]
+            if peername is not None and self._remote_address is None:
+                remote = _convert_address(peername)
+                attributes[SocketAttribute.remote_address] = lambda: remote
+                attributes[SocketAttribute.remote_port] = lambda: remote[1]
+        if self._remote_address is not None:
+            proxied = self._remote_address
+            attributes[SocketAttribute.remote_address] = lambda: proxied
+            attributes[SocketAttribute.remote_port] = lambda: proxied[1]
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             attributes.update(
@@ -459,102 +465,6 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
                 }
             )
         return attributes
-
-
-class AsyncioListener(Listener[ByteStream]):
-    """Accepts on the sockets of an anyio TCP listener, as :class:`AsyncioByteStream`.
-
-    anyio binds the sockets (both families of a name, one port for all
-    with port 0); accepting and the streams are asyncio's. With an
-    ``ssl_context`` each connection does the server side of a TLS
-    handshake first, in its handler's task: a client that fails it (bad
-    certificate, garbage, no handshake within ``handshake_timeout``
-    seconds) is logged at debug level on the ``hface.networking`` logger
-    and dropped, and the listener keeps serving.
-
-    Meant to be wrapped in :class:`~hface.networking.TCPListener`, which
-    makes :meth:`serve` return on :meth:`aclose`. Extra attributes are
-    those of the anyio listener.
-    """
-
-    def __init__(
-        self,
-        listener: MultiListener[Any],
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        handshake_timeout: float | None = None,
-    ) -> None:
-        self._listener = listener
-        self._sockets: list[socket.socket] = [
-            inner.extra(SocketAttribute.raw_socket) for inner in listener.listeners
-        ]
-        self._ssl_context = ssl_context
-        self._handshake_timeout = _NO_LIMIT if handshake_timeout is None else handshake_timeout
-
-    async def serve(
-        self,
-        handler: Callable[[ByteStream], Any],
-        task_group: TaskGroup | None = None,
-    ) -> None:
-        """Accept connections until cancelled; each goes to ``handler`` in a task of its own."""
-        async with AsyncExitStack() as stack:
-            if task_group is None:
-                task_group = await stack.enter_async_context(anyio.create_task_group())
-            async with anyio.create_task_group() as accepting:
-                for listening_socket in self._sockets:
-                    accepting.start_soon(self._accept, listening_socket, handler, task_group)
-
-    async def _accept(
-        self,
-        listening_socket: socket.socket,
-        handler: Callable[[ByteStream], Any],
-        task_group: TaskGroup,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                client_socket, _ = await loop.sock_accept(listening_socket)
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_RETRY_ERRNOS:
-                    raise
-                _logger.warning("cannot accept a connection: %s", exc)
-                await anyio.sleep(_ACCEPT_RETRY_DELAY)
-                continue
-            task_group.start_soon(self._handle, client_socket, handler)
-
-    async def _handle(
-        self, client_socket: socket.socket, handler: Callable[[ByteStream], Any]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        # From here on the transport owns the socket: it closes it on failure too.
-        # The stream is made here, not by the loop: with TLS, uvloop returns
-        # its own SSL protocol where asyncio returns the application's.
-        stream = AsyncioByteStream()
-        try:
-            if self._ssl_context is None:
-                await loop.connect_accepted_socket(lambda: stream, client_socket)
-            else:
-                await loop.connect_accepted_socket(
-                    lambda: stream,
-                    client_socket,
-                    ssl=self._ssl_context,
-                    ssl_handshake_timeout=self._handshake_timeout,
-                )
-        except Exception as exc:
-            # One bad client must not end serve(): log it and drop it.
-            what = "TLS handshake" if self._ssl_context is not None else "accepting a connection"
-            _logger.debug("%s failed: %r", what, exc)
-            return
-        await handler(stream)
-
-    async def aclose(self) -> None:
-        """Close the listening sockets (stop :meth:`serve` first: see :class:`TCPListener`)."""
-        await self._listener.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        """The anyio listener's: ``local_address`` and ``local_port``."""
-        return self._listener.extra_attributes
 
 
 async def connect_tcp(remote_address: AddressType) -> AsyncioByteStream:

@@ -9,15 +9,18 @@ from contextlib import contextmanager, suppress
 from typing import Any, Final
 
 import anyio
-from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, UDPSocket
+from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, SocketListener, UDPSocket
+from anyio.streams.stapled import MultiListener
 
 from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
 from hface.errors import TransportError, TransportErrorKind
 
 from ._asyncio_datagrams import connect_udp as _asyncio_connect_udp
-from ._asyncio_streams import AsyncioByteStream, AsyncioListener, on_asyncio
+from ._asyncio_listener import AsyncioListener
+from ._asyncio_streams import AsyncioByteStream, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
 from ._base import ClientNetworking, ServerNetworking
+from ._proxy_listener import PROXY_HEADER_TIMEOUT, ProxyProtocolListener
 from ._quic import QUICListener
 from ._quic_admission import QUICHandshakeLimits
 from ._streams import ByteStream, DatagramStream, QUICStream
@@ -30,6 +33,7 @@ from ._tls import (
     make_server_ssl_context,
     wrap_client_tls,
 )
+from ._unix import UnixListener, create_unix_listener
 
 #: Kernel buffer sizes asked for UDP sockets. The defaults (about 200 KiB)
 #: hold a fraction of a QUIC congestion window of large loopback datagrams,
@@ -67,6 +71,18 @@ def _map_errors(kind: TransportErrorKind, address: AddressType) -> Generator[Non
         reason = exc.strerror or str(exc)  # without "[Errno 111]"
         message = f"{_FAILED[kind]} {format_address(address)}: {reason}"
         raise TransportError(message, kind=kind, address=address, reason=reason) from exc
+
+
+@contextmanager
+def _map_unix_errors(path: str) -> Generator[None, None, None]:
+    """Raise an ``OSError`` of binding ``path`` as a LISTEN :exc:`TransportError`."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise TransportError(
+            f"cannot listen on unix:{path}: {reason}", kind=TransportErrorKind.LISTEN, reason=reason
+        ) from exc
 
 
 class _ConnectedDatagramStream(DatagramStream):
@@ -116,6 +132,11 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         waits forever.
     :param asyncio_transports: ``False`` uses anyio's TCP and TLS streams
         on asyncio too (for comparison, or to rule the fast path out).
+    :param proxy_protocol: listeners (TCP and Unix) want a PROXY protocol
+        header (v1 or v2) first on every connection, and report the client
+        it names as the streams' ``remote_address``; connections without
+        a valid one are closed (see :mod:`hface.networking._proxy_listener`).
+    :param proxy_header_timeout: seconds a connection gets to send it.
     """
 
     def __init__(
@@ -123,9 +144,15 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         *,
         tls_handshake_timeout: float | None = TLS_HANDSHAKE_TIMEOUT,
         asyncio_transports: bool = True,
+        proxy_protocol: bool = False,
+        proxy_header_timeout: float = PROXY_HEADER_TIMEOUT,
     ) -> None:
         if tls_handshake_timeout is not None and not tls_handshake_timeout > 0:
             raise ValueError("tls_handshake_timeout must be None or positive")
+        if not proxy_header_timeout > 0:
+            raise ValueError("proxy_header_timeout must be positive")
+        self._proxy_protocol = proxy_protocol
+        self._proxy_header_timeout = proxy_header_timeout
         self._tls_handshake_timeout = tls_handshake_timeout
         self._asyncio_transports = asyncio_transports
 
@@ -141,19 +168,63 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         host, port = local_address
         with _map_errors(TransportErrorKind.LISTEN, local_address):
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        return self._serving(listener, ssl_context=ssl_context, outer=TCPListener)
+
+    def _serving(
+        self,
+        listener: MultiListener[Any] | SocketListener,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        outer: Callable[[Listener[ByteStream]], TCPListener],
+    ) -> Listener[ByteStream]:
+        """The listener that serves the bound ``listener``: fast path, PROXY header, TLS."""
+        proxy_timeout = self._proxy_header_timeout if self._proxy_protocol else None
         if self._native():
-            return TCPListener(
+            if isinstance(listener, SocketListener):
+                listener = MultiListener([listener])
+            return outer(
                 AsyncioListener(
                     listener,
                     ssl_context=ssl_context,
                     handshake_timeout=self._tls_handshake_timeout,
+                    proxy_header_timeout=proxy_timeout,
                 )
             )
-        tcp_listener = TCPListener(listener)
+        inner: Listener[ByteStream] = listener
+        if proxy_timeout is not None:
+            inner = ProxyProtocolListener(inner, timeout=proxy_timeout)
+        tcp_listener = outer(inner)
         if ssl_context is None:
             return tcp_listener
         return TLSListener(
             tcp_listener, ssl_context=ssl_context, handshake_timeout=self._tls_handshake_timeout
+        )
+
+    async def listen_unix(
+        self,
+        path: str,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        alpn_protocols: Sequence[str] = (),
+    ) -> Listener[ByteStream]:
+        """Listen on the Unix socket ``path``; with ``tls_config``, TLS over it.
+
+        A stale socket file at ``path`` is replaced, one a server listens
+        on is an error; the file is removed when the listener is closed
+        (see :mod:`hface.networking._unix`). The streams' ``remote_address``
+        and ``local_address`` are paths (the client's is usually ``""``).
+
+        :raises TransportError: if the path cannot be bound.
+        """
+        ssl_context = (
+            None if tls_config is None else make_server_ssl_context(tls_config, alpn_protocols)
+        )
+        with _map_unix_errors(path):
+            listener = await create_unix_listener(path)
+        return self._serving(
+            listener,
+            ssl_context=ssl_context,
+            outer=lambda inner: UnixListener(inner, path=path),
         )
 
     async def listen_tcp_tls(

@@ -12,6 +12,7 @@ from ._asgi_types import ClientDisconnected as ClientDisconnected
 from ._base import BaseServer as BaseServer
 from ._config import ServerLimits as ServerLimits
 from ._config import ServerTimeouts as ServerTimeouts
+from ._forwarded import ForwardedStyle as ForwardedStyle
 from ._models import Endpoint as Endpoint
 from ._models import ServerProtocol as ServerProtocol
 from ._proxy import ProxyServer as ProxyServer
@@ -21,6 +22,7 @@ __all__ = (
     "BaseServer",
     "ClientDisconnected",
     "Endpoint",
+    "ForwardedStyle",
     "ProxyServer",
     "ServerLimits",
     "ServerProtocol",

@@ -45,11 +45,13 @@ from hface.connections import (
     HTTPOverQUICListener,
 )
 
+from ._access_log import AccessLogFormat
 from ._asgi_connection import _ConnectionHandler
 from ._asgi_lifespan import Lifespan
 from ._asgi_settings import ASGISettings
 from ._asgi_types import ASGIApp
 from ._base import BaseServer
+from ._forwarded import ForwardedStyle, TrustedProxies
 from ._models import Endpoint
 
 
@@ -80,6 +82,25 @@ class ASGIServer(BaseServer):
     alt_svc: bool
     #: Log a line per request on the ``hface.server.access`` logger (INFO).
     access_log: bool
+    #: The access log line as a ``%``-style format with named fields
+    #: (``'%(client)s "%(method)s %(path)s" %(status)s %(duration).3f'``;
+    #: the fields are listed in :doc:`/deployment`); None for the default
+    #: line. WebSocket sessions keep their own line.
+    access_log_format: str | None
+    #: The peers whose forwarding headers are believed, as uvicorn's
+    #: ``--forwarded-allow-ips``: IP addresses and networks, comma-separated
+    #: or as a list, or ``"*"`` for every peer; ``""`` (the default) for
+    #: none. A request from one of them gets the client, scheme
+    #: (``http``/``https``, ``ws``/``wss``) and host its
+    #: ``X-Forwarded-For``/``-Proto``/``-Host`` headers (or ``Forwarded``,
+    #: per :attr:`forwarded_style`) say, in the scope's ``client``,
+    #: ``scheme``, ``host`` field and ``server``. A Unix socket peer is
+    #: trusted only by ``"*"``.
+    forwarded_allow_ips: str | Sequence[str]
+    #: Which forwarding headers are read: ``X-Forwarded-*`` (the default) or
+    #: ``Forwarded`` (RFC 7239), never both (a proxy rewrites one family and
+    #: passes the other on from the client).
+    forwarded_style: ForwardedStyle
     #: Seconds an application gets to return after its client went away
     #: before its task is cancelled.
     disconnect_grace: float
@@ -113,6 +134,9 @@ class ASGIServer(BaseServer):
         self.date_header = True
         self.alt_svc = True
         self.access_log = True
+        self.access_log_format = None
+        self.forwarded_allow_ips = ""
+        self.forwarded_style = ForwardedStyle.X_FORWARDED
         self.disconnect_grace = 1.0
         self.max_buffered_data = 1024 * 1024
         self.lifespan_timeout = 30.0
@@ -126,6 +150,8 @@ class ASGIServer(BaseServer):
         self._alt_svc_value: str | None = None
         self._state: dict[str, Any] = {}
         self._settings: ASGISettings | None = None  # made by run(), once listening
+        self._trusted_proxies = TrustedProxies()  # parsed by run()
+        self._access_log_format: AccessLogFormat | None = None  # likewise
 
     async def run(
         self,
@@ -141,8 +167,9 @@ class ASGIServer(BaseServer):
 
         :raises RuntimeError: if the application's lifespan startup failed.
         :raises ValueError: if no endpoint can be served, TLS is not configured,
-            :attr:`root_path` is not ``""`` or a path like ``"/api"``, or a
-            limit or timeout is out of range.
+            :attr:`root_path` is not ``""`` or a path like ``"/api"``,
+            :attr:`forwarded_allow_ips` or :attr:`access_log_format` does
+            not parse, or a limit or timeout is out of range.
         :raises OSError: if an address cannot be bound.
         """
         self.limits.check()
@@ -152,6 +179,9 @@ class ASGIServer(BaseServer):
             raise ValueError(
                 f"invalid root_path {root_path!r}: it must start with '/' and not end with one"
             )
+        self._trusted_proxies = TrustedProxies.parse(self.forwarded_allow_ips)
+        log_format = self.access_log_format
+        self._access_log_format = None if log_format is None else AccessLogFormat.parse(log_format)
         self._state = {}
         self._h3_ports = []
         self._alt_svc_value = None
@@ -191,6 +221,11 @@ class ASGIServer(BaseServer):
             state=self._state,
             root_path=self.root_path,
             access_log=self.access_log,
+            access_log_format=self._access_log_format,
+            trusted_proxies=self._trusted_proxies
+            if self._trusted_proxies.everyone or self._trusted_proxies.networks
+            else None,
+            forwarded_style=self.forwarded_style,
             disconnect_grace=self.disconnect_grace,
             max_buffered_data=self.max_buffered_data,
             body_timeout=timeouts.body_read,

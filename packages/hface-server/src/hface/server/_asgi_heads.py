@@ -12,7 +12,10 @@ may split ``cookie`` into several fields (RFC 9113 §8.2.3, RFC 9114
 a request goes to a generic application (frameworks read one ``cookie``
 field: Starlette the first, Django all of them joined with commas).
 ``path`` is percent-decoded, ``raw_path`` not; both get the server's
-``root_path`` in front. What the server itself checks of a request (its
+``root_path`` in front. Behind a trusted reverse proxy the forwarding
+headers then replace the connection's client, the scheme, the ``host``
+field and the server (:func:`~hface.server._forwarded.resolve_forwarded`;
+nothing is read when no proxy is trusted). What the server itself checks of a request (its
 method, target, declared length, field count) comes back beside the scope.
 
 An application's response header names and values are checked before
@@ -27,13 +30,17 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from anyio.abc import SocketAttribute
+
 from hface.common import AddressType, HeadersType
 from hface.connections import HTTPConnection
 
 from ._asgi_types import Scope
+from ._forwarded import ForwardedStyle, TrustedProxies, resolve_forwarded
 
-#: The ``(client, server)`` addresses of a connection, each None if unknown.
-Addresses = tuple[AddressType | None, AddressType | None]
+#: The ``(client, server)`` addresses of a connection, each None if unknown;
+#: a Unix socket's server is ``(path, None)`` (the ASGI specification's form).
+Addresses = tuple[AddressType | None, tuple[str, int | None] | None]
 
 
 def make_scope(
@@ -43,8 +50,14 @@ def make_scope(
     root_path: str,
     addresses: Addresses,
     state: dict[str, Any],
+    trusted_proxies: TrustedProxies | None = None,
+    forwarded_style: ForwardedStyle = ForwardedStyle.X_FORWARDED,
 ) -> tuple[Scope, bytes, bytes, bytes | None, bytes | None]:
     """The scope of a request; with its method, target, ``content-length`` and ``:protocol``.
+
+    With ``trusted_proxies``, a request from one of them gets the client,
+    scheme and host its forwarding headers say (:func:`resolve_forwarded`):
+    the scope's ``client``, ``scheme``, ``host`` field and ``server``.
 
     :returns: ``(scope, raw_method, raw_target, content_length, protocol)``:
         the method and target as received, the ``content-length`` field as
@@ -98,12 +111,28 @@ def make_scope(
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
     client, server = addresses
+    scheme_text = _ascii(scheme)
+    if trusted_proxies is not None:
+        peer = client if server is None or server[1] is not None else None  # Unix: no peer
+        forwarded = resolve_forwarded(
+            peer=peer,
+            scheme=scheme_text,
+            headers=headers,
+            trusted=trusted_proxies,
+            style=forwarded_style,
+        )
+        client, scheme_text = forwarded.client, forwarded.scheme
+        if forwarded.host is not None:
+            server = _host_address(forwarded.host, scheme_text)
+            if authority is not None or has_host:
+                fields = [field for field in fields if field[0] != b"host"]
+            fields.insert(0, [b"host", forwarded.host.encode("ascii")])
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSIONS, as a literal
         "http_version": http_version,
         "method": _ascii(method),
-        "scheme": _ascii(scheme),
+        "scheme": scheme_text,
         "path": path,
         "raw_path": raw_path,
         "query_string": query_string,
@@ -115,6 +144,15 @@ def make_scope(
         "extensions": {"http.response.trailers": {}, "http.response.early_hint": {}},
     }
     return scope, method, target, content_length, protocol
+
+
+def _host_address(host: str, scheme: str) -> tuple[str, int]:
+    """``host[:port]`` (checked by :func:`resolve_forwarded`) as a scope's ``server``."""
+    name, colon, port = host.rpartition(":")
+    if not colon or name.endswith(":") or "]" in port:  # no port (IPv6 has colons)
+        name, port = host, ""
+    default = 443 if scheme in ("https", "wss") else 80
+    return name.strip("[]"), int(port) if port else default
 
 
 def _ascii(value: bytes) -> str:
@@ -130,15 +168,27 @@ _COMMON_TOKENS = {
 
 
 def connection_addresses(connection: HTTPConnection) -> Addresses:
-    """The ``(client, server)`` addresses of ``connection`` for a scope (None if unknown)."""
-    return _address(connection, remote=True), _address(connection, remote=False)
+    """The ``(client, server)`` addresses of ``connection`` for a scope (None if unknown).
+
+    On a Unix socket the server is ``(path, None)`` and the client None
+    (its address is a path, usually empty), unless a PROXY protocol
+    header named the client.
+    """
+    client = _address(connection, SocketAttribute.remote_address)
+    server = _address(connection, SocketAttribute.local_address)
+    if isinstance(server, str):
+        return (client if isinstance(client, tuple) else None), (server, None)
+    return (
+        client if isinstance(client, tuple) else None,
+        server if isinstance(server, tuple) else None,
+    )
 
 
-def _address(connection: HTTPConnection, *, remote: bool) -> AddressType | None:
-    try:
-        return connection.remote_address if remote else connection.local_address
-    except Exception:  # no such attribute on this transport
-        return None
+def _address(connection: HTTPConnection, attribute: Any) -> AddressType | str | None:
+    address = connection.extra(attribute, None)
+    if isinstance(address, tuple):
+        return (str(address[0]), int(address[1]))
+    return address if isinstance(address, str) else None
 
 
 #: A field name (RFC 9110 §5.1: a token), lowercase as HTTP/2 and HTTP/3 want it.

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
+from ._access_log import AccessLogFormat
 from ._asgi_types import ASGIApp, GoingAway
+from ._forwarded import ForwardedStyle, TrustedProxies
 
 #: The HTTP versions a server answers on, as ASGI spells them.
 _VERSIONS = ("1.1", "2", "3")
@@ -65,6 +67,13 @@ class ASGISettings:
     ws_per_message_deflate: bool = True
     #: Seconds an application has to accept or deny a WebSocket (None: forever).
     ws_handshake_timeout: float | None = 10.0
+    #: The peers whose ``Forwarded``/``X-Forwarded-*`` headers are believed
+    #: (None: nobody's, and the headers are not even read).
+    trusted_proxies: TrustedProxies | None = None
+    #: Which of those headers are read.
+    forwarded_style: ForwardedStyle = ForwardedStyle.X_FORWARDED
+    #: Formats the access log line (None: the default line).
+    access_log_format: AccessLogFormat | None = None
     #: The WebSocket sessions open now (shutdown closes them with 1001).
     websockets: set[GoingAway] = field(default_factory=set)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import DataReceived, Event, HeadersReceived
 
+from ._access_log import header_value
 from ._asgi_heads import Addresses, make_scope
 from ._asgi_send import ResponseSender
 from ._asgi_settings import ASGISettings
@@ -73,6 +75,7 @@ class ASGIStream(ResponseSender):
         "_request_delivered",
         "_settings",
         "_spawn",
+        "_started",
         "body_received",
         "content_length",
         "extended_connect",
@@ -98,12 +101,16 @@ class ASGIStream(ResponseSender):
             root_path=settings.root_path,
             addresses=addresses,
             state=settings.state,
+            trusted_proxies=settings.trusted_proxies,
+            forwarded_style=settings.forwarded_style,
         )
         super().__init__(
             stream, defaults=defaults, head=method == b"HEAD", write_timeout=settings.write_timeout
         )
         self._settings = settings
         self._spawn = spawn
+        # For a duration in the access log: read only if its format may say it.
+        self._started = 0.0 if settings.access_log_format is None else time.perf_counter()
         self._body_timeout = settings.body_timeout
         #: The ASGI scope.
         self.scope = scope
@@ -266,6 +273,28 @@ class ASGIStream(ResponseSender):
             return
         scope = self.scope
         client = scope["client"]
+        log_format = self._settings.access_log_format
+        if log_format is not None:
+            duration = time.perf_counter() - self._started
+            access_logger.info(
+                "%s",
+                log_format.format(
+                    {
+                        "client": f"{client[0]}:{client[1]}" if client else "-",
+                        "method": scope["method"],
+                        "path": self.raw_target.decode("latin-1"),
+                        "version": scope["http_version"],
+                        "status": self._status or "-",
+                        "bytes": self._bytes_sent,
+                        "duration": duration,
+                        "duration_ms": int(duration * 1000),
+                        "user_agent": header_value(scope["headers"], b"user-agent"),
+                        "referer": header_value(scope["headers"], b"referer"),
+                        "scheme": scope["scheme"],
+                    }
+                ),
+            )
+            return
         access_logger.info(
             '%s - "%s %s HTTP/%s" %s %d',
             f"{client[0]}:{client[1]}" if client else "-",

@@ -1,12 +1,15 @@
 """The machinery every server facade shares: endpoints, listeners, graceful shutdown.
 
 Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
-and version, then serves until it is cancelled or receives SIGINT or
-SIGTERM. Connection handlers run in a task group of their own, shielded
-from the cancellation of ``run()``, so that shutdown can be graceful:
-stop accepting, ask every connection to finish (GOAWAY, or
-``Connection: close``), wait up to :attr:`BaseServer.graceful_timeout`
-for the streams in flight, and only then cancel what is left.
+and version (TCP and, for ``https``, QUIC on the same port; a Unix socket
+endpoint has no QUIC), with the PROXY protocol read first on TCP and Unix
+connections when :attr:`BaseServer.proxy_protocol` says so, then serves
+until it is cancelled or receives SIGINT or SIGTERM. Connection handlers
+run in a task group of their own, shielded from the cancellation of
+``run()``, so that shutdown can be graceful: stop accepting, ask every
+connection to finish (GOAWAY, or ``Connection: close``), wait up to
+:attr:`BaseServer.graceful_timeout` for the streams in flight, and only
+then cancel what is left.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake (by
@@ -142,6 +145,14 @@ class BaseServer(ABC):
     quic_handshake_limits: QUICHandshakeLimits
     #: Stop gracefully on SIGINT and SIGTERM (when run in the main thread).
     handle_signals: bool
+    #: Behind a load balancer speaking the PROXY protocol (HAProxy's
+    #: ``send-proxy``/``send-proxy-v2``, nginx's ``proxy_protocol``, an AWS
+    #: NLB): every TCP and Unix connection must begin with a v1 or v2
+    #: header, within :attr:`ServerTimeouts.proxy_header` seconds, and the
+    #: client it names is the connection's ``remote_address`` (the ASGI
+    #: scope's ``client``). Connections without a valid header are closed,
+    #: logged at debug level. HTTP/3 (UDP) is not concerned.
+    proxy_protocol: bool
 
     def __init__(self) -> None:
         self.tls_config = ServerTLSConfig()
@@ -159,6 +170,7 @@ class BaseServer(ABC):
         self.timeouts = ServerTimeouts()
         self.quic_handshake_limits = QUICHandshakeLimits()
         self.handle_signals = True
+        self.proxy_protocol = False
         # Oldest first (a dict keeps the order): see _make_room().
         self._connections: dict[HTTPConnection, None] = {}
         self._pressure = _CALM
@@ -421,18 +433,34 @@ class BaseServer(ABC):
             ServerProtocol.HTTP3: None,
         }[self.protocol]
         listeners: list[HTTPListener] = []
-        if tcp_factory is not None:
+        networking = SystemNetworking(
+            tls_handshake_timeout=self.timeouts.tls_handshake,
+            proxy_protocol=self.proxy_protocol,
+            proxy_header_timeout=self.timeouts.proxy_header,
+        )
+        unix_path = endpoint.unix_path
+        if tcp_factory is not None and unix_path is not None:
+            factory = tcp_factory(endpoint.tls)
+            unix_listener = await networking.listen_unix(
+                unix_path,
+                tls_config=self.tls_config if endpoint.tls else None,
+                alpn_protocols=factory.alpn_protocols,
+            )
+            listeners.append(
+                HTTPOverTCPListener(unix_listener, factory, options=self._connection_options())
+            )
+        elif tcp_factory is not None:
             listeners.append(
                 await HTTPOverTCPListener.create(
                     tcp_factory(endpoint.tls),
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
-                    networking=SystemNetworking(tls_handshake_timeout=self.timeouts.tls_handshake),
+                    networking=networking,
                     options=self._connection_options(),
                 )
             )
         quic = self.protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3)
-        if quic and endpoint.tls:
+        if quic and endpoint.tls and unix_path is None:
             address = endpoint.address
             if address[1] == 0 and listeners:  # HTTP/3 on the port TCP got
                 address = (address[0], listeners[0].local_addresses[0][1])

@@ -159,6 +159,12 @@ class ServerTimeouts:
     #: :class:`~hface.server.ClientDisconnected`.
     write: float | None = 60.0
 
+    #: From a connection's start to the end of its PROXY protocol header,
+    #: when :attr:`BaseServer.proxy_protocol <hface.server.BaseServer.proxy_protocol>`
+    #: is on (at least 3 s, the specification says, to cover a TCP
+    #: retransmit); then the connection is closed.
+    proxy_header: float = 5.0
+
     #: At shutdown, how long requests and tunnels in flight get to finish
     #: after GOAWAY before they are cancelled (hypercorn's ``graceful_timeout``).
     graceful_shutdown: float = 10.0
@@ -169,6 +175,8 @@ class ServerTimeouts:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"timeouts.{name} must be None or positive, not {value!r}")
+        if not self.proxy_header > 0:
+            raise ValueError(f"timeouts.proxy_header must be positive, not {self.proxy_header!r}")
         if not self.graceful_shutdown >= 0:
             raise ValueError(
                 f"timeouts.graceful_shutdown must be 0 or more, not {self.graceful_shutdown!r}"

@@ -49,6 +49,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Final, TypeAlias
 
 from hface.common import AddressType, HeadersType
@@ -60,6 +61,9 @@ _IPNetwork: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: uri-host [":" port] (RFC 3986 §3.2.2): a reg-name, an IPv4 address or "[" IPv6 "]".
 _HOST: Final = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]{1,5})?")
+#: Addresses and trust decisions remembered (a server sees the same few
+#: proxies and clients again and again; parsing one costs microseconds).
+_CACHE_SIZE: Final = 1024
 _SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 
@@ -111,17 +115,23 @@ class TrustedProxies:
         """Whether ``host`` (an IP address as text; None for a Unix socket peer) is trusted."""
         if self.everyone:
             return True
-        address = _ip(host) if isinstance(host, str) else None
-        if address is None:
-            return False
-        # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        return any(
-            candidate in network
-            for network in self.networks
-            for candidate in (address, mapped)
-            if candidate is not None and candidate.version == network.version
-        )
+        return isinstance(host, str) and _is_trusted(self, host)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _is_trusted(proxies: TrustedProxies, host: str) -> bool:
+    """Whether ``host`` is in one of the networks of ``proxies`` (remembered: peers repeat)."""
+    address = _ip(host)
+    if address is None:
+        return False
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return any(
+        candidate in network
+        for network in proxies.networks
+        for candidate in (address, mapped)
+        if candidate is not None and candidate.version == network.version
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,13 +165,12 @@ def resolve_forwarded(
     :returns: the peer, ``scheme`` and no host when the peer is not trusted
         or the headers say nothing.
     """
-    unchanged = ForwardedClient(client=peer, scheme=scheme, host=None)
     if (None if peer is None else peer[0]) not in trusted:
-        return unchanged
+        return ForwardedClient(client=peer, scheme=scheme, host=None)
     if style is ForwardedStyle.FORWARDED:
         elements = _parse_forwarded(_joined(headers, b"forwarded"))
         if not elements:
-            return unchanged
+            return ForwardedClient(client=peer, scheme=scheme, host=None)
         nodes = [element.get("for") for element in elements]
         index, client = _walk(nodes, trusted)
         proto, host = elements[index].get("proto"), elements[index].get("host")
@@ -215,6 +224,7 @@ def _valid_host(host: str) -> bool:
     return match is not None and (not match.group(2) or int(match.group(2)[1:]) <= 65535)
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _ip(text: str) -> _IPAddress | None:
     try:
         return ipaddress.ip_address(text)

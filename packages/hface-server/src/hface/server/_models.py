@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit
 
 from hface.common import AddressType
+
+HTTP_UNIX: Final = "http+unix"
+HTTPS_UNIX: Final = "https+unix"
+#: The prefixes of a Unix socket endpoint, and whether each means TLS.
+_UNIX_SCHEMES: Final = {"unix": False, HTTP_UNIX: False, HTTPS_UNIX: True}
 
 
 class Endpoint(NamedTuple):
@@ -13,25 +18,56 @@ class Endpoint(NamedTuple):
     ``https`` endpoints serve HTTP/1.1 and HTTP/2 over TLS (ALPN chooses) and
     HTTP/3 over QUIC on the same port; ``http`` endpoints serve HTTP/1.1 and
     HTTP/2 with prior knowledge, in cleartext.
+
+    Unix socket endpoints (:meth:`unix`) have the scheme ``http+unix``
+    (cleartext) or ``https+unix`` (TLS), the socket's path as :attr:`host`
+    and port 0; they serve HTTP/1.1 and HTTP/2 (no HTTP/3: QUIC is UDP).
     """
 
-    #: ``"http"`` or ``"https"``.
+    #: ``"http"`` or ``"https"``; ``"http+unix"`` or ``"https+unix"`` for a Unix socket.
     scheme: str
-    #: A host name or an IP address (IPv6 without brackets).
+    #: A host name or an IP address (IPv6 without brackets); a Unix socket's path.
     host: str
-    #: A port number; 0 picks a free one.
+    #: A port number; 0 picks a free one (always 0 for a Unix socket).
     port: int
 
     def __str__(self) -> str:
+        if self.unix_path is not None:
+            return f"unix:{self.host}" if self.scheme == HTTP_UNIX else f"{self.scheme}:{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
     @classmethod
+    def unix(cls, path: str, *, tls: bool = False) -> Endpoint:
+        """A Unix socket endpoint: ``Endpoint.unix("/run/app.sock")``.
+
+        A stale socket file at ``path`` (its server gone) is replaced, one a
+        server listens on is an error, and the file is removed at shutdown.
+        The ASGI scope's ``server`` is then ``(path, None)`` and its
+        ``client`` None, as the ASGI specification says for Unix sockets
+        (unless a PROXY protocol header names the client).
+
+        :param tls: serve TLS over the socket (``https+unix``).
+        """
+        return cls(HTTPS_UNIX if tls else HTTP_UNIX, path, 0)
+
+    @classmethod
     def parse(cls, value: str) -> Endpoint:
-        """Parse ``https://localhost:5443`` or ``http://[::1]:8080``.
+        """Parse ``https://localhost:5443``, ``http://[::1]:8080`` or ``unix:/run/app.sock``.
+
+        A Unix socket is ``unix:PATH`` (or ``http+unix:PATH``) in cleartext,
+        ``https+unix:PATH`` over TLS.
 
         :raises ValueError: saying what is wrong with ``value``.
         """
+        scheme, colon, path = value.partition(":")
+        if colon and scheme in _UNIX_SCHEMES:
+            if not path or path.startswith("//"):
+                raise ValueError(
+                    f"invalid endpoint {value!r}: a Unix socket is {scheme}:PATH, "
+                    "e.g. unix:/run/app.sock"
+                )
+            return cls.unix(path, tls=_UNIX_SCHEMES[scheme])
         parsed = urlsplit(value)
         if parsed.scheme not in ("http", "https"):
             raise ValueError(f"invalid endpoint {value!r}: the scheme must be http:// or https://")
@@ -51,8 +87,13 @@ class Endpoint(NamedTuple):
 
     @property
     def tls(self) -> bool:
-        """True for ``https`` endpoints."""
-        return self.scheme == "https"
+        """True for ``https`` endpoints (and ``https+unix``)."""
+        return self.scheme in ("https", HTTPS_UNIX)
+
+    @property
+    def unix_path(self) -> str | None:
+        """The path of a Unix socket endpoint; None for TCP."""
+        return self.host if self.scheme in (HTTP_UNIX, HTTPS_UNIX) else None
 
     @property
     def address(self) -> AddressType:

@@ -64,7 +64,7 @@ class ProxyServer(BaseServer):
     credentials: tuple[str, str] | None
     #: Whether targets on loopback, private and other non-public addresses
     #: may be reached. None (the default) decides by the listening
-    #: addresses: allowed only when every endpoint is on loopback.
+    #: addresses: allowed only when every endpoint is on loopback (or a Unix socket).
     allow_private_targets: bool | None
     #: Seconds to resolve a target and connect to it.
     connect_timeout: float
@@ -127,7 +127,11 @@ class ProxyServer(BaseServer):
             size: object = getattr(self, name)  # set by users: any type may come
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise ValueError(f"{name} must be a positive integer, not {size!r}")
-        loopback = [await is_loopback_host(endpoint.host) for endpoint in endpoints]
+        # A Unix socket is reached from this machine only, as loopback is.
+        loopback = [
+            endpoint.unix_path is not None or await is_loopback_host(endpoint.host)
+            for endpoint in endpoints
+        ]
         self._loopback_only = bool(loopback) and all(loopback)
         self._policy = self._make_policy()
         self._serving_timeouts = replace(self.timeouts)
