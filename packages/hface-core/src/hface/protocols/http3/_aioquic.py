@@ -19,7 +19,11 @@ the others for private access.
   It disables aioquic's own rule for window updates (doubling the window
   from the *received* offsets, in ``_write_stream_limits`` and
   ``_write_connection_limits``): the limits it sends are the ones the
-  subclass sets (see :mod:`._quic`). It also sizes datagrams by the peer's
+  subclass sets (see :mod:`._quic`). Given a ``connection_id_generator``,
+  every connection ID it issues (the first, and those of NEW_CONNECTION_ID
+  frames) comes from it, not from aioquic's random bytes, so that the IDs
+  say which worker and server they belong to
+  (``hface.networking._connection_ids``). It also sizes datagrams by the peer's
   ``max_udp_payload_size`` transport parameter (RFC 9000 §18.2), which
   aioquic parses and ignores: once the peer's parameters arrive (a server
   reads them in the ClientHello, a client in the server's first flight)
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import aioquic
@@ -71,6 +76,14 @@ from aioquic.quic.packet import pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+
+from ._messages import (
+    NO_CONTENT_STATUSES,
+    SETTINGS_MAX_FIELD_SECTION_SIZE,
+    MessageErrorReport,
+    check_request_pseudo_headers,
+    field_section_size,
+)
 
 #: The aioquic releases (major, minor) whose internals this module was verified on.
 VERIFIED_AIOQUIC: Final = ((1, 7),)
@@ -131,6 +144,8 @@ class AioquicConnection(QuicConnection):
 
     :param max_concurrent_streams: how many bidirectional streams the peer
         may have open at once (``initial_max_streams_bidi``, RFC 9000 §4.6).
+    :param connection_id_generator: makes every connection ID this endpoint
+        issues, of the configuration's ``connection_id_length``; random by default.
     :param largest_datagram_size: the datagram size to use once the peer's
         transport parameters are known, if it allows as much (see the module
         docstring); the configuration's ``max_datagram_size`` until then and
@@ -145,12 +160,18 @@ class AioquicConnection(QuicConnection):
         largest_datagram_size: int | None = None,
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
+        connection_id_generator: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__(
             configuration=configuration,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )
+        self._hface_new_connection_id = connection_id_generator
+        if connection_id_generator is not None:  # the first ID: aioquic drew it at random
+            first = self._host_cids[0]
+            first.cid = self.host_cid = connection_id_generator()
+            self._local_initial_source_connection_id = first.cid
         self._logger = _QuietLogger(self._logger.logger, self._logger.extra)
         self._hface_largest_datagram_size = largest_datagram_size or self._max_datagram_size
         # RFC 9000 §4.6: the initial number of streams the peer may open.
@@ -301,6 +322,16 @@ class AioquicConnection(QuicConnection):
         if space.ack_at is not None and space.ack_at >= now:
             space.ack_at = math.nextafter(now, -math.inf)
 
+    # --- overrides: connection IDs ------------------------------------------------
+
+    def _replenish_connection_ids(self) -> None:
+        issued = len(self._host_cids)
+        super()._replenish_connection_ids()
+        generate = self._hface_new_connection_id
+        if generate is not None:  # not sent yet: give aioquic's new IDs ours instead
+            for connection_id in self._host_cids[issued:]:
+                connection_id.cid = generate()
+
     # --- overrides: window updates --------------------------------------------
 
     def _write_stream_limits(
@@ -357,28 +388,8 @@ class AioquicConnection(QuicConnection):
                 part._max_datagram_size = size
 
 
-#: RFC 9114 §7.2.4.1: the identifier of SETTINGS_MAX_FIELD_SECTION_SIZE.
-_SETTINGS_MAX_FIELD_SECTION_SIZE: Final = 0x6
-#: Responses without content, whatever their content-length (RFC 9110 §15.3.5, §15.4.5).
-_NO_CONTENT_STATUSES: Final = frozenset({(b":status", b"204"), (b":status", b"304")})
-
-
-def field_section_size(headers: list[tuple[bytes, bytes]]) -> int:
-    """The size of a field section as RFC 9114 §4.2.2 counts it (32 bytes per field)."""
-    return sum(len(name) + len(value) for name, value in headers) + 32 * len(headers)
-
-
 class _MessageAborted(Exception):
     """Unwinds aioquic's parsing of a stream whose message is malformed (internal)."""
-
-
-class MessageErrorReport(NamedTuple):
-    """A malformed message (RFC 9114 §4.1.2): its stream, why (for people), and
-    whether the peer has sent all of the stream already (nothing to stop)."""
-
-    stream_id: int
-    reason: str
-    receiving_ended: bool
 
 
 class AioquicH3Connection(H3Connection):
@@ -484,7 +495,7 @@ class AioquicH3Connection(H3Connection):
 
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
-        settings[_SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
+        settings[SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
         return settings
 
     def _init_connection(self) -> None:
@@ -502,7 +513,7 @@ class AioquicH3Connection(H3Connection):
         if field_section_size(headers) > self._max_field_section_size:
             self._oversized.setdefault(stream_id, []).append(headers)
         # :status comes first (RFC 9114 §4.3); aioquic rejects it anywhere else.
-        if self._is_client and headers and headers[0] in _NO_CONTENT_STATUSES:
+        if self._is_client and headers and headers[0] in NO_CONTENT_STATUSES:
             self.expect_no_content(stream_id)
         stream = self._stream.get(stream_id)
         if (
@@ -511,7 +522,7 @@ class AioquicH3Connection(H3Connection):
             and stream.push_id is None
             and stream.headers_recv_state == HeadersState.INITIAL
         ):
-            _check_request_pseudo_headers(headers)
+            check_request_pseudo_headers(headers)
         return headers
 
     def _receive_stream_data_uni(
@@ -585,16 +596,3 @@ class AioquicH3Connection(H3Connection):
         decoder_stream_id = self._local_decoder_stream_id
         assert decoder_stream_id is not None  # opened when the connection was made
         self._quic.send_stream_data(decoder_stream_id, self._decoder.cancel_stream(stream_id))
-
-
-def _check_request_pseudo_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Raise ``MessageError`` unless a request but CONNECT (and extended CONNECT) has them all."""
-    names = {name for name, _ in headers if name.startswith(b":")}
-    connect = (b":method", b"CONNECT") in headers
-    if b":protocol" in names and not connect:  # RFC 9220 §3, RFC 8441 §4
-        raise MessageError("Pseudo-header b':protocol' is for CONNECT only")
-    if connect and b":protocol" not in names:
-        return
-    missing = {b":scheme", b":path"} - names
-    if missing and b":method" in names:
-        raise MessageError(f"Pseudo-headers {sorted(missing)} are missing")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -203,6 +203,9 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
     Each field of both can also be given alone, as a keyword argument that
     replaces it, as for :class:`HTTP3ClientFactory`.
 
+    :meth:`with_connection_id_generator` chooses the connection IDs the
+    protocols issue (random ones by default).
+
     aioquic cannot ask clients for certificates, so a
     :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
     is refused (``ValueError``) and ``client_cafile`` alone is ignored.
@@ -210,10 +213,36 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
 
     #: Certificate chains parsed once, by (certfile, keyfile); made on first use.
     _certificates: dict[tuple[str, str | None], QuicConfiguration] | None = None
+    #: Makes every connection ID issued (see with_connection_id_generator); None: random.
+    _connection_id_generator: Callable[[], bytes] | None = None
 
     @property
     def quic_connection_id_length(self) -> int:
         return self._settings.connection_id_length
+
+    @property
+    def quic_connection_id_generator(self) -> Callable[[], bytes] | None:
+        return self._connection_id_generator
+
+    def with_connection_id_generator(self, generator: Callable[[], bytes]) -> HTTP3ServerFactory:
+        """Return a copy of this factory whose protocols issue the IDs ``generator`` makes.
+
+        The first connection ID of each connection and every one of its
+        NEW_CONNECTION_ID frames come from it (the settings'
+        ``connection_id_length`` bytes each), so that they carry what a
+        ``ConnectionIDLayout`` puts in them: the worker and the server.
+
+        :raises ValueError: if ``generator`` makes IDs of another length.
+        """
+        length = len(generator())
+        if length != self._settings.connection_id_length:
+            raise ValueError(
+                f"the connection ID generator makes {length}-byte IDs, "
+                f"not connection_id_length={self._settings.connection_id_length}"
+            )
+        factory = copy.copy(self)
+        factory._connection_id_generator = generator
+        return factory
 
     @property
     def quic_supported_versions(self) -> Sequence[int]:
@@ -250,4 +279,5 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
             settings=self._settings,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
+            connection_id_generator=self._connection_id_generator,
         )

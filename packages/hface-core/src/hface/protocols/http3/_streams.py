@@ -67,7 +67,8 @@ from hface.events import DataReceived, HeadersReceived, StreamResetReceived, Str
 from hface.protocols import ConnectionState
 
 from .._headers import CONNECTION_SPECIFIC_HEADERS
-from ._aioquic import AioquicH3Connection, MessageErrorReport
+from ._aioquic import AioquicH3Connection
+from ._messages import MessageErrorReport
 from ._base import HTTP3Base, RequestStream
 
 _CODES: Final = HTTP3_ERROR_CODES
