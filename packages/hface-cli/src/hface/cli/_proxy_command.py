@@ -19,6 +19,7 @@ from ._options import (
     endpoint_versions,
     seconds,
 )
+from ._worker import add_worker_options, worker_options
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -94,6 +95,7 @@ def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
         help="close a tunnel idle this long; 0 never does (default: %(default)s)",
     )
     add_limit_options(proxy, body_size=False)
+    add_worker_options(proxy)
     return proxy
 
 
@@ -149,7 +151,7 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     server.graceful_timeout = args.graceful_timeout
     apply_limit_options(server, args)
     _print_banner(args, endpoints, certificate.cafile, credentials)
-    return run(server, endpoints, backend=args.backend)
+    return run(server, endpoints, backend=args.backend, workers=worker_options(args))
 
 
 def _print_banner(

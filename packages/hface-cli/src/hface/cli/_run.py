@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +15,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from hface.errors import TransportError
+from hface.networking._connection_ids import ConnectionIDLayout
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
+from hface.server._workers import WorkerPlan, serve_in_worker, supervise
 
 from ._certs import default_directory, ensure_certificates
 from ._errors import CommandError
+from ._worker import WorkerOptions, worker_context
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +106,7 @@ def run_server(
     access_log: bool,
     graceful_timeout: float,
     configure: Callable[[BaseServer], None] | None = None,
+    workers: WorkerOptions | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; return the exit code.
 
@@ -115,16 +121,35 @@ def run_server(
     server.graceful_timeout = graceful_timeout
     if configure is not None:
         configure(server)
-    return run(server, endpoints, backend=backend)
+    return run(server, endpoints, backend=backend, workers=workers)
 
 
-def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> int:
+def run(
+    server: BaseServer,
+    endpoints: Sequence[Endpoint],
+    *,
+    backend: str,
+    workers: WorkerOptions | None = None,
+) -> int:
     """Run a configured server until SIGINT or SIGTERM; return the exit code.
+
+    With ``workers.count``, run a supervisor of that many worker processes
+    instead, which run the same command (see :mod:`._worker`); in one of
+    them, serve the worker's sockets.
 
     :raises CommandError: for failures to report in one line (an address
         in use, a name that does not resolve, no endpoint for the protocol).
     """
     backend, backend_options = _event_loop(backend)
+    context = worker_context()
+    if context is not None:  # a worker of --workers: the supervisor bound the sockets
+        serve_in_worker(server, context, WorkerPlan.from_json(context.argument))
+        return 0
+    if workers is not None and workers.quic_server_id:
+        layout = ConnectionIDLayout(server_id=workers.quic_server_id)
+        server.quic_connection_id_generator = layout.generator(0)
+    if workers is not None and workers.count is not None:
+        return _supervise(server, endpoints, workers, backend, backend_options)
     try:
         anyio.run(server.run, endpoints, backend=backend, backend_options=backend_options)
     except (OSError, TransportError) as error:
@@ -132,6 +157,40 @@ def run(server: BaseServer, endpoints: Sequence[Endpoint], *, backend: str) -> i
     except (ValueError, RuntimeError) as error:
         raise CommandError(str(error)) from None
     return 0
+
+
+def _supervise(
+    server: BaseServer,
+    endpoints: Sequence[Endpoint],
+    workers: WorkerOptions,
+    backend: str,
+    backend_options: dict[str, Any] | None,
+) -> int:
+    count = workers.count
+    assert count is not None
+
+    def ready(bound: Sequence[Endpoint]) -> None:
+        print(f"{count} worker(s) serving on {', '.join(str(endpoint) for endpoint in bound)}")
+        sys.stdout.flush()
+
+    plan = WorkerPlan(
+        quic_server_id=workers.quic_server_id,
+        backend=backend,
+        backend_options=backend_options or {},
+        payload=json.dumps(list(workers.argv)),
+    )
+    try:
+        return supervise(
+            endpoints,
+            target="hface.cli._worker:serve",
+            plan=plan,
+            workers=count,
+            protocol=server.protocol,
+            graceful_timeout=server.graceful_timeout,
+            on_ready=ready,
+        )
+    except (OSError, ValueError) as error:
+        raise CommandError(str(error)) from None
 
 
 def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:

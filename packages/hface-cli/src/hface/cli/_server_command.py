@@ -23,6 +23,7 @@ from ._options import (
     limit_seconds,
     limit_size,
 )
+from ._worker import add_worker_options, worker_options
 
 if TYPE_CHECKING:
     from hface.protocols import HTTPOverTCPFactory
@@ -67,6 +68,7 @@ def add_server_parser(commands: Any) -> None:
     )
     add_limit_options(server)
     add_websocket_options(server)
+    add_worker_options(server)
 
 
 def add_websocket_options(parser: argparse.ArgumentParser) -> None:
@@ -198,4 +200,5 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         access_log=not args.no_access_log,
         graceful_timeout=args.graceful_timeout,
         configure=configure,
+        workers=worker_options(args),
     )

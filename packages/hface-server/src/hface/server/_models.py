@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from hface.common import AddressType
 
-
 #: The schemes of endpoints on an inherited socket (whose number is the port).
 _FD_SCHEMES: Final = ("fd", "fd+tls")
 

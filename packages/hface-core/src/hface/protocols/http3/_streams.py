@@ -68,8 +68,8 @@ from hface.protocols import ConnectionState
 
 from .._headers import CONNECTION_SPECIFIC_HEADERS
 from ._aioquic import AioquicH3Connection
-from ._messages import MessageErrorReport
 from ._base import HTTP3Base, RequestStream
+from ._messages import MessageErrorReport
 
 _CODES: Final = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC: Final = CONNECTION_SPECIFIC_HEADERS
