@@ -53,7 +53,9 @@ class WorkerOptions:
 def worker_count(text: str) -> int:
     """An ``argparse`` type: a number of workers, 1 to :data:`MAX_WORKERS`."""
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"invalid number of workers: {text!r} (1 to {MAX_WORKERS})")
+        raise argparse.ArgumentTypeError(
+            f"invalid number of workers: {text!r} (1 to {MAX_WORKERS})"
+        )
     return int(text)
 
 

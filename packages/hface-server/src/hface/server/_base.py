@@ -489,7 +489,9 @@ class BaseServer(ABC):
                     return []
                 tls_config = self.tls_config if endpoint.tls else None
                 alpn = tcp_factory.alpn_protocols
-                tcp = await networking.listen_tcp_socket(sock, tls_config=tls_config, alpn_protocols=alpn)
+                tcp = await networking.listen_tcp_socket(
+                    sock, tls_config=tls_config, alpn_protocols=alpn
+                )
                 listener = HTTPOverTCPListener(tcp, tcp_factory, options=self._connection_options())
             elif sock.type == socket.SOCK_DGRAM:
                 if not endpoint.tls:

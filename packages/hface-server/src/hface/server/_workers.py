@@ -116,9 +116,10 @@ def listen_specs(
             raise ValueError(f"{endpoint}: inherited sockets are not served by workers yet")
         name = str(endpoint)
         if protocol is not ServerProtocol.HTTP3:
-            specs.append(
-                ListenSpec(name=name, transport=Transport.TCP, host=endpoint.host, port=endpoint.port)
+            tcp = ListenSpec(
+                name=name, transport=Transport.TCP, host=endpoint.host, port=endpoint.port
             )
+            specs.append(tcp)
         if endpoint.tls and protocol in (ServerProtocol.ALL, ServerProtocol.HTTP3):
             specs.append(
                 ListenSpec(
