@@ -18,6 +18,7 @@ from ._options import (
     apply_limit_options,
     endpoint_versions,
     seconds,
+    systemd_endpoint,
 )
 from ._worker import add_worker_options, worker_options
 
@@ -119,7 +120,10 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from ._run import run, server_certificate
 
     try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_PROXY_ENDPOINTS]
+        endpoints = [
+            Endpoint.parse(systemd_endpoint(value, os.environ))
+            for value in args.endpoints or DEFAULT_PROXY_ENDPOINTS
+        ]
     except ValueError as error:
         parser.error(str(error))
     if args.key and not args.cert:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,6 +23,7 @@ from ._options import (
     endpoint_versions,
     limit_seconds,
     limit_size,
+    systemd_endpoint,
 )
 from ._worker import add_worker_options, worker_options
 
@@ -57,7 +59,8 @@ def add_server_parser(commands: Any) -> None:
         "endpoints",
         nargs="*",
         metavar="ENDPOINT",
-        help=f"https://HOST:PORT or http://HOST:PORT (default: {' '.join(DEFAULT_ENDPOINTS)})",
+        help="https://HOST:PORT, http://HOST:PORT, or fd://N, fd+tls://N (a socket inherited as "
+        f"file descriptor N, or named N by systemd) (default: {' '.join(DEFAULT_ENDPOINTS)})",
     )
     add_serving_options(server, in_flight="requests")
     server.add_argument("--no-access-log", action="store_true", help="no line per request")
@@ -152,7 +155,10 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         args.endpoints.insert(0, args.app)
         args.app = DEFAULT_APP
     try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_ENDPOINTS]
+        endpoints = [
+            Endpoint.parse(systemd_endpoint(value, os.environ))
+            for value in args.endpoints or DEFAULT_ENDPOINTS
+        ]
     except ValueError as error:
         parser.error(str(error))
     if args.key and not args.cert:
