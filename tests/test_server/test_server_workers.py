@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -331,9 +332,11 @@ async def test_sigterm_lets_requests_in_flight_finish(
         async with anyio.create_task_group() as task_group:
             for version in ("1.1", "2", "3") * 2:
                 task_group.start_soon(
-                    lambda v=version: requests_on_one_connection(
-                        v, address, client_tls_config, tally, path=b"/slow"
-                    )
+                    partial(requests_on_one_connection, path=b"/slow"),
+                    version,
+                    address,
+                    client_tls_config,
+                    tally,
                 )
             await anyio.sleep(0.8)  # the requests are in flight (each takes 2 s)
             workers.process.send_signal(signal.SIGTERM)
