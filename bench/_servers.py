@@ -117,7 +117,8 @@ class ServerKind:
         (``uvloop`` or ``asyncio``) for every one of them.
         """
         host = f"127.0.0.1:{port}"
-        if self.name.startswith("hface"):
+        base = self.name.split(" ")[0]  # without " --workers N"
+        if base == "hface":
             scheme = "https" if tls else "http"
             argv = [str(BIN / "hface"), "server", APP, f"{scheme}://{host}"]
             argv += ["--no-access-log", "--log-level", "warning", "--backend", loop]
@@ -125,7 +126,7 @@ class ServerKind:
             argv += ["--http1", "httptools" if "httptools" in self.name else "h11"]
             argv += [] if self.workers is None else ["--workers", str(self.workers)]
             return argv + (["--cert", certs.certfile, "--key", certs.keyfile] if tls else [])
-        if self.name == "hypercorn":
+        if base == "hypercorn":
             # The configuration file lifts keep_alive_max_requests (1,000 by default).
             argv = [str(BIN / "hypercorn"), APP, "--config", str(HYPERCORN_CONFIG)]
             argv += ["--workers", str(self.workers or 0), "--worker-class", loop]
@@ -134,14 +135,14 @@ class ServerKind:
                 return [*argv, "--bind", host]
             tls_args = ["--certfile", certs.certfile, "--keyfile", certs.keyfile]
             return [*argv, "--bind", host, "--quic-bind", host, *tls_args]
-        if self.name.startswith("uvicorn"):
+        if base.startswith("uvicorn"):
             argv = [str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port)]
-            argv += ["--http", self.name.split("-")[1], "--loop", loop, "--lifespan", "on"]
+            argv += ["--http", base.split("-")[1], "--loop", loop, "--lifespan", "on"]
             argv += ["--no-access-log", "--log-level", "warning"]
             argv += [] if self.workers is None else ["--workers", str(self.workers)]
             tls_args = ["--ssl-certfile", certs.certfile, "--ssl-keyfile", certs.keyfile]
             return argv + (tls_args if tls else [])
-        if self.name == "granian":
+        if base == "granian":
             # The options of granian's own benchmarks (benchmarks/benchmarks.py there).
             argv = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--workers", "1", "--runtime-threads", "1"]

@@ -36,8 +36,9 @@ HELLO_H1: Final = "workers: hello h1 cleartext (wrk -c50)"
 HELLO_H2: Final = "workers: hello h2 TLS (h2load -c10 -m10)"
 HELLO_H3: Final = "workers: hello h3 (h3load -c10 -m10)"
 
-HFACE_1: Final = replace(HFACE, name="hface --workers 1", workers=1)
-HFACE_2: Final = replace(HFACE, name="hface --workers 2", workers=2)
+# hface's HTTP/1.1 on httptools, as uvicorn's (its HTTP/2 and HTTP/3 are the same either way).
+HFACE_1: Final = replace(HFACE, name="hface (httptools) --workers 1", workers=1)
+HFACE_2: Final = replace(HFACE, name="hface (httptools) --workers 2", workers=2)
 UVICORN_2: Final = replace(UVICORN_HTTPTOOLS, name="uvicorn-httptools --workers 2", workers=2)
 HYPERCORN_2: Final = replace(HYPERCORN, name="hypercorn --workers 2", workers=2)
 #: hface --workers 2 first: every ratio is it over the peer.

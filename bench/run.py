@@ -593,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = (
             f"hface benchmark: {settings.runs} run(s) of {settings.duration:g} s per cell, medians"
             f"; servers on core 0 ({settings.loop} event loop for all), load on core 1"
+            f"{' (workers: servers on cores 0 and 1)' if 'workers' in sections else ''}"
             f"; {time.monotonic() - started:.0f} s"
             f"{' (interrupted)' if interrupted else ''}\n"
             "ratio: hface / peer (memory: hface RSS / peer RSS; proxy: tunnelled / direct;"

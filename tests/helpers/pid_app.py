@@ -37,3 +37,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await anyio.sleep(SLOW_SECONDS)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+
+
+def make_server() -> object:
+    """An ASGIServer of :func:`app` with the certificate ``HFACE_TEST_CERT`` names (for
+    ``run_workers``)."""
+    from hface.server import ASGIServer
+
+    server = ASGIServer(app)
+    server.tls_config.certfile = os.environ["HFACE_TEST_CERT"]
+    server.tls_config.keyfile = os.environ["HFACE_TEST_KEY"]
+    server.access_log = False
+    return server

@@ -25,10 +25,14 @@ import pytest
 from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.networking._connection_ids import ConnectionIDLayout, connection_id_slot
 from hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory, sniff_quic_packet
-from hface.server import ASGIServer, Endpoint
+from hface.server import ASGIServer, Endpoint, run_workers
 from tests.helpers.certs import TLSFiles
+from tests.helpers.peers import free_port
 from tests.helpers.quic_pair import SERVER_ADDRESS, QUICProtocolPair, certificates
+from tests.helpers.udp_relay import RebindingRelay
 from tests.test_server.conftest import fetch, running
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -205,7 +209,47 @@ def test_every_connection_id_an_http3_server_issues_carries_its_slot() -> None:
     assert {connection_id_slot(layout, cid) for cid in [*issued, *destinations]} == {5}
 
 
-def test_a_generator_of_ids_of_another_length_is_refused() -> None:
-    layout = ConnectionIDLayout(length=12)
-    with pytest.raises(ValueError, match="12-byte IDs, not connection_id_length=8"):
-        HTTP3ServerFactory().with_connection_id_generator(layout.generator(0))
+def test_a_generator_sets_the_length_of_the_connection_ids() -> None:
+    layout = ConnectionIDLayout.for_server_id(b"\x01\x02\x03")
+    assert layout.length == 14
+    factory = HTTP3ServerFactory().with_connection_id_generator(layout.generator(0))
+    assert factory.quic_connection_id_length == 14
+    with pytest.raises(ValueError, match="connection_id_length"):
+        HTTP3ServerFactory().with_connection_id_generator(lambda: b"\x00" * 21)
+
+
+def test_run_workers_refuses_a_server_object() -> None:
+    server: Any = ASGIServer(hello)
+    with pytest.raises(TypeError, match=r"'package\.module:function'"):
+        run_workers(server, [Endpoint("http", "127.0.0.1", 0)], workers=2)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_quic_server_id_is_in_every_connection_id_hface_server_issues(
+    tls_files: TLSFiles, client_tls_config: ClientTLSConfig
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "hface", "server", "tests.helpers.pid_app:app"]
+    command += [f"https://127.0.0.1:{port}", "--quic-server-id", "0a0b0c", "--no-access-log"]
+    command += ["--cert", tls_files.server_cert_file, "--key", tls_files.server_key_file]
+    process = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
+        command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    try:
+        ask_http1(("127.0.0.1", port))  # up (TCP and UDP are bound together)
+        with RebindingRelay(("127.0.0.1", port)) as relay:
+            tally_body = await fetch("3", relay.address, client_tls_config)
+    finally:
+        process.terminate()
+        process.wait(15)
+    assert tally_body.status == 200
+    layout = ConnectionIDLayout.for_server_id(bytes.fromhex("0a0b0c"))
+    short = [data for data in relay.sent if not data[0] & 0x80]  # 1-RTT: the server's IDs
+    assert short
+    for data in short:
+        info = sniff_quic_packet(data, connection_id_length=layout.length)
+        destination = info.destination_connection_id
+        # QUIC-LB's first octet: config rotation 0, then the length minus one.
+        assert destination[:4] == bytes((layout.length - 1,)) + layout.server_id
+        assert connection_id_slot(layout, destination) == 0

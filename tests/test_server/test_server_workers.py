@@ -12,12 +12,9 @@ and time; each stops every process it started.
 from __future__ import annotations
 
 import os
-import select
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +29,7 @@ from hface.common import AddressType, ClientTLSConfig
 from hface.networking._quic_steering import steering_unavailable_reason
 from tests.helpers.certs import TLSFiles
 from tests.helpers.peers import free_port
+from tests.helpers.udp_relay import RebindingRelay
 from tests.test_server.conftest import client, read_response, send_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,60 +162,6 @@ async def test_http3_connections_are_spread_and_each_stays_with_its_worker(
     assert startups.count("shutdown") == count
 
 
-class RebindingRelay:
-    """Relays the datagrams of one client to a server, from a port it can change (NAT rebinding)."""
-
-    def __init__(self, server: AddressType) -> None:
-        self._server = server
-        self._front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._front.bind(("127.0.0.1", 0))
-        self.address: AddressType = self._front.getsockname()
-        self._back = self._new_back()
-        self.outward_ports = [self._back.getsockname()[1]]
-        self._client: AddressType | None = None
-        self._rebind = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _new_back(self) -> socket.socket:
-        back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        back.connect(self._server)
-        return back
-
-    def rebind(self) -> None:
-        """From now on, relay to the server from a new port (the old one is closed)."""
-        self._rebind.clear()
-        self._rebind.set()
-        deadline = time.monotonic() + 5
-        while self._rebind.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._rebind.is_set():
-                self._back.close()
-                self._back = self._new_back()
-                self.outward_ports.append(self._back.getsockname()[1])
-                self._rebind.clear()
-            readable, _, _ = select.select([self._front, self._back], [], [], 0.05)
-            for sock in readable:
-                if sock is self._front:
-                    data, self._client = self._front.recvfrom(65535)
-                    self._back.send(data)
-                elif self._client is not None:
-                    self._front.sendto(sock.recv(65535), self._client)
-
-    def __enter__(self) -> RebindingRelay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._front.close()
-        self._back.close()
-
-
 @pytest.mark.anyio
 @needs_steering
 async def test_an_http3_connection_survives_its_client_port_changing(
@@ -343,4 +287,39 @@ async def test_sigterm_lets_requests_in_flight_finish(
         status = await anyio.to_thread.run_sync(workers.process.wait, 30)
     assert tally.failures == []
     assert len(tally.pids) == 6
+    assert status == 0
+
+
+@pytest.mark.anyio
+async def test_run_workers_serves_what_an_importable_function_makes(
+    tls_files: TLSFiles, client_tls_config: ClientTLSConfig, tmp_path: Path
+) -> None:
+    port = free_port()
+    script = (
+        "import sys; from hface.server import Endpoint, run_workers; "
+        "sys.exit(run_workers('tests.helpers.pid_app:make_server', "
+        f"[Endpoint('https', '127.0.0.1', {port})], workers=2, "
+        "on_ready=lambda bound: print('ready', *bound, flush=True)))"
+    )
+    env = {
+        **os.environ,
+        "HFACE_TEST_CERT": tls_files.server_cert_file,
+        "HFACE_TEST_KEY": tls_files.server_key_file,
+    }
+    log_file = tmp_path / "server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    workers = Workers(process=process, port=port, log_file=log_file, lifespan_file=tmp_path / "x")
+    try:
+        workers.wait_for(f"ready https://127.0.0.1:{port}")
+        tally = Tally()
+        for version in ("1.1", "2", "3"):
+            await requests_on_one_connection(version, ("127.0.0.1", port), client_tls_config, tally)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = await anyio.to_thread.run_sync(process.wait, 30)
+    assert tally.failures == []
+    assert len(tally.pids) == 3
     assert status == 0

@@ -146,7 +146,7 @@ def run(
         serve_in_worker(server, context, WorkerPlan.from_json(context.argument))
         return 0
     if workers is not None and workers.quic_server_id:
-        layout = ConnectionIDLayout(server_id=workers.quic_server_id)
+        layout = ConnectionIDLayout.for_server_id(workers.quic_server_id)
         server.quic_connection_id_generator = layout.generator(0)
     if workers is not None and workers.count is not None:
         return _supervise(server, endpoints, workers, backend, backend_options)

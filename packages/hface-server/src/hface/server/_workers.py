@@ -109,7 +109,7 @@ def listen_specs(
     """
     from ._worker_sockets import ListenSpec, SocketSharing, Transport
 
-    layout = ConnectionIDLayout(server_id=quic_server_id)
+    layout = ConnectionIDLayout.for_server_id(quic_server_id)
     specs: list[ListenSpec] = []
     for endpoint in endpoints:
         if endpoint.fd is not None:
@@ -280,7 +280,7 @@ def serve_in_worker(server: BaseServer, context: WorkerContext, plan: WorkerPlan
         generator = item.connection_id_generator()
         if generator is None and item.name.endswith(_QUIC_SUFFIX):
             # Not steered (worker 0 serves HTTP/3 alone): still the server's ID.
-            generator = ConnectionIDLayout(server_id=plan.quic_server_id).generator(0)
+            generator = ConnectionIDLayout.for_server_id(plan.quic_server_id).generator(0)
         if generator is not None:
             server.quic_connection_id_generator = generator
 

@@ -11,6 +11,7 @@ sizes) and turns them and hface's TLS models into an aioquic
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
@@ -228,19 +229,19 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
         """Return a copy of this factory whose protocols issue the IDs ``generator`` makes.
 
         The first connection ID of each connection and every one of its
-        NEW_CONNECTION_ID frames come from it (the settings'
-        ``connection_id_length`` bytes each), so that they carry what a
-        ``ConnectionIDLayout`` puts in them: the worker and the server.
+        NEW_CONNECTION_ID frames come from it, so that they carry what a
+        ``ConnectionIDLayout`` puts in them: the worker and the server. The
+        copy's ``connection_id_length`` setting becomes the length of its IDs.
 
-        :raises ValueError: if ``generator`` makes IDs of another length.
+        :raises ValueError: if ``generator`` makes IDs of a length QUIC does
+            not allow here (4 to 20 bytes).
         """
         length = len(generator())
-        if length != self._settings.connection_id_length:
-            raise ValueError(
-                f"the connection ID generator makes {length}-byte IDs, "
-                f"not connection_id_length={self._settings.connection_id_length}"
-            )
+        settings = self._settings
+        if length != settings.connection_id_length:
+            settings = dataclasses.replace(settings, connection_id_length=length)
         factory = copy.copy(self)
+        factory._settings = settings
         factory._connection_id_generator = generator
         return factory
 
