@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -168,13 +168,7 @@ def supervise(
     if not specs:
         raise ValueError("no endpoint to listen on for the chosen protocol")
     tls = tuple(name for e in endpoints if e.tls for name in (str(e), str(e) + _QUIC_SUFFIX))
-    plan = WorkerPlan(
-        tls=tls,
-        quic_server_id=plan.quic_server_id,
-        backend=plan.backend,
-        backend_options=plan.backend_options,
-        payload=plan.payload,
-    )
+    plan = replace(plan, tls=tls)
     config = SupervisorConfig(
         target=target,
         workers=workers,
