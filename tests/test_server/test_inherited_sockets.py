@@ -253,3 +253,30 @@ async def test_quic_server_id_is_in_every_connection_id_hface_server_issues(
         # QUIC-LB's first octet: config rotation 0, then the length minus one.
         assert destination[:4] == bytes((layout.length - 1,)) + layout.server_id
         assert connection_id_slot(layout, destination) == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["fd://web"], "systemd passed no sockets to this process (LISTEN_PID)"),
+        (["fd://x1"], "systemd passed no sockets"),
+        (["--workers", "0"], "invalid number of workers: '0' (1 to 128)"),
+        (["fd://3", "--workers", "2"], "inherited sockets are not served by workers yet"),
+        (["--quic-server-id", "zz"], "invalid server ID: 'zz' (hexadecimal)"),
+        (["--quic-server-id", "010203040506"], "(1 to 5 bytes)"),
+    ],
+)
+def test_worker_and_socket_mistakes_are_one_line(arguments: list[str], message: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "hface", "server", "tests.helpers.pid_app:app", *arguments],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode in (1, 2)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
