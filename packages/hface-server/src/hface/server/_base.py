@@ -1,7 +1,9 @@
 """The machinery every server facade shares: endpoints, listeners, graceful shutdown.
 
 Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
-and version, then serves until it is cancelled or receives SIGINT or
+and version (an ``fd`` endpoint's inherited socket, duplicated, is served
+as TCP or, a UDP socket, as QUIC: :meth:`BaseServer._inherited_listeners`),
+then serves until it is cancelled or receives SIGINT or
 SIGTERM. Connection handlers run in a task group of their own, shielded
 from the cancellation of ``run()``, so that shutdown can be graceful:
 stop accepting, ask every connection to finish (GOAWAY, or
