@@ -2,7 +2,7 @@
 
 Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
 and version (an ``fd`` endpoint's inherited socket, duplicated, is served
-as TCP or, a UDP socket, as QUIC: :meth:`BaseServer._inherited_listeners`),
+as TCP or, a UDP socket, as QUIC, by ``_inherited_listeners``),
 then serves until it is cancelled or receives SIGINT or
 SIGTERM. Connection handlers run in a task group of their own, shielded
 from the cancellation of ``run()``, so that shutdown can be graceful:
