@@ -182,7 +182,7 @@ def _supervise(
     try:
         return supervise(
             endpoints,
-            target="hface.cli._worker:serve",
+            target="hface.cli._worker_target:serve",
             plan=plan,
             workers=count,
             protocol=server.protocol,

@@ -4,10 +4,10 @@ Theory of operation: with ``--workers N`` the process started is the
 supervisor. It runs the command as typed (parsing, the certificate, the
 application's import, so that a mistake is one line before any worker
 starts, and the banner), but instead of serving it runs
-``hface.server``'s supervisor with :func:`serve` as the workers' target and
-the command line as their payload. Each worker runs that command line
-again, through :func:`hface.cli._main.main`, with its
-:class:`~hface.server._worker_process.WorkerContext` set here: the
+``hface.server``'s supervisor with ``hface.cli._worker_target:serve`` as
+the workers' target and the command line as their payload. Each worker
+runs that command line again, through :func:`hface.cli._main.main`, with
+its :class:`~hface.server._worker_process.WorkerContext` set here: the
 command's :func:`~hface.cli._run.run` then serves the server it made on
 the worker's sockets (``hface.server._workers.serve_in_worker``) instead
 of binding its own. A worker's standard output (the banner again) goes to
@@ -20,18 +20,15 @@ ID, with or without workers, for a load balancer that routes by it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hface.server._worker_process import WorkerContext
 
-#: The context of this process when it is a worker (set by :func:`serve`).
+#: The context of this process when it is a worker (set by :func:`set_worker_context`).
 _context: WorkerContext | None = None
 
 #: The most workers a supervisor runs (its slots are one byte, two per worker).
@@ -104,16 +101,7 @@ def worker_context() -> WorkerContext | None:
     return _context
 
 
-def serve(context: WorkerContext) -> None:
-    """The workers' target: run the supervisor's command line, serving ``context``'s sockets."""
+def set_worker_context(context: WorkerContext) -> None:
+    """Make this process a worker of ``--workers`` (see :mod:`._worker_target`)."""
     global _context
-    from hface.server._workers import WorkerPlan
-
-    from ._main import main
-
-    argv = json.loads(WorkerPlan.from_json(context.argument).payload)
     _context = context
-    with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
-        status = main(argv)
-    if status:
-        sys.exit(status)
