@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -322,4 +323,32 @@ async def test_run_workers_serves_what_an_importable_function_makes(
         status = await anyio.to_thread.run_sync(process.wait, 30)
     assert tally.failures == []
     assert len(tally.pids) == 3
+    assert status == 0
+
+
+def test_hface_proxy_runs_with_workers(tmp_path: Path, anyio_backend: str) -> None:
+    """(``anyio_backend``: the module's parametrization; the test itself is synchronous.)"""
+    port = free_port()
+    log_file = tmp_path / "proxy.log"
+    command = [sys.executable, "-m", "hface", "proxy", f"http://127.0.0.1:{port}"]
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--workers", "2"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    workers = Workers(process=process, port=port, log_file=log_file, lifespan_file=log_file)
+    target = socket.create_server(("127.0.0.1", 0))
+    try:
+        workers.wait_for("worker(s) serving")
+        answers = []
+        for _ in range(4):  # a tunnel to a loopback target, whichever worker takes it
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+                authority = f"127.0.0.1:{target.getsockname()[1]}"
+                request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+                client.sendall(request.encode())
+                answers.append(client.recv(4096).split(b"\r\n")[0])
+    finally:
+        target.close()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(30)
+    assert answers == [b"HTTP/1.1 200 OK"] * 4
     assert status == 0
