@@ -261,7 +261,7 @@ async def test_quic_server_id_is_in_every_connection_id_hface_server_issues(
         (["fd://web"], "systemd passed no sockets to this process (LISTEN_PID)"),
         (["fd://x1"], "systemd passed no sockets"),
         (["--workers", "0"], "invalid number of workers: '0' (1 to 128)"),
-        (["fd://3", "--workers", "2"], "inherited sockets are not served by workers yet"),
+        (["fd://1", "--workers", "2"], "fd://1: no socket there"),
         (["--quic-server-id", "zz"], "invalid server ID: 'zz' (hexadecimal)"),
         (["--quic-server-id", "010203040506"], "(1 to 5 bytes)"),
     ],

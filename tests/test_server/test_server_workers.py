@@ -352,3 +352,54 @@ def test_hface_proxy_runs_with_workers(tmp_path: Path, anyio_backend: str) -> No
         status = process.wait(30)
     assert answers == [b"HTTP/1.1 200 OK"] * 4
     assert status == 0
+
+
+#: Runs a command with socket ARGV[1] as file descriptor 3, as systemd hands sockets over.
+_AS_SYSTEMD = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+@pytest.mark.parametrize("systemd", [False, True], ids=["fd", "LISTEN_FDS"])
+def test_workers_share_a_socket_their_parent_hands_down(
+    tmp_path: Path, systemd: bool, anyio_backend: str
+) -> None:
+    """(``anyio_backend``: the module's parametrization; the test itself is synchronous.)"""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        endpoint, prefix = f"fd://{sock.fileno()}", [sys.executable]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+        if systemd:
+            endpoint, prefix = "fd://web", [sys.executable, "-c", _AS_SYSTEMD, str(sock.fileno())]
+            env |= {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
+        log_file = tmp_path / "server.log"
+        command = [*prefix, "-m", "hface", "server", "tests.helpers.pid_app:app", endpoint]
+        with log_file.open("wb") as log:
+            process = subprocess.Popen(
+                [*command, "--workers", "2", "--no-access-log"],
+                cwd=ROOT,
+                env=env,
+                pass_fds=[sock.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        workers = Workers(process=process, port=0, log_file=log_file, lifespan_file=log_file)
+        try:
+            workers.wait_for("worker(s) serving")
+            pids = set()
+            for _ in range(200):  # until both workers answered
+                with socket.create_connection(sock.getsockname(), timeout=15) as client:
+                    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = b""
+                    while chunk := client.recv(4096):
+                        reply += chunk
+                assert reply.startswith(b"HTTP/1.1 200 "), reply
+                pids.add(int(reply.rpartition(b"\r\n\r\n")[2]))
+                if len(pids) == 2:
+                    break
+        finally:
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(30)
+    assert len(pids) == 2, workers.log()
+    assert status == 0

@@ -26,6 +26,11 @@ def serve(context: WorkerContext) -> None:
     """Run the supervisor's command line, serving ``context``'s sockets."""
     argv = json.loads(WorkerPlan.from_json(context.argument).payload)
     set_worker_context(context)
+    if "LISTEN_PID" in os.environ:
+        # The command names sockets systemd passed to the supervisor (fd://NAME):
+        # parsed here again, as the supervisor's, and not used (the worker
+        # serves the sockets it was handed).
+        os.environ["LISTEN_PID"] = str(os.getpid())
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
         status = main(argv)
     if status:

@@ -31,6 +31,8 @@ finish within the server's grace period).
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -104,8 +106,8 @@ def listen_specs(
 ) -> tuple[ListenSpec, ...]:
     """The sockets a supervisor binds for ``endpoints``: TCP, and UDP for HTTP/3.
 
-    :raises ValueError: for ``fd`` endpoints (not served by workers yet),
-        or a server ID that does not fit a connection ID.
+    :raises ValueError: for an ``fd`` endpoint that is no socket, or a
+        server ID that does not fit a connection ID.
     """
     from ._worker_sockets import ListenSpec, SocketSharing, Transport
 
@@ -113,7 +115,8 @@ def listen_specs(
     specs: list[ListenSpec] = []
     for endpoint in endpoints:
         if endpoint.fd is not None:
-            raise ValueError(f"{endpoint}: inherited sockets are not served by workers yet")
+            specs.append(_inherited_spec(endpoint, endpoint.fd))
+            continue
         name = str(endpoint)
         if protocol is not ServerProtocol.HTTP3:
             tcp = ListenSpec(
@@ -134,12 +137,36 @@ def listen_specs(
     return tuple(specs)
 
 
+def _inherited_spec(endpoint: Endpoint, fd: int) -> ListenSpec:
+    """The spec of an ``fd`` endpoint: its socket, shared as it is (TCP, or UDP for QUIC)."""
+    from ._worker_sockets import ListenSpec, SocketSharing, Transport
+
+    try:
+        with socket.socket(fileno=os.dup(fd)) as probe:
+            udp = probe.type == socket.SOCK_DGRAM
+    except OSError as exc:
+        raise ValueError(f"{endpoint}: no socket there ({exc.strerror})") from None
+    if udp and not endpoint.tls:
+        raise ValueError(f"{endpoint} is a UDP socket: HTTP/3 needs fd+tls://")
+    return ListenSpec(
+        name=str(endpoint) + (_QUIC_SUFFIX if udp else ""),
+        transport=Transport.UDP if udp else Transport.TCP,
+        host="",
+        port=0,
+        sharing=SocketSharing.INHERITED,
+        fd=fd,
+    )
+
+
 def bound_endpoints(
     endpoints: Sequence[Endpoint], addresses: Mapping[str, AddressType]
 ) -> list[Endpoint]:
     """``endpoints`` with the ports the supervisor bound (port 0 resolved)."""
     bound = []
     for endpoint in endpoints:
+        if endpoint.fd is not None:
+            bound.append(endpoint)
+            continue
         name = str(endpoint)
         address = addresses.get(name) or addresses.get(name + _QUIC_SUFFIX)
         port = endpoint.port if address is None else address[1]
@@ -233,7 +260,8 @@ def run_workers(
         sent to another process.
     :raises OSError: if an address cannot be bound.
     :raises ValueError: if ``workers`` is not 1 to 128, or an endpoint
-        cannot be served by workers.
+        cannot be served (``fd`` endpoints are shared as they are: a UDP
+        one by worker 0 alone).
     """
     if not isinstance(server, str):
         raise TypeError(
