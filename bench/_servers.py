@@ -104,6 +104,8 @@ class ServerKind:
     tls_versions: tuple[str, ...]
     #: Whether it serves HTTP/1.1 in cleartext.
     cleartext: bool = True
+    #: Worker processes (``--workers``); None: the server's single-process mode.
+    workers: int | None = None
 
     def argv(self, *, port: int, tls: bool, certs: Certificates, loop: str) -> list[str]:
         """The command that serves ``bench.app:app`` on 127.0.0.1:``port``.
@@ -115,28 +117,32 @@ class ServerKind:
         (``uvloop`` or ``asyncio``) for every one of them.
         """
         host = f"127.0.0.1:{port}"
-        if self.name.startswith("hface"):
+        base = self.name.split(" ")[0]  # without " --workers N"
+        if base == "hface":
             scheme = "https" if tls else "http"
             argv = [str(BIN / "hface"), "server", APP, f"{scheme}://{host}"]
             argv += ["--no-access-log", "--log-level", "warning", "--backend", loop]
             # "hface" is h11; "hface (httptools)" the faster HTTP/1.1 server.
             argv += ["--http1", "httptools" if "httptools" in self.name else "h11"]
+            argv += [] if self.workers is None else ["--workers", str(self.workers)]
             return argv + (["--cert", certs.certfile, "--key", certs.keyfile] if tls else [])
-        if self.name == "hypercorn":
+        if base == "hypercorn":
             # The configuration file lifts keep_alive_max_requests (1,000 by default).
             argv = [str(BIN / "hypercorn"), APP, "--config", str(HYPERCORN_CONFIG)]
-            argv += ["--workers", "0", "--worker-class", loop, "--log-level", "warning"]
+            argv += ["--workers", str(self.workers or 0), "--worker-class", loop]
+            argv += ["--log-level", "warning"]
             if not tls:
                 return [*argv, "--bind", host]
             tls_args = ["--certfile", certs.certfile, "--keyfile", certs.keyfile]
             return [*argv, "--bind", host, "--quic-bind", host, *tls_args]
-        if self.name.startswith("uvicorn"):
+        if base.startswith("uvicorn"):
             argv = [str(BIN / "uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port)]
-            argv += ["--http", self.name.split("-")[1], "--loop", loop, "--lifespan", "on"]
+            argv += ["--http", base.split("-")[1], "--loop", loop, "--lifespan", "on"]
             argv += ["--no-access-log", "--log-level", "warning"]
+            argv += [] if self.workers is None else ["--workers", str(self.workers)]
             tls_args = ["--ssl-certfile", certs.certfile, "--ssl-keyfile", certs.keyfile]
             return argv + (tls_args if tls else [])
-        if self.name == "granian":
+        if base == "granian":
             # The options of granian's own benchmarks (benchmarks/benchmarks.py there).
             argv = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1"]
             argv += ["--port", str(port), "--workers", "1", "--runtime-threads", "1"]
@@ -250,16 +256,24 @@ def _udp_bound(port: int) -> bool:
 
 @contextmanager
 def launch(
-    kind: ServerKind, *, tls: bool, certs: Certificates, logs: Path, loop: str = LOOPS[0]
+    kind: ServerKind,
+    *,
+    tls: bool,
+    certs: Certificates,
+    logs: Path,
+    loop: str = LOOPS[0],
+    core: str = SERVER_CORE,
 ) -> Iterator[Running]:
     """Start ``kind`` serving the benchmark app on ``loop``; stop it when the block ends."""
     port = free_port()
     log_file = logs / f"{kind.name}-{'tls' if tls else 'clear'}.log"
     argv = kind.argv(port=port, tls=tls, certs=certs, loop=loop)
-    with start_process(argv, log_file=log_file) as process:
+    with start_process(argv, log_file=log_file, core=core) as process:
         udp = tls and "3" in kind.tls_versions
         wait_until_listening(process, port, udp=udp, log_file=log_file)
-        time.sleep(0.3)  # let a server with separate listeners finish starting
+        # Let a server with separate listeners finish starting; workers, bind
+        # (the supervisor binds before they start), import and warm up.
+        time.sleep(0.3 if kind.workers is None else 4.0)
         yield Running(kind=kind, process=process, port=port, tls=tls)
 
 

@@ -4,7 +4,7 @@ Usage (from the repository root; ``hatch`` installs the peers into the
 ``bench`` environment on first use)::
 
     hatch run bench:run [--quick] [--loop uvloop|asyncio]
-        [--only server|client|proxy|udp|memory|validate|websocket]
+        [--only server|client|proxy|udp|memory|validate|websocket|workers]
 
 Sections (all by default, in this order):
 
@@ -32,6 +32,8 @@ Sections (all by default, in this order):
   what each costs the server per request; then the load generators'
   ceilings against native servers.
 - **websocket**: WebSocket echo, 1 KiB and 1 MiB, on HTTP/1.1 (bench/_websocket.py).
+- **workers**: hello world with ``--workers 1`` and ``2`` against uvicorn and
+  hypercorn with two workers, servers on both cores (bench/_workers.py).
 
 Each cell runs ``--duration`` seconds (10) ``--runs`` times (3) and shows
 the medians; ``--quick`` is one run of 2 s (and fewer requests) for a smoke
@@ -60,6 +62,7 @@ from types import FrameType
 from typing import Final
 
 import _websocket
+import _workers
 from _cpu import CPUSampler, with_server_cpu
 from _memory import held_rss
 from _proxy import proxy_rows, udp_proxy_rows
@@ -84,7 +87,7 @@ from _servers import (
 from _table import Goal, Row, fill_ratios, render, set_goals
 from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, median_of, run_tool, wrk
 
-SECTIONS: Final = ("server", "client", "proxy", "udp", "memory", "validate", "websocket")
+SECTIONS: Final = ("server", "client", "proxy", "udp", "memory", "validate", "websocket", "workers")
 HELLO_FILE: Final = "hello.txt"
 
 HELLO_H1_CLEAR: Final = "hello h1 cleartext (wrk -c50)"
@@ -500,6 +503,12 @@ class Bench:
         for rows in _websocket.websocket_rows(self._measure, self.settings, self.logs).values():
             self._add_case(rows, _websocket.GOALS)
 
+    def workers(self) -> None:
+        """Hello world with worker processes (bench/_workers.py)."""
+        rows = _workers.workers_rows(self._measure, self.settings, self.certs, self.logs)
+        for case_rows in rows.values():
+            self._add_case(case_rows, _workers.GOALS)
+
 
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()
@@ -562,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         title = (
             f"hface benchmark: {settings.runs} run(s) of {settings.duration:g} s per cell, medians"
             f"; servers on core 0 ({settings.loop} event loop for all), load on core 1"
+            f"{' (workers: servers on cores 0 and 1)' if 'workers' in sections else ''}"
             f"; {time.monotonic() - started:.0f} s"
             f"{' (interrupted)' if interrupted else ''}\n"
             "ratio: hface / peer (memory: hface RSS / peer RSS; proxy: tunnelled / direct;"

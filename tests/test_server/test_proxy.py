@@ -862,3 +862,22 @@ async def test_shutdown_lets_tunnels_finish(
             with anyio.fail_after(10):
                 answer = await tunnel.read_all()
     assert answer.startswith(b"20 ")
+
+
+async def test_a_proxy_on_an_inherited_loopback_socket_reaches_loopback_targets(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """The default target policy follows an ``fd`` endpoint's socket (as a worker's is)."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        proxy = ProxyServer()
+        proxy.tls_config = server_tls_config
+        proxy.handle_signals = False
+        async with (
+            running_target(echo) as target,
+            anyio.create_task_group() as task_group,
+        ):
+            addresses = await task_group.start(proxy.run, [Endpoint("fd+tls", "", sock.fileno())])
+            async with proxy_client("2", addresses[0], client_tls_config) as client:
+                headers, _ = await client.open_tunnel(target.authority)
+            task_group.cancel_scope.cancel()
+    assert status(headers) == 200

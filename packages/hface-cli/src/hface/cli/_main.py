@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --reload's child
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --reload's child and workers
     if extras:
         if args.command == "client":
             unknown_option(extras)

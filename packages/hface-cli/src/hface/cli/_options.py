@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
@@ -272,3 +274,29 @@ def endpoint_versions(endpoint: Endpoint, protocol: str) -> str:
     if protocol == "http3":
         return "nothing: HTTP/3 needs https"
     return _VERSIONS["tcp" if protocol == "all" else protocol]
+
+
+#: The first file descriptor systemd passes (sd_listen_fds(3): SD_LISTEN_FDS_START).
+_SYSTEMD_FIRST_FD: Final = 3
+
+
+def systemd_endpoint(value: str, environ: Mapping[str, str]) -> str:
+    """``fd://NAME`` as ``fd://N``: the socket systemd passed under that name.
+
+    systemd's socket activation passes sockets from file descriptor 3 on,
+    says how many in ``LISTEN_FDS``, their names (``FileDescriptorName=``)
+    in ``LISTEN_FDNAMES`` and for which process in ``LISTEN_PID``. Other
+    values are returned as they are.
+
+    :raises ValueError: if no socket of that name was passed to this process.
+    """
+    scheme, separator, name = value.partition("://")
+    if not separator or scheme not in ("fd", "fd+tls") or not name or name.isdigit():
+        return value
+    if environ.get("LISTEN_PID") != str(os.getpid()):
+        raise ValueError(f"{value}: systemd passed no sockets to this process (LISTEN_PID)")
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    count = int(environ.get("LISTEN_FDS", "0") or "0")
+    if name not in names[:count]:
+        raise ValueError(f"{value}: systemd passed no socket called {name!r} (LISTEN_FDNAMES)")
+    return f"{scheme}://{_SYSTEMD_FIRST_FD + names.index(name)}"

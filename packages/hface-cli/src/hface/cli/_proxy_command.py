@@ -18,7 +18,9 @@ from ._options import (
     apply_limit_options,
     endpoint_versions,
     seconds,
+    systemd_endpoint,
 )
+from ._worker import add_worker_options, worker_options
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,6 +103,7 @@ def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
     )
     add_limit_options(proxy, body_size=False)
     add_deployment_options(proxy, asgi=False)
+    add_worker_options(proxy)
     return proxy
 
 
@@ -124,7 +127,10 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from ._run import run, server_certificate
 
     try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_PROXY_ENDPOINTS]
+        endpoints = [
+            Endpoint.parse(systemd_endpoint(value, os.environ))
+            for value in args.endpoints or DEFAULT_PROXY_ENDPOINTS
+        ]
     except ValueError as error:
         parser.error(str(error))
     if args.key and not args.cert:
@@ -160,6 +166,7 @@ def run_proxy_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         endpoints,
         backend=args.backend,
         on_ready=lambda: _print_banner(args, endpoints, certificate.cafile, credentials),
+        workers=worker_options(args),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,10 +16,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from hface.errors import TransportError
+from hface.networking._connection_ids import ConnectionIDLayout
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
+from hface.server._workers import WorkerPlan, serve_in_worker, supervise
 
 from ._certs import default_directory, ensure_certificates
 from ._errors import TRIO_MISSING, CommandError, require_module
+from ._worker import WorkerOptions, worker_context
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +108,7 @@ def run_server(
     graceful_timeout: float,
     configure: Callable[[BaseServer], None] | None = None,
     on_ready: Callable[[], None] | None = None,
+    workers: WorkerOptions | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; return the exit code.
 
@@ -118,7 +124,7 @@ def run_server(
     server.graceful_timeout = graceful_timeout
     if configure is not None:
         configure(server)
-    return run(server, endpoints, backend=backend, on_ready=on_ready)
+    return run(server, endpoints, backend=backend, on_ready=on_ready, workers=workers)
 
 
 def run(
@@ -127,15 +133,29 @@ def run(
     *,
     backend: str,
     on_ready: Callable[[], None] | None = None,
+    workers: WorkerOptions | None = None,
 ) -> int:
     """Run a configured server until SIGINT or SIGTERM; return the exit code.
 
-    :param on_ready: called once every endpoint is bound: a banner printed
-        then is never followed by "address in use".
+    With ``workers.count``, run a supervisor of that many worker processes
+    instead, which run the same command (see :mod:`._worker`); in one of
+    them, serve the worker's sockets.
+
+    :param on_ready: called once every endpoint is bound (every worker
+        ready): a banner printed then is never followed by "address in use".
     :raises CommandError: for failures to report in one line (an address
         in use, a name that does not resolve, no endpoint for the protocol).
     """
     backend, backend_options = _event_loop(backend)
+    context = worker_context()
+    if context is not None:  # a worker of --workers: the supervisor bound the sockets
+        serve_in_worker(server, context, WorkerPlan.from_json(context.argument))
+        return 0
+    if workers is not None and workers.quic_server_id:
+        layout = ConnectionIDLayout.for_server_id(workers.quic_server_id)
+        server.quic_connection_id_generator = layout.generator(0)
+    if workers is not None and workers.count is not None:
+        return _supervise(server, endpoints, workers, backend, backend_options, on_ready)
     # Told directly, not through a task group: its errors would come in a group.
     serve = partial(server.run, endpoints, task_status=_Ready(on_ready))
     try:
@@ -156,6 +176,43 @@ class _Ready:
     def started(self, value: object = None) -> None:
         if self._on_ready is not None:
             self._on_ready()
+
+
+def _supervise(
+    server: BaseServer,
+    endpoints: Sequence[Endpoint],
+    workers: WorkerOptions,
+    backend: str,
+    backend_options: dict[str, Any] | None,
+    on_ready: Callable[[], None] | None,
+) -> int:
+    count = workers.count
+    assert count is not None
+
+    def ready(bound: Sequence[Endpoint]) -> None:
+        if on_ready is not None:
+            on_ready()
+        print(f"{count} worker(s) serving on {', '.join(str(endpoint) for endpoint in bound)}")
+        sys.stdout.flush()
+
+    plan = WorkerPlan(
+        quic_server_id=workers.quic_server_id,
+        backend=backend,
+        backend_options=backend_options or {},
+        payload=json.dumps(list(workers.argv)),
+    )
+    try:
+        return supervise(
+            endpoints,
+            target="hface.cli._worker_target:serve",
+            plan=plan,
+            workers=count,
+            protocol=server.protocol,
+            graceful_timeout=server.graceful_timeout,
+            on_ready=ready,
+        )
+    except (OSError, ValueError) as error:
+        raise CommandError(str(error)) from None
 
 
 def _event_loop(backend: str) -> tuple[str, dict[str, Any] | None]:

@@ -10,6 +10,7 @@ imported only if it is the one named.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,7 +23,9 @@ from ._options import (
     endpoint_versions,
     limit_seconds,
     limit_size,
+    systemd_endpoint,
 )
+from ._worker import add_worker_options, worker_options
 
 if TYPE_CHECKING:
     from hface.protocols import HTTPOverTCPFactory
@@ -56,8 +59,9 @@ def add_server_parser(commands: Any) -> None:
         "endpoints",
         nargs="*",
         metavar="ENDPOINT",
-        help="https://HOST:PORT, http://HOST:PORT, or a Unix socket: unix:PATH (cleartext) "
-        f"or https+unix:PATH (TLS) (default: {' '.join(DEFAULT_ENDPOINTS)})",
+        help="https://HOST:PORT, http://HOST:PORT, a Unix socket: unix:PATH (cleartext) "
+        "or https+unix:PATH (TLS), or fd://N, fd+tls://N (a socket inherited as file "
+        f"descriptor N, or named N by systemd) (default: {' '.join(DEFAULT_ENDPOINTS)})",
     )
     add_serving_options(server, in_flight="requests")
     server.add_argument(
@@ -82,6 +86,7 @@ def add_server_parser(commands: Any) -> None:
     )
     add_limit_options(server)
     add_websocket_options(server)
+    add_worker_options(server)
 
 
 def add_websocket_options(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +175,10 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         args.endpoints.insert(0, args.app)
         args.app = DEFAULT_APP
     try:
-        endpoints = [Endpoint.parse(value) for value in args.endpoints or DEFAULT_ENDPOINTS]
+        endpoints = [
+            Endpoint.parse(systemd_endpoint(value, os.environ))
+            for value in args.endpoints or DEFAULT_ENDPOINTS
+        ]
     except ValueError as error:
         parser.error(str(error))
     if args.key and not args.cert:
@@ -232,4 +240,5 @@ def run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser
         graceful_timeout=args.graceful_timeout,
         configure=configure,
         on_ready=banner,
+        workers=worker_options(args),
     )

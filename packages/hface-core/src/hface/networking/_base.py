@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
@@ -76,6 +77,46 @@ class ServerNetworking(ABC):
         :returns: a listener of one :class:`QUICStream` per connection.
         :raises TransportError: if the address cannot be bound.
         """
+
+    async def listen_tcp_socket(
+        self,
+        sock: socket.socket,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        alpn_protocols: Sequence[str] = (),
+    ) -> Listener[ByteStream]:
+        """Accept TCP (with ``tls_config``: TLS) connections on a listening socket made elsewhere.
+
+        For a socket inherited from a parent process (systemd socket
+        activation, a supervisor of workers). The listener owns ``sock``.
+        Networkings without operating system sockets do not override it.
+
+        :param sock: a bound, listening ``SOCK_STREAM`` socket.
+        :returns: a listener, as :meth:`listen_tcp` or :meth:`listen_tcp_tls` make.
+        :raises ValueError: if ``sock`` is not such a socket, or ``tls_config`` is incomplete.
+        :raises NotImplementedError: if this networking has no such sockets.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot serve a socket made elsewhere")
+
+    async def listen_quic_socket(
+        self,
+        sock: socket.socket,
+        *,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+        quic_handshake_limits: QUICHandshakeLimits | None = None,
+        quic_connection_id_generator: Callable[[], bytes] | None = None,
+    ) -> Listener[QUICStream]:
+        """Accept QUIC connections on a bound UDP socket made elsewhere.
+
+        As :meth:`listen_tcp_socket`, for QUIC; the other parameters are
+        those of :meth:`listen_quic`. The listener owns ``sock``.
+
+        :param sock: a bound ``SOCK_DGRAM`` socket.
+        :raises ValueError: if ``sock`` is not such a socket.
+        :raises NotImplementedError: if this networking has no such sockets.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot serve a socket made elsewhere")
 
 
 class ClientNetworking(ABC):

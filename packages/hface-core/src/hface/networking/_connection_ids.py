@@ -107,6 +107,16 @@ class ConnectionIDLayout:
         """How many random bytes :func:`make_connection_id` takes (first octet included)."""
         return self.random_length + (0 if self.server_id else 1)
 
+    @classmethod
+    def for_server_id(cls, server_id: bytes = b"") -> ConnectionIDLayout:
+        """The layout of 8-byte IDs, or with ``server_id`` of IDs long enough for 8 random bytes.
+
+        :raises ValueError: if ``server_id`` has more than 5 bytes.
+        """
+        if not server_id:
+            return cls()
+        return cls(length=len(server_id) + 11, server_id=server_id)  # octet, slot, check, 8
+
     def generator(self, slot: int) -> Callable[[], bytes]:
         """A function returning a new random ID of slot ``slot`` at each call."""
         _check_slot(slot)

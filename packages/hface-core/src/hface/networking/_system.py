@@ -9,7 +9,13 @@ from contextlib import contextmanager, suppress
 from typing import Any, Final
 
 import anyio
-from anyio.abc import ConnectedUDPSocket, Listener, SocketAttribute, SocketListener, UDPSocket
+from anyio.abc import (
+    ConnectedUDPSocket,
+    Listener,
+    SocketAttribute,
+    SocketListener,
+    UDPSocket,
+)
 from anyio.streams.stapled import MultiListener
 
 from hface.common import AddressType, ClientTLSConfig, DatagramType, ServerTLSConfig
@@ -227,6 +233,20 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
             outer=lambda inner: UnixListener(inner, path=path),
         )
 
+    async def listen_tcp_socket(
+        self,
+        sock: _socket.socket,
+        *,
+        tls_config: ServerTLSConfig | None = None,
+        alpn_protocols: Sequence[str] = (),
+    ) -> Listener[ByteStream]:
+        _check_socket(sock, _socket.SOCK_STREAM)
+        ssl_context = None
+        if tls_config is not None:
+            ssl_context = make_server_ssl_context(tls_config, alpn_protocols)
+        listener = await SocketListener.from_socket(sock)
+        return self._serving(listener, ssl_context=ssl_context, outer=TCPListener)
+
     async def listen_tcp_tls(
         self,
         local_address: AddressType,
@@ -249,9 +269,26 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         host, port = local_address
         with _map_errors(TransportErrorKind.LISTEN, local_address):
             socket = await anyio.create_udp_socket(local_host=host, local_port=port)
-        _enlarge_udp_buffers(socket)
-        return QUICListener(
+        return _quic_listener(
             socket,
+            connection_id_length=quic_connection_id_length,
+            supported_versions=quic_supported_versions,
+            handshake_limits=quic_handshake_limits,
+            connection_id_generator=quic_connection_id_generator,
+        )
+
+    async def listen_quic_socket(
+        self,
+        sock: _socket.socket,
+        *,
+        quic_connection_id_length: int,
+        quic_supported_versions: Sequence[int],
+        quic_handshake_limits: QUICHandshakeLimits | None = None,
+        quic_connection_id_generator: Callable[[], bytes] | None = None,
+    ) -> Listener[QUICStream]:
+        _check_socket(sock, _socket.SOCK_DGRAM)
+        return _quic_listener(
+            await UDPSocket.from_socket(sock),
             connection_id_length=quic_connection_id_length,
             supported_versions=quic_supported_versions,
             handshake_limits=quic_handshake_limits,
@@ -302,6 +339,31 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
             socket = await anyio.create_connected_udp_socket(host, port)
         _enlarge_udp_buffers(socket)
         return _ConnectedDatagramStream(socket)
+
+
+def _check_socket(sock: _socket.socket, kind: _socket.SocketKind) -> None:
+    """Raise ``ValueError`` unless ``sock`` is of ``kind`` (anyio checks that it is bound)."""
+    names = {_socket.SOCK_STREAM: "a TCP (SOCK_STREAM)", _socket.SOCK_DGRAM: "a UDP (SOCK_DGRAM)"}
+    if sock.type != kind:
+        raise ValueError(f"socket {sock.fileno()} is not {names[kind]} socket")
+
+
+def _quic_listener(
+    socket: UDPSocket,
+    *,
+    connection_id_length: int,
+    supported_versions: Sequence[int],
+    handshake_limits: QUICHandshakeLimits | None,
+    connection_id_generator: Callable[[], bytes] | None,
+) -> QUICListener:
+    _enlarge_udp_buffers(socket)
+    return QUICListener(
+        socket,
+        connection_id_length=connection_id_length,
+        supported_versions=supported_versions,
+        handshake_limits=handshake_limits,
+        connection_id_generator=connection_id_generator,
+    )
 
 
 async def _start_client_tls(

@@ -11,7 +11,7 @@ its own keeps its options and returns itself.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 
@@ -148,3 +148,27 @@ class HTTPOverQUICServerFactory(ABC):
         factory itself.
         """
         return self
+
+    @property
+    def quic_connection_id_generator(self) -> Callable[[], bytes] | None:
+        """What makes the connection IDs the protocols issue; None: random ones.
+
+        The server's QUIC listener makes the IDs of its Retry packets with
+        it too, so that a client's next Initial reaches the same worker.
+        """
+        return None
+
+    def with_connection_id_generator(
+        self, generator: Callable[[], bytes]
+    ) -> HTTPOverQUICServerFactory:
+        """Return a factory like this one whose protocols issue IDs made by ``generator``.
+
+        Each call of ``generator`` returns a new ID of
+        :attr:`quic_connection_id_length` bytes (e.g. a
+        ``hface.networking`` connection ID layout's, which routes datagrams
+        to a worker process or a server behind an ID-aware load balancer).
+
+        :raises ValueError: if the IDs it makes have another length.
+        :raises NotImplementedError: if this factory cannot (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot choose its connection IDs")

@@ -2,7 +2,8 @@
 
 See :class:`ASGIServer` and :class:`ProxyServer`; both listen on
 :class:`Endpoint` objects for the HTTP versions :class:`ServerProtocol` says,
-within the :class:`ServerLimits` and :class:`ServerTimeouts` they are given.
+within the :class:`ServerLimits` and :class:`ServerTimeouts` they are given;
+:func:`run_workers` serves with several processes.
 """
 
 from hface.common import ServerTLSConfig as ServerTLSConfig
@@ -16,6 +17,7 @@ from ._forwarded import ForwardedStyle as ForwardedStyle
 from ._models import Endpoint as Endpoint
 from ._models import ServerProtocol as ServerProtocol
 from ._proxy import ProxyServer as ProxyServer
+from ._workers import run_workers as run_workers
 
 __all__ = (
     "ASGIServer",
@@ -28,4 +30,5 @@ __all__ = (
     "ServerProtocol",
     "ServerTLSConfig",
     "ServerTimeouts",
+    "run_workers",
 )

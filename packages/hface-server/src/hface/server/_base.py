@@ -2,12 +2,14 @@
 
 Theory of operation. :meth:`BaseServer.run` opens a listener per endpoint
 and version (TCP and, for ``https``, QUIC on the same port; a Unix socket
-endpoint has no QUIC), with the PROXY protocol read first on TCP and Unix
-connections when :attr:`BaseServer.proxy_protocol` says so, then serves
-until it is cancelled or receives SIGINT or SIGTERM. Connection handlers
-run in a task group of their own, shielded from the cancellation of
-``run()``, so that shutdown can be graceful: stop accepting, ask every
-connection to finish (GOAWAY, or ``Connection: close``), wait up to
+endpoint has no QUIC; an ``fd`` endpoint's inherited socket, duplicated, is
+served as TCP or, a UDP socket, as QUIC, by ``_inherited_listeners``), with
+the PROXY protocol read first on TCP and Unix connections when
+:attr:`BaseServer.proxy_protocol` says so, then serves until it is
+cancelled or receives SIGINT or SIGTERM. Connection handlers run in a task
+group of their own, shielded from the cancellation of ``run()``, so that
+shutdown can be graceful: stop accepting, ask every connection to finish
+(GOAWAY, or ``Connection: close``), wait up to
 :attr:`BaseServer.graceful_timeout` for the streams in flight, and only
 then cancel what is left.
 
@@ -31,10 +33,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import signal
+import socket
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -153,6 +157,12 @@ class BaseServer(ABC):
     #: scope's ``client``). Connections without a valid header are closed,
     #: logged at debug level. HTTP/3 (UDP) is not concerned.
     proxy_protocol: bool
+    #: Makes every QUIC connection ID the server issues (and those of its
+    #: Retry packets), for the HTTP/3 factory served; None: random IDs. A
+    #: worker sets its ID layout's here, so that the kernel steers each
+    #: datagram to it (see ``--workers``); ``--quic-server-id`` sets one
+    #: carrying a server ID for ID-aware load balancers.
+    quic_connection_id_generator: Callable[[], bytes] | None
 
     def __init__(self) -> None:
         self.tls_config = ServerTLSConfig()
@@ -171,6 +181,7 @@ class BaseServer(ABC):
         self.quic_handshake_limits = QUICHandshakeLimits()
         self.handle_signals = True
         self.proxy_protocol = False
+        self.quic_connection_id_generator = None
         # Oldest first (a dict keeps the order): see _make_room().
         self._connections: dict[HTTPConnection, None] = {}
         self._pressure = _CALM
@@ -416,6 +427,8 @@ class BaseServer(ABC):
             http2 = http2.with_limits(limits)
         if http3 is own3:
             http3 = http3.with_limits(limits)
+        if self.quic_connection_id_generator is not None:
+            http3 = http3.with_connection_id_generator(self.quic_connection_id_generator)
         return http1, http2, http3
 
     async def _endpoint_listeners(self, endpoint: Endpoint) -> list[HTTPListener]:
@@ -425,34 +438,25 @@ class BaseServer(ABC):
         if factories is None:  # not through _create_listener()
             factories = self._serving_factories = self._limited_factories()
         http1, http2, http3 = factories
-        tcp_factory = {
-            ServerProtocol.ALL: lambda tls: self._both_factory(tls, http1, http2),
-            ServerProtocol.TCP: lambda tls: self._both_factory(tls, http1, http2),
-            ServerProtocol.HTTP1: lambda _: http1,
-            ServerProtocol.HTTP2: lambda _: http2,
-            ServerProtocol.HTTP3: None,
-        }[self.protocol]
+        tcp_factory = self._tcp_factory(endpoint.tls, http1, http2)
+        if endpoint.fd is not None:
+            return await self._inherited_listeners(endpoint, endpoint.fd, tcp_factory, http3)
         listeners: list[HTTPListener] = []
-        networking = SystemNetworking(
-            tls_handshake_timeout=self.timeouts.tls_handshake,
-            proxy_protocol=self.proxy_protocol,
-            proxy_header_timeout=self.timeouts.proxy_header,
-        )
+        networking = self._networking()
         unix_path = endpoint.unix_path
         if tcp_factory is not None and unix_path is not None:
-            factory = tcp_factory(endpoint.tls)
             unix_listener = await networking.listen_unix(
                 unix_path,
                 tls_config=self.tls_config if endpoint.tls else None,
-                alpn_protocols=factory.alpn_protocols,
+                alpn_protocols=tcp_factory.alpn_protocols,
             )
             listeners.append(
-                HTTPOverTCPListener(unix_listener, factory, options=self._connection_options())
+                HTTPOverTCPListener(unix_listener, tcp_factory, options=self._connection_options())
             )
         elif tcp_factory is not None:
             listeners.append(
                 await HTTPOverTCPListener.create(
-                    tcp_factory(endpoint.tls),
+                    tcp_factory,
                     local_address=endpoint.address,
                     tls_config=self.tls_config if endpoint.tls else None,
                     networking=networking,
@@ -472,6 +476,7 @@ class BaseServer(ABC):
                         tls_config=self.tls_config,
                         options=self._connection_options(),
                         handshake_limits=self.quic_handshake_limits,
+                        connection_id_generator=http3.quic_connection_id_generator,
                     )
                 )
             except BaseException:
@@ -479,6 +484,70 @@ class BaseServer(ABC):
                     await listener.aclose()
                 raise
         return listeners
+
+    def _networking(self) -> SystemNetworking:
+        """The networking of this server's listeners: its TLS and PROXY header timeouts."""
+        return SystemNetworking(
+            tls_handshake_timeout=self.timeouts.tls_handshake,
+            proxy_protocol=self.proxy_protocol,
+            proxy_header_timeout=self.timeouts.proxy_header,
+        )
+
+    def _tcp_factory(
+        self, tls: bool, http1: HTTPOverTCPFactory, http2: HTTPOverTCPFactory
+    ) -> HTTPOverTCPFactory | None:
+        """What serves TCP connections (None: no TCP, for :attr:`ServerProtocol.HTTP3`)."""
+        if self.protocol in (ServerProtocol.ALL, ServerProtocol.TCP):
+            return self._both_factory(tls, http1, http2)
+        return {ServerProtocol.HTTP1: http1, ServerProtocol.HTTP2: http2}.get(self.protocol)
+
+    async def _inherited_listeners(
+        self,
+        endpoint: Endpoint,
+        fd: int,
+        tcp_factory: HTTPOverTCPFactory | None,
+        http3: HTTPOverQUICServerFactory,
+    ) -> list[HTTPListener]:
+        """The listener of an ``fd`` endpoint: TCP or QUIC, as its socket is (none if excluded)."""
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError as exc:
+            raise ValueError(f"{endpoint}: no socket there ({exc.strerror})") from None
+        try:
+            networking = self._networking()  # the PROXY protocol applies to its TCP too
+            listener: HTTPListener
+            if sock.type == socket.SOCK_STREAM:
+                if tcp_factory is None:
+                    sock.close()
+                    return []
+                tls_config = self.tls_config if endpoint.tls else None
+                alpn = tcp_factory.alpn_protocols
+                tcp = await networking.listen_tcp_socket(
+                    sock, tls_config=tls_config, alpn_protocols=alpn
+                )
+                listener = HTTPOverTCPListener(tcp, tcp_factory, options=self._connection_options())
+            elif sock.type == socket.SOCK_DGRAM:
+                if not endpoint.tls:
+                    raise ValueError(f"{endpoint} is a UDP socket: HTTP/3 needs fd+tls://")
+                if self.protocol not in (ServerProtocol.ALL, ServerProtocol.HTTP3):
+                    sock.close()
+                    return []
+                quic = await networking.listen_quic_socket(
+                    sock,
+                    quic_connection_id_length=http3.quic_connection_id_length,
+                    quic_supported_versions=http3.quic_supported_versions,
+                    quic_handshake_limits=self.quic_handshake_limits,
+                    quic_connection_id_generator=http3.quic_connection_id_generator,
+                )
+                listener = HTTPOverQUICListener(
+                    quic, http3, self.tls_config, options=self._connection_options()
+                )
+            else:
+                raise ValueError(f"{endpoint} is neither a TCP nor a UDP socket")
+        except BaseException:
+            sock.close()
+            raise
+        return [listener]
 
     @staticmethod
     def _both_factory(

@@ -10,6 +10,8 @@ HTTP_UNIX: Final = "http+unix"
 HTTPS_UNIX: Final = "https+unix"
 #: The prefixes of a Unix socket endpoint, and whether each means TLS.
 _UNIX_SCHEMES: Final = {"unix": False, HTTP_UNIX: False, HTTPS_UNIX: True}
+#: The schemes of endpoints on an inherited socket (whose number is the port).
+_FD_SCHEMES: Final = ("fd", "fd+tls")
 
 
 class Endpoint(NamedTuple):
@@ -22,6 +24,13 @@ class Endpoint(NamedTuple):
     Unix socket endpoints (:meth:`unix`) have the scheme ``http+unix``
     (cleartext) or ``https+unix`` (TLS), the socket's path as :attr:`host`
     and port 0; they serve HTTP/1.1 and HTTP/2 (no HTTP/3: QUIC is UDP).
+
+    ``fd://3`` and ``fd+tls://3`` (``Endpoint("fd", "", 3)``,
+    ``Endpoint("fd+tls", "", 3)``) serve a socket inherited as file
+    descriptor 3 (systemd's socket activation, a supervisor): a listening
+    TCP socket as ``http`` or ``https`` endpoints do, a bound UDP socket
+    (``fd+tls`` only) with HTTP/3. The server serves a duplicate of the
+    descriptor and leaves the original open.
     """
 
     #: ``"http"`` or ``"https"``; ``"http+unix"`` or ``"https+unix"`` for a Unix socket.
@@ -34,6 +43,8 @@ class Endpoint(NamedTuple):
     def __str__(self) -> str:
         if self.unix_path is not None:
             return f"unix:{self.host}" if self.scheme == HTTP_UNIX else f"{self.scheme}:{self.host}"
+        if self.fd is not None:
+            return f"{self.scheme}://{self.port}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
@@ -53,13 +64,20 @@ class Endpoint(NamedTuple):
 
     @classmethod
     def parse(cls, value: str) -> Endpoint:
-        """Parse ``https://localhost:5443``, ``http://[::1]:8080`` or ``unix:/run/app.sock``.
+        """Parse ``https://localhost:5443``, ``http://[::1]:8080``, ``unix:/run/app.sock`` or ``fd://3``.
 
         A Unix socket is ``unix:PATH`` (or ``http+unix:PATH``) in cleartext,
         ``https+unix:PATH`` over TLS.
 
         :raises ValueError: saying what is wrong with ``value``.
         """
+        scheme, separator, rest = value.partition("://")
+        if separator and scheme in _FD_SCHEMES:
+            if not rest.isdigit() or rest.startswith("+"):
+                raise ValueError(
+                    f"invalid endpoint {value!r}: {scheme}:// takes a file descriptor number"
+                )
+            return cls(scheme, "", int(rest))
         scheme, colon, path = value.partition(":")
         if colon and scheme in _UNIX_SCHEMES:
             if not path or path.startswith("//"):
@@ -70,7 +88,10 @@ class Endpoint(NamedTuple):
             return cls.unix(path, tls=_UNIX_SCHEMES[scheme])
         parsed = urlsplit(value)
         if parsed.scheme not in ("http", "https"):
-            raise ValueError(f"invalid endpoint {value!r}: the scheme must be http:// or https://")
+            raise ValueError(
+                f"invalid endpoint {value!r}: the scheme must be http://, https://, "
+                "unix:, https+unix:, fd:// or fd+tls://"
+            )
         try:
             port = parsed.port
         except ValueError as error:
@@ -87,13 +108,18 @@ class Endpoint(NamedTuple):
 
     @property
     def tls(self) -> bool:
-        """True for ``https`` endpoints (and ``https+unix``)."""
-        return self.scheme in ("https", HTTPS_UNIX)
+        """True for ``https``, ``https+unix`` and ``fd+tls`` endpoints."""
+        return self.scheme in ("https", HTTPS_UNIX, "fd+tls")
 
     @property
     def unix_path(self) -> str | None:
         """The path of a Unix socket endpoint; None for TCP."""
         return self.host if self.scheme in (HTTP_UNIX, HTTPS_UNIX) else None
+
+    @property
+    def fd(self) -> int | None:
+        """The inherited socket's file descriptor, for ``fd`` endpoints; else None."""
+        return self.port if self.scheme in _FD_SCHEMES else None
 
     @property
     def address(self) -> AddressType:

@@ -22,6 +22,8 @@ starts (:class:`~hface.server._proxy_target.TunnelPolicy`, the timeouts).
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -129,7 +131,7 @@ class ProxyServer(BaseServer):
                 raise ValueError(f"{name} must be a positive integer, not {size!r}")
         # A Unix socket is reached from this machine only, as loopback is.
         loopback = [
-            endpoint.unix_path is not None or await is_loopback_host(endpoint.host)
+            endpoint.unix_path is not None or await is_loopback_host(_listening_host(endpoint))
             for endpoint in endpoints
         ]
         self._loopback_only = bool(loopback) and all(loopback)
@@ -216,3 +218,15 @@ class _ProxyConnection:
                 await serve_stream(stream, self._policy)
         except (TransportError, LocalProtocolError):
             pass  # the connection or the stream is gone: nothing left to tell
+
+
+def _listening_host(endpoint: Endpoint) -> str:
+    """The host an endpoint listens on; for an ``fd`` endpoint, its socket's (else any)."""
+    if endpoint.fd is None:
+        return endpoint.host
+    try:
+        with socket.socket(fileno=os.dup(endpoint.fd)) as sock:
+            address = sock.getsockname()
+    except OSError:
+        return "0.0.0.0"  # not a socket: run() says so
+    return str(address[0]) if isinstance(address, tuple) else "0.0.0.0"

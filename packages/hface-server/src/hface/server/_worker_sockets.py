@@ -31,6 +31,11 @@ A :class:`ListenSpec` says how a socket is shared (:class:`SocketSharing`):
   once), the spec falls back to one plain socket served by the worker at
   position 0 only, and says so: HTTP/3 stays correct, on one core.
 
+A spec with ``fd`` binds nothing: it shares a socket the supervisor
+inherited (systemd's socket activation), ``INHERITED``; a UDP one is
+served by the worker at position 0 only, since an inherited socket is no
+group to steer.
+
 Sockets of a group are bound in order to the same address (the first to
 the port asked for, the others to the port it got), which gives them
 their index in the kernel's group. IPv6 sockets are IPv6 only, so that
@@ -40,6 +45,7 @@ their index in the kernel's group. IPv6 sockets are IPv6 only, so that
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -108,9 +114,14 @@ class ListenSpec:
     backlog: int = 1024
     """The TCP listen backlog."""
 
+    fd: int | None = None
+    """A socket this process inherited, shared as it is instead of binding one (``INHERITED``)."""
+
     def __post_init__(self) -> None:
         if self.quic is not None and self.transport is not Transport.UDP:
             raise ValueError("QUIC steering is for UDP sockets")
+        if self.fd is not None and (self.sharing, self.quic) != (SocketSharing.INHERITED, None):
+            raise ValueError("an inherited socket is shared as it is: INHERITED, not steered")
 
 
 @dataclass(slots=True)
@@ -210,6 +221,8 @@ class WorkerSockets:
                 logger.error("cannot steer QUIC datagrams on %s any more: %s", group.spec.name, exc)
 
     def _open_group(self, spec: ListenSpec) -> _Group:
+        if spec.fd is not None:
+            return self._inherited_group(spec, spec.fd)
         sharing = spec.sharing
         if sharing is SocketSharing.REUSEPORT and not sys.platform.startswith("linux"):
             logger.info("%s: SO_REUSEPORT does not balance here; one inherited socket", spec.name)
@@ -241,6 +254,26 @@ class WorkerSockets:
         except OSError:
             _close_all(group.sockets)
             raise
+        return group
+
+    def _inherited_group(self, spec: ListenSpec, fd: int) -> _Group:
+        kind = socket.SOCK_STREAM if spec.transport is Transport.TCP else socket.SOCK_DGRAM
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{spec.name}: no socket there ({exc.strerror})") from exc
+        if sock.type != kind:
+            sock.close()
+            raise OSError(f"{spec.name}: not a {spec.transport.value} socket")
+        only_first = spec.transport is Transport.UDP and self._workers > 1
+        if only_first:
+            logger.warning(
+                "%s: an inherited UDP socket cannot be steered; HTTP/3 is served by worker 0 only",
+                spec.name,
+            )
+        group = _Group(spec=spec, sockets=[sock], steered=False, only_first_position=only_first)
+        host, port = sock.getsockname()[:2]
+        group.address = (host, port)
         return group
 
 

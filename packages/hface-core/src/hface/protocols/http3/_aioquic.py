@@ -7,10 +7,8 @@ hface needs things aioquic does not offer publicly: windows that follow
 what the application consumed, datagrams as large as the peer allows,
 HTTP/3 settings and checks of its own, and answers to questions (is a
 close waiting to be sent? which connection IDs do we answer to?) that only
-aioquic's private attributes hold. This module is the only one that reads
-or overrides them; the others use the public names of aioquic and the API
-below. So an aioquic release means one module to check, and a test greps
-the others for private access.
+aioquic's private attributes hold. This module alone reads or overrides
+them (a test greps the others): an aioquic release means one module to check.
 
 - :class:`AioquicConnection` is aioquic's ``QuicConnection`` with its
   insides behind methods: the state of the handshake and of the close, the
@@ -19,7 +17,11 @@ the others for private access.
   It disables aioquic's own rule for window updates (doubling the window
   from the *received* offsets, in ``_write_stream_limits`` and
   ``_write_connection_limits``): the limits it sends are the ones the
-  subclass sets (see :mod:`._quic`). It also sizes datagrams by the peer's
+  subclass sets (see :mod:`._quic`). Given a ``connection_id_generator``,
+  every connection ID it issues (the first, and those of NEW_CONNECTION_ID
+  frames) comes from it, not from aioquic's random bytes, so that the IDs
+  say which worker and server they belong to
+  (``hface.networking._connection_ids``). It also sizes datagrams by the peer's
   ``max_udp_payload_size`` transport parameter (RFC 9000 §18.2), which
   aioquic parses and ignores: once the peer's parameters arrive (a server
   reads them in the ClientHello, a client in the server's first flight)
@@ -34,13 +36,14 @@ the others for private access.
   malformed message to its stream (see its docstring).
 
 The import fails with :class:`ImportError` unless the installed aioquic is a
-release these overrides were verified on (:data:`VERIFIED_AIOQUIC`).
+release these overrides were verified on (``VERIFIED_AIOQUIC``).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any, Final
 
 import aioquic
@@ -74,29 +77,16 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
-from ._h3_messages import CloseReason as CloseReason
-from ._h3_messages import MessageErrorReport as MessageErrorReport
-from ._h3_messages import check_request_pseudo_headers, field_section_size
-
-#: The aioquic releases (major, minor) whose internals this module was verified on.
-VERIFIED_AIOQUIC: Final = ((1, 7),)
-
-
-def check_aioquic_version(version: str) -> None:
-    """Raise ``ImportError`` unless ``version`` is a release in :data:`VERIFIED_AIOQUIC`."""
-    parts = version.split(".")
-    try:
-        release = (int(parts[0]), int(parts[1]))
-    except (IndexError, ValueError):
-        release = None
-    if release not in VERIFIED_AIOQUIC:
-        supported = ", ".join(f"{major}.{minor}.x" for major, minor in VERIFIED_AIOQUIC)
-        raise ImportError(
-            f"hface.protocols.http3 supports aioquic {supported}, not {version}: it relies on"
-            " aioquic internals (flow control, datagram sizes, HTTP/3 settings) that change"
-            " between releases; install a supported aioquic (pip install 'aioquic>=1.7,<1.8')"
-        )
-
+from ._messages import (
+    NO_CONTENT_STATUSES,
+    SETTINGS_MAX_FIELD_SECTION_SIZE,
+    CloseReason,
+    MessageErrorReport,
+    check_request_pseudo_headers,
+    field_section_size,
+)
+from ._messages import VERIFIED_AIOQUIC as VERIFIED_AIOQUIC
+from ._messages import check_aioquic_version as check_aioquic_version
 
 check_aioquic_version(aioquic.__version__)
 
@@ -129,6 +119,8 @@ class AioquicConnection(QuicConnection):
 
     :param max_concurrent_streams: how many bidirectional streams the peer
         may have open at once (``initial_max_streams_bidi``, RFC 9000 §4.6).
+    :param connection_id_generator: makes every connection ID this endpoint
+        issues, of the configuration's ``connection_id_length``; random by default.
     :param largest_datagram_size: the datagram size to use once the peer's
         transport parameters are known, if it allows as much (see the module
         docstring); the configuration's ``max_datagram_size`` until then and
@@ -143,12 +135,18 @@ class AioquicConnection(QuicConnection):
         largest_datagram_size: int | None = None,
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
+        connection_id_generator: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__(
             configuration=configuration,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
         )
+        self._hface_new_connection_id = connection_id_generator
+        if connection_id_generator is not None:  # the first ID: aioquic drew it at random
+            first = self._host_cids[0]
+            first.cid = self.host_cid = connection_id_generator()
+            self._local_initial_source_connection_id = first.cid
         self._logger = _QuietLogger(self._logger.logger, self._logger.extra)
         self._hface_largest_datagram_size = largest_datagram_size or self._max_datagram_size
         # RFC 9000 §4.6: the initial number of streams the peer may open.
@@ -318,6 +316,16 @@ class AioquicConnection(QuicConnection):
         if space.ack_at is not None and space.ack_at >= now:
             space.ack_at = math.nextafter(now, -math.inf)
 
+    # --- overrides: connection IDs ------------------------------------------------
+
+    def _replenish_connection_ids(self) -> None:
+        issued = len(self._host_cids)
+        super()._replenish_connection_ids()
+        generate = self._hface_new_connection_id
+        if generate is not None:  # not sent yet: give aioquic's new IDs ours instead
+            for connection_id in self._host_cids[issued:]:
+                connection_id.cid = generate()
+
     # --- overrides: window updates --------------------------------------------
 
     def _write_stream_limits(
@@ -372,12 +380,6 @@ class AioquicConnection(QuicConnection):
         for part in (congestion_control, self._loss._pacer):
             if hasattr(part, "_max_datagram_size"):
                 part._max_datagram_size = size
-
-
-#: RFC 9114 §7.2.4.1: the identifier of SETTINGS_MAX_FIELD_SECTION_SIZE.
-_SETTINGS_MAX_FIELD_SECTION_SIZE: Final = 0x6
-#: Responses without content, whatever their content-length (RFC 9110 §15.3.5, §15.4.5).
-_NO_CONTENT_STATUSES: Final = frozenset({(b":status", b"204"), (b":status", b"304")})
 
 
 class _MessageAborted(Exception):
@@ -491,7 +493,7 @@ class AioquicH3Connection(H3Connection):
 
     def _get_local_settings(self) -> dict[int, int]:
         settings = super()._get_local_settings()
-        settings[_SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
+        settings[SETTINGS_MAX_FIELD_SECTION_SIZE] = self._max_field_section_size
         if self._quic._configuration.max_datagram_frame_size is not None:
             # RFC 9297 §2.1.1: HTTP Datagrams, with the transport parameter.
             settings[Setting.H3_DATAGRAM] = 1
@@ -512,7 +514,7 @@ class AioquicH3Connection(H3Connection):
         if field_section_size(headers) > self._max_field_section_size:
             self._oversized.setdefault(stream_id, []).append(headers)
         # :status comes first (RFC 9114 §4.3); aioquic rejects it anywhere else.
-        if self._is_client and headers and headers[0] in _NO_CONTENT_STATUSES:
+        if self._is_client and headers and headers[0] in NO_CONTENT_STATUSES:
             self.expect_no_content(stream_id)
         stream = self._stream.get(stream_id)
         if (

@@ -17,8 +17,9 @@ file per connection (:mod:`._qlog`, written as the connection ends). Both are of
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TextIO, TypeVar, cast
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -247,6 +248,9 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
     Each field of both can also be given alone, as a keyword argument that
     replaces it, as for :class:`HTTP3ClientFactory`.
 
+    :meth:`with_connection_id_generator` chooses the connection IDs the
+    protocols issue (random ones by default).
+
     aioquic cannot ask clients for certificates, so a
     :class:`~hface.common.ServerTLSConfig` with ``require_client_certificate``
     is refused (``ValueError``) and ``client_cafile`` alone is ignored.
@@ -254,10 +258,36 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
 
     #: Certificate chains parsed once, by (certfile, keyfile); made on first use.
     _certificates: dict[tuple[str, str | None], QuicConfiguration] | None = None
+    #: Makes every connection ID issued (see with_connection_id_generator); None: random.
+    _connection_id_generator: Callable[[], bytes] | None = None
 
     @property
     def quic_connection_id_length(self) -> int:
         return self._settings.connection_id_length
+
+    @property
+    def quic_connection_id_generator(self) -> Callable[[], bytes] | None:
+        return self._connection_id_generator
+
+    def with_connection_id_generator(self, generator: Callable[[], bytes]) -> HTTP3ServerFactory:
+        """Return a copy of this factory whose protocols issue the IDs ``generator`` makes.
+
+        The first connection ID of each connection and every one of its
+        NEW_CONNECTION_ID frames come from it, so that they carry what a
+        ``ConnectionIDLayout`` puts in them: the worker and the server. The
+        copy's ``connection_id_length`` setting becomes the length of its IDs.
+
+        :raises ValueError: if ``generator`` makes IDs of a length QUIC does
+            not allow here (4 to 20 bytes).
+        """
+        length = len(generator())
+        settings = self._settings
+        if length != settings.connection_id_length:
+            settings = dataclasses.replace(settings, connection_id_length=length)
+        factory = copy.copy(self)
+        factory._settings = settings
+        factory._connection_id_generator = generator
+        return factory
 
     @property
     def quic_supported_versions(self) -> Sequence[int]:
@@ -294,4 +324,5 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
             settings=self._settings,
             original_destination_connection_id=original_destination_connection_id,
             retry_source_connection_id=retry_source_connection_id,
+            connection_id_generator=self._connection_id_generator,
         )

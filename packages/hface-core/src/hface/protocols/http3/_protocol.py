@@ -33,7 +33,7 @@ fired, a submit, or a close that is due (``_output_pending``).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from aioquic.quic import events as quic_events
@@ -292,7 +292,8 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
     answered, and the Retry's source connection ID, both echoed in the
     transport parameters (§7.3). If that datagram came from a loopback
     address, datagrams of up to the settings' ``loopback_max_datagram_size``
-    are sent (see :mod:`._settings`).
+    are sent (see :mod:`._settings`). With a ``connection_id_generator``,
+    every connection ID the server issues is one it made.
     """
 
     _is_client = False
@@ -305,10 +306,12 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
         settings: HTTP3Settings,
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
+        connection_id_generator: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__(configuration=configuration, limits=limits, settings=settings)
         self._original_dcid = original_destination_connection_id
         self._retry_scid = retry_source_connection_id
+        self._connection_id_generator = connection_id_generator
         # The destination connection ID of the Initial that made the
         # connection: the client's retransmissions of it still use it.
         self._initial_dcid = b""
@@ -337,6 +340,7 @@ class HTTP3ServerProtocol(_HTTP3Protocol):
                     self._original_dcid or info.destination_connection_id
                 ),
                 retry_source_connection_id=self._retry_scid,
+                connection_id_generator=self._connection_id_generator,
             )
         except Exception:
             return False

@@ -85,8 +85,9 @@ from hface.protocols import ConnectionState
 
 from .._capsules import encode_varint
 from .._headers import CONNECTION_SPECIFIC_HEADERS
-from ._aioquic import AioquicH3Connection, MessageErrorReport
+from ._aioquic import AioquicH3Connection
 from ._base import HTTP3Base, RequestStream
+from ._messages import MessageErrorReport
 
 _CODES: Final = HTTP3_ERROR_CODES
 _CONNECTION_SPECIFIC: Final = CONNECTION_SPECIFIC_HEADERS

@@ -1,0 +1,51 @@
+"""An ASGI application for worker tests: says which process answered.
+
+``GET /`` answers the worker's pid; ``GET /slow`` the same after
+:data:`SLOW_SECONDS`. Lifespan startup and shutdown are appended to the
+file ``HFACE_TEST_LIFESPAN_LOG`` names, if set, as ``startup PID`` and
+``shutdown PID`` lines.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+
+#: How long ``/slow`` takes.
+SLOW_SECONDS = 2.0
+
+
+def _note(event: str) -> None:
+    path = os.environ.get("HFACE_TEST_LIFESPAN_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{event} {os.getpid()}\n")
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            event = message["type"].rpartition(".")[2]
+            _note(event)
+            await send({"type": f"{message['type']}.complete"})
+            if event == "shutdown":
+                return
+    if scope["path"] == "/slow":
+        await anyio.sleep(SLOW_SECONDS)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+
+
+def make_server() -> object:
+    """An ASGIServer of :func:`app` with the certificate ``HFACE_TEST_CERT`` names (for
+    ``run_workers``)."""
+    from hface.server import ASGIServer
+
+    server = ASGIServer(app)
+    server.tls_config.certfile = os.environ["HFACE_TEST_CERT"]
+    server.tls_config.keyfile = os.environ["HFACE_TEST_KEY"]
+    server.access_log = False
+    return server
