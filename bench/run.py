@@ -31,7 +31,7 @@ Sections (all by default, in this order):
   HTTP/2 and against h3load on HTTP/3, the same server and load, with
   what each costs the server per request; then the load generators'
   ceilings against native servers.
-- **websocket**: WebSocket echo, 1 KiB and 1 MiB, on HTTP/1.1 (bench/_websocket.py).
+- **websocket**: WebSocket echo, 1 KiB and 1 MiB, on each version (bench/_websocket.py).
 - **workers**: hello world with ``--workers 1`` and ``2`` against uvicorn and
   hypercorn with two workers, servers on both cores (bench/_workers.py).
 
@@ -499,8 +499,10 @@ class Bench:
             self.rows.extend(rows)  # no ratios: HTTP/3 against h2load's HTTP/2 would mislead
 
     def websocket(self) -> None:
-        """WebSocket echo on HTTP/1.1, 1 KiB and 1 MiB messages (bench/_websocket.py)."""
-        for rows in _websocket.websocket_rows(self._measure, self.settings, self.logs).values():
+        """WebSocket echo on every version, 1 KiB and 1 MiB messages (bench/_websocket.py)."""
+        for rows in _websocket.websocket_rows(
+            self._measure, self.settings, self.logs, self.certs
+        ).values():
             self._add_case(rows, _websocket.GOALS)
 
     def workers(self) -> None:

@@ -12,9 +12,12 @@ message size it sends and reads echoes for ``--seconds`` after a warm-up,
 and reports messages per second, MB/s each way, and the server's CPU time
 per message (user + system of its process, read from ``/proc``).
 
-HTTP/1.1 only (uvicorn's only version); the HTTP/2 and HTTP/3 rows (hface
-and hypercorn) are not written yet. ``bench/run.py --only websocket`` puts
-the same measurement in the table (bench/_websocket.py).
+Over HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220), which uvicorn does not
+serve and the ``websockets`` library does not speak, the client is
+hface's own (``ClientSession.websocket``) and the servers hface and
+hypercorn, on TLS (:func:`measure_tls`); the server's CPU per message is
+the figure that does not depend on the client. ``bench/run.py --only
+websocket`` puts both in the table (bench/_websocket.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Messages in flight on the connection.
@@ -66,18 +71,29 @@ def free_port() -> int:
         return port
 
 
-def server_argv(name: str, port: int, loop: str) -> list[str]:
+def server_argv(name: str, port: int, loop: str, tls: tuple[str, str] | None = None) -> list[str]:
+    """The command serving :func:`app` on 127.0.0.1:``port``; ``tls`` (cert, key): over TLS.
+
+    Over TLS hface and hypercorn serve HTTP/1.1, HTTP/2 and HTTP/3 (UDP on the same port).
+    """
     target = "bench.ws_echo:app"
     if name == "hface":
-        return [
-            sys.executable, "-m", "hface", "server", target, f"http://127.0.0.1:{port}",
+        scheme = "http" if tls is None else "https"
+        argv = [
+            sys.executable, "-m", "hface", "server", target, f"{scheme}://127.0.0.1:{port}",
             "--no-access-log", "--backend", loop, "--ws-max-size", "none",
             "--no-ws-per-message-deflate",
         ]  # fmt: skip
+        return argv if tls is None else [*argv, "--cert", tls[0], "--key", tls[1]]
     if name == "hypercorn":
-        return [
+        argv = [
             sys.executable, "-m", "hypercorn", target, "--bind", f"127.0.0.1:{port}",
             "--workers", "0", "--worker-class", loop,
+        ]  # fmt: skip
+        if tls is None:
+            return argv
+        return [
+            *argv, "--quic-bind", f"127.0.0.1:{port}", "--certfile", tls[0], "--keyfile", tls[1],
         ]  # fmt: skip
     return [
         sys.executable, "-m", "uvicorn", target, "--port", str(port), "--loop", loop,
@@ -127,8 +143,58 @@ async def measure(
     return rate, rate * size / 1e6, used / count * 1e6, (start, start + elapsed)
 
 
-async def wait_for_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
+async def measure_tls(
+    port: int, size: int, seconds: float, pid: int, *, version: str, cafile: str
+) -> tuple[float, float, float, tuple[float, float]]:
+    """:func:`measure` over HTTP/2 or HTTP/3 (``version`` "2" or "3"), with hface's client."""
+    from hface.client import Client, ClientProtocol, ClientTLSConfig
+
+    payload = os.urandom(size)
+    client = Client(tls_config=ClientTLSConfig(cafile=cafile))
+    client.protocol = ClientProtocol.HTTP2 if version == "2" else ClientProtocol.HTTP3
+    async with (
+        client.session() as session,
+        session.websocket(f"wss://localhost:{port}/", max_message_size=2 * size) as ws,
+    ):
+        if ws.http_version != version:
+            raise RuntimeError(f"the WebSocket went over HTTP/{ws.http_version}")
+
+        async def run(duration: float) -> tuple[int, float, float, float]:
+            # Sent and read by two tasks: hface's WebSocket reads only when
+            # asked, and a writer that stops reading while its window is full
+            # stalls the echo on HTTP/2 and HTTP/3 flow control.
+            count = 0
+            credit = anyio.Semaphore(WINDOW)
+            start = time.monotonic()
+            cpu = cpu_seconds(pid)
+            stop = start + duration
+
+            async def send() -> None:
+                while time.monotonic() < stop:
+                    await credit.acquire()
+                    await ws.send_bytes(payload)
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(send)
+                while time.monotonic() < stop:
+                    await ws.receive()
+                    credit.release()
+                    count += 1
+                elapsed = time.monotonic() - start
+                used = cpu_seconds(pid) - cpu
+                while credit.value < WINDOW:  # the echoes still in flight
+                    await ws.receive()
+                    credit.release()
+            return count, start, elapsed, used
+
+        await run(min(1.0, seconds))  # warm-up
+        count, start, elapsed, used = await run(seconds)
+    rate = count / elapsed
+    return rate, rate * size / 1e6, used / count * 1e6, (start, start + elapsed)
+
+
+async def wait_for_port(port: int, limit: float = 15) -> None:
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
