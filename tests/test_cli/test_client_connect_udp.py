@@ -127,3 +127,26 @@ def test_verbose_shows_the_datagrams(
     assert "(proxy) submit_datagram stream_id=0 size=" in result.stderr
     assert "(proxy) DatagramReceived stream_id=0 size=" in result.stderr
     assert "(origin) QUIC handshake completed" in result.stderr
+
+
+def test_verbose_clients_tunnel_quic_in_datagrams_that_fit() -> None:
+    """-v wraps the HTTP/3 factory: the tunnel's smaller datagrams must reach the one inside.
+
+    (Before, the wrapper kept the usual size, so QUIC inside a tunnel sent
+    datagrams too big for HTTP Datagrams, and they went as capsules.)
+    """
+    from hface.cli._instruments import ConnectionObserver, instrument
+    from hface.client import Client
+    from hface.protocols import ProtocolLimits
+    from hface.protocols.http3 import HTTP3ClientFactory
+
+    plain = HTTP3ClientFactory().with_max_datagram_size(1200, 8000)
+    assert (plain.settings.max_datagram_size, plain.settings.loopback_max_datagram_size) == (
+        1200,
+        8000,
+    )
+    client = Client()
+    instrument(client, ConnectionObserver())
+    observed = client.http3_factory
+    assert observed.with_max_datagram_size(1200, 8000) is not observed
+    assert observed.with_limits(ProtocolLimits(max_concurrent_streams=7)) is not observed

@@ -82,3 +82,104 @@ async def test_qlog_dir(
     assert trace["vantage_point"]["type"] == "client"
     names = {event["name"] for event in trace["events"]}
     assert {"transport:packet_sent", "transport:packet_received"} <= names
+
+
+def _hkdf_expand_label(secret: bytes, label: bytes, length: int, hash_name: str) -> bytes:
+    """RFC 8446 §7.1: HKDF-Expand-Label(secret, label, "", length)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    full = b"tls13 " + label
+    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
+    algorithm = hashes.SHA384() if hash_name == "sha384" else hashes.SHA256()
+    return HKDFExpand(algorithm, length, info).derive(secret)
+
+
+def _records(stream: bytes) -> list[tuple[bytes, bytes]]:
+    """The TLS records of a byte stream: (5-byte header, body)."""
+    records = []
+    while len(stream) >= 5:
+        size = int.from_bytes(stream[3:5], "big")
+        records.append((stream[:5], stream[5 : 5 + size]))
+        stream = stream[5 + size :]
+    return records
+
+
+def _decrypt_first_record(secret: bytes, header: bytes, body: bytes) -> bytes:
+    """The plaintext of the first record sent under ``secret`` (sequence number 0).
+
+    The suite follows from the secret's length (48 bytes: SHA-384, so
+    AES-256-GCM; 32: SHA-256 with AES-128-GCM or ChaCha20-Poly1305).
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+    if len(secret) == 48:
+        suites: list[tuple[str, int, Any]] = [("sha384", 32, AESGCM)]
+    else:
+        suites = [("sha256", 16, AESGCM), ("sha256", 32, ChaCha20Poly1305)]
+    for hash_name, key_size, cipher in suites:
+        key = _hkdf_expand_label(secret, b"key", key_size, hash_name)
+        nonce = _hkdf_expand_label(secret, b"iv", 12, hash_name)  # XOR sequence number 0
+        try:
+            inner: bytes = cipher(key).decrypt(nonce, body, header)
+        except InvalidTag:
+            continue
+        return inner.rstrip(b"\x00")[:-1]  # TLSInnerPlaintext: content, type, padding
+    raise AssertionError("no suite decrypts the record with the logged secret")
+
+
+@pytest.mark.parametrize("version", ["1.1", "2"])
+async def test_keylog_decrypts_the_captured_request(
+    version: str,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+    tmp_path: Path,
+) -> None:
+    """The logged CLIENT_TRAFFIC_SECRET_0 decrypts the request as a relay captured it."""
+    import anyio
+    from anyio.abc import SocketStream
+
+    keylog = tmp_path / "keys.log"
+    client_tls_config.keylog_filename = str(keylog)
+    captured = bytearray()
+
+    async with hface_server(version, server_tls_config) as server:
+
+        async def relay(client: SocketStream) -> None:
+            async with client, await anyio.connect_tcp(*server.address) as upstream:
+
+                async def pipe(source: SocketStream, sink: SocketStream, keep: bool) -> None:
+                    async for data in source:
+                        if keep:
+                            captured.extend(data)
+                        await sink.send(data)
+                    await sink.send_eof()
+
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(pipe, upstream, client, False)
+                    await pipe(client, upstream, True)
+
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with listener, anyio.create_task_group() as relays:
+            relays.start_soon(listener.serve, relay)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            client = Client(tls_config=client_tls_config, protocol=PROTOCOLS[version])
+            async with client.session() as session:
+                response = await session.get(f"https://localhost:{port}/secret-path")
+                assert response.status == 200
+            relays.cancel_scope.cancel()
+
+    (secrets,) = [
+        {match[1]: bytes.fromhex(match[3]) for match in KEYLOG_LINE.finditer(keylog.read_text())}
+    ]
+    encrypted = [(head, body) for head, body in _records(bytes(captured)) if head[0] == 23]
+    # The client's Finished goes under its handshake secret; its first
+    # application data record, under CLIENT_TRAFFIC_SECRET_0.
+    finished = _decrypt_first_record(secrets["CLIENT_HANDSHAKE_TRAFFIC_SECRET"], *encrypted[0])
+    assert finished[:1] == b"\x14"  # HandshakeType finished (RFC 8446 §4)
+    request = _decrypt_first_record(secrets["CLIENT_TRAFFIC_SECRET_0"], *encrypted[1])
+    if version == "1.1":
+        assert request.startswith(b"GET /secret-path HTTP/1.1\r\n")
+    else:
+        assert request.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # the preface, then frames

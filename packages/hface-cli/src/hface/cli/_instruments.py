@@ -33,6 +33,7 @@ from hface.protocols import (
     HTTPOverTCPFactory,
     HTTPOverTCPProtocol,
     HTTPProtocol,
+    ProtocolLimits,
 )
 
 
@@ -106,6 +107,13 @@ class _ObservedQUICFactory(HTTPOverQUICClientFactory):
     def __init__(self, factory: HTTPOverQUICClientFactory, observer: ConnectionObserver) -> None:
         self._factory = factory
         self._observer = observer
+
+    def with_limits(self, limits: ProtocolLimits) -> HTTPOverQUICClientFactory:
+        return _ObservedQUICFactory(self._factory.with_limits(limits), self._observer)
+
+    def with_max_datagram_size(self, size: int, loopback_size: int) -> HTTPOverQUICClientFactory:
+        factory = self._factory.with_max_datagram_size(size, loopback_size)
+        return _ObservedQUICFactory(factory, self._observer)
 
     def __call__(
         self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig

@@ -25,7 +25,6 @@ reliable and ordered), or larger when the proxy is on loopback.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -38,7 +37,6 @@ from hface.common import AddressType, DatagramType, HeaderType
 from hface.errors import HTTPError
 from hface.events import ConnectionTerminated, DatagramReceived, DataReceived, StreamReset
 from hface.protocols import HTTPOverQUICClientFactory
-from hface.protocols.http3 import HTTP3ClientFactory
 
 from ._exchange import Exchange
 from ._models import Origin
@@ -83,20 +81,11 @@ def tunnelled_http3_factory(
 ) -> HTTPOverQUICClientFactory:
     """The HTTP/3 factory for connections inside CONNECT-UDP tunnels through ``proxy``.
 
-    Its datagrams fit in the proxy connection's (see the module docstring).
-    A factory other than :class:`~hface.protocols.http3.HTTP3ClientFactory`
-    is returned as it is.
+    Its datagrams fit in the proxy connection's (see the module docstring),
+    through :meth:`~hface.protocols.HTTPOverQUICClientFactory.with_max_datagram_size`.
     """
-    if not isinstance(factory, HTTP3ClientFactory):
-        return factory
-    settings = factory.settings
     loopback = TUNNELLED_LOOPBACK_DATAGRAM_SIZE if is_loopback_host(proxy.host) else 1200
-    return HTTP3ClientFactory(
-        limits=factory.limits,
-        settings=dataclasses.replace(
-            settings, max_datagram_size=1200, loopback_max_datagram_size=loopback
-        ),
-    )
+    return factory.with_max_datagram_size(1200, loopback)
 
 
 class UDPTunnel(anyio.abc.UnreliableObjectStream[DatagramType]):

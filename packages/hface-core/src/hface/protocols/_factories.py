@@ -110,6 +110,15 @@ class HTTPOverQUICClientFactory(ABC):
         """
         return self
 
+    def with_max_datagram_size(self, size: int, loopback_size: int) -> HTTPOverQUICClientFactory:
+        """Return a factory like this one whose datagrams are at most ``size`` bytes.
+
+        ``loopback_size`` to a peer on a loopback address. For QUIC inside a
+        tunnel (CONNECT-UDP), whose datagrams must fit in the carrier's.
+        This default returns the factory itself.
+        """
+        return self
+
 
 class HTTPOverQUICServerFactory(ABC):
     """Makes server-side :class:`HTTPOverQUICProtocol` objects."""

@@ -196,6 +196,14 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     secrets (NSS key log format).
     """
 
+    def with_max_datagram_size(self, size: int, loopback_size: int) -> HTTP3ClientFactory:
+        """Return a copy whose settings have these ``max_datagram_size`` values."""
+        factory = copy.copy(self)
+        factory._settings = dataclasses.replace(
+            self._settings, max_datagram_size=size, loopback_max_datagram_size=loopback_size
+        )
+        return factory
+
     def __call__(
         self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig
     ) -> HTTP3ClientProtocol:
