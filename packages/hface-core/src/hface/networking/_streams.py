@@ -45,8 +45,8 @@ class QUICStream(DatagramStream):
 
     A listener demultiplexes the datagrams arriving on its one socket by
     QUIC connection ID (RFC 9000 §5.2) and gives each connection one of
-    these streams. :meth:`receive` returns the datagrams routed to this
-    connection; :meth:`send` writes to the shared socket.
+    these streams. ``receive()`` returns the datagrams routed to this
+    connection; ``send()`` writes to the shared socket.
 
     The connection IDs of a connection change over its life (RFC 9000
     §5.1): the owner of the stream reports its current set with
