@@ -99,10 +99,18 @@ def hface_workers(
 
 @dataclass
 class Tally:
-    """What a load of requests got: the pids that answered, and the failures."""
+    """What a load of requests got: the pids that answered, the failures, the retries."""
 
     pids: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: Requests the server did not process (refused), sent again on a new connection.
+    retried: int = 0
+
+
+#: The reset that says a request was not processed, so that a client may send
+#: it again (RFC 9113 §8.7: REFUSED_STREAM; RFC 9114 §4.1.1: H3_REQUEST_REJECTED):
+#: a worker that begins to drain refuses what comes after its GOAWAY.
+NOT_PROCESSED = {"2": 0x7, "3": 0x10B}
 
 
 async def requests_on_one_connection(
@@ -114,19 +122,48 @@ async def requests_on_one_connection(
     count: int = 1,
     path: bytes = b"/",
 ) -> None:
-    """``count`` requests, one after another, on one new connection."""
+    """``count`` requests, one after another, on one new connection.
+
+    As HTTP clients do, a first request the server did not process (a
+    GOAWAY before it was sent, or refused) goes again on a new connection,
+    twice at most; any other outcome but a 200 is a failure.
+    """
+    for _ in range(3):
+        if await _requests(version, address, tls_config, tally, count=count, path=path):
+            return
+        tally.retried += 1
+    tally.failures.append(f"HTTP/{version}: refused three times")
+
+
+async def _requests(
+    version: str,
+    address: AddressType,
+    tls_config: ClientTLSConfig,
+    tally: Tally,
+    *,
+    count: int,
+    path: bytes,
+) -> bool:
+    """:func:`requests_on_one_connection`'s attempt; False if its first request was refused."""
     try:
         with anyio.fail_after(30):
             async with client(version, address, tls_config) as connection:
-                for _ in range(count):
+                for index in range(count):
+                    if index == 0 and connection.has_expired():
+                        return False  # a GOAWAY came before the request went out
                     stream_id = await send_request(connection, path=path)
                     response = await read_response(connection, stream_id)
+                    reset = response.reset
+                    refused = reset is not None and reset.error_code == NOT_PROCESSED.get(version)
+                    if index == 0 and response.status == 0 and refused:
+                        return False
                     if response.status != 200:
                         tally.failures.append(f"HTTP/{version}: {response}")
-                        return
+                        return True
                     tally.pids.append(int(response.body))
     except Exception as exc:  # the test reports every failure, whatever it is
         tally.failures.append(f"HTTP/{version}: {exc!r}")
+    return True
 
 
 async def many_connections(
