@@ -91,6 +91,11 @@ class WebSocket:
     websocket``; :meth:`close` ends it politely (leaving the ``async with``
     block does too). Sending may happen from one task while another
     receives; receive from one task at a time.
+
+    Messages are read only as :meth:`receive` asks for them: a task that
+    sends many large messages to a server that answers each (an echo)
+    should receive from another task meanwhile, or HTTP/2 and HTTP/3 flow
+    control stalls both sides once the windows are full.
     """
 
     def __init__(
