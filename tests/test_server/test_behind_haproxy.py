@@ -27,37 +27,15 @@ import anyio
 from hface.common import AddressType
 from tests.helpers.netns import Namespace, network_namespaces
 from tests.helpers.peers import free_port, needs_peer, require_peer, spawn
-from tests.test_networking.test_proxy_protocol_haproxy import wait_for_port
+from tests.test_networking.test_proxy_protocol_haproxy import (
+    SERVER_PORT,
+    haproxy_config,
+    wait_for_port,
+)
 from tests.test_server.conftest import client, read_response, send_request
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_PORT = 9000  # the namespaces are the test's own: no other server there
 STARTUP_TIMEOUT = 30.0
-
-
-def haproxy_config(port: int, backends: list[str]) -> str:
-    servers = "\n".join(
-        f"    server s{index} {address}:{SERVER_PORT} send-proxy-v2"
-        for index, address in enumerate(backends)
-    )
-    return f"""\
-global
-    maxconn 100
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-
-frontend test
-    bind 127.0.0.1:{port}
-    default_backend servers
-
-backend servers
-    balance roundrobin
-{servers}
-"""
 
 
 def start_instance(namespace: Namespace, name: str, log_file: Path) -> subprocess.Popen[bytes]:
