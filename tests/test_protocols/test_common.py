@@ -318,6 +318,56 @@ def test_graceful_close_lets_the_stream_in_flight_finish(http_version: str) -> N
         assert pair.client.has_expired()
 
 
+@pytest.mark.parametrize("http_version", HTTP_IMPLEMENTATIONS)
+def test_a_shutdown_notice_still_takes_the_request_on_its_way(http_version: str) -> None:
+    """The first step of a graceful close (RFC 9113 §6.8): the request sent meanwhile is served.
+
+    The client sends its request before the notice reaches it; the server
+    takes it, and the GOAWAY that follows names it as the last.
+    """
+    pair = make_pair(http_version)
+    client, server = Receiver(pair.client), Receiver(pair.server)
+    pair.server.submit_shutdown_notice()
+    assert not pair.server.has_expired()
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
+    _run(pair, client, server)
+
+    [request] = [event for event in server.events if isinstance(event, HeadersReceived)]
+    pair.server.submit_headers(request.stream_id, [(b":status", b"200")])
+    pair.server.submit_data(request.stream_id, b"served", end_stream=True)
+    pair.server.submit_goaway()
+    _run(pair, client, server)
+
+    assert bytes(client.bodies[stream_id]) == b"served"
+    assert not any(isinstance(event, StreamResetReceived) for event in client.events)
+    assert pair.server.has_expired()
+    if http_version in MULTIPLEXED:
+        goaways = [event for event in client.events if isinstance(event, GoawayReceived)]
+        assert [goaway.last_stream_id >= stream_id for goaway in goaways] == [True, True]
+        assert goaways[0].last_stream_id > goaways[1].last_stream_id == stream_id
+    else:  # the answer to the request on its way said it was the last
+        assert pair.client.has_expired()
+
+
+@pytest.mark.parametrize("http_version", ["1.1", "1.1-httptools"])
+def test_a_shutdown_notice_between_http1_exchanges_closes_at_once(http_version: str) -> None:
+    """A keep-alive connection idle after its first exchange has nothing on its way."""
+    pair = make_pair(http_version)
+    client, server = Receiver(pair.client), Receiver(pair.server)
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
+    _run(pair, client, server)
+    [request] = server.events
+    assert isinstance(request, HeadersReceived)
+    pair.server.submit_headers(request.stream_id, [(b":status", b"204")], end_stream=True)
+    _run(pair, client, server)
+    assert not pair.server.has_expired()
+
+    pair.server.submit_shutdown_notice()
+    assert pair.server.has_expired()
+
+
 @pytest.mark.parametrize("http_version", MULTIPLEXED)
 def test_a_consumer_that_never_acknowledges_stalls_the_sender(http_version: str) -> None:
     body = random.Random(1).randbytes(8 * 1024 * 1024)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import anyio
 import pytest
 import trustme
+from anyio.streams.tls import TLSStream
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -27,6 +30,7 @@ from hface.protocols.http2 import HTTP2ClientFactory
 from hface.server import ASGIServer, Endpoint
 from tests.helpers.network import port_is_free
 from tests.test_server.conftest import client, read_response, running, send_request
+from tests.test_server.test_protocol_limits import raw_h2, server_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +133,76 @@ async def test_graceful_shutdown_completes_a_response(
     assert response.status == 200
     assert (response.reset, response.terminated) == (None, False)
     assert response.body == b"tick\n" * 4 + b"done\n"
+
+
+@pytest.mark.parametrize("version", ["1.1", "2"])
+async def test_graceful_shutdown_serves_the_request_on_its_way(
+    version: str, client_tls_config: ClientTLSConfig, server_tls_config: ServerTLSConfig
+) -> None:
+    """A request sent as the shutdown begins is served, not refused (RFC 9113 §6.8's two steps).
+
+    The connection is open with no request yet when the server begins to
+    drain; the client sends its request before it reads what the server
+    said. A one-step GOAWAY names no stream there (HTTP/2: the request is
+    refused), and closing an HTTP/1.1 connection with no request yet loses
+    it. (HTTP/3 is covered by the SIGHUP test of ``test_server_workers``.)
+    """
+
+    async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"served while draining"})
+
+    server = ASGIServer(hello)
+    server.tls_config = server_tls_config
+    server.handle_signals = False
+    stop = anyio.CancelScope()
+    stopped = anyio.Event()
+
+    async def serve(*, task_status: Any) -> None:
+        with stop:
+            await server.run([Endpoint("https", "127.0.0.1", 0)], task_status=task_status)
+        stopped.set()
+
+    async with anyio.create_task_group() as task_group:
+        address = (await task_group.start(serve))[0]
+        if version == "2":
+            async with raw_h2(address, client_tls_config) as h2:
+                await server_settings(h2)  # open
+                stop.cancel()
+                await anyio.sleep(0.3)  # what the server says meanwhile waits, unread
+                await h2.send(h2.headers(1))
+                frames = []
+                with anyio.fail_after(5):
+                    while (received := await h2.next_frame()) is not None:
+                        frames.append(received)
+            goaways = [f.last_stream_id for f in frames if isinstance(f, GoAwayFrame)]
+            assert goaways == [2**31 - 1, 1]  # the notice, then the real one
+            assert not [f for f in frames if isinstance(f, RstStreamFrame)]
+            [answer] = [f for f in frames if isinstance(f, HeadersFrame)]
+            assert answer.stream_id == 1
+            body = b"".join(f.data for f in frames if isinstance(f, DataFrame))
+        else:
+            context = ssl.create_default_context(cafile=client_tls_config.cafile)
+            tcp = await anyio.connect_tcp(*address)
+            async with await TLSStream.wrap(
+                tcp, ssl_context=context, hostname="localhost", standard_compatible=False
+            ) as stream:
+                await anyio.sleep(0.2)  # open
+                stop.cancel()
+                await anyio.sleep(0.3)
+                await stream.send(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                received_bytes = b""
+                with anyio.fail_after(5), contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        received_bytes += await stream.receive()
+            head, _, body = received_bytes.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert b"connection: close" in head.lower()  # the last exchange
+        with anyio.fail_after(5):
+            await stopped.wait()
+    assert body == b"served while draining"
 
 
 async def test_send_blocks_while_the_client_does_not_read(

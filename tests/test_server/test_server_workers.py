@@ -325,12 +325,6 @@ async def steady_load(
 
 @pytest.mark.anyio
 @needs_steering
-@pytest.mark.xfail(
-    strict=False,
-    reason="under load, a worker that begins to drain closes connections it has just "
-    "accepted (in the TLS or QUIC handshake, or before their first request) with no "
-    "request processed; a two-step graceful GOAWAY (RFC 9113 §6.8) is missing (issue 15)",
-)
 async def test_sighup_replaces_every_worker_without_a_failed_request(
     tls_files: TLSFiles, client_tls_config: ClientTLSConfig, tmp_path: Path
 ) -> None:

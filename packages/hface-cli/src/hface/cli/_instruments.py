@@ -183,6 +183,10 @@ class _ObservedProtocol(HTTPProtocol):
         self._inner.submit_goaway()
         self._observer.note("submit_goaway")
 
+    def submit_shutdown_notice(self) -> None:
+        self._inner.submit_shutdown_notice()
+        self._observer.note("submit_shutdown_notice")
+
     def submit_close(self, error_code: int | None = None) -> None:
         self._inner.submit_close(error_code)
         code = "none" if error_code is None else f"{error_code:#x}"

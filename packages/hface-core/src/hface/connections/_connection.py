@@ -402,6 +402,23 @@ class HTTPConnection(ConnectionCore["HTTPStream"], TypedAttributeProvider):
         self._router.wake_acceptors()  # the connection has expired
         await self._flush_quietly()
 
+    async def send_shutdown_notice(self) -> None:
+        """Announce a graceful close (servers): the first of its two steps.
+
+        HTTP/2 and HTTP/3 send a GOAWAY with the largest stream ID, so the
+        client opens no new stream, but the requests it has sent already
+        are still taken; HTTP/1.1 makes the exchange in progress, or else
+        the next one, the last (``Connection: close``). The connection
+        has not expired yet: wait at least a round trip, then
+        :meth:`send_goaway` (RFC 9113 §6.8). See
+        :meth:`HTTPProtocol.submit_shutdown_notice
+        <hface.protocols.HTTPProtocol.submit_shutdown_notice>`.
+        """
+        if self._terminated is not None or self._protocol.has_expired():
+            return
+        self._protocol.submit_shutdown_notice()
+        await self._flush_quietly()
+
     async def send_stream_reset(self, stream_id: int, error_code: int = 0) -> None:
         """Cancel a stream (HTTP/1.1: close the connection).
 

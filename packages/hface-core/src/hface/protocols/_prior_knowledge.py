@@ -196,6 +196,11 @@ class PriorKnowledgeProtocol(HTTPOverTCPProtocol):
     def submit_goaway(self) -> None:
         self._decided().submit_goaway()
 
+    def submit_shutdown_notice(self) -> None:
+        # Undecided, there is nothing to announce: the close that follows decides.
+        if self._delegate is not None:
+            self._delegate.submit_shutdown_notice()
+
     def submit_close(self, error_code: int | None = None) -> None:
         self._decided().submit_close(error_code)
 

@@ -159,6 +159,24 @@ class HTTPProtocol(ABC):
         connection is lingering, closing or closed.
         """
 
+    def submit_shutdown_notice(self) -> None:
+        """Announce a graceful close to come (servers), the first step of two.
+
+        A GOAWAY naming the last stream received refuses the requests a
+        client sent meanwhile; RFC 9113 §6.8 has a server first send one
+        naming the largest stream ID, then, at least a round trip later,
+        the real one (:meth:`submit_goaway`). This is the first step: HTTP/2
+        and HTTP/3 send GOAWAY with the largest ID, so the peer opens no new
+        stream, while those on their way are still taken; HTTP/1.1 answers
+        the request in progress, or the next one, with ``Connection:
+        close`` and ends after it. The state stays
+        :attr:`~ConnectionState.OPEN` (:meth:`has_expired` is False) until
+        :meth:`submit_goaway`. Does nothing on clients, or once a GOAWAY
+        was sent or received; by default (an implementation with no way to
+        announce it), nothing at all.
+        """
+        return None
+
     @abstractmethod
     def submit_close(self, error_code: int | None = None) -> None:
         """Close the connection at once, abandoning the streams in flight.

@@ -271,11 +271,13 @@ class ASGIServer(BaseServer):
             max_buffered_data=self.max_buffered_data,
         )
 
-    async def _shut_down(self, listener: HTTPListener, serving_scope: anyio.CancelScope) -> None:
+    async def _shut_down(
+        self, listener: HTTPListener, serving_scope: anyio.CancelScope, served: anyio.Event
+    ) -> None:
         if self._settings is not None:
             for session in list(self._settings.websockets):
                 session.going_away()  # 1001, within the grace period
-        await super()._shut_down(listener, serving_scope)
+        await super()._shut_down(listener, serving_scope, served)
 
     async def handle_connection(self, connection: HTTPConnection) -> None:
         """Serve one connection: its requests, until it ends or expires."""

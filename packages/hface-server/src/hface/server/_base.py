@@ -8,10 +8,18 @@ the PROXY protocol read first on TCP and Unix connections when
 :attr:`BaseServer.proxy_protocol` says so, then serves until it is
 cancelled or receives SIGINT or SIGTERM. Connection handlers run in a task
 group of their own, shielded from the cancellation of ``run()``, so that
-shutdown can be graceful: stop accepting, ask every connection to finish
-(GOAWAY, or ``Connection: close``), wait up to
-:attr:`BaseServer.graceful_timeout` for the streams in flight, and only
-then cancel what is left.
+shutdown can be graceful, in two steps as RFC 9113 §6.8 has it: stop
+accepting; tell every connection a close is coming
+(:meth:`HTTPConnection.send_shutdown_notice
+<hface.connections.HTTPConnection.send_shutdown_notice>`: GOAWAY with the
+largest stream ID, or ``Connection: close`` on the exchange in progress or
+the next one), so that the requests already on their way are still
+served; :data:`_NOTICE_WINDOW` later, the real GOAWAY (or the close of an
+HTTP/1.1 connection between exchanges); meanwhile and then, wait up to
+:attr:`BaseServer.graceful_timeout` for every connection to end, and
+only then cancel what is left. Connections still in their TLS or QUIC
+handshake get the notice window to open, then the same two steps. So a worker that
+drains while clients keep connecting (a reload) fails none of them.
 
 Limits and timeouts (:class:`ServerLimits`, :class:`ServerTimeouts`) are
 applied here where they concern whole connections: the TLS handshake (by
@@ -33,9 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import signal
-import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -57,10 +63,8 @@ from hface.connections import (
 from hface.errors import LocalProtocolError, TransportError
 from hface.networking import QUICHandshakeLimits, SystemNetworking, release_memory
 from hface.protocols import (
-    ALPNHTTPFactory,
     HTTPOverQUICServerFactory,
     HTTPOverTCPFactory,
-    PriorKnowledgeHTTPFactory,
     ProtocolLimits,
     protocol_registry,
 )
@@ -68,6 +72,7 @@ from hface.protocols.http2 import HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ServerFactory
 
 from ._config import ServerLimits, ServerTimeouts
+from ._listening import InheritedServing, inherited_listeners, tcp_factory_for
 from ._models import Endpoint, ServerProtocol
 
 logger = logging.getLogger("hface.server")
@@ -109,6 +114,21 @@ class _Pressure(enum.Enum):
 _CALM = _Pressure.CALM
 _PRESSED = _Pressure.PRESSED
 _EASING = _Pressure.EASING
+
+
+class _Phase(enum.Enum):
+    """Where :meth:`BaseServer.run` is: serving, or draining for a graceful shutdown."""
+
+    SERVING = "serving"
+    #: The listener is closed; every connection gets a shutdown notice, and
+    #: its GOAWAY a :data:`_NOTICE_WINDOW` later (see :meth:`BaseServer._drain`).
+    DRAINING = "draining"
+
+
+#: Seconds between a connection's shutdown notice and its GOAWAY: time for
+#: the requests on their way to arrive (at least a round trip, RFC 9113
+#: §6.8; h2o waits a second too). At most a quarter of the grace period.
+_NOTICE_WINDOW = 1.0
 
 
 def close_after_waiting(connection: HTTPConnection) -> None:
@@ -186,7 +206,8 @@ class BaseServer(ABC):
         self._connections: dict[HTTPConnection, None] = {}
         self._pressure = _CALM
         self._background: anyio.abc.TaskGroup | None = None  # run()'s, for _release_later()
-        self._all_closed: anyio.Event | None = None  # made when shutting down
+        self._phase = _Phase.SERVING
+        self._all_closed: anyio.Event | None = None  # set when _connections empties
 
     @property
     def http1_factory(self) -> HTTPOverTCPFactory:
@@ -254,7 +275,8 @@ class BaseServer(ABC):
         async with listener, anyio.create_task_group() as outer:
             self._background = outer
             serving_scope = anyio.CancelScope(shield=True)
-            outer.start_soon(self._serve, listener, serving_scope)
+            served = anyio.Event()  # every connection's handler has returned
+            outer.start_soon(self._serve, listener, serving_scope, served)
             stopping = anyio.Event()
             if self.handle_signals and threading.current_thread() is threading.main_thread():
                 # Started (not start_soon): the handlers are in place before
@@ -265,12 +287,17 @@ class BaseServer(ABC):
                 await stopping.wait()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._shut_down(listener, serving_scope)
+                    await self._shut_down(listener, serving_scope, served)
                 outer.cancel_scope.cancel()
 
-    async def _serve(self, listener: HTTPListener, scope: anyio.CancelScope) -> None:
-        with scope:
-            await listener.serve(self._handle)
+    async def _serve(
+        self, listener: HTTPListener, scope: anyio.CancelScope, served: anyio.Event
+    ) -> None:
+        try:
+            with scope:
+                await listener.serve(self._handle)
+        finally:
+            served.set()
 
     async def _handle(self, connection: HTTPConnection) -> None:
         limit = self.limits.max_connections
@@ -282,7 +309,13 @@ class BaseServer(ABC):
         if self._pressure is not _PRESSED and limit is not None and 2 * len(connections) > limit:
             self._pressure = _PRESSED
         try:
-            await self.handle_connection(connection)
+            if self._phase is _Phase.SERVING:
+                await self.handle_connection(connection)
+            else:  # opened as the server began to drain: served as the others were
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(self._drain, connection)
+                    await self.handle_connection(connection)
+                    task_group.cancel_scope.cancel()
         finally:
             connections.pop(connection, None)
             if not connections and self._all_closed is not None:
@@ -383,18 +416,42 @@ class BaseServer(ABC):
                 stopping.set()
                 return
 
-    async def _shut_down(self, listener: HTTPListener, serving_scope: anyio.CancelScope) -> None:
+    async def _shut_down(
+        self, listener: HTTPListener, serving_scope: anyio.CancelScope, served: anyio.Event
+    ) -> None:
+        """Drain every connection (see the module docstring); after the grace, cancel the rest."""
+        # Those _handle() registers from now on drain themselves.
+        self._phase = _Phase.DRAINING
+        open_now = list(self._connections)
         await listener.aclose()
-        for connection in list(self._connections):
-            # Handlers waiting for a stream learn that it expired (accept_stream).
-            await connection.send_goaway()
-        if self._connections:
-            self._all_closed = anyio.Event()
-            with anyio.move_on_after(self.timeouts.graceful_shutdown):
-                await self._all_closed.wait()
+        with anyio.move_on_after(self.timeouts.graceful_shutdown):
+            async with anyio.create_task_group() as task_group:
+                for connection in open_now:
+                    task_group.start_soon(self._drain, connection)
+                # Connections still in their TLS or QUIC handshake get the
+                # notice window to open (a half-open one the grace at most).
+                with anyio.move_on_after(self._notice_window()):
+                    await served.wait()
+                while self._connections and not served.is_set():
+                    self._all_closed = anyio.Event()
+                    await self._all_closed.wait()
+                task_group.cancel_scope.cancel()
         if self._connections:
             logger.info("closing %d connections after the grace period", len(self._connections))
         serving_scope.cancel()
+
+    async def _drain(self, connection: HTTPConnection) -> None:
+        """Close gracefully in two steps: the shutdown notice, then GOAWAY (RFC 9113 §6.8).
+
+        A handler waiting for a stream returns once the GOAWAY went out and
+        nothing is in flight (:meth:`HTTPConnection.accept_stream`).
+        """
+        await connection.send_shutdown_notice()
+        await anyio.sleep(self._notice_window())
+        await connection.send_goaway()
+
+    def _notice_window(self) -> float:
+        return min(_NOTICE_WINDOW, self.timeouts.graceful_shutdown / 4)
 
     async def _create_listener(self, endpoints: Sequence[Endpoint]) -> HTTPListener:
         listeners: list[HTTPListener] = []
@@ -438,9 +495,21 @@ class BaseServer(ABC):
         if factories is None:  # not through _create_listener()
             factories = self._serving_factories = self._limited_factories()
         http1, http2, http3 = factories
-        tcp_factory = self._tcp_factory(endpoint.tls, http1, http2)
+        tcp_factory = tcp_factory_for(self.protocol, endpoint.tls, http1, http2)
         if endpoint.fd is not None:
-            return await self._inherited_listeners(endpoint, endpoint.fd, tcp_factory, http3)
+            return await inherited_listeners(
+                endpoint,
+                endpoint.fd,
+                InheritedServing(
+                    tcp_factory,
+                    http3,
+                    tls_config=self.tls_config,
+                    protocol=self.protocol,
+                    networking=self._networking(),  # the PROXY protocol applies to its TCP too
+                    options=self._connection_options(),
+                    handshake_limits=self.quic_handshake_limits,
+                ),
+            )
         listeners: list[HTTPListener] = []
         networking = self._networking()
         unix_path = endpoint.unix_path
@@ -492,71 +561,6 @@ class BaseServer(ABC):
             proxy_protocol=self.proxy_protocol,
             proxy_header_timeout=self.timeouts.proxy_header,
         )
-
-    def _tcp_factory(
-        self, tls: bool, http1: HTTPOverTCPFactory, http2: HTTPOverTCPFactory
-    ) -> HTTPOverTCPFactory | None:
-        """What serves TCP connections (None: no TCP, for :attr:`ServerProtocol.HTTP3`)."""
-        if self.protocol in (ServerProtocol.ALL, ServerProtocol.TCP):
-            return self._both_factory(tls, http1, http2)
-        return {ServerProtocol.HTTP1: http1, ServerProtocol.HTTP2: http2}.get(self.protocol)
-
-    async def _inherited_listeners(
-        self,
-        endpoint: Endpoint,
-        fd: int,
-        tcp_factory: HTTPOverTCPFactory | None,
-        http3: HTTPOverQUICServerFactory,
-    ) -> list[HTTPListener]:
-        """The listener of an ``fd`` endpoint: TCP or QUIC, as its socket is (none if excluded)."""
-        try:
-            sock = socket.socket(fileno=os.dup(fd))
-        except OSError as exc:
-            raise ValueError(f"{endpoint}: no socket there ({exc.strerror})") from None
-        try:
-            networking = self._networking()  # the PROXY protocol applies to its TCP too
-            listener: HTTPListener
-            if sock.type == socket.SOCK_STREAM:
-                if tcp_factory is None:
-                    sock.close()
-                    return []
-                tls_config = self.tls_config if endpoint.tls else None
-                alpn = tcp_factory.alpn_protocols
-                tcp = await networking.listen_tcp_socket(
-                    sock, tls_config=tls_config, alpn_protocols=alpn
-                )
-                listener = HTTPOverTCPListener(tcp, tcp_factory, options=self._connection_options())
-            elif sock.type == socket.SOCK_DGRAM:
-                if not endpoint.tls:
-                    raise ValueError(f"{endpoint} is a UDP socket: HTTP/3 needs fd+tls://")
-                if self.protocol not in (ServerProtocol.ALL, ServerProtocol.HTTP3):
-                    sock.close()
-                    return []
-                quic = await networking.listen_quic_socket(
-                    sock,
-                    quic_connection_id_length=http3.quic_connection_id_length,
-                    quic_supported_versions=http3.quic_supported_versions,
-                    quic_handshake_limits=self.quic_handshake_limits,
-                    quic_connection_id_generator=http3.quic_connection_id_generator,
-                )
-                listener = HTTPOverQUICListener(
-                    quic, http3, self.tls_config, options=self._connection_options()
-                )
-            else:
-                raise ValueError(f"{endpoint} is neither a TCP nor a UDP socket")
-        except BaseException:
-            sock.close()
-            raise
-        return [listener]
-
-    @staticmethod
-    def _both_factory(
-        tls: bool, http1: HTTPOverTCPFactory, http2: HTTPOverTCPFactory
-    ) -> HTTPOverTCPFactory:
-        if tls:
-            return ALPNHTTPFactory([http2, http1])
-        # Cleartext has no ALPN: HTTP/2 there is by prior knowledge (RFC 9113 §3.3).
-        return PriorKnowledgeHTTPFactory(http1, http2)
 
     def _connection_options(self) -> ConnectionOptions:
         """Options for every HTTPConnection this server makes (overridable).

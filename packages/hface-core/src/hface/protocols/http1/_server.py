@@ -108,11 +108,29 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         # (empty for another upgrade), and its upgrade token.
         self._websocket_key = b""
         self._upgrade = b"websocket"
+        # True once a shutdown notice came between exchanges: the next one
+        # is the last (see submit_shutdown_notice).
+        self._last_exchange_noticed = False
 
     @staticmethod
     def _make_parser(max_header_size: int) -> MessageParser[RequestHead]:
         """Return the parser adapter that reads the requests."""
         return H11RequestParser(max_header_size)
+
+    def submit_shutdown_notice(self) -> None:
+        """Make the exchange in progress, or else the next one, the last (``Connection: close``).
+
+        A connection idle between exchanges closes at once, as a keep-alive
+        connection does on every server's graceful shutdown (a client sends
+        again what it sent on a reused connection that closed); only one
+        that has not had its first request yet waits for it.
+        """
+        if self._lifecycle.state is not CONNECTION_OPEN:
+            return
+        if self._stream_id is None and self._next_stream_id == 1:
+            self._last_exchange_noticed = True
+        else:
+            self.submit_goaway()
 
     def is_available(self) -> bool:
         return self._stream_id is None and not self.has_expired() and not self._parser.in_message()
@@ -151,6 +169,8 @@ class HTTP1ServerProtocol(HTTP1Base[RequestHead]):
         self._stream_id = stream_id
         self._local = IDLE
         self._remote = OPEN
+        if self._last_exchange_noticed and self._lifecycle.state is CONNECTION_OPEN:
+            self._lifecycle.handle(LifecycleInput.SUBMIT_GOAWAY)  # answered, then closed
         self._http11 = head.http_version >= b"1.1"
         if method == b"CONNECT":
             self._mode = CONNECT

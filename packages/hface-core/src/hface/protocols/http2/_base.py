@@ -149,7 +149,8 @@ class HTTP2Base(HTTP2Protocol):
         self._open_inbound = 0
         self._settings_seen = False
         self._lifecycle = Lifecycle(TRANSITIONS)
-        # The last stream ID our GOAWAY lets finish; None until we sent one.
+        # The last stream ID our GOAWAY lets finish; None until we sent one
+        # (2**31 - 1 after a shutdown notice: see submit_shutdown_notice).
         self._goaway_last_stream_id: int | None = None
         # The error code of a GOAWAY received with one (else no error).
         self._goaway_error_code = _NO_ERROR

@@ -87,6 +87,8 @@ _INTERNAL_ERROR: Final = HTTP2_ERROR_CODES.internal_error
 _REFUSED_STREAM: Final = HTTP2_ERROR_CODES.refused_stream
 _CANCEL: Final = HTTP2_ERROR_CODES.cancel
 _ENHANCE_YOUR_CALM: Final = 0xB
+#: The last stream ID of a shutdown notice: the largest there is (RFC 9113 §6.8).
+_NOTICE_STREAM_ID: Final = 2**31 - 1
 
 _OPEN: Final = ConnectionState.OPEN
 _CLOSED: Final = ConnectionState.CLOSED
@@ -243,9 +245,18 @@ class _HTTP2Protocol(HTTP2Base):
         self._forget(stream_id, record)
         self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
 
+    def submit_shutdown_notice(self) -> None:
+        if self._client_side or self._goaway_last_stream_id is not None:
+            return
+        if self._lifecycle.state is not _OPEN:
+            return
+        # RFC 9113 §6.8: the largest ID first; streams on their way are still taken.
+        self._goaway_last_stream_id = _NOTICE_STREAM_ID
+        self._conn.close_connection(error_code=0, last_stream_id=_NOTICE_STREAM_ID)
+
     def submit_goaway(self) -> None:
         if self._lifecycle.handle(_SUBMIT_GOAWAY) is _CLOSED or (
-            self._goaway_last_stream_id is not None
+            self._goaway_last_stream_id not in (None, _NOTICE_STREAM_ID)
         ):
             return  # closed, or our GOAWAY went out already
         # Graceful (RFC 9113 §6.8): streams up to the last one we saw may finish.
@@ -259,9 +270,11 @@ class _HTTP2Protocol(HTTP2Base):
         event = _SUBMIT_CLOSE_WITH_ERROR if code else _SUBMIT_CLOSE
         if self._lifecycle.state is not _CLOSED:
             # Not graceful: GOAWAY and the end of everything at once.
-            self._conn.close_connection(
-                error_code=code, last_stream_id=self._goaway_last_stream_id or 0
-            )
+            last_stream_id = self._goaway_last_stream_id
+            if last_stream_id is None or last_stream_id == _NOTICE_STREAM_ID:
+                self._conn.close_connection(error_code=code, last_stream_id=0)
+            elif code:  # after our graceful GOAWAY, only an error is news
+                self._conn.close_connection(error_code=code, last_stream_id=last_stream_id)
         self._terminate(
             event,
             code,
@@ -482,7 +495,7 @@ class _HTTP2Protocol(HTTP2Base):
             return
         if left < -self._max_refusals:
             self._abort(_ENHANCE_YOUR_CALM, "too many streams refused (a flood)")
-        elif self._goaway_last_stream_id is None:
+        elif self._goaway_last_stream_id in (None, _NOTICE_STREAM_ID):
             self._lifecycle.handle(_SUBMIT_GOAWAY)
             last_stream_id = self._goaway_last_stream_id = self._last_accepted
             self._conn.close_connection(

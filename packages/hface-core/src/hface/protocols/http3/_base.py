@@ -92,6 +92,9 @@ _LINGERING: Final = ConnectionState.LINGERING
 _CLOSING: Final = ConnectionState.CLOSING
 _CLOSED: Final = ConnectionState.CLOSED
 _I: Final = LifecycleInput
+#: The identifier of a shutdown notice: the largest client request stream
+#: ID (RFC 9114 §5.2; stream IDs are below 2**62, a client's bidirectional ones 0 mod 4).
+_NOTICE_GOAWAY_ID: Final = 2**62 - 4
 
 
 def _transitions() -> TransitionTable:
@@ -192,7 +195,8 @@ class HTTP3Base(HTTP3Protocol):
         # saw (a smaller one moves the deadline on).
         self._linger_deadline: float | None = None
         self._linger_backlog = 0
-        # The GOAWAY identifiers sent and last received; None before one.
+        # The GOAWAY identifiers sent and last received; None before one
+        # (the largest request stream ID after a shutdown notice).
         self._goaway_id_sent: int | None = None
         self._last_goaway_id: int | None = None
 
@@ -244,6 +248,16 @@ class HTTP3Base(HTTP3Protocol):
             # Graceful (RFC 9114 §5.2): streams in flight finish, then QUIC closes.
             self._send_goaway()
 
+    def submit_shutdown_notice(self) -> None:
+        if self._is_client or self._h3 is None or self._goaway_id_sent is not None:
+            return
+        if self._lifecycle.state is not _OPEN:
+            return
+        # RFC 9114 §5.2: the largest ID first; requests on their way are still taken.
+        self._output_pending = True
+        self._h3.send_goaway(_NOTICE_GOAWAY_ID)
+        self._goaway_id_sent = _NOTICE_GOAWAY_ID
+
     def submit_close(self, error_code: int | None = None) -> None:
         code = error_code or _CODES.no_error  # 0: HTTP/3 has no 0x0
         self._output_pending = True
@@ -265,8 +279,8 @@ class HTTP3Base(HTTP3Protocol):
         self._lifecycle.handle(_I.ABANDON_LINGER)
 
     def _send_goaway(self) -> None:
-        """Send GOAWAY on the control stream unless sent already."""
-        if self._goaway_id_sent is not None:
+        """Send GOAWAY on the control stream unless sent already (a notice aside)."""
+        if self._goaway_id_sent is not None and self._goaway_id_sent != _NOTICE_GOAWAY_ID:
             return
         if self._is_client:
             goaway_id = 0  # no push was allowed to be used
