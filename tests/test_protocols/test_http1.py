@@ -197,6 +197,39 @@ def test_response_status_line_and_empty_body(http1_server_factory: HTTP1ServerFa
     assert server.is_available()
 
 
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        (b"text/plain; charset=utf-8", True),
+        (b"a b\tc", True),
+        (b"", True),
+        (b"\xff", True),
+        (b"a\r\nx-injected: 1", False),
+        (b"a\nb", False),
+        (b"a\rb", False),
+        (b"a\x00b", False),
+        (b" a", False),
+        (b"\ta", False),
+        (b"a ", False),
+        (b"a\t", False),
+        (b" ", False),
+    ],
+)
+def test_response_field_values_checked(
+    value: bytes, allowed: bool, http1_server_factory: HTTP1ServerFactoryType
+) -> None:
+    """h11's rule: no CR, LF or NUL anywhere, no whitespace at either end."""
+    server = new_server(http1_server_factory)
+    feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    headers = [(b":status", b"200"), (b"x-value", value)]
+    if allowed:
+        server.submit_headers(1, headers, end_stream=True)
+        assert b"\r\nx-value: " + value + b"\r\n" in server.bytes_to_send()
+    else:
+        with pytest.raises(LocalProtocolError):
+            server.submit_headers(1, headers, end_stream=True)
+
+
 def test_unknown_status_has_empty_reason(http1_server_factory: HTTP1ServerFactoryType) -> None:
     server = new_server(http1_server_factory)
     feed(server, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -42,8 +42,12 @@ _STATUS_LINES: Final[dict[int, bytes]] = {
 
 #: RFC 9110 §5.1: a field name is a token.
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-#: h11's rule for field values: no CR, LF or NUL, and no leading or trailing whitespace.
-_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+#: h11's rule for field values: no CR, LF or NUL (here), and no leading or trailing
+#: whitespace (:data:`_WHITESPACE`). One character class: an alternation with
+#: anchors would be tried at every position, at three times the cost.
+_BAD_CHARACTER: Final = re.compile(rb"[\x00\r\n]")
+#: SP and HTAB, as byte values.
+_WHITESPACE: Final = (0x20, 0x09)
 
 
 def check_fields(fields: Sequence[HeaderType]) -> None:
@@ -54,7 +58,11 @@ def check_fields(fields: Sequence[HeaderType]) -> None:
     for name, value in fields:
         if not _TOKEN.fullmatch(name):
             raise LocalProtocolError(f"illegal header name {name!r}")
-        if value and _BAD_VALUE.search(value):
+        if value and (
+            _BAD_CHARACTER.search(value) is not None
+            or value[0] in _WHITESPACE
+            or value[-1] in _WHITESPACE
+        ):
             raise LocalProtocolError(f"illegal header value {value!r}")
 
 
