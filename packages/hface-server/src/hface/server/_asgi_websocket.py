@@ -22,15 +22,15 @@ client gets 500; so does one that fails before accepting.
 
 Reading. The stream's data is fed to wsproto, pings are answered and
 whole messages queued for ``receive()``, while fewer than
-:data:`_QUEUE_BYTES` wait and the writer is not full: beyond them no data
-is taken, and data is acknowledged (its flow-control credit given back)
+:data:`_QUEUE_BYTES` wait and no pong waits in a full writer: beyond them
+no data is taken, and data is acknowledged (its flow-control credit given back)
 only as it is taken, so a client cannot send more than the window ahead
 of an application that does not receive (on HTTP/1.1 the connection stops
 reading). Once the WebSocket is open, the data is taken as it arrives, in
 the task that processes the connection's input (a stream observer,
 :meth:`WebSocketSession._observe`), without a trip through a task of the
 session's own; a reader task takes what that leaves queued (what came
-before the accept, or while the queue or the writer was full, in order)
+before the accept, or while the queue was full or pongs waited, in order)
 and the stream's end. A message over ``ws_max_size`` (counted as it
 arrives, and inflated no further than that) closes the session with 1009;
 a protocol error with the code wsproto gives (1002, 1007).
@@ -159,6 +159,7 @@ class WebSocketSession:
         self._cancel_requested = False
         self._task_group: anyio.abc.TaskGroup | None = None
         self._observing = False  # _observe takes the stream's data as it arrives
+        self._pongs_held = False  # a pong went into a full writer: reads stop until it has room
         self._app_scope = anyio.CancelScope()
         self._handshake_expired = False
         # The stream's events come to the reader task now, not to the request.
@@ -442,7 +443,9 @@ class WebSocketSession:
         while True:
             while self._queued_bytes >= _QUEUE_BYTES and self._phase is _OPEN:
                 await self._wait()  # backpressure: the application does not receive
-            await writer.wait_for_room()  # and our pongs are not read
+            if self._pongs_held:  # our pongs are not read: no more pings taken
+                await writer.wait_for_room()
+                self._pongs_held = False
             if not self._observing and self._ws is not None:
                 # Data queued before is taken by this task first (observe() keeps it).
                 self._observing = True
@@ -474,7 +477,7 @@ class WebSocketSession:
         """Take the stream's data as it arrives (see ``HTTPStream.observe``); True: queue it.
 
         Left to the reader task where it has data queued already (the order
-        is kept), where the application's queue or the writer is full (on
+        is kept), where the application's queue is full or pongs wait (on
         HTTP/2 and HTTP/3 data queued is not credited back), and at the end.
         Data taken is credited back at once, as the reader does once it has
         fed it.
@@ -483,8 +486,12 @@ class WebSocketSession:
             return True
         if self._phase is _CLOSED:
             return False  # nothing more is read: dropped (and credited back)
-        if self._stream.buffered_data or self._queued_bytes >= _QUEUE_BYTES or self._writer.full:
+        if self._stream.buffered_data or self._queued_bytes >= _QUEUE_BYTES:
             return True
+        if self._pongs_held:
+            if self._writer.full:
+                return True
+            self._pongs_held = False
         self._feed(event.data)
         return False
 
@@ -512,9 +519,12 @@ class WebSocketSession:
                     self._wake()
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
-                    # Queued without waiting: the reader waits for the writer
-                    # before it reads more, so unread pongs stop the reads.
+                    # Queued without waiting: pongs the client does not read
+                    # stop the reads until the writer has room (not the
+                    # application's messages: a client may send while it
+                    # does not read them).
                     self._writer.put([ws.send(event.response())])
+                    self._pongs_held = self._writer.full
             elif isinstance(event, Pong):
                 if self._pong is not None:
                     self._pong.set()
