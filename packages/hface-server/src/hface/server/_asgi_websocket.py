@@ -90,6 +90,7 @@ from ._asgi_types import ASGIApp, ClientDisconnected, Message
 from ._asgi_ws_frames import (
     MessageAssembler,
     accept_response,
+    message_size,
     use_compiled_unmask,
     websocket_scope,
 )
@@ -429,13 +430,7 @@ class WebSocketSession:
     # -- the reader and the keep-alive ------------------------------------------------
 
     async def _read(self) -> None:
-        """Take the stream's data into wsproto and queue the messages (see the docstring).
-
-        Once the WebSocket is open, the data that can be taken at once is
-        taken as it arrives, by :meth:`_observe`; this task takes the rest
-        (what came before the accept, or while the queue or the writer was
-        full) and the stream's end.
-        """
+        """Take what :meth:`_observe` leaves of the stream's data, and its end (see above)."""
         stream = self._stream
         # HTTP/1.1 has no window to reopen: its connection reads again as the stream is read.
         credit = stream.connection.multiplexed
@@ -513,16 +508,14 @@ class WebSocketSession:
                 if isinstance(message, CloseReason):
                     self._send_close(message, "message too big", False)
                 elif message is not None:
-                    size = _size(message)
+                    size = message_size(message)
                     self._queue.append((message, size))
                     self._queued_bytes += size
                     self._wake()
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
-                    # Queued without waiting: pongs the client does not read
-                    # stop the reads until the writer has room (not the
-                    # application's messages: a client may send while it
-                    # does not read them).
+                    # Not waited for: unread pongs (not the application's
+                    # messages) stop the reads until the writer has room.
                     self._writer.put([ws.send(event.response())])
                     self._pongs_held = self._writer.full
             elif isinstance(event, Pong):
@@ -592,8 +585,7 @@ class WebSocketSession:
     def _log_access(self) -> None:
         if not self._settings.access_log or not access_logger.isEnabledFor(logging.INFO):
             return
-        scope = self.scope
-        client = scope["client"]
+        scope, client = self.scope, self.scope["client"]
         access_logger.info(
             '%s - "WEBSOCKET %s HTTP/%s" %s %s',
             f"{client[0]}:{client[1]}" if client else "-",
@@ -602,9 +594,3 @@ class WebSocketSession:
             self._status or "-",
             self._close_code if self._close_code is not None else "-",
         )
-
-
-def _size(message: Message) -> int:
-    """The length of a queued ``websocket.receive`` message."""
-    data = message.get("bytes")
-    return len(data if data is not None else message["text"])

@@ -214,6 +214,12 @@ class MessageAssembler:
         return {"type": "websocket.receive", "bytes": payload}
 
 
+def message_size(message: Message) -> int:
+    """The length of a ``websocket.receive`` message (text in characters)."""
+    data = message.get("bytes")
+    return len(data if data is not None else message["text"])
+
+
 @functools.cache
 def use_compiled_unmask() -> bool:
     """Have wsproto unmask frames with ``websockets.speedups.apply_mask``; True if it can.
