@@ -521,7 +521,7 @@ async def test_http1_stops_reading_while_its_streams_hold_too_much(
                     with anyio.move_on_after(5):
                         await read_response(stream)
                     task_group.cancel_scope.cancel()
-    assert limit <= held[0] <= limit + 65536, held
+    assert limit <= held[0] <= limit + 256 * 1024, held  # one read beyond the limit, at most
     assert held[1] == held[0]
     assert sent < total // 2, sent
 

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
-from hface.server import ASGIServer, Endpoint
+from hface.server import ASGIServer, ClientDisconnected, Endpoint
 from tests.helpers.ws_client import websocket
 from tests.helpers.ws_h3_client import h3_websocket
 from tests.test_server.conftest import running
@@ -504,6 +504,47 @@ async def test_a_client_that_does_not_read_makes_send_wait(
         assert 0 < sent < _BOUND
 
 
+class FloodUntilRefused:
+    """Sends 64 KiB messages until ``send()`` raises; keeps what it raised."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.done = anyio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        chunk = b"x" * 65536
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": chunk})
+        except Exception as error:
+            self.error = error
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize("http_version", VERSIONS)
+async def test_a_client_that_does_not_read_times_out_the_send(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """As for an HTTP response: ``timeouts.write``, then the stream is reset and send() raises."""
+    app = FloodUntilRefused()
+    server = ASGIServer(app)
+    server.tls_config = server_tls_config
+    server.timeouts.write = 0.5
+    endpoint = Endpoint("http" if http_version == "1.1" else "https", "127.0.0.1", 0)
+    async with (
+        running(server, [endpoint]) as address,
+        websocket(http_version, address, client_tls_config, "/"),
+    ):
+        with anyio.fail_after(10):  # the client reads nothing
+            await app.done.wait()
+    assert isinstance(app.error, ClientDisconnected), app.error
+
+
 @pytest.mark.parametrize("http_version", VERSIONS)
 async def test_an_app_that_does_not_receive_stops_the_reads(
     http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
@@ -520,6 +561,42 @@ async def test_an_app_that_does_not_receive_stops_the_reads(
                 await ws.send_bytes(chunk)
                 sent += len(chunk)
     assert 0 < sent < _BOUND
+
+
+class AnswerThenWait:
+    """Answers the first message once the second is queued, then waits, not in receive()."""
+
+    def __init__(self) -> None:
+        self.release = anyio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        first = await receive()
+        await anyio.sleep(0.5)  # the second message arrives meanwhile
+        await send({"type": "websocket.send", "text": "got " + first["text"]})
+        await self.release.wait()
+
+
+@pytest.mark.parametrize("http_version", VERSIONS)
+async def test_an_answer_goes_out_while_the_app_waits_elsewhere(
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """A frame sent while messages are queued is written on receive(), or at once if none comes."""
+    app = AnswerThenWait()
+    async with (
+        serving(app, http_version, server_tls_config) as address,
+        websocket(http_version, address, client_tls_config, "/") as ws,
+    ):
+        await ws.send_text("one")
+        await ws.send_text("two")
+        try:
+            with anyio.fail_after(3):
+                assert await ws.receive() == "got one"
+        finally:
+            app.release.set()
 
 
 @pytest.mark.parametrize("http_version", VERSIONS)

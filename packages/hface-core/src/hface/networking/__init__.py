@@ -18,6 +18,8 @@ from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
 from ._quic import QUICListener as QUICListener
 from ._quic_admission import QUICHandshakeLimits as QUICHandshakeLimits
 from ._quic_admission import QUICRetry as QUICRetry
+from ._soon import CallSoon as CallSoon
+from ._soon import current_call_soon as current_call_soon
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
 from ._streams import NowaitByteStream as NowaitByteStream
@@ -36,6 +38,7 @@ __all__ = (
     "QUIC_RECEIVE_QUEUE_SIZE",
     "TLS_HANDSHAKE_TIMEOUT",
     "ByteStream",
+    "CallSoon",
     "ClientNetworking",
     "DatagramStream",
     "NowaitByteStream",
@@ -50,6 +53,7 @@ __all__ = (
     "TLSByteStream",
     "TLSListener",
     "TLSVerificationError",
+    "current_call_soon",
     "make_client_ssl_context",
     "make_server_ssl_context",
     "release_memory",

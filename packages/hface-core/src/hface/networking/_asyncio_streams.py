@@ -138,7 +138,9 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
         # The client a PROXY protocol header named, in place of the peer's own.
         self._remote_address = remote_address
         self._transport: asyncio.Transport | None = None
-        self._chunks: deque[bytes] = deque()
+        # What data_received() gave, or the rest of a chunk returned in part
+        # (a view of it: the part returned is copied, the rest is not).
+        self._chunks: deque[bytes | memoryview] = deque()
         self._size = 0  # bytes in _chunks
         self._reading_paused = False
         self._eof = False
@@ -250,20 +252,25 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
                 self._read_waiter = None
         if self._closed:
             raise anyio.ClosedResourceError
-        chunk = chunks.popleft()
-        size = len(chunk)
+        first = chunks.popleft()
+        size = len(first)
         if size > max_bytes:
-            chunks.appendleft(chunk[max_bytes:])
-            chunk = chunk[:max_bytes]
+            # A large read (uvloop's are up to 256 KiB) returned in parts: slicing
+            # bytes would copy the rest again for every part, a view copies nothing.
+            view = first if type(first) is memoryview else memoryview(first)
+            chunks.appendleft(view[max_bytes:])
+            chunk = bytes(view[:max_bytes])
             size = max_bytes
         elif chunks and size + len(chunks[0]) <= max_bytes:
             # Small chunks arrived one after another: one join, fewer calls above.
-            parts = [chunk]
+            parts = [first]
             while chunks and size + len(chunks[0]) <= max_bytes:
                 part = chunks.popleft()
                 parts.append(part)
                 size += len(part)
             chunk = b"".join(parts)
+        else:
+            chunk = first if type(first) is bytes else bytes(first)
         self._size -= size
         if self._reading_paused and self._size <= READ_LOW_WATER:
             self._reading_paused = False

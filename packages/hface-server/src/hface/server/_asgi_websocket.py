@@ -20,25 +20,36 @@ answers with the application's own response (through the request's
 accepts nor denies within ``ws_handshake_timeout`` is cancelled and the
 client gets 500; so does one that fails before accepting.
 
-Reading. A reader task takes the stream's data, feeds wsproto, answers
-pings, and queues whole messages for ``receive()``, while fewer than
-:data:`_QUEUE_BYTES` wait: beyond them it stops taking data, which is
-acknowledged (its flow-control credit given back) only as it is taken, so
-a client cannot send more than the window ahead of an application that
-does not receive (on HTTP/1.1 the connection stops reading). A message
-over ``ws_max_size`` (counted as it arrives, and inflated no further than
-that) closes the session with 1009; a protocol error with the code wsproto
-gives (1002, 1007).
+Reading. The stream's data is fed to wsproto, pings are answered and
+whole messages queued for ``receive()``, while fewer than
+:data:`_QUEUE_BYTES` wait and no pong waits in a full writer: beyond them
+no data is taken, and data is acknowledged (its flow-control credit given back)
+only as it is taken, so a client cannot send more than the window ahead
+of an application that does not receive (on HTTP/1.1 the connection stops
+reading). Once the WebSocket is open, the data is taken as it arrives, in
+the task that processes the connection's input (a stream observer,
+:meth:`WebSocketSession._observe`), without a trip through a task of the
+session's own; a reader task takes what that leaves queued (what came
+before the accept, or while the queue was full or pongs waited, in order)
+and the stream's end. A message over ``ws_max_size`` (counted as it
+arrives, and inflated no further than that) closes the session with 1009;
+a protocol error with the code wsproto gives (1002, 1007).
 
 Writing. Every frame goes through a
 :class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` queues it,
 and a writer task writes each burst the application sent between two
-turns of the event loop as one write. ``send()`` waits while more than
+turns of the event loop as one write. The frames an application sends
+while messages are queued for it (answers to a burst it is reading) are
+held instead, and ``receive()`` writes them, in one write, when it is about
+to wait: no trip through the writer task; should the application wait
+elsewhere first, the writer task writes them then (see
+:mod:`~hface.server._asgi_ws_writer`). ``send()`` waits while more than
 :data:`~hface.server._asgi_ws_writer.WRITE_BUFFER` bytes are queued and
 the client does not read (the connection's ``send_data`` waits on the
-flow-control window or the socket). Keep-alive pings go out every ``ws_ping_interval`` seconds; a
-client that does not answer one within ``ws_ping_timeout`` is closed with
-1011.
+flow-control window or the socket); a ``receive()`` that writes held
+frames waits for them the same way. Keep-alive pings go out every
+``ws_ping_interval`` seconds; a client that does not answer one within
+``ws_ping_timeout`` is closed with 1011.
 
 Closing. The close handshake (RFC 6455 §7) is wsproto's: a close from the
 client is echoed and the application receives ``websocket.disconnect``
@@ -71,16 +82,15 @@ from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
-from hface.events import DataReceived, HeadersReceived
+from hface.events import DataReceived, Event, HeadersReceived
 
-from ._asgi_heads import check_fields
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
 from ._asgi_types import ASGIApp, ClientDisconnected, Message
 from ._asgi_ws_frames import (
     MessageAssembler,
-    negotiate_extensions,
-    offered_extensions,
+    accept_response,
+    message_size,
     use_compiled_unmask,
     websocket_scope,
 )
@@ -136,11 +146,11 @@ class WebSocketSession:
         self._denied = False  # a websocket.http.response was started
         self._ws: Connection | None = None
         self._assembler = MessageAssembler(settings.ws_max_size)
-        self._queue: deque[Message] = deque()
+        self._queue: deque[tuple[Message, int]] = deque()  # each with its size
         self._queued_bytes = 0
         # Set when the queue or the phase changes; made only by a waiter.
         self._changed: anyio.Event | None = None
-        self._writer = FrameWriter(self._stream, self._lost)
+        self._writer = FrameWriter(self._stream, self._lost, settings.write_timeout)
         self._plain = True  # no extension: frames are built without wsproto
         self._pong: anyio.Event | None = None
         self._close_code: int | None = None  # the code the application is told
@@ -149,6 +159,8 @@ class WebSocketSession:
         self._cancel_scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._observing = False  # _observe takes the stream's data as it arrives
+        self._pongs_held = False  # a pong went into a full writer: reads stop until it has room
         self._app_scope = anyio.CancelScope()
         self._handshake_expired = False
         # The stream's events come to the reader task now, not to the request.
@@ -174,9 +186,8 @@ class WebSocketSession:
 
     def going_away(self) -> None:
         """The server shuts down: close with 1001 (going away)."""
-        task_group = self._task_group
-        if task_group is not None and self._phase is _OPEN:
-            task_group.start_soon(self._close, 1001, "server shutting down", True)
+        if self._task_group is not None and self._phase is _OPEN:
+            self._send_close(1001, "server shutting down", True)
 
     async def run(self, app: ASGIApp) -> None:
         """Run the application on this WebSocket until it and the close are done."""
@@ -219,7 +230,7 @@ class WebSocketSession:
             await self._end_stream()
             return
         if self._phase is _OPEN:
-            await self._close(1011 if failed else 1000, "", False)
+            self._send_close(1011 if failed else 1000, "", False)
         with anyio.move_on_after(_CLOSE_TIMEOUT):
             while self._phase is _CLOSING:
                 await self._wait()
@@ -247,12 +258,14 @@ class WebSocketSession:
             return {"type": "websocket.connect"}
         while True:
             if self._queue:
-                message = self._queue.popleft()
-                self._queued_bytes -= _size(message)
+                message, size = self._queue.popleft()
+                self._queued_bytes -= size
                 self._wake()
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code}
+            if self._writer.holding and await self._writer.write_held():
+                continue  # what the application sent went in one write, without a task switch
             await self._wait()
 
     def _wake(self) -> None:
@@ -291,6 +304,17 @@ class WebSocketSession:
         """
         kind = message["type"]
         phase = self._phase
+        if kind == "websocket.send" and phase is _OPEN and self._close_code is None:
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes")
+                if data is None:
+                    raise RuntimeError("websocket.send needs 'text' or 'bytes'")
+                # bytes(data) is no copy of bytes; an application's bytearray is copied
+                await self._send_message(data if type(data) is bytes else bytes(data))
+            else:
+                await self._send_message(text)
+            return
         if phase is _HANDSHAKE:
             if kind == "websocket.accept" and not self._denied:
                 await self._accept(message)
@@ -311,17 +335,9 @@ class WebSocketSession:
         if phase is not _OPEN or self._close_code is not None:
             raise ClientDisconnected("the WebSocket is closed")
         if kind == "websocket.send":
-            text = message.get("text")
-            data = message.get("bytes")
-            if text is not None:
-                payload: str | bytes = text
-            elif data is not None:
-                payload = bytes(data)  # no copy of bytes; the application's bytearray copied
-            else:
-                raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-            await self._send_event(payload)
-        elif kind == "websocket.close":
-            await self._close(message.get("code") or 1000, message.get("reason") or "", False)
+            raise RuntimeError("websocket.send needs 'text' or 'bytes'")
+        if kind == "websocket.close":
+            self._send_close(message.get("code") or 1000, message.get("reason") or "", False)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an open WebSocket")
 
@@ -338,21 +354,10 @@ class WebSocketSession:
 
     async def _accept(self, message: Message) -> None:
         settings = self._settings
-        headers: list[tuple[bytes, bytes]] = [(b":status", b"200")]
-        subprotocol = message.get("subprotocol")
-        if subprotocol is not None:
-            headers.append((b"sec-websocket-protocol", subprotocol.encode()))
-        extensions, answer = negotiate_extensions(
-            offered_extensions(self.scope),
-            deflate=settings.ws_per_message_deflate,
-            max_size=settings.ws_max_size,
+        deflate, max_size = settings.ws_per_message_deflate, settings.ws_max_size
+        headers, extensions = accept_response(
+            self.scope, message, deflate=deflate, max_size=max_size
         )
-        if answer is not None:
-            headers.append((b"sec-websocket-extensions", answer))
-        names = {name for name, _ in headers}
-        for name, value in check_fields(message.get("headers") or (), "header"):
-            if name not in names:
-                headers.append((name, value))
         version = self._stream.connection.http_version
         settings.default_headers[version].add_to(headers, {name for name, _ in headers})
         use_compiled_unmask()
@@ -383,25 +388,28 @@ class WebSocketSession:
             )
             await self._request.send({"type": "http.response.body", "body": b""})
 
-    async def _send_event(self, event: str | bytes | Ping | Pong) -> None:
-        """Queue a message (text or bytes), a ping or a pong; wait while too much is queued."""
+    async def _send_message(self, payload: str | bytes | Ping) -> None:
+        """Queue a message (text or bytes) or a keep-alive ping; wait while too much is queued."""
         ws = self._ws
         assert ws is not None
+        writer = self._writer
         try:
-            if isinstance(event, (str, bytes)):
-                chunks = frame_message(ws, event, self._plain)
+            if not isinstance(payload, (str, bytes)):
+                writer.put([ws.send(payload)])  # the keep-alive's ping
+            elif self._queue or writer.holding:
+                # Answering queued messages: written when receive() next waits.
+                writer.hold(frame_message(ws, payload, self._plain))
             else:
-                chunks = [ws.send(event)]
+                writer.put(frame_message(ws, payload, self._plain))
         except WSLocalProtocolError as error:
             self._lost()
             raise ClientDisconnected("the client has disconnected") from error
-        writer = self._writer
-        writer.put(chunks)
-        await writer.wait_for_room()
+        if writer.full:
+            await writer.wait_for_room()
         if writer.ended:
             raise ClientDisconnected("the client has disconnected")
 
-    async def _close(self, code: int, reason: str, going_away: bool) -> None:
+    def _send_close(self, code: int, reason: str, going_away: bool) -> None:
         """Send a close frame (once) and tell the application; the client's answer ends it."""
         ws = self._ws
         if ws is None or ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -422,21 +430,27 @@ class WebSocketSession:
     # -- the reader and the keep-alive ------------------------------------------------
 
     async def _read(self) -> None:
-        """Take the stream's data into wsproto and queue the messages (see the docstring)."""
+        """Take what :meth:`_observe` leaves of the stream's data, and its end (see above)."""
         stream = self._stream
         # HTTP/1.1 has no window to reopen: its connection reads again as the stream is read.
         credit = stream.connection.multiplexed
+        writer = self._writer
         while True:
             while self._queued_bytes >= _QUEUE_BYTES and self._phase is _OPEN:
                 await self._wait()  # backpressure: the application does not receive
+            if self._pongs_held:  # our pongs are not read: no more pings taken
+                await writer.wait_for_room()
+                self._pongs_held = False
+            if not self._observing and self._ws is not None:
+                # Data queued before is taken by this task first (observe() keeps it).
+                self._observing = True
+                stream.observe(self._observe)
             event = await stream.receive_event()
             if isinstance(event, DataReceived):
                 if event.data:
                     while self._ws is None and self._phase is _HANDSHAKE:
                         await self._wait()  # data before the accept: held
-                    if self._ws is not None and self._phase is not _CLOSED:
-                        self._ws.receive_data(event.data)
-                        await self._handle_frames()
+                    self._feed(event.data)
                     if credit:
                         await stream.acknowledge(len(event.data))
                 if event.end_stream:
@@ -454,31 +468,63 @@ class WebSocketSession:
                 self._lost()
                 return
 
-    async def _handle_frames(self) -> None:
+    def _observe(self, event: Event) -> bool:
+        """Take the stream's data as it arrives (see ``HTTPStream.observe``); True: queue it.
+
+        Left to the reader task where it has data queued already (the order
+        is kept), where the application's queue is full or pongs wait (on
+        HTTP/2 and HTTP/3 data queued is not credited back), and at the end.
+        Data taken is credited back at once, as the reader does once it has
+        fed it.
+        """
+        if type(event) is not DataReceived or event.end_stream:
+            return True
+        if self._phase is _CLOSED:
+            return False  # nothing more is read: dropped (and credited back)
+        if self._stream.buffered_data or self._queued_bytes >= _QUEUE_BYTES:
+            return True
+        if self._pongs_held:
+            if self._writer.full:
+                return True
+            self._pongs_held = False
+        self._feed(event.data)
+        return False
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data`` and act on its frames: messages queued, pings answered, the close."""
         ws = self._ws
-        assert ws is not None
+        if ws is None or self._phase is _CLOSED:
+            return
+        try:
+            ws.receive_data(data)
+        except WSLocalProtocolError:  # wsproto is closed: nothing more is read
+            return
         for event in ws.events():
-            if isinstance(event, (TextMessage, BytesMessage)):
+            # Exact types first: wsproto's events are ABCs, slow to isinstance().
+            if type(event) is BytesMessage or type(event) is TextMessage:
                 if self._phase is not _OPEN:
                     continue
                 message = self._assembler.add(event)
                 if isinstance(message, CloseReason):
-                    await self._close(message, "message too big", False)
+                    self._send_close(message, "message too big", False)
                 elif message is not None:
-                    self._queue.append(message)
-                    self._queued_bytes += _size(message)
+                    size = message_size(message)
+                    self._queue.append((message, size))
+                    self._queued_bytes += size
                     self._wake()
             elif isinstance(event, Ping):
-                with contextlib.suppress(ClientDisconnected, WSLocalProtocolError):
-                    if ws.state is ConnectionState.OPEN:
-                        await self._send_event(event.response())
+                if ws.state is ConnectionState.OPEN:
+                    # Not waited for: unread pongs (not the application's
+                    # messages) stop the reads until the writer has room.
+                    self._writer.put([ws.send(event.response())])
+                    self._pongs_held = self._writer.full
             elif isinstance(event, Pong):
                 if self._pong is not None:
                     self._pong.set()
             elif isinstance(event, CloseConnection):
-                await self._on_close(ws, event)
+                self._on_close(ws, event)
 
-    async def _on_close(self, ws: Connection, event: CloseConnection) -> None:
+    def _on_close(self, ws: Connection, event: CloseConnection) -> None:
         state = ws.state
         if state is ConnectionState.REMOTE_CLOSING:
             # The client's close: echoed (RFC 6455 §5.5.1), then the application is told.
@@ -495,7 +541,7 @@ class WebSocketSession:
                 event.reason,
                 event.code,
             )
-            await self._close(event.code, event.reason or "", False)
+            self._send_close(event.code, event.reason or "", False)
         self._wake()
 
     async def _keep_alive(self, interval: float) -> None:
@@ -506,7 +552,7 @@ class WebSocketSession:
                 return
             self._pong = pong = anyio.Event()
             try:
-                await self._send_event(Ping(payload=os.urandom(4)))
+                await self._send_message(Ping(payload=os.urandom(4)))
             except ClientDisconnected:
                 return
             if timeout is None:
@@ -515,7 +561,7 @@ class WebSocketSession:
                 await pong.wait()
                 continue
             logger.info("WebSocket on stream %d: no pong within %gs", self.stream_id, timeout)
-            await self._close(1011, "keepalive ping timeout", False)
+            self._send_close(1011, "keepalive ping timeout", False)
             return
 
     # -- the end ------------------------------------------------------------------------
@@ -539,8 +585,7 @@ class WebSocketSession:
     def _log_access(self) -> None:
         if not self._settings.access_log or not access_logger.isEnabledFor(logging.INFO):
             return
-        scope = self.scope
-        client = scope["client"]
+        scope, client = self.scope, self.scope["client"]
         access_logger.info(
             '%s - "WEBSOCKET %s HTTP/%s" %s %s',
             f"{client[0]}:{client[1]}" if client else "-",
@@ -549,9 +594,3 @@ class WebSocketSession:
             self._status or "-",
             self._close_code if self._close_code is not None else "-",
         )
-
-
-def _size(message: Message) -> int:
-    """The length of a queued ``websocket.receive`` message."""
-    data = message.get("bytes")
-    return len(data if data is not None else message["text"])

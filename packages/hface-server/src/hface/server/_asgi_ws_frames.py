@@ -8,7 +8,8 @@ written around it:
 - :func:`websocket_scope` turns the ``http`` scope the request made into
   the ASGI ``websocket`` scope (``ws``/``wss``, the offered subprotocols,
   the ``websocket.http.response`` extension);
-- :func:`negotiate_extensions` answers a ``Sec-WebSocket-Extensions``
+- :func:`accept_response` makes the response to ``websocket.accept``;
+  :func:`negotiate_extensions` answers a ``Sec-WebSocket-Extensions``
   offer: ``permessage-deflate`` (RFC 7692) only, and only when the server
   enables it;
 - :class:`BoundedDeflate` is wsproto's ``PerMessageDeflate`` that never
@@ -30,7 +31,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, cast
 
 import wsproto.frame_protocol
 from wsproto.events import BytesMessage, TextMessage
@@ -38,6 +39,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 from wsproto.handshake import server_extensions_handshake
 
+from ._asgi_heads import check_fields
 from ._asgi_types import Message, Scope
 
 #: The ``scheme`` of a WebSocket scope, by the request's.
@@ -59,6 +61,30 @@ def websocket_scope(http_scope: Scope) -> Scope:
     scope["subprotocols"] = subprotocols
     scope["extensions"] = {"websocket.http.response": {}}
     return scope
+
+
+def accept_response(
+    scope: Scope, accept: Message, *, deflate: bool, max_size: int | None
+) -> tuple[list[tuple[bytes, bytes]], list[Extension]]:
+    """The response fields to a ``websocket.accept`` (but the defaults), and the extensions.
+
+    The subprotocol and the extensions negotiated come first; of the
+    application's own header fields those named the same are left out.
+    """
+    headers: list[tuple[bytes, bytes]] = [(b":status", b"200")]
+    subprotocol = accept.get("subprotocol")
+    if subprotocol is not None:
+        headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+    extensions, answer = negotiate_extensions(
+        offered_extensions(scope), deflate=deflate, max_size=max_size
+    )
+    if answer is not None:
+        headers.append((b"sec-websocket-extensions", answer))
+    names = {name for name, _ in headers}
+    for name, value in check_fields(accept.get("headers") or (), "header"):
+        if name not in names:
+            headers.append((name, value))
+    return headers, extensions
 
 
 def offered_extensions(http_scope: Scope) -> list[str]:
@@ -150,42 +176,48 @@ class MessageAssembler:
         wsproto decodes it as it comes; None: no limit).
     """
 
-    __slots__ = ("_binary", "_max_size", "_size", "_text")
+    __slots__ = ("_max_size", "_pieces", "_size")
 
     def __init__(self, max_size: int | None) -> None:
         self._max_size = max_size
-        self._text: list[str] = []
-        self._binary: list[bytes | bytearray] = []
+        # The pieces of the message in progress: str (text) or bytes (binary).
+        self._pieces: list[Any] = []
         self._size = 0
 
     def add(self, event: TextMessage | BytesMessage) -> Message | CloseReason | None:
         """Take a piece: the whole message once it ends, None before, or 1009 if too big."""
-        self._size += len(event.data)
-        if self._max_size is not None and self._size > self._max_size:
+        data = event.data
+        size = self._size + len(data)
+        if self._max_size is not None and size > self._max_size:
             return CloseReason.MESSAGE_TOO_BIG
-        if isinstance(event, TextMessage):
-            if not event.message_finished:
-                self._text.append(event.data)
-                return None
-            self._size = 0
-            if not self._text:
-                return {"type": "websocket.receive", "text": event.data}
-            self._text.append(event.data)
-            text = "".join(self._text)
-            self._text = []
-            return {"type": "websocket.receive", "text": text}
-        # The pieces are wsproto's own (bytearrays it made for the event):
-        # kept as they are, and copied once, into the message.
         if not event.message_finished:
-            self._binary.append(event.data)
+            self._pieces.append(data)
+            self._size = size
             return None
         self._size = 0
-        if not self._binary:
-            return {"type": "websocket.receive", "bytes": bytes(event.data)}
-        self._binary.append(event.data)
-        data = b"".join(self._binary)
-        self._binary = []
-        return {"type": "websocket.receive", "bytes": data}
+        pieces = self._pieces
+        if isinstance(event, TextMessage):
+            if pieces:
+                pieces.append(data)
+                data = "".join(pieces)
+                self._pieces = []
+            return {"type": "websocket.receive", "text": data}
+        payload = event.data
+        if pieces:
+            # wsproto's pieces are its own (the bytes it made for the event):
+            # joined once, into the message.
+            pieces.append(payload)
+            payload = b"".join(pieces)
+            self._pieces = []
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # no copy of bytes (wsproto's, unmasked in C)
+        return {"type": "websocket.receive", "bytes": payload}
+
+
+def message_size(message: Message) -> int:
+    """The length of a ``websocket.receive`` message (text in characters)."""
+    data = message.get("bytes")
+    return len(data if data is not None else message["text"])
 
 
 @functools.cache
@@ -212,15 +244,23 @@ def use_compiled_unmask() -> bool:
 
 
 class _CompiledMasker(wsproto.frame_protocol.XorMaskerSimple):
-    """wsproto's masker with the XOR done in C (see :func:`use_compiled_unmask`)."""
+    """wsproto's masker with the XOR done in C (see :func:`use_compiled_unmask`).
+
+    It returns ``bytes``, not the ``bytearray`` wsproto's own returns:
+    wsproto only appends to the payload (nothing, without an extension)
+    and makes ``bytes`` of it, which for ``bytes`` is no copy; a
+    ``bytearray`` would be copied twice more (a 1 MiB message, 2 MiB).
+    """
 
     apply_mask: Callable[[bytes | bytearray, bytes], bytes]
 
+    def __init__(self, masking_key: bytes | bytearray) -> None:
+        self._key = bytes(masking_key)
+
     def process(self, data: bytearray) -> bytearray:
-        if not data:
-            return bytearray(data)
-        key = bytes(self._masking_key)
-        # The next piece of the frame goes on with the key where this one stopped.
-        turn = len(data) % 4
-        self._masking_key = key[turn:] + key[:turn]
-        return bytearray(self.apply_mask(data, key))
+        key = self._key
+        turn = len(data) & 3
+        if turn:
+            # The next piece of the frame goes on with the key where this one stopped.
+            self._key = key[turn:] + key[:turn]
+        return cast(bytearray, self.apply_mask(data, key))  # bytes: see the docstring

@@ -3,10 +3,22 @@
 Theory of operation. The session (:mod:`hface.server._asgi_websocket`)
 hands every frame it sends (the application's messages, pongs, keep-alive
 pings, the close) to a :class:`FrameWriter` as bytes. :meth:`FrameWriter.put`
-only queues them and wakes the writer task (:meth:`FrameWriter.run`), which
+only queues them and wakes the writer task (:meth:`FrameWriter._run`), which
 writes everything queued by the time it runs as one ``send_data``: an
 application echoing a burst of messages sends each without a turn of the
 event loop, and the burst leaves in one write, not one per message.
+
+Held frames. Waking the writer task costs an event and a task switch per
+burst, as much as a few small messages do. An application answering
+messages it has received sends while more are queued for it, and comes
+back to ``receive()`` when they are done: those frames are *held*
+(:meth:`FrameWriter.hold`), queued without waking the writer, and the
+session writes them from the application's own task
+(:meth:`FrameWriter.write_held`) when ``receive()`` is about to wait. In
+case the application waits elsewhere first, holding schedules a check
+(:func:`hface.networking.current_call_soon`) that runs once the
+application's task has yielded, and wakes the writer task if frames are
+still held then: no frame waits for the application's next ``receive()``.
 
 Backpressure. The bytes queued or being written count against
 :data:`WRITE_BUFFER`; above it, :meth:`FrameWriter.wait_for_room` waits
@@ -24,14 +36,20 @@ negotiated, or once the WebSocket is no longer open, wsproto builds it (or
 raises its ``LocalProtocolError``).
 
 Failure and the end. A write that fails marks the writer failed, drops
-what is queued, and calls ``on_lost`` (the session's 1006). Before the
+what is queued, and calls ``on_lost`` (the session's 1006). So does a
+write that waits on the client longer than ``write_timeout`` (the server's
+``timeouts.write``, as for an HTTP response): the stream is then reset (on
+HTTP/1.1 the connection closes), and the application's ``send()`` raises
+``ClientDisconnected``. Before the
 stream ends, the session waits in :meth:`FrameWriter.flush` for the last
 frames (the close) to be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import logging
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -43,6 +61,9 @@ from wsproto.events import BytesMessage, TextMessage
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
+from hface.networking import CallSoon, current_call_soon
+
+logger = logging.getLogger("hface.server")
 
 #: Bytes queued or being written beyond which a sender waits for the writer.
 WRITE_BUFFER: Final = 64 * 1024
@@ -107,10 +128,12 @@ class FrameWriter:
 
     :param stream: the stream the frames go on.
     :param on_lost: called once, if a write fails.
+    :param write_timeout: seconds a write may wait on the client (None: no limit).
     """
 
     __slots__ = (
-        "_in_flight",
+        "_call_soon",
+        "_check_due",
         "_on_lost",
         "_progress",
         "_queue",
@@ -118,19 +141,31 @@ class FrameWriter:
         "_ready",
         "_state",
         "_stream",
+        "_write_timeout",
+        "_writes",
     )
 
-    def __init__(self, stream: HTTPStream, on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self, stream: HTTPStream, on_lost: Callable[[], None], write_timeout: float | None
+    ) -> None:
         self._stream = stream
         self._on_lost = on_lost
+        self._write_timeout = write_timeout
         self._queue: list[bytes] = []
         self._queued = 0  # bytes queued, and being written
-        self._in_flight = False
+        self._writes = 0  # writes in progress: the writer task's, or the application's
         self._state = _PENDING
+        self._call_soon: CallSoon | None = None  # set once the writer starts
+        self._check_due = False  # a check of held frames is scheduled
         # Set when there is something to write; made only by the writer as it waits.
         self._ready: anyio.Event | None = None
         # Set when a write is done (or failed); made only by a waiter.
         self._progress: anyio.Event | None = None
+
+    @property
+    def full(self) -> bool:
+        """Whether more than :data:`WRITE_BUFFER` bytes are queued or being written."""
+        return self._queued > WRITE_BUFFER and self._state is not _ENDED
 
     @property
     def ended(self) -> bool:
@@ -141,20 +176,59 @@ class FrameWriter:
         """Start the writer task in ``task_group``: what is queued goes out from now on."""
         if self._state is _PENDING:
             self._state = _RUNNING
+            self._call_soon = current_call_soon()
             task_group.start_soon(self._run)
 
+    @property
+    def holding(self) -> bool:
+        """Whether frames are queued, not being written yet."""
+        return bool(self._queue)
+
     def put(self, chunks: list[bytes]) -> None:
-        """Queue bytes for the writer (dropped once it has ended)."""
+        """Queue bytes for the writer task (dropped once it has ended)."""
         if self._state is _ENDED:
             return
         queue = self._queue
         for chunk in chunks:
             queue.append(chunk)
             self._queued += len(chunk)
+        self._wake()
+
+    def hold(self, chunks: list[bytes]) -> None:
+        """Queue bytes for :meth:`write_held`, the writer task writing them only as a fallback.
+
+        The fallback: once the running task yields, the writer task is
+        woken if they are still queued (see the module docstring).
+        """
+        call_soon = self._call_soon
+        if call_soon is None or self._state is not _RUNNING:
+            self.put(chunks)
+            return
+        queue = self._queue
+        for chunk in chunks:
+            queue.append(chunk)
+            self._queued += len(chunk)
+        if not self._check_due:
+            self._check_due = True
+            call_soon(self._check_held)
+
+    def _check_held(self) -> None:
+        self._check_due = False
+        if self._queue:
+            self._wake()
+
+    def _wake(self) -> None:
         ready = self._ready
         if ready is not None:
             self._ready = None
             ready.set()
+
+    async def write_held(self) -> bool:
+        """Write what is queued from the calling task; False if the writer task is at it."""
+        if not self._queue or self._writes or self._state is not _RUNNING:
+            return False
+        await self._write_queue()
+        return True
 
     async def wait_for_room(self) -> None:
         """Wait while more than :data:`WRITE_BUFFER` bytes are queued or being written."""
@@ -163,7 +237,7 @@ class FrameWriter:
 
     async def flush(self) -> None:
         """Wait until everything queued is written (or the writer ended, or never started)."""
-        while (self._queue or self._in_flight) and self._state is _RUNNING:
+        while (self._queue or self._writes) and self._state is _RUNNING:
             await self._wait_for_progress()
 
     async def _wait_for_progress(self) -> None:
@@ -187,27 +261,50 @@ class FrameWriter:
             self._progressed()
 
     async def _write_all(self) -> None:
-        stream = self._stream
-        while True:
-            queue = self._queue
-            if not queue:
+        while self._state is _RUNNING:
+            if not self._queue or self._writes:
+                # Nothing to write, or the application's task writes (write_held):
+                # what it leaves queued wakes us as it ends.
                 self._ready = ready = anyio.Event()
                 await ready.wait()
                 continue
+            await self._write_queue()
+
+    async def _write_queue(self) -> None:
+        """Write what is queued, in the calling task; a failed write ends the writer."""
+        writes = _bursts(self._queue)
+        self._queue = []
+        self._writes += 1
+        stream = self._stream
+        written = 0
+        timed_out = False
+        try:
+            for data in writes:
+                # No deadline where the client takes the bytes at once, as it mostly does.
+                await stream.send_data(data, max_wait=self._write_timeout)
+                self._queued -= len(data)
+                written += 1
+        except (*_WRITE_ERRORS, TimeoutError) as error:
+            self._state = _ENDED
             self._queue = []
-            self._in_flight = True
-            try:
-                for data in _bursts(queue):
-                    await stream.send_data(data)
-                    self._queued -= len(data)
-            except _WRITE_ERRORS:
-                self._state = _ENDED
-                self._queue = []
-                self._on_lost()
-                return
-            finally:
-                self._in_flight = False
-                self._progressed()
+            self._on_lost()
+            timed_out = isinstance(error, TimeoutError)
+        finally:
+            self._writes -= 1
+            if written < len(writes) and self._state is not _ENDED:
+                # Cancelled (the application's task): the rest goes first, with the writer task.
+                self._queue[:0] = writes[written:]
+            if self._queue:
+                self._wake()
+            self._progressed()
+        if timed_out:
+            logger.info(
+                "the WebSocket client of stream %d read nothing for %gs: resetting it",
+                stream.stream_id,
+                self._write_timeout,
+            )
+            with anyio.CancelScope(shield=True), contextlib.suppress(*_WRITE_ERRORS):
+                await stream.send_reset()
 
 
 def _bursts(queue: list[bytes]) -> list[bytes]:

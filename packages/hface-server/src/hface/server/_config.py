@@ -154,9 +154,9 @@ class ServerTimeouts:
     body_read: float | None = 60.0
 
     #: One ``send()`` of the application waiting on a client that does not
-    #: read (nginx's ``send_timeout``, 60 s); then the stream is reset (on
-    #: HTTP/1.1 the connection closes) and ``send()`` raises
-    #: :class:`~hface.server.ClientDisconnected`.
+    #: read (nginx's ``send_timeout``, 60 s), of a response or a WebSocket
+    #: message; then the stream is reset (on HTTP/1.1 the connection closes)
+    #: and ``send()`` raises :class:`~hface.server.ClientDisconnected`.
     write: float | None = 60.0
 
     #: From a connection's start to the end of its PROXY protocol header,

@@ -36,6 +36,13 @@ These adaptations of h2 are made here:
   protocol can bound the resets a peer provokes. h2 answers a frame on a
   closed stream with RST_STREAM and no event at all: a peer could have it
   send one per 10-byte frame it sends.
+- **A received DATA frame's repr costs nothing.** h2 logs every frame it
+  receives at its trace level, making the line's ``repr(frame)`` first,
+  with its logger off too; hyperframe's repr of a DATA frame serializes the
+  payload and hex-encodes all of it (13 µs for 16 KiB, 0.9 ms per MiB
+  received) to show 20 characters. :class:`StreamFrameBuffer` hands on
+  each DATA frame as a :class:`QuietDataFrame`, whose repr gives the
+  payload's length.
 - **Huffman coding takes linear time.** hpack 4's encoder shifts one
   integer as large as the whole string for every byte, so encoding is
   quadratic: a 300 KB header value took 20 s of CPU, a 1 MB one minutes,
@@ -60,7 +67,7 @@ from h2.stream import H2Stream
 from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
-from hyperframe.frame import Frame, HeadersFrame, PriorityFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, PriorityFrame, RstStreamFrame
 
 from hface.common import HeadersType
 
@@ -249,7 +256,7 @@ class StreamFrameBuffer(FrameBuffer):
 
     def __next__(self) -> Frame:
         try:
-            return super().__next__()
+            frame = super().__next__()
         except ProtocolError:
             data = self._data
             if len(data) < 9 or self._headers_buffer:
@@ -267,6 +274,18 @@ class StreamFrameBuffer(FrameBuffer):
                 raise
             del data[: 9 + length]
             return MalformedStreamFrame(stream_id, code)
+        if type(frame) is DataFrame:
+            frame.__class__ = QuietDataFrame  # the same object, with a cheap repr
+        return frame
+
+
+class QuietDataFrame(DataFrame):
+    """A received DATA frame whose repr gives the payload's length, not its hex (see above)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"DataFrame(stream_id={self.stream_id}): {len(self.data)} bytes"
 
 
 class CountingConnection(H2Connection):
@@ -283,6 +302,7 @@ class CountingConnection(H2Connection):
         self.resets_sent = 0
         self.incoming_buffer = StreamFrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[MalformedStreamFrame] = self._receive_malformed_frame
+        self._frame_dispatch_table[QuietDataFrame] = self._receive_data_frame
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
         for frame in frames:
