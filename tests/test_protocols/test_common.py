@@ -100,13 +100,19 @@ def _run(pair: ProtocolPair, *receivers: Receiver, rounds: int = 100_000) -> Non
     raise AssertionError("the pair never went quiet")
 
 
+def _send_get(pair: ProtocolPair, client: Receiver, server: Receiver) -> int:
+    """Send :data:`REQUEST` (no body) and run the pair until quiet; return its stream ID."""
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
+    _run(pair, client, server)
+    return stream_id
+
+
 @pytest.mark.parametrize("http_version", HTTP_IMPLEMENTATIONS)
 def test_get_without_body(http_version: str) -> None:
     pair = make_pair(http_version)
     client, server = Receiver(pair.client), Receiver(pair.server)
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    stream_id = _send_get(pair, client, server)
 
     [request] = server.events
     assert isinstance(request, HeadersReceived)
@@ -254,9 +260,7 @@ def test_client_resets_a_stream(http_version: str) -> None:
 def test_server_resets_a_stream(http_version: str) -> None:
     pair = make_pair(http_version)
     client, server = Receiver(pair.client), Receiver(pair.server)
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    stream_id = _send_get(pair, client, server)
     code = pair.server.error_codes.refused_stream
     pair.server.submit_stream_reset(stream_id, code)
     _run(pair, client, server)
@@ -288,9 +292,7 @@ def test_http1_reset_closes_the_connection(http_version: str) -> None:
 def test_graceful_close_lets_the_stream_in_flight_finish(http_version: str) -> None:
     pair = make_pair(http_version)
     client, server = Receiver(pair.client), Receiver(pair.server)
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    stream_id = _send_get(pair, client, server)
     request_stream = server.events[0].stream_id  # type: ignore[attr-defined]
 
     pair.server.submit_headers(request_stream, [(b":status", b"200")])
@@ -329,9 +331,7 @@ def test_a_shutdown_notice_still_takes_the_request_on_its_way(http_version: str)
     client, server = Receiver(pair.client), Receiver(pair.server)
     pair.server.submit_shutdown_notice()
     assert not pair.server.has_expired()
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    stream_id = _send_get(pair, client, server)
 
     [request] = [event for event in server.events if isinstance(event, HeadersReceived)]
     pair.server.submit_headers(request.stream_id, [(b":status", b"200")])
@@ -355,9 +355,7 @@ def test_a_shutdown_notice_between_http1_exchanges_closes_at_once(http_version: 
     """A keep-alive connection idle after its first exchange has nothing on its way."""
     pair = make_pair(http_version)
     client, server = Receiver(pair.client), Receiver(pair.server)
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    _send_get(pair, client, server)
     [request] = server.events
     assert isinstance(request, HeadersReceived)
     pair.server.submit_headers(request.stream_id, [(b":status", b"204")], end_stream=True)
@@ -374,9 +372,7 @@ def test_a_consumer_that_never_acknowledges_stalls_the_sender(http_version: str)
     pair = make_pair(http_version)
     client = Receiver(pair.client, acknowledge=False)
     server = Receiver(pair.server)
-    stream_id = pair.client.get_available_stream_id()
-    pair.client.submit_headers(stream_id, REQUEST, end_stream=True)
-    _run(pair, client, server)
+    stream_id = _send_get(pair, client, server)
 
     pair.server.submit_headers(stream_id, [(b":status", b"200")])
     pair.server.submit_data(stream_id, body, end_stream=True)
