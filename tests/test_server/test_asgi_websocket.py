@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
-from hface.server import ASGIServer, ClientDisconnected, Endpoint
+from hface.server import ASGIServer, ClientDisconnected, Endpoint, ServerTimeouts
 from tests.helpers.ws_client import websocket
 from tests.helpers.ws_h3_client import h3_websocket
 from tests.test_server.conftest import running
@@ -532,12 +532,9 @@ async def test_a_client_that_does_not_read_times_out_the_send(
 ) -> None:
     """As for an HTTP response: ``timeouts.write``, then the stream is reset and send() raises."""
     app = FloodUntilRefused()
-    server = ASGIServer(app)
-    server.tls_config = server_tls_config
-    server.timeouts.write = 0.5
-    endpoint = Endpoint("http" if http_version == "1.1" else "https", "127.0.0.1", 0)
+    timeouts = ServerTimeouts(write=0.5)
     async with (
-        running(server, [endpoint]) as address,
+        serving(app, http_version, server_tls_config, timeouts=timeouts) as address,
         websocket(http_version, address, client_tls_config, "/"),
     ):
         with anyio.fail_after(10):  # the client reads nothing
