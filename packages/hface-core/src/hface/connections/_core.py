@@ -29,6 +29,7 @@ from hface.errors import (
     TransportErrorKind,
 )
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
+from hface.networking import Signal
 from hface.protocols import HTTPProtocol
 
 from ._options import DEFAULT_OPTIONS, ConnectionOptions
@@ -78,7 +79,7 @@ class ConnectionCore(ABC, Generic[S]):
             protocol, options, make_stream=self._make_stream, flush=self._flush_quietly
         )
         # Made by _wait_for_progress() only: _wake_all() runs on every read and write.
-        self._progress: anyio.Event | None = None
+        self._progress: Signal | None = None
         self._send_lock = anyio.Lock()
         self._terminated: ConnectionTerminated | None = None
         # HTTP/1.1: whether the last message received has ended (a server
@@ -155,7 +156,7 @@ class ConnectionCore(ABC, Generic[S]):
     async def _wait_for_progress(self) -> None:
         """Wait for the next :meth:`_wake_all` (events processed, data sent, the end)."""
         if self._progress is None:
-            self._progress = anyio.Event()
+            self._progress = self._router.new_signal()
         await self._progress.wait()
 
     async def _flush_quietly(self) -> None:

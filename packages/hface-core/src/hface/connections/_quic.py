@@ -19,7 +19,7 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from hface.errors import TerminationReason, TransportError, TransportErrorKind
 from hface.events import ConnectionTerminated
-from hface.networking import DatagramStream, QUICStream
+from hface.networking import DatagramStream, QUICStream, Signal
 from hface.protocols import HTTPOverQUICProtocol
 
 from ._connection import HTTPConnection
@@ -101,7 +101,7 @@ class HTTPOverQUICConnection(HTTPConnection):
         # One flusher at a time gathers the output of every task ready to
         # run (see _flush()); the others wait for it, on this event.
         self._flush_state = _Flush.IDLE
-        self._flushed: anyio.Event | None = None
+        self._flushed: Signal | None = None
         # Once a send failed, every flush fails with it: the connection is gone.
         self._flush_error: TransportError | None = None
 
@@ -229,7 +229,7 @@ class HTTPOverQUICConnection(HTTPConnection):
         """
         if self._flush_state is _Flush.GATHERING:
             if self._flushed is None:
-                self._flushed = anyio.Event()
+                self._flushed = self._router.new_signal()
             flushed = self._flushed
             await flushed.wait()
             if self._flush_error is not None:

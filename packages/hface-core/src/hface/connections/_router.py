@@ -65,6 +65,7 @@ from hface.events import (
     HeadersReceived,
     StreamEvent,
 )
+from hface.networking import Signal, current_loop_tools
 from hface.protocols import HTTPProtocol
 
 from ._options import ConnectionOptions
@@ -114,7 +115,7 @@ class EventQueue:
     def __init__(self) -> None:
         self._events: list[Event] = []
         self._head = 0
-        self._waiter: anyio.Event | None = None
+        self._waiter: Signal | None = None
         self._buffered = 0  # bytes of the queued DataReceived events
         self._datagrams = 0  # bytes of the queued DatagramReceived events
         self._observer: Observer | None = None
@@ -162,9 +163,9 @@ class EventQueue:
             self._waiter = None
             waiter.set()
 
-    async def _wait(self) -> None:
+    async def _wait(self, new_signal: Callable[[], Signal]) -> None:
         if self._waiter is None:
-            self._waiter = anyio.Event()
+            self._waiter = new_signal()
         await self._waiter.wait()
 
 
@@ -209,12 +210,12 @@ class StreamRouter(Generic[S]):
         self.streams: dict[int, S] = {}
         #: Received data bytes in every queue, not yet taken.
         self.buffered = 0
-        self._room: anyio.Event | None = None
+        self._room: Signal | None = None
         self._accepted: deque[S] = deque()
-        self._acceptors: list[anyio.Event] = []
+        self._acceptors: list[Signal] = []
         #: The event that ended the connection; None while it runs.
         self.end_event: ConnectionTerminated | None = None
-        self._ended: anyio.Event | None = None  # made by wait_ended()
+        self._ended: Signal | None = None  # made by wait_ended()
         self._closed = False  # queues dropped: the connection was closed by us
         #: When the last stream in flight ended (or the connection opened).
         self.idle_since = 0.0
@@ -222,11 +223,17 @@ class StreamRouter(Generic[S]):
         self._idle_timeout = 0.0  # the idle clock's: the latest asked
         self._clock_running = False
         self._clock_scope: anyio.CancelScope | None = None
+        # The event loop's, once the connection opens (see hface.networking.LoopTools).
+        self.new_signal: Callable[[], Signal] = anyio.Event
+        self._time: Callable[[], float] = anyio.current_time
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         """The connection opened: the idle clock runs from now, in ``task_group``."""
+        tools = current_loop_tools()
+        self.new_signal = tools.new_signal
+        self._time = tools.time
         self._task_group = task_group
-        self.idle_since = anyio.current_time()
+        self.idle_since = self._time()
 
     # -- the mode ----------------------------------------------------------------
 
@@ -356,7 +363,7 @@ class StreamRouter(Generic[S]):
                 return self.end_event
             if queue._released:
                 raise LocalProtocolError("the stream was closed: no event comes any more")
-            await queue._wait()
+            await queue._wait(self.new_signal)
         event = self._taken(queue, queue._pop())
         if self._auto_acknowledge and type(event) is DataReceived and self._acknowledge(event):
             await self._flush()
@@ -422,7 +429,7 @@ class StreamRouter(Generic[S]):
         """HTTP/1.1 backpressure: wait until the readers have taken enough data."""
         while self.buffered > self._max_buffered and self.end_event is None:
             if self._room is None:
-                self._room = anyio.Event()
+                self._room = self.new_signal()
             await self._room.wait()
 
     def wake_room(self) -> None:
@@ -435,7 +442,7 @@ class StreamRouter(Generic[S]):
         """Wait for the end of the connection; return the event that ended it."""
         while self.end_event is None:
             if self._ended is None:
-                self._ended = anyio.Event()
+                self._ended = self.new_signal()
             await self._ended.wait()
         return self.end_event
 
@@ -477,7 +484,7 @@ class StreamRouter(Generic[S]):
                 self._protocol.acknowledge_received_data(stream.stream_id, unread)
         if not self.streams and self.mode is RoutingMode.ACCEPTING:
             # Only acceptors time idleness: a client's streams end unread by the clock.
-            self.idle_since = anyio.current_time()
+            self.idle_since = self._time()
             if self._protocol.has_expired():
                 self.wake_acceptors()  # no stream left: the connection is done
         return unread
@@ -494,11 +501,13 @@ class StreamRouter(Generic[S]):
         """The next stream the peer opened; see :meth:`HTTPConnection.accept_stream`."""
         self.claim(RoutingMode.ACCEPTING)
         accepted = self._accepted
+        woken = False  # by a wake-up: the wait was this call's checkpoint
         while True:
             if accepted or self.end_event is not None:
                 # Streams that came before the end are still accepted (their
                 # readers see the end), but not once we closed the connection.
-                await anyio.lowlevel.checkpoint_if_cancelled()
+                if not woken:
+                    await anyio.lowlevel.checkpoint_if_cancelled()
                 return accepted.popleft() if accepted and not self._closed else None
             if not self.streams:
                 if self._protocol.has_expired():
@@ -510,15 +519,16 @@ class StreamRouter(Generic[S]):
                 if (
                     idle_timeout is not None
                     and (not self._clock_running or idle_timeout < self._idle_timeout)
-                    and anyio.current_time() >= self.idle_since + idle_timeout
+                    and self._time() >= self.idle_since + idle_timeout
                 ):
                     raise TimeoutError(f"no stream for {idle_timeout:g} s")
             if idle_timeout is not None:
                 self._run_idle_clock(idle_timeout)
-            waiter = anyio.Event()
+            waiter = self.new_signal()
             self._acceptors.append(waiter)
             try:
                 await waiter.wait()
+                woken = True
             except BaseException:
                 if waiter in self._acceptors:
                     self._acceptors.remove(waiter)
@@ -552,14 +562,14 @@ class StreamRouter(Generic[S]):
     def _due(self, timeout: float) -> float:
         """The earliest time the connection can have been idle for ``timeout`` s."""
         if self.streams:
-            return anyio.current_time() + timeout
+            return self._time() + timeout
         return self.idle_since + timeout
 
     async def _idle_clock(self) -> None:
         try:
             while self.end_event is None:
                 due = self._due(self._idle_timeout)
-                if not self.streams and anyio.current_time() >= due:
+                if not self.streams and self._time() >= due:
                     self.wake_acceptors()  # they raise TimeoutError (and may call again)
                     return
                 with anyio.CancelScope(deadline=due) as self._clock_scope:

@@ -17,7 +17,7 @@ import anyio.lowlevel
 from anyio.abc import TaskStatus
 
 from hface.errors import TransportError
-from hface.networking import ByteStream, NowaitByteStream
+from hface.networking import ByteStream, NowaitByteStream, Signal
 from hface.protocols import HTTPOverTCPProtocol
 
 from ._connection import HTTPConnection
@@ -114,7 +114,7 @@ class HTTPOverTCPConnection(HTTPConnection):
         self._read_scope: anyio.CancelScope | None = None
         # One writer at a time (see _flush()), and the waiters' wake-up.
         self._writing = False
-        self._written: anyio.Event | None = None
+        self._written: Signal | None = None
         # Set once a write was cut halfway: nothing more may be written.
         self._broken = False
         # Taken from the protocol by _flush_nowait() but not written: first out.
@@ -292,7 +292,7 @@ class HTTPOverTCPConnection(HTTPConnection):
             # one after another as on a lock, which on a busy HTTP/2
             # connection would make a convoy of tasks with nothing to write.
             if self._written is None:
-                self._written = anyio.Event()
+                self._written = self._router.new_signal()
             await self._written.wait()
         self._writing = True
         try:

@@ -13,13 +13,16 @@ socket (see :class:`QUICListener` for how datagrams are routed, and
 
 from ._base import ClientNetworking as ClientNetworking
 from ._base import ServerNetworking as ServerNetworking
+from ._loop import CallSoon as CallSoon
+from ._loop import LoopTools as LoopTools
+from ._loop import Signal as Signal
+from ._loop import current_call_soon as current_call_soon
+from ._loop import current_loop_tools as current_loop_tools
 from ._memory import release_memory as release_memory
 from ._quic import QUIC_RECEIVE_QUEUE_SIZE as QUIC_RECEIVE_QUEUE_SIZE
 from ._quic import QUICListener as QUICListener
 from ._quic_admission import QUICHandshakeLimits as QUICHandshakeLimits
 from ._quic_admission import QUICRetry as QUICRetry
-from ._soon import CallSoon as CallSoon
-from ._soon import current_call_soon as current_call_soon
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
 from ._streams import NowaitByteStream as NowaitByteStream
@@ -41,6 +44,7 @@ __all__ = (
     "CallSoon",
     "ClientNetworking",
     "DatagramStream",
+    "LoopTools",
     "NowaitByteStream",
     "QUICAttribute",
     "QUICHandshakeLimits",
@@ -48,12 +52,14 @@ __all__ = (
     "QUICRetry",
     "QUICStream",
     "ServerNetworking",
+    "Signal",
     "SystemNetworking",
     "TCPListener",
     "TLSByteStream",
     "TLSListener",
     "TLSVerificationError",
     "current_call_soon",
+    "current_loop_tools",
     "make_client_ssl_context",
     "make_server_ssl_context",
     "release_memory",
