@@ -29,6 +29,8 @@ from ._models import Request as Request
 from ._models import Response as Response
 from ._proxy import ProxyClient as ProxyClient
 from ._proxy import ProxyClientSession as ProxyClientSession
+from ._shortcuts import QueryOptions as QueryOptions
+from ._shortcuts import RequestOptions as RequestOptions
 from ._websocket import WebSocket as WebSocket
 from ._websocket import WebSocketState as WebSocketState
 
@@ -47,7 +49,9 @@ __all__ = (
     "Origin",
     "ProxyClient",
     "ProxyClientSession",
+    "QueryOptions",
     "Request",
+    "RequestOptions",
     "Response",
     "Timeout",
     "WebSocket",
