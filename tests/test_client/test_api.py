@@ -10,6 +10,7 @@ import email.parser
 import email.policy
 import importlib.util
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -128,6 +129,23 @@ async def test_one_body_only(http1_client: Client, base_url: str) -> None:
     async with http1_client.session() as session:
         with pytest.raises(TypeError, match="give one body, not data and json"):
             await session.post(base_url + "/post", data={"a": "1"}, json={"a": 1})
+
+
+async def test_unknown_or_misplaced_keywords_are_type_errors(
+    http1_client: Client, base_url: str
+) -> None:
+    """The shortcuts hand their keywords on: what a call does not take still fails, at once."""
+    options: dict[str, Any] = {"json": {"a": 1}}
+    unknown: dict[str, Any] = {"colour": "blue"}
+    async with http1_client.session() as session:
+        with pytest.raises(TypeError, match="get\\(\\) got an unexpected keyword argument 'json'"):
+            await session.get(base_url + "/anything", **options)  # a GET takes no body here
+        with pytest.raises(TypeError, match="request\\(\\) got an unexpected .* 'colour'"):
+            await session.request("GET", base_url + "/anything", **unknown)
+        with pytest.raises(TypeError, match="stream\\(\\) got an unexpected .* 'json'"):
+            session.stream(Request("POST", base_url + "/post"), **options)
+        response = await session.put(base_url + "/anything", **options)  # a PUT does
+        assert response.json()["method"] == "PUT"
 
 
 async def test_text_uses_the_charset(http1_client: Client, base_url: str) -> None:

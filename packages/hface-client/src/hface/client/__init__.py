@@ -18,6 +18,8 @@ from ._auth import BasicAuth as BasicAuth
 from ._auth import DigestAuth as DigestAuth
 from ._client import Client as Client
 from ._client import ClientSession as ClientSession
+from ._conveniences import QueryOptions as QueryOptions
+from ._conveniences import RequestOptions as RequestOptions
 from ._conveniences import Timeout as Timeout
 from ._decoding import BodyDecoder as BodyDecoder
 from ._decoding import accept_encoding as accept_encoding
@@ -29,8 +31,6 @@ from ._models import Request as Request
 from ._models import Response as Response
 from ._proxy import ProxyClient as ProxyClient
 from ._proxy import ProxyClientSession as ProxyClientSession
-from ._shortcuts import QueryOptions as QueryOptions
-from ._shortcuts import RequestOptions as RequestOptions
 from ._websocket import WebSocket as WebSocket
 from ._websocket import WebSocketState as WebSocketState
 

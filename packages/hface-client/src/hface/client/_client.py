@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http.cookiejar import CookieJar
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import anyio
 
@@ -20,14 +21,13 @@ from . import errors
 from ._alt_svc import AltSvcCache
 from ._auth import AuthInput, BasicAuth, DigestAuth, auth_of, authorize, digest_answer
 from ._conveniences import (
-    FilesInput,
-    ParamsInput,
+    RequestOptions,
     Timeout,
-    TimeoutInput,
     accept_codings,
-    build_request,
+    check_keywords,
     discard_response,
     drop_field,
+    prepare_request,
     redirect_request,
 )
 from ._cookies import add_cookies, take_cookies
@@ -40,6 +40,14 @@ from ._pool import ConnectionPool
 from ._proxy import ProxyClient, ProxyClientSession, split_proxy_url
 from ._shortcuts import RequestShortcuts
 from ._websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocket, open_websocket, websocket_url
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
+
+#: What stream() takes with a Request, which has its parts already.
+_SEND_KEYWORDS: Final = frozenset({"auth", "follow_redirects", "timeout"})
 
 #: Seconds to wait for a connection (TCP, TLS or QUIC handshake) by default.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -326,16 +334,7 @@ class ClientSession(RequestShortcuts):
         self,
         method: str | Request,
         url: URL | str | None = None,
-        *,
-        params: ParamsInput | None = None,
-        headers: HeadersInput | None = None,
-        content: bytes | AsyncIterable[bytes] | None = None,
-        data: Mapping[str, Any] | None = None,
-        files: FilesInput | None = None,
-        json: Any = None,
-        auth: AuthInput = None,
-        follow_redirects: bool | None = None,
-        timeout: TimeoutInput = None,
+        **options: Unpack[RequestOptions],
     ) -> AbstractAsyncContextManager[Response]:
         """Send a request; give the response once its headers are in.
 
@@ -349,39 +348,20 @@ class ClientSession(RequestShortcuts):
         if isinstance(method, Request):
             if url is not None:
                 raise TypeError("give a Request or a method and a URL, not both")
-            if (auth, follow_redirects, timeout) == (None, None, None):
+            check_keywords("stream", options, _SEND_KEYWORDS)  # no parts: it has them
+            if all(value is None for value in options.values()):
                 return self._stream(method)
             request = method
+            auth, follow_redirects = options.get("auth"), options.get("follow_redirects")
+            limits = Timeout.of(options.get("timeout"))
         else:
             if url is None:
                 raise TypeError("stream() needs a URL after the method")
-            request = build_request(
-                method,
-                url,
-                params=params,
-                headers=headers,
-                content=content,
-                data=data,
-                files=files,
-                json=json,
-            )
-        limits = Timeout.of(timeout)
+            request, auth, follow_redirects, limits = prepare_request(method, url, options)
         return self._send(request, auth=auth, follow_redirects=follow_redirects, limits=limits)
 
     async def request(
-        self,
-        method: str,
-        url: URL | str,
-        *,
-        params: ParamsInput | None = None,
-        headers: HeadersInput | None = None,
-        content: bytes | AsyncIterable[bytes] | None = None,
-        data: Mapping[str, Any] | None = None,
-        files: FilesInput | None = None,
-        json: Any = None,
-        auth: AuthInput = None,
-        follow_redirects: bool | None = None,
-        timeout: TimeoutInput = None,  # noqa: ASYNC109  # httpx's per-request keyword
+        self, method: str, url: URL | str, **options: Unpack[RequestOptions]
     ) -> Response:
         """Send a request made of these arguments; return the response, its body read.
 
@@ -404,17 +384,7 @@ class ClientSession(RequestShortcuts):
         :raises hface.client.errors.TooManyRedirects: past :attr:`Client.max_redirects`.
         :raises hface.client.errors.ClientError: see :mod:`hface.client.errors`.
         """
-        request = build_request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            content=content,
-            data=data,
-            files=files,
-            json=json,
-        )
-        limits = Timeout.of(timeout)
+        request, auth, follow_redirects, limits = prepare_request(method, url, options)
         total = self._timeout if limits.total is None else limits.total
         with anyio.move_on_after(math.inf if total is None else total) as scope:
             context = self._send(

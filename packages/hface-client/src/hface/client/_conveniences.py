@@ -29,12 +29,13 @@ import json as json_module
 import secrets
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypedDict
 from urllib.parse import urlencode, urljoin
 
 import anyio
 
 from . import errors
+from ._auth import AuthInput
 from ._exchange import Exchange
 from ._headers import HeadersInput, header_pairs
 from ._models import URL, Request, Response
@@ -84,6 +85,63 @@ class Timeout:
         if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
             raise ValueError(f"timeout must be a positive number or a Timeout, not {value!r}")
         return cls(total=float(number))
+
+
+class QueryOptions(TypedDict, total=False):
+    """The keywords of a request without a body (``get``, ``head``, ``options``, ``delete``).
+
+    Each is described at :meth:`ClientSession.request`.
+    """
+
+    params: ParamsInput | None
+    headers: HeadersInput | None
+    auth: AuthInput
+    follow_redirects: bool | None
+    timeout: TimeoutInput
+
+
+class RequestOptions(QueryOptions, total=False):
+    """Every keyword of :meth:`ClientSession.request`: :class:`QueryOptions` and a body."""
+
+    content: bytes | AsyncIterable[bytes] | None
+    data: Mapping[str, Any] | None
+    files: FilesInput | None
+    json: Any
+
+
+#: The keywords each kind of request takes (checked at run time too: a
+#: typo, or a body given to ``get()``, is a TypeError, not ignored).
+QUERY_KEYWORDS: Final = QueryOptions.__optional_keys__
+REQUEST_KEYWORDS: Final = RequestOptions.__optional_keys__
+
+
+def check_keywords(call: str, options: Mapping[str, object], allowed: frozenset[str]) -> None:
+    """Raise TypeError, as Python would, if ``options`` has a keyword ``call`` does not take."""
+    unknown = options.keys() - allowed
+    if unknown:
+        raise TypeError(f"{call}() got an unexpected keyword argument {min(unknown)!r}")
+
+
+def prepare_request(
+    method: str, url: URL | str, options: RequestOptions
+) -> tuple[Request, AuthInput, bool | None, Timeout]:
+    """The request ``options`` describe, with its auth, redirect choice and timeouts.
+
+    :raises TypeError: for an unknown keyword, or as :func:`build_request`.
+    """
+    check_keywords("request", options, REQUEST_KEYWORDS)
+    request = build_request(
+        method,
+        url,
+        params=options.get("params"),
+        headers=options.get("headers"),
+        content=options.get("content"),
+        data=options.get("data"),
+        files=options.get("files"),
+        json=options.get("json"),
+    )
+    timeout = Timeout.of(options.get("timeout"))
+    return request, options.get("auth"), options.get("follow_redirects"), timeout
 
 
 def _query(params: ParamsInput) -> str:
