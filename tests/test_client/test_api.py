@@ -140,9 +140,9 @@ async def test_unknown_or_misplaced_keywords_are_type_errors(
     async with http1_client.session() as session:
         with pytest.raises(TypeError, match="get\\(\\) got an unexpected keyword argument 'json'"):
             await session.get(base_url + "/anything", **options)  # a GET takes no body here
-        with pytest.raises(TypeError, match="request\\(\\) got an unexpected .* 'colour'"):
+        with pytest.raises(TypeError, match=r"request\(\) got an unexpected .* 'colour'"):
             await session.request("GET", base_url + "/anything", **unknown)
-        with pytest.raises(TypeError, match="stream\\(\\) got an unexpected .* 'json'"):
+        with pytest.raises(TypeError, match=r"stream\(\) got an unexpected .* 'json'"):
             session.stream(Request("POST", base_url + "/post"), **options)
         response = await session.put(base_url + "/anything", **options)  # a PUT does
         assert response.json()["method"] == "PUT"
