@@ -303,13 +303,15 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
             await self._drain()
 
     def send_nowait(self, item: bytes) -> bool:
-        """Write ``item`` if that cannot make :meth:`send` wait; return whether it did.
+        """Write ``item`` if :meth:`send` would write it without waiting first; return whether.
 
-        The write is done where the transport's buffer stays at or under
-        its high-water mark with ``item`` in it, so that it does not pause
-        writing: as :meth:`send` would do it, without an ``await``. (TLS
-        adds a few bytes per record; should that pause writing after all,
-        the next write waits.) Otherwise nothing is written and False
+        That is where the transport's buffer is empty, or stays at or under
+        its high-water mark with ``item`` in it. An item over the mark on
+        an empty buffer is written too (as :meth:`send` would, before it
+        waits for the drain): the caller holds it anyway, and the next
+        write finds the writer paused and waits. So a large response body
+        costs no wait per chunk, and no more than one chunk is ever
+        buffered beyond the mark. Otherwise nothing is written and False
         returned: :meth:`send` then writes, waits or raises as it does.
         """
         transport = self._transport
@@ -320,8 +322,10 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
             or self._drain_waiter is not None
             or transport is None
             or transport.is_closing()
-            or transport.get_write_buffer_size() + len(item) > WRITE_HIGH_WATER
         ):
+            return False
+        buffered = transport.get_write_buffer_size()
+        if buffered and buffered + len(item) > WRITE_HIGH_WATER:
             return False
         transport.write(item)
         return True

@@ -21,18 +21,19 @@ class NowaitByteStream(Protocol):
 
     :class:`~hface.networking.SystemNetworking`'s streams on asyncio are
     (not anyio's, nor Trio's): their transport buffers what the kernel does
-    not take at once, so a write that leaves the buffer under its
-    high-water mark never waits.
+    not take at once, so a write to an empty buffer, or one that leaves
+    the buffer under its high-water mark, never waits.
     The connection layer writes that way, with no cancel scope and no trip
     through the event loop, and falls back to ``await send()`` otherwise.
     """
 
     def send_nowait(self, item: bytes) -> bool:
-        """Write ``item`` now if ``send()`` would not wait; return whether it did.
+        """Write ``item`` now if ``send()`` would not wait before writing it; return whether.
 
         Returns False, having written nothing, where ``send()`` would wait
-        for the peer or raise (closed, lost, a writer waiting): call
-        ``send()`` then.
+        for the peer first or raise (closed, lost, a writer waiting): call
+        ``send()`` then. An item written over the high-water mark makes the
+        next call return False until the buffer drains.
         """
 
 
