@@ -185,6 +185,9 @@ class _ConnectionHandler:
                     finally:
                         worker.request = None
                         await stream.aclose()  # unread data credited back
+                    # Not kept alive (scope, headers, h2's stream) by this
+                    # frame while it waits for the next request.
+                    del stream, http_request, request, app
                     if scope.cancel_called:
                         break  # a late cancellation: not for the next request
                     if self._accepting >= _MAX_IDLE_WORKERS or self._closing:
