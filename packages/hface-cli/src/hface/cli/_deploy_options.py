@@ -19,7 +19,6 @@ import argparse
 import importlib
 import json
 import logging
-import logging.config
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,9 +139,12 @@ def configure_logging(args: argparse.Namespace) -> None:
     if path is None:
         logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     else:
+        # Imported here only: logging.config costs a server that never uses it memory.
+        from logging.config import dictConfig
+
         config = _read_log_config(Path(path))
         try:
-            logging.config.dictConfig(config)
+            dictConfig(config)
         except (ValueError, TypeError, AttributeError, ImportError) as error:
             raise CommandError(f"--log-config {path}: {error}") from None
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:

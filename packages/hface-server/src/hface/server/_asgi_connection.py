@@ -33,7 +33,9 @@ HTTP/2 and HTTP/3, and on HTTP/1.1 ``408`` if part of a request came
 
 An extended CONNECT with ``:protocol websocket`` (every version's
 WebSocket request) runs the application with the ``websocket`` scope
-(:class:`~hface.server._asgi_websocket.WebSocketSession`). Other CONNECT
+(:class:`~hface.server._asgi_websocket.WebSocketSession`, imported with
+the first one: wsproto and the session's modules cost a server that
+never sees one half a MiB). Other CONNECT
 requests (extended CONNECT for other protocols included) and requests over
 the header-count, path-length or declared body-size limit are answered
 (501, 431, 414, 413) without running the application.
@@ -45,7 +47,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Coroutine, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -57,8 +59,10 @@ from ._asgi_heads import connection_addresses
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream, Spawn
 from ._asgi_types import ASGIApp, Receive, Scope, Send
-from ._asgi_websocket import WebSocketSession
 from ._base import close_after_waiting
+
+if TYPE_CHECKING:
+    from ._asgi_websocket import WebSocketSession
 
 logger = logging.getLogger("hface.server")
 
@@ -167,7 +171,7 @@ class _ConnectionHandler:
                     if refusal is not None:
                         app = _Refuse(http_request, *refusal)
                     elif http_request.extended_connect:  # a WebSocket (see _refusal())
-                        request = WebSocketSession(http_request, settings)
+                        request = _websocket_session(http_request, settings)
                     worker.request = request
                     request.bind_cancel_scope(scope)
                     try:
@@ -181,6 +185,9 @@ class _ConnectionHandler:
                     finally:
                         worker.request = None
                         await stream.aclose()  # unread data credited back
+                    # Not kept alive (scope, headers, h2's stream) by this
+                    # frame while it waits for the next request.
+                    del stream, http_request, request, app
                     if scope.cancel_called:
                         break  # a late cancellation: not for the next request
                     if self._accepting >= _MAX_IDLE_WORKERS or self._closing:
@@ -322,6 +329,13 @@ def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover - called from a task
         return None
     return asyncio.get_running_loop()
+
+
+def _websocket_session(request: ASGIStream, settings: ASGISettings) -> WebSocketSession:
+    """A WebSocket session over ``request``, its module imported the first time."""
+    from ._asgi_websocket import WebSocketSession
+
+    return WebSocketSession(request, settings)
 
 
 def _refusal(request: ASGIStream, settings: ASGISettings) -> tuple[int, str] | None:

@@ -49,12 +49,17 @@ These adaptations of h2 are made here:
   with the event loop blocked (a server answering with a large header
   looked hung to its clients). :class:`LinearHuffmanEncoder` produces the
   same bytes in linear time.
+- **Settings cost a list per value, not a deque.** h2 keeps each setting
+  as a ``collections.deque`` of its current and proposed values: 14 of
+  them per connection at 760 bytes each, 11 KiB of every idle connection.
+  :class:`CompactSettings` keeps the same values in one-item lists (64
+  bytes); a proposed value is rare, so ``list.pop(0)`` costs nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, H2Connection, H2ConnectionStateMachine
@@ -62,7 +67,7 @@ from h2.errors import ErrorCodes
 from h2.events import Event, StreamReset
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.frame_buffer import FrameBuffer
-from h2.settings import SettingCodes, Settings
+from h2.settings import ChangedSetting, SettingCodes, Settings
 from h2.stream import H2Stream
 from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
 from hpack.huffman import HuffmanEncoder
@@ -101,7 +106,44 @@ class GracefulStateMachine(H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
-class LocalSettings(Settings):
+class CompactSettings(Settings):
+    """h2's settings, each setting's values in a list instead of a deque.
+
+    Values as h2's: the current one first, then the proposed ones until
+    acknowledged; ``None`` first for a setting only proposed so far.
+    """
+
+    def __init__(
+        self, client: bool = True, initial_values: dict[SettingCodes, int] | None = None
+    ) -> None:
+        super().__init__(client=client, initial_values=initial_values)
+        compact = {key: list(values) for key, values in self._settings.items()}
+        self._settings = cast(Any, compact)
+
+    def acknowledge(self) -> dict[SettingCodes | int, ChangedSetting]:
+        """Apply each setting's first proposed value; return those that changed."""
+        changed: dict[SettingCodes | int, ChangedSetting] = {}
+        settings: dict[SettingCodes | int, list[int]] = cast(Any, self._settings)
+        for key, values in settings.items():
+            if len(values) > 1:
+                old = values.pop(0)
+                changed[key] = ChangedSetting(key, old, values[0])
+        return changed
+
+    def __setitem__(self, key: SettingCodes | int, value: int) -> None:
+        """Propose ``value`` (h2's checks first): it applies once acknowledged."""
+        settings: dict[SettingCodes | int, list[int | None]] = cast(Any, self._settings)
+        if key not in settings:
+            settings[key] = [None]  # unset until acknowledged, as h2 has it
+        try:
+            super().__setitem__(key, value)
+        except BaseException:
+            if settings[key] == [None]:
+                del settings[key]
+            raise
+
+
+class LocalSettings(CompactSettings):
     """Our settings, whose MAX_CONCURRENT_STREAMS h2 does not enforce.
 
     The value is sent to the peer as it is; only h2's own check of inbound
@@ -298,6 +340,8 @@ class CountingConnection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
+        # The peer's settings, h2's defaults until its SETTINGS frame comes.
+        self.remote_settings = CompactSettings(client=not config.client_side)
         #: How many RST_STREAM frames were queued so far.
         self.resets_sent = 0
         self.incoming_buffer = StreamFrameBuffer(server=not config.client_side)
