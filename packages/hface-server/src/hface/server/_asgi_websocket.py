@@ -77,7 +77,6 @@ import anyio
 import anyio.abc
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 
 from hface.connections import HTTPStream
@@ -90,7 +89,6 @@ from ._asgi_types import ASGIApp, ClientDisconnected, Message
 from ._asgi_ws_frames import (
     MessageAssembler,
     accept_response,
-    message_size,
     use_compiled_unmask,
     websocket_scope,
 )
@@ -257,10 +255,12 @@ class WebSocketSession:
             self._connect_delivered = True
             return {"type": "websocket.connect"}
         while True:
-            if self._queue:
-                message, size = self._queue.popleft()
+            queue = self._queue
+            if queue:
+                message, size = queue.popleft()
                 self._queued_bytes -= size
-                self._wake()
+                if self._changed is not None:
+                    self._wake()
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code}
@@ -305,15 +305,30 @@ class WebSocketSession:
         kind = message["type"]
         phase = self._phase
         if kind == "websocket.send" and phase is _OPEN and self._close_code is None:
-            text = message.get("text")
-            if text is None:
-                data = message.get("bytes")
-                if data is None:
+            payload: str | bytes | None = message.get("text")
+            if payload is None:
+                payload = message.get("bytes")
+                if payload is None:
                     raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-                # bytes(data) is no copy of bytes; an application's bytearray is copied
-                await self._send_message(data if type(data) is bytes else bytes(data))
-            else:
-                await self._send_message(text)
+                if type(payload) is not bytes:
+                    payload = bytes(payload)  # an application's bytearray or memoryview
+            # The message's own path, inline: it runs for every message sent.
+            writer = self._writer
+            ws = self._ws
+            assert ws is not None
+            try:
+                if self._queue or writer.holding:
+                    # Answering queued messages: written when receive() next waits.
+                    writer.hold(frame_message(ws, payload, self._plain))
+                else:
+                    writer.put(frame_message(ws, payload, self._plain))
+            except WSLocalProtocolError as error:
+                self._lost()
+                raise ClientDisconnected("the client has disconnected") from error
+            if writer.full:
+                await writer.wait_for_room()
+            if writer.ended:
+                raise ClientDisconnected("the client has disconnected")
             return
         if phase is _HANDSHAKE:
             if kind == "websocket.accept" and not self._denied:
@@ -388,19 +403,13 @@ class WebSocketSession:
             )
             await self._request.send({"type": "http.response.body", "body": b""})
 
-    async def _send_message(self, payload: str | bytes | Ping) -> None:
-        """Queue a message (text or bytes) or a keep-alive ping; wait while too much is queued."""
+    async def _send_ping(self, ping: Ping) -> None:
+        """Queue a keep-alive ping; wait while too much is queued (messages: :meth:`send`)."""
         ws = self._ws
         assert ws is not None
         writer = self._writer
         try:
-            if not isinstance(payload, (str, bytes)):
-                writer.put([ws.send(payload)])  # the keep-alive's ping
-            elif self._queue or writer.holding:
-                # Answering queued messages: written when receive() next waits.
-                writer.hold(frame_message(ws, payload, self._plain))
-            else:
-                writer.put(frame_message(ws, payload, self._plain))
+            writer.put([ws.send(ping)])
         except WSLocalProtocolError as error:
             self._lost()
             raise ClientDisconnected("the client has disconnected") from error
@@ -499,19 +508,22 @@ class WebSocketSession:
             ws.receive_data(data)
         except WSLocalProtocolError:  # wsproto is closed: nothing more is read
             return
+        assembler, queue = self._assembler, self._queue
         for event in ws.events():
             # Exact types first: wsproto's events are ABCs, slow to isinstance().
             if type(event) is BytesMessage or type(event) is TextMessage:
                 if self._phase is not _OPEN:
                     continue
-                message = self._assembler.add(event)
-                if isinstance(message, CloseReason):
+                message = assembler.add(event)
+                if message is None:
+                    continue
+                if isinstance(message, tuple):
+                    queue.append(message)
+                    self._queued_bytes += message[1]
+                    if self._changed is not None:
+                        self._wake()
+                else:
                     self._send_close(message, "message too big", False)
-                elif message is not None:
-                    size = message_size(message)
-                    self._queue.append((message, size))
-                    self._queued_bytes += size
-                    self._wake()
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
                     # Not waited for: unread pongs (not the application's
@@ -552,7 +564,7 @@ class WebSocketSession:
                 return
             self._pong = pong = anyio.Event()
             try:
-                await self._send_message(Ping(payload=os.urandom(4)))
+                await self._send_ping(Ping(payload=os.urandom(4)))
             except ClientDisconnected:
                 return
             if timeout is None:
