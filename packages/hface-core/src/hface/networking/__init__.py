@@ -19,6 +19,7 @@ from ._quic import QUICListener as QUICListener
 from ._quic_admission import QUICHandshakeLimits as QUICHandshakeLimits
 from ._quic_admission import QUICRetry as QUICRetry
 from ._soon import CallSoon as CallSoon
+from ._soon import Signal as Signal
 from ._soon import current_call_soon as current_call_soon
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
@@ -48,6 +49,7 @@ __all__ = (
     "QUICRetry",
     "QUICStream",
     "ServerNetworking",
+    "Signal",
     "SystemNetworking",
     "TCPListener",
     "TLSByteStream",

@@ -82,6 +82,7 @@ from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import DataReceived, Event, HeadersReceived
+from hface.networking import Signal
 
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
@@ -146,8 +147,8 @@ class WebSocketSession:
         self._assembler = MessageAssembler(settings.ws_max_size)
         self._queue: deque[tuple[Message, int]] = deque()  # each with its size
         self._queued_bytes = 0
-        # Set when the queue or the phase changes; made only by a waiter.
-        self._changed: anyio.Event | None = None
+        # Set when the queue or the phase changes.
+        self._changed = Signal()
         self._writer = FrameWriter(self._stream, self._lost, settings.write_timeout)
         self._plain = True  # no extension: frames are built without wsproto
         self._pong: anyio.Event | None = None
@@ -259,8 +260,8 @@ class WebSocketSession:
             if queue:
                 message, size = queue.popleft()
                 self._queued_bytes -= size
-                if self._changed is not None:
-                    self._wake()
+                if self._changed.waiting:
+                    self._changed.set()  # the reader, waiting for room
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code}
@@ -269,14 +270,9 @@ class WebSocketSession:
             await self._wait()
 
     def _wake(self) -> None:
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
+        self._changed.set()
 
     async def _wait(self) -> None:
-        if self._changed is None:
-            self._changed = anyio.Event()
         await self._changed.wait()
 
     def _disconnect(self, code: int) -> None:
@@ -520,8 +516,8 @@ class WebSocketSession:
                 if isinstance(message, tuple):
                     queue.append(message)
                     self._queued_bytes += message[1]
-                    if self._changed is not None:
-                        self._wake()
+                    if self._changed.waiting:
+                        self._changed.set()
                 else:
                     self._send_close(message, "message too big", False)
             elif isinstance(event, Ping):
