@@ -259,9 +259,10 @@ class WebSocketSession:
             queue = self._queue
             if queue:
                 message, size = queue.popleft()
-                self._queued_bytes -= size
-                if self._changed.waiting:
-                    self._changed.set()  # the reader, waiting for room
+                queued = self._queued_bytes
+                self._queued_bytes = queued - size
+                if queued >= _QUEUE_BYTES:
+                    self._wake()  # the reader may be waiting for room
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code}
@@ -399,21 +400,6 @@ class WebSocketSession:
             )
             await self._request.send({"type": "http.response.body", "body": b""})
 
-    async def _send_ping(self, ping: Ping) -> None:
-        """Queue a keep-alive ping; wait while too much is queued (messages: :meth:`send`)."""
-        ws = self._ws
-        assert ws is not None
-        writer = self._writer
-        try:
-            writer.put([ws.send(ping)])
-        except WSLocalProtocolError as error:
-            self._lost()
-            raise ClientDisconnected("the client has disconnected") from error
-        if writer.full:
-            await writer.wait_for_room()
-        if writer.ended:
-            raise ClientDisconnected("the client has disconnected")
-
     def _send_close(self, code: int, reason: str, going_away: bool) -> None:
         """Send a close frame (once) and tell the application; the client's answer ends it."""
         ws = self._ws
@@ -505,6 +491,7 @@ class WebSocketSession:
         except WSLocalProtocolError:  # wsproto is closed: nothing more is read
             return
         assembler, queue = self._assembler, self._queue
+        queued = len(queue)
         for event in ws.events():
             # Exact types first: wsproto's events are ABCs, slow to isinstance().
             if type(event) is BytesMessage or type(event) is TextMessage:
@@ -516,8 +503,6 @@ class WebSocketSession:
                 if isinstance(message, tuple):
                     queue.append(message)
                     self._queued_bytes += message[1]
-                    if self._changed.waiting:
-                        self._changed.set()
                 else:
                     self._send_close(message, "message too big", False)
             elif isinstance(event, Ping):
@@ -531,6 +516,8 @@ class WebSocketSession:
                     self._pong.set()
             elif isinstance(event, CloseConnection):
                 self._on_close(ws, event)
+        if len(queue) > queued:
+            self._wake()  # once for all the messages this data held
 
     def _on_close(self, ws: Connection, event: CloseConnection) -> None:
         state = ws.state
@@ -559,9 +546,15 @@ class WebSocketSession:
             if self._phase is not _OPEN:
                 return
             self._pong = pong = anyio.Event()
+            ws, writer = self._ws, self._writer
+            assert ws is not None
             try:
-                await self._send_ping(Ping(payload=os.urandom(4)))
-            except ClientDisconnected:
+                writer.put([ws.send(Ping(payload=os.urandom(4)))])
+            except WSLocalProtocolError:
+                self._lost()
+                return
+            await writer.wait_for_room()
+            if writer.ended:
                 return
             if timeout is None:
                 continue
