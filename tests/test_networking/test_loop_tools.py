@@ -65,6 +65,16 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
     assert woken == ["kept"]
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # Trio's is anyio.Event itself
+async def test_waits_timed_out_leave_no_waiters_behind() -> None:
+    signal = current_loop_tools().new_signal()
+    for _ in range(50):
+        with anyio.move_on_after(0):
+            await signal.wait()
+    # A signal never set must not keep a future for every wait cancelled on it.
+    assert not signal._waiters  # type: ignore[attr-defined]
+
+
 async def test_waiting_on_a_set_signal_is_a_checkpoint() -> None:
     signal = current_loop_tools().new_signal()
     signal.set()

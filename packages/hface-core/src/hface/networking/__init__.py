@@ -15,6 +15,7 @@ from ._base import ClientNetworking as ClientNetworking
 from ._base import ServerNetworking as ServerNetworking
 from ._loop import CallSoon as CallSoon
 from ._loop import LoopTools as LoopTools
+from ._loop import Pulse as Pulse
 from ._loop import Signal as Signal
 from ._loop import current_call_soon as current_call_soon
 from ._loop import current_loop_tools as current_loop_tools
@@ -46,6 +47,7 @@ __all__ = (
     "DatagramStream",
     "LoopTools",
     "NowaitByteStream",
+    "Pulse",
     "QUICAttribute",
     "QUICHandshakeLimits",
     "QUICListener",

@@ -19,6 +19,9 @@ it gets:
   and its deque, some 600 bytes each). Under Trio it is ``anyio.Event``.
 - ``time``: the event loop's clock, as :func:`anyio.current_time`.
 
+A task that waits for the next change of some state, many times a
+second, waits on a :class:`Pulse`: one object, a new signal per round.
+
 A waiter cancelled by its cancel scope gets the cancellation as it would
 from :meth:`anyio.Event.wait`; waiting on a signal already set is a
 checkpoint, as there.
@@ -97,7 +100,13 @@ class _FutureSignal:
             self._waiters = [future]
         else:
             self._waiters.append(future)
-        await future
+        try:
+            await future
+        except BaseException:  # cancelled: forget the future, or waits under timeouts pile up
+            waiters = self._waiters
+            if waiters and future in waiters:  # (None once set)
+                waiters.remove(future)
+            raise
 
 
 def current_loop_tools() -> LoopTools:
@@ -119,6 +128,43 @@ def current_loop_tools() -> LoopTools:
         new_signal=anyio.Event,
         time=trio.current_time,
     )
+
+
+class Pulse:
+    """A reusable wake-up: :meth:`wait` returns at the next :meth:`set`.
+
+    Each :meth:`set` wakes the tasks waiting then (with none waiting it
+    does nothing), and the next :meth:`wait` waits for the next
+    :meth:`set`: a new one-shot :class:`Signal` per round, made by the
+    first waiter of the round. For state a task waits to change:
+    ``while not ready: await pulse.wait()``, and ``pulse.set()`` where it
+    changes. The signals come from :func:`current_loop_tools` (looked up
+    at the first wait) or from the ``new_signal`` given. Use it in one
+    event loop; set it from that loop's thread only.
+    """
+
+    __slots__ = ("_new_signal", "_round")
+
+    def __init__(self, new_signal: Callable[[], Signal] | None = None) -> None:
+        self._new_signal = new_signal
+        self._round: Signal | None = None
+
+    def set(self) -> None:
+        """Wake the tasks waiting now, if any."""
+        round_ = self._round
+        if round_ is not None:
+            self._round = None
+            round_.set()
+
+    async def wait(self) -> None:
+        """Wait for the next :meth:`set`."""
+        round_ = self._round
+        if round_ is None:
+            new_signal = self._new_signal
+            if new_signal is None:
+                self._new_signal = new_signal = current_loop_tools().new_signal
+            self._round = round_ = new_signal()
+        await round_.wait()
 
 
 def current_call_soon() -> CallSoon:

@@ -77,12 +77,12 @@ import anyio
 import anyio.abc
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.events import DataReceived, Event, HeadersReceived
+from hface.networking import Pulse
 
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
@@ -90,7 +90,6 @@ from ._asgi_types import ASGIApp, ClientDisconnected, Message
 from ._asgi_ws_frames import (
     MessageAssembler,
     accept_response,
-    message_size,
     use_compiled_unmask,
     websocket_scope,
 )
@@ -148,8 +147,8 @@ class WebSocketSession:
         self._assembler = MessageAssembler(settings.ws_max_size)
         self._queue: deque[tuple[Message, int]] = deque()  # each with its size
         self._queued_bytes = 0
-        # Set when the queue or the phase changes; made only by a waiter.
-        self._changed: anyio.Event | None = None
+        # Set when the queue or the phase changes.
+        self._changed = Pulse()
         self._writer = FrameWriter(self._stream, self._lost, settings.write_timeout)
         self._plain = True  # no extension: frames are built without wsproto
         self._pong: anyio.Event | None = None
@@ -257,10 +256,13 @@ class WebSocketSession:
             self._connect_delivered = True
             return {"type": "websocket.connect"}
         while True:
-            if self._queue:
-                message, size = self._queue.popleft()
-                self._queued_bytes -= size
-                self._wake()
+            queue = self._queue
+            if queue:
+                message, size = queue.popleft()
+                queued = self._queued_bytes
+                self._queued_bytes = queued - size
+                if queued >= _QUEUE_BYTES:
+                    self._wake()  # the reader may be waiting for room
                 return message
             if self._close_code is not None:
                 return {"type": "websocket.disconnect", "code": self._close_code}
@@ -269,14 +271,9 @@ class WebSocketSession:
             await self._wait()
 
     def _wake(self) -> None:
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
+        self._changed.set()
 
     async def _wait(self) -> None:
-        if self._changed is None:
-            self._changed = anyio.Event()
         await self._changed.wait()
 
     def _disconnect(self, code: int) -> None:
@@ -305,15 +302,30 @@ class WebSocketSession:
         kind = message["type"]
         phase = self._phase
         if kind == "websocket.send" and phase is _OPEN and self._close_code is None:
-            text = message.get("text")
-            if text is None:
-                data = message.get("bytes")
-                if data is None:
+            payload: str | bytes | None = message.get("text")
+            if payload is None:
+                payload = message.get("bytes")
+                if payload is None:
                     raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-                # bytes(data) is no copy of bytes; an application's bytearray is copied
-                await self._send_message(data if type(data) is bytes else bytes(data))
-            else:
-                await self._send_message(text)
+                if type(payload) is not bytes:
+                    payload = bytes(payload)  # an application's bytearray or memoryview
+            # The message's own path, inline: it runs for every message sent.
+            writer = self._writer
+            ws = self._ws
+            assert ws is not None
+            try:
+                if self._queue or writer.holding:
+                    # Answering queued messages: written when receive() next waits.
+                    writer.hold(frame_message(ws, payload, self._plain))
+                else:
+                    writer.put(frame_message(ws, payload, self._plain))
+            except WSLocalProtocolError as error:
+                self._lost()
+                raise ClientDisconnected("the client has disconnected") from error
+            if writer.full:
+                await writer.wait_for_room()
+            if writer.ended:
+                raise ClientDisconnected("the client has disconnected")
             return
         if phase is _HANDSHAKE:
             if kind == "websocket.accept" and not self._denied:
@@ -387,27 +399,6 @@ class WebSocketSession:
                 {"type": "http.response.start", "status": status, "headers": []}
             )
             await self._request.send({"type": "http.response.body", "body": b""})
-
-    async def _send_message(self, payload: str | bytes | Ping) -> None:
-        """Queue a message (text or bytes) or a keep-alive ping; wait while too much is queued."""
-        ws = self._ws
-        assert ws is not None
-        writer = self._writer
-        try:
-            if not isinstance(payload, (str, bytes)):
-                writer.put([ws.send(payload)])  # the keep-alive's ping
-            elif self._queue or writer.holding:
-                # Answering queued messages: written when receive() next waits.
-                writer.hold(frame_message(ws, payload, self._plain))
-            else:
-                writer.put(frame_message(ws, payload, self._plain))
-        except WSLocalProtocolError as error:
-            self._lost()
-            raise ClientDisconnected("the client has disconnected") from error
-        if writer.full:
-            await writer.wait_for_room()
-        if writer.ended:
-            raise ClientDisconnected("the client has disconnected")
 
     def _send_close(self, code: int, reason: str, going_away: bool) -> None:
         """Send a close frame (once) and tell the application; the client's answer ends it."""
@@ -499,19 +490,21 @@ class WebSocketSession:
             ws.receive_data(data)
         except WSLocalProtocolError:  # wsproto is closed: nothing more is read
             return
+        assembler, queue = self._assembler, self._queue
+        queued = len(queue)
         for event in ws.events():
             # Exact types first: wsproto's events are ABCs, slow to isinstance().
             if type(event) is BytesMessage or type(event) is TextMessage:
                 if self._phase is not _OPEN:
                     continue
-                message = self._assembler.add(event)
-                if isinstance(message, CloseReason):
+                message = assembler.add(event)
+                if message is None:
+                    continue
+                if isinstance(message, tuple):
+                    queue.append(message)
+                    self._queued_bytes += message[1]
+                else:
                     self._send_close(message, "message too big", False)
-                elif message is not None:
-                    size = message_size(message)
-                    self._queue.append((message, size))
-                    self._queued_bytes += size
-                    self._wake()
             elif isinstance(event, Ping):
                 if ws.state is ConnectionState.OPEN:
                     # Not waited for: unread pongs (not the application's
@@ -523,6 +516,8 @@ class WebSocketSession:
                     self._pong.set()
             elif isinstance(event, CloseConnection):
                 self._on_close(ws, event)
+        if len(queue) > queued:
+            self._wake()  # once for all the messages this data held
 
     def _on_close(self, ws: Connection, event: CloseConnection) -> None:
         state = ws.state
@@ -551,9 +546,15 @@ class WebSocketSession:
             if self._phase is not _OPEN:
                 return
             self._pong = pong = anyio.Event()
+            ws, writer = self._ws, self._writer
+            assert ws is not None
             try:
-                await self._send_message(Ping(payload=os.urandom(4)))
-            except ClientDisconnected:
+                writer.put([ws.send(Ping(payload=os.urandom(4)))])
+            except WSLocalProtocolError:
+                self._lost()
+                return
+            await writer.wait_for_room()
+            if writer.ended:
                 return
             if timeout is None:
                 continue

@@ -184,11 +184,12 @@ class MessageAssembler:
         self._pieces: list[Any] = []
         self._size = 0
 
-    def add(self, event: TextMessage | BytesMessage) -> Message | CloseReason | None:
-        """Take a piece: the whole message once it ends, None before, or 1009 if too big."""
+    def add(self, event: TextMessage | BytesMessage) -> tuple[Message, int] | CloseReason | None:
+        """Take a piece: the whole message and its size once it ends, None before, or 1009."""
         data = event.data
         size = self._size + len(data)
-        if self._max_size is not None and size > self._max_size:
+        max_size = self._max_size
+        if max_size is not None and size > max_size:
             return CloseReason.MESSAGE_TOO_BIG
         if not event.message_finished:
             self._pieces.append(data)
@@ -196,13 +197,14 @@ class MessageAssembler:
             return None
         self._size = 0
         pieces = self._pieces
-        if isinstance(event, TextMessage):
+        if type(event) is TextMessage:
+            text = event.data
             if pieces:
-                pieces.append(data)
-                data = "".join(pieces)
+                pieces.append(text)
+                text = "".join(pieces)
                 self._pieces = []
-            return {"type": "websocket.receive", "text": data}
-        payload = event.data
+            return {"type": "websocket.receive", "text": text}, size
+        payload = cast("bytes | bytearray", event.data)  # a BytesMessage's
         if pieces:
             # wsproto's pieces are its own (the bytes it made for the event):
             # joined once, into the message.
@@ -211,13 +213,7 @@ class MessageAssembler:
             self._pieces = []
         if type(payload) is not bytes:
             payload = bytes(payload)  # no copy of bytes (wsproto's, unmasked in C)
-        return {"type": "websocket.receive", "bytes": payload}
-
-
-def message_size(message: Message) -> int:
-    """The length of a ``websocket.receive`` message (text in characters)."""
-    data = message.get("bytes")
-    return len(data if data is not None else message["text"])
+        return {"type": "websocket.receive", "bytes": payload}, size
 
 
 @functools.cache

@@ -61,7 +61,7 @@ from wsproto.events import BytesMessage, TextMessage
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
-from hface.networking import CallSoon, current_call_soon
+from hface.networking import CallSoon, Pulse, current_call_soon
 
 logger = logging.getLogger("hface.server")
 
@@ -157,10 +157,10 @@ class FrameWriter:
         self._state = _PENDING
         self._call_soon: CallSoon | None = None  # set once the writer starts
         self._check_due = False  # a check of held frames is scheduled
-        # Set when there is something to write; made only by the writer as it waits.
-        self._ready: anyio.Event | None = None
-        # Set when a write is done (or failed); made only by a waiter.
-        self._progress: anyio.Event | None = None
+        # Set when there is something to write.
+        self._ready = Pulse()
+        # Set when a write is done (or failed).
+        self._progress = Pulse()
 
     @property
     def full(self) -> bool:
@@ -218,10 +218,7 @@ class FrameWriter:
             self._wake()
 
     def _wake(self) -> None:
-        ready = self._ready
-        if ready is not None:
-            self._ready = None
-            ready.set()
+        self._ready.set()
 
     async def write_held(self) -> bool:
         """Write what is queued from the calling task; False if the writer task is at it."""
@@ -241,15 +238,10 @@ class FrameWriter:
             await self._wait_for_progress()
 
     async def _wait_for_progress(self) -> None:
-        if self._progress is None:
-            self._progress = anyio.Event()
         await self._progress.wait()
 
     def _progressed(self) -> None:
-        progress = self._progress
-        if progress is not None:
-            self._progress = None
-            progress.set()
+        self._progress.set()
 
     async def _run(self) -> None:
         """The writer task: write what is queued, in one ``send_data`` per burst."""
@@ -265,8 +257,7 @@ class FrameWriter:
             if not self._queue or self._writes:
                 # Nothing to write, or the application's task writes (write_held):
                 # what it leaves queued wakes us as it ends.
-                self._ready = ready = anyio.Event()
-                await ready.wait()
+                await self._ready.wait()
                 continue
             await self._write_queue()
 
