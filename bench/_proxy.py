@@ -32,8 +32,12 @@ DOWNLOAD_LIMIT: Final = 120.0
 
 
 @contextmanager
-def start_proxy(certs: Certificates, *, logs: Path) -> Iterator[tuple[str, Popen[bytes]]]:
+def start_proxy(
+    certs: Certificates, *, logs: Path, loop: str = "asyncio"
+) -> Iterator[tuple[str, Popen[bytes]]]:
     """``hface proxy`` on TLS and QUIC, on core 0, allowed to reach the loopback origin.
+
+    ``loop`` is its ``--backend``: the event loop the servers of the run use.
 
     Yields its origin and its process.
     """
@@ -41,6 +45,7 @@ def start_proxy(certs: Certificates, *, logs: Path) -> Iterator[tuple[str, Popen
     argv = [str(BIN / "hface"), "proxy", f"https://127.0.0.1:{port}"]
     argv += ["--cert", certs.certfile, "--key", certs.keyfile]
     argv += ["--allow-private-targets", "--log-level", "warning", "--graceful-timeout", "1"]
+    argv += ["--backend", loop]
     log_file = logs / "proxy.log"
     with start_process(argv, log_file=log_file) as process:
         wait_until_listening(process, port, udp=True, log_file=log_file)
@@ -126,6 +131,8 @@ def proxy_rows(
     certs: Certificates,
     logs: Path,
     h2o: Callable[[], AbstractContextManager[str]],
+    *,
+    loop: str,
 ) -> tuple[list[Row], list[Row]]:
     """A download from h2o through ``hface proxy`` (CONNECT) on each version, vs direct.
 
@@ -139,7 +146,7 @@ def proxy_rows(
         with (
             _big_file(docroot, mib) as name,
             h2o() as origin,
-            start_proxy(certs, logs=logs) as (
+            start_proxy(certs, logs=logs, loop=loop) as (
                 proxy,
                 process,
             ),
@@ -171,6 +178,8 @@ def udp_proxy_rows(
     certs: Certificates,
     logs: Path,
     gtlsserver: Callable[[], AbstractContextManager[str]],
+    *,
+    loop: str,
 ) -> list[Row]:
     """An HTTP/3 download from gtlsserver through ``hface proxy`` (CONNECT-UDP), vs direct.
 
@@ -183,7 +192,7 @@ def udp_proxy_rows(
         with (
             _big_file(docroot, mib) as name,
             gtlsserver() as origin,
-            start_proxy(certs, logs=logs) as (proxy, process),
+            start_proxy(certs, logs=logs, loop=loop) as (proxy, process),
         ):
             url = f"{origin}/{name}"
             hface = partial(

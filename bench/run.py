@@ -397,7 +397,7 @@ class Bench:
     def proxy(self) -> None:
         """A large download through hface's CONNECT proxy on each version, vs direct."""
         cells = (self._measure, self.settings.proxy_mib, self.docroot, self.certs, self.logs)
-        rows, curl_rows = proxy_rows(*cells, self._h2o)
+        rows, curl_rows = proxy_rows(*cells, self._h2o, loop=self.settings.loop)
         # Issue 19: >= 0.7 of the direct download over HTTP/1.1 and 2, >= 0.3 over 3.
         goals = {row.subject: ">=0.3" if row.subject.endswith("3") else ">=0.7" for row in rows[1:]}
         self._add_case(rows, goals, reference_over_row=False)
@@ -406,7 +406,8 @@ class Bench:
     def udp(self) -> None:
         """A large HTTP/3 download through hface's CONNECT-UDP proxy (h3, h2 legs), vs direct."""
         cells = (self._measure, self.settings.proxy_mib, self.docroot, self.certs, self.logs)
-        self._add_case(udp_proxy_rows(*cells, self._gtlsserver), {}, reference_over_row=False)
+        rows = udp_proxy_rows(*cells, self._gtlsserver, loop=self.settings.loop)
+        self._add_case(rows, {}, reference_over_row=False)
 
     # -- memory ------------------------------------------------------------------
 
