@@ -58,6 +58,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = (
     "HTTP3ClientFactory",
     "HTTP3ClientProtocol",
