@@ -111,7 +111,7 @@ async def test_memory_per_request_in_flight(
 def test_server_command_imports_only_what_it_serves_with(
     server_tls_config: ServerTLSConfig,
 ) -> None:
-    """A server as ``hface server --http1 h11 --cert ...`` makes it imports no module it would not use.
+    """A server as ``hface server --http1 h11 --cert ...`` makes imports no module it does not use.
 
     It listens on TCP and QUIC, without a client: aioquic comes with the
     first HTTP/3 datagram.
