@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
 
 from hface.common import AddressType, DatagramType
@@ -202,6 +203,14 @@ class _QUICListenerStream(QUICStream):
         return attributes
 
 
+def _import_http3() -> None:
+    """Import what the listener and the first connection need of aioquic (see ``_serve``)."""
+    from hface.protocols import http3
+
+    for name in ("sniff_quic_packet", "RetryTokens", "HTTP3ServerProtocol"):
+        getattr(http3, name)
+
+
 class QUICListener(Listener[QUICStream]):
     """Accepts QUIC connections on one UDP socket (see the module docstring).
 
@@ -297,7 +306,9 @@ class QUICListener(Listener[QUICStream]):
                 return
             # Imported at the first datagram, not before: the sniffer lives in
             # the layer below and pulls in aioquic (and cryptography, megabytes
-            # resident), which a server HTTP/3 never reaches does without.
+            # resident), which a server HTTP/3 never reaches does without. In
+            # a thread: the 0.1-0.3 s it takes does not hold up the event loop.
+            await anyio.to_thread.run_sync(_import_http3)
             from hface.protocols.http3 import (
                 InvalidQUICPacket,
                 RetryTokens,
