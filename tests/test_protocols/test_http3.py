@@ -83,6 +83,10 @@ def test_types_and_defaults() -> None:
     factory = HTTP3ServerFactory()
     assert factory.quic_connection_id_length == 8
     assert 1 in factory.quic_supported_versions
+    # Written out (so that making a factory imports no aioquic): aioquic's own list.
+    assert list(factory.quic_supported_versions) == (
+        QuicConfiguration(is_client=False).supported_versions
+    )
 
 
 def test_get_without_body() -> None:

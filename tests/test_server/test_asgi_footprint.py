@@ -7,8 +7,9 @@ request costs the server facade is bounded here, measured with
 its scope, its worker task and what hangs off them. The import test keeps
 modules that a server started from the command line does not need
 (``importlib.metadata``, httptools when h11 is chosen, the client, wsproto
-until a WebSocket comes, ``logging.config`` without ``--log-config``) out
-of its process, since every module stays resident.
+until a WebSocket comes, ``logging.config`` without ``--log-config``,
+aioquic and cryptography until an HTTP/3 datagram comes) out of its
+process, since every module stays resident.
 """
 
 from __future__ import annotations
@@ -107,24 +108,45 @@ async def test_memory_per_request_in_flight(
     assert 0 < per_request <= MAX_BYTES_PER_REQUEST, f"{per_request:.0f} bytes per request"
 
 
-def test_server_command_imports_only_what_it_serves_with() -> None:
-    """Building a server as ``hface server --http1 h11`` does imports no module it would not use."""
+def test_server_command_imports_only_what_it_serves_with(
+    server_tls_config: ServerTLSConfig,
+) -> None:
+    """A server as ``hface server --http1 h11 --cert ...`` makes imports no module it does not use.
+
+    It listens on TCP and QUIC, without a client: aioquic comes with the
+    first HTTP/3 datagram.
+    """
     code = textwrap.dedent(
         """
         import sys
+        import anyio
         from hface.cli._main import build_parser, http1_factory
-        from hface.server import ASGIServer
+        from hface.cli._run import check_certificate
+        from hface.common import ServerTLSConfig
+        from hface.server import ASGIServer, Endpoint
 
         build_parser()
+        check_certificate(sys.argv[1], sys.argv[2])
         server = ASGIServer(lambda scope, receive, send: None)
         server.http1_factory = http1_factory("h11")
-        server._limited_factories()
+        server.tls_config = ServerTLSConfig(certfile=sys.argv[1], keyfile=sys.argv[2])
+        server.handle_signals = False
+
+        async def main():
+            async with anyio.create_task_group() as task_group:
+                await task_group.start(server.run, [Endpoint("https", "127.0.0.1", 0)])
+                await anyio.sleep(0.2)
+                task_group.cancel_scope.cancel()
+
+        anyio.run(main)
         unwanted = ("importlib.metadata", "httptools", "hface.client", "wsproto", "logging.config")
+        unwanted += ("aioquic", "cryptography")
         print(" ".join(name for name in unwanted if name in sys.modules))
         """
     )
+    files = [str(server_tls_config.certfile), str(server_tls_config.keyfile)]
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code, *files], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,16 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from hface.errors import TransportError
 from hface.networking._connection_ids import ConnectionIDLayout
 from hface.server import ASGIServer, BaseServer, Endpoint, ServerProtocol
 from hface.server._workers import WorkerPlan, serve_in_worker, supervise
 
-from ._certs import default_directory, ensure_certificates
 from ._errors import TRIO_MISSING, CommandError, require_module
 from ._worker import WorkerOptions, worker_context
 
@@ -45,7 +42,7 @@ def server_certificate(
     """Check the user's certificate, or make (or reuse) the development one.
 
     Without ``certfile``, ``https`` endpoints get the development certificate
-    of :func:`default_directory`, as ``hface server`` and ``hface proxy`` print.
+    of :func:`~hface.cli._certs.default_directory`, as ``hface server`` and ``hface proxy`` print.
 
     :raises CommandError: if a file cannot be read, holds no certificate or
         key, or the key does not belong to the certificate.
@@ -55,6 +52,8 @@ def server_certificate(
         return ServerCertificate(certfile=certfile, keyfile=keyfile, cafile=None)
     if not any(endpoint.tls for endpoint in endpoints):
         return ServerCertificate(certfile=None, keyfile=None, cafile=None)
+    from ._certs import default_directory, ensure_certificates  # with cryptography
+
     directory = default_directory()
     try:
         files, made = ensure_certificates(directory)
@@ -65,28 +64,43 @@ def server_certificate(
     )
 
 
+class _EncryptedKey(Exception):
+    """Raised by :func:`check_certificate`'s password callback: the key needs a password."""
+
+
+def _no_password() -> str:
+    raise _EncryptedKey
+
+
 def check_certificate(certfile: str, keyfile: str | None) -> None:
     """Check that ``certfile`` holds a PEM certificate and ``keyfile`` (or ``certfile``) its key.
 
     Done before listening, because the TLS libraries only say "PEM lib".
+    Checked with :mod:`ssl` (OpenSSL, as the server will load them), not
+    with the cryptography package: a server that HTTP/3 never reaches
+    does not import it (several megabytes resident).
 
     :raises CommandError: saying which file is wrong, and how.
     """
     keyfile = keyfile or certfile
-    cert_data, key_data = _read(certfile), _read(keyfile)
+    cert_data, _ = _read(certfile), _read(keyfile)
     try:
-        certificate = x509.load_pem_x509_certificates(cert_data)[0]
-    except ValueError:
+        # Parses every certificate block of the file (other blocks are skipped).
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
+            cadata=cert_data.decode("ascii", errors="replace")
+        )
+    except (ssl.SSLError, ValueError):  # ValueError: not ASCII, so not PEM
         raise CommandError(f"cannot use {certfile}: no PEM certificate in it") from None
     try:
-        key = serialization.load_pem_private_key(key_data, password=None)
-    except TypeError:  # a password is needed
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+            certfile, keyfile, password=_no_password
+        )
+    except _EncryptedKey:
         raise CommandError(f"cannot use {keyfile}: the key is encrypted") from None
-    except (ValueError, UnsupportedAlgorithm):
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":  # OpenSSL's reason code
+            raise CommandError(f"cannot use {keyfile}: it is not the key of {certfile}") from None
         raise CommandError(f"cannot use {keyfile}: no PEM private key in it") from None
-    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(*raw) != certificate.public_key().public_bytes(*raw):
-        raise CommandError(f"cannot use {keyfile}: it is not the key of {certfile}")
 
 
 def _read(path: str) -> bytes:

@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
 
 from hface.common import AddressType, DatagramType
@@ -202,6 +203,14 @@ class _QUICListenerStream(QUICStream):
         return attributes
 
 
+def _import_http3() -> None:
+    """Import what the listener and the first connection need of aioquic (see ``_serve``)."""
+    from hface.protocols import http3
+
+    for name in ("sniff_quic_packet", "RetryTokens", "HTTP3ServerProtocol"):
+        getattr(http3, name)
+
+
 class QUICListener(Listener[QUICStream]):
     """Accepts QUIC connections on one UDP socket (see the module docstring).
 
@@ -250,7 +259,7 @@ class QUICListener(Listener[QUICStream]):
         host, port = (local[0], local[1]) if isinstance(local, tuple) else (local, 0)
         name = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
         self._admission = HandshakeAdmission(limits, name=name, now=time.monotonic())
-        self._tokens: RetryTokens | None = None  # made in serve(): it imports aioquic
+        self._tokens: RetryTokens | None = None  # made at the first datagram: it imports aioquic
 
     @property
     def half_open_handshakes(self) -> int:
@@ -286,44 +295,41 @@ class QUICListener(Listener[QUICStream]):
         handler: Callable[[QUICStream], Coroutine[Any, Any, Any]],
         task_group: TaskGroup | None,
     ) -> None:
-        # Imported here, not at module level: the sniffer lives in the layer
-        # below and importing it pulls in aioquic, which TCP-only users never need.
-        from hface.protocols.http3 import (
-            InvalidQUICPacket,
-            RetryTokens,
-            build_version_negotiation_packet,
-            sniff_quic_packet,
-        )
-
-        if self._tokens is None:
-            self._tokens = RetryTokens(lifetime=self._admission.limits.retry_token_lifetime)
         async with AsyncExitStack() as stack:
             if task_group is None:
                 task_group = await stack.enter_async_context(anyio.create_task_group())
             ticker = await stack.enter_async_context(anyio.create_task_group())
             ticker.start_soon(self._tick, name="QUIC listener's flood watch")
             stack.callback(ticker.cancel_scope.cancel)
-            while True:
-                try:
-                    datagram = await self._socket.receive()
-                except (anyio.ClosedResourceError, anyio.EndOfStream):
-                    return
-                except anyio.BrokenResourceError as exc:
-                    if self._closed:
-                        return
-                    raise TransportError(f"the QUIC listener's socket failed: {exc!r}") from exc
-                if self._closed:
-                    return
+            datagram = await self._receive()
+            if datagram is None:
+                return
+            # Imported at the first datagram, not before: the sniffer lives in
+            # the layer below and pulls in aioquic (and cryptography, megabytes
+            # resident), which a server HTTP/3 never reaches does without. In
+            # a thread: the 0.1-0.3 s it takes does not hold up the event loop.
+            await anyio.to_thread.run_sync(_import_http3)
+            from hface.protocols.http3 import (
+                InvalidQUICPacket,
+                RetryTokens,
+                build_version_negotiation_packet,
+                sniff_quic_packet,
+            )
+
+            if self._tokens is None:
+                self._tokens = RetryTokens(lifetime=self._admission.limits.retry_token_lifetime)
+            while datagram is not None:
                 data, address = datagram
                 try:
                     info = sniff_quic_packet(data, connection_id_length=self._connection_id_length)
                 except InvalidQUICPacket:
-                    continue
-                stream = self._routes.get(info.destination_connection_id)
-                if stream is not None:
+                    info = None
+                if info is None:
+                    pass
+                elif (stream := self._routes.get(info.destination_connection_id)) is not None:
                     stream._deliver(datagram)
                 elif not info.is_long_header or len(data) < MIN_INITIAL_DATAGRAM_SIZE:
-                    continue
+                    pass
                 elif info.version not in self._supported_versions:
                     if info.version != 0:
                         packet = build_version_negotiation_packet(info, self._supported_versions)
@@ -335,6 +341,22 @@ class QUICListener(Listener[QUICStream]):
                         task_group.start_soon(
                             self._handle, handler, stream, name=f"QUIC connection from {address}"
                         )
+                datagram = await self._receive()
+
+    async def _receive(self) -> DatagramType | None:
+        """The next datagram on the socket; None once the listener is closed.
+
+        :raises TransportError: if the socket fails.
+        """
+        try:
+            datagram = await self._socket.receive()
+        except (anyio.ClosedResourceError, anyio.EndOfStream):
+            return None
+        except anyio.BrokenResourceError as exc:
+            if self._closed:
+                return None
+            raise TransportError(f"the QUIC listener's socket failed: {exc!r}") from exc
+        return None if self._closed else datagram
 
     async def aclose(self) -> None:
         """Close the socket and end every connection's inbound queue; :meth:`serve` returns."""

@@ -12,6 +12,11 @@ Two debugging aids write files, the one exception to the protocol layer's
 aioquic derives (NSS key log lines, appended by :class:`_KeyLogFile` as
 the handshake makes them), and :attr:`HTTP3Settings.qlog_dir` gets one qlog
 file per connection (:mod:`._qlog`, written as the connection ends). Both are off unless asked for.
+
+Making a factory imports no aioquic (nor the cryptography package aioquic
+loads, about 17 MiB resident): a server that listens for HTTP/3 but is
+never reached over it does not pay for it. aioquic comes with the first
+protocol made (or the first datagram the networking layer sniffs).
 """
 
 from __future__ import annotations
@@ -20,18 +25,18 @@ import copy
 import dataclasses
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Final, TextIO, TypeVar, cast
-
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.logger import QuicLogger
+from typing import TYPE_CHECKING, Final, TextIO, TypeVar, cast
 
 from hface.common import AddressType, ClientTLSConfig, ServerTLSConfig
 from hface.protocols import HTTPOverQUICClientFactory, HTTPOverQUICServerFactory, ProtocolLimits
 
 from .._settings import with_options
-from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol, is_loopback
-from ._qlog import QlogFileLogger
 from ._settings import HTTP3Settings
+
+if TYPE_CHECKING:  # imported where used: they import aioquic (see the module's docstring)
+    from aioquic.quic.configuration import QuicConfiguration
+
+    from ._protocol import HTTP3ClientProtocol, HTTP3ServerProtocol
 
 #: The keyword arguments named otherwise than their field of ProtocolLimits.
 _LIMIT_NAMES: Final = {
@@ -41,8 +46,11 @@ _LIMIT_NAMES: Final = {
 
 _ALPN: Final = ["h3"]
 
-#: The QUIC versions aioquic accepts, for version negotiation.
-_SUPPORTED_VERSIONS: Final = tuple(QuicConfiguration(is_client=False).supported_versions)
+#: The QUIC versions aioquic accepts, for version negotiation: its
+#: ``QuicConfiguration().supported_versions`` (QUIC version 1, RFC 9000, and
+#: version 2, RFC 9369), written out so that listening imports no aioquic
+#: (tests/test_protocols/test_http3.py checks that they agree).
+_SUPPORTED_VERSIONS: Final = (0x00000001, 0x6B3343CF)
 
 _F = TypeVar("_F", bound="_HTTP3Factory")
 
@@ -147,6 +155,11 @@ class _HTTP3Factory:
         return factory
 
     def _configuration(self, *, is_client: bool) -> QuicConfiguration:
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.logger import QuicLogger
+
+        from ._qlog import QlogFileLogger
+
         settings = self._settings
         return QuicConfiguration(
             alpn_protocols=list(_ALPN),
@@ -207,6 +220,8 @@ class HTTP3ClientFactory(_HTTP3Factory, HTTPOverQUICClientFactory):
     def __call__(
         self, *, remote_address: AddressType, server_name: str, tls_config: ClientTLSConfig
     ) -> HTTP3ClientProtocol:
+        from ._protocol import HTTP3ClientProtocol, is_loopback
+
         configuration = self._configuration(is_client=True)
         configuration.server_name = server_name
         largest_datagram_size = None
@@ -308,6 +323,10 @@ class HTTP3ServerFactory(_HTTP3Factory, HTTPOverQUICServerFactory):
         original_destination_connection_id: bytes | None = None,
         retry_source_connection_id: bytes | None = None,
     ) -> HTTP3ServerProtocol:
+        from aioquic.quic.configuration import QuicConfiguration
+
+        from ._protocol import HTTP3ServerProtocol
+
         if tls_config.require_client_certificate:
             raise ValueError("aioquic cannot verify client certificates")
         if not tls_config.certfile:
