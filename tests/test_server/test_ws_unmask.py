@@ -23,11 +23,10 @@ from typing import Any
 import anyio
 import pytest
 import wsproto.frame_protocol
-
-from hface.server import ASGIServer, Endpoint
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, Event, Ping, TextMessage
 
+from hface.server import ASGIServer, Endpoint
 from hface.server._asgi_ws_speedups import FrameBuffer, use_compiled_unmask, use_frame_buffer
 from tests.test_server.conftest import running
 
@@ -98,7 +97,7 @@ def _described(event: Event) -> tuple[Any, ...]:
 def test_frame_buffer_hands_out_what_wsproto_does(
     monkeypatch: pytest.MonkeyPatch, receiver: ConnectionType, reads: int
 ) -> None:
-    """The same events, pieces and bytes, whatever the reads (masked to a server, not to a client)."""
+    """The same events, pieces and bytes, however the reads cut the frames (masked or not)."""
     sender = ConnectionType.CLIENT if receiver is ConnectionType.SERVER else ConnectionType.SERVER
     wire = _wire(sender)
     cuts = sorted(random.Random(reads).sample(range(1, len(wire)), reads))
