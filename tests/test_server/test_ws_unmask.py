@@ -61,6 +61,7 @@ def test_without_websockets_wsproto_keeps_its_own(monkeypatch: pytest.MonkeyPatc
 #: wsproto's own classes, which use_frame_buffer() replaces in its module.
 _WSPROTO_BUFFER: Any = FrameBuffer.__mro__[1]
 _WSPROTO_NULL_MASKER: Any = wsproto.frame_protocol.XorMaskerNull.__mro__[-2]
+_WSPROTO_MASKER: Any = wsproto.frame_protocol.XorMaskerSimple.__mro__[-2]
 
 
 def _wire(sender: ConnectionType) -> bytes:
@@ -108,6 +109,17 @@ def test_frame_buffer_hands_out_what_wsproto_does(
     monkeypatch.setattr(wsproto.frame_protocol, "XorMaskerNull", _WSPROTO_NULL_MASKER)
     assert _events(wire, cuts, receiver) == ours
     assert len(ours) > 20
+
+
+def test_frame_buffer_with_wsproto_s_own_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``websockets``, wsproto unmasks the views the buffer hands out, the same."""
+    wire = _wire(ConnectionType.CLIENT)
+    cuts = sorted(random.Random(3).sample(range(1, len(wire)), 50))
+    use_frame_buffer()
+    monkeypatch.setattr(wsproto.frame_protocol, "XorMaskerSimple", _WSPROTO_MASKER)
+    ours = _events(wire, cuts, ConnectionType.SERVER)
+    monkeypatch.setattr(wsproto.frame_protocol, "Buffer", _WSPROTO_BUFFER)
+    assert _events(wire, cuts, ConnectionType.SERVER) == ours
 
 
 def test_frame_buffer_hands_out_a_whole_read_as_it_is() -> None:

@@ -12,9 +12,11 @@ its way to the application.
 wsproto looks these classes up in its module each time it makes one (a
 ``Buffer`` per connection, a masker per frame), so a subclass put there is
 used by every wsproto connection of the process made from then on, ours
-and any other's (the ``hface`` client's included). Each is a drop-in: the
-same bytes come out, as ``bytes`` rather than ``bytearray``, which wsproto
-only reads, appends to (``bytes + b""`` is no copy) or makes ``bytes`` of:
+and any other's (the ``hface`` client's included). Each is a drop-in:
+wsproto's events carry the same bytes. Between the classes a piece of
+payload is ``bytes`` (or a view, below) rather than a ``bytearray``, which
+wsproto only reads, hands to the masker, appends to (``bytes + b""`` is
+no copy) or makes ``bytes`` of:
 
 - :func:`use_compiled_unmask` puts in :class:`_CompiledMasker`, which
   unmasks with the ``websockets`` library's C ``apply_mask`` when that is
@@ -23,14 +25,16 @@ only reads, appends to (``bytes + b""`` is no copy) or makes ``bytes`` of:
   echoing 1 MiB messages.
 - :func:`use_frame_buffer` puts in :class:`FrameBuffer`, which keeps the
   bytes read as they came (no copy) and hands out a payload piece by
-  piece as wsproto's does, each piece within one read: a view of it, not
-  a copy, where the piece is large. The masker unmasks from the view
-  (``apply_mask`` takes any buffer) while the read is still in the CPU's
-  cache, and :class:`_PlainMasker`, wsproto's no-op masker for the
+  piece, each piece within one read: a view of it, not a copy, where the
+  piece is large. The masker unmasks from the view (``apply_mask`` and
+  wsproto's own masker take any buffer) while the read is still in the
+  CPU's cache, and :class:`_PlainMasker`, wsproto's no-op masker for the
   unmasked frames a client receives, makes ``bytes`` of it (the one copy
   wsproto's slice made). So a 1 MiB message is copied twice, unmasked and
-  joined, where it was five times; and the pieces, and what wsproto
-  hands out when, are the same as before.
+  joined, where it was five times. Where each read is parsed as it comes
+  (as the session does), wsproto hands out the same pieces as with its
+  own buffer; the few bytes a read may leave (the start of the next
+  frame's header) are copied out rather than keeping the whole read.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ import wsproto.frame_protocol
 #: The smallest piece of a payload :class:`FrameBuffer` hands out as a view of
 #: the read it is in; a smaller one is copied, which costs less than a view.
 _VIEW_SIZE: Final = 4096
+#: A read over this size that has fewer than :data:`_VIEW_SIZE` bytes left
+#: is not kept for them: they are copied out.
+_LARGE_READ: Final = 16 * _VIEW_SIZE
 
 
 @functools.cache
@@ -158,18 +165,27 @@ class FrameBuffer(wsproto.frame_protocol.Buffer):
         """
         start = self._start + self.bytes_used
         first = self._first
-        size = min(nbytes, len(first) - start)
-        if size <= 0:
-            # The rest of the first read was taken (not yet committed), or nothing is held.
-            return self._read(min(nbytes, self._held - self.bytes_used))
+        end = start + nbytes
+        if end > len(first):
+            end = len(first)  # the rest of the first read (wsproto asks again for more)
+            if end <= start:
+                # The rest of the first read was taken (not yet committed), or nothing is held.
+                return self._read(min(nbytes, self._held - self.bytes_used))
+        size = end - start
         self.bytes_used += size
+        if size < _VIEW_SIZE:
+            return cast(bytearray, first[start:end])
         if size == len(first):
             return cast(bytearray, first)  # a whole read: no copy
-        if size < _VIEW_SIZE:
-            return cast(bytearray, first[start : start + size])
-        return cast(bytearray, memoryview(first)[start : start + size])
+        return cast(bytearray, memoryview(first)[start:end])
 
     def consume_exactly(self, nbytes: int) -> bytearray | None:
+        start = self._start + self.bytes_used
+        end = start + nbytes
+        first = self._first
+        if end <= len(first):  # within the first read, as a header mostly is
+            self.bytes_used += nbytes
+            return cast(bytearray, first[start:end])
         if self._held - self.bytes_used < nbytes:
             return None
         return self._read(nbytes)
@@ -212,12 +228,19 @@ class FrameBuffer(wsproto.frame_protocol.Buffer):
         self._held -= used
         start = self._start + used
         first = self._first
+        left = len(first) - start
+        if left >= _VIEW_SIZE or (left > 0 and len(first) <= _LARGE_READ):
+            self._start = start  # more of the first read is left: the common case
+            return
         rest = self._rest
         while start >= len(first) and rest:
             start -= len(first)
             first = rest.pop(0)
-        if start >= len(first):
+        left = len(first) - start
+        if not left:
             first, start = b"", 0
+        elif left < _VIEW_SIZE and len(first) > _LARGE_READ:
+            first, start = first[start:], 0  # not the whole read for a few bytes
         self._first, self._start = first, start
 
     def rollback(self) -> None:
