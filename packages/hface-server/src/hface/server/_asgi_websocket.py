@@ -87,12 +87,8 @@ from hface.networking import Pulse
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
 from ._asgi_types import ASGIApp, ClientDisconnected, Message
-from ._asgi_ws_frames import (
-    MessageAssembler,
-    accept_response,
-    use_compiled_unmask,
-    websocket_scope,
-)
+from ._asgi_ws_frames import MessageAssembler, accept_response, websocket_scope
+from ._asgi_ws_speedups import use_compiled_unmask, use_frame_buffer
 from ._asgi_ws_writer import FrameWriter, frame_message
 
 logger = logging.getLogger("hface.server")
@@ -373,6 +369,7 @@ class WebSocketSession:
         version = self._stream.connection.http_version
         settings.default_headers[version].add_to(headers, {name for name, _ in headers})
         use_compiled_unmask()
+        use_frame_buffer()
         self._ws = Connection(ConnectionType.SERVER, extensions)
         self._plain = not extensions
         self._phase = _OPEN

@@ -18,22 +18,17 @@ written around it:
   by, so a compression bomb costs at most that much memory before the
   session closes with 1009 (message too big);
 - :class:`MessageAssembler` joins the pieces wsproto hands out into whole
-  messages and counts them against the same maximum;
-- :func:`use_compiled_unmask` has wsproto unmask the client's frames with
-  the ``websockets`` library's C ``apply_mask`` when that is installed
-  (``pip install hface-server[speedups]``): wsproto does it in Python, at
-  about 1 ms per MiB, which was a quarter of the server's time echoing
-  1 MiB messages.
+  messages and counts them against the same maximum.
+
+What the session puts into wsproto to receive faster (a C unmask, a
+receive buffer without copies) is in :mod:`._asgi_ws_speedups`.
 """
 
 from __future__ import annotations
 
-import functools
 import zlib
-from collections.abc import Callable
 from typing import Any, Final, cast
 
-import wsproto.frame_protocol
 from wsproto.events import BytesMessage, TextMessage
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
@@ -214,49 +209,3 @@ class MessageAssembler:
         if type(payload) is not bytes:
             payload = bytes(payload)  # no copy of bytes (wsproto's, unmasked in C)
         return {"type": "websocket.receive", "bytes": payload}, size
-
-
-@functools.cache
-def use_compiled_unmask() -> bool:
-    """Have wsproto unmask frames with ``websockets.speedups.apply_mask``; True if it can.
-
-    wsproto makes a ``XorMaskerSimple`` for each masked frame, looking the
-    class up in its module, so a subclass put there is used by every
-    wsproto connection of the process, ours and any other's: its results
-    are the same, byte for byte (the key carried over from one piece of a
-    frame to the next included), only faster. Nothing changes when the
-    ``websockets`` library (or its C extension) is missing. Looked at once,
-    when the first WebSocket session of the process opens.
-    """
-    try:
-        from websockets.speedups import apply_mask
-    except ImportError:
-        return False
-    module = wsproto.frame_protocol
-    if not issubclass(module.XorMaskerSimple, _CompiledMasker):
-        _CompiledMasker.apply_mask = staticmethod(apply_mask)
-        vars(module)["XorMaskerSimple"] = _CompiledMasker  # a class: mypy won't assign it
-    return True
-
-
-class _CompiledMasker(wsproto.frame_protocol.XorMaskerSimple):
-    """wsproto's masker with the XOR done in C (see :func:`use_compiled_unmask`).
-
-    It returns ``bytes``, not the ``bytearray`` wsproto's own returns:
-    wsproto only appends to the payload (nothing, without an extension)
-    and makes ``bytes`` of it, which for ``bytes`` is no copy; a
-    ``bytearray`` would be copied twice more (a 1 MiB message, 2 MiB).
-    """
-
-    apply_mask: Callable[[bytes | bytearray, bytes], bytes]
-
-    def __init__(self, masking_key: bytes | bytearray) -> None:
-        self._key = bytes(masking_key)
-
-    def process(self, data: bytearray) -> bytearray:
-        key = self._key
-        turn = len(data) & 3
-        if turn:
-            # The next piece of the frame goes on with the key where this one stopped.
-            self._key = key[turn:] + key[:turn]
-        return cast(bytearray, self.apply_mask(data, key))  # bytes: see the docstring
