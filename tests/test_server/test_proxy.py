@@ -18,8 +18,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import h2.config
-import h2.connection
 import pytest
 from anyio.abc import SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -34,12 +32,10 @@ from hface.events import (
     StreamEvent,
     StreamReset,
 )
-from hface.networking import make_client_ssl_context
 from hface.protocols.http1 import HTTP1ClientFactory
-from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
-from hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
-from hface.server import ASGIServer, Endpoint, ProxyServer
-from hface.server.examples import hello
+from hface.protocols.http2 import HTTP2ClientFactory
+from hface.protocols.http3 import HTTP3ClientFactory
+from hface.server import Endpoint, ProxyServer
 
 pytestmark = pytest.mark.anyio
 
@@ -461,42 +457,6 @@ async def _send_until_held_back(
     # Kernel buffers on both sides, flow-control windows and the proxy's
     # buffers hold a few MiB at most; without backpressure this would be 256.
     assert accepted < 24 * MiB
-
-
-async def test_tunnels_get_receive_windows_for_bulk_data(
-    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
-) -> None:
-    # A tunnel's credit comes back only once its target took the bytes, so
-    # the proxy offers 4 MiB per stream and 16 MiB per connection, not the
-    # 256 KiB / 1 MiB an ASGI server offers (RFC 9113 §6.9.2 and §6.9).
-    factory3 = ProxyServer().http3_factory
-    assert isinstance(factory3, HTTP3ServerFactory)
-    settings3 = factory3.settings
-    assert (settings3.stream_receive_window, settings3.connection_receive_window) == (
-        4 * MiB,
-        16 * MiB,
-    )
-    asgi_factory2 = ASGIServer(hello.application).http2_factory
-    assert isinstance(asgi_factory2, HTTP2ServerFactory)
-    assert asgi_factory2.settings.initial_window_size == 256 * 1024
-    context = make_client_ssl_context(client_tls_config, ["h2"])
-    async with running_proxy(server_tls_config) as address:
-        stream = await anyio.connect_tcp(
-            address[0],
-            address[1],
-            ssl_context=context,
-            tls_hostname="localhost",
-            tls_standard_compatible=False,  # no wait for a close_notify at the end
-        )
-        async with stream:
-            h2_connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            h2_connection.initiate_connection()
-            await stream.send(h2_connection.data_to_send())
-            with anyio.fail_after(5):
-                while h2_connection.outbound_flow_control_window < 16 * MiB:
-                    h2_connection.receive_data(await stream.receive())
-            assert h2_connection.remote_settings.initial_window_size == 4 * MiB
-            assert h2_connection.outbound_flow_control_window == 16 * MiB
 
 
 @pytest.mark.parametrize("http_version", MULTIPLEXED)

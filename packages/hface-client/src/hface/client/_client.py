@@ -88,7 +88,7 @@ class Client:
       connection at a time, and :attr:`max_idle_connections` (8) stay open
       per origin between requests.
     - What a server may make the client hold: one flow-control window of
-      response body per stream (4 MiB) and per connection (16 MiB), and
+      response body per stream (1 MiB) and per connection (4 MiB), and
       the flood and rapid-reset budgets of the HTTP/2 factory (see
       :class:`~hface.protocols.http2.HTTP2ClientFactory`, whose options
       apply through :attr:`http2_factory`).

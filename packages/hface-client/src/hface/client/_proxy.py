@@ -213,7 +213,7 @@ class ProxyClient:
     16 KiB, and ``HTTP2ClientFactory(max_header_list_size=...)``, 64 KiB;
     a :class:`Client` with a proxy passes on its
     :attr:`~Client.max_response_header_size` instead). A tunnel holds at
-    most one flow-control window of the proxy's data (4 MiB on HTTP/2 and HTTP/3).
+    most one flow-control window of the proxy's data (1 MiB on HTTP/2 and HTTP/3).
 
     :param proxy_origin: the proxy, e.g. ``"https://localhost:6443"``;
         ``https://user:password@proxy:port`` also sets Basic credentials.

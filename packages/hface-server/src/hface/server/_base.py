@@ -191,7 +191,8 @@ class BaseServer(ABC):
         # httptools and reads the entry points, for nothing if it is replaced.
         self._http1_factory: HTTPOverTCPFactory | None = None
         self._own_http1_factory: HTTPOverTCPFactory | None = None
-        self.http2_factory, self.http3_factory = self._default_factories()
+        self.http2_factory = HTTP2ServerFactory()
+        self.http3_factory = HTTP3ServerFactory()
         # Served with the limits applied (see _limited_factories) unless replaced.
         self._own_factories = (self.http2_factory, self.http3_factory)
         self._serving_factories: _Factories | None = None  # set as listening begins
@@ -207,10 +208,6 @@ class BaseServer(ABC):
         self._background: anyio.abc.TaskGroup | None = None  # run()'s, for _release_later()
         self._phase = _Phase.SERVING
         self._all_closed: anyio.Event | None = None  # set when _connections empties
-
-    def _default_factories(self) -> tuple[HTTP2ServerFactory, HTTP3ServerFactory]:
-        """The HTTP/2 and HTTP/3 factories a new server starts with (the protocols' defaults)."""
-        return HTTP2ServerFactory(), HTTP3ServerFactory()
 
     @property
     def http1_factory(self) -> HTTPOverTCPFactory:

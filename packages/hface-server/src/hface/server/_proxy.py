@@ -26,7 +26,6 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
@@ -35,24 +34,12 @@ from hface.common import AddressType
 from hface.connections import ConnectionOptions, HTTPConnection, HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.networking import ClientNetworking, SystemNetworking
-from hface.protocols.http2 import HTTP2ServerFactory
-from hface.protocols.http3 import HTTP3ServerFactory
 
 from ._base import BaseServer, close_after_waiting
 from ._config import ServerTimeouts
 from ._models import Endpoint
 from ._proxy_target import _READ_SIZE, TunnelPolicy, is_loopback_host
 from ._proxy_tunnel import serve_stream
-
-#: A proxy's HTTP/2 and HTTP/3 stream receive window: what a client may send
-#: into a tunnel before the target took it. Larger than the protocols'
-#: default (256 KiB, sized for a server of many small requests): a tunnel
-#: carries bulk data, and its credit comes back only once the target took
-#: the bytes, a round trip through two event loops. Envoy offers 256 MiB.
-TUNNEL_STREAM_WINDOW: Final = 4 * 1024 * 1024
-
-#: A proxy's HTTP/2 and HTTP/3 connection receive window (all tunnels together).
-TUNNEL_CONNECTION_WINDOW: Final = 16 * 1024 * 1024
 
 
 class ProxyServer(BaseServer):
@@ -91,10 +78,9 @@ class ProxyServer(BaseServer):
     #: Bytes of the target's data read at once, and so the most that one
     #: tunnel holds while the client's flow control (or socket) is full;
     #: 256 KiB. The client's data is held one stream window at most (the
-    #: factories' ``initial_window_size`` and ``stream_receive_window``:
-    #: a proxy's own factories offer 4 MiB,
-    #: and 16 MiB per connection; on HTTP/1.1, one socket read), since it
-    #: is acknowledged only once the target took it.
+    #: factories' ``initial_window_size`` and ``stream_receive_window``,
+    #: 256 KiB; on HTTP/1.1, one socket read), since it is acknowledged only
+    #: once the target took it.
     max_buffered_data: int
     #: Whether CONNECT-UDP (RFC 9298: ``:protocol connect-udp``, and
     #: ``Upgrade: connect-udp`` on HTTP/1.1) is served; True by default.
@@ -120,19 +106,6 @@ class ProxyServer(BaseServer):
         # The snapshot run() takes (see the module docstring).
         self._policy: TunnelPolicy | None = None
         self._serving_timeouts: ServerTimeouts | None = None
-
-    def _default_factories(self) -> tuple[HTTP2ServerFactory, HTTP3ServerFactory]:
-        """Factories whose receive windows suit tunnels: 4 MiB per stream, 16 per connection."""
-        return (
-            HTTP2ServerFactory(
-                initial_window_size=TUNNEL_STREAM_WINDOW,
-                connection_window_size=TUNNEL_CONNECTION_WINDOW,
-            ),
-            HTTP3ServerFactory(
-                stream_receive_window=TUNNEL_STREAM_WINDOW,
-                connection_receive_window=TUNNEL_CONNECTION_WINDOW,
-            ),
-        )
 
     async def run(
         self,
