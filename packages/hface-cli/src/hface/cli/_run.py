@@ -83,7 +83,8 @@ def check_certificate(certfile: str, keyfile: str | None) -> None:
     :raises CommandError: saying which file is wrong, and how.
     """
     keyfile = keyfile or certfile
-    cert_data, _ = _read(certfile), _read(keyfile)
+    cert_data = _read(certfile)
+    _read(keyfile)  # readable, or a clear error before OpenSSL's
     try:
         # Parses every certificate block of the file (other blocks are skipped).
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(

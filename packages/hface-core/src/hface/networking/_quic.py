@@ -323,13 +323,14 @@ class QUICListener(Listener[QUICStream]):
                 try:
                     info = sniff_quic_packet(data, connection_id_length=self._connection_id_length)
                 except InvalidQUICPacket:
-                    info = None
-                if info is None:
-                    pass
-                elif (stream := self._routes.get(info.destination_connection_id)) is not None:
+                    info = None  # not QUIC: dropped
+                stream = None if info is None else self._routes.get(info.destination_connection_id)
+                if stream is not None:
                     stream._deliver(datagram)
-                elif not info.is_long_header or len(data) < MIN_INITIAL_DATAGRAM_SIZE:
-                    pass
+                elif info is None or not info.is_long_header:
+                    pass  # not QUIC, or a short header for no connection of ours: dropped
+                elif len(data) < MIN_INITIAL_DATAGRAM_SIZE:
+                    pass  # too short to open a connection (RFC 9000 §14.1): dropped
                 elif info.version not in self._supported_versions:
                     if info.version != 0:
                         packet = build_version_negotiation_packet(info, self._supported_versions)
