@@ -63,6 +63,8 @@ LAYERS: Final = (
     ("hypercorn", "/hypercorn/"),
     ("uvicorn", "/uvicorn/"),
 )
+#: Innermost frames of a thread that waits (py-spy cannot always tell): left out.
+IDLE: Final = (("threading.py", ".wait"), ("selectors.py", ".select"))
 #: One frame of py-spy's raw format: ``function (file:line)``.
 _FRAME: Final = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::\d+)?\)$")
 
@@ -79,6 +81,7 @@ def tally(raw: Iterable[str]) -> tuple[Counter[str], Counter[str], int]:
     """Samples by layer and by function, and the total, from py-spy's raw output.
 
     Each line of the raw format is ``frame;frame;...;innermost count``.
+    Samples of threads waiting on a lock or a selector are not counted.
     """
     layers: Counter[str] = Counter()
     functions: Counter[str] = Counter()
@@ -92,6 +95,8 @@ def tally(raw: Iterable[str]) -> tuple[Counter[str], Counter[str], int]:
         if match is None:
             continue
         path = match["file"]
+        if any(path.endswith(file) and match["function"].endswith(f) for file, f in IDLE):
+            continue
         layers[layer_of(path)] += count
         where = path.rsplit("site-packages/", 1)[-1].rsplit("src/", 1)[-1]
         functions[f"{match['function']} ({where})"] += count

@@ -40,6 +40,10 @@ RAW = [
     "process 1;_reply (/repo/bench/app.py:40) 4\n",
     "process 1;cast (/py/typing.py:1) 1\n",
     "not a sample line\n",
+    # Threads that wait (anyio's idle workers, a selector) are left out.
+    "process 1;_worker (/py/threading.py:3);Condition.wait (/py/threading.py:331) 50\n",
+    "process 1;run_forever (/py/asyncio/base_events.py:1);"
+    "EpollSelector.select (/py/selectors.py:468) 9\n",
 ]
 
 
