@@ -19,7 +19,7 @@ from anyio.abc import SocketAttribute
 
 from hface.errors import TransportError
 from hface.networking import ByteStream, NowaitByteStream, SystemNetworking
-from hface.networking._asyncio_streams import WRITE_HIGH_WATER
+from hface.networking._asyncio_streams import WRITE_HIGH_WATER, AsyncioByteStream
 from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
 pytestmark = pytest.mark.anyio
@@ -372,3 +372,17 @@ async def test_send_nowait_writes_only_what_send_would_not_wait_for(
     fill = len(data) - len(b"small<end>") - len(big)
     assert data == b"small" + big + b"f" * fill + b"<end>"
     assert fill >= filled
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_reads_share_one_buffer_and_keep_their_bytes() -> None:
+    """The transports read into one buffer (no 256 KiB ``bytes`` per read); each read is copied."""
+    first, second = AsyncioByteStream(), AsyncioByteStream()
+    buffer = first.get_buffer(-1)
+    assert second.get_buffer(-1) is buffer
+    assert len(buffer) >= 64 * 1024
+    for stream, data in ((first, b"one"), (second, b"two"), (first, b"three")):
+        stream.get_buffer(len(data))[: len(data)] = data
+        stream.buffer_updated(len(data))
+    assert await first.receive() == b"onethree"
+    assert await second.receive() == b"two"

@@ -467,6 +467,36 @@ def test_consumer_that_never_acknowledges_stops_the_sender() -> None:
     assert hashlib.sha256(received).digest() == hashlib.sha256(body).digest()
 
 
+def test_acknowledgements_reach_h2_once_per_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credit acknowledged frame by frame is handed to h2 at the next write, summed per stream."""
+    pair = tcp_pair(server=HTTP2ServerFactory(initial_window_size=4096))
+    client, server = pair.client, pair.server
+    client.submit_headers(1, POST)
+    for _ in range(8):
+        client.submit_data(1, b"m" * 500)
+    pair.transfer()
+    frames = [e for e in pair.server_events() if isinstance(e, DataReceived)]
+    assert len(frames) == 8
+    handed: list[tuple[int, int]] = []
+    h2 = vars(server)["_conn"]  # the h2 connection the protocol drives
+    h2_acknowledge = h2.acknowledge_received_data
+
+    def acknowledge(size: int, stream_id: int) -> None:
+        handed.append((stream_id, size))
+        h2_acknowledge(size, stream_id)
+
+    monkeypatch.setattr(h2, "acknowledge_received_data", acknowledge)
+    for event in frames:
+        server.acknowledge_received_data(1, len(event.data))
+    assert handed == []
+    pair.transfer()
+    assert handed == [(1, 4000)]
+    # The window was reopened: the client sends a window's worth again.
+    client.submit_data(1, b"n" * 4000, end_stream=True)
+    pair.transfer()
+    assert len(body_of(pair.server_events(), 1)) == 4000
+
+
 def test_pending_data_grows_while_window_is_closed() -> None:
     pair = tcp_pair(client=HTTP2ClientFactory(initial_window_size=1000))
     client, server = pair.client, pair.server

@@ -4,15 +4,22 @@ Theory of operation. anyio's socket stream on asyncio stops reading the
 socket between two ``receive()`` calls (an epoll registration and removal
 per receive) and makes a trip through the event loop on every ``send()``;
 its TLS stream pumps :class:`ssl.MemoryBIO` objects in Python. Here one
-object, :class:`AsyncioByteStream`, is both the :class:`asyncio.Protocol`
-of a transport and the :class:`anyio.abc.ByteStream` the connection layer
-uses, and TLS is the event loop's own (``ssl=`` / ``loop.start_tls``; on
-uvloop, uvloop's):
+object, :class:`AsyncioByteStream`, is both the protocol (an
+:class:`asyncio.BufferedProtocol`) of a transport and the
+:class:`anyio.abc.ByteStream` the connection layer uses, and TLS is the
+event loop's own (``ssl=`` / ``loop.start_tls``; on uvloop, uvloop's):
 
-- The transport reads whenever data comes. ``data_received`` queues the
-  chunk and wakes a waiting ``receive()``; above :data:`READ_HIGH_WATER`
-  queued bytes the transport stops reading, and resumes once ``receive()``
-  brings them under :data:`READ_LOW_WATER`, so buffering stays bounded.
+- The transport reads whenever data comes, into the thread's one read
+  buffer (:func:`_read_buffer`), from which ``buffer_updated`` copies the
+  bytes read, queues them and wakes a waiting ``receive()``; above
+  :data:`READ_HIGH_WATER` queued bytes the transport stops reading, and
+  resumes once ``receive()`` brings them under :data:`READ_LOW_WATER`, so
+  buffering stays bounded. A buffered protocol, because a plain one gets
+  each TLS read (uvloop's, and plain asyncio's TCP reads) as a fresh
+  256 KiB ``bytes`` shrunk to what was read: beyond glibc's mmap threshold,
+  an ``mmap``, ``mremap`` and ``munmap`` per read, and a page fault per
+  page written, some 10 µs of system time per small message. The buffer
+  is shared: each read is copied out before the loop reads again.
 - ``send()`` hands the bytes to the transport, which writes at once what
   the kernel takes and buffers the rest; it waits only while the buffer is
   above the transport's high-water mark (``pause_writing`` until
@@ -39,6 +46,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -71,6 +79,24 @@ CLOSE_WAIT: Final = 1.0
 
 #: asyncio wants a number of seconds for a TLS handshake: "no limit" is this many.
 _NO_LIMIT: Final = 10.0 * 365 * 24 * 3600
+
+#: Bytes of the read buffer (as much as uvloop and asyncio read at once).
+READ_BUFFER: Final = 256 * 1024
+
+_thread_state = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """The thread's read buffer, shared by its streams (see the module's docstring).
+
+    A transport asks for it (``get_buffer``) and hands it back filled
+    (``buffer_updated``) within one callback of the event loop, and the bytes
+    are copied out there: no stream holds it across a pass of the loop.
+    """
+    buffer: memoryview | None = getattr(_thread_state, "read_buffer", None)
+    if buffer is None:
+        buffer = _thread_state.read_buffer = memoryview(bytearray(READ_BUFFER))
+    return buffer
 
 
 def on_asyncio() -> bool:
@@ -120,7 +146,7 @@ def _shrink_tls_read_buffer(transport: asyncio.BaseTransport) -> None:
     ssl_protocol._ssl_buffer_view = memoryview(buffer)
 
 
-class AsyncioByteStream(ByteStream, asyncio.Protocol):
+class AsyncioByteStream(ByteStream, asyncio.BufferedProtocol):
     """A TCP or TLS connection as an anyio byte stream, on an asyncio transport.
 
     The object is the transport's protocol: make it first, then pass
@@ -138,7 +164,7 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
         # The client a PROXY protocol header named, in place of the peer's own.
         self._remote_address = remote_address
         self._transport: asyncio.Transport | None = None
-        # What data_received() gave, or the rest of a chunk returned in part
+        # What buffer_updated() queued, or the rest of a chunk returned in part
         # (a view of it: the part returned is copied, the rest is not).
         self._chunks: deque[bytes | memoryview] = deque()
         self._size = 0  # bytes in _chunks
@@ -175,10 +201,14 @@ class AsyncioByteStream(ByteStream, asyncio.Protocol):
                 set_read_buffer_limits(high=READ_HIGH_WATER)
             _shrink_tls_read_buffer(transport)
 
-    def data_received(self, data: bytes) -> None:
-        """Called by the transport: queue the data for :meth:`receive`."""
-        self._chunks.append(data)
-        self._size += len(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Called by the transport before a read: the thread's read buffer."""
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Called by the transport after a read: queue a copy of the data for :meth:`receive`."""
+        self._chunks.append(_read_buffer()[:nbytes].tobytes())
+        self._size += nbytes
         if self._read_waiter is not None:
             _resolve(self._read_waiter)
         if self._size > READ_HIGH_WATER and not self._reading_paused:

@@ -12,7 +12,12 @@ so misuse is caught before it reaches h2, and counting open streams is O(1).
 Inbound flow control (RFC 9113 §5.2, §6.9). Received data is never
 acknowledged on its own: the caller calls ``acknowledge_received_data`` as it
 consumes ``DataReceived.data`` and only then do WINDOW_UPDATE frames go out
-(h2 batches them). ``_unacked`` counts what each stream delivered and the
+(h2 batches them). The credit is collected per stream (``_credit``) and
+handed to h2 once per :meth:`~HTTP2Base.bytes_to_send`, not once per
+frame consumed: h2's accounting of one acknowledgement costs as much as a
+small DATA frame's parsing, and a WebSocket consumes one frame per message.
+The WINDOW_UPDATE frames are those h2 would have sent at that write, in
+the same write. ``_unacked`` counts what each stream delivered and the
 caller has not acknowledged yet, so acknowledgements are clamped and, when
 a stream is reset, what it still owed is credited back to the connection
 window (otherwise every reset stream would shrink the connection for good).
@@ -145,6 +150,8 @@ class HTTP2Base(HTTP2Protocol):
         self._streams: dict[int, StreamRecord] = {}
         self._ready: dict[int, None] = {}
         self._unacked: dict[int, int] = {}
+        # Acknowledged but not handed to h2 yet (see the module's docstring).
+        self._credit: dict[int, int] = {}
         self._open_outbound = 0
         self._open_inbound = 0
         self._settings_seen = False
@@ -179,7 +186,16 @@ class HTTP2Base(HTTP2Protocol):
         return event
 
     def bytes_to_send(self) -> bytes:
+        if self._credit:
+            self._give_credit()
         return self._conn.data_to_send()
+
+    def _give_credit(self) -> None:
+        """Hand the credit acknowledged since the last write to h2 (WINDOW_UPDATE frames)."""
+        credit, self._credit = self._credit, {}
+        acknowledge = self._conn.acknowledge_received_data
+        for stream_id, amount in credit.items():
+            acknowledge(amount, stream_id)
 
     def clock(self, now: float) -> None:
         self._guard.refill(now)
@@ -294,6 +310,7 @@ class HTTP2Base(HTTP2Protocol):
         self._streams.clear()
         self._ready.clear()
         self._unacked.clear()
+        self._credit.clear()
         self._open_outbound = self._open_inbound = 0
         self._events.append(
             ConnectionTerminated(error_code=error_code, message=message, reason=reason)

@@ -294,7 +294,8 @@ class _HTTP2Protocol(HTTP2Base):
             del unacked[stream_id]
         else:
             unacked[stream_id] = owed - amount
-        self._conn.acknowledge_received_data(amount, stream_id)
+        credit = self._credit
+        credit[stream_id] = credit.get(stream_id, 0) + amount  # h2 gets it at the next write
 
     # -- receiving ----------------------------------------------------------
 
