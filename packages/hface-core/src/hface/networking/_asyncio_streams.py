@@ -62,11 +62,17 @@ from ._streams import ByteStream
 
 _logger = logging.getLogger("hface.networking")
 
-#: Queued received bytes above which the transport stops reading (one read of
-#: the connection layer; the kernel's buffers hold far more).
-READ_HIGH_WATER: Final = 64 * 1024
+#: Queued received bytes above which the transport stops reading: one read of
+#: the connection layer and of a proxy's tunnel (256 KiB; the kernel's buffers
+#: hold far more). Not less: a socket read brings up to 256 KiB at once, and a
+#: lower mark would stop and restart reading (two epoll calls and a pass of
+#: Python each) on every read of a fast stream, such as a tunnel's target.
+READ_HIGH_WATER: Final = 256 * 1024
 #: Queued received bytes at or below which a paused transport reads again.
-READ_LOW_WATER: Final = 16 * 1024
+READ_LOW_WATER: Final = 64 * 1024
+#: The limit of the TLS layer's own buffer of received records (asyncio's
+#: default is 256 KiB): four full records.
+TLS_READ_HIGH_WATER: Final = 64 * 1024
 #: Buffered bytes above which ``send()`` waits for the transport to drain
 #: (asyncio's default, as uvicorn's; the low-water mark is a quarter of it).
 WRITE_HIGH_WATER: Final = 64 * 1024
@@ -198,7 +204,7 @@ class AsyncioByteStream(ByteStream, asyncio.BufferedProtocol):
             # default on asyncio) counts toward what a slow reader holds.
             set_read_buffer_limits = getattr(transport, "set_read_buffer_limits", None)
             if set_read_buffer_limits is not None:
-                set_read_buffer_limits(high=READ_HIGH_WATER)
+                set_read_buffer_limits(high=TLS_READ_HIGH_WATER)
             _shrink_tls_read_buffer(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -49,6 +49,14 @@ These adaptations of h2 are made here:
   with the event loop blocked (a server answering with a large header
   looked hung to its clients). :class:`LinearHuffmanEncoder` produces the
   same bytes in linear time.
+- **A DATA frame's payload is copied once, not four times.** h2
+  serializes a DATA frame by joining its payload with its padding, then
+  with its header, appends the frame to a ``bytearray`` and copies that
+  out in ``data_to_send``: four copies of every byte sent (a tunnel's
+  100 MiB download: 400 MiB of memmove). :class:`CountingConnection`
+  queues the serialized frames as a list of pieces, a DATA frame without
+  padding as its header and its payload as given, and joins them once
+  when asked.
 - **Settings cost a list per value, not a deque.** h2 keeps each setting
   as a ``collections.deque`` of its current and proposed values: 14 of
   them per connection at 760 bytes each, 11 KiB of every idle connection.
@@ -58,6 +66,7 @@ These adaptations of h2 are made here:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import Any, Final, cast
 
@@ -84,6 +93,12 @@ from ._settings import DEFAULT_WINDOW, HTTP2Settings
 CONNECTION_HEADERS: Final = CONNECTION_SPECIFIC_HEADERS
 
 _GOAWAY_INPUTS: Final = (ConnectionInputs.SEND_GOAWAY, ConnectionInputs.RECV_GOAWAY)
+
+#: A frame's header (RFC 9113 §4.1): length (24 bits, as 16 + 8), type, flags, stream ID.
+_FRAME_HEADER: Final = struct.Struct(">HBBBL")
+#: The DATA frame's type and its END_STREAM flag (RFC 9113 §6.1).
+_DATA_TYPE: Final = 0x0
+_END_STREAM: Final = 0x1
 
 
 class GracefulStateMachine(H2ConnectionStateMachine):
@@ -347,12 +362,56 @@ class CountingConnection(H2Connection):
         self.incoming_buffer = StreamFrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[MalformedStreamFrame] = self._receive_malformed_frame
         self._frame_dispatch_table[QuietDataFrame] = self._receive_data_frame
+        # What to send, in order, after h2's own buffer (in which h2 writes
+        # only its preamble, itself): serialized frames, and DATA frames'
+        # headers and payloads (see the module docstring).
+        self._pieces: list[bytes | memoryview] = []
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        if not frames:
+            return
+        pieces = self._pieces
+        if self._data_to_send:
+            pieces.append(bytes(self._data_to_send))  # h2 wrote it first
+            self._data_to_send = bytearray()
+        max_size = self.max_outbound_frame_size
         for frame in frames:
+            if type(frame) is DataFrame and not frame.pad_length and "PADDED" not in frame.flags:
+                data = frame.data
+                size = frame.body_len = len(data)
+                assert size <= max_size
+                flags = _END_STREAM if "END_STREAM" in frame.flags else 0
+                stream_id = frame.stream_id & 0x7FFFFFFF
+                header = _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA_TYPE, flags, stream_id)
+                pieces.append(header)
+                if size:
+                    pieces.append(data)
+                continue
             if type(frame) is RstStreamFrame:
                 self.resets_sent += 1
-        super()._prepare_for_sending(frames)
+            pieces.append(frame.serialize())
+            assert frame.body_len <= max_size
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        """What there is to send, at most ``amount`` bytes (all by default), joined once."""
+        pieces = self._pieces
+        if self._data_to_send:
+            pieces.append(bytes(self._data_to_send))
+            self._data_to_send = bytearray()
+        if not pieces:
+            return b""
+        first = pieces[0]
+        data = first if len(pieces) == 1 and type(first) is bytes else b"".join(pieces)
+        pieces.clear()
+        if amount is not None and len(data) > amount:
+            pieces.append(data[amount:])
+            data = data[:amount]
+        return data
+
+    def clear_outbound_data_buffer(self) -> None:
+        """Drop what there is to send."""
+        super().clear_outbound_data_buffer()
+        self._pieces.clear()
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)

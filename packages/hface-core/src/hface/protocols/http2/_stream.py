@@ -84,13 +84,13 @@ class StreamRecord:
         self.offset = 0
         if available == size:
             return head[offset:] if offset else head
-        # The piece spans several chunks: join them once.
-        parts = [head[offset:]]
+        # The piece spans several chunks: join them once (views: no copy before).
+        parts: list[bytes | memoryview] = [memoryview(head)[offset:] if offset else head]
         needed = size - available
         while needed:
             head = chunks[0]
             if len(head) > needed:
-                parts.append(head[:needed])
+                parts.append(memoryview(head)[:needed])
                 self.offset = needed
                 break
             chunks.popleft()
