@@ -13,11 +13,14 @@ from typing import Any
 from ._errors import CommandError
 
 
-def add_certs_parser(commands: Any) -> None:
-    """Add ``hface certs`` to the subparsers ``commands`` (``add_subparsers()``)."""
+def add_certs_parser(commands: Any, summary: str) -> None:
+    """Add ``hface certs`` to the subparsers ``commands`` (``add_subparsers()``).
+
+    :param summary: what ``hface --help`` says of it.
+    """
     certs: argparse.ArgumentParser = commands.add_parser(
         "certs",
-        help="write a development CA and a localhost certificate",
+        help=summary,
         description="Write cacert.pem, cert.pem and key.pem (localhost) into DIR.",
     )
     certs.add_argument("directory", metavar="DIR")

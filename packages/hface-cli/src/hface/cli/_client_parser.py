@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
-from ._errors import EXIT_CODES
+from ._errors import EXIT_CODES, CommandParser, curl_usage_error
 
 #: What each ``ClientProtocol`` value speaks (the parser stores the values).
 _PROTOCOL_NAMES: Final = {
@@ -36,27 +35,6 @@ REMOTE_NAME: Final = "\0remote-name"
 _PROG: Final = "hface client"
 
 
-class CommandParser(argparse.ArgumentParser):
-    """The parser of each ``hface`` command.
-
-    With ``curl_errors`` (``hface client``), a usage error is two lines, as
-    curl's: what is wrong and where to look, without the long usage.
-    """
-
-    curl_errors = False
-
-    def error(self, message: str) -> NoReturn:
-        """Exit 2 with ``message`` (see the class docstring)."""
-        if not self.curl_errors:
-            super().error(message)
-        _curl_usage_error(self.prog, message)
-
-
-def _curl_usage_error(prog: str, message: str) -> NoReturn:
-    sys.stderr.write(f"{prog}: error: {message}\nTry '{prog} --help' for more information.\n")
-    raise SystemExit(2)
-
-
 def unknown_option(extras: Sequence[str]) -> NoReturn:
     """Say of the first unknown option what curl says (``option --foo: is unknown``), exit 2.
 
@@ -64,7 +42,7 @@ def unknown_option(extras: Sequence[str]) -> NoReturn:
     an unknown option (its value, say) is not what is wrong.
     """
     options = [extra for extra in extras if extra.startswith("-") and extra != "-"]
-    _curl_usage_error(_PROG, f"option {(options or list(extras))[0]}: is unknown")
+    curl_usage_error(_PROG, f"option {(options or list(extras))[0]}: is unknown")
 
 
 def seconds(text: str) -> float:
@@ -115,11 +93,14 @@ def _epilog() -> str:
     return f"exit codes (as curl's):\n{codes}"
 
 
-def add_client_parser(commands: Any) -> CommandParser:
-    """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``); return it."""
+def add_client_parser(commands: Any, summary: str) -> CommandParser:
+    """Add ``hface client`` to the subparsers ``commands`` (``add_subparsers()``); return it.
+
+    :param summary: what ``hface --help`` says of it.
+    """
     parser: CommandParser = commands.add_parser(
         "client",
-        help="make HTTP requests (like curl)",
+        help=summary,
         description=(
             "Fetch each URL and write the response body to stdout (or -o FILE), as\n"
             "bytes and as it arrives, with curl's options. Errors are one line on\n"

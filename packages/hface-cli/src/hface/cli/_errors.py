@@ -14,10 +14,11 @@ finds from the type and fields of the exception, never from its message.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from hface.errors import TerminationReason, TransportError, TransportErrorKind
 
@@ -63,6 +64,28 @@ class CommandError(Exception):
         super().__init__(message)
         #: The exit code.
         self.code = code
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of each ``hface`` command.
+
+    With ``curl_errors`` (``hface client``), a usage error is two lines, as
+    curl's: what is wrong and where to look, without the long usage.
+    """
+
+    curl_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with ``message`` (see the class docstring)."""
+        if not self.curl_errors:
+            super().error(message)
+        curl_usage_error(self.prog, message)
+
+
+def curl_usage_error(prog: str, message: str) -> NoReturn:
+    """Exit 2 after a usage error as curl writes it: ``message``, then where to look."""
+    sys.stderr.write(f"{prog}: error: {message}\nTry '{prog} --help' for more information.\n")
+    raise SystemExit(USAGE)
 
 
 #: The error for ``--backend trio`` where trio is not installed.

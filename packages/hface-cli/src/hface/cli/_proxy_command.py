@@ -34,11 +34,14 @@ DEFAULT_PROXY_ENDPOINTS: Final = ("https://localhost:6443",)
 AUTH_ENV: Final = "HFACE_PROXY_AUTH"
 
 
-def add_proxy_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add the ``proxy`` subcommand to ``commands`` and return its parser."""
+def add_proxy_parser(commands: Any, summary: str) -> argparse.ArgumentParser:
+    """Add the ``proxy`` subcommand to ``commands`` and return its parser.
+
+    :param summary: what ``hface --help`` says of it.
+    """
     proxy: argparse.ArgumentParser = commands.add_parser(
         "proxy",
-        help="run an HTTP proxy (CONNECT and CONNECT-UDP tunnels)",
+        help=summary,
         description=(
             "Run an HTTP proxy in tunnelling mode: CONNECT and CONNECT-UDP (RFC 9298) over "
             "HTTP/1.1, HTTP/2 and HTTP/3. With no arguments, listens on "

@@ -39,11 +39,14 @@ DEFAULT_ENDPOINTS = ("https://localhost:5443", "http://localhost:5080")
 HTTP1_IMPLEMENTATIONS: Final = ("h11", "httptools")
 
 
-def add_server_parser(commands: Any) -> None:
-    """Add ``hface server`` to the subparsers ``commands`` (``add_subparsers()``)."""
+def add_server_parser(commands: Any, summary: str) -> None:
+    """Add ``hface server`` to the subparsers ``commands`` (``add_subparsers()``).
+
+    :param summary: what ``hface --help`` says of it.
+    """
     server: argparse.ArgumentParser = commands.add_parser(
         "server",
-        help="serve an ASGI application",
+        help=summary,
         description=(
             "Serve an ASGI application. With no arguments, serves a greeting on "
             f"{' and '.join(DEFAULT_ENDPOINTS)} with a local development certificate."

@@ -8,8 +8,6 @@ once a flood has ended (the QUIC listener and the server call it).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import gc
 import sys
@@ -18,7 +16,14 @@ from collections.abc import Callable
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, if the C library has it."""
+    """glibc's ``malloc_trim``, if the C library has it.
+
+    (``ctypes`` is imported here, at the first release: a server that no
+    flood reaches does without it.)
+    """
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         function: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
