@@ -36,14 +36,13 @@ arrives, and inflated no further than that) closes the session with 1009;
 a protocol error with the code wsproto gives (1002, 1007).
 
 Writing. Every frame goes through a
-:class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` queues it,
-and a writer task writes each burst the application sent between two
-turns of the event loop as one write. The frames an application sends
-while messages are queued for it (answers to a burst it is reading) are
-held instead, and ``receive()`` writes them, in one write, when it is about
-to wait: no trip through the writer task; should the application wait
+:class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` holds the
+application's messages, and ``receive()`` writes what is held, in one
+write, when it is about to wait (an echo, or the answers to a burst it
+read): no trip through a task of the writer's; should the application wait
 elsewhere first, the writer task writes them then (see
-:mod:`~hface.server._asgi_ws_writer`). ``send()`` waits while more than
+:mod:`~hface.server._asgi_ws_writer`). Pongs and the close go to the
+writer task at once. ``send()`` waits while more than
 :data:`~hface.server._asgi_ws_writer.WRITE_BUFFER` bytes are queued and
 the client does not read (the connection's ``send_data`` waits on the
 flow-control window or the socket); a ``receive()`` that writes held
@@ -310,11 +309,9 @@ class WebSocketSession:
             ws = self._ws
             assert ws is not None
             try:
-                if self._queue or writer.holding:
-                    # Answering queued messages: written when receive() next waits.
-                    writer.hold(frame_message(ws, payload, self._plain))
-                else:
-                    writer.put(frame_message(ws, payload, self._plain))
+                # Written when receive() next waits (or, should the application
+                # wait elsewhere first, by the writer task): no task switch.
+                writer.hold(frame_message(ws, payload, self._plain))
             except WSLocalProtocolError as error:
                 self._lost()
                 raise ClientDisconnected("the client has disconnected") from error

@@ -9,9 +9,9 @@ application echoing a burst of messages sends each without a turn of the
 event loop, and the burst leaves in one write, not one per message.
 
 Held frames. Waking the writer task costs an event and a task switch per
-burst, as much as a few small messages do. An application answering
-messages it has received sends while more are queued for it, and comes
-back to ``receive()`` when they are done: those frames are *held*
+burst, as much as a few small messages do. An application mostly sends
+between two calls of ``receive()`` (an echo, the answers to the messages
+it received): the application's frames are *held*
 (:meth:`FrameWriter.hold`), queued without waking the writer, and the
 session writes them from the application's own task
 (:meth:`FrameWriter.write_held`) when ``receive()`` is about to wait. In
