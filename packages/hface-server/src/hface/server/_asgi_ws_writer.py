@@ -56,12 +56,13 @@ from typing import Final
 
 import anyio
 import anyio.abc
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.connection import ConnectionState
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.networking import CallSoon, Pulse, current_call_soon
+
+from ._asgi_ws_frames import FrameConnection
 
 logger = logging.getLogger("hface.server")
 
@@ -80,15 +81,14 @@ _HEADER_10: Final = struct.Struct("!BBQ")
 _WRITE_ERRORS: Final = (TransportError, LocalProtocolError)
 
 
-def frame_message(ws: Connection, data: str | bytes, plain: bool) -> list[bytes]:
+def frame_message(ws: FrameConnection, data: str | bytes, plain: bool) -> list[bytes]:
     """The bytes of a whole message's frame (text or binary): header and payload, or wsproto's.
 
     :param plain: no extension was negotiated (the payload goes as it is).
     :raises wsproto.utilities.LocalProtocolError: if the WebSocket is not open.
     """
     if not plain or ws.state is not ConnectionState.OPEN:
-        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
-        return [bytes(ws.send(event))]
+        return [ws.message(data)]
     if isinstance(data, str):
         payload = data.encode()
         first = _FIN_TEXT
