@@ -38,7 +38,8 @@ a protocol error with the code wsproto gives (1002, 1007).
 
 Writing. Every frame goes through a
 :class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` holds the
-application's messages, and ``receive()`` writes what is held, in one
+application's messages (on asyncio; under Trio while messages are queued
+for it), and ``receive()`` writes what is held, in one
 write, when it is about to wait (an echo, or the answers to a burst it
 read): no trip through a task of the writer's; should the application wait
 elsewhere first, the writer task writes them then (see
@@ -314,9 +315,9 @@ class WebSocketSession:
             ws = self._ws
             assert ws is not None
             try:
-                # Written when receive() next waits (or, should the application
-                # wait elsewhere first, by the writer task): no task switch.
-                writer.hold(frame_message(ws, payload, self._plain))
+                # Mostly held, and written when receive() next waits: no task switch.
+                answering = bool(self._queue) or writer.holding
+                writer.send_message(frame_message(ws, payload, self._plain), answering)
             except WSLocalProtocolError as error:
                 self._lost()
                 raise ClientDisconnected("the client has disconnected") from error
