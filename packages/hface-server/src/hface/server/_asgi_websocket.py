@@ -13,7 +13,8 @@ The handshake. The application's first ``receive()`` is
 HTTP/1.1 sends as ``101 Switching Protocols``) with the subprotocol, the
 negotiated ``permessage-deflate`` (:mod:`._asgi_ws_frames`) and the
 application's headers; from then on the stream carries WebSocket frames,
-parsed and built by ``wsproto.connection.Connection``. A
+parsed and built by wsproto (its frame layer, with the state of the close
+handshake: :class:`~hface.server._asgi_ws_frames.FrameConnection`). A
 ``websocket.close`` before accept answers 403; ``websocket.http.response.*``
 answers with the application's own response (through the request's
 :class:`ASGIStream`, as an HTTP response). An application that neither
@@ -36,14 +37,14 @@ arrives, and inflated no further than that) closes the session with 1009;
 a protocol error with the code wsproto gives (1002, 1007).
 
 Writing. Every frame goes through a
-:class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` queues it,
-and a writer task writes each burst the application sent between two
-turns of the event loop as one write. The frames an application sends
-while messages are queued for it (answers to a burst it is reading) are
-held instead, and ``receive()`` writes them, in one write, when it is about
-to wait: no trip through the writer task; should the application wait
+:class:`~hface.server._asgi_ws_writer.FrameWriter`: ``send()`` holds the
+application's messages (on asyncio; under Trio while messages are queued
+for it), and ``receive()`` writes what is held, in one
+write, when it is about to wait (an echo, or the answers to a burst it
+read): no trip through a task of the writer's; should the application wait
 elsewhere first, the writer task writes them then (see
-:mod:`~hface.server._asgi_ws_writer`). ``send()`` waits while more than
+:mod:`~hface.server._asgi_ws_writer`). Pongs and the close go to the
+writer task at once. ``send()`` waits while more than
 :data:`~hface.server._asgi_ws_writer.WRITE_BUFFER` bytes are queued and
 the client does not read (the connection's ``send_data`` waits on the
 flow-control window or the socket); a ``receive()`` that writes held
@@ -71,12 +72,12 @@ import enum
 import logging
 import os
 from collections import deque
-from typing import Final
+from typing import Final, cast
 
 import anyio
 import anyio.abc
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.connection import ConnectionState
+from wsproto.frame_protocol import Opcode
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
 
 from hface.connections import HTTPStream
@@ -87,7 +88,7 @@ from hface.networking import Pulse
 from ._asgi_settings import ASGISettings
 from ._asgi_stream import ASGIStream
 from ._asgi_types import ASGIApp, ClientDisconnected, Message
-from ._asgi_ws_frames import MessageAssembler, accept_response, websocket_scope
+from ._asgi_ws_frames import FrameConnection, MessageAssembler, accept_response, websocket_scope
 from ._asgi_ws_speedups import use_compiled_unmask, use_frame_buffer
 from ._asgi_ws_writer import FrameWriter, frame_message
 
@@ -121,6 +122,10 @@ _HANDSHAKE: Final = Phase.HANDSHAKE
 _OPEN: Final = Phase.OPEN
 _CLOSING: Final = Phase.CLOSING
 _CLOSED: Final = Phase.CLOSED
+_BINARY: Final = Opcode.BINARY
+_TEXT: Final = Opcode.TEXT
+_PING: Final = Opcode.PING
+_PONG: Final = Opcode.PONG
 
 
 class WebSocketSession:
@@ -139,7 +144,7 @@ class WebSocketSession:
         self._phase = _HANDSHAKE
         self._connect_delivered = False
         self._denied = False  # a websocket.http.response was started
-        self._ws: Connection | None = None
+        self._ws: FrameConnection | None = None
         self._assembler = MessageAssembler(settings.ws_max_size)
         self._queue: deque[tuple[Message, int]] = deque()  # each with its size
         self._queued_bytes = 0
@@ -310,11 +315,9 @@ class WebSocketSession:
             ws = self._ws
             assert ws is not None
             try:
-                if self._queue or writer.holding:
-                    # Answering queued messages: written when receive() next waits.
-                    writer.hold(frame_message(ws, payload, self._plain))
-                else:
-                    writer.put(frame_message(ws, payload, self._plain))
+                # Mostly held, and written when receive() next waits: no task switch.
+                answering = bool(self._queue) or writer.holding
+                writer.send_message(frame_message(ws, payload, self._plain), answering)
             except WSLocalProtocolError as error:
                 self._lost()
                 raise ClientDisconnected("the client has disconnected") from error
@@ -370,7 +373,7 @@ class WebSocketSession:
         settings.default_headers[version].add_to(headers, {name for name, _ in headers})
         use_compiled_unmask()
         use_frame_buffer()
-        self._ws = Connection(ConnectionType.SERVER, extensions)
+        self._ws = FrameConnection(extensions)
         self._plain = not extensions
         self._phase = _OPEN
         self._status = 101 if version == "1.1" else 200
@@ -405,7 +408,7 @@ class WebSocketSession:
         remote_closing = ws.state is ConnectionState.REMOTE_CLOSING
         self._phase = _CLOSED if remote_closing else _CLOSING
         self._disconnect(code)
-        self._writer.put([ws.send(CloseConnection(code=code, reason=reason))])
+        self._writer.put([ws.close(code, reason)])
         if going_away:
             logger.debug("closed the WebSocket on stream %d: going away", self.stream_id)
         self._wake()
@@ -483,18 +486,16 @@ class WebSocketSession:
         ws = self._ws
         if ws is None or self._phase is _CLOSED:
             return
-        try:
-            ws.receive_data(data)
-        except WSLocalProtocolError:  # wsproto is closed: nothing more is read
+        if not ws.receive_data(data):  # closed: nothing more is read
             return
         assembler, queue = self._assembler, self._queue
         queued = len(queue)
-        for event in ws.events():
-            # Exact types first: wsproto's events are ABCs, slow to isinstance().
-            if type(event) is BytesMessage or type(event) is TextMessage:
+        for frame in ws.frames():
+            opcode = frame.opcode
+            if opcode is _BINARY or opcode is _TEXT:  # a message's piece
                 if self._phase is not _OPEN:
                     continue
-                message = assembler.add(event)
+                message = assembler.add(frame)
                 if message is None:
                     continue
                 if isinstance(message, tuple):
@@ -502,26 +503,27 @@ class WebSocketSession:
                     self._queued_bytes += message[1]
                 else:
                     self._send_close(message, "message too big", False)
-            elif isinstance(event, Ping):
+            elif opcode is _PING:
                 if ws.state is ConnectionState.OPEN:
                     # Not waited for: unread pongs (not the application's
                     # messages) stop the reads until the writer has room.
-                    self._writer.put([ws.send(event.response())])
+                    self._writer.put([ws.pong(cast(bytes, frame.payload))])
                     self._pongs_held = self._writer.full
-            elif isinstance(event, Pong):
+            elif opcode is _PONG:
                 if self._pong is not None:
                     self._pong.set()
-            elif isinstance(event, CloseConnection):
-                self._on_close(ws, event)
+            else:  # the close (or what did not parse)
+                code, reason = cast("tuple[int, str]", frame.payload)
+                self._on_close(ws, code, reason)
         if len(queue) > queued:
             self._wake()  # once for all the messages this data held
 
-    def _on_close(self, ws: Connection, event: CloseConnection) -> None:
+    def _on_close(self, ws: FrameConnection, code: int, reason: str) -> None:
         state = ws.state
         if state is ConnectionState.REMOTE_CLOSING:
             # The client's close: echoed (RFC 6455 §5.5.1), then the application is told.
-            self._disconnect(event.code)
-            self._writer.put([ws.send(event.response())])
+            self._disconnect(code)
+            self._writer.put([ws.close(code, reason)])
             self._phase = _CLOSED
         elif state is ConnectionState.CLOSED:
             self._phase = _CLOSED  # the answer to our close
@@ -530,10 +532,10 @@ class WebSocketSession:
             logger.info(
                 "WebSocket protocol error on stream %d: %s (%d)",
                 self.stream_id,
-                event.reason,
-                event.code,
+                reason,
+                code,
             )
-            self._send_close(event.code, event.reason or "", False)
+            self._send_close(code, reason or "", False)
         self._wake()
 
     async def _keep_alive(self, interval: float) -> None:
@@ -546,7 +548,7 @@ class WebSocketSession:
             ws, writer = self._ws, self._writer
             assert ws is not None
             try:
-                writer.put([ws.send(Ping(payload=os.urandom(4)))])
+                writer.put([ws.ping(os.urandom(4))])
             except WSLocalProtocolError:
                 self._lost()
                 return

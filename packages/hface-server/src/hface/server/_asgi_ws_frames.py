@@ -1,9 +1,13 @@
 """What a WebSocket session of an ``ASGIServer`` asks of wsproto: scope, extensions, limits.
 
-The session (:mod:`hface.server._asgi_websocket`) leaves frames to wsproto
-(``wsproto.connection.Connection``, made once the handshake is accepted).
-This module holds the parts of the handshake and the limits that are
-written around it:
+The session (:mod:`hface.server._asgi_websocket`) leaves frames to wsproto.
+This module holds what is written around it:
+
+- :class:`FrameConnection` is wsproto's frame layer (``FrameProtocol``)
+  with the state of the close handshake: what wsproto's ``Connection``
+  does for a server, but the frames received come out as wsproto's
+  ``Frame`` tuples rather than as an event object made for each (a frozen
+  dataclass, the most the event layer cost per message);
 
 - :func:`websocket_scope` turns the ``http`` scope the request made into
   the ASGI ``websocket`` scope (``ws``/``wss``, the offered subprotocols,
@@ -17,7 +21,7 @@ written around it:
   is inflated with ``max_length`` set to what the message may still grow
   by, so a compression bomb costs at most that much memory before the
   session closes with 1009 (message too big);
-- :class:`MessageAssembler` joins the pieces wsproto hands out into whole
+- :class:`MessageAssembler` joins the pieces of data frames into whole
   messages and counts them against the same maximum.
 
 What the session puts into wsproto to receive faster (a C unmask, a
@@ -27,18 +31,34 @@ receive buffer without copies) is in :mod:`._asgi_ws_speedups`.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import Any, Final, cast
 
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.connection import ConnectionState
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+from wsproto.frame_protocol import (
+    CloseReason,
+    Frame,
+    FrameDecoder,
+    FrameProtocol,
+    Opcode,
+    ParseFailed,
+    RsvBits,
+)
 from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import LocalProtocolError
 
 from ._asgi_heads import check_fields
 from ._asgi_types import Message, Scope
 
 #: The ``scheme`` of a WebSocket scope, by the request's.
 _SCHEMES: Final = {"http": "ws", "https": "wss"}
+_OPEN: Final = ConnectionState.OPEN
+_LOCAL_CLOSING: Final = ConnectionState.LOCAL_CLOSING
+_REMOTE_CLOSING: Final = ConnectionState.REMOTE_CLOSING
+_CLOSED: Final = ConnectionState.CLOSED
+_TEXT: Final = Opcode.TEXT
+_CLOSE: Final = Opcode.CLOSE
 
 
 def websocket_scope(http_scope: Scope) -> Scope:
@@ -164,6 +184,69 @@ class BoundedDeflate(PerMessageDeflate):
         return data
 
 
+class FrameConnection:
+    """A server's side of a WebSocket: wsproto's ``FrameProtocol`` and the close handshake.
+
+    As wsproto's ``Connection`` (its ``state`` is the same
+    ``ConnectionState``), with the frames received as wsproto's ``Frame``
+    tuples (see the module docstring). A frame that does not parse comes
+    out as a CLOSE frame with wsproto's code and reason and no change of
+    state, as wsproto's ``Connection`` reports it; nothing is parsed after
+    it. A frame that cannot be sent in the state raises wsproto's
+    ``LocalProtocolError``.
+
+    :param extensions: those negotiated.
+    """
+
+    __slots__ = ("_proto", "state")
+
+    def __init__(self, extensions: list[Extension]) -> None:
+        self._proto = FrameProtocol(client=False, extensions=extensions)
+        self.state = _OPEN
+
+    def receive_data(self, data: bytes) -> bool:
+        """Take bytes received; False once closed (nothing more is read)."""
+        state = self.state
+        if state is _OPEN or state is _LOCAL_CLOSING:
+            self._proto.receive_bytes(data)
+        return state is not _CLOSED
+
+    def frames(self) -> Iterator[Frame]:
+        """The frames the bytes received make, whole or in part (a message's pieces)."""
+        try:
+            for frame in self._proto.received_frames():
+                if frame.opcode is _CLOSE:
+                    self.state = _CLOSED if self.state is _LOCAL_CLOSING else _REMOTE_CLOSING
+                yield frame
+        except ParseFailed as error:
+            yield Frame(_CLOSE, (error.code, str(error)), True, True)
+
+    def message(self, data: str | bytes) -> bytes:
+        """A whole message's frame (text or binary), through the extensions."""
+        self._check(self.state is _OPEN, "a message")
+        return bytes(self._proto.send_data(data, True))
+
+    def ping(self, payload: bytes) -> bytes:
+        self._check(self.state is _OPEN, "a ping")
+        return bytes(self._proto.ping(payload))
+
+    def pong(self, payload: bytes) -> bytes:
+        self._check(self.state is _OPEN, "a pong")
+        return bytes(self._proto.pong(payload))
+
+    def close(self, code: int, reason: str) -> bytes:
+        """The close frame: the first of the handshake (OPEN) or the answer (REMOTE_CLOSING)."""
+        state = self.state
+        self._check(state is _OPEN or state is _REMOTE_CLOSING, "a close")
+        data = bytes(self._proto.close(code, reason))
+        self.state = _CLOSED if state is _REMOTE_CLOSING else _LOCAL_CLOSING
+        return data
+
+    def _check(self, allowed: bool, what: str) -> None:
+        if not allowed:
+            raise LocalProtocolError(f"{what} cannot be sent in state {self.state}")
+
+
 class MessageAssembler:
     """Joins the pieces of each message wsproto hands out, up to ``max_size`` bytes.
 
@@ -179,29 +262,33 @@ class MessageAssembler:
         self._pieces: list[Any] = []
         self._size = 0
 
-    def add(self, event: TextMessage | BytesMessage) -> tuple[Message, int] | CloseReason | None:
-        """Take a piece: the whole message and its size once it ends, None before, or 1009."""
-        data = event.data
+    def add(self, frame: Frame) -> tuple[Message, int] | CloseReason | None:
+        """Take a data frame: the whole message and its size once it ends, None before, or 1009.
+
+        wsproto gives every piece of a message the message's opcode (text
+        decoded as it comes).
+        """
+        data = cast("bytes | str", frame.payload)
         size = self._size + len(data)
         max_size = self._max_size
         if max_size is not None and size > max_size:
             return CloseReason.MESSAGE_TOO_BIG
-        if not event.message_finished:
+        if not frame.message_finished:
             self._pieces.append(data)
             self._size = size
             return None
         self._size = 0
         pieces = self._pieces
-        if type(event) is TextMessage:
-            text = event.data
+        if frame.opcode is _TEXT:
+            text = cast(str, data)
             if pieces:
                 pieces.append(text)
                 text = "".join(pieces)
                 self._pieces = []
             return {"type": "websocket.receive", "text": text}, size
-        payload = cast("bytes | bytearray", event.data)  # a BytesMessage's
+        payload = cast("bytes | bytearray", data)
         if pieces:
-            # wsproto's pieces are its own (the bytes it made for the event):
+            # wsproto's pieces are its own (the bytes it made for each frame):
             # joined once, into the message.
             pieces.append(payload)
             payload = b"".join(pieces)

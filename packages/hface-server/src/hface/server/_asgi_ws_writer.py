@@ -9,9 +9,9 @@ application echoing a burst of messages sends each without a turn of the
 event loop, and the burst leaves in one write, not one per message.
 
 Held frames. Waking the writer task costs an event and a task switch per
-burst, as much as a few small messages do. An application answering
-messages it has received sends while more are queued for it, and comes
-back to ``receive()`` when they are done: those frames are *held*
+burst, as much as a few small messages do. An application mostly sends
+between two calls of ``receive()`` (an echo, the answers to the messages
+it received): the application's frames are *held*
 (:meth:`FrameWriter.hold`), queued without waking the writer, and the
 session writes them from the application's own task
 (:meth:`FrameWriter.write_held`) when ``receive()`` is about to wait. In
@@ -47,6 +47,7 @@ frames (the close) to be written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
@@ -56,12 +57,13 @@ from typing import Final
 
 import anyio
 import anyio.abc
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.connection import ConnectionState
 
 from hface.connections import HTTPStream
 from hface.errors import LocalProtocolError, TransportError
 from hface.networking import CallSoon, Pulse, current_call_soon
+
+from ._asgi_ws_frames import FrameConnection
 
 logger = logging.getLogger("hface.server")
 
@@ -80,15 +82,14 @@ _HEADER_10: Final = struct.Struct("!BBQ")
 _WRITE_ERRORS: Final = (TransportError, LocalProtocolError)
 
 
-def frame_message(ws: Connection, data: str | bytes, plain: bool) -> list[bytes]:
+def frame_message(ws: FrameConnection, data: str | bytes, plain: bool) -> list[bytes]:
     """The bytes of a whole message's frame (text or binary): header and payload, or wsproto's.
 
     :param plain: no extension was negotiated (the payload goes as it is).
     :raises wsproto.utilities.LocalProtocolError: if the WebSocket is not open.
     """
     if not plain or ws.state is not ConnectionState.OPEN:
-        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
-        return [bytes(ws.send(event))]
+        return [ws.message(data)]
     if isinstance(data, str):
         payload = data.encode()
         first = _FIN_TEXT
@@ -134,6 +135,7 @@ class FrameWriter:
     __slots__ = (
         "_call_soon",
         "_check_due",
+        "_hold_idle",
         "_on_lost",
         "_progress",
         "_queue",
@@ -157,6 +159,7 @@ class FrameWriter:
         self._state = _PENDING
         self._call_soon: CallSoon | None = None  # set once the writer starts
         self._check_due = False  # a check of held frames is scheduled
+        self._hold_idle = False  # set at start: see send_message()
         # Set when there is something to write.
         self._ready = Pulse()
         # Set when a write is done (or failed).
@@ -177,6 +180,7 @@ class FrameWriter:
         if self._state is _PENDING:
             self._state = _RUNNING
             self._call_soon = current_call_soon()
+            self._hold_idle = _loop_calls_soon_cheaply()
             task_group.start_soon(self._run)
 
     @property
@@ -193,6 +197,21 @@ class FrameWriter:
             queue.append(chunk)
             self._queued += len(chunk)
         self._wake()
+
+    def send_message(self, chunks: list[bytes], answering: bool) -> None:
+        """Queue an application's message: held (see :meth:`hold`) or for the writer task.
+
+        :param answering: messages are queued for the application, or
+            frames held: it is answering a burst and will write them from
+            ``receive()``. Otherwise its frames are held too where the
+            check :meth:`hold` schedules is cheap (asyncio's ``call_soon``);
+            under Trio (whose ``run_sync_soon`` writes to its wake-up socket,
+            costlier than waking the writer task) they go to the writer task.
+        """
+        if answering or self._hold_idle:
+            self.hold(chunks)
+        else:
+            self.put(chunks)
 
     def hold(self, chunks: list[bytes]) -> None:
         """Queue bytes for :meth:`write_held`, the writer task writing them only as a fallback.
@@ -296,6 +315,15 @@ class FrameWriter:
             )
             with anyio.CancelScope(shield=True), contextlib.suppress(*_WRITE_ERRORS):
                 await stream.send_reset()
+
+
+def _loop_calls_soon_cheaply() -> bool:
+    """Whether the running event loop is asyncio's (its ``call_soon`` costs a list append)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # Trio
+        return False
+    return True
 
 
 def _bursts(queue: list[bytes]) -> list[bytes]:
