@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
 import pytest
 
 from hface.client import AltService, AltSvcCache, Client, Origin
+from hface.client._racing import Attempt, race
 from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.server import ASGIServer, Endpoint
 from tests.helpers.peers import free_port
@@ -177,3 +179,45 @@ async def test_unreachable_alternative_is_forgotten(
     assert version == "2"
     assert elapsed < 0.2  # TCP started as soon as QUIC failed
     assert len(client.alt_svc) == 0
+
+
+# -- the race -------------------------------------------------------------------------
+
+
+class _Opened:
+    """What a fake opener opens: its name, and whether the race closed it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_head_start_counts_from_the_end_of_prepare() -> None:
+    """QUIC's import (``prepare``) does not eat into its head start over TCP."""
+    order: list[str] = []
+
+    def opener(name: str, seconds: float) -> Any:
+        async def open_(origin: Origin) -> Any:
+            order.append(f"{name} starts")
+            await anyio.sleep(seconds)
+            return _Opened(name)
+
+        return open_
+
+    async def prepare() -> None:
+        await anyio.sleep(0.4)  # longer than TCP's delay
+        order.append("prepared")
+
+    async def start(open_: Any) -> Any:
+        return await open_(ORIGIN)
+
+    attempts = (
+        Attempt(0.0, opener("quic", 0.05), prepare=prepare),
+        Attempt(0.2, opener("tcp", 0.0)),
+    )
+    winner = await race(attempts, start)
+    assert winner.name == "quic"  # type: ignore[attr-defined]
+    assert order == ["prepared", "quic starts"]

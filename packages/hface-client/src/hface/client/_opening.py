@@ -13,6 +13,8 @@ QUIC failed, which discards the alternative); see :mod:`._racing`.
 
 from __future__ import annotations
 
+import anyio.to_thread
+
 from hface.common import ClientTLSConfig
 from hface.connections import (
     ConnectionOptions,
@@ -21,7 +23,7 @@ from hface.connections import (
     HTTPOverTCPOpener,
 )
 from hface.networking import ClientNetworking
-from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory
+from hface.protocols import ALPNHTTPFactory, HTTPOverQUICClientFactory, HTTPOverTCPFactory, http3
 from hface.protocols.http2 import HTTP2ClientFactory
 from hface.protocols.http3 import HTTP3ClientFactory
 
@@ -189,6 +191,17 @@ def _alt_svc_planner(
         def forget(error: BaseException) -> None:
             cache.discard(origin, service)
 
-        return (Attempt(0.0, open_quic, forget), Attempt(ALT_SVC_RACE_DELAY, tcp))
+        quic = Attempt(0.0, open_quic, forget, prepare=_load_http3)
+        return (quic, Attempt(ALT_SVC_RACE_DELAY, tcp))
 
     return plan
+
+
+async def _load_http3() -> None:
+    """Import the HTTP/3 stack (aioquic, cryptography) in a thread, once, before a race.
+
+    ``hface.protocols.http3`` imports it at the first use of a lazy name
+    (its module ``__getattr__``), which then stays in the module's namespace.
+    """
+    if "HTTP3ClientProtocol" not in vars(http3):
+        await anyio.to_thread.run_sync(getattr, http3, "HTTP3ClientProtocol")
