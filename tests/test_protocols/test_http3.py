@@ -691,6 +691,58 @@ def test_request_with_body_over_the_limit_gets_431_and_the_body_is_dropped() -> 
     assert stream_id not in pair.server._streams
 
 
+def test_a_stop_sending_with_no_error_keeps_the_response() -> None:
+    """RFC 9114 §4.1: the client reads the response to its end, then learns of the stop.
+
+    The server answers without reading the whole request, then asks the
+    client to stop sending (H3_NO_ERROR). aioquic writes STOP_SENDING ahead
+    of the stream's data in a packet: the client gets the stop first.
+    """
+    pair = make_quic_pair()
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, POST)
+    pair.client.submit_data(stream_id, b"part of the body")
+    pair.transfer()
+    pair.server_events()
+    body = bytes(range(256)) * 400  # more than one datagram
+    pair.server.submit_headers(stream_id, [(b":status", b"413")])
+    pair.server.submit_data(stream_id, body, end_stream=True)
+    pair.server.submit_stream_reset(stream_id)  # the response is whole: STOP_SENDING only
+    first, *_ = pair.server.datagrams_to_send()  # the rest is paced
+    pair.client.datagram_received((first[0], SERVER_ADDRESS))
+    events = pair.client_events()
+    assert not any(isinstance(event, StreamResetReceived) for event in events)
+    assert not any(getattr(event, "end_stream", False) for event in events)
+    # What the client still sends is dropped, not an error.
+    pair.client.submit_data(stream_id, b"the rest", end_stream=True)
+    pair.transfer()
+    events += pair.client_events()
+    assert events[0] == HeadersReceived(stream_id=stream_id, headers=[(b":status", b"413")])
+    assert _data(events, stream_id) == body
+    assert events[-2:] == [
+        DataReceived(stream_id=stream_id, data=events[-2].data, end_stream=True),  # type: ignore[attr-defined]
+        StreamResetReceived(stream_id=stream_id, error_code=CODES.no_error),
+    ]
+
+
+def test_a_stop_sending_with_an_error_is_reported_at_once() -> None:
+    pair = make_quic_pair()
+    stream_id = pair.client.get_available_stream_id()
+    pair.client.submit_headers(stream_id, POST)
+    pair.transfer()
+    pair.server_events()
+    pair.server.submit_headers(stream_id, OK)
+    pair.transfer()
+    pair.client_events()
+    pair.server._quic.stop_stream(stream_id, CODES.cancel)  # type: ignore[attr-defined]
+    pair.server._output_pending = True  # type: ignore[attr-defined]
+    pair.transfer()
+    reset = StreamResetReceived(stream_id=stream_id, error_code=CODES.cancel)
+    assert pair.client_events() == [reset]
+    with pytest.raises(LocalProtocolError):
+        pair.client.submit_data(stream_id, b"more")
+
+
 def test_response_over_max_field_section_size_resets_the_stream() -> None:
     """The client discards the response: RESET_STREAM and STOP_SENDING with H3_EXCESSIVE_LOAD."""
     pair = make_quic_pair(max_field_section_size=1000)

@@ -153,6 +153,11 @@ class RequestStream:
     #: The request was refused with 431 (RFC 9114 §4.2.2): what the client
     #: still sends on it is dropped.
     refused: bool = False
+    #: A client's: the server asked it to stop sending with H3_NO_ERROR
+    #: while its response is still coming (RFC 9114 §4.1: the response is
+    #: kept). What the client still sends is dropped; the stop is reported
+    #: (``StreamResetReceived``) once the response has ended.
+    stopped: bool = False
 
 
 class HTTP3Base(HTTP3Protocol):

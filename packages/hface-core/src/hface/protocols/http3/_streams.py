@@ -155,6 +155,8 @@ class HTTP3Streams(HTTP3Base):
             if stream_id != self.get_available_stream_id():
                 raise LocalProtocolError(f"stream {stream_id} is not the next stream to open")
             stream = RequestStream()
+        elif stream.stopped:
+            return  # the server takes no more: dropped (see RequestStream.stopped)
         elif stream.send_ended or stream.reset:
             raise LocalProtocolError(f"stream {stream_id} is closed for sending")
         cleaned = clean_headers(headers)
@@ -186,6 +188,8 @@ class HTTP3Streams(HTTP3Base):
         stream = self._streams.get(stream_id)
         if stream is None:
             raise LocalProtocolError(f"unknown stream {stream_id}")
+        if stream.stopped:
+            return  # the server takes no more: dropped (see RequestStream.stopped)
         if stream.send_ended or stream.reset:
             raise LocalProtocolError(f"stream {stream_id} is closed for sending")
         if not stream.final_headers_sent:
@@ -202,6 +206,8 @@ class HTTP3Streams(HTTP3Base):
         self._output_pending = True
         h3 = self._require_open()
         stream = self._streams.get(stream_id)
+        if stream is not None and stream.stopped:
+            return False  # the server takes no more (see RequestStream.stopped)
         if stream is None or stream.send_ended or stream.reset:
             raise LocalProtocolError(f"stream {stream_id} is not open for sending")
         capsules = self._capsules.is_active(stream_id)
@@ -348,6 +354,10 @@ class HTTP3Streams(HTTP3Base):
                         stream_id=stream_id, data=event.data, end_stream=event.stream_ended
                     )
                 )
+            if event.stream_ended and stream.stopped:
+                # The response is whole: now the server's STOP_SENDING.
+                stream.reset = True
+                self._push(StreamResetReceived(stream_id=stream_id, error_code=_CODES.no_error))
 
     def _refuse_oversized(
         self, stream_id: int, stream: RequestStream, ended: bool, *, request: bool
@@ -357,8 +367,9 @@ class HTTP3Streams(HTTP3Base):
         A server answers a request (not trailers) with 431 itself, and
         reads and drops the rest of the request until the client ends or
         resets the stream: the application never sees it. (Not
-        STOP_SENDING, which §4.1.1 allows: hface's client, like others,
-        takes it for a reset of the whole stream and loses the answer.)
+        STOP_SENDING, which §4.1.1 allows: hface's client keeps the answer
+        (see RequestStream.stopped), but other clients take it for a reset
+        of the whole stream and lose it.)
         Trailers, and every response on a client (which "can discard
         responses that it cannot process"), reset the stream with
         H3_EXCESSIVE_LOAD, reported as ``StreamResetSent``.
@@ -412,7 +423,22 @@ class HTTP3Streams(HTTP3Base):
             if finished:
                 del self._streams[stream_id]
             return
+        if (
+            not finished
+            and self._is_client
+            and error_code == _CODES.no_error
+            and not (stream.reset or stream.recv_ended)
+        ):
+            # RFC 9114 §4.1: a server that has answered (or is answering)
+            # without the rest of the request asks for it to stop with
+            # H3_NO_ERROR, and "clients MUST NOT discard complete responses"
+            # for it. The STOP_SENDING may come before the response's end
+            # (aioquic writes it ahead of stream data in a packet): the
+            # response is read to its end first (see RequestStream.stopped).
+            stream.stopped = stream.send_ended = True
+            return
         if not stream.reset:
+            stream.stopped = False
             stream.reset = True
             self._push(StreamResetReceived(stream_id=stream_id, error_code=error_code))
         if finished:
