@@ -18,6 +18,7 @@ from websockets.sync.server import ServerConnection, serve
 from hface.client import Client, ClientProtocol, WebSocketState
 from hface.client.errors import WebSocketClosed, WebSocketRejected
 from hface.common import ClientTLSConfig, ServerTLSConfig
+from hface.connections import HTTPStream
 from hface.server import ASGIServer, Endpoint
 from tests.helpers.certs import TLSFiles
 from tests.test_server.conftest import running
@@ -83,6 +84,57 @@ async def test_server_closes(
                     messages.append(message)
                     await ws.close()
             assert messages == [f"version {version}"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_burst_of_sends_is_one_write(
+    version: str,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages sent in one turn of the event loop leave in one write, in order."""
+    writes: list[bytes] = []
+    watched: list[HTTPStream] = []
+    send_data = HTTPStream.send_data
+
+    async def counting(
+        stream: HTTPStream, data: bytes, end_stream: bool = False, *, max_wait: float | None = None
+    ) -> None:
+        if stream in watched:
+            writes.append(data)
+        await send_data(stream, data, end_stream, max_wait=max_wait)
+
+    monkeypatch.setattr(HTTPStream, "send_data", counting)
+    async with hface_ws_server(server_tls_config) as base:
+        client = Client(tls_config=client_tls_config, protocol=PROTOCOLS[version])
+        async with client.session() as session, session.websocket(base + "/ws") as ws:
+            assert await ws.receive() == f"version {version}"
+            watched.append(ws._exchange.stream)
+            messages = [f"message {index}" for index in range(20)]
+            for message in messages:
+                await ws.send_text(message)
+            assert [await ws.receive() for _ in messages] == messages
+            assert len(writes) == 1
+
+
+async def test_error_in_block_is_raised_as_is(
+    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+) -> None:
+    """Not in an exception group (of the task that writes the frames)."""
+    async with hface_ws_server(server_tls_config) as base:
+        client = Client(tls_config=client_tls_config, protocol=ClientProtocol.HTTP2)
+        async with client.session() as session:
+
+            async def fail() -> None:
+                async with session.websocket(base + "/ws") as ws:
+                    await ws.send_text("unanswered")
+                    raise KeyError("in the block")
+
+            with pytest.raises(KeyError):
+                await fail()
+            response = await session.get(base.replace("wss", "https") + "/")
+            assert response.status == 200
 
 
 @pytest.mark.parametrize("version", VERSIONS)

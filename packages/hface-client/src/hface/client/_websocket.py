@@ -11,7 +11,9 @@ WebSocket, and the stream's DATA carries the frames each way. On HTTP/2
 and HTTP/3 many WebSockets and requests share a connection; on HTTP/1.1 a
 WebSocket takes its connection, which closes with it.
 
-wsproto frames and parses the messages (RFC 6455 §5); the states of
+wsproto frames and parses the messages (RFC 6455 §5), and a task of the
+WebSocket's own writes the frames, a burst of sends at once
+(:mod:`hface.client._websocket_writer`); the states of
 :class:`WebSocket` are explicit (:class:`WebSocketState`): ``OPEN``; then
 ``CLOSING`` once we sent a Close and wait for the server's; ``CLOSED``
 once both Closes crossed, or the stream ended. Pings are answered as they
@@ -32,6 +34,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
@@ -45,6 +48,7 @@ from ._exchange import Exchange, RetryableError
 from ._headers import HeadersInput, header_pairs
 from ._models import URL
 from ._pool import ConnectionPool
+from ._websocket_writer import FrameSender, SenderState
 
 #: The largest message taken by default (bytes, or UTF-8 bytes of a text).
 DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
@@ -92,6 +96,12 @@ class WebSocket:
     block does too). Sending may happen from one task while another
     receives; receive from one task at a time.
 
+    A send queues the frame and returns: a task of the WebSocket writes
+    what is queued, a burst of sends in one write, in order
+    (:mod:`hface.client._websocket_writer`); a send waits while more than
+    64 KiB are queued, the server not reading them. A write that fails
+    closes the WebSocket (1006): the sends after it raise.
+
     Messages are read only as :meth:`receive` asks for them: a task that
     sends many large messages to a server that answers each (an echo)
     should receive from another task meanwhile, or HTTP/2 and HTTP/3 flow
@@ -116,7 +126,8 @@ class WebSocket:
         self.subprotocol = subprotocol
         self._max_message_size = max_message_size
         self._ws = Connection(ConnectionType.CLIENT)
-        self._send_lock = anyio.Lock()
+        # Writes the frames, from a task of its own (open_websocket starts it).
+        self._sender = FrameSender(exchange.stream, self._lost)
         #: Where the WebSocket is in its life.
         self.state = WebSocketState.OPEN
         #: The close code (RFC 6455 §7.4), once closed: the server's, or 1006.
@@ -167,12 +178,14 @@ class WebSocket:
             data = self._ws.send(event)
         except WSLocalProtocolError as exc:
             raise self._closed_error() from exc
-        async with self._send_lock:
-            try:
-                await self._exchange.stream.send_data(data)
-            except HTTPError as exc:
-                self._lost(str(exc))
-                raise self._closed_error() from exc
+        sender = self._sender
+        if sender.state is SenderState.ENDED:
+            raise self._closed_error()
+        # Queued: the sender's task writes a burst of frames at once.
+        if sender.send(data):
+            await sender.wait_for_room()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -412,14 +425,25 @@ async def open_websocket(
             subprotocol=chosen,
             max_message_size=max_message_size,
         )
+        # The sender's task; entered by hand, so that an error of the block
+        # is raised as it is, not in an exception group.
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
         try:
-            yield websocket
-        except BaseException:
-            # An error in the block: the stream is reset, no Close handshake.
-            raise
-        else:
-            with anyio.CancelScope(shield=True):
-                await websocket.close()
+            task_group.start_soon(websocket._sender.run)
+            try:
+                yield websocket
+            except BaseException:
+                # An error in the block: the stream is reset, no Close handshake.
+                raise
+            else:
+                with anyio.CancelScope(shield=True):
+                    await websocket.close()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await websocket._sender.flush()
+        finally:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
     finally:
         with anyio.CancelScope(shield=True):
             await exchange.aclose()
