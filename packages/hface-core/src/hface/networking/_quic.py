@@ -187,6 +187,13 @@ class _QUICListenerStream(QUICStream):
             raise anyio.ClosedResourceError
         return datagrams.popleft()
 
+    def receive_nowait(self) -> DatagramType | None:
+        """The next datagram routed here if one is queued, else None (see :meth:`receive`)."""
+        datagrams = self._datagrams
+        if datagrams and self._state is not _CLOSED:
+            return datagrams.popleft()
+        return None
+
     async def send(self, item: DatagramType) -> None:
         """Send one datagram from the listener's socket.
 
