@@ -78,8 +78,7 @@ def _install_diagnostics() -> None:
     original_deliver = listener_module._QUICListenerStream._deliver
 
     def deliver(self: Any, datagram: Any) -> None:
-        stats = self._inbound.statistics()
-        if stats.current_buffer_used >= stats.max_buffer_size:
+        if len(self._datagrams) >= self._queue_size:
             counters["datagrams dropped by listener"] += 1
         counters["datagrams routed by listener"] += 1
         original_deliver(self, datagram)

@@ -22,7 +22,7 @@ from aioquic.quic.packet import QuicProtocolVersion
 from anyio.abc import Listener, SocketAttribute, UDPSocket
 
 from hface.common import AddressType, DatagramType
-from hface.networking import QUICListener, QUICStream, SystemNetworking
+from hface.networking import NowaitDatagramStream, QUICListener, QUICStream, SystemNetworking
 from hface.protocols.http3 import sniff_quic_packet
 from tests.helpers.certs import TLSFiles
 from tests.helpers.network import LOOPBACK_HOSTS
@@ -336,3 +336,28 @@ async def test_aclose_ends_serve_and_streams() -> None:
             assert (await client_socket.receive())[0] == b"reply"
             await listener.aclose()
     assert results == ["handler done", "serve returned"]
+
+
+async def test_receive_nowait() -> None:
+    """A stream hands over what it holds without an await; None when empty or closed."""
+    streams = anyio.create_memory_object_stream[QUICStream](1)
+    done = anyio.Event()
+
+    async def handler(stream: QUICStream) -> None:
+        await streams[0].send(stream)
+        await done.wait()
+
+    async with streams[0], streams[1], quic_server(handler) as (_, server_address, client_socket):
+        _, initial = client_initial(server_address)
+        await client_socket.send((initial, server_address))
+        stream = await streams[1].receive()
+        assert isinstance(stream, NowaitDatagramStream)
+        await sync_with_listener(client_socket, server_address)
+        client_address = client_socket.extra(SocketAttribute.local_address)
+        assert stream.receive_nowait() == (initial, client_address)
+        assert stream.receive_nowait() is None
+        await client_socket.send((initial, server_address))  # routed to the same stream
+        await sync_with_listener(client_socket, server_address)
+        await stream.aclose()
+        assert stream.receive_nowait() is None
+        done.set()

@@ -7,11 +7,13 @@ socket is the event loop's own datagram transport, on Trio anyio's socket.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import SocketAttribute, UDPSocket
 
+from hface.networking import NowaitDatagramStream
 from tests.helpers.network import LOOPBACK_HOSTS, NetworkingFactory
 
 pytestmark = pytest.mark.anyio
@@ -94,3 +96,26 @@ async def test_closed_stream(networking: NetworkingFactory) -> None:
         await stream.receive()
     with pytest.raises(anyio.ClosedResourceError):
         await stream.send((b"x", address))
+
+
+async def test_receive_nowait(networking: NetworkingFactory, stream_path: tuple[Any, bool]) -> None:
+    """On asyncio the socket hands over a datagram it holds without an await."""
+    with anyio.fail_after(5):
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as server:
+            server_address = ("127.0.0.1", server.extra(SocketAttribute.local_port))
+            async with await networking().connect_udp(server_address) as stream:
+                if stream_path[0] == "trio":  # anyio's socket
+                    assert not isinstance(stream, NowaitDatagramStream)
+                    return
+                assert isinstance(stream, NowaitDatagramStream)
+                assert stream.receive_nowait() is None
+                await stream.send((b"hello", server_address))
+                _, client_address = await server.receive()
+                await server.send((b"one", client_address))
+                for _ in range(200):  # until the transport has read it
+                    datagram = stream.receive_nowait()
+                    if datagram is not None:
+                        break
+                    await anyio.sleep(0.01)
+                assert datagram == (b"one", server_address)
+                assert stream.receive_nowait() is None

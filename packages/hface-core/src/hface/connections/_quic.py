@@ -3,7 +3,10 @@
 Theory of operation: see :class:`HTTPOverQUICConnection` and, for what
 every connection shares, :mod:`hface.connections._connection`. The
 transport task waits for the next datagram or the protocol's next timer,
-whichever comes first; sending a datagram never waits for the peer.
+whichever comes first; sending a datagram never waits for the peer. A
+datagram the stream already holds (a
+:class:`~hface.networking.NowaitDatagramStream`) is taken at once, with
+no cancel scope: the flush that ends each round yields to the other tasks.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from anyio.abc import SocketAttribute, TaskStatus
 
 from hface.errors import TerminationReason, TransportError, TransportErrorKind
 from hface.events import ConnectionTerminated
-from hface.networking import DatagramStream, QUICStream, Signal
+from hface.networking import (
+    DatagramStream,
+    NowaitDatagramStream,
+    QUICStream,
+    Signal,
+    current_loop_tools,
+)
 from hface.protocols import HTTPOverQUICProtocol
 
 from ._connection import HTTPConnection
@@ -162,17 +171,19 @@ class HTTPOverQUICConnection(HTTPConnection):
     async def _serve_datagrams(self, *, task_status: TaskStatus[None]) -> None:
         protocol = self._quic_protocol
         stream = self._stream
-        protocol.clock(anyio.current_time())
+        receive_nowait = stream.receive_nowait if isinstance(stream, NowaitDatagramStream) else None
+        now = current_loop_tools().time  # anyio.current_time(), without its look-ups
+        protocol.clock(now())
         self._route()
         await self._flush_quietly()  # a client's Initial
         task_status.started()
         timeout = self._handshake_timeout
-        handshake_deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        handshake_deadline = math.inf if timeout is None else now() + timeout
         while self._terminated is None:
             if handshake_deadline != math.inf:
                 if protocol.handshake_completed:
                     handshake_deadline = math.inf
-                elif anyio.current_time() >= handshake_deadline:
+                elif now() >= handshake_deadline:
                     # Reported before the protocol's own "connection lost".
                     message = f"the QUIC handshake did not complete within {timeout} s"
                     error_code = protocol.error_codes.internal_error
@@ -187,9 +198,11 @@ class HTTPOverQUICConnection(HTTPConnection):
             timer = protocol.get_timer()
             if handshake_deadline != math.inf and (timer is None or timer > handshake_deadline):
                 timer = handshake_deadline
-            delay = math.inf if timer is None else timer - anyio.current_time()
-            datagram = None
-            if delay > 0:
+            delay = math.inf if timer is None else timer - now()
+            datagram = None if receive_nowait is None else receive_nowait()
+            if datagram is not None:
+                pass  # already here: no wait (the flush below yields)
+            elif delay > 0:
                 with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
                     self._wait_scope = scope
                     try:
@@ -206,7 +219,7 @@ class HTTPOverQUICConnection(HTTPConnection):
                 # Only a timer fired: yield anyway, so that a timer aioquic
                 # leaves in the past cannot starve every other task.
                 await anyio.lowlevel.checkpoint()
-            protocol.clock(anyio.current_time())
+            protocol.clock(now())
             if datagram is not None:
                 protocol.datagram_received(datagram)
             self._route()

@@ -27,6 +27,7 @@ from ._quic_admission import QUICRetry as QUICRetry
 from ._streams import ByteStream as ByteStream
 from ._streams import DatagramStream as DatagramStream
 from ._streams import NowaitByteStream as NowaitByteStream
+from ._streams import NowaitDatagramStream as NowaitDatagramStream
 from ._streams import QUICAttribute as QUICAttribute
 from ._streams import QUICStream as QUICStream
 from ._system import SystemNetworking as SystemNetworking
@@ -47,6 +48,7 @@ __all__ = (
     "DatagramStream",
     "LoopTools",
     "NowaitByteStream",
+    "NowaitDatagramStream",
     "Pulse",
     "QUICAttribute",
     "QUICHandshakeLimits",

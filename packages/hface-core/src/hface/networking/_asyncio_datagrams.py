@@ -147,10 +147,13 @@ class AsyncioDatagramStream(DatagramStream, asyncio.DatagramProtocol):
                 self._read_waiter = None
         if self._closed:
             raise anyio.ClosedResourceError
-        data = datagrams.popleft()
-        if self._reading_paused and len(datagrams) <= DATAGRAM_QUEUE_SIZE // 2:
-            self._resume_reading()
-        return data, self._remote_address
+        return self._take()
+
+    def receive_nowait(self) -> DatagramType | None:
+        """The next datagram if one is queued, else None (see :meth:`receive`)."""
+        if self._datagrams and not self._closed:
+            return self._take()
+        return None
 
     async def send(self, item: DatagramType) -> None:
         """Send the payload of ``item`` to the peer (its address is ignored).
@@ -186,6 +189,13 @@ class AsyncioDatagramStream(DatagramStream, asyncio.DatagramProtocol):
         return self._attributes
 
     # -- internals ------------------------------------------------------------------------
+
+    def _take(self) -> DatagramType:
+        datagrams = self._datagrams
+        data = datagrams.popleft()
+        if self._reading_paused and len(datagrams) <= DATAGRAM_QUEUE_SIZE // 2:
+            self._resume_reading()
+        return data, self._remote_address
 
     def _pause_reading(self) -> None:
         # asyncio's own datagram transport can pause reading (not in its

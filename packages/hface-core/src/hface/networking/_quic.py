@@ -57,6 +57,15 @@ the server.
 All connections send through the listener's socket, one datagram at a time
 (a lock, because anyio's sockets refuse concurrent senders).
 
+On asyncio, :class:`~hface.networking.SystemNetworking` gives the listener
+the event loop's own datagram transport (:mod:`._asyncio_quic`): the
+listener installs its routing there once it can read QUIC headers, so
+that a datagram for a known connection goes to that connection's queue
+as it comes, without a trip through the listener's task; only those that
+may open a connection (or need a version negotiated) reach
+:meth:`~QUICListener.serve`'s loop. Connections send there at once and
+concurrently: a datagram waits only while the kernel's buffer is full.
+
 Closing a stream unregisters all its IDs. Closing the listener closes the
 socket, ends every stream's inbound queue (``receive()`` raises
 :exc:`~anyio.EndOfStream` once queued datagrams are consumed, ``send()``
@@ -70,7 +79,8 @@ import enum
 import functools
 import os
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING, Any, Final
 
@@ -82,6 +92,8 @@ from anyio.abc import Listener, SocketAttribute, TaskGroup, UDPSocket
 from hface.common import AddressType, DatagramType
 from hface.errors import TransportError
 
+from ._asyncio_quic import AsyncioUDPSocket
+from ._loop import Pulse
 from ._memory import release_memory
 from ._quic_admission import Admission, HandshakeAdmission, QUICHandshakeLimits
 from ._streams import QUICAttribute, QUICStream
@@ -128,7 +140,11 @@ class _QUICListenerStream(QUICStream):
         self._remote_address = remote_address
         self._original_connection_id = original_connection_id
         self._retry = retry  # (original destination ID, Retry's source ID) after a Retry
-        self._inbound, self._queue = anyio.create_memory_object_stream[DatagramType](queue_size)
+        # Datagrams routed here and not received yet, at most queue_size;
+        # the receiver waits on the pulse for more.
+        self._datagrams: deque[DatagramType] = deque()
+        self._queue_size = queue_size
+        self._arrived = Pulse()
         self._connection_ids: frozenset[bytes] = frozenset()
         self._state = _HALF_OPEN
         self._handled = False  # set once a handler task has taken the stream
@@ -142,21 +158,41 @@ class _QUICListenerStream(QUICStream):
         self._connection_ids = new_ids
 
     def _deliver(self, datagram: DatagramType) -> None:
-        # Full (a slow reader) or gone: drop it, as UDP would.
-        with suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._inbound.send_nowait(datagram)
+        datagrams = self._datagrams
+        # Full (a slow reader) or closed: dropped, as UDP would.
+        if len(datagrams) < self._queue_size and self._state is not _CLOSED:
+            datagrams.append(datagram)
+            self._arrived.set()
 
     def _end(self) -> None:
         """The listener is closing: no more datagrams will come."""
-        self._inbound.close()
+        self._arrived.set()
 
     async def receive(self) -> DatagramType:
         """Return the next datagram routed to this connection.
 
+        Returns at once, without a checkpoint, if one is queued.
+
         :raises anyio.EndOfStream: if the listener was closed and the queue is empty.
         :raises anyio.ClosedResourceError: if this stream was closed.
         """
-        return await self._queue.receive()
+        datagrams = self._datagrams
+        while not datagrams:
+            if self._state is _CLOSED:
+                raise anyio.ClosedResourceError
+            if self._listener._closed:
+                raise anyio.EndOfStream
+            await self._arrived.wait()
+        if self._state is _CLOSED:
+            raise anyio.ClosedResourceError
+        return datagrams.popleft()
+
+    def receive_nowait(self) -> DatagramType | None:
+        """The next datagram routed here if one is queued, else None (see :meth:`receive`)."""
+        datagrams = self._datagrams
+        if datagrams and self._state is not _CLOSED:
+            return datagrams.popleft()
+        return None
 
     async def send(self, item: DatagramType) -> None:
         """Send one datagram from the listener's socket.
@@ -181,8 +217,8 @@ class _QUICListenerStream(QUICStream):
         state = self._state
         if state is not _CLOSED:
             self._state = _CLOSED
-            self._inbound.close()
-            self._queue.close()
+            self._datagrams.clear()
+            self._arrived.set()
             self._listener._forget(self, self._connection_ids | {self._original_connection_id})
             self._connection_ids = frozenset()
             if state is _HALF_OPEN:
@@ -250,6 +286,10 @@ class QUICListener(Listener[QUICStream]):
         self._routes: dict[bytes, _QUICListenerStream] = {}
         self._streams: set[_QUICListenerStream] = set()
         self._send_lock = anyio.Lock()
+        # asyncio's transport takes concurrent senders; anyio's sockets take turns.
+        self._send_datagram: Callable[[DatagramType], Awaitable[None]] = (
+            socket.send if isinstance(socket, AsyncioUDPSocket) else self._send_in_turn
+        )
         self._closed = False
         self._new_connection_id = connection_id_generator or functools.partial(
             os.urandom, connection_id_length
@@ -318,20 +358,17 @@ class QUICListener(Listener[QUICStream]):
 
             if self._tokens is None:
                 self._tokens = RetryTokens(lifetime=self._admission.limits.retry_token_lifetime)
+            route = self._router(sniff_quic_packet, InvalidQUICPacket)
+            if isinstance(self._socket, AsyncioUDPSocket):
+                self._socket.route_with(route)  # from now on, as datagrams come
             while datagram is not None:
                 data, address = datagram
-                try:
-                    info = sniff_quic_packet(data, connection_id_length=self._connection_id_length)
-                except InvalidQUICPacket:
-                    info = None  # not QUIC: dropped
-                stream = None if info is None else self._routes.get(info.destination_connection_id)
-                if stream is not None:
-                    stream._deliver(datagram)
-                elif info is None or not info.is_long_header:
-                    pass  # not QUIC, or a short header for no connection of ours: dropped
-                elif len(data) < MIN_INITIAL_DATAGRAM_SIZE:
-                    pass  # too short to open a connection (RFC 9000 §14.1): dropped
-                elif info.version not in self._supported_versions:
+                if route(data, address):
+                    datagram = await self._receive()
+                    continue
+                # A long header of a size that may open a connection, for no connection of ours.
+                info = sniff_quic_packet(data, connection_id_length=self._connection_id_length)
+                if info.version not in self._supported_versions:
                     if info.version != 0:
                         packet = build_version_negotiation_packet(info, self._supported_versions)
                         await self._send_quietly((packet, address))
@@ -343,6 +380,35 @@ class QUICListener(Listener[QUICStream]):
                             self._handle, handler, stream, name=f"QUIC connection from {address}"
                         )
                 datagram = await self._receive()
+
+    def _router(
+        self,
+        sniff_quic_packet: Callable[..., QUICPacketInfo],
+        invalid_packet: type[Exception],
+    ) -> Callable[[bytes, AddressType], bool]:
+        """What routes a datagram: True if it went to its connection or was dropped.
+
+        False for a long header packet, in a datagram large enough to open a
+        connection, whose destination connection ID no connection has: the
+        serve loop decides what to do with it. Raises nothing.
+        """
+        routes = self._routes
+        connection_id_length = self._connection_id_length
+
+        def route(data: bytes, address: AddressType) -> bool:
+            try:
+                info = sniff_quic_packet(data, connection_id_length=connection_id_length)
+            except invalid_packet:
+                return True  # not QUIC: dropped
+            stream = routes.get(info.destination_connection_id)
+            if stream is not None:
+                stream._deliver((data, address))
+                return True
+            # A short header for no connection of ours, or too short to open
+            # a connection (RFC 9000 §14.1): dropped.
+            return not info.is_long_header or len(data) < MIN_INITIAL_DATAGRAM_SIZE
+
+        return route
 
     async def _receive(self) -> DatagramType | None:
         """The next datagram on the socket; None once the listener is closed.
@@ -469,11 +535,14 @@ class QUICListener(Listener[QUICStream]):
     async def _send(self, datagram: DatagramType) -> None:
         if self._closed:
             raise anyio.BrokenResourceError("the QUIC listener is closed")
+        try:
+            await self._send_datagram(datagram)
+        except anyio.ClosedResourceError as exc:
+            raise anyio.BrokenResourceError("the QUIC listener is closed") from exc
+
+    async def _send_in_turn(self, datagram: DatagramType) -> None:
         async with self._send_lock:
-            try:
-                await self._socket.send(datagram)
-            except anyio.ClosedResourceError as exc:
-                raise anyio.BrokenResourceError("the QUIC listener is closed") from exc
+            await self._socket.send(datagram)
 
     async def _send_quietly(self, datagram: DatagramType) -> None:
         with suppress(anyio.BrokenResourceError):

@@ -37,6 +37,24 @@ class NowaitByteStream(Protocol):
         """
 
 
+@runtime_checkable
+class NowaitDatagramStream(Protocol):
+    """A datagram stream that can also hand over a datagram it holds without an ``await``.
+
+    A QUIC listener's streams are (on every event loop: their queue is
+    hface's), and a client's UDP socket on asyncio. The connection layer
+    takes a datagram that is already there that way, with no cancel scope
+    and no trip through the event loop, and awaits ``receive()`` otherwise.
+    """
+
+    def receive_nowait(self) -> DatagramType | None:
+        """The next datagram if one is queued now, else None.
+
+        None too where ``receive()`` would raise (closed, ended, failed):
+        call ``receive()`` then.
+        """
+
+
 #: An unreliable stream of UDP datagrams; each item is ``(payload, address)``.
 DatagramStream: TypeAlias = anyio.abc.UnreliableObjectStream[DatagramType]
 

@@ -23,6 +23,8 @@ from hface.errors import TransportError, TransportErrorKind
 
 from ._asyncio_datagrams import connect_udp as _asyncio_connect_udp
 from ._asyncio_listener import AsyncioListener
+from ._asyncio_quic import bind_udp as _asyncio_bind_udp
+from ._asyncio_quic import wrap_udp_socket as _asyncio_wrap_udp_socket
 from ._asyncio_streams import AsyncioByteStream, on_asyncio
 from ._asyncio_streams import connect_tcp as _asyncio_connect_tcp
 from ._base import ClientNetworking, ServerNetworking
@@ -126,7 +128,10 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     client's connected UDP socket on asyncio is always the event loop's
     own datagram transport, which reports ICMP errors (port unreachable)
     as anyio's Trio socket does: ``receive()`` raises
-    :exc:`~anyio.BrokenResourceError` from the :exc:`OSError`.
+    :exc:`~anyio.BrokenResourceError` from the :exc:`OSError`. A QUIC
+    listener's socket on asyncio is the event loop's datagram transport
+    too, which routes each datagram to its connection as it comes (see
+    :class:`QUICListener`).
 
     A subclass may choose where a client connects, or watch it, by
     overriding :meth:`connect_tcp` and :meth:`connect_udp`:
@@ -136,8 +141,9 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
     :param tls_handshake_timeout: seconds a TLS server waits for a client
         to finish its handshake before it disconnects the client; ``None``
         waits forever.
-    :param asyncio_transports: ``False`` uses anyio's TCP and TLS streams
-        on asyncio too (for comparison, or to rule the fast path out).
+    :param asyncio_transports: ``False`` uses anyio's TCP and TLS streams,
+        and anyio's UDP socket for a QUIC listener, on asyncio too (for
+        comparison, or to rule the fast path out).
     :param proxy_protocol: listeners (TCP and Unix) want a PROXY protocol
         header (v1 or v2) first on every connection, and report the client
         it names as the streams' ``remote_address``; connections without
@@ -267,8 +273,12 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_connection_id_generator: Callable[[], bytes] | None = None,
     ) -> Listener[QUICStream]:
         host, port = local_address
+        socket: UDPSocket
         with _map_errors(TransportErrorKind.LISTEN, local_address):
-            socket = await anyio.create_udp_socket(local_host=host, local_port=port)
+            if self._native():
+                socket = await _asyncio_bind_udp(host, port)
+            else:
+                socket = await anyio.create_udp_socket(local_host=host, local_port=port)
         return _quic_listener(
             socket,
             connection_id_length=quic_connection_id_length,
@@ -287,8 +297,12 @@ class SystemNetworking(ServerNetworking, ClientNetworking):
         quic_connection_id_generator: Callable[[], bytes] | None = None,
     ) -> Listener[QUICStream]:
         _check_socket(sock, _socket.SOCK_DGRAM)
+        if self._native():
+            socket: UDPSocket = await _asyncio_wrap_udp_socket(sock)
+        else:
+            socket = await UDPSocket.from_socket(sock)
         return _quic_listener(
-            await UDPSocket.from_socket(sock),
+            socket,
             connection_id_length=quic_connection_id_length,
             supported_versions=quic_supported_versions,
             handshake_limits=quic_handshake_limits,
