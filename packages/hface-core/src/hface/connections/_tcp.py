@@ -245,7 +245,9 @@ class HTTPOverTCPConnection(HTTPConnection):
                         protocol.clock(anyio.current_time())
                     protocol.bytes_received(data)
                 self._process_events()
-                if not self._flush_nowait():  # most often nothing to write
+                # The events are processed: only what the protocol has to send is
+                # left (most often nothing), not a second round of its events.
+                if not self._write_nowait():
                     await self._flush_quietly()
         self._read_scope = None
         await self._flush_before_close()
@@ -340,11 +342,17 @@ class HTTPOverTCPConnection(HTTPConnection):
         in the way. Bytes the stream does not take at once are kept for
         :meth:`_flush`, which writes them first.
         """
-        send_nowait = self._send_nowait
-        if send_nowait is None or self._writing or self._broken:
+        if self._send_nowait is None or self._writing or self._broken:
             return False
         if self._terminated is None:
             self._process_events()
+        return self._write_nowait()
+
+    def _write_nowait(self) -> bool:
+        """The writes of :meth:`_flush_nowait`, its events processed already."""
+        send_nowait = self._send_nowait
+        if send_nowait is None or self._writing or self._broken:
+            return False
         protocol = self._tcp_protocol
         while data := self._unsent or protocol.bytes_to_send():
             if not send_nowait(data):
