@@ -66,3 +66,23 @@ def test_a_prefix_of_the_preface_is_kept_for_http1() -> None:
         events.append(event)
     assert isinstance(events[-1], ConnectionTerminated)
     assert protocol.state is ConnectionState.CLOSED
+
+
+def test_decided_the_busy_calls_go_to_the_delegate_directly() -> None:
+    """Once decided, reads, writes and events cost no call through the wrapper."""
+    protocol = make()
+    protocol.bytes_received(REQUEST)
+    delegate = protocol.delegate
+    assert delegate is not None
+    for name in ("bytes_received", "next_event", "bytes_to_send", "submit_data"):
+        assert getattr(protocol, name).__self__ is delegate, name
+    assert isinstance(protocol.next_event(), HeadersReceived)
+
+
+def test_bytes_kept_from_before_a_close_still_go_first() -> None:
+    """A close decided with a prefix buffered: the next bytes go through the wrapper once."""
+    protocol = make()
+    protocol.bytes_received(PREFACE[:3])
+    protocol.submit_goaway()
+    assert "bytes_received" not in vars(protocol)  # the class's method, which takes them
+    assert getattr(protocol, "next_event").__self__ is protocol.delegate  # noqa: B009
