@@ -163,3 +163,43 @@ async def test_bytes_a_send_could_not_write_at_once_go_out_first_and_whole(
     assert headers[0] == (b":status", b"200")
     assert len(body) == len(big) + len(tail)
     assert hashlib.sha256(body).digest() == hashlib.sha256(big + tail).digest()
+
+
+@pytest.mark.parametrize("http_version", ["1.1", "2"])
+async def test_a_send_without_checkpoint_the_peer_takes_at_once_is_not_cancelled(
+    http_version: str,
+    anyio_backend: str,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+) -> None:
+    """``checkpoint=False``: a cancelled task's send that needs no wait goes out whole."""
+    outcome: list[str] = []
+
+    async def handler(connection: HTTPConnection) -> None:
+        stream_id = await _request_headers(connection)
+        await connection.send_headers(stream_id, [(b":status", b"200")], max_wait=5)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await connection.send_data(stream_id, b"hello", max_wait=5, checkpoint=False)
+            outcome.append("sent without a checkpoint")
+            await connection.send_data(stream_id, b"?", max_wait=5)
+            outcome.append("sent with a checkpoint")
+        await connection.send_data(stream_id, b" world", end_stream=True, max_wait=5)
+        await _until_terminated(connection)
+
+    with anyio.fail_after(20):
+        async with serving(http_version, server_tls_config, handler) as address:
+            client = await connect(http_version, address, client_tls_config)
+            async with client:
+                stream_id = client.get_available_stream_id()
+                await client.send_headers(stream_id, REQUEST, end_stream=True)
+                _, body = await _read_body(client)
+    if anyio_backend == "asyncio":
+        # (The cancelled send's data was handed to the protocol before its checkpoint.)
+        assert outcome == ["sent without a checkpoint"]
+        assert body.startswith(b"hello")
+        assert body.endswith(b" world")
+    else:
+        # anyio's streams await each write: the send waits, and is cancelled there.
+        assert outcome == []
+        assert body.endswith(b" world")

@@ -290,8 +290,10 @@ class FrameWriter:
         timed_out = False
         try:
             for data in writes:
-                # No deadline where the client takes the bytes at once, as it mostly does.
-                await stream.send_data(data, max_wait=self._write_timeout)
+                # No deadline where the client takes the bytes at once, as it mostly
+                # does, and no checkpoint: the caller waits next (the writer task
+                # for its next burst, receive() for a message).
+                await stream.send_data(data, max_wait=self._write_timeout, checkpoint=False)
                 self._queued -= len(data)
                 written += 1
         except (*_WRITE_ERRORS, TimeoutError) as error:
