@@ -48,6 +48,8 @@ import wsproto.frame_protocol
 #: The smallest piece of a payload :class:`FrameBuffer` hands out as a view of
 #: the read it is in; a smaller one is copied, which costs less than a view.
 _VIEW_SIZE: Final = 4096
+#: The largest payload of a control frame (RFC 6455 §5.5).
+_CONTROL_PAYLOAD: Final = 125
 #: A read over this size that has fewer than :data:`_VIEW_SIZE` bytes left
 #: is not kept for them: they are copied out.
 _LARGE_READ: Final = 16 * _VIEW_SIZE
@@ -167,10 +169,12 @@ class FrameBuffer(wsproto.frame_protocol.Buffer):
         first = self._first
         end = start + nbytes
         if end > len(first):
-            end = len(first)  # the rest of the first read (wsproto asks again for more)
-            if end <= start:
-                # The rest of the first read was taken (not yet committed), or nothing is held.
+            if nbytes <= _CONTROL_PAYLOAD or len(first) <= start:
+                # A control frame's payload, which wsproto takes whole (it checked
+                # that all of it is held), or the rest of the first read was
+                # taken (not yet committed), or nothing is held.
                 return self._read(min(nbytes, self._held - self.bytes_used))
+            end = len(first)  # the rest of the first read (wsproto asks again for more)
         size = end - start
         self.bytes_used += size
         if size < _VIEW_SIZE:
