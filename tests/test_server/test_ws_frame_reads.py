@@ -1,4 +1,4 @@
-"""FrameConnection's frames are wsproto's however the reads fall (FrameBuffer, _asgi_ws_speedups)."""
+"""FrameConnection's frames are wsproto's however the reads fall (see FrameBuffer)."""
 
 from __future__ import annotations
 
