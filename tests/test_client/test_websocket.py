@@ -99,11 +99,16 @@ async def test_burst_of_sends_is_one_write(
     send_data = HTTPStream.send_data
 
     async def counting(
-        stream: HTTPStream, data: bytes, end_stream: bool = False, *, max_wait: float | None = None
+        stream: HTTPStream,
+        data: bytes,
+        end_stream: bool = False,
+        *,
+        max_wait: float | None = None,
+        checkpoint: bool = True,
     ) -> None:
         if stream in watched:
             writes.append(data)
-        await send_data(stream, data, end_stream, max_wait=max_wait)
+        await send_data(stream, data, end_stream, max_wait=max_wait, checkpoint=checkpoint)
 
     monkeypatch.setattr(HTTPStream, "send_data", counting)
     async with hface_ws_server(server_tls_config) as base:

@@ -123,7 +123,8 @@ class FrameSender:
             queue, self._queue = self._queue, []
             data = queue[0] if len(queue) == 1 else b"".join(queue)
             try:
-                await stream.send_data(data)
+                # No checkpoint of its own: _gather() has just yielded.
+                await stream.send_data(data, checkpoint=False)
             except HTTPError as exc:
                 self._on_lost(str(exc))
                 return
