@@ -45,6 +45,9 @@ class _Flush(enum.Enum):
     GATHERING = "gathering"
 
 
+#: Datagrams the transport task takes from its stream's queue in a row
+#: without a cancellable checkpoint (see _serve_datagrams).
+_NOWAIT_STREAK = 32
 #: Seconds :meth:`HTTPConnection.aclose` waits at most for an HTTP/3 close
 #: that lingers for acknowledgements (the protocol gives up sooner itself).
 _QUIC_CLOSE_TIMEOUT = 5.0
@@ -179,6 +182,7 @@ class HTTPOverQUICConnection(HTTPConnection):
         task_status.started()
         timeout = self._handshake_timeout
         handshake_deadline = math.inf if timeout is None else now() + timeout
+        streak = 0  # datagrams taken in a row without a cancellable checkpoint
         while self._terminated is None:
             if handshake_deadline != math.inf:
                 if protocol.handshake_completed:
@@ -201,8 +205,15 @@ class HTTPOverQUICConnection(HTTPConnection):
             delay = math.inf if timer is None else timer - now()
             datagram = None if receive_nowait is None else receive_nowait()
             if datagram is not None:
-                pass  # already here: no wait (the flush below yields)
+                # Already here: no wait (the flush below yields, shielded).
+                # A peer that keeps the queue full must not make the task
+                # deaf to cancellation: one checkpoint every so many.
+                streak += 1
+                if streak >= _NOWAIT_STREAK:
+                    streak = 0
+                    await anyio.lowlevel.checkpoint()
             elif delay > 0:
+                streak = 0
                 with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
                     self._wait_scope = scope
                     try:
