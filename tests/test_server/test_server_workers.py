@@ -453,6 +453,7 @@ def test_workers_share_a_socket_their_parent_hands_down(
     with socket.create_server(("127.0.0.1", 0)) as sock:
         endpoint, prefix = f"fd://{sock.fileno()}", [sys.executable]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+        env["HFACE_TEST_BLOCK_DIR"] = str(tmp_path)
         if systemd:
             endpoint, prefix = "fd://web", [sys.executable, "-c", _AS_SYSTEMD, str(sock.fileno())]
             env |= {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
@@ -469,21 +470,42 @@ def test_workers_share_a_socket_their_parent_hands_down(
                 stderr=log,
             )
         workers = Workers(process=process, port=0, log_file=log_file, lifespan_file=log_file)
+        pids = set()
         try:
             workers.wait_for("worker(s) serving")
-            pids = set()
-            for _ in range(200):  # until both workers answered
-                with socket.create_connection(sock.getsockname(), timeout=15) as client:
-                    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    reply = b""
-                    while chunk := client.recv(4096):
-                        reply += chunk
-                assert reply.startswith(b"HTTP/1.1 200 "), reply
-                pids.add(int(reply.rpartition(b"\r\n\r\n")[2]))
-                if len(pids) == 2:
-                    break
+            # Sequential connections may all go to one worker (the kernel's
+            # choice). So one worker is kept busy, its event loop blocked
+            # (GET /block): what comes meanwhile, only the other can take.
+            with socket.create_connection(sock.getsockname(), timeout=15) as blocked:
+                blocked.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                deadline = time.monotonic() + STARTUP_TIMEOUT
+                while not (tmp_path / "blocking").exists():
+                    assert time.monotonic() < deadline, workers.log()
+                    time.sleep(0.01)
+                pids.add(_pid_of(_request(sock.getsockname(), b"/")))
+                (tmp_path / "release").touch()
+                pids.add(_pid_of(_read_all(blocked)))
         finally:
             process.send_signal(signal.SIGTERM)
             status = process.wait(30)
     assert len(pids) == 2, workers.log()
     assert status == 0
+
+
+def _read_all(client: socket.socket) -> bytes:
+    reply = b""
+    while chunk := client.recv(4096):
+        reply += chunk
+    return reply
+
+
+def _request(address: tuple[str, int], path: bytes) -> bytes:
+    with socket.create_connection(address, timeout=15) as client:
+        client.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return _read_all(client)
+
+
+def _pid_of(reply: bytes) -> int:
+    """The pid a reply of tests.helpers.pid_app names."""
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+    return int(reply.rpartition(b"\r\n\r\n")[2])
