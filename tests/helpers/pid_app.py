@@ -4,7 +4,8 @@
 :data:`SLOW_SECONDS`; ``GET /block`` the same after blocking the worker's
 event loop (it accepts nothing meanwhile) until the file ``release``
 exists in the directory ``HFACE_TEST_BLOCK_DIR`` names, having first made
-the file ``blocking`` there (at most :data:`BLOCK_SECONDS`). Lifespan startup and shutdown are appended to the
+the file ``blocking`` there (at most :data:`BLOCK_SECONDS`). Lifespan
+startup and shutdown are appended to the
 file ``HFACE_TEST_LIFESPAN_LOG`` names, if set, as ``startup PID`` and
 ``shutdown PID`` lines.
 """
