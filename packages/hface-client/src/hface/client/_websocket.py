@@ -149,6 +149,10 @@ class WebSocket:
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary (``bytes``) message.
 
+        Returns once the message is queued for the WebSocket's writer task
+        (which writes the messages of one turn of the event loop at once);
+        waits while more than 64 KiB are queued.
+
         :raises hface.client.errors.WebSocketClosed: if the WebSocket is closing or closed.
         """
         if isinstance(message, str):
