@@ -21,7 +21,7 @@ from hface.connections import HTTPConnection
 from hface.errors import TransportError
 from hface.events import ConnectionTerminated, DataReceived, HeadersReceived
 
-from .conftest import REQUEST, connect, serving
+from .conftest import REQUEST, Handler, connect, serving
 from .conftest import next_event as _next
 from .conftest import request_headers as _request_headers
 
@@ -34,6 +34,20 @@ SHORT = 0.5
 async def _until_terminated(connection: HTTPConnection) -> None:
     while not isinstance(await connection.receive_event(), ConnectionTerminated):
         pass
+
+
+async def _get(
+    http_version: str,
+    server_tls_config: ServerTLSConfig,
+    client_tls_config: ClientTLSConfig,
+    handler: Handler,
+) -> tuple[HeadersType, bytes]:
+    """One request to a server whose connections ``handler`` serves: the response."""
+    async with serving(http_version, server_tls_config, handler) as address:
+        async with await connect(http_version, address, client_tls_config) as client:
+            stream_id = client.get_available_stream_id()
+            await client.send_headers(stream_id, REQUEST, end_stream=True)
+            return await _read_body(client)
 
 
 async def _read_body(connection: HTTPConnection) -> tuple[HeadersType, bytes]:
@@ -120,12 +134,7 @@ async def test_a_small_response_with_a_timeout_goes_out_without_a_deadline_or_ta
         await _until_terminated(connection)
 
     with anyio.fail_after(20):
-        async with serving(http_version, server_tls_config, handler) as address:
-            client = await connect(http_version, address, client_tls_config)
-            async with client:
-                stream_id = client.get_available_stream_id()
-                await client.send_headers(stream_id, REQUEST, end_stream=True)
-                headers, body = await _read_body(client)
+        headers, body = await _get(http_version, server_tls_config, client_tls_config, handler)
     assert headers[0] == (b":status", b"200")
     assert body == b"hello"
     if anyio_backend == "asyncio":
@@ -154,12 +163,7 @@ async def test_bytes_a_send_could_not_write_at_once_go_out_first_and_whole(
         await _until_terminated(connection)
 
     with anyio.fail_after(20):
-        async with serving(http_version, server_tls_config, handler) as address:
-            client = await connect(http_version, address, client_tls_config)
-            async with client:
-                stream_id = client.get_available_stream_id()
-                await client.send_headers(stream_id, REQUEST, end_stream=True)
-                headers, body = await _read_body(client)
+        headers, body = await _get(http_version, server_tls_config, client_tls_config, handler)
     assert headers[0] == (b":status", b"200")
     assert len(body) == len(big) + len(tail)
     assert hashlib.sha256(body).digest() == hashlib.sha256(big + tail).digest()
@@ -188,12 +192,7 @@ async def test_a_send_without_checkpoint_the_peer_takes_at_once_is_not_cancelled
         await _until_terminated(connection)
 
     with anyio.fail_after(20):
-        async with serving(http_version, server_tls_config, handler) as address:
-            client = await connect(http_version, address, client_tls_config)
-            async with client:
-                stream_id = client.get_available_stream_id()
-                await client.send_headers(stream_id, REQUEST, end_stream=True)
-                _, body = await _read_body(client)
+        _, body = await _get(http_version, server_tls_config, client_tls_config, handler)
     if anyio_backend == "asyncio":
         # (The cancelled send's data was handed to the protocol before its checkpoint.)
         assert outcome == ["sent without a checkpoint"]
