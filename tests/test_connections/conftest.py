@@ -16,8 +16,9 @@ from hface.connections import (
     HTTPOverQUICOpener,
     HTTPOverTCPListener,
     HTTPOverTCPOpener,
+    HTTPStream,
 )
-from hface.events import ConnectionTerminated, Event, HeadersReceived
+from hface.events import ConnectionTerminated, DataReceived, Event, HeadersReceived
 from hface.protocols.http1 import HTTP1ClientFactory, HTTP1ServerFactory
 from hface.protocols.http2 import HTTP2ClientFactory, HTTP2ServerFactory
 from hface.protocols.http3 import HTTP3ClientFactory, HTTP3ServerFactory
@@ -31,6 +32,35 @@ REQUEST: HeadersType = [
     (b":authority", b"localhost"),
     (b":path", b"/"),
 ]
+
+
+def request(path: bytes = b"/", method: bytes = b"GET", size: int | None = None) -> HeadersType:
+    """A request's headers, with a ``content-length`` if ``size`` is given."""
+    headers = [
+        (b":method", method),
+        (b":scheme", b"https"),
+        (b":authority", b"localhost"),
+        (b":path", path),
+    ]
+    if size is not None:
+        headers.append((b"content-length", str(size).encode()))
+    return headers
+
+
+async def read_response(stream: HTTPStream) -> tuple[HeadersType, bytes]:
+    """The response of ``stream``: its headers and body, read from its own events."""
+    headers: HeadersType = []
+    body = bytearray()
+    while True:
+        event = await stream.receive_event()
+        assert isinstance(event, HeadersReceived | DataReceived), event
+        assert event.stream_id == stream.stream_id  # nobody else's
+        if isinstance(event, HeadersReceived):
+            headers = headers or event.headers
+        else:
+            body += event.data
+        if event.end_stream:
+            return headers, bytes(body)
 
 
 async def next_event(connection: HTTPConnection) -> Event:

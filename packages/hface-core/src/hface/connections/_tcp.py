@@ -241,9 +241,13 @@ class HTTPOverTCPConnection(HTTPConnection):
                 if data is None:
                     protocol.eof_received()
                 else:
-                    if protocol.multiplexed:  # HTTP/2's budgets refill with time
+                    if multiplexed:  # HTTP/2's budgets refill with time
                         protocol.clock(anyio.current_time())
                     protocol.bytes_received(data)
+                    # A cleartext server's first bytes may decide HTTP/2
+                    # (prior knowledge), whose flow control bounds what it
+                    # holds: its reads must not stop at HTTP/1.1's limit.
+                    multiplexed = multiplexed or protocol.multiplexed
                 self._process_events()
                 # The events are processed: only what the protocol has to send is
                 # left (most often nothing), not a second round of its events.
