@@ -35,10 +35,12 @@ Sections (all by default, in this order):
 - **workers**: hello world with ``--workers 1`` and ``2`` against uvicorn and
   hypercorn with two workers, servers on both cores (bench/_workers.py).
 
-Each cell runs ``--duration`` seconds (10) ``--runs`` times (3) and shows
-the medians; ``--quick`` is one run of 2 s (and fewer requests) for a smoke
-test. Everything binds 127.0.0.1, every tool and server has a time limit,
-and every process started is stopped at the end, on an error or on Ctrl-C.
+Each section runs ``--runs`` rounds (3), each cell ``--duration`` seconds
+(10) once a round, and the table shows each cell's medians (round by round,
+a slow spell of a shared machine hits every subject: bench/_rounds.py);
+``--quick`` is one round of 2 s (and fewer requests) for a smoke test.
+Everything binds 127.0.0.1, every tool and server has a time limit, and
+every process started is stopped at the end, on an error or on Ctrl-C.
 Certificates are made afresh in a temporary directory each run.
 """
 
@@ -66,6 +68,7 @@ import _workers
 from _cpu import CPUSampler, with_server_cpu
 from _memory import held_rss
 from _proxy import proxy_rows, udp_proxy_rows
+from _rounds import Rounds, short
 from _servers import (
     GRANIAN,
     HFACE,
@@ -85,7 +88,7 @@ from _servers import (
     make_certificates,
 )
 from _table import Goal, Row, fill_ratios, render, set_goals
-from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, median_of, run_tool, wrk
+from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, run_tool, wrk
 
 SECTIONS: Final = ("server", "client", "proxy", "udp", "memory", "validate", "websocket", "workers")
 HELLO_FILE: Final = "hello.txt"
@@ -161,6 +164,7 @@ class Bench:
         self.docroot.mkdir()
         (self.docroot / HELLO_FILE).write_bytes(b"Hello, world!")
         self.rows: list[Row] = []
+        self._rounds = Rounds()
 
     # -- helpers -----------------------------------------------------------------
 
@@ -176,12 +180,13 @@ class Bench:
         *,
         server: subprocess.Popen[bytes] | None = None,
     ) -> Row:
-        """Run a cell ``settings.runs`` times; a row of the medians (or of the failure).
+        """Run a cell once in this round; its row over the rounds so far (see bench/_rounds.py).
 
-        With ``server``, each run also measures the server's CPU time over
+        With ``server``, the run also measures the server's CPU time over
         the measured window the tool reports (see bench/_cpu.py).
         """
-        self._progress(f"{case}: {subject}")
+        rounds = self._rounds
+        self._progress(f"{case}: {subject} (round {rounds.number} of {rounds.total})")
 
         def once() -> Measure:
             if server is None:
@@ -190,24 +195,21 @@ class Bench:
                 measure = run()
             return with_server_cpu(measure, sampler, unit)
 
-        try:
-            measure = median_of([once() for _ in range(self.settings.runs)])
-        except (ToolError, RuntimeError, OSError, ValueError, KeyError) as error:
-            return Row(case=case, subject=subject, value=None, unit=unit, note=_short(error))
-        value = measure.rps if unit == "req/s" else measure.mbps
-        notes = [f"{measure.errors} errors" if measure.errors else "", measure.note]
-        note = "; ".join(filter(None, notes))
-        return Row(
-            case=case,
-            subject=subject,
-            value=value,
-            unit=unit,
-            p50=measure.p50,
-            p99=measure.p99,
-            server_cpu=measure.server_cpu,
-            server_cpu_per_unit=measure.server_cpu_per_unit,
-            note=note,
-        )
+        return rounds.measure(case, subject, unit, once)
+
+    def run_section(self, name: str) -> None:
+        """Run a section once per round (``--runs``), keeping the last round's rows.
+
+        Each cell runs once a round, and its row has the medians of its
+        rounds (bench/_rounds.py). memory measures no time: one round.
+        """
+        total = 1 if name == "memory" else self.settings.runs
+        self._rounds.start(total)
+        first = len(self.rows)
+        for _ in range(total):
+            self._rounds.next_round()
+            del self.rows[first:]  # each round's rows hold the rounds before
+            getattr(self, name)()
 
     def _add_case(
         self,
@@ -322,7 +324,7 @@ class Bench:
                     measure = partial(run, running)
                     into.append(self._measure(case, name, unit, measure, server=running.process))
         except RuntimeError as error:
-            note = f"did not start: {_short(error)}"
+            note = f"did not start: {short(error)}"
             for name, (case, unit, _) in list(zip(names, cells, strict=True))[len(into) - start :]:
                 into.append(Row(case=case, subject=name, value=None, unit=unit, note=note))
 
@@ -353,7 +355,7 @@ class Bench:
                     rows = []
                     for name in names:
                         if isinstance(origin, Exception):
-                            note = f"no origin: {_short(origin)}"
+                            note = f"no origin: {short(origin)}"
                             rows.append(
                                 Row(case=case, subject=name, value=None, unit="req/s", note=note)
                             )
@@ -451,7 +453,7 @@ class Bench:
             ) as running:
                 rss = hold(running)
         except (ToolError, RuntimeError, OSError) as error:
-            return Row(case=case, subject=kind.name, value=None, unit="MiB", note=_short(error))
+            return Row(case=case, subject=kind.name, value=None, unit="MiB", note=short(error))
         return Row(case=case, subject=kind.name, value=rss / 2**20, unit="MiB")
 
     # -- validate ------------------------------------------------------------------
@@ -512,7 +514,7 @@ class Bench:
                 for subject, run in runs:
                     rows.append(self._measure(case, subject, "req/s", run))
         except RuntimeError as error:
-            rows.append(Row(case=case, subject="-", value=None, unit="req/s", note=_short(error)))
+            rows.append(Row(case=case, subject="-", value=None, unit="req/s", note=short(error)))
         finally:
             self.rows.extend(rows)  # no ratios: HTTP/3 against h2load's HTTP/2 would mislead
 
@@ -528,11 +530,6 @@ class Bench:
         rows = _workers.workers_rows(self._measure, self.settings, self.certs, self.logs)
         for case_rows in rows.values():
             self._add_case(case_rows, _workers.GOALS)
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:90]
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -585,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for section in SECTIONS:
                 if section in sections:
-                    getattr(bench, section)()
+                    bench.run_section(section)
         except KeyboardInterrupt:
             interrupted = True
         title = (
