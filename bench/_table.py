@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(kw_only=True)
@@ -129,6 +130,16 @@ def _ratio(ratio: float | None) -> str:
 
 def _milliseconds(seconds: float) -> str:
     return "" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
+
+
+#: What the table's ratio and CPU columns mean, under its title.
+LEGEND: Final = (
+    "ratio: hface / peer (memory: hface RSS / peer RSS; proxy: tunnelled / direct;"
+    " check: loadgen / h2load or h3load)\n"
+    "srv CPU, srv CPU per: the server's (proxy's) CPU time over the measured window,"
+    " per second and per request (MB); CPU ratio: the same direction as ratio, in"
+    " requests (MB) per server CPU second"
+)
 
 
 def render(rows: Sequence[Row], *, title: str) -> str:

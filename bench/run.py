@@ -87,7 +87,7 @@ from _servers import (
     launch,
     make_certificates,
 )
-from _table import Goal, Row, fill_ratios, render, set_goals
+from _table import LEGEND, Goal, Row, fill_ratios, render, set_goals
 from _tools import MARGIN, Measure, ToolError, h2load, h3load, loadgen, run_tool, wrk
 
 SECTIONS: Final = ("server", "client", "proxy", "udp", "memory", "validate", "websocket", "workers")
@@ -208,8 +208,14 @@ class Bench:
         first = len(self.rows)
         for _ in range(total):
             self._rounds.next_round()
+            before = self.rows[first:]
             del self.rows[first:]  # each round's rows hold the rounds before
-            getattr(self, name)()
+            try:
+                getattr(self, name)()
+            except KeyboardInterrupt:
+                if before:  # a round cut short: the last whole round's rows stand
+                    self.rows[first:] = before
+                raise
 
     def _add_case(
         self,
@@ -586,16 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             interrupted = True
         title = (
-            f"hface benchmark: {settings.runs} run(s) of {settings.duration:g} s per cell, medians"
+            f"hface benchmark: {settings.runs} round(s), {settings.duration:g} s a cell, medians"
             f"; servers on core 0 ({settings.loop} event loop for all), load on core 1"
             f"{' (workers: servers on cores 0 and 1)' if 'workers' in sections else ''}"
             f"; {time.monotonic() - started:.0f} s"
-            f"{' (interrupted)' if interrupted else ''}\n"
-            "ratio: hface / peer (memory: hface RSS / peer RSS; proxy: tunnelled / direct;"
-            " check: loadgen / h2load or h3load)\n"
-            "srv CPU, srv CPU per: the server's (proxy's) CPU time over the measured window,"
-            " per second and per request (MB); CPU ratio: the same direction as ratio, in"
-            " requests (MB) per server CPU second"
+            f"{' (interrupted)' if interrupted else ''}\n{LEGEND}"
         )
         print(render(bench.rows, title=title))
     return 130 if interrupted else 0

@@ -99,3 +99,22 @@ def test_memory_is_one_round(
     monkeypatch.setattr(bench, "memory", lambda: rounds.append(1), raising=False)
     bench.run_section("memory")
     assert rounds == [1]
+
+
+def test_a_round_cut_short_leaves_the_last_whole_rounds_rows(
+    run_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Measure = sys.modules["_tools"].Measure
+    bench = make_bench(run_module, tmp_path, runs=3)
+    rates = iter([10.0, 30.0])
+
+    def section() -> None:
+        row = bench._measure("case", "hface", "req/s", lambda: Measure(rps=next(rates), mbps=0.0))
+        bench._add_case([row], {})
+        if bench._rounds.number == 2:
+            raise KeyboardInterrupt  # Ctrl-C after the round's first cell
+
+    monkeypatch.setattr(bench, "server", section, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_section("server")
+    assert [(row.subject, row.value) for row in bench.rows] == [("hface", 10.0)]
