@@ -7,7 +7,8 @@ exists in the directory ``HFACE_TEST_BLOCK_DIR`` names, having first made
 the file ``blocking`` there (at most :data:`BLOCK_SECONDS`). Lifespan
 startup and shutdown are appended to the
 file ``HFACE_TEST_LIFESPAN_LOG`` names, if set, as ``startup PID`` and
-``shutdown PID`` lines.
+``shutdown PID`` lines, and each ``/slow`` request as a ``slow PID`` line
+when it starts.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if event == "shutdown":
                 return
     if scope["path"] == "/slow":
+        _note("slow")  # in flight: a test may signal the server now
         await anyio.sleep(SLOW_SECONDS)
     elif scope["path"] == "/block":
         _block(Path(os.environ["HFACE_TEST_BLOCK_DIR"]))

@@ -367,7 +367,11 @@ async def test_sigterm_lets_requests_in_flight_finish(
                     client_tls_config,
                     tally,
                 )
-            await anyio.sleep(0.8)  # the requests are in flight (each takes 2 s)
+            # Every request in flight (each takes 2 s): on a slow machine an
+            # HTTP/3 handshake may take longer than a fixed wait.
+            with anyio.fail_after(20):
+                while workers.lifespan_file.read_text().split().count("slow") < 6:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
             workers.process.send_signal(signal.SIGTERM)
         status = await anyio.to_thread.run_sync(workers.process.wait, 30)
     assert tally.failures == []
