@@ -18,6 +18,7 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Final
 
+from _rounds import short
 from _servers import BIN, ROOT, Certificates, free_port, start_process, wait_until_listening
 from _table import Row
 from _tools import MARGIN, Measure, ToolError, run_tool
@@ -119,9 +120,7 @@ def _big_file(docroot: Path, mib: int) -> Iterator[str]:
 
 
 def _failed(case: str, error: BaseException) -> Row:
-    text = str(error).strip().splitlines()
-    note = (text[0] if text else type(error).__name__)[:90]
-    return Row(case=case, subject="-", value=None, unit="MB/s", note=note)
+    return Row(case=case, subject="-", value=None, unit="MB/s", note=short(error))
 
 
 def proxy_rows(
