@@ -141,7 +141,10 @@ class HTTPProtocol(ABC):
         """Cancel a stream in both directions (HTTP/1.1: close the connection).
 
         Pending data of the stream is discarded. Resetting a stream that is
-        already closed does nothing.
+        already closed does nothing. On HTTP/2, a ``no_error`` reset of a
+        stream whose end was submitted but is held by flow control waits
+        for it: the peer gets the whole message, then the request to stop
+        sending (RFC 9113 §8.1).
 
         :param error_code: one of :attr:`error_codes`.
         """

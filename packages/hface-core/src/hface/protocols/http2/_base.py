@@ -240,6 +240,8 @@ class HTTP2Base(HTTP2Protocol):
         record.end_pending = False
         if record.remote_ended:
             self._close(stream_id, record)
+        elif record.stop_after_end:
+            self._reset(stream_id, record, _NO_ERROR)
 
     # -- stream bookkeeping ---------------------------------------------------
 
@@ -274,10 +276,14 @@ class HTTP2Base(HTTP2Protocol):
             self._conn.acknowledge_received_data(owed, stream_id)
 
     def _reset_broken(self, stream_id: int, record: StreamRecord) -> None:
+        self._reset(stream_id, record, _INTERNAL_ERROR)
+
+    def _reset(self, stream_id: int, record: StreamRecord, error_code: int) -> None:
+        """Reset a stream we hold a record of, and report it."""
         with suppress(H2Error):  # h2 may already consider it closed
-            self._conn.reset_stream(stream_id, _INTERNAL_ERROR)
+            self._conn.reset_stream(stream_id, error_code)
         self._forget(stream_id, record)
-        self._events.append(StreamResetSent(stream_id=stream_id, error_code=_INTERNAL_ERROR))
+        self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
 
     # -- the end ------------------------------------------------------------
 

@@ -35,7 +35,8 @@ These adaptations of h2 are made here:
 - **RST_STREAM frames are counted** by :class:`CountingConnection`, so the
   protocol can bound the resets a peer provokes. h2 answers a frame on a
   closed stream with RST_STREAM and no event at all: a peer could have it
-  send one per 10-byte frame it sends.
+  send one per 10-byte frame it sends. Not DATA on a stream we reset:
+  RFC 9113 §5.1 has it ignored, as it may have left before our reset did.
 - **A received DATA frame's repr costs nothing.** h2 logs every frame it
   receives at its trace level, making the line's ``repr(frame)`` first,
   with its logger off too; hyperframe's repr of a DATA frame serializes the
@@ -77,7 +78,7 @@ from h2.events import Event, StreamReset
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import ChangedSetting, SettingCodes, Settings
-from h2.stream import H2Stream
+from h2.stream import H2Stream, StreamClosedBy
 from hpack import Decoder, HeaderTuple, HPACKError, OversizedHeaderListError
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
@@ -431,6 +432,21 @@ class CountingConnection(H2Connection):
             # RFC 9113 §5.3.1: a stream error, which h2 makes a connection error.
             raise StreamError(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
         return super()._receive_priority_frame(frame)
+
+    def _receive_data_frame(self, frame: DataFrame) -> tuple[list[Frame], list[Event]]:
+        """DATA on a stream we reset is ignored, not answered with another RST_STREAM.
+
+        RFC 9113 §5.1: the peer may have sent it before our RST_STREAM
+        reached it (the rest of an upload after a 413, or after a complete
+        response and RST_STREAM(NO_ERROR), §8.1). h2 credits the connection
+        window for it, and would answer each frame with a reset, which would
+        spend the reset budget of a client that did nothing wrong.
+        """
+        ours = self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM
+        frames, events = super()._receive_data_frame(frame)
+        if ours:
+            frames = [f for f in frames if type(f) is not RstStreamFrame]
+        return frames, events
 
     def _receive_malformed_frame(
         self, frame: MalformedStreamFrame

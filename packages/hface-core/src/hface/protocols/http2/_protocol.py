@@ -240,10 +240,12 @@ class _HTTP2Protocol(HTTP2Base):
         record = self._streams.get(stream_id)
         if record is None:
             return
-        with suppress(H2Error):  # h2 already considers it closed: nothing to send
-            self._conn.reset_stream(stream_id, error_code)
-        self._forget(stream_id, record)
-        self._events.append(StreamResetSent(stream_id=stream_id, error_code=error_code))
+        if not error_code and record.end_pending:
+            # NO_ERROR after our end (RFC 9113 §8.1: a complete response,
+            # then "stop sending"): the held data and the end go out first.
+            record.stop_after_end = True
+            return
+        self._reset(stream_id, record, error_code)
 
     def submit_shutdown_notice(self) -> None:
         if self._client_side or self._goaway_last_stream_id is not None:

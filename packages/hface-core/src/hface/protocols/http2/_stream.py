@@ -38,6 +38,7 @@ class StreamRecord:
         "outbound",
         "pending",
         "remote_ended",
+        "stop_after_end",
         "trailers",
     )
 
@@ -60,6 +61,9 @@ class StreamRecord:
         self.end_pending = False
         #: Trailers wait for the held data (they end the stream).
         self.trailers: HeadersType | None = None
+        #: A RST_STREAM(NO_ERROR) waits for the held end: the peer is asked
+        #: to stop sending once our side is whole (RFC 9113 §8.1).
+        self.stop_after_end = False
 
     def hold(self, data: bytes) -> None:
         """Append ``data`` to the held data."""
