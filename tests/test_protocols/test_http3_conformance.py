@@ -36,6 +36,7 @@ from tests.helpers.h3_raw import (
     H3_ID_ERROR,
     H3_MESSAGE_ERROR,
     H3_MISSING_SETTINGS,
+    H3_NO_ERROR,
     H3_SETTINGS_ERROR,
     H3_STREAM_CREATION_ERROR,
     QPACK_DECODER_STREAM_ERROR,
@@ -555,6 +556,43 @@ def test_rapid_reset_gets_excessive_load() -> None:
     assert index < 80  # the budget, plus what was in flight
     terminated = [e for e in client.server_events if isinstance(e, ConnectionTerminated)]
     assert terminated[0].error_code == H3_EXCESSIVE_LOAD
+
+
+def test_a_stop_and_a_reset_from_the_client_spend_the_budget_too() -> None:
+    """STOP_SENDING first does not make a client's own resets look like answers to ours."""
+    client = connect(max_reset_streams=20)
+    client.open_control()
+    for index in range(100):
+        stream_id = client.request_stream(headers_frame(REQUEST), end_stream=False)
+        client.quic.stop_stream(stream_id, 0x10C)
+        client.quic.reset_stream(stream_id, 0x10C)
+        if index % 10 == 9:
+            client.transfer()
+        if client.closed_code is not None:
+            break
+    client.transfer()
+    assert client.closed_code == H3_EXCESSIVE_LOAD
+
+
+def test_resets_answering_our_stop_sending_are_free() -> None:
+    """A client told to stop its upload (RFC 9114 §4.1) answers with RESET_STREAM (RFC 9000
+    §3.5): not a reset of its own, however many uploads the server stops."""
+    client = connect(max_reset_streams=5)
+    client.open_control()
+    for _ in range(40):
+        stream_id = client.request_stream(headers_frame(REQUEST), end_stream=False)
+        client.quic.send_stream_data(stream_id, encode_frame(FrameType.DATA, b"u" * 1000))
+        client.transfer()
+        assert [type(e) for e in client.server_events] == [HeadersReceived, DataReceived]
+        client.server_events.clear()
+        client.server.submit_headers(stream_id, [(b":status", b"413")], end_stream=True)
+        client.server.submit_stream_reset(stream_id, 0)  # H3_NO_ERROR: STOP_SENDING only
+        client.transfer()  # the client's QUIC answers with RESET_STREAM
+        assert stream_id in client.ended  # the whole response came
+        assert client.resets[stream_id] == H3_NO_ERROR  # with the STOP_SENDING
+        assert [type(e) for e in client.server_events] == [StreamResetSent]
+        client.server_events.clear()
+    assert client.closed_code is None
 
 
 def test_resets_among_completed_requests_are_tolerated() -> None:

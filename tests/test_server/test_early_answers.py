@@ -1,11 +1,15 @@
-"""Uploads answered early (413) on one HTTP/2 connection: the client is never cut off.
+"""Uploads answered early (413) on one connection: the client is never cut off.
 
-The server answers 413 once a body passes ``max_body_size``, then resets the
-stream with NO_ERROR (RFC 9113 §8.1) while the client is still uploading.
-The DATA frames the client had on their way are ignored (§5.1), not
-answered with a reset each: such resets spend the connection's reset
-budget (§10.5), and a client doing nothing wrong would get
-GOAWAY(ENHANCE_YOUR_CALM) after a few uploads.
+The server answers 413 once a body passes ``max_body_size``, then asks the
+client to stop uploading while it still is: on HTTP/2 RST_STREAM(NO_ERROR)
+(RFC 9113 §8.1), on HTTP/3 STOP_SENDING(H3_NO_ERROR) (RFC 9114 §4.1).
+What the client does next must not spend the connection's reset budget
+(rapid reset, RFC 9113 §10.5, RFC 9114 §10.5), or a client doing nothing
+wrong would be cut off after a few uploads:
+- HTTP/2: the DATA frames it had on their way are ignored (§5.1), not
+  answered with a reset each;
+- HTTP/3: its RESET_STREAM, which QUIC makes the answer to STOP_SENDING
+  (RFC 9000 §3.5), is not counted as a reset of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from hface.common import ClientTLSConfig, ServerTLSConfig
 from hface.connections import HTTPConnection
 from hface.errors import LocalProtocolError, TransportError
 from hface.protocols.http2 import HTTP2ServerFactory
+from hface.protocols.http3 import HTTP3ServerFactory
 from hface.server import ASGIServer
 from tests.test_server.conftest import client, read_response, running, send_request
 
@@ -51,14 +56,16 @@ async def upload(connection: HTTPConnection, stream_id: int) -> None:
             await connection.send_data(stream_id, CHUNK)
 
 
+@pytest.mark.parametrize("http_version", ["2", "3"], ids=["http2", "http3"])
 async def test_uploads_answered_413_do_not_spend_the_reset_budget(
-    server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
+    http_version: str, server_tls_config: ServerTLSConfig, client_tls_config: ClientTLSConfig
 ) -> None:
     server = ASGIServer(app)
     server.tls_config = server_tls_config
     server.limits.max_body_size = 1000
     server.http2_factory = HTTP2ServerFactory(max_reset_streams=BUDGET)
-    async with running(server) as address, client("2", address, client_tls_config) as c:
+    server.http3_factory = HTTP3ServerFactory(max_reset_streams=BUDGET)
+    async with running(server) as address, client(http_version, address, client_tls_config) as c:
         for index in range(UPLOADS):
             stream_id = c.get_available_stream_id()
             await c.send_headers(stream_id, POST)

@@ -158,6 +158,9 @@ class RequestStream:
     #: kept). What the client still sends is dropped; the stop is reported
     #: (``StreamResetReceived``) once the response has ended.
     stopped: bool = False
+    #: This side asked the peer to stop sending (STOP_SENDING with its
+    #: reset): the peer's RESET_STREAM that follows answers it (RFC 9000 §3.5).
+    stop_sent: bool = False
 
 
 class HTTP3Base(HTTP3Protocol):

@@ -223,7 +223,7 @@ class _HTTP3Protocol(HTTP3Streams):
                 stream_id = event.stream_id
                 if stream_id % 4 == 0:
                     self._frames.forget(stream_id)
-                    if not self._is_client:
+                    if not self._is_client and not self._answers_our_stop(stream_id):
                         self._on_request_stream_reset()
                         if lifecycle.state is _CLOSING:
                             continue

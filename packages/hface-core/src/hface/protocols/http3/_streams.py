@@ -233,6 +233,7 @@ class HTTP3Streams(HTTP3Base):
         code = error_code or _CODES.no_error
         stream.reset = True
         send, stop = not stream.send_ended, not stream.recv_ended
+        stream.stop_sent = stop
         self._reset_quic_stream(stream_id, code, send=send, stop=stop)
         stream.send_ended = True
         if stream.recv_ended:
@@ -284,6 +285,16 @@ class HTTP3Streams(HTTP3Base):
         self._resets_left = min(self._resets_left + 1, self._max_reset_streams)
 
     # --- the peer's side ------------------------------------------------------------
+
+    def _answers_our_stop(self, stream_id: int) -> bool:
+        """True if a RESET_STREAM from the client answers our own reset of the stream.
+
+        QUIC makes RESET_STREAM the answer to STOP_SENDING (RFC 9000 §3.5):
+        a client told to stop its upload (a 413, RFC 9114 §4.1) does not
+        reset the request itself, and spends no reset budget.
+        """
+        stream = self._streams.get(stream_id)
+        return stream is not None and stream.stop_sent
 
     def _on_request_stream_reset(self) -> None:
         """Spend the reset budget: a client resetting streams (RFC 9114 §10.5)."""
