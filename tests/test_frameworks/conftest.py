@@ -5,9 +5,7 @@ Each test module serves one application for all its tests
 its own, started once per module) and talks to it through a
 :class:`Browser`: httpx for HTTP/1.1 and HTTP/2, hface's own client for
 HTTP/3, with cookies kept the same way on all three. WebSocket tests use
-the ``websockets`` library over HTTP/1.1, and are skipped, saying why,
-while the server does not hand WebSocket upgrades to applications
-(:func:`require_websockets`, checked once per session).
+the ``websockets`` library over HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -188,47 +186,3 @@ class Browser:
             )
         headers = [(k.decode(), v.decode()) for k, v in response.headers]
         return Reply(response.status, headers, response.content, response.http_version)
-
-
-# -- WebSockets ------------------------------------------------------------------------
-
-_websocket_support: str | None = None  # None: not probed yet; "" when supported
-
-
-async def _probe_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Accepts any WebSocket; an upgrade that comes as plain HTTP gets 501."""
-    if scope["type"] == "websocket":
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": 1000})
-    elif scope["type"] == "http":
-        await send({"type": "http.response.start", "status": 501})
-        await send({"type": "http.response.body", "body": b"no websocket scope"})
-
-
-def require_websockets(tls_files: TLSFiles) -> None:
-    """Skip the test unless ``ASGIServer`` hands WebSocket upgrades to applications.
-
-    Checked at run time, once per session: a bare ASGI application that
-    accepts every ``websocket`` scope is served, and the ``websockets``
-    library tries to connect to it over HTTP/1.1.
-    """
-    global _websocket_support
-    if _websocket_support is None:
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
-        from websockets.sync.client import connect
-
-        with serve(_probe_app, tls_files) as served:
-            try:
-                with connect(served.ws_url + "/", ssl=served.ssl_context(), open_timeout=10):
-                    pass
-                _websocket_support = ""
-            except InvalidStatus as error:
-                _websocket_support = (
-                    "hface.server does not serve the ASGI websocket scope yet: a WebSocket "
-                    f"upgrade got HTTP {error.response.status_code} (issue 14's ws branch)"
-                )
-            except (InvalidHandshake, OSError) as error:
-                _websocket_support = f"WebSocket handshake failed: {error}"
-    if _websocket_support:
-        pytest.skip(_websocket_support)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers.certs import TLSFiles
 from tests.test_frameworks.apps import load_example
-from tests.test_frameworks.conftest import Browser, Served, require_websockets, serve
+from tests.test_frameworks.conftest import Browser, Served, serve
 
 #: The frameworks of this module and their example modules.
 FRAMEWORKS = {
@@ -138,14 +138,15 @@ def test_unknown_route_is_404(running: Running, http_version: str) -> None:
     assert running.browser(http_version).get("/nowhere").status == 404
 
 
-def test_websocket_echo(running: Running, tls_files: TLSFiles) -> None:
+def test_websocket_echo(running: Running) -> None:
     """The framework's WebSocket endpoint: text and a 1 MiB binary message, over HTTP/1.1."""
-    require_websockets(tls_files)
     from websockets.sync.client import connect
 
     served = running.served
     message = os.urandom(MIB)
-    with connect(served.ws_url + "/ws", ssl=served.ssl_context(), max_size=2 * MIB) as ws:
+    # open_timeout: 10 s by default, which a stalled CI host once outlasted.
+    context = served.ssl_context()
+    with connect(served.ws_url + "/ws", ssl=context, max_size=2 * MIB, open_timeout=30) as ws:
         ws.send("héllo")
         assert ws.recv(timeout=10) == "héllo"
         ws.send(message)
