@@ -142,13 +142,18 @@ async def test_2000_silent_connections_lock_no_client_out(
 
     The test holds 4,000 sockets (both ends): it raises the soft limit on
     open files to the hard limit, and skips if that is under 5,000.
+
+    The header timeout is 600 s, not 60: past half the limit a silent
+    connection gets a tenth of it, and with 60 s those accepted last timed
+    out after 6 s, before a slow host had connected all 2,000 (the server
+    then held none of them, and the test waited for 1,000 in vain).
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 5000:
         if hard != resource.RLIM_INFINITY and hard < 5000:
             pytest.skip(f"needs 5,000 open files, the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (5000, hard))
-    server = make_server(factory)
+    server = make_server(factory, header_read=600.0)
     try:
         async with running(server, [Endpoint("http", "127.0.0.1", 0)]) as address:
             async with silent_connections(address, 2000):
