@@ -235,7 +235,7 @@ class HTTP2Base(HTTP2Protocol):
             try:
                 self._conn.send_headers(stream_id, trailers, end_stream=True)
             except (H2Error, ValueError):
-                self._reset_broken(stream_id, record)
+                self._reset(stream_id, record, _INTERNAL_ERROR)
                 return
         record.end_pending = False
         if record.remote_ended:
@@ -274,9 +274,6 @@ class HTTP2Base(HTTP2Protocol):
         if owed:
             # The stream is closed in h2, so only the connection is credited.
             self._conn.acknowledge_received_data(owed, stream_id)
-
-    def _reset_broken(self, stream_id: int, record: StreamRecord) -> None:
-        self._reset(stream_id, record, _INTERNAL_ERROR)
 
     def _reset(self, stream_id: int, record: StreamRecord, error_code: int) -> None:
         """Reset a stream we hold a record of, and report it."""

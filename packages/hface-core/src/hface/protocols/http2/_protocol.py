@@ -158,7 +158,7 @@ class _HTTP2Protocol(HTTP2Base):
         except (H2Error, ValueError) as exc:
             # h2 moved the stream's state before it validated the headers, so
             # the stream is unusable: reset it and tell the caller.
-            self._reset_broken(stream_id, record)
+            self._reset(stream_id, record, _INTERNAL_ERROR)
             raise LocalProtocolError(f"cannot send headers on stream {stream_id}: {exc}") from exc
         record.headers_sent = True
         self._capsules.headers_submitted(stream_id, block)
